@@ -1,0 +1,55 @@
+// Shapes that cross the activity boundary: produced by host activities, consumed
+// by workflows and the CLI. Plain JSON only.
+
+/** libvirt's virDomainState names, lower-cased. */
+export type DomainState = 'running' | 'paused' | 'shutoff' | 'crashed';
+
+export interface DomainSummary {
+  name: string;
+  uuid: string;
+  state: DomainState;
+  persistent: boolean;
+}
+
+export interface DomainInfo extends DomainSummary {
+  /** Why it is in that state, in libvirt's words (booted, user, migration, ...). */
+  reason: string;
+  pid?: number;
+  memoryKiB: number;
+  currentMemoryKiB: number;
+  vcpus: number;
+  host: string;
+  /** Live-only: where QMP and the guest RAM file are, for tests and diagnostics. */
+  qmpSocket?: string;
+  memoryBackingFile?: string;
+}
+
+export interface HostInfo {
+  name: string;
+  hostUuid: string;
+  hostname: string;
+  protocolVersions: number[];
+  qemuVersion?: string;
+}
+
+export type DomainOperation =
+  | { op: 'define'; xml: string }
+  | { op: 'undefine'; name: string }
+  | { op: 'start'; name: string; paused?: boolean }
+  | { op: 'destroy'; name: string }
+  | { op: 'suspend'; name: string }
+  | { op: 'resume'; name: string }
+  | { op: 'info'; name: string }
+  | { op: 'list' }
+  | { op: 'dumpxml'; name: string; inactive?: boolean; migratable?: boolean };
+
+export interface DomainOperationInput {
+  host: string;
+  operation: DomainOperation;
+}
+
+export type DomainOperationResult =
+  | { op: 'define'; domain: DomainSummary }
+  | { op: 'undefine' | 'start' | 'destroy' | 'suspend' | 'resume' | 'info'; domain: DomainInfo }
+  | { op: 'list'; domains: DomainSummary[] }
+  | { op: 'dumpxml'; xml: string };

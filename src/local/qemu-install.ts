@@ -1,0 +1,32 @@
+// QEMU and the compressors come from Debian. The setup step installs them when it
+// runs as root on a Debian-like machine, and otherwise says exactly what is missing.
+import { spawnSync } from 'node:child_process';
+import { SetupError } from './temporal-cli.js';
+import { which } from './which.js';
+
+/** command we need -> Debian package that ships it */
+const REQUIRED: Record<string, string> = {
+  'qemu-system-x86_64': 'qemu-system-x86',
+  'qemu-img': 'qemu-utils',
+};
+
+export function missingHostPackages(): string[] {
+  return [...new Set(Object.entries(REQUIRED).filter(([cmd]) => !which(cmd)).map(([, pkg]) => pkg))];
+}
+
+export function ensureHostPackages(log: (line: string) => void): void {
+  const missing = missingHostPackages();
+  if (missing.length === 0) return;
+  const isRoot = process.getuid?.() === 0;
+  if (!isRoot || !which('apt-get')) {
+    throw new SetupError(`missing Debian packages: ${missing.join(' ')}. Install them with: sudo apt-get install -y ${missing.join(' ')}`);
+  }
+  log(`installing ${missing.join(' ')} with apt-get`);
+  const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
+  for (const args of [['update'], ['install', '-y', '--no-install-recommends', ...missing]]) {
+    const r = spawnSync('apt-get', args, { stdio: 'inherit', env });
+    if (r.status !== 0) throw new SetupError(`apt-get ${args[0]} failed (exit ${r.status}); install ${missing.join(' ')} by hand`);
+  }
+  const still = missingHostPackages();
+  if (still.length) throw new SetupError(`apt-get ran but ${still.join(' ')} still missing`);
+}

@@ -1,0 +1,117 @@
+// README command 1: a whole vmferry on one machine. An embedded Temporal dev server,
+// two simulated hosts and the control worker, then a real 256 MiB QEMU guest booted
+// on host-a through a workflow. Stays up until Ctrl-C, then stops what it started.
+import { randomUUID } from 'node:crypto';
+import { join } from 'node:path';
+import { Client, Connection } from '@temporalio/client';
+import { CONTROL_TASK_QUEUE } from '../src/common/constants.js';
+import type { DomainOperation, DomainOperationResult } from '../src/common/domain-types.js';
+import { startDevServer } from '../src/local/dev-server.js';
+import { projectStateDir } from '../src/local/paths.js';
+import { findTemporalCli } from '../src/local/temporal-cli.js';
+import { startWorkerProcess, type WorkerProcess } from '../src/local/worker-process.js';
+
+const say = (line: string): void => console.log(`[demo] ${line}`);
+const stateDir = projectStateDir();
+const port = Number(process.env.VMFERRY_TEMPORAL_PORT ?? 7233);
+const uiPort = Number(process.env.VMFERRY_UI_PORT ?? port + 1000);
+const headless = process.env.CI === 'true' || process.argv.includes('--headless');
+const GUEST = process.env.VMFERRY_DEMO_GUEST ?? 'demo1';
+
+const cli = findTemporalCli();
+if (!cli) {
+  console.error('[demo] no temporal CLI; run `npm run setup`');
+  process.exit(2);
+}
+
+const server = await startDevServer({ cliPath: cli, stateDir: join(stateDir, 'temporal'), port, uiPort, headless });
+say(`Temporal dev server at ${server.address} (SQLite ${server.dbFilename})`);
+const workers: WorkerProcess[] = [];
+let stopping = false;
+
+async function shutdown(code: number): Promise<never> {
+  if (stopping) process.exit(code);
+  stopping = true;
+  say('stopping: guest, workers, server');
+  await op('host-a', { op: 'destroy', name: GUEST }).catch(() => undefined);
+  await Promise.all(workers.map((w) => w.stop()));
+  await server.stop();
+  process.exit(code);
+}
+process.on('SIGINT', () => void shutdown(0));
+process.on('SIGTERM', () => void shutdown(0));
+
+const hostEnv = (name: string): Record<string, string> => ({
+  VMFERRY_HOST_NAME: name,
+  VMFERRY_HOST_BASE_DIR: join(stateDir, 'hosts', name),
+  TEMPORAL_ADDRESS: server.address,
+});
+const connection = await Connection.connect({ address: server.address });
+const client = new Client({ connection });
+
+async function op(host: string, operation: DomainOperation): Promise<DomainOperationResult> {
+  return await client.workflow.execute('domainOperation', {
+    taskQueue: CONTROL_TASK_QUEUE,
+    workflowId: `demo-${operation.op}-${host}-${randomUUID().slice(0, 8)}`,
+    args: [{ host, operation }],
+  });
+}
+
+try {
+  workers.push(
+    ...(await Promise.all([
+      startWorkerProcess('host', hostEnv('host-a'), 'host worker ready'),
+      startWorkerProcess('host', hostEnv('host-b'), 'host worker ready'),
+      startWorkerProcess('control', { TEMPORAL_ADDRESS: server.address }, 'control worker ready'),
+    ])),
+  );
+  say(`workers up: host-a (pid ${workers[0]!.pid}), host-b (pid ${workers[1]!.pid}), control (pid ${workers[2]!.pid})`);
+
+  const list = await op('host-a', { op: 'list' });
+  const known = 'domains' in list ? list.domains.find((d) => d.name === GUEST) : undefined;
+  if (!known) {
+    await op('host-a', { op: 'define', xml: demoGuestXml(GUEST) });
+    say(`defined ${GUEST} (256 MiB) on host-a`);
+  }
+  if (known?.state !== 'running') {
+    const started = await op('host-a', { op: 'start', name: GUEST });
+    if ('domain' in started) say(`started ${GUEST} on host-a: QEMU pid ${(started.domain as { pid?: number }).pid}, state ${started.domain.state}`);
+  }
+  const info = await op('host-a', { op: 'info', name: GUEST });
+  say(`dominfo: ${JSON.stringify('domain' in info ? info.domain : info)}`);
+  say(server.uiUrl ? `Web UI: ${server.uiUrl}/namespaces/default/workflows` : 'Web UI off (headless)');
+  say(`list the workflows: ${cli} workflow list --address ${server.address}`);
+  say('running; Ctrl-C stops the guest, the workers and the server');
+  if (process.argv.includes('--once')) await shutdown(0);
+} catch (err) {
+  console.error('[demo] failed:', err);
+  await shutdown(1);
+}
+
+function demoGuestXml(name: string): string {
+  return `<domain type='qemu'>
+  <name>${name}</name>
+  <uuid>${randomUUID()}</uuid>
+  <title>vmferry demo guest</title>
+  <memory unit='MiB'>256</memory>
+  <currentMemory unit='MiB'>256</currentMemory>
+  <memoryBacking>
+    <source type='file'/>
+    <access mode='shared'/>
+  </memoryBacking>
+  <vcpu placement='static'>1</vcpu>
+  <os>
+    <type arch='x86_64' machine='pc'>hvm</type>
+    <boot dev='hd'/>
+  </os>
+  <features><acpi/></features>
+  <clock offset='utc'/>
+  <devices>
+    <serial type='pty'><target port='0'/></serial>
+    <console type='pty'><target type='serial' port='0'/></console>
+    <graphics type='vnc' port='-1' autoport='yes' listen='127.0.0.1'/>
+    <memballoon model='virtio'/>
+  </devices>
+</domain>
+`;
+}

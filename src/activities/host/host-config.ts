@@ -1,0 +1,85 @@
+// A host worker is configured by a small JSON file and/or environment variables;
+// every default works for one simulated host on one machine.
+import { randomUUID } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, writeFileSync, chmodSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { HOST_NAME_PATTERN } from '../../common/constants.js';
+
+export interface HostConfig {
+  name: string;
+  hostUuid: string;
+  /** Persistent definitions (<name>.xml), the host UUID. */
+  stateDir: string;
+  /** Live status per running domain, QMP sockets. */
+  runDir: string;
+  /** One QEMU log per domain. */
+  logDir: string;
+  /** Guest RAM files for domains with a file memory backing. */
+  memoryBackingDir: string;
+  qemuBinary: string;
+  /** Migration protocol versions this host speaks (libvirt's v2, v3). */
+  protocolVersions: number[];
+  migration: { address: string; portMin: number; portMax: number };
+  temporal: { address: string; namespace: string };
+}
+
+export type HostConfigFile = Partial<Omit<HostConfig, 'hostUuid'>> & { hostUuid?: string };
+
+export class HostConfigError extends Error {
+  override readonly name = 'HostConfigError';
+}
+
+function envList(v: string | undefined): number[] | undefined {
+  return v ? v.split(',').map((s) => Number(s.trim())) : undefined;
+}
+
+export function loadHostConfig(env: NodeJS.ProcessEnv = process.env): HostConfig {
+  const file: HostConfigFile = env.VMFERRY_HOST_CONFIG ? (JSON.parse(readFileSync(env.VMFERRY_HOST_CONFIG, 'utf8')) as HostConfigFile) : {};
+  const name = env.VMFERRY_HOST_NAME ?? file.name ?? 'host-a';
+  if (!HOST_NAME_PATTERN.test(name)) throw new HostConfigError(`host name ${JSON.stringify(name)} must match ${HOST_NAME_PATTERN}`);
+  const base = resolve(env.VMFERRY_HOST_BASE_DIR ?? join(process.cwd(), '.state', 'hosts', name));
+  const stateDir = resolve(env.VMFERRY_HOST_STATE_DIR ?? file.stateDir ?? join(base, 'state'));
+  const runDir = resolve(env.VMFERRY_HOST_RUN_DIR ?? file.runDir ?? join(base, 'run'));
+  const logDir = resolve(env.VMFERRY_HOST_LOG_DIR ?? file.logDir ?? join(base, 'log'));
+  const memoryBackingDir = resolve(env.VMFERRY_HOST_MEMORY_DIR ?? file.memoryBackingDir ?? join('/dev/shm', `vmferry-${name}`));
+  const protocolVersions = envList(env.VMFERRY_HOST_PROTOCOLS) ?? file.protocolVersions ?? [2, 3];
+  if (!protocolVersions.length || protocolVersions.some((v) => v !== 2 && v !== 3)) {
+    throw new HostConfigError(`protocolVersions must be a non-empty subset of [2, 3], got ${JSON.stringify(protocolVersions)}`);
+  }
+  const migration = {
+    address: env.VMFERRY_HOST_MIGRATION_ADDRESS ?? file.migration?.address ?? '127.0.0.1',
+    portMin: Number(env.VMFERRY_HOST_MIGRATION_PORT_MIN ?? file.migration?.portMin ?? 49152),
+    portMax: Number(env.VMFERRY_HOST_MIGRATION_PORT_MAX ?? file.migration?.portMax ?? 49215),
+  };
+  if (!(Number.isInteger(migration.portMin) && Number.isInteger(migration.portMax) && migration.portMin > 0 && migration.portMin <= migration.portMax && migration.portMax < 65536)) {
+    throw new HostConfigError(`bad migration port range ${migration.portMin}-${migration.portMax}`);
+  }
+  for (const dir of [stateDir, runDir, logDir, memoryBackingDir]) {
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    chmodSync(dir, 0o700);
+  }
+  return {
+    name,
+    hostUuid: env.VMFERRY_HOST_UUID ?? file.hostUuid ?? persistentHostUuid(stateDir),
+    stateDir,
+    runDir,
+    logDir,
+    memoryBackingDir,
+    qemuBinary: env.VMFERRY_QEMU_BINARY ?? file.qemuBinary ?? 'qemu-system-x86_64',
+    protocolVersions,
+    migration,
+    temporal: {
+      address: env.TEMPORAL_ADDRESS ?? file.temporal?.address ?? '127.0.0.1:7233',
+      namespace: env.TEMPORAL_NAMESPACE ?? file.temporal?.namespace ?? 'default',
+    },
+  };
+}
+
+/** Same-host migration is refused by host UUID, so it must survive worker restarts. */
+function persistentHostUuid(stateDir: string): string {
+  const path = join(stateDir, 'host-uuid');
+  if (existsSync(path)) return readFileSync(path, 'utf8').trim();
+  const uuid = randomUUID();
+  writeFileSync(path, `${uuid}\n`, { mode: 0o600 });
+  return uuid;
+}

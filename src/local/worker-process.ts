@@ -1,0 +1,60 @@
+// Starts a worker as its own process (so a test can kill -9 it) and waits for its
+// "ready" log line: an event, not a sleep.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createInterface } from 'node:readline';
+import { PROJECT_ROOT } from './paths.js';
+
+const ROOT = PROJECT_ROOT;
+
+export interface WorkerProcess {
+  pid: number;
+  /** Every JSON log line the worker printed so far. */
+  logs: Record<string, unknown>[];
+  /** SIGTERM and wait for exit (graceful: QEMU left running). */
+  stop(): Promise<void>;
+  /** SIGKILL and wait for exit: the crash a supervisor would see. */
+  kill9(): Promise<void>;
+  exited: Promise<number | null>;
+}
+
+export async function startWorkerProcess(entry: 'host' | 'control', env: Record<string, string>, readyMsg: string, timeoutMs = 60_000): Promise<WorkerProcess> {
+  const child: ChildProcess = spawn(process.execPath, ['--import', 'tsx', `src/workers/${entry}.ts`], {
+    cwd: ROOT,
+    env: { ...process.env, ...env, VMFERRY_LOG_LEVEL: 'info' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const logs: Record<string, unknown>[] = [];
+  let stderr = '';
+  child.stderr!.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-4000)));
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  const ready = new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`${entry} worker not ready within ${timeoutMs} ms; stderr: ${stderr}`)), timeoutMs);
+    createInterface({ input: child.stdout! }).on('line', (line) => {
+      try {
+        const rec = JSON.parse(line) as Record<string, unknown>;
+        logs.push(rec);
+        if (rec.msg === readyMsg) {
+          clearTimeout(timer);
+          resolve();
+        }
+      } catch {
+        // not JSON: ignore
+      }
+    });
+    void exited.then((code) => {
+      clearTimeout(timer);
+      reject(new Error(`${entry} worker exited (${code}) before ready; stderr: ${stderr}`));
+    });
+  });
+  const signal = async (sig: NodeJS.Signals): Promise<void> => {
+    if (child.exitCode === null && child.signalCode === null) child.kill(sig);
+    await exited;
+  };
+  try {
+    await ready;
+  } catch (err) {
+    await signal('SIGKILL');
+    throw err;
+  }
+  return { pid: child.pid!, logs, stop: () => signal('SIGTERM'), kill9: () => signal('SIGKILL'), exited };
+}

@@ -1,0 +1,33 @@
+// Control worker: runs the workflows on task queue vmferry-control. It holds no
+// host state; everything it learns comes back from host activities.
+import { NativeConnection, Worker } from '@temporalio/worker';
+import { CONTROL_TASK_QUEUE, DEFAULT_NAMESPACE, DEFAULT_TEMPORAL_ADDRESS } from '../common/constants.js';
+import { createLogger, installTemporalLogging } from './logging.js';
+import { workflowsPath } from './workflows-path.js';
+
+async function main(): Promise<void> {
+  const log = createLogger({ role: 'control-worker' });
+  installTemporalLogging(log);
+  const address = process.env.TEMPORAL_ADDRESS ?? DEFAULT_TEMPORAL_ADDRESS;
+  const namespace = process.env.TEMPORAL_NAMESPACE ?? DEFAULT_NAMESPACE;
+  const connection = await NativeConnection.connect({ address });
+  const worker = await Worker.create({
+    connection,
+    namespace,
+    taskQueue: CONTROL_TASK_QUEUE,
+    // A prebuilt bundle (tests, deployments) skips webpack at start-up.
+    ...(process.env.VMFERRY_WORKFLOW_BUNDLE ? { workflowBundle: { codePath: process.env.VMFERRY_WORKFLOW_BUNDLE } } : { workflowsPath: workflowsPath() }),
+    identity: `control-worker@${process.pid}`,
+  });
+  const stop = (): void => worker.shutdown();
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
+  log.info({ taskQueue: CONTROL_TASK_QUEUE, address, namespace }, 'control worker ready');
+  try {
+    await worker.run();
+  } finally {
+    await connection.close();
+  }
+}
+
+await main();

@@ -1,0 +1,39 @@
+// Host worker: one per hypervisor, on task queue host/<name>. QEMU processes
+// outlive it; on start it reattaches to them, on stop it leaves them running.
+import { NativeConnection, Worker } from '@temporalio/worker';
+import { hostTaskQueue } from '../common/constants.js';
+import { createDomainActivities } from '../activities/host/domain-activities.js';
+import { loadHostConfig } from '../activities/host/host-config.js';
+import { HostRuntime } from '../activities/host/host-runtime.js';
+import { createLogger, installTemporalLogging } from './logging.js';
+
+async function main(): Promise<void> {
+  const config = loadHostConfig();
+  const log = createLogger({ host: config.name, role: 'host-worker' });
+  installTemporalLogging(log);
+  const rt = new HostRuntime(config, log);
+  await rt.reconnectAll();
+  const connection = await NativeConnection.connect({ address: config.temporal.address });
+  const worker = await Worker.create({
+    connection,
+    namespace: config.temporal.namespace,
+    taskQueue: hostTaskQueue(config.name),
+    activities: { ...createDomainActivities(rt) },
+    // Long activities (saves, migrations) get time to reach a safe point on shutdown.
+    shutdownGraceTime: '10 seconds',
+    identity: `host-worker/${config.name}@${process.pid}`,
+  });
+  const stop = (): void => worker.shutdown();
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
+  log.info({ taskQueue: hostTaskQueue(config.name), stateDir: config.stateDir, runDir: config.runDir, domains: rt.list().length }, 'host worker ready');
+  try {
+    await worker.run();
+  } finally {
+    await rt.detachAll();
+    await connection.close();
+    log.info('host worker stopped; QEMU processes left running');
+  }
+}
+
+await main();

@@ -1,0 +1,27 @@
+// One pino instance per process: our events and the Temporal SDK's (through the
+// Runtime logger) come out as the same one-JSON-line-per-event stream.
+import { DefaultLogger, Runtime, makeTelemetryFilterString, type LogLevel, type LogMetadata } from '@temporalio/worker';
+import { pino, type Logger } from 'pino';
+
+export function createLogger(bindings: Record<string, unknown>): Logger {
+  return pino({ level: process.env.VMFERRY_LOG_LEVEL ?? 'info', base: { pid: process.pid, ...bindings } });
+}
+
+const PINO_LEVEL: Record<LogLevel, 'trace' | 'debug' | 'info' | 'warn' | 'error'> = {
+  TRACE: 'trace',
+  DEBUG: 'debug',
+  INFO: 'info',
+  WARN: 'warn',
+  ERROR: 'error',
+};
+
+export function installTemporalLogging(log: Logger): void {
+  const sdkLog = log.child({ component: 'temporal-sdk' });
+  Runtime.install({
+    logger: new DefaultLogger('INFO', (entry) => {
+      const meta: LogMetadata = entry.meta ?? {};
+      sdkLog[PINO_LEVEL[entry.level]](meta, entry.message);
+    }),
+    telemetryOptions: { logging: { forward: {}, filter: makeTelemetryFilterString({ core: 'WARN' }) } },
+  });
+}

@@ -1,0 +1,6 @@
+import { fileURLToPath } from 'node:url';
+
+/** The workflow entry point, for bundling (the control worker, the tests, the demo). */
+export function workflowsPath(): string {
+  return fileURLToPath(new URL('../workflows/index.ts', import.meta.url));
+}

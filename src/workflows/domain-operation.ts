@@ -1,0 +1,71 @@
+// One lifecycle operation on one named host, as a workflow: so the demo, the tests
+// and the CLI act on hosts through Temporal and every change is in history.
+import { proxyActivities, upsertSearchAttributes, type ActivityOptions } from '@temporalio/workflow';
+import type { DomainActivities } from '../activities/host/domain-activities.js';
+import { HOST_NAME_PATTERN, hostTaskQueue } from '../common/constants.js';
+import type { DomainOperationInput, DomainOperationResult } from '../common/domain-types.js';
+import { ErrorType, vmError } from '../common/errors.js';
+import { DomainName, JobType, SourceHost } from '../common/search-attributes.js';
+import { unwrapActivityError } from './activity-errors.js';
+
+const NON_RETRYABLE = Object.values(ErrorType).filter((t) => t !== ErrorType.QmpTimeout);
+
+function hostActivities(host: string): { acts: DomainActivities; options: ActivityOptions } {
+  const options: ActivityOptions = {
+    taskQueue: hostTaskQueue(host),
+    startToCloseTimeout: '2 minutes',
+    // A host whose worker is down for longer than a restart is reported, not waited on forever.
+    scheduleToStartTimeout: '1 minute',
+    retry: { maximumAttempts: 3, initialInterval: '1 second', nonRetryableErrorTypes: NON_RETRYABLE },
+  };
+  return { acts: proxyActivities<DomainActivities>(options), options };
+}
+
+export async function domainOperation(input: DomainOperationInput): Promise<DomainOperationResult> {
+  const { host, operation } = input ?? ({} as DomainOperationInput);
+  if (typeof host !== 'string' || !HOST_NAME_PATTERN.test(host)) {
+    throw vmError(ErrorType.OperationInvalid, `bad host name ${JSON.stringify(host)}`);
+  }
+  if (!operation || typeof operation.op !== 'string') throw vmError(ErrorType.OperationInvalid, 'missing operation');
+  const name = 'name' in operation ? operation.name : undefined;
+  if (name !== undefined && (typeof name !== 'string' || name.length === 0)) throw vmError(ErrorType.OperationInvalid, 'missing domain name');
+  upsertSearchAttributes([
+    { key: JobType, value: `domain-${operation.op}` },
+    { key: SourceHost, value: host },
+    ...(name ? [{ key: DomainName, value: name }] : []),
+  ]);
+  const { acts, options } = hostActivities(host);
+  const run = <K extends keyof DomainActivities>(act: K, args: Parameters<DomainActivities[K]>): Promise<Awaited<ReturnType<DomainActivities[K]>>> =>
+    // eslint-disable-next-line @typescript-eslint/no-explicit-any
+    (acts[act] as any).executeWithOptions({ ...options, summary: `${operation.op}${name ? ` '${name}'` : ''} on ${host}` }, args);
+  try {
+    switch (operation.op) {
+      case 'define': {
+        if (typeof operation.xml !== 'string') throw vmError(ErrorType.OperationInvalid, 'define needs xml');
+        const domain = await run('defineDomain', [operation.xml]);
+        upsertSearchAttributes([{ key: DomainName, value: domain.name }]);
+        return { op: 'define', domain };
+      }
+      case 'undefine':
+        return { op: 'undefine', domain: await run('undefineDomain', [operation.name]) };
+      case 'start':
+        return { op: 'start', domain: await run('startDomain', [operation.name, { paused: operation.paused === true }]) };
+      case 'destroy':
+        return { op: 'destroy', domain: await run('destroyDomain', [operation.name]) };
+      case 'suspend':
+        return { op: 'suspend', domain: await run('suspendDomain', [operation.name]) };
+      case 'resume':
+        return { op: 'resume', domain: await run('resumeDomain', [operation.name]) };
+      case 'info':
+        return { op: 'info', domain: await run('domainInfo', [operation.name]) };
+      case 'list':
+        return { op: 'list', domains: await run('listDomains', []) };
+      case 'dumpxml':
+        return { op: 'dumpxml', xml: await run('dumpDomainXml', [operation.name, { inactive: operation.inactive, migratable: operation.migratable }]) };
+      default:
+        throw vmError(ErrorType.OperationInvalid, `unknown operation ${JSON.stringify((operation as { op: unknown }).op)}`);
+    }
+  } catch (err) {
+    throw unwrapActivityError(err, { host, step: operation.op });
+  }
+}

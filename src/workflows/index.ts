@@ -1,0 +1,1 @@
+export { domainOperation } from './domain-operation.js';

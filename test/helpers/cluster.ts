@@ -1,0 +1,82 @@
+// A local cluster for one test file: host workers with their own short temp dirs
+// (QMP socket paths must fit in 108 bytes) and one control worker, all on the run's
+// shared dev server. Everything it made is removed by stop().
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Client, Connection } from '@temporalio/client';
+import { inject } from 'vitest';
+import { CONTROL_TASK_QUEUE } from '../../src/common/constants.js';
+import type { DomainOperation, DomainOperationResult } from '../../src/common/domain-types.js';
+import { startWorkerProcess, type WorkerProcess } from '../../src/local/worker-process.js';
+
+export interface HostHandle {
+  name: string;
+  env: Record<string, string>;
+  baseDir: string;
+  memoryDir: string;
+  worker?: WorkerProcess;
+}
+
+export class TestCluster {
+  readonly address = inject('temporalAddress');
+  readonly root = mkdtempSync(join(tmpdir(), 'vmf-'));
+  readonly hosts = new Map<string, HostHandle>();
+  control?: WorkerProcess;
+  connection?: Connection;
+  client!: Client;
+  private seq = 0;
+
+  async connect(): Promise<Client> {
+    this.connection = await Connection.connect({ address: this.address });
+    this.client = new Client({ connection: this.connection });
+    return this.client;
+  }
+
+  hostHandle(name: string, extraEnv: Record<string, string> = {}): HostHandle {
+    let h = this.hosts.get(name);
+    if (!h) {
+      const baseDir = join(this.root, name);
+      // Unique per cluster so parallel test files never share guest RAM files.
+      const memoryDir = join('/dev/shm', `vmf-${process.pid}-${this.root.slice(-6)}-${name}`);
+      h = {
+        name,
+        baseDir,
+        memoryDir,
+        env: { VMFERRY_HOST_NAME: name, VMFERRY_HOST_BASE_DIR: baseDir, VMFERRY_HOST_MEMORY_DIR: memoryDir, TEMPORAL_ADDRESS: this.address, ...extraEnv },
+      };
+      this.hosts.set(name, h);
+    }
+    return h;
+  }
+
+  async startHost(name: string, extraEnv: Record<string, string> = {}): Promise<HostHandle> {
+    const h = this.hostHandle(name, extraEnv);
+    h.worker = await startWorkerProcess('host', h.env, 'host worker ready');
+    return h;
+  }
+
+  async startControl(): Promise<WorkerProcess> {
+    this.control = await startWorkerProcess('control', { TEMPORAL_ADDRESS: this.address, VMFERRY_WORKFLOW_BUNDLE: inject('workflowBundle') }, 'control worker ready');
+    return this.control;
+  }
+
+  /** Runs one domain operation through the control workflow and returns its result. */
+  async op(host: string, operation: DomainOperation): Promise<DomainOperationResult> {
+    return await this.client.workflow.execute('domainOperation', {
+      taskQueue: CONTROL_TASK_QUEUE,
+      workflowId: `test-op-${host}-${operation.op}-${process.pid}-${Date.now()}-${this.seq++}`,
+      args: [{ host, operation }],
+      workflowExecutionTimeout: '3 minutes',
+    });
+  }
+
+  /** Stops the workers it started; QEMU processes are the test's to destroy first. */
+  async stop(): Promise<void> {
+    await Promise.all([...this.hosts.values()].map((h) => h.worker?.stop()));
+    await this.control?.stop();
+    await this.connection?.close();
+    for (const h of this.hosts.values()) rmSync(h.memoryDir, { recursive: true, force: true });
+    rmSync(this.root, { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,34 @@
+import { randomUUID } from 'node:crypto';
+
+/** A small TCG guest whose RAM is a shared file the test can read and write from the host. */
+export function guestXml(opts: { name: string; uuid?: string; memoryMiB?: number; extraDevices?: string } ): string {
+  return `<domain type='qemu'>
+  <name>${opts.name}</name>
+  <uuid>${opts.uuid ?? randomUUID()}</uuid>
+  <memory unit='MiB'>${opts.memoryMiB ?? 64}</memory>
+  <currentMemory unit='MiB'>${opts.memoryMiB ?? 64}</currentMemory>
+  <memoryBacking>
+    <source type='file'/>
+    <access mode='shared'/>
+  </memoryBacking>
+  <vcpu placement='static'>1</vcpu>
+  <os>
+    <type arch='x86_64' machine='pc'>hvm</type>
+    <boot dev='hd'/>
+  </os>
+  <features>
+    <acpi/>
+  </features>
+  <clock offset='utc'/>
+  <on_poweroff>destroy</on_poweroff>
+  <on_reboot>restart</on_reboot>
+  <on_crash>destroy</on_crash>
+  <devices>
+    <serial type='pty'>
+      <target port='0'/>
+    </serial>
+    <memballoon model='none'/>${opts.extraDevices ?? ''}
+  </devices>
+</domain>
+`;
+}

@@ -2,6 +2,7 @@
 // two simulated hosts and the control worker, then a real 256 MiB QEMU guest booted
 // on host-a through a workflow. Stays up until Ctrl-C, then stops what it started.
 import { randomUUID } from 'node:crypto';
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import { CONTROL_TASK_QUEUE } from '../src/common/constants.js';
@@ -46,6 +47,8 @@ const hostEnv = (name: string): Record<string, string> => ({
   VMFERRY_HOST_BASE_DIR: join(stateDir, 'hosts', name),
   TEMPORAL_ADDRESS: server.address,
 });
+const logDir = join(stateDir, 'logs');
+mkdirSync(logDir, { recursive: true });
 const connection = await Connection.connect({ address: server.address });
 const client = new Client({ connection });
 
@@ -60,11 +63,12 @@ async function op(host: string, operation: DomainOperation): Promise<DomainOpera
 try {
   workers.push(
     ...(await Promise.all([
-      startWorkerProcess('host', hostEnv('host-a'), 'host worker ready'),
-      startWorkerProcess('host', hostEnv('host-b'), 'host worker ready'),
-      startWorkerProcess('control', { TEMPORAL_ADDRESS: server.address }, 'control worker ready'),
+      startWorkerProcess('host', hostEnv('host-a'), 'host worker ready', { logFile: join(logDir, 'host-a.log') }),
+      startWorkerProcess('host', hostEnv('host-b'), 'host worker ready', { logFile: join(logDir, 'host-b.log') }),
+      startWorkerProcess('control', { TEMPORAL_ADDRESS: server.address }, 'control worker ready', { logFile: join(logDir, 'control.log') }),
     ])),
   );
+  say(`worker logs (pino JSON lines) in ${logDir}`);
   say(`workers up: host-a (pid ${workers[0]!.pid}), host-b (pid ${workers[1]!.pid}), control (pid ${workers[2]!.pid})`);
 
   const list = await op('host-a', { op: 'list' });

@@ -1,6 +1,7 @@
 // Starts a worker as its own process (so a test can kill -9 it) and waits for its
 // "ready" log line: an event, not a sleep.
 import { spawn, type ChildProcess } from 'node:child_process';
+import { createWriteStream } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { PROJECT_ROOT } from './paths.js';
 
@@ -17,7 +18,14 @@ export interface WorkerProcess {
   exited: Promise<number | null>;
 }
 
-export async function startWorkerProcess(entry: 'host' | 'control', env: Record<string, string>, readyMsg: string, timeoutMs = 60_000): Promise<WorkerProcess> {
+export async function startWorkerProcess(
+  entry: 'host' | 'control',
+  env: Record<string, string>,
+  readyMsg: string,
+  opts: { timeoutMs?: number; logFile?: string } = {},
+): Promise<WorkerProcess> {
+  const timeoutMs = opts.timeoutMs ?? 60_000;
+  const logStream = opts.logFile ? createWriteStream(opts.logFile, { flags: 'a' }) : undefined;
   const child: ChildProcess = spawn(process.execPath, ['--import', 'tsx', `src/workers/${entry}.ts`], {
     cwd: ROOT,
     env: { ...process.env, ...env, VMFERRY_LOG_LEVEL: 'info' },
@@ -30,6 +38,7 @@ export async function startWorkerProcess(entry: 'host' | 'control', env: Record<
   const ready = new Promise<void>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`${entry} worker not ready within ${timeoutMs} ms; stderr: ${stderr}`)), timeoutMs);
     createInterface({ input: child.stdout! }).on('line', (line) => {
+      logStream?.write(`${line}\n`);
       try {
         const rec = JSON.parse(line) as Record<string, unknown>;
         logs.push(rec);

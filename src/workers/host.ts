@@ -3,6 +3,7 @@
 import { NativeConnection, Worker } from '@temporalio/worker';
 import { hostTaskQueue } from '../common/constants.js';
 import { createDomainActivities } from '../activities/host/domain-activities.js';
+import { createJobControlActivities } from '../activities/host/job-control.js';
 import { loadHostConfig } from '../activities/host/host-config.js';
 import { HostRuntime } from '../activities/host/host-runtime.js';
 import { createLogger, installTemporalLogging } from './logging.js';
@@ -18,9 +19,12 @@ async function main(): Promise<void> {
     connection,
     namespace: config.temporal.namespace,
     taskQueue: hostTaskQueue(config.name),
-    activities: { ...createDomainActivities(rt) },
+    activities: { ...createDomainActivities(rt), ...createJobControlActivities(rt) },
     // Long activities (saves, migrations) get time to reach a safe point on shutdown.
     shutdownGraceTime: '10 seconds',
+    // Cancellation reaches an activity with a heartbeat response: keep that under a second or two.
+    maxHeartbeatThrottleInterval: '1 second',
+    defaultHeartbeatThrottleInterval: '1 second',
     identity: `host-worker/${config.name}@${process.pid}`,
   });
   const stop = (): void => worker.shutdown();

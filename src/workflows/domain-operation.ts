@@ -36,7 +36,6 @@ export async function domainOperation(input: DomainOperationInput): Promise<Doma
   ]);
   const { acts, options } = hostActivities(host);
   const run = <K extends keyof DomainActivities>(act: K, args: Parameters<DomainActivities[K]>): Promise<Awaited<ReturnType<DomainActivities[K]>>> =>
-    // eslint-disable-next-line @typescript-eslint/no-explicit-any
     (acts[act] as any).executeWithOptions({ ...options, summary: `${operation.op}${name ? ` '${name}'` : ''} on ${host}` }, args);
   try {
     switch (operation.op) {

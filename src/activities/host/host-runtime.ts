@@ -189,44 +189,59 @@ export class HostRuntime {
       }
       const xml = this.defs.read(name);
       if (xml === undefined) throw this.notFound(name);
-      const def = parseDomainXml(xml);
-      const qmpSocket = join(this.config.runDir, `${name}.qmp`);
-      const memoryBackingFile = def.memoryBacking?.sourceType === 'file' ? join(this.config.memoryBackingDir, `${def.uuid}.ram`) : undefined;
-      const spicePorts: number[] = [];
-      for (const g of def.devices.graphics) {
-        if (g.type === 'spice') spicePorts.push(g.autoport || g.port === undefined || g.port < 0 ? await findFreePort(5900, 65535, spicePorts) : g.port);
-      }
-      const args = buildQemuArgs(def, { qmpSocket, memoryBackingFile, spicePorts });
-      const logFile = join(this.config.logDir, `${name}.log`);
-      this.log.info({ domain: name, args }, 'starting QEMU');
-      const { pid, qmp } = await launchQemu({ binary: def.devices.emulator ?? this.config.qemuBinary, args, qmpSocket, logFile });
-      const dom = this.track(
-        new RunningDomain(
-          { name, uuid: def.uuid, pid, qmp, qmpSocket, memoryBackingFile, startRequestId: opts.requestId, state: 'paused', reason: 'starting up', domainXml: formatDomainXml(def) },
-          this.config.runDir,
-          (d) => this.onGone(d),
-        ),
-      );
-      dom.persist();
-      try {
-        this.qemuVersion ??= `${qmp.version.qemu.major}.${qmp.version.qemu.minor}.${qmp.version.qemu.micro}`;
-        await applyGraphicsPasswords(qmp, def);
-        dom.domainXml = formatDomainXml(await readLiveFacts(qmp, def));
-        if (opts.paused) {
-          dom.setState('paused', 'user');
-        } else {
-          await qmp.execute('cont');
-          dom.setState('running', 'booted');
-        }
-      } catch (err) {
-        await this.kill(dom);
-        throw err;
-      }
+      await this.launch(parseDomainXml(xml), { paused: opts.paused, requestId: opts.requestId });
       return this.info(name);
     });
   }
 
-  private async kill(dom: RunningDomain): Promise<void> {
+  /**
+   * Starts QEMU for a definition (persistent or not) and tracks it. With
+   * `incoming`, QEMU waits for `migrate-incoming` (restore, migration Prepare) and
+   * stays paused; the caller holds whatever lock or job covers the domain.
+   */
+  async launch(def: DomainDef, opts: { paused?: boolean; incoming?: boolean; requestId?: string; extraArgs?: string[] }): Promise<RunningDomain> {
+    const name = def.name;
+    if (this.running.has(name)) throw vmError(ErrorType.OperationInvalid, `domain '${name}' is already running`, { domain: name });
+    const qmpSocket = join(this.config.runDir, `${name}.qmp`);
+    const memoryBackingFile = def.memoryBacking?.sourceType === 'file' ? join(this.config.memoryBackingDir, `${def.uuid}.ram`) : undefined;
+    const spicePorts: number[] = [];
+    for (const g of def.devices.graphics) {
+      if (g.type === 'spice') spicePorts.push(g.autoport || g.port === undefined || g.port < 0 ? await findFreePort(5900, 65535, spicePorts) : g.port);
+    }
+    const extra = [...(opts.incoming ? ['-incoming', 'defer'] : []), ...(opts.extraArgs ?? [])];
+    const args = buildQemuArgs(def, { qmpSocket, memoryBackingFile, spicePorts, extra });
+    const logFile = join(this.config.logDir, `${name}.log`);
+    this.log.info({ domain: name, args }, 'starting QEMU');
+    const { pid, qmp } = await launchQemu({ binary: def.devices.emulator ?? this.config.qemuBinary, args, qmpSocket, logFile });
+    const dom = this.track(
+      new RunningDomain(
+        { name, uuid: def.uuid, pid, qmp, qmpSocket, memoryBackingFile, startRequestId: opts.requestId, state: 'paused', reason: opts.incoming ? 'incoming migration' : 'starting up', domainXml: formatDomainXml(def) },
+        this.config.runDir,
+        (d) => this.onGone(d),
+      ),
+    );
+    dom.persist();
+    try {
+      this.qemuVersion ??= `${qmp.version.qemu.major}.${qmp.version.qemu.minor}.${qmp.version.qemu.micro}`;
+      await applyGraphicsPasswords(qmp, def);
+      dom.domainXml = formatDomainXml(await readLiveFacts(qmp, def));
+      if (opts.incoming) {
+        dom.persist();
+      } else if (opts.paused) {
+        dom.setState('paused', 'user');
+      } else {
+        await qmp.execute('cont');
+        dom.setState('running', 'booted');
+      }
+    } catch (err) {
+      await this.kill(dom);
+      throw err;
+    }
+    return dom;
+  }
+
+  /** Stops QEMU (SIGTERM, then SIGKILL) and waits until its files are cleaned up. */
+  async kill(dom: RunningDomain): Promise<void> {
     await terminate(dom.pid);
     await dom.gone;
   }

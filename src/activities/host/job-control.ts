@@ -1,0 +1,50 @@
+// Job control that must reach a running QEMU within a second: abort, speed and
+// max downtime. Each is its own short activity on the domain's host, so a
+// signal to the workflow turns into a QMP command without waiting for the long
+// activity's next heartbeat.
+import { ErrorType, vmError } from '../../common/errors.js';
+import { invalidDowntime, invalidSpeed } from '../../common/job-messages.js';
+import type { HostRuntime } from './host-runtime.js';
+
+/** libvirt's "unlimited": the largest MiB/s whose byte count QEMU's int64 holds, capped to JS's exact integers. */
+export const UNLIMITED_BANDWIDTH_BYTES = Number.MAX_SAFE_INTEGER;
+
+export function bandwidthBytes(mibps: number): number {
+  return mibps === 0 ? UNLIMITED_BANDWIDTH_BYTES : Math.min(mibps * 1024 * 1024, UNLIMITED_BANDWIDTH_BYTES);
+}
+
+function jobOf(rt: HostRuntime, name: string, jobId: string) {
+  const job = rt.locks.job(name);
+  if (!job || job.id !== jobId) return undefined;
+  return job;
+}
+
+export function createJobControlActivities(rt: HostRuntime) {
+  return {
+    /** Idempotent: aborting a job that already ended, or twice, is fine. */
+    async abortJob(name: string, jobId: string): Promise<{ aborted: boolean }> {
+      const job = jobOf(rt, name, jobId);
+      if (!job) return { aborted: false };
+      job.abortRequested = true;
+      const dom = rt.getRunning(name);
+      if (dom && !dom.qmp.isClosed) await dom.qmp.execute('migrate_cancel').catch(() => undefined);
+      return { aborted: true };
+    },
+
+    async setJobSpeed(name: string, jobId: string, mibps: number): Promise<void> {
+      const why = invalidSpeed(mibps);
+      if (why) throw vmError(ErrorType.OperationInvalid, why);
+      if (!jobOf(rt, name, jobId)) throw vmError(ErrorType.OperationInvalid, `domain '${name}' has no job ${jobId} on this host`);
+      await rt.requireRunning(name).qmp.execute('migrate-set-parameters', { 'max-bandwidth': bandwidthBytes(mibps) });
+    },
+
+    async setJobMaxDowntime(name: string, jobId: string, ms: number): Promise<void> {
+      const why = invalidDowntime(ms);
+      if (why) throw vmError(ErrorType.OperationInvalid, why);
+      if (!jobOf(rt, name, jobId)) throw vmError(ErrorType.OperationInvalid, `domain '${name}' has no job ${jobId} on this host`);
+      await rt.requireRunning(name).qmp.execute('migrate-set-parameters', { 'downtime-limit': ms });
+    },
+  };
+}
+
+export type JobControlActivities = ReturnType<typeof createJobControlActivities>;

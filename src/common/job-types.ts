@@ -1,0 +1,56 @@
+// The asynchronous job model shared by workflows, host activities and the CLI.
+// Field names follow libvirt's domjobinfo, with units in the names.
+
+export type JobType = 'save' | 'restore' | 'managedSave' | 'managedStart' | 'coreDump' | 'migrateOut';
+
+export type JobStatus = 'running' | 'completed' | 'failed' | 'cancelled';
+
+/** What QEMU reports while a migration stream (to a file or a peer) runs. */
+export interface JobProgress {
+  dataTotalBytes?: number;
+  dataProcessedBytes?: number;
+  dataRemainingBytes?: number;
+  memTotalBytes?: number;
+  memProcessedBytes?: number;
+  memRemainingBytes?: number;
+  dirtyRatePagesPerSec?: number;
+  bandwidthMiBps?: number;
+  expectedDowntimeMs?: number;
+  downtimeMs?: number;
+  setupTimeMs?: number;
+  /** 0-100, from processed / total when both are known. */
+  percent?: number;
+}
+
+export interface JobError {
+  type: string;
+  message: string;
+  phase: string;
+}
+
+export interface JobInfo extends JobProgress {
+  jobType: JobType;
+  domain: string;
+  domainUuid: string;
+  status: JobStatus;
+  phase: string;
+  startedAtMs: number;
+  elapsedMs: number;
+  /** Speed limit the job applies (MiB/s, 0 = unlimited) and max downtime (ms), when set. */
+  speedLimitMiBps?: number;
+  maxDowntimeMs?: number;
+  error?: JobError;
+  /** Errors met while cleaning up after `error`; never replace it. */
+  cleanupErrors?: JobError[];
+}
+
+/** One job per domain cluster-wide: the workflow ID is derived from the domain UUID. */
+export function jobWorkflowId(domainUuid: string): string {
+  return `vmferry-job-${domainUuid.toLowerCase()}`;
+}
+
+/** Phase progress an activity reports in its heartbeats. */
+export interface JobHeartbeat {
+  phase: string;
+  progress: JobProgress;
+}

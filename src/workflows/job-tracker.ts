@@ -1,0 +1,113 @@
+// The workflow side of a job: its phase (also a search attribute), the jobInfo
+// query, the control signals, and the first-error rule (cleanup errors are
+// attached, never substituted).
+import { ApplicationFailure, isCancellation, log, setHandler, upsertSearchAttributes, workflowInfo } from '@temporalio/workflow';
+import { cancelSignal, invalidDowntime, invalidSpeed, jobInfoQuery, setMaxDowntimeSignal, setSpeedSignal } from '../common/job-messages.js';
+import type { JobError, JobInfo, JobProgress, JobType } from '../common/job-types.js';
+import { ErrorType } from '../common/errors.js';
+import { DomainName, DomainUuid, JobPhase, JobType as JobTypeKey } from '../common/search-attributes.js';
+
+export interface JobHooks {
+  /** Called once, on the first cancel signal or native cancellation noticed by the workflow. */
+  onCancel?: () => void;
+  onSetSpeed?: (mibps: number) => Promise<void>;
+  onSetMaxDowntime?: (ms: number) => Promise<void>;
+}
+
+export class JobTracker {
+  readonly info: JobInfo;
+  private cancelled = false;
+
+  constructor(init: { jobType: JobType; domain: string; domainUuid: string; phase: string }, private readonly hooks: JobHooks = {}) {
+    const startedAtMs = workflowInfo().startTime.getTime();
+    this.info = { jobType: init.jobType, domain: init.domain, domainUuid: init.domainUuid, status: 'running', phase: init.phase, startedAtMs, elapsedMs: 0 };
+    upsertSearchAttributes([
+      { key: JobTypeKey, value: init.jobType },
+      { key: DomainName, value: init.domain },
+      { key: DomainUuid, value: init.domainUuid },
+      { key: JobPhase, value: init.phase },
+    ]);
+    setHandler(jobInfoQuery, () => ({ ...this.info, elapsedMs: Date.now() - this.info.startedAtMs }));
+    setHandler(cancelSignal, () => this.requestCancel());
+    setHandler(setSpeedSignal, async (mibps) => {
+      const why = invalidSpeed(mibps);
+      if (why) return void log.warn('setSpeed ignored', { why });
+      this.info.speedLimitMiBps = mibps;
+      await this.hooks.onSetSpeed?.(mibps).catch((err: unknown) => log.warn('setSpeed not applied', { err: String(err) }));
+    });
+    setHandler(setMaxDowntimeSignal, async (ms) => {
+      const why = invalidDowntime(ms);
+      if (why) return void log.warn('setMaxDowntime ignored', { why });
+      this.info.maxDowntimeMs = ms;
+      await this.hooks.onSetMaxDowntime?.(ms).catch((err: unknown) => log.warn('setMaxDowntime not applied', { err: String(err) }));
+    });
+  }
+
+  get cancelRequested(): boolean {
+    return this.cancelled;
+  }
+
+  requestCancel(): void {
+    if (this.cancelled) return;
+    this.cancelled = true;
+    this.hooks.onCancel?.();
+  }
+
+  setHooks(hooks: JobHooks): void {
+    Object.assign(this.hooks, hooks);
+  }
+
+  phase(phase: string): void {
+    this.info.phase = phase;
+    upsertSearchAttributes([{ key: JobPhase, value: phase }]);
+  }
+
+  progress(p: JobProgress): void {
+    Object.assign(this.info, p);
+  }
+
+  /** Records err as the job's error unless one is already recorded; returns the error to throw. */
+  fail(err: unknown, phase = this.info.phase): ApplicationFailure {
+    const failure = toFailure(err, this.cancelled);
+    if (!this.info.error) {
+      this.info.error = { type: failure.type ?? ErrorType.InternalError, message: failure.message, phase };
+      this.info.status = failure.type === ErrorType.OperationAborted ? 'cancelled' : 'failed';
+      return failure;
+    }
+    this.cleanupError(err, phase);
+    return this.firstFailure();
+  }
+
+  cleanupError(err: unknown, phase: string): void {
+    const failure = toFailure(err, false);
+    const entry: JobError = { type: failure.type ?? ErrorType.InternalError, message: failure.message, phase };
+    (this.info.cleanupErrors ??= []).push(entry);
+  }
+
+  /** The error the workflow fails with: the first one, cleanup errors in its details. */
+  firstFailure(): ApplicationFailure {
+    const e = this.info.error!;
+    return ApplicationFailure.create({
+      type: e.type,
+      message: `${e.phase}: ${e.message}`,
+      nonRetryable: true,
+      details: [{ phase: e.phase, cleanupErrors: this.info.cleanupErrors ?? [] }],
+    });
+  }
+
+  complete(): void {
+    this.info.status = 'completed';
+    this.phase('completed');
+  }
+}
+
+function toFailure(err: unknown, cancelled: boolean): ApplicationFailure {
+  if (cancelled && (isCancellation(err) || (err instanceof ApplicationFailure && err.type === ErrorType.OperationAborted))) {
+    return ApplicationFailure.create({ type: ErrorType.OperationAborted, message: 'operation aborted by the user', nonRetryable: true });
+  }
+  if (err instanceof ApplicationFailure) return err;
+  const cause = (err as { cause?: unknown }).cause;
+  if (cause instanceof ApplicationFailure) return cause;
+  const message = err instanceof Error ? err.message : String(err);
+  return ApplicationFailure.create({ type: ErrorType.OperationFailed, message, nonRetryable: true });
+}

@@ -1,0 +1,102 @@
+// virsh's domain lifecycle verbs.
+import { readFileSync } from 'node:fs';
+import type { DomainInfo, DomainOperationResult, DomainSummary } from '../../common/domain-types.js';
+import { UsageError } from '../exit-codes.js';
+import { runOperation } from '../run-operation.js';
+import type { Verb, VerbContext } from '../verb.js';
+
+function oneDomain(args: string[], verb: string): string {
+  if (args.length !== 1 || !args[0]) throw new UsageError(`usage: vmferry ${verb} DOMAIN`);
+  return args[0];
+}
+
+function domainOf(r: DomainOperationResult): DomainInfo {
+  if (!('domain' in r)) throw new Error('unexpected result');
+  return r.domain as DomainInfo;
+}
+
+function printInfo(ctx: VerbContext, d: DomainInfo): void {
+  const rows: [string, string | number | undefined][] = [
+    ['Name', d.name],
+    ['UUID', d.uuid],
+    ['Host', d.host],
+    ['State', d.state],
+    ['Reason', d.reason],
+    ['PID', d.pid],
+    ['CPU(s)', d.vcpus],
+    ['Max memory', `${d.memoryKiB} KiB`],
+    ['Used memory', `${d.currentMemoryKiB} KiB`],
+    ['Persistent', d.persistent ? 'yes' : 'no'],
+  ];
+  for (const [k, v] of rows) if (v !== undefined) ctx.out(`${`${k}:`.padEnd(16)}${v}`);
+}
+
+const simple = (op: 'start' | 'destroy' | 'suspend' | 'resume' | 'undefine', message: (n: string) => string, options?: Verb['options']): Verb => ({
+  summary: `${op} a domain`,
+  usage: `vmferry ${op} DOMAIN${op === 'start' ? ' [--paused]' : ''}`,
+  options,
+  async run(ctx, args, opts) {
+    const name = oneDomain(args, op);
+    const r = await runOperation(ctx.client, ctx.host, op === 'start' ? { op, name, paused: opts.paused === true } : { op, name });
+    ctx.out(message(name));
+    return domainOf(r);
+  },
+});
+
+export const domainVerbs: Record<string, Verb> = {
+  list: {
+    summary: 'list domains on a host',
+    usage: 'vmferry list [--all]',
+    options: { all: { type: 'boolean' } },
+    async run(ctx, _args, opts) {
+      const r = await runOperation(ctx.client, ctx.host, { op: 'list' });
+      const domains = ('domains' in r ? r.domains : []).filter((d: DomainSummary) => opts.all === true || d.state !== 'shutoff');
+      ctx.out(` ${'Name'.padEnd(24)} ${'State'.padEnd(10)} UUID`);
+      ctx.out(`${'-'.repeat(72)}`);
+      for (const d of domains) ctx.out(` ${d.name.padEnd(24)} ${d.state.padEnd(10)} ${d.uuid}`);
+      return domains;
+    },
+  },
+  dominfo: {
+    summary: 'domain information',
+    usage: 'vmferry dominfo DOMAIN',
+    async run(ctx, args) {
+      const d = domainOf(await runOperation(ctx.client, ctx.host, { op: 'info', name: oneDomain(args, 'dominfo') }));
+      printInfo(ctx, d);
+      return d;
+    },
+  },
+  define: {
+    summary: 'define a domain from an XML file',
+    usage: 'vmferry define FILE',
+    async run(ctx, args) {
+      if (args.length !== 1 || !args[0]) throw new UsageError('usage: vmferry define FILE');
+      let xml: string;
+      try {
+        xml = readFileSync(args[0], 'utf8');
+      } catch (err) {
+        throw new UsageError(`cannot read ${args[0]}: ${(err as Error).message}`);
+      }
+      const r = await runOperation(ctx.client, ctx.host, { op: 'define', xml });
+      const d = 'domain' in r ? r.domain : undefined;
+      ctx.out(`Domain '${d?.name}' defined from ${args[0]}`);
+      return d;
+    },
+  },
+  undefine: simple('undefine', (n) => `Domain '${n}' has been undefined`),
+  start: simple('start', (n) => `Domain '${n}' started`, { paused: { type: 'boolean' } }),
+  destroy: simple('destroy', (n) => `Domain '${n}' destroyed`),
+  suspend: simple('suspend', (n) => `Domain '${n}' suspended`),
+  resume: simple('resume', (n) => `Domain '${n}' resumed`),
+  dumpxml: {
+    summary: 'domain XML',
+    usage: 'vmferry dumpxml DOMAIN [--inactive] [--migratable]',
+    options: { inactive: { type: 'boolean' }, migratable: { type: 'boolean' } },
+    async run(ctx, args, opts) {
+      const r = await runOperation(ctx.client, ctx.host, { op: 'dumpxml', name: oneDomain(args, 'dumpxml'), inactive: opts.inactive === true, migratable: opts.migratable === true });
+      const xml = 'xml' in r ? r.xml : '';
+      if (!ctx.json) ctx.out(xml.trimEnd());
+      return { xml };
+    },
+  },
+};

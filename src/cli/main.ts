@@ -1,0 +1,101 @@
+// vmferry: a virsh-like command line on Temporal. Verbs start or signal workflows;
+// --json prints machine-readable results; exit codes separate invalid input (2),
+// failure (1) and abort (3).
+import { parseArgs } from 'node:util';
+import { WorkflowFailedError } from '@temporalio/client';
+import { ApplicationFailure } from '@temporalio/common';
+import { domainVerbs } from './commands/domain.js';
+import { connect, connectionOptionsFromEnv } from './connection.js';
+import { EXIT_FAILED, EXIT_INVALID, EXIT_OK, exitCodeFor, UsageError } from './exit-codes.js';
+import type { OptionSpec, Verb } from './verb.js';
+
+const GLOBAL_OPTIONS: OptionSpec = {
+  address: { type: 'string' },
+  namespace: { type: 'string', short: 'n' },
+  'tls-cert-path': { type: 'string' },
+  'tls-key-path': { type: 'string' },
+  'tls-ca-path': { type: 'string' },
+  'tls-server-name': { type: 'string' },
+  host: { type: 'string', short: 'H' },
+  json: { type: 'boolean' },
+  help: { type: 'boolean', short: 'h' },
+};
+
+const VERBS: Record<string, Verb> = { ...domainVerbs };
+
+function usage(): string {
+  const verbs = Object.entries(VERBS).map(([name, v]) => `  ${name.padEnd(26)}${v.summary}`);
+  return [
+    'usage: vmferry [--address HOST:PORT] [--namespace NS] [--host NAME] [--json] VERB [ARGS]',
+    '',
+    'Connection: --address/TEMPORAL_ADDRESS, --namespace/TEMPORAL_NAMESPACE, --tls-cert-path, --tls-key-path,',
+    '--tls-ca-path, --tls-server-name (or the TEMPORAL_TLS_* variables). Host: --host or VMFERRY_HOST.',
+    '',
+    'Verbs:',
+    ...verbs,
+    '',
+    'Exit codes: 0 ok, 1 failed, 2 invalid input, 3 aborted.',
+  ].join('\n');
+}
+
+async function main(argv: string[]): Promise<number> {
+  const verbIndex = argv.findIndex((a) => !a.startsWith('-') && VERBS[a] !== undefined);
+  const verbName = verbIndex >= 0 ? argv[verbIndex]! : undefined;
+  const verb = verbName ? VERBS[verbName] : undefined;
+  const rest = verbIndex >= 0 ? [...argv.slice(0, verbIndex), ...argv.slice(verbIndex + 1)] : argv;
+  let parsed;
+  try {
+    parsed = parseArgs({ args: rest, options: { ...GLOBAL_OPTIONS, ...(verb?.options ?? {}) }, allowPositionals: true, strict: true });
+  } catch (err) {
+    process.stderr.write(`error: ${(err as Error).message}\n${verb ? `usage: ${verb.usage}` : usage()}\n`);
+    return EXIT_INVALID;
+  }
+  const opts = parsed.values as Record<string, string | boolean | string[] | undefined>;
+  if (opts.help || !verb) {
+    const text = verb ? `usage: ${verb.usage}` : usage();
+    (opts.help ? process.stdout : process.stderr).write(`${verb ? '' : argv.length && !opts.help ? `error: unknown verb ${JSON.stringify(parsed.positionals[0] ?? '')}\n` : ''}${text}\n`);
+    return opts.help ? EXIT_OK : EXIT_INVALID;
+  }
+  const json = opts.json === true;
+  const env = connectionOptionsFromEnv();
+  const { client, close } = await connect({
+    address: (opts.address as string | undefined) ?? env.address,
+    namespace: (opts.namespace as string | undefined) ?? env.namespace,
+    tlsCertPath: (opts['tls-cert-path'] as string | undefined) ?? env.tlsCertPath,
+    tlsKeyPath: (opts['tls-key-path'] as string | undefined) ?? env.tlsKeyPath,
+    tlsCaPath: (opts['tls-ca-path'] as string | undefined) ?? env.tlsCaPath,
+    tlsServerName: (opts['tls-server-name'] as string | undefined) ?? env.tlsServerName,
+  });
+  try {
+    const out = (line: string): void => void (json ? undefined : process.stdout.write(`${line}\n`));
+    const err = (line: string): void => void process.stderr.write(`${line}\n`);
+    const result = await verb.run({ client, host: (opts.host as string | undefined) ?? process.env.VMFERRY_HOST, json, out, err }, parsed.positionals, opts);
+    if (json) process.stdout.write(`${JSON.stringify(result ?? null, null, 2)}\n`);
+    return EXIT_OK;
+  } finally {
+    await close();
+  }
+}
+
+function report(err: unknown, json: boolean): number {
+  let type: string | undefined;
+  let message: string;
+  if (err instanceof UsageError) {
+    type = 'OperationInvalid';
+    message = err.message;
+  } else if (err instanceof WorkflowFailedError && err.cause instanceof ApplicationFailure) {
+    type = err.cause.type ?? undefined;
+    message = err.cause.message;
+  } else if (err instanceof ApplicationFailure) {
+    type = err.type ?? undefined;
+    message = err.message;
+  } else {
+    message = err instanceof Error ? err.message : String(err);
+  }
+  if (json) process.stdout.write(`${JSON.stringify({ error: { type: type ?? 'InternalError', message } }, null, 2)}\n`);
+  process.stderr.write(`error: ${type ? `${type}: ` : ''}${message}\n`);
+  return err instanceof UsageError ? EXIT_INVALID : type ? exitCodeFor(type) : EXIT_FAILED;
+}
+
+const argv = process.argv.slice(2);
+process.exitCode = await main(argv).catch((err: unknown) => report(err, argv.includes('--json')));

@@ -1,0 +1,20 @@
+import type { Client } from '@temporalio/client';
+
+export type OptionSpec = Record<string, { type: 'string' | 'boolean'; short?: string; multiple?: boolean }>;
+
+export interface VerbContext {
+  client: Client;
+  /** The host the verb acts on (--host, VMFERRY_HOST). */
+  host?: string;
+  json: boolean;
+  out: (line: string) => void;
+  err: (line: string) => void;
+}
+
+export interface Verb {
+  summary: string;
+  usage: string;
+  options?: OptionSpec;
+  /** Returns what --json prints; human output is written through ctx.out. */
+  run(ctx: VerbContext, args: string[], opts: Record<string, string | boolean | string[] | undefined>): Promise<unknown>;
+}

@@ -7,7 +7,7 @@ const log = (line: string): void => console.error(`[setup] ${line}`);
 
 try {
   const started = Date.now();
-  ensureHostPackages(log);
+  ensureHostPackages(log, process.argv.includes('--for-tests'));
   const cli = await ensureTemporalCli(log);
   log(`temporal CLI: ${cli}; setup took ${((Date.now() - started) / 1000).toFixed(1)} s`);
 } catch (err) {

@@ -8,14 +8,27 @@ import { which } from './which.js';
 const REQUIRED: Record<string, string> = {
   'qemu-system-x86_64': 'qemu-system-x86',
   'qemu-img': 'qemu-utils',
+  // Save-image compressors, spawned by the host worker.
+  gzip: 'gzip',
+  bzip2: 'bzip2',
+  xz: 'xz-utils',
+  lzop: 'lzop',
+  zstd: 'zstd',
 };
 
-export function missingHostPackages(): string[] {
-  return [...new Set(Object.entries(REQUIRED).filter(([cmd]) => !which(cmd)).map(([, pkg]) => pkg))];
+/** Only the test suite needs these: it validates the deployment files offline. */
+const FOR_TESTS: Record<string, string> = {
+  'docker-compose': 'docker-compose',
+  'systemd-analyze': 'systemd',
+};
+
+export function missingHostPackages(forTests = false): string[] {
+  const wanted = { ...REQUIRED, ...(forTests ? FOR_TESTS : {}) };
+  return [...new Set(Object.entries(wanted).filter(([cmd]) => !which(cmd)).map(([, pkg]) => pkg))];
 }
 
-export function ensureHostPackages(log: (line: string) => void): void {
-  const missing = missingHostPackages();
+export function ensureHostPackages(log: (line: string) => void, forTests = false): void {
+  const missing = missingHostPackages(forTests);
   if (missing.length === 0) return;
   const isRoot = process.getuid?.() === 0;
   if (!isRoot || !which('apt-get')) {
@@ -27,6 +40,6 @@ export function ensureHostPackages(log: (line: string) => void): void {
     const r = spawnSync('apt-get', args, { stdio: 'inherit', env });
     if (r.status !== 0) throw new SetupError(`apt-get ${args[0]} failed (exit ${r.status}); install ${missing.join(' ')} by hand`);
   }
-  const still = missingHostPackages();
+  const still = missingHostPackages(forTests);
   if (still.length) throw new SetupError(`apt-get ran but ${still.join(' ')} still missing`);
 }

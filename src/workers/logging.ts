@@ -15,13 +15,20 @@ const PINO_LEVEL: Record<LogLevel, 'trace' | 'debug' | 'info' | 'warn' | 'error'
   ERROR: 'error',
 };
 
-export function installTemporalLogging(log: Logger): void {
+/**
+ * Routes the SDK's logs through pino and, when VMFERRY_METRICS_ADDRESS (host:port) is
+ * set, serves the runtime's metrics, ours included, for Prometheus at /metrics.
+ */
+export function installTemporalLogging(log: Logger, metricsAddress = process.env.VMFERRY_METRICS_ADDRESS): void {
   const sdkLog = log.child({ component: 'temporal-sdk' });
   Runtime.install({
     logger: new DefaultLogger('INFO', (entry) => {
       const meta: LogMetadata = entry.meta ?? {};
       sdkLog[PINO_LEVEL[entry.level]](meta, entry.message);
     }),
-    telemetryOptions: { logging: { forward: {}, filter: makeTelemetryFilterString({ core: 'WARN' }) } },
+    telemetryOptions: {
+      logging: { forward: {}, filter: makeTelemetryFilterString({ core: 'WARN' }) },
+      ...(metricsAddress ? { metrics: { prometheus: { bindAddress: metricsAddress } } } : {}),
+    },
   });
 }

@@ -7,6 +7,7 @@ import type { DomainOperationInput, DomainOperationResult } from '../common/doma
 import { ErrorType, vmError } from '../common/errors.js';
 import { DomainName, JobType, SourceHost } from '../common/search-attributes.js';
 import { unwrapActivityError } from './activity-errors.js';
+import { recordJobEnd } from './job-metrics.js';
 
 const NON_RETRYABLE = Object.values(ErrorType).filter((t) => t !== ErrorType.QmpTimeout);
 
@@ -22,6 +23,19 @@ function hostActivities(host: string): { acts: DomainActivities; options: Activi
 }
 
 export async function domainOperation(input: DomainOperationInput): Promise<DomainOperationResult> {
+  const started = Date.now();
+  const jobType = `domain-${String(input?.operation?.op)}`;
+  try {
+    const result = await runDomainOperation(input);
+    recordJobEnd(jobType, 'completed', Date.now() - started);
+    return result;
+  } catch (err) {
+    recordJobEnd(jobType, 'failed', Date.now() - started);
+    throw err;
+  }
+}
+
+async function runDomainOperation(input: DomainOperationInput): Promise<DomainOperationResult> {
   const { host, operation } = input ?? ({} as DomainOperationInput);
   if (typeof host !== 'string' || !HOST_NAME_PATTERN.test(host)) {
     throw vmError(ErrorType.OperationInvalid, `bad host name ${JSON.stringify(host)}`);

@@ -6,6 +6,7 @@ import { cancelSignal, invalidDowntime, invalidSpeed, jobInfoQuery, setMaxDownti
 import type { JobError, JobInfo, JobProgress, JobType } from '../common/job-types.js';
 import { ErrorType } from '../common/errors.js';
 import { DomainName, DomainUuid, JobPhase, JobType as JobTypeKey } from '../common/search-attributes.js';
+import { recordJobEnd } from './job-metrics.js';
 
 export interface JobHooks {
   /** Called once, on the first cancel signal or native cancellation noticed by the workflow. */
@@ -72,6 +73,7 @@ export class JobTracker {
     if (!this.info.error) {
       this.info.error = { type: failure.type ?? ErrorType.InternalError, message: failure.message, phase };
       this.info.status = failure.type === ErrorType.OperationAborted ? 'cancelled' : 'failed';
+      recordJobEnd(this.info.jobType, this.info.status, Date.now() - this.info.startedAtMs);
       return failure;
     }
     this.cleanupError(err, phase);
@@ -97,6 +99,7 @@ export class JobTracker {
 
   complete(): void {
     this.info.status = 'completed';
+    recordJobEnd(this.info.jobType, 'completed', Date.now() - this.info.startedAtMs);
     this.phase('completed');
   }
 }

@@ -56,8 +56,8 @@ export class TestCluster {
     return h;
   }
 
-  async startControl(): Promise<WorkerProcess> {
-    this.control = await startWorkerProcess('control', { TEMPORAL_ADDRESS: this.address, VMFERRY_WORKFLOW_BUNDLE: inject('workflowBundle') }, 'control worker ready');
+  async startControl(extraEnv: Record<string, string> = {}): Promise<WorkerProcess> {
+    this.control = await startWorkerProcess('control', { TEMPORAL_ADDRESS: this.address, VMFERRY_WORKFLOW_BUNDLE: inject('workflowBundle'), ...extraEnv }, 'control worker ready');
     return this.control;
   }
 

@@ -1,6 +1,6 @@
 // The vmferry command, run as a real process against the dev server and a host worker.
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -22,7 +22,7 @@ interface CliResult {
 async function vmferry(...args: string[]): Promise<CliResult> {
   const child = spawn(process.execPath, ['bin/vmferry.js', ...args], {
     cwd: PROJECT_ROOT,
-    env: { ...process.env, TEMPORAL_ADDRESS: cluster.address, VMFERRY_HOST: HOST },
+    env: { ...process.env, TEMPORAL_ADDRESS: cluster.address, VMFERRY_HOST: HOST, VMFERRY_REQUESTED_BY: 'alice@ops' },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let stdout = '';
@@ -98,5 +98,18 @@ describe('vmferry CLI', () => {
 
     const running = await vmferry('list', '--all', '--json');
     expect(JSON.parse(running.stdout)).toEqual([expect.objectContaining({ name: 'cli1', state: 'shutoff' })]);
+  });
+});
+
+describe('audit log', () => {
+  it('records who asked, which job, what and the outcome for each VM-changing step, and nothing for reads', async () => {
+    const auditFile = join(cluster.hosts.get(HOST)!.baseDir, 'log', 'audit.log');
+    const records = readFileSync(auditFile, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    const starts = records.filter((r) => r.what === 'startDomain');
+    expect(starts).toContainEqual(expect.objectContaining({ kind: 'audit', who: 'alice@ops', what: 'startDomain', domain: 'cli1', host: HOST, outcome: 'ok' }));
+    expect(starts).toContainEqual(expect.objectContaining({ what: 'startDomain', domain: 'no-such-domain', outcome: 'error', errorType: 'DomainNotFound' }));
+    for (const r of records) expect(String(r.job)).toMatch(/^vmferry-op-/);
+    expect(records.map((r) => r.what)).toEqual(expect.arrayContaining(['defineDomain', 'suspendDomain', 'resumeDomain', 'destroyDomain']));
+    expect(records.some((r) => r.what === 'domainInfo' || r.what === 'listDomains')).toBe(false);
   });
 });

@@ -8,7 +8,7 @@ import { bundleWorkflowCode, DefaultLogger } from '@temporalio/worker';
 import { startDevServer, type DevServer } from '../src/local/dev-server.js';
 import { freePort } from '../src/local/free-port.js';
 import { findTemporalCli } from '../src/local/temporal-cli.js';
-import { workflowsPath } from '../src/workers/workflows-path.js';
+import { workflowInterceptorModules, workflowsPath } from '../src/workers/workflows-path.js';
 
 declare module 'vitest' {
   export interface ProvidedContext {
@@ -25,7 +25,7 @@ export async function setup(project: TestProject): Promise<void> {
   if (!cli) throw new Error('no temporal CLI: run `npm run setup` first (npm test does)');
   dir = mkdtempSync(join(tmpdir(), 'vmferry-temporal-'));
   server = await startDevServer({ cliPath: cli, stateDir: dir, port: await freePort(), headless: true });
-  const { code } = await bundleWorkflowCode({ workflowsPath: workflowsPath(), logger: new DefaultLogger('WARN') });
+  const { code } = await bundleWorkflowCode({ workflowsPath: workflowsPath(), workflowInterceptorModules: workflowInterceptorModules(), logger: new DefaultLogger('WARN') });
   const bundlePath = join(dir, 'workflow-bundle.js');
   writeFileSync(bundlePath, code);
   project.provide('temporalAddress', server.address);

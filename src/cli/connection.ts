@@ -3,6 +3,7 @@
 import { readFileSync } from 'node:fs';
 import { Client, Connection } from '@temporalio/client';
 import { DEFAULT_NAMESPACE, DEFAULT_TEMPORAL_ADDRESS } from '../common/constants.js';
+import { defaultRequester, requestedByInterceptor } from './requested-by.js';
 
 export interface ConnectionOptions {
   address?: string;
@@ -37,6 +38,6 @@ export async function connect(opts: ConnectionOptions): Promise<{ client: Client
         }
       : undefined,
   });
-  const client = new Client({ connection, namespace: opts.namespace ?? DEFAULT_NAMESPACE });
+  const client = new Client({ connection, namespace: opts.namespace ?? DEFAULT_NAMESPACE, interceptors: { workflow: [requestedByInterceptor(defaultRequester())] } });
   return { client, close: () => connection.close() };
 }

@@ -3,7 +3,7 @@
 import { NativeConnection, Worker } from '@temporalio/worker';
 import { CONTROL_TASK_QUEUE, DEFAULT_NAMESPACE, DEFAULT_TEMPORAL_ADDRESS } from '../common/constants.js';
 import { createLogger, installTemporalLogging } from './logging.js';
-import { workflowsPath } from './workflows-path.js';
+import { workflowInterceptorModules, workflowsPath } from './workflows-path.js';
 
 async function main(): Promise<void> {
   const log = createLogger({ role: 'control-worker' });
@@ -16,7 +16,7 @@ async function main(): Promise<void> {
     namespace,
     taskQueue: CONTROL_TASK_QUEUE,
     // A prebuilt bundle (tests, deployments) skips webpack at start-up.
-    ...(process.env.VMFERRY_WORKFLOW_BUNDLE ? { workflowBundle: { codePath: process.env.VMFERRY_WORKFLOW_BUNDLE } } : { workflowsPath: workflowsPath() }),
+    ...(process.env.VMFERRY_WORKFLOW_BUNDLE ? { workflowBundle: { codePath: process.env.VMFERRY_WORKFLOW_BUNDLE } } : { workflowsPath: workflowsPath(), interceptors: { workflowModules: workflowInterceptorModules() } }),
     identity: `control-worker@${process.pid}`,
   });
   const stop = (): void => worker.shutdown();

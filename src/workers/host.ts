@@ -4,33 +4,39 @@ import { NativeConnection, Worker } from '@temporalio/worker';
 import { hostTaskQueue } from '../common/constants.js';
 import { createDomainActivities } from '../activities/host/domain-activities.js';
 import { createJobControlActivities } from '../activities/host/job-control.js';
+import { createDumpActivities } from '../activities/host/dump-activities.js';
 import { loadHostConfig } from '../activities/host/host-config.js';
 import { HostRuntime } from '../activities/host/host-runtime.js';
 import { createLogger, installTemporalLogging } from './logging.js';
+import { auditInterceptor, createAuditLogger } from '../activities/host/audit.js';
+import { join } from 'node:path';
 
 async function main(): Promise<void> {
   const config = loadHostConfig();
   const log = createLogger({ host: config.name, role: 'host-worker' });
   installTemporalLogging(log);
   const rt = new HostRuntime(config, log);
+  const auditPath = process.env.VMFERRY_AUDIT_LOG ?? join(config.logDir, 'audit.log');
+  const audit = createAuditLogger(auditPath);
   await rt.reconnectAll();
   const connection = await NativeConnection.connect({ address: config.temporal.address });
   const worker = await Worker.create({
     connection,
     namespace: config.temporal.namespace,
     taskQueue: hostTaskQueue(config.name),
-    activities: { ...createDomainActivities(rt), ...createJobControlActivities(rt) },
+    activities: { ...createDomainActivities(rt), ...createJobControlActivities(rt), ...createDumpActivities(rt) },
     // Long activities (saves, migrations) get time to reach a safe point on shutdown.
     shutdownGraceTime: '10 seconds',
     // Cancellation reaches an activity with a heartbeat response: keep that under a second or two.
     maxHeartbeatThrottleInterval: '1 second',
     defaultHeartbeatThrottleInterval: '1 second',
     identity: `host-worker/${config.name}@${process.pid}`,
+    interceptors: { activity: [auditInterceptor(audit, config.name)] },
   });
   const stop = (): void => worker.shutdown();
   process.once('SIGINT', stop);
   process.once('SIGTERM', stop);
-  log.info({ taskQueue: hostTaskQueue(config.name), stateDir: config.stateDir, runDir: config.runDir, domains: rt.list().length }, 'host worker ready');
+  log.info({ taskQueue: hostTaskQueue(config.name), stateDir: config.stateDir, runDir: config.runDir, auditLog: auditPath, domains: rt.list().length }, 'host worker ready');
   try {
     await worker.run();
   } finally {

@@ -14,6 +14,7 @@ declare module 'vitest' {
   export interface ProvidedContext {
     temporalAddress: string;
     workflowBundle: string;
+    temporalUiUrl: string;
   }
 }
 
@@ -24,12 +25,14 @@ export async function setup(project: TestProject): Promise<void> {
   const cli = findTemporalCli();
   if (!cli) throw new Error('no temporal CLI: run `npm run setup` first (npm test does)');
   dir = mkdtempSync(join(tmpdir(), 'vmferry-temporal-'));
-  server = await startDevServer({ cliPath: cli, stateDir: dir, port: await freePort(), headless: true });
+  // The Web UI is on so the UI test can drive it; it costs the run little.
+  server = await startDevServer({ cliPath: cli, stateDir: dir, port: await freePort(), uiPort: await freePort() });
   const { code } = await bundleWorkflowCode({ workflowsPath: workflowsPath(), workflowInterceptorModules: workflowInterceptorModules(), logger: new DefaultLogger('WARN') });
   const bundlePath = join(dir, 'workflow-bundle.js');
   writeFileSync(bundlePath, code);
   project.provide('temporalAddress', server.address);
   project.provide('workflowBundle', bundlePath);
+  project.provide('temporalUiUrl', server.uiUrl!);
 }
 
 export async function teardown(): Promise<void> {

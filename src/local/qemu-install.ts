@@ -20,6 +20,8 @@ const REQUIRED: Record<string, string> = {
 const FOR_TESTS: Record<string, string> = {
   'docker-compose': 'docker-compose',
   'systemd-analyze': 'systemd',
+  // The Web UI test drives Debian's Chromium through playwright-core (no browser download).
+  chromium: 'chromium',
 };
 
 export function missingHostPackages(forTests = false): string[] {

@@ -5,6 +5,7 @@ import { parseArgs } from 'node:util';
 import { WorkflowFailedError } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
 import { domainVerbs } from './commands/domain.js';
+import { jobVerbs } from './commands/jobs.js';
 import { connect, connectionOptionsFromEnv } from './connection.js';
 import { EXIT_FAILED, EXIT_INVALID, EXIT_OK, exitCodeFor, UsageError } from './exit-codes.js';
 import type { OptionSpec, Verb } from './verb.js';
@@ -21,7 +22,7 @@ const GLOBAL_OPTIONS: OptionSpec = {
   help: { type: 'boolean', short: 'h' },
 };
 
-const VERBS: Record<string, Verb> = { ...domainVerbs };
+const VERBS: Record<string, Verb> = { ...domainVerbs, ...jobVerbs };
 
 function usage(): string {
   const verbs = Object.entries(VERBS).map(([name, v]) => `  ${name.padEnd(26)}${v.summary}`);

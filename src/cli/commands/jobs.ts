@@ -1,0 +1,145 @@
+// Job verbs: list jobs, and virsh's domjob* and migrate-* control of a running job.
+import type { Client } from '@temporalio/client';
+import { cancelSignal, invalidDowntime, invalidSpeed, setMaxDowntimeSignal, setSpeedSignal } from '../../common/job-messages.js';
+import type { JobInfo } from '../../common/job-types.js';
+import { UsageError } from '../exit-codes.js';
+import { JOB_ID_PREFIX, jobInfoWithProgress, runningJob } from '../job-lookup.js';
+import type { Verb, VerbContext } from '../verb.js';
+
+function oneDomain(args: string[], usage: string): string {
+  if (args.length < 1 || !args[0]) throw new UsageError(`usage: ${usage}`);
+  return args[0];
+}
+
+function numberArg(v: string | undefined, usage: string): number {
+  if (v === undefined || v.trim() === '' || !/^-?\d+(\.\d+)?$/.test(v.trim())) throw new UsageError(`usage: ${usage}`);
+  return Number(v);
+}
+
+const MIB = 1024 * 1024;
+
+export function printJobInfo(ctx: VerbContext, j: JobInfo): void {
+  const rows: [string, string | number | undefined][] = [
+    ['Job type', j.jobType],
+    ['Status', j.status],
+    ['Phase', j.phase],
+    ['Time elapsed', `${j.elapsedMs} ms`],
+    ['Data processed', j.dataProcessedBytes !== undefined ? `${(j.dataProcessedBytes / MIB).toFixed(3)} MiB` : undefined],
+    ['Data remaining', j.dataRemainingBytes !== undefined ? `${(j.dataRemainingBytes / MIB).toFixed(3)} MiB` : undefined],
+    ['Data total', j.dataTotalBytes !== undefined ? `${(j.dataTotalBytes / MIB).toFixed(3)} MiB` : undefined],
+    ['Memory processed', j.memProcessedBytes !== undefined ? `${(j.memProcessedBytes / MIB).toFixed(3)} MiB` : undefined],
+    ['Memory remaining', j.memRemainingBytes !== undefined ? `${(j.memRemainingBytes / MIB).toFixed(3)} MiB` : undefined],
+    ['Memory total', j.memTotalBytes !== undefined ? `${(j.memTotalBytes / MIB).toFixed(3)} MiB` : undefined],
+    ['Dirty rate', j.dirtyRatePagesPerSec !== undefined ? `${j.dirtyRatePagesPerSec} pages/s` : undefined],
+    ['Bandwidth', j.bandwidthMiBps !== undefined ? `${j.bandwidthMiBps.toFixed(1)} MiB/s` : undefined],
+    ['Expected downtime', j.expectedDowntimeMs !== undefined ? `${j.expectedDowntimeMs} ms` : undefined],
+    ['Percent', j.percent !== undefined ? `${j.percent.toFixed(1)} %` : undefined],
+    ['Error', j.error ? `${j.error.type} in ${j.error.phase}: ${j.error.message}` : undefined],
+  ];
+  for (const [k, v] of rows) if (v !== undefined) ctx.out(`${`${k}:`.padEnd(20)}${v}`);
+}
+
+async function signalJob(client: Client, domain: string, send: (h: Awaited<ReturnType<typeof runningJob>>) => Promise<void>): Promise<string> {
+  const handle = await runningJob(client, domain);
+  await send(handle);
+  return handle.workflowId;
+}
+
+export const jobVerbs: Record<string, Verb> = {
+  jobs: {
+    summary: 'recent and running jobs',
+    usage: 'vmferry jobs [--domain NAME] [--host NAME] [--running] [--limit N]',
+    options: { domain: { type: 'string' }, running: { type: 'boolean' }, limit: { type: 'string' } },
+    async run(ctx, _args, opts) {
+      const clauses = [`WorkflowId STARTS_WITH "${JOB_ID_PREFIX}"`];
+      if (typeof opts.domain === 'string') clauses.push(`DomainName="${opts.domain.replace(/"/g, '')}"`);
+      // Only an explicit --host filters (not VMFERRY_HOST): listing jobs is not an action on a host.
+      const host = typeof opts.host === 'string' ? opts.host : undefined;
+      if (host) clauses.push(`(SourceHost="${host.replace(/"/g, '')}" OR DestinationHost="${host.replace(/"/g, '')}")`);
+      if (opts.running) clauses.push('ExecutionStatus="Running"');
+      const limit = typeof opts.limit === 'string' ? numberArg(opts.limit, 'vmferry jobs --limit N') : 20;
+      const rows: Record<string, unknown>[] = [];
+      for await (const wf of ctx.client.workflow.list({ query: clauses.join(' AND ') })) {
+        const sa = wf.searchAttributes as Record<string, unknown[] | undefined>;
+        rows.push({
+          workflowId: wf.workflowId,
+          domain: sa.DomainName?.[0],
+          jobType: sa.JobType?.[0],
+          phase: sa.JobPhase?.[0],
+          source: sa.SourceHost?.[0],
+          destination: sa.DestinationHost?.[0],
+          status: wf.status.name,
+          started: wf.startTime.toISOString(),
+        });
+        if (rows.length >= limit) break;
+      }
+      ctx.out(` ${'Domain'.padEnd(16)} ${'Job'.padEnd(12)} ${'Phase'.padEnd(12)} ${'Status'.padEnd(11)} ${'Hosts'.padEnd(20)} Started`);
+      for (const r of rows) {
+        const hosts = [r.source, r.destination].filter(Boolean).join(' -> ');
+        ctx.out(` ${String(r.domain ?? '').padEnd(16)} ${String(r.jobType ?? '').padEnd(12)} ${String(r.phase ?? '').padEnd(12)} ${String(r.status).padEnd(11)} ${hosts.padEnd(20)} ${String(r.started)}`);
+      }
+      return rows;
+    },
+  },
+  domjobinfo: {
+    summary: "the domain's running job: phase and progress",
+    usage: 'vmferry domjobinfo DOMAIN',
+    async run(ctx, args) {
+      const handle = await runningJob(ctx.client, oneDomain(args, 'vmferry domjobinfo DOMAIN'));
+      const info = await jobInfoWithProgress(ctx.client, handle);
+      printJobInfo(ctx, info);
+      return info;
+    },
+  },
+  domjobabort: {
+    summary: "abort the domain's running job",
+    usage: 'vmferry domjobabort DOMAIN',
+    async run(ctx, args) {
+      const id = await signalJob(ctx.client, oneDomain(args, 'vmferry domjobabort DOMAIN'), (h) => h.signal(cancelSignal));
+      ctx.out(`abort requested for job ${id}`);
+      return { workflowId: id, signal: 'cancel' };
+    },
+  },
+  'migrate-setspeed': {
+    summary: "set the running job's bandwidth (MiB/s, 0 = unlimited)",
+    usage: 'vmferry migrate-setspeed DOMAIN MIBPS',
+    async run(ctx, args) {
+      const usage = 'vmferry migrate-setspeed DOMAIN MIBPS';
+      const speed = numberArg(args[1], usage);
+      const why = invalidSpeed(speed);
+      if (why) throw new UsageError(why);
+      const id = await signalJob(ctx.client, oneDomain(args, usage), (h) => h.signal(setSpeedSignal, speed));
+      return { workflowId: id, speedMiBps: speed };
+    },
+  },
+  'migrate-getspeed': {
+    summary: "the running job's bandwidth limit (MiB/s)",
+    usage: 'vmferry migrate-getspeed DOMAIN',
+    async run(ctx, args) {
+      const info = await jobInfoWithProgress(ctx.client, await runningJob(ctx.client, oneDomain(args, 'vmferry migrate-getspeed DOMAIN')));
+      ctx.out(String(info.speedLimitMiBps ?? 0));
+      return { speedMiBps: info.speedLimitMiBps ?? 0 };
+    },
+  },
+  'migrate-setmaxdowntime': {
+    summary: "set the running migration's max downtime (ms)",
+    usage: 'vmferry migrate-setmaxdowntime DOMAIN MS',
+    async run(ctx, args) {
+      const usage = 'vmferry migrate-setmaxdowntime DOMAIN MS';
+      const ms = numberArg(args[1], usage);
+      const why = invalidDowntime(ms);
+      if (why) throw new UsageError(why);
+      const id = await signalJob(ctx.client, oneDomain(args, usage), (h) => h.signal(setMaxDowntimeSignal, ms));
+      return { workflowId: id, maxDowntimeMs: ms };
+    },
+  },
+  'migrate-getmaxdowntime': {
+    summary: "the running migration's max downtime (ms)",
+    usage: 'vmferry migrate-getmaxdowntime DOMAIN',
+    async run(ctx, args) {
+      const info = await jobInfoWithProgress(ctx.client, await runningJob(ctx.client, oneDomain(args, 'vmferry migrate-getmaxdowntime DOMAIN')));
+      ctx.out(String(info.maxDowntimeMs ?? ''));
+      return { maxDowntimeMs: info.maxDowntimeMs };
+    },
+  },
+};

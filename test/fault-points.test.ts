@@ -1,0 +1,16 @@
+// The fault-injection switchboard itself (the points are exercised by the job tests).
+import { describe, expect, it } from 'vitest';
+import { parseFaults } from '../src/activities/host/fault-points.js';
+
+describe('fault points', () => {
+  it('parses point=action lists and refuses anything else', () => {
+    expect([...parseFaults('save.mid-stream=crash, migrate.finish=fail,x=hold')]).toEqual([
+      ['save.mid-stream', 'crash'],
+      ['migrate.finish', 'fail'],
+      ['x', 'hold'],
+    ]);
+    expect(parseFaults(undefined).size).toBe(0);
+    expect(() => parseFaults('save=explode')).toThrow(/bad VMFERRY_FAULTS/);
+    expect(() => parseFaults('=crash')).toThrow(/bad VMFERRY_FAULTS/);
+  });
+});

@@ -14,6 +14,8 @@ const REQUIRED: Record<string, string> = {
   xz: 'xz-utils',
   lzop: 'lzop',
   zstd: 'zstd',
+  // The SELinux security driver reads and writes security.selinux with these.
+  setfattr: 'attr',
 };
 
 /** Only the test suite needs these: it validates the deployment files offline. */

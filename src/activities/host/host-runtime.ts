@@ -19,10 +19,13 @@ import { isOurProcess, terminate } from './proc.js';
 import { RunningDomain } from './running-domain.js';
 import { listStatusNames, readStatus, removeStatus } from './status-file.js';
 import type { Logger } from 'pino';
+import { createSecurityDriver, securityConfigFromEnv, type SecurityDriver } from '../security/index.js';
 
 export class HostRuntime {
   readonly defs: DefinitionStore;
   readonly locks = new DomainLocks();
+  /** Labels what QEMU touches (images, sockets, descriptors); one per host so remembered labels are shared. */
+  readonly security: SecurityDriver;
   private readonly running = new Map<string, RunningDomain>();
   private qemuVersion?: string;
 
@@ -31,6 +34,7 @@ export class HostRuntime {
     readonly log: Logger,
   ) {
     this.defs = new DefinitionStore(config.stateDir);
+    this.security = createSecurityDriver(securityConfigFromEnv(process.env, { rememberDir: join(config.stateDir, 'security') }));
   }
 
   // ---- recovery --------------------------------------------------------

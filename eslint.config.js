@@ -6,7 +6,7 @@ import { builtinModules } from 'node:module';
 const nodeBuiltins = builtinModules.flatMap((m) => [m, `node:${m}`]);
 
 export default tseslint.config(
-  { ignores: ['node_modules/**', 'dist/**', '.state/**'] },
+  { ignores: ['node_modules/**', 'dist/**', '.state/**', '.scratch/**', 'test-artifacts/**'] },
   {
     files: ['**/*.ts'],
     extends: [tseslint.configs.base],

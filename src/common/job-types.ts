@@ -1,7 +1,7 @@
 // The asynchronous job model shared by workflows, host activities and the CLI.
 // Field names follow libvirt's domjobinfo, with units in the names.
 
-export type JobType = 'save' | 'restore' | 'managedSave' | 'managedStart' | 'coreDump' | 'migrateOut';
+export type JobType = 'save' | 'restore' | 'managedSave' | 'managedStart' | 'coreDump' | 'migrateOut' | 'migrateIn';
 
 export type JobStatus = 'running' | 'completed' | 'failed' | 'cancelled';
 

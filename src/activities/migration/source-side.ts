@@ -1,0 +1,300 @@
+// The source host's half of a migration: Begin (checks, migratable XML, the
+// job), Perform (capabilities, client relocation, `migrate`, the watch),
+// Confirm (kill after success, resume after failure). Every step may run again
+// for the same job (a retried activity, a restarted worker) and then does what
+// is left, never a second migration.
+import { Context } from '@temporalio/activity';
+import { ErrorType, vmError } from '../../common/errors.js';
+import type {
+  BeginArgs,
+  BeginResult,
+  ConfirmArgs,
+  ConfirmResult,
+  MigrationHeartbeat,
+  PerformArgs,
+  PerformResult,
+} from '../../common/migration-types.js';
+import { formatDomainXml, migratableDomainDef, migratableDomainXml, normalizeUuid, parseDomainXml } from '../domain/index.js';
+import { faultPoint } from '../host/fault-points.js';
+import type { HostRuntime } from '../host/host-runtime.js';
+import type { RunningDomain } from '../host/running-domain.js';
+import { checkAbiStability, checkDestinationName } from './abi-check.js';
+import { checkDiskSafety, checkNoSnapshots, checkSourceState } from './checks.js';
+import { formatMigrationCookie, parseMigrationCookie, type MigrationCookie } from './cookie.js';
+import { recordOf, removeRecord, updateRecord, writeRecord } from './job-record.js';
+import { isMigrationActive, monitorMigration, type QemuMigrationInfo } from './monitor.js';
+import { setCapabilities, setLimits, sourceCapabilities } from './params.js';
+
+function activityContext(): Context | undefined {
+  try {
+    return Context.current();
+  } catch {
+    return undefined;
+  }
+}
+
+function noJob(name: string, jobId: string): Error {
+  return vmError(ErrorType.OperationInvalid, `domain '${name}' has no migration job ${jobId} on this host (Begin did not run, or the job already ended)`, { domain: name, jobId });
+}
+
+export async function begin(rt: HostRuntime, a: BeginArgs): Promise<BeginResult> {
+  const name = a.domain;
+  const flags = a.flags;
+  const offline = flags.includes('offline');
+  const dom = rt.getRunning(name);
+  const info = rt.info(name);
+  if (a.domainUuid !== undefined && normalizeUuid(a.domainUuid) !== info.uuid) {
+    throw vmError(ErrorType.OperationInvalid, `domain '${name}' has UUID ${info.uuid}, not ${a.domainUuid}`, { domain: name });
+  }
+  const again = recordOf(rt.config.runDir, name, a.jobId);
+  if (!offline && !dom) throw vmError(ErrorType.OperationInvalid, `domain '${name}' is not running (use 'offline' to move its definition)`, { domain: name });
+  if (!again) checkSourceState(name, info.state, info.reason, flags);
+  checkNoSnapshots(rt.config.stateDir, name);
+  const persistent = rt.defs.has(name);
+  if (offline && !persistent) throw vmError(ErrorType.OperationInvalid, `offline migration needs a persistent domain; '${name}' is transient`, { domain: name });
+  const liveDef = rt.definition(name);
+  const persistentDef = persistent ? rt.definition(name, { inactive: true }) : undefined;
+  const sourceDef = offline && persistentDef ? persistentDef : liveDef;
+  checkDiskSafety(sourceDef, flags);
+
+  let xml = migratableDomainXml(sourceDef);
+  if (a.destinationXml !== undefined) {
+    const dest = parseDomainXml(a.destinationXml);
+    checkDestinationName(dest, name, a.dname);
+    checkAbiStability(dest, migratableDomainDef(sourceDef));
+    xml = migratableDomainXml(dest);
+  }
+
+  const wantPersistent = flags.includes('persist-dest') && persistentDef !== undefined;
+  // Only persist-dest cares, and the comparison formats two definitions: skip it otherwise.
+  const persistentDiffers = wantPersistent && !offline && migratableDomainXml(persistentDef) !== migratableDomainXml(liveDef);
+  let cookie: string | undefined;
+  if (a.protocol === 3) {
+    const c: MigrationCookie = { name, uuid: info.uuid, hostname: rt.config.name, hostuuid: rt.config.hostUuid, features: [], mandatory: [] };
+    if (wantPersistent) {
+      c.features.push('persistent');
+      c.persistentXml = formatDomainXml(persistentDef);
+    }
+    cookie = formatMigrationCookie(c);
+  }
+
+  const wasRunning = again?.wasRunning ?? info.state === 'running';
+  rt.locks.beginJob(name, a.jobId, 'migrateOut', 'begin');
+  try {
+    await faultPoint('migrate.begin');
+    if (!again) {
+      writeRecord(rt.config.runDir, {
+        role: 'out', name, uuid: info.uuid, jobId: a.jobId, workflowId: a.workflowId, runId: a.runId,
+        protocol: a.protocol, flags, createdAtMs: Date.now(), wasRunning,
+      });
+    }
+    if (dom && !offline) await setLimits(dom.qmp, { bandwidthMiBps: a.bandwidthMiBps, maxDowntimeMs: a.maxDowntimeMs });
+  } catch (err) {
+    removeRecord(rt.config.runDir, name, a.jobId);
+    rt.locks.endJob(name, a.jobId);
+    throw err;
+  }
+  rt.log.info({ domain: name, job: a.jobId, phase: 'begin', protocol: a.protocol, flags }, 'migration begun');
+  return {
+    xml, cookie, uuid: info.uuid, wasRunning, persistent, hostUuid: rt.config.hostUuid, hostname: rt.config.name,
+    protocolVersions: rt.config.protocolVersions, persistentDiffers,
+    bandwidthMiBps: a.bandwidthMiBps ?? 0, ...(a.maxDowntimeMs !== undefined ? { maxDowntimeMs: a.maxDowntimeMs } : {}),
+  };
+}
+
+/** SPICE clients follow the guest when told where the destination listens; a failure costs them a reconnect only. */
+async function relocateGraphics(rt: HostRuntime, dom: RunningDomain, cookie: MigrationCookie | undefined): Promise<void> {
+  const g = cookie?.graphics;
+  if (!g || g.type !== 'spice') return;
+  if (!parseDomainXml(dom.domainXml).devices.graphics.some((x) => x.type === 'spice')) return;
+  const hostname = g.listen === '0.0.0.0' || g.listen === '::' ? cookie.hostname : g.listen;
+  const args: Record<string, unknown> = { protocol: 'spice', hostname, port: g.port };
+  if (g.tlsPort !== undefined && g.tlsPort > 0) args['tls-port'] = g.tlsPort;
+  if (g.tlsSubject !== undefined) args['cert-subject'] = g.tlsSubject;
+  try {
+    await dom.qmp.execute('client_migrate_info', args);
+    rt.log.info({ domain: dom.name, to: `${hostname}:${g.port}` }, 'SPICE clients told where the destination listens');
+  } catch (err) {
+    rt.log.warn({ domain: dom.name, err: String(err) }, 'graphics client relocation failed; clients will reconnect by hand');
+  }
+}
+
+export async function perform(rt: HostRuntime, a: PerformArgs): Promise<PerformResult> {
+  const name = a.domain;
+  const dom = rt.requireRunning(name);
+  const rec = recordOf(rt.config.runDir, name, a.jobId);
+  if (!rec) throw noJob(name, a.jobId);
+  const job = rt.locks.beginJob(name, a.jobId, 'migrateOut', 'perform');
+  const ctx = activityContext();
+  let destCookie: MigrationCookie | undefined;
+  if (a.protocol === 3) {
+    if (a.cookie === undefined) throw vmError(ErrorType.OperationInvalid, 'protocol v3 Perform needs the cookie from Prepare');
+    destCookie = parseMigrationCookie(a.cookie, { name, uuid: a.uuid, localHostUuid: rt.config.hostUuid });
+  }
+  if (!rec.performStarted) {
+    await relocateGraphics(rt, dom, destCookie);
+    await setCapabilities(dom.qmp, sourceCapabilities(a.flags));
+    if (!a.flags.includes('live') && dom.state === 'running') {
+      // A non-live migration moves a stopped guest: nothing dirties memory behind the stream.
+      await dom.qmp.execute('stop');
+      dom.setState('paused', 'migration');
+    } else if (dom.state === 'running') {
+      dom.setState('running', 'migrating');
+    }
+    updateRecord(rt.config.runDir, name, a.jobId, { performStarted: true, protocol: a.protocol });
+    rt.log.info({ domain: name, job: a.jobId, phase: 'perform', uri: a.uri }, 'starting migration');
+    await dom.qmp.execute('migrate', { uri: a.uri });
+    await faultPoint('migrate.perform');
+  }
+  const stats = await monitorMigration({
+    dom,
+    job,
+    signal: ctx?.cancellationSignal ?? new AbortController().signal,
+    // Only the workflow's own cancel (or its end) stops the migration; a worker shutdown or a timed-out attempt just stops watching.
+    onAbort: () => {
+      const d = ctx?.cancellationDetails;
+      return d?.cancelRequested || d?.notFound ? 'cancel' : 'detach';
+    },
+    heartbeat: (hb: MigrationHeartbeat) => ctx?.heartbeat(hb),
+    abortOnIoError: a.flags.includes('abort-on-error'),
+    postcopy: a.flags.includes('postcopy'),
+    onPostcopy: () => updateRecord(rt.config.runDir, name, a.jobId, { postcopyStarted: true }),
+  }).catch(async (err: unknown) => {
+    if (ctx?.cancellationDetails?.notFound) {
+      // The workflow is gone: nobody will Confirm, so undo here.
+      await abortSource(rt, name, a.jobId, { resumeAfterCompletion: false }).catch(() => undefined);
+    }
+    throw err;
+  });
+  job.phase = 'perform-done';
+  let cookie: string | undefined;
+  if (a.protocol === 3) {
+    const s: Record<string, number> = {};
+    if (stats.totalTimeMs !== undefined) s.time_elapsed = stats.totalTimeMs;
+    if (stats.downtimeMs !== undefined) s.downtime = stats.downtimeMs;
+    if (stats.setupTimeMs !== undefined) s.setup_time = stats.setupTimeMs;
+    if (stats.memTotalBytes !== undefined) s.memory_total = stats.memTotalBytes;
+    if (stats.memProcessedBytes !== undefined) s.memory_processed = stats.memProcessedBytes;
+    if (stats.memRemainingBytes !== undefined) s.memory_remaining = stats.memRemainingBytes;
+    cookie = formatMigrationCookie({ name, uuid: a.uuid, hostname: rt.config.name, hostuuid: rt.config.hostUuid, features: ['statistics'], mandatory: [], stats: s });
+  }
+  rt.log.info({ domain: name, job: a.jobId, phase: 'perform', stats }, 'migration completed on the source');
+  return { stats, cookie };
+}
+
+/**
+ * v2 has no Confirm: the source goes away as soon as the stream is complete.
+ * The record stays behind as proof (a retried Perform2 must not read "domain
+ * gone" as a failure, which would kill the only copy) until forgetSource, or
+ * the reaper once the workflow has closed.
+ */
+export async function perform2(rt: HostRuntime, a: PerformArgs): Promise<PerformResult> {
+  const done = recordOf(rt.config.runDir, a.domain, a.jobId);
+  if (done?.completedStats && !rt.getRunning(a.domain)) return { stats: done.completedStats };
+  const result = await perform(rt, a);
+  updateRecord(rt.config.runDir, a.domain, a.jobId, { completedStats: result.stats });
+  const dom = rt.getRunning(a.domain);
+  if (dom) await killFinishedSource(rt, dom);
+  if (a.flags.includes('undefine-source') && rt.defs.has(a.domain)) rt.defs.remove(a.domain);
+  if (rt.locks.job(a.domain)?.id === a.jobId) rt.locks.endJob(a.domain, a.jobId);
+  rt.log.info({ domain: a.domain, job: a.jobId, phase: 'perform' }, 'v2: stream complete, source stopped');
+  return result;
+}
+
+/** v2, after Finish2: drops the record Perform2 left, once the source is really gone. */
+export function forgetSource(rt: HostRuntime, name: string, jobId: string): void {
+  if (rt.getRunning(name) && recordOf(rt.config.runDir, name, jobId)?.completedStats === undefined) return;
+  removeRecord(rt.config.runDir, name, jobId);
+  if (rt.locks.job(name)?.id === jobId) rt.locks.endJob(name, jobId);
+}
+
+export async function confirm(rt: HostRuntime, a: ConfirmArgs): Promise<ConfirmResult> {
+  const name = a.domain;
+  if (!a.success) return await abortSource(rt, name, a.jobId, { resumeAfterCompletion: true });
+  const rec = recordOf(rt.config.runDir, name, a.jobId);
+  if (a.cookie !== undefined) {
+    // The destination runs the guest now; a malformed cookie is worth a warning, not a second running copy.
+    try {
+      parseMigrationCookie(a.cookie, { name, uuid: a.uuid, localHostUuid: rt.config.hostUuid });
+    } catch (err) {
+      rt.log.warn({ domain: name, err: String(err) }, 'Finish cookie refused; confirming anyway');
+    }
+  }
+  if (!rec) {
+    // A retried Confirm whose first attempt finished: nothing left to do.
+    if (rt.locks.job(name)?.id === a.jobId) rt.locks.endJob(name, a.jobId);
+    return { sourceUndefined: a.flags.includes('undefine-source') && !rt.defs.has(name), resumed: false };
+  }
+  await faultPoint('migrate.confirm');
+  const dom = rt.getRunning(name);
+  if (dom && !rec.flags.includes('offline')) await killFinishedSource(rt, dom);
+  let sourceUndefined = false;
+  if (a.flags.includes('undefine-source') && rt.defs.has(name)) {
+    rt.defs.remove(name);
+    sourceUndefined = true;
+  }
+  removeRecord(rt.config.runDir, name, a.jobId);
+  rt.locks.endJob(name, a.jobId);
+  rt.log.info({ domain: name, job: a.jobId, phase: 'confirm', sourceUndefined }, 'migration confirmed; source stopped');
+  return { sourceUndefined, resumed: false };
+}
+
+/**
+ * After a completed stream QEMU has flushed and released its disks and holds
+ * nothing the guest needs: SIGKILL is safe, and it skips the SIGTERM grace poll.
+ */
+async function killFinishedSource(rt: HostRuntime, dom: RunningDomain): Promise<void> {
+  const status = await migrationStatus(dom);
+  if (status !== 'completed') return await rt.kill(dom);
+  try {
+    process.kill(dom.pid, 'SIGKILL');
+  } catch {
+    // already gone
+  }
+  await dom.gone;
+}
+
+async function migrationStatus(dom: RunningDomain): Promise<string | undefined> {
+  const info = await dom.qmp.execute<QemuMigrationInfo>('query-migrate').catch(() => undefined);
+  return info?.status;
+}
+
+/**
+ * Undoes the source's part: cancels a migration still streaming, resumes the
+ * guest if it ran before (never after post-copy started, and after a completed
+ * stream only when the caller knows the destination is dead), ends the job.
+ */
+export async function abortSource(rt: HostRuntime, name: string, jobId: string, opts: { resumeAfterCompletion: boolean }): Promise<ConfirmResult> {
+  const rec = recordOf(rt.config.runDir, name, jobId);
+  const dom = rt.getRunning(name);
+  let resumed = false;
+  if (rec && dom && !rec.flags.includes('offline')) {
+    let status = await migrationStatus(dom);
+    if (isMigrationActive(status)) {
+      await dom.qmp.execute('migrate_cancel').catch(() => undefined);
+      const deadline = Date.now() + 15_000;
+      while (isMigrationActive(status) && Date.now() < deadline) {
+        await dom.qmp.waitForEvent('MIGRATION', { timeoutMs: 250 }).catch(() => undefined);
+        status = await migrationStatus(dom);
+      }
+    }
+    const postcopy = rec.postcopyStarted === true || (status?.startsWith('postcopy') ?? false);
+    const streamDone = status === 'completed';
+    if (postcopy) {
+      // The destination holds pages the source no longer has: resuming here would run a stale guest.
+      dom.setState('paused', 'postcopy-failed');
+    } else if (isMigrationActive(status)) {
+      throw vmError(ErrorType.OperationFailed, `the migration of '${name}' did not stop after migrate_cancel (status ${status})`, { domain: name, status });
+    } else if (rec.wasRunning && dom.state !== 'running' && (!streamDone || opts.resumeAfterCompletion)) {
+      await dom.qmp.execute('cont');
+      dom.setState('running', 'migration-canceled');
+      resumed = true;
+    } else if (dom.state === 'running') {
+      dom.setState('running', 'migration-canceled');
+    }
+  }
+  removeRecord(rt.config.runDir, name, jobId);
+  if (rt.locks.job(name)?.id === jobId) rt.locks.endJob(name, jobId);
+  if (rec) rt.log.info({ domain: name, job: jobId, resumed }, 'migration undone on the source');
+  return { sourceUndefined: false, resumed };
+}

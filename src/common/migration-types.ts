@@ -1,0 +1,274 @@
+// What a migration is asked to do and what it reports, shared by the migrate
+// workflow, the host activities of each phase and the clients that start it.
+// Flag names are libvirt's (virsh migrate --live, --persistent, ...).
+import { HOST_NAME_PATTERN } from './constants.js';
+import type { DomainInfo } from './domain-types.js';
+import { ErrorType, vmError } from './errors.js';
+import type { JobHeartbeat, JobProgress } from './job-types.js';
+import { invalidDowntime, invalidSpeed } from './job-messages.js';
+
+export const MIGRATE_FLAGS = [
+  'live',
+  'peer2peer',
+  'tunnelled',
+  'persist-dest',
+  'undefine-source',
+  'paused',
+  'unsafe',
+  'change-protection',
+  'abort-on-error',
+  'auto-converge',
+  'postcopy',
+  'compressed',
+  'offline',
+] as const;
+export type MigrateFlag = (typeof MIGRATE_FLAGS)[number];
+
+export type MigrationProtocol = 2 | 3;
+
+export interface MigrateInput {
+  /** Domain name on the source host. */
+  domain: string;
+  /**
+   * The domain's UUID, when the caller knows it (it needs it for the workflow ID,
+   * jobWorkflowId(uuid)); Begin refuses a domain whose UUID differs.
+   */
+  domainUuid?: string;
+  sourceHost: string;
+  destinationHost: string;
+  flags?: MigrateFlag[];
+  /** Initial speed limit, MiB/s; 0 or absent = unlimited. */
+  bandwidthMiBps?: number;
+  /** Initial max downtime, ms; absent = QEMU's default (300 ms). */
+  maxDowntimeMs?: number;
+  /** The definition the destination should run (ABI-compatible with the source's). */
+  destinationXml?: string;
+  /** New name on the destination. */
+  dname?: string;
+  /** Where the destination listens, tcp:HOST[:PORT] (IPv6 in brackets); default: its migration address and a port from its range. */
+  uri?: string;
+  /** Highest protocol to use; default: the highest both hosts speak. */
+  maxProtocol?: MigrationProtocol;
+}
+
+/** What QEMU reported at the end of the migration (libvirt's domjobinfo --completed). */
+export interface MigrationStats extends JobProgress {
+  totalTimeMs?: number;
+  /** QEMU's own downtime figure. */
+  downtimeMs?: number;
+  setupTimeMs?: number;
+  transferredBytes?: number;
+  /** Wall-clock ms (host clock) of the source's STOP event, when seen. */
+  sourceStoppedAtMs?: number;
+  postcopy?: boolean;
+}
+
+export interface MigrateResult {
+  domain: string;
+  uuid: string;
+  protocol: MigrationProtocol;
+  sourceHost: string;
+  destinationHost: string;
+  /** The domain on the destination after Finish. */
+  destination: DomainInfo;
+  stats: MigrationStats;
+  /** Source STOP to destination RESUME (host clocks; skew between hosts is included). */
+  measuredDowntimeMs?: number;
+  /** Persistent on the destination. */
+  persistent: boolean;
+  /** The source definition was removed (undefine-source). */
+  sourceUndefined: boolean;
+}
+
+/** Heartbeat details of the Perform step: the job's progress plus what QEMU is applying right now. */
+export interface MigrationHeartbeat extends JobHeartbeat {
+  /** QEMU's migration status (setup, active, postcopy-active, completed, ...). */
+  status: string;
+  /** Applied speed limit, from query-migrate-parameters (0 = unlimited). */
+  speedLimitMiBps?: number;
+  /** Applied max downtime, from query-migrate-parameters. */
+  maxDowntimeMs?: number;
+}
+
+// ---- phase inputs and outputs (they cross the activity boundary) ----------
+
+/** Identifies one migration job on a host; the same for every step and retry of one workflow run. */
+export interface MigrationJobRef {
+  jobId: string;
+  workflowId: string;
+  runId: string;
+}
+
+export interface BeginArgs extends MigrationJobRef {
+  domain: string;
+  domainUuid?: string;
+  /** The highest protocol the migration may use: v3 gets a cookie (used only if the destination speaks v3). */
+  protocol: MigrationProtocol;
+  flags: MigrateFlag[];
+  destinationXml?: string;
+  dname?: string;
+  bandwidthMiBps?: number;
+  maxDowntimeMs?: number;
+}
+
+export interface BeginResult {
+  /** The definition the destination starts (migratable form, or the caller's, checked). */
+  xml: string;
+  /** v3 only. */
+  cookie?: string;
+  uuid: string;
+  /** The domain ran when the job began (it is resumed on failure only then). */
+  wasRunning: boolean;
+  persistent: boolean;
+  hostUuid: string;
+  hostname: string;
+  /** Protocol versions the source speaks. */
+  protocolVersions: number[];
+  /** The persistent definition differs from the live one (v2, without cookies, could not carry it). */
+  persistentDiffers: boolean;
+  /** What Begin applied to QEMU, so later signals are compared against it. */
+  bandwidthMiBps: number;
+  maxDowntimeMs?: number;
+}
+
+export interface PrepareArgs extends MigrationJobRef {
+  /** Name on the source (the cookie's name). */
+  domain: string;
+  uuid: string;
+  xml: string;
+  cookie?: string;
+  dname?: string;
+  flags: MigrateFlag[];
+  sourceHostUuid: string;
+  uri?: string;
+  protocol: MigrationProtocol;
+}
+
+export interface PrepareResult {
+  /** Name on the destination. */
+  name: string;
+  uri: string;
+  port?: number;
+  cookie?: string;
+}
+
+export interface PerformArgs extends MigrationJobRef {
+  domain: string;
+  uuid: string;
+  uri: string;
+  cookie?: string;
+  flags: MigrateFlag[];
+  protocol: MigrationProtocol;
+  destinationHost: string;
+}
+
+export interface PerformResult {
+  stats: MigrationStats;
+  cookie?: string;
+}
+
+export interface FinishArgs extends MigrationJobRef {
+  /** Name on the destination. */
+  name: string;
+  /** Name on the source (cookies carry it). */
+  domain: string;
+  uuid: string;
+  success: boolean;
+  cookie?: string;
+  flags: MigrateFlag[];
+  /** The source was running when the job began: the destination starts its CPUs (unless `paused`). */
+  wasRunning: boolean;
+  protocol: MigrationProtocol;
+}
+
+export interface FinishResult {
+  domain?: DomainInfo;
+  cookie?: string;
+  /** Wall-clock ms (host clock) of the destination's RESUME, when it ran. */
+  resumedAtMs?: number;
+  persistent: boolean;
+}
+
+export interface ConfirmArgs extends MigrationJobRef {
+  domain: string;
+  uuid: string;
+  success: boolean;
+  cookie?: string;
+  flags: MigrateFlag[];
+}
+
+export interface ConfirmResult {
+  sourceUndefined: boolean;
+  /** On failure: the source was resumed. */
+  resumed: boolean;
+}
+
+export interface OfflineArgs extends MigrationJobRef {
+  name: string;
+  uuid: string;
+  persistentXml: string;
+}
+
+// ---- input validation (the workflow's first step; nothing has changed yet) --
+
+const MAX_XML_CHARS = 1024 * 1024;
+const MAX_URI_CHARS = 1024;
+const FLAG_SET: ReadonlySet<string> = new Set(MIGRATE_FLAGS);
+
+function invalid(message: string): Error {
+  return vmError(ErrorType.OperationInvalid, message);
+}
+
+function checkName(what: string, v: unknown): void {
+  if (typeof v !== 'string' || v.length === 0 || v.length > 255 || /[\u0000-\u001F\u007F/]/.test(v)) {
+    throw invalid(`${what} must be 1..255 characters without '/' or control characters, got ${JSON.stringify(v)}`);
+  }
+}
+
+/** Throws a typed OperationInvalid / ConfigUnsupported for a request that must not start. */
+export function validateMigrateInput(input: MigrateInput): MigrateFlag[] {
+  if (input === null || typeof input !== 'object') throw invalid('migrate needs an input object');
+  checkName('domain name', input.domain);
+  for (const [what, h] of [['source host', input.sourceHost], ['destination host', input.destinationHost]] as const) {
+    if (typeof h !== 'string' || !HOST_NAME_PATTERN.test(h)) throw invalid(`bad ${what} name ${JSON.stringify(h)}`);
+  }
+  if (input.sourceHost === input.destinationHost) {
+    throw invalid(`source and destination are the same host '${input.sourceHost}': migrating to the same host is refused`);
+  }
+  const flags = input.flags ?? [];
+  if (!Array.isArray(flags)) throw invalid('flags must be a list of libvirt flag names');
+  for (const f of flags) if (!FLAG_SET.has(f)) throw invalid(`unknown migration flag ${JSON.stringify(f)} (known: ${MIGRATE_FLAGS.join(', ')})`);
+  const has = (f: MigrateFlag): boolean => flags.includes(f);
+  if (has('offline')) {
+    if (has('live')) throw invalid("flags 'live' and 'offline' are mutually exclusive");
+    if (has('postcopy')) throw invalid("flags 'postcopy' and 'offline' are mutually exclusive");
+    if (!has('persist-dest')) throw invalid("offline migration needs 'persist-dest': only the persistent definition moves");
+  }
+  if (has('tunnelled')) throw vmError(ErrorType.ConfigUnsupported, 'tunnelled migration is not supported yet; use direct migration');
+  if (input.bandwidthMiBps !== undefined) {
+    const why = invalidSpeed(input.bandwidthMiBps);
+    if (why) throw invalid(why);
+  }
+  if (input.maxDowntimeMs !== undefined) {
+    const why = invalidDowntime(input.maxDowntimeMs);
+    if (why) throw invalid(why);
+  }
+  if (input.dname !== undefined) checkName('dname', input.dname);
+  if (input.destinationXml !== undefined && (typeof input.destinationXml !== 'string' || input.destinationXml.length > MAX_XML_CHARS)) {
+    throw invalid(`destination XML must be a string of at most ${MAX_XML_CHARS} characters`);
+  }
+  if (input.uri !== undefined && (typeof input.uri !== 'string' || input.uri.length === 0 || input.uri.length > MAX_URI_CHARS)) {
+    throw invalid(`migration URI must be a string of 1..${MAX_URI_CHARS} characters`);
+  }
+  if (input.domainUuid !== undefined && (typeof input.domainUuid !== 'string' || !/^[0-9a-fA-F-]{32,36}$/.test(input.domainUuid))) {
+    throw invalid(`domainUuid ${JSON.stringify(input.domainUuid)} is not a UUID`);
+  }
+  if (input.maxProtocol !== undefined && input.maxProtocol !== 2 && input.maxProtocol !== 3) throw invalid('maxProtocol must be 2 or 3');
+  return [...new Set(flags)];
+}
+
+/** The protocol both hosts speak (highest first), or undefined. */
+export function pickProtocol(source: number[], destination: number[], max: MigrationProtocol = 3): MigrationProtocol | undefined {
+  for (const v of [3, 2] as const) if (v <= max && source.includes(v) && destination.includes(v)) return v;
+  return undefined;
+}

@@ -2,7 +2,7 @@
 // every default works for one simulated host on one machine.
 import { randomUUID } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync, chmodSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { isAbsolute, join, resolve } from 'node:path';
 import { HOST_NAME_PATTERN } from '../../common/constants.js';
 
 export interface HostConfig {
@@ -20,6 +20,8 @@ export interface HostConfig {
   /** Migration protocol versions this host speaks (libvirt's v2, v3). */
   protocolVersions: number[];
   migration: { address: string; portMin: number; portMax: number };
+  /** When non-empty, save images and dumps may only be written below these directories. */
+  saveDirs: string[];
   temporal: { address: string; namespace: string };
 }
 
@@ -68,6 +70,10 @@ export function loadHostConfig(env: NodeJS.ProcessEnv = process.env): HostConfig
     qemuBinary: env.VMFERRY_QEMU_BINARY ?? file.qemuBinary ?? 'qemu-system-x86_64',
     protocolVersions,
     migration,
+    saveDirs: (env.VMFERRY_SAVE_DIRS?.split(':') ?? file.saveDirs ?? []).filter((d) => d.length > 0).map((d) => {
+      if (!isAbsolute(d)) throw new HostConfigError(`save directory ${JSON.stringify(d)} must be absolute`);
+      return resolve(d);
+    }),
     temporal: {
       address: env.TEMPORAL_ADDRESS ?? file.temporal?.address ?? '127.0.0.1:7233',
       namespace: env.TEMPORAL_NAMESPACE ?? file.temporal?.namespace ?? 'default',

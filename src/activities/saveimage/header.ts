@@ -155,9 +155,12 @@ interface FixedHeader {
   byteOrder: ByteOrder;
 }
 
+// The worker reads as root whatever path a caller names: echoing the first bytes of
+// any file (a token, /etc/shadow) in an error would leak them. Only a magic that
+// is some libvirt image's is named.
 function describeMagic(magic: Buffer): string {
-  const printable = [...magic].every((b) => b >= 0x20 && b < 0x7f);
-  return printable ? JSON.stringify(magic.toString('latin1')) : `0x${magic.toString('hex')}`;
+  const text = magic.toString('latin1');
+  return /^Libvirt[\x20-\x7e]*$/.test(text) ? JSON.stringify(text) : 'not a libvirt save image magic (bytes withheld)';
 }
 
 /** Validates the 92 fixed bytes: magic, byte order, version, data_len > 0, format, cookie offset. */
@@ -175,7 +178,7 @@ function parseFixed(buf: Buffer, opts: DecodeOptions): FixedHeader {
     }
     complete = false;
   } else {
-    throw invalid(`not a libvirt QEMU save image: magic is ${describeMagic(magic)}, expected ${SAVE_MAGIC}`, { magic: magic.toString('hex') });
+    throw invalid(`not a libvirt QEMU save image: magic is ${describeMagic(magic)}, expected ${SAVE_MAGIC}`);
   }
 
   // Read in this host's order; a version above ours means the image came from a

@@ -1,0 +1,30 @@
+// save: a running or paused domain's memory to a file in libvirt's save-image
+// layout; the domain is shut off afterwards. Run as jobWorkflowId(uuid).
+import { upsertSearchAttributes, workflowInfo } from '@temporalio/workflow';
+import { checkFormat, checkHost, checkName, checkPath, checkRunState, uuidOfJobWorkflowId, type SaveInput, type SaveResult } from '../common/save-types.js';
+import { SourceHost } from '../common/search-attributes.js';
+import { JobTracker } from './job-tracker.js';
+import { runSaveJob, saveJobHost } from './save-job.js';
+
+export async function save(input: SaveInput): Promise<SaveResult> {
+  const host = checkHost(input?.host);
+  const name = checkName(input.name);
+  const path = checkPath(input.path);
+  const format = checkFormat(input.format);
+  checkRunState(input);
+  const wf = workflowInfo();
+  const jobId = `${wf.workflowId}/${wf.runId}`;
+  const tracker = new JobTracker({ jobType: 'save', domain: name, domainUuid: input.domainUuid ?? uuidOfJobWorkflowId(wf.workflowId) ?? '', phase: 'begin' });
+  upsertSearchAttributes([{ key: SourceHost, value: host }]);
+  const hostJob = saveJobHost(host);
+  const { acts } = hostJob;
+  return await runSaveJob({
+    tracker,
+    hostJob,
+    begin: () =>
+      acts.saveBegin.executeWithOptions({ ...hostJob.short, summary: `check save of '${name}' to ${path} on ${host}` }, [
+        { jobId, name, domainUuid: input.domainUuid, path, format, overwrite: input.overwrite === true, bypassCache: input.bypassCache === true, xml: input.xml, running: input.running, paused: input.paused },
+      ]),
+    perform: (plan) => acts.savePerform.executeWithOptions({ ...hostJob.long, summary: `save '${name}' (${format}) to ${path} on ${host}` }, [plan]),
+  });
+}

@@ -5,9 +5,9 @@ export default defineConfig({
     include: ['test/**/*.test.ts'],
     globalSetup: ['test/global-setup.ts'],
     pool: 'forks',
-    // Two cores: QEMU guests under TCG and the dev server share them.
-    maxWorkers: 2,
-    minWorkers: 1,
+    // Two cores shared by TCG guests, the dev server and the workers: files run one at a
+    // time so crash and timing tests see the machine they were written for.
+    fileParallelism: false,
     testTimeout: 120_000,
     hookTimeout: 180_000,
     reporters: ['default', 'json'],

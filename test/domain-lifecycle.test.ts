@@ -1,5 +1,5 @@
 // Domain lifecycle through Temporal on a real host worker with real QEMU.
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, readdirSync, statSync } from 'node:fs';
 import { WorkflowFailedError } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -53,6 +53,12 @@ describe('domain lifecycle through the control workflow', () => {
     expect(started.pid).toBeGreaterThan(1);
     expect(isProcessAlive(started.pid!)).toBe(true);
     expect(started.memoryBackingFile && existsSync(started.memoryBackingFile)).toBeTruthy();
+    // Private to the service user: directories 0700, files and sockets no group/other bits.
+    const host = cluster.hosts.get(HOST)!;
+    for (const dir of ['state', 'run', 'log']) expect(statSync(`${host.baseDir}/${dir}`).mode & 0o777).toBe(0o700);
+    for (const file of [`${host.baseDir}/run/lc1.xml`, started.qmpSocket!, `${host.baseDir}/log/lc1.log`, `${host.baseDir}/state/domains/lc1.xml`, started.memoryBackingFile!]) {
+      expect(statSync(file).mode & 0o077, file).toBe(0);
+    }
 
     const suspended = domainOf(await cluster.op(HOST, { op: 'suspend', name: 'lc1' }));
     expect(suspended).toMatchObject({ state: 'paused', reason: 'user' });

@@ -4,7 +4,10 @@ import { NativeConnection, Worker } from '@temporalio/worker';
 import { hostTaskQueue } from '../common/constants.js';
 import { createDomainActivities } from '../activities/host/domain-activities.js';
 import { createJobControlActivities } from '../activities/host/job-control.js';
+import { createMigrationActivities } from '../activities/host/migration-activities.js';
+import { startAutoDestroyReaper } from '../activities/host/auto-destroy.js';
 import { createDumpActivities } from '../activities/host/dump-activities.js';
+import { createSaveActivities } from '../activities/host/save-activities.js';
 import { loadHostConfig } from '../activities/host/host-config.js';
 import { HostRuntime } from '../activities/host/host-runtime.js';
 import { createLogger, installTemporalLogging } from './logging.js';
@@ -12,6 +15,8 @@ import { auditInterceptor, createAuditLogger } from '../activities/host/audit.js
 import { join } from 'node:path';
 
 async function main(): Promise<void> {
+  // Everything this worker and its QEMUs create (sockets, images, logs) is private to the service user.
+  process.umask(0o077);
   const config = loadHostConfig();
   const log = createLogger({ host: config.name, role: 'host-worker' });
   installTemporalLogging(log);
@@ -20,11 +25,12 @@ async function main(): Promise<void> {
   const audit = createAuditLogger(auditPath);
   await rt.reconnectAll();
   const connection = await NativeConnection.connect({ address: config.temporal.address });
+  const reaper = startAutoDestroyReaper(rt, connection);
   const worker = await Worker.create({
     connection,
     namespace: config.temporal.namespace,
     taskQueue: hostTaskQueue(config.name),
-    activities: { ...createDomainActivities(rt), ...createJobControlActivities(rt), ...createDumpActivities(rt) },
+    activities: { ...createDomainActivities(rt), ...createJobControlActivities(rt), ...createMigrationActivities(rt), ...createDumpActivities(rt), ...createSaveActivities(rt) },
     // Long activities (saves, migrations) get time to reach a safe point on shutdown.
     shutdownGraceTime: '10 seconds',
     // Cancellation reaches an activity with a heartbeat response: keep that under a second or two.
@@ -40,6 +46,7 @@ async function main(): Promise<void> {
   try {
     await worker.run();
   } finally {
+    reaper.stop();
     await rt.detachAll();
     await connection.close();
     log.info('host worker stopped; QEMU processes left running');

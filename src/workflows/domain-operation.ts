@@ -4,19 +4,23 @@ import { proxyActivities, upsertSearchAttributes, type ActivityOptions } from '@
 import type { DomainActivities } from '../activities/host/domain-activities.js';
 import { HOST_NAME_PATTERN, hostTaskQueue } from '../common/constants.js';
 import type { DomainOperationInput, DomainOperationResult } from '../common/domain-types.js';
+import { invalidDomainName } from '../common/domain-name.js';
 import { ErrorType, vmError } from '../common/errors.js';
 import { DomainName, JobType, SourceHost } from '../common/search-attributes.js';
 import { unwrapActivityError } from './activity-errors.js';
 import { recordJobEnd } from './job-metrics.js';
 
 const NON_RETRYABLE = Object.values(ErrorType).filter((t) => t !== ErrorType.QmpTimeout);
+const NAMED_OPS: ReadonlySet<string> = new Set(['undefine', 'start', 'destroy', 'suspend', 'resume', 'info', 'dumpxml']);
+const KNOWN_OPS: ReadonlySet<string> = new Set([...NAMED_OPS, 'define', 'list']);
 
 function hostActivities(host: string): { acts: DomainActivities; options: ActivityOptions } {
   const options: ActivityOptions = {
     taskQueue: hostTaskQueue(host),
     startToCloseTimeout: '2 minutes',
-    // A host whose worker is down for longer than a restart is reported, not waited on forever.
-    scheduleToStartTimeout: '1 minute',
+    // One step: if no worker took it, nothing changed, so an unknown or dead host is
+    // reported after a supervisor's restart time rather than a minute.
+    scheduleToStartTimeout: '15 seconds',
     retry: { maximumAttempts: 3, initialInterval: '1 second', nonRetryableErrorTypes: NON_RETRYABLE },
   };
   return { acts: proxyActivities<DomainActivities>(options), options };
@@ -41,8 +45,11 @@ async function runDomainOperation(input: DomainOperationInput): Promise<DomainOp
     throw vmError(ErrorType.OperationInvalid, `bad host name ${JSON.stringify(host)}`);
   }
   if (!operation || typeof operation.op !== 'string') throw vmError(ErrorType.OperationInvalid, 'missing operation');
+  // Checked before the search attributes: an oversized op would fail every workflow task, not the workflow.
+  if (!KNOWN_OPS.has(operation.op)) throw vmError(ErrorType.OperationInvalid, `unknown operation ${JSON.stringify(operation.op.slice(0, 100))}`);
   const name = 'name' in operation ? operation.name : undefined;
-  if (name !== undefined && (typeof name !== 'string' || name.length === 0)) throw vmError(ErrorType.OperationInvalid, 'missing domain name');
+  const badName = NAMED_OPS.has(operation.op) || 'name' in operation ? invalidDomainName(name) : undefined;
+  if (badName) throw vmError(ErrorType.OperationInvalid, badName);
   upsertSearchAttributes([
     { key: JobType, value: `domain-${operation.op}` },
     { key: SourceHost, value: host },
@@ -74,7 +81,10 @@ async function runDomainOperation(input: DomainOperationInput): Promise<DomainOp
       case 'list':
         return { op: 'list', domains: await run('listDomains', []) };
       case 'dumpxml':
-        return { op: 'dumpxml', xml: await run('dumpDomainXml', [operation.name, { inactive: operation.inactive, migratable: operation.migratable }]) };
+        return {
+          op: 'dumpxml',
+          xml: await run('dumpDomainXml', [operation.name, { inactive: operation.inactive, migratable: operation.migratable, securityInfo: operation.securityInfo === true }]),
+        };
       default:
         throw vmError(ErrorType.OperationInvalid, `unknown operation ${JSON.stringify((operation as { op: unknown }).op)}`);
     }

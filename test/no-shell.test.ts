@@ -13,6 +13,10 @@ const FORBIDDEN: [RegExp, string][] = [
   [/['"`]\/bin\/(ba)?sh['"`]/, 'explicit /bin/sh'],
   [/['"`]exec:\S/, "QEMU's exec: URI runs /bin/sh"],
   [/\bspawn\(\s*['"`](sh|bash)['"`]/, 'spawn of a shell'],
+  // The synchronous and execFile forms take a program too: a shell there is still a shell.
+  [/\b(spawnSync|execFile|execFileSync)\(\s*['"`](\/usr)?(\/bin\/)?(sh|bash|dash|zsh)['"`]/, 'spawnSync/execFile of a shell'],
+  [/process\.env\.SHELL\b/, "the user's $SHELL"],
+  [/from\s+['"](shelljs|zx|execa)['"]/, 'a package that runs command strings'],
 ];
 
 function sources(dir: string): string[] {
@@ -51,7 +55,19 @@ describe('no shell anywhere', () => {
   });
 
   it('the scanner itself catches each pattern', () => {
-    const samples = ["spawn('x', [], { shell: true })", "execSync('ls')", "exec('ls', cb)", "spawn('/bin/sh', ['-c', 'x'])", "'exec:cat > f'", "spawn('bash', ['-c'])"];
+    const samples = [
+      "spawn('x', [], { shell: true })",
+      "execSync('ls')",
+      "exec('ls', cb)",
+      "spawn('/bin/sh', ['-c', 'x'])",
+      "'exec:cat > f'",
+      "spawn('bash', ['-c'])",
+      "spawnSync('sh', ['-c', 'x'])",
+      "execFileSync('dash', ['-c', 'x'])",
+      "execFile('/usr/bin/zsh', ['-c'], cb)",
+      'spawn(process.env.SHELL!, [])',
+      "import { $ } from 'zx'",
+    ];
     for (const s of samples) expect(FORBIDDEN.some(([re]) => re.test(s)), s).toBe(true);
   });
 });

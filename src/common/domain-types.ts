@@ -41,7 +41,8 @@ export type DomainOperation =
   | { op: 'resume'; name: string }
   | { op: 'info'; name: string }
   | { op: 'list' }
-  | { op: 'dumpxml'; name: string; inactive?: boolean; migratable?: boolean };
+  /** securityInfo: keep graphics passwords in the XML (libvirt's --security-info); stripped otherwise. */
+  | { op: 'dumpxml'; name: string; inactive?: boolean; migratable?: boolean; securityInfo?: boolean };
 
 export interface DomainOperationInput {
   host: string;

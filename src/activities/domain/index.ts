@@ -42,6 +42,7 @@ export { cloneDomainDef } from './domain-model.js';
 export { parseDomainXml, type ParseDomainOptions } from './domain-parse.js';
 export { formatDomainXml } from './domain-format.js';
 export { migratableDomainDef, migratableDomainXml } from './migratable.js';
+export { withoutSecrets } from './security-info.js';
 export { validateDomainDef } from './domain-validate.js';
 export { memoryToKiB, memoryUnitBytes, MAX_MEMORY_KIB } from './memory-units.js';
 export { normalizeUuid } from './uuid.js';

@@ -2,6 +2,8 @@
 // directory, as libvirt keeps them under /etc/libvirt/qemu.
 import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
+import { invalidDomainName } from '../../common/domain-name.js';
+import { ErrorType, vmError } from '../../common/errors.js';
 import { writeFileAtomic } from './atomic-write.js';
 
 export class DefinitionStore {
@@ -10,6 +12,9 @@ export class DefinitionStore {
   }
 
   private path(name: string): string {
+    // Names also arrive on their own (undefine, dumpxml): one with '/' would reach files outside the store.
+    const why = invalidDomainName(name);
+    if (why) throw vmError(ErrorType.OperationInvalid, why, { domain: String(name).slice(0, 300) });
     return join(this.dir, 'domains', `${name}.xml`);
   }
 
@@ -18,8 +23,9 @@ export class DefinitionStore {
   }
 
   read(name: string): string | undefined {
+    const path = this.path(name);
     try {
-      return readFileSync(this.path(name), 'utf8');
+      return readFileSync(path, 'utf8');
     } catch {
       return undefined;
     }

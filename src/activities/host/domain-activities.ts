@@ -43,7 +43,7 @@ export function createDomainActivities(rt: HostRuntime) {
     async listDomains(): Promise<DomainSummary[]> {
       return rt.list();
     },
-    async dumpDomainXml(name: string, opts: { inactive?: boolean; migratable?: boolean } = {}): Promise<string> {
+    async dumpDomainXml(name: string, opts: { inactive?: boolean; migratable?: boolean; securityInfo?: boolean } = {}): Promise<string> {
       return rt.dumpXml(name, opts);
     },
   };

@@ -6,7 +6,7 @@ import { hostname } from 'node:os';
 import { join } from 'node:path';
 import type { DomainInfo, DomainSummary, HostInfo } from '../../common/domain-types.js';
 import { ErrorType, vmError } from '../../common/errors.js';
-import { parseDomainXml, formatDomainXml, migratableDomainXml, type DomainDef } from '../domain/index.js';
+import { parseDomainXml, formatDomainXml, migratableDomainXml, withoutSecrets, type DomainDef } from '../domain/index.js';
 import { buildQemuArgs } from '../qemu/command-line.js';
 import { launchQemu } from '../qemu/launch.js';
 import { applyGraphicsPasswords, readLiveFacts } from '../qemu/live-config.js';
@@ -145,8 +145,10 @@ export class HostRuntime {
     return { name: this.config.name, hostUuid: this.config.hostUuid, hostname: hostname(), protocolVersions: this.config.protocolVersions, qemuVersion: this.qemuVersion };
   }
 
-  dumpXml(name: string, opts: { inactive?: boolean; migratable?: boolean } = {}): string {
-    const def = this.definition(name, opts);
+  /** Graphics passwords are left out unless `securityInfo` (libvirt's dumpxml --security-info). */
+  dumpXml(name: string, opts: { inactive?: boolean; migratable?: boolean; securityInfo?: boolean } = {}): string {
+    const full = this.definition(name, opts);
+    const def = opts.securityInfo === true ? full : withoutSecrets(full);
     return opts.migratable ? migratableDomainXml(def) : formatDomainXml(def);
   }
 

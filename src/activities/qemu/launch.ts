@@ -2,7 +2,7 @@
 // Ctrl-C in the worker's terminal does not take the guest down), with an argument
 // vector and no shell, stdout/stderr into the domain's log file.
 import { spawn } from 'node:child_process';
-import { closeSync, existsSync, openSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { chmodSync, closeSync, existsSync, openSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { ErrorType, vmError } from '../../common/errors.js';
 import { isProcessAlive } from '../host/proc.js';
 import { QmpClient } from './qmp-client.js';
@@ -64,6 +64,8 @@ export async function launchQemu(spec: LaunchSpec): Promise<LaunchedQemu> {
     if (existsSync(spec.qmpSocket)) {
       try {
         const qmp = await QmpClient.connect(spec.qmpSocket, { timeoutMs: Math.max(1000, deadline - Date.now()) });
+        // QEMU binds it under the worker's umask 077 (0700); the execute bit means nothing on a socket.
+        chmodSync(spec.qmpSocket, 0o600);
         return { pid, qmp };
       } catch (err) {
         if (Date.now() > deadline) throw err;

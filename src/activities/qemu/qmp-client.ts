@@ -192,6 +192,7 @@ export class QmpClient {
     const greeting = await new Promise<Record<string, unknown>>((resolve, reject) => {
       this.greeting = { resolve, reject };
       this.sock.connect(this.socketPath);
+      keepNativeHandleUntilClosed(this.sock);
     });
     const version = parseVersion(greeting);
     if (!version) throw vmError(ErrorType.QmpError, `unexpected QMP greeting on ${this.socketPath}`, { greeting });
@@ -279,6 +280,24 @@ export class QmpClient {
     const reason = this.goneError?.message ?? 'QMP connection closed';
     return vmError(ErrorType.QemuGone, `QMP ${what}: ${reason}`, { socketPath: this.socketPath, command: what });
   }
+}
+
+// usocket's close() starts libuv's asynchronous close of a poll handle that lives in
+// its native wrapper, then drops the wrapper; if V8 collects it before libuv finishes,
+// libuv touches freed memory and the worker aborts (seen after QEMU exits under load).
+// Every path that closes (destroy, end of stream, error) goes through wrap.close, so
+// the wrapper is held a while past it.
+const closingWraps = new Set<object>();
+
+function keepNativeHandleUntilClosed(sock: unknown): void {
+  const wrap = (sock as { _wrap?: { close: () => void } })._wrap;
+  if (!wrap) return;
+  const close = wrap.close.bind(wrap);
+  wrap.close = () => {
+    closingWraps.add(wrap);
+    setTimeout(() => closingWraps.delete(wrap), 2000).unref();
+    close();
+  };
 }
 
 function isOpenFd(fd: number): boolean {

@@ -1,16 +1,25 @@
 // README command 1: a whole vmferry on one machine. An embedded Temporal dev server,
 // two simulated hosts and the control worker, then a real 256 MiB QEMU guest booted
-// on host-a through a workflow. Stays up until Ctrl-C, then stops what it started.
+// on host-a through a workflow, saved to a file and restored, and migrated to host-b
+// and back. Stays up until Ctrl-C (or --once), then stops what it started.
 import { randomUUID } from 'node:crypto';
+import { setTimeout as delay } from 'node:timers/promises';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import { CONTROL_TASK_QUEUE } from '../src/common/constants.js';
-import type { DomainOperation, DomainOperationResult } from '../src/common/domain-types.js';
+import type { DomainInfo, DomainOperation, DomainOperationResult } from '../src/common/domain-types.js';
+import { cancelSignal } from '../src/common/job-messages.js';
+import { jobWorkflowId } from '../src/common/job-types.js';
 import { startDevServer } from '../src/local/dev-server.js';
 import { projectStateDir } from '../src/local/paths.js';
 import { findTemporalCli } from '../src/local/temporal-cli.js';
 import { startWorkerProcess, type WorkerProcess } from '../src/local/worker-process.js';
+import { runDetached } from './demo-detach.js';
+import { runDemoMigration } from './demo-migration.js';
+import { runDemoSaveRestore } from './demo-save.js';
+
+await runDetached();
 
 const say = (line: string): void => console.log(`[demo] ${line}`);
 const stateDir = projectStateDir();
@@ -29,12 +38,40 @@ const server = await startDevServer({ cliPath: cli, stateDir: join(stateDir, 'te
 say(`Temporal dev server at ${server.address} (SQLite ${server.dbFilename})`);
 const workers: WorkerProcess[] = [];
 let stopping = false;
+/** The guest's UUID once known: its job, if one runs at Ctrl-C, is aborted before the workers stop. */
+let guestUuid: string | undefined;
+
+async function abortRunningJob(): Promise<void> {
+  if (!guestUuid) return;
+  const handle = client.workflow.getHandle(jobWorkflowId(guestUuid));
+  const running = await handle.describe().then((d) => d.status.name === 'RUNNING', () => false);
+  if (!running) return;
+  say(`aborting the running job ${handle.workflowId}`);
+  await handle.signal(cancelSignal).catch(() => undefined);
+  await Promise.race([handle.result().catch(() => undefined), delay(30_000)]);
+}
 
 async function shutdown(code: number): Promise<never> {
-  if (stopping) process.exit(code);
+  if (stopping) {
+    say('interrupted again: leaving without cleaning up');
+    process.exit(code);
+  }
   stopping = true;
   say('stopping: guest, workers, server');
-  await op('host-a', { op: 'destroy', name: GUEST }).catch(() => undefined);
+  if (workers.length) {
+    await abortRunningJob().catch((err: unknown) => say(`could not abort the running job: ${String(err)}`));
+    // Wherever the guest is (a migration may have been cut short), it goes.
+    for (const host of ['host-a', 'host-b']) {
+      await op(host, { op: 'destroy', name: GUEST }).then(
+        () => say(`destroyed ${GUEST} on ${host}`),
+        (err: unknown) => {
+          const cause = (err as { cause?: { type?: string; message?: string } }).cause;
+          // Not defined there, or not running there: nothing to destroy.
+          if (cause?.type !== 'DomainNotFound' && cause?.type !== 'OperationInvalid') say(`could not destroy ${GUEST} on ${host}: ${cause?.message ?? String(err)}`);
+        },
+      );
+    }
+  }
   await Promise.all(workers.map((w) => w.stop()));
   await server.stop();
   process.exit(code);
@@ -71,6 +108,12 @@ try {
   say(`worker logs (pino JSON lines) in ${logDir}`);
   say(`workers up: host-a (pid ${workers[0]!.pid}), host-b (pid ${workers[1]!.pid}), control (pid ${workers[2]!.pid})`);
 
+  // A demo stopped mid-migration may have left the definition on host-b: the guest starts on host-a.
+  const onB = await op('host-b', { op: 'list' });
+  if ('domains' in onB && onB.domains.some((d) => d.name === GUEST)) {
+    await op('host-b', { op: 'destroy', name: GUEST }).catch(() => undefined);
+    await op('host-b', { op: 'undefine', name: GUEST });
+  }
   const list = await op('host-a', { op: 'list' });
   const known = 'domains' in list ? list.domains.find((d) => d.name === GUEST) : undefined;
   if (!known) {
@@ -82,14 +125,22 @@ try {
     if ('domain' in started) say(`started ${GUEST} on host-a: QEMU pid ${(started.domain as { pid?: number }).pid}, state ${started.domain.state}`);
   }
   const info = await op('host-a', { op: 'info', name: GUEST });
-  say(`dominfo: ${JSON.stringify('domain' in info ? info.domain : info)}`);
+  const dom = (info as { domain: DomainInfo }).domain;
+  guestUuid = dom.uuid;
+  say(`dominfo: ${JSON.stringify(dom)}`);
+  await runDemoSaveRestore(client, { host: 'host-a', name: GUEST, uuid: dom.uuid, dir: join(stateDir, 'demo'), log: say });
+  await runDemoMigration(client, GUEST, { from: 'host-a', to: 'host-b', log: say });
+  say(`try the CLI: npx vmferry --address ${server.address} --host host-a domjobinfo ${GUEST} --completed`);
   say(server.uiUrl ? `Web UI: ${server.uiUrl}/namespaces/default/workflows` : 'Web UI off (headless)');
   say(`list the workflows: ${cli} workflow list --address ${server.address}`);
   say('running; Ctrl-C stops the guest, the workers and the server');
   if (process.argv.includes('--once')) await shutdown(0);
 } catch (err) {
-  console.error('[demo] failed:', err);
-  await shutdown(1);
+  // A job aborted by Ctrl-C fails here too: the shutdown under way then finishes the job.
+  if (!stopping) {
+    console.error('[demo] failed:', err);
+    await shutdown(1);
+  }
 }
 
 function demoGuestXml(name: string): string {

@@ -4,18 +4,23 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { chromium, type Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { randomUUID } from 'node:crypto';
+import { jobWorkflowId } from '../src/common/job-types.js';
 import { PROJECT_ROOT } from '../src/local/paths.js';
 import { TestCluster } from './helpers/cluster.js';
 import { guestXml } from './helpers/guest-xml.js';
+import { startMigration } from './helpers/migration.js';
 
 const cluster = new TestCluster();
 const HOST = 'ui-a';
+const HOST_B = 'ui-b';
 const ARTIFACTS = join(PROJECT_ROOT, 'test-artifacts');
 let browser: Browser;
 
 beforeAll(async () => {
   await cluster.connect();
-  await Promise.all([cluster.startHost(HOST), cluster.startControl()]);
+  const ports = (min: number): Record<string, string> => ({ VMFERRY_HOST_MIGRATION_PORT_MIN: String(min), VMFERRY_HOST_MIGRATION_PORT_MAX: String(min + 7) });
+  await Promise.all([cluster.startHost(HOST, ports(49264)), cluster.startHost(HOST_B, ports(49272)), cluster.startControl()]);
   browser = await chromium.launch({
     executablePath: '/usr/bin/chromium',
     args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
@@ -25,6 +30,8 @@ beforeAll(async () => {
 afterAll(async () => {
   await browser?.close();
   await cluster.op(HOST, { op: 'destroy', name: 'ui1' }).catch(() => undefined);
+  await cluster.op(HOST_B, { op: 'destroy', name: 'ui-m1' }).catch(() => undefined);
+  await cluster.op(HOST_B, { op: 'undefine', name: 'ui-m1' }).catch(() => undefined);
   await cluster.stop();
 });
 
@@ -44,6 +51,37 @@ describe('Temporal Web UI', () => {
     mkdirSync(ARTIFACTS, { recursive: true });
     await page.screenshot({ path: join(ARTIFACTS, 'web-ui-domain-start.png'), fullPage: true });
     expect(await page.getByText('startDomain').count()).toBeGreaterThan(0);
+    await page.close();
+  });
+
+  it('finds a finished migration by DomainName and JobType and shows its phases, each with its host', async () => {
+    const uuid = randomUUID();
+    await cluster.op(HOST, { op: 'define', xml: guestXml({ name: 'ui-m1', uuid }) });
+    await cluster.op(HOST, { op: 'start', name: 'ui-m1' });
+    const migration = await startMigration(cluster.client, { domain: 'ui-m1', domainUuid: uuid, sourceHost: HOST, destinationHost: HOST_B, flags: ['live', 'persist-dest', 'undefine-source'] });
+    expect(await migration.result()).toMatchObject({ protocol: 3, destination: { host: HOST_B, state: 'running' } });
+
+    const page = await browser.newPage({ viewport: { width: 1400, height: 1400 } });
+    const query = encodeURIComponent('DomainName="ui-m1" AND JobType="migrateOut"');
+    await page.goto(`${inject('temporalUiUrl')}/namespaces/default/workflows?query=${query}`);
+    const row = page.getByRole('link', { name: jobWorkflowId(uuid) }).first();
+    await row.waitFor({ timeout: 30_000 });
+    await row.click();
+    // Each protocol step is an activity whose summary names what it does and on which host.
+    for (const summary of [
+      "Begin: check 'ui-m1' and take the job on ui-a",
+      "v3 Prepare: start 'ui-m1' paused with -incoming on ui-b",
+      "v3 Perform: migrate 'ui-m1' from ui-a to tcp:",
+      "v3 Finish: start 'ui-m1' on ui-b",
+      "v3 Confirm: stop 'ui-m1' on ui-a",
+    ]) {
+      await page.getByText(summary).first().waitFor({ timeout: 30_000 });
+    }
+    mkdirSync(ARTIFACTS, { recursive: true });
+    await page.screenshot({ path: join(ARTIFACTS, 'web-ui-migration.png'), fullPage: true });
+    for (const activity of ['migrateBegin', 'migratePrepare', 'migratePerform', 'migrateFinish', 'migrateConfirm']) {
+      expect(await page.getByText(activity).count(), activity).toBeGreaterThan(0);
+    }
     await page.close();
   });
 });

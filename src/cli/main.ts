@@ -5,7 +5,11 @@ import { parseArgs } from 'node:util';
 import { WorkflowFailedError } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
 import { domainVerbs } from './commands/domain.js';
+import { dumpVerb } from './commands/dump.js';
 import { jobVerbs } from './commands/jobs.js';
+import { migrateVerb } from './commands/migrate.js';
+import { saveVerbs } from './commands/save.js';
+import { startVerb } from './commands/start.js';
 import { connect, connectionOptionsFromEnv } from './connection.js';
 import { EXIT_FAILED, EXIT_INVALID, EXIT_OK, exitCodeFor, UsageError } from './exit-codes.js';
 import type { OptionSpec, Verb } from './verb.js';
@@ -22,7 +26,7 @@ const GLOBAL_OPTIONS: OptionSpec = {
   help: { type: 'boolean', short: 'h' },
 };
 
-const VERBS: Record<string, Verb> = { ...domainVerbs, ...jobVerbs };
+const VERBS: Record<string, Verb> = { ...domainVerbs, start: startVerb, ...saveVerbs, dump: dumpVerb, migrate: migrateVerb, ...jobVerbs };
 
 function usage(): string {
   const verbs = Object.entries(VERBS).map(([name, v]) => `  ${name.padEnd(26)}${v.summary}`);

@@ -31,13 +31,13 @@ function printInfo(ctx: VerbContext, d: DomainInfo): void {
   for (const [k, v] of rows) if (v !== undefined) ctx.out(`${`${k}:`.padEnd(16)}${v}`);
 }
 
-const simple = (op: 'start' | 'destroy' | 'suspend' | 'resume' | 'undefine', message: (n: string) => string, options?: Verb['options']): Verb => ({
+// start is in start.ts: it goes through the managed-save job.
+const simple = (op: 'destroy' | 'suspend' | 'resume' | 'undefine', message: (n: string) => string): Verb => ({
   summary: `${op} a domain`,
-  usage: `vmferry ${op} DOMAIN${op === 'start' ? ' [--paused]' : ''}`,
-  options,
-  async run(ctx, args, opts) {
+  usage: `vmferry ${op} DOMAIN`,
+  async run(ctx, args) {
     const name = oneDomain(args, op);
-    const r = await runOperation(ctx.client, ctx.host, op === 'start' ? { op, name, paused: opts.paused === true } : { op, name });
+    const r = await runOperation(ctx.client, ctx.host, { op, name });
     ctx.out(message(name));
     return domainOf(r);
   },
@@ -84,16 +84,16 @@ export const domainVerbs: Record<string, Verb> = {
     },
   },
   undefine: simple('undefine', (n) => `Domain '${n}' has been undefined`),
-  start: simple('start', (n) => `Domain '${n}' started`, { paused: { type: 'boolean' } }),
   destroy: simple('destroy', (n) => `Domain '${n}' destroyed`),
   suspend: simple('suspend', (n) => `Domain '${n}' suspended`),
   resume: simple('resume', (n) => `Domain '${n}' resumed`),
   dumpxml: {
     summary: 'domain XML',
-    usage: 'vmferry dumpxml DOMAIN [--inactive] [--migratable]',
-    options: { inactive: { type: 'boolean' }, migratable: { type: 'boolean' } },
+    usage: 'vmferry dumpxml DOMAIN [--inactive] [--migratable] [--security-info]',
+    options: { inactive: { type: 'boolean' }, migratable: { type: 'boolean' }, 'security-info': { type: 'boolean' } },
     async run(ctx, args, opts) {
-      const r = await runOperation(ctx.client, ctx.host, { op: 'dumpxml', name: oneDomain(args, 'dumpxml'), inactive: opts.inactive === true, migratable: opts.migratable === true });
+      const name = oneDomain(args, 'dumpxml');
+      const r = await runOperation(ctx.client, ctx.host, { op: 'dumpxml', name, inactive: opts.inactive === true, migratable: opts.migratable === true, securityInfo: opts['security-info'] === true });
       const xml = 'xml' in r ? r.xml : '';
       if (!ctx.json) ctx.out(xml.trimEnd());
       return { xml };

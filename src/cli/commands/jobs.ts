@@ -1,9 +1,10 @@
 // Job verbs: list jobs, and virsh's domjob* and migrate-* control of a running job.
-import type { Client } from '@temporalio/client';
 import { cancelSignal, invalidDowntime, invalidSpeed, setMaxDowntimeSignal, setSpeedSignal } from '../../common/job-messages.js';
 import type { JobInfo } from '../../common/job-types.js';
+import { ErrorType, isVmError, vmError } from '../../common/errors.js';
 import { UsageError } from '../exit-codes.js';
-import { JOB_ID_PREFIX, jobInfoWithProgress, runningJob } from '../job-lookup.js';
+import { domainInfo } from '../job-start.js';
+import { JOB_ID_PREFIX, jobInfoWithProgress, lastCompletedJob, quote, runningJob, type FoundJob } from '../job-lookup.js';
 import type { Verb, VerbContext } from '../verb.js';
 
 function oneDomain(args: string[], usage: string): string {
@@ -32,17 +33,29 @@ export function printJobInfo(ctx: VerbContext, j: JobInfo): void {
     ['Memory total', j.memTotalBytes !== undefined ? `${(j.memTotalBytes / MIB).toFixed(3)} MiB` : undefined],
     ['Dirty rate', j.dirtyRatePagesPerSec !== undefined ? `${j.dirtyRatePagesPerSec} pages/s` : undefined],
     ['Bandwidth', j.bandwidthMiBps !== undefined ? `${j.bandwidthMiBps.toFixed(1)} MiB/s` : undefined],
+    ['Speed limit', j.speedLimitMiBps !== undefined ? (j.speedLimitMiBps === 0 ? 'unlimited' : `${j.speedLimitMiBps} MiB/s`) : undefined],
+    ['Max downtime', j.maxDowntimeMs !== undefined ? `${j.maxDowntimeMs} ms` : undefined],
     ['Expected downtime', j.expectedDowntimeMs !== undefined ? `${j.expectedDowntimeMs} ms` : undefined],
+    ['Total downtime', j.downtimeMs !== undefined ? `${j.downtimeMs} ms` : undefined],
     ['Percent', j.percent !== undefined ? `${j.percent.toFixed(1)} %` : undefined],
     ['Error', j.error ? `${j.error.type} in ${j.error.phase}: ${j.error.message}` : undefined],
   ];
   for (const [k, v] of rows) if (v !== undefined) ctx.out(`${`${k}:`.padEnd(20)}${v}`);
 }
 
-async function signalJob(client: Client, domain: string, send: (h: Awaited<ReturnType<typeof runningJob>>) => Promise<void>): Promise<string> {
-  const handle = await runningJob(client, domain);
-  await send(handle);
-  return handle.workflowId;
+/** The domain's running job; its UUID (for the direct lookup) comes from the host when one is named. */
+async function jobOf(ctx: VerbContext, domain: string): Promise<FoundJob> {
+  return await runningJob(ctx.client, domain, ctx.host ? async () => (await domainInfo(ctx.client, ctx.host, domain)).uuid : undefined);
+}
+
+/** Speed and downtime reach QEMU only for the job types that apply them; others would silently ignore the signal. */
+const SPEED_JOBS = new Set(['migrateOut', 'coreDump']);
+const DOWNTIME_JOBS = new Set(['migrateOut']);
+
+function requireControl(job: FoundJob, domain: string, allowed: Set<string>, what: string): void {
+  if (job.jobType !== undefined && !allowed.has(job.jobType)) {
+    throw vmError(ErrorType.OperationInvalid, `the ${job.jobType} job on domain '${domain}' has no ${what} control (only ${[...allowed].join(', ')} jobs do)`);
+  }
 }
 
 export const jobVerbs: Record<string, Verb> = {
@@ -82,41 +95,56 @@ export const jobVerbs: Record<string, Verb> = {
     },
   },
   domjobinfo: {
-    summary: "the domain's running job: phase and progress",
-    usage: 'vmferry domjobinfo DOMAIN',
-    async run(ctx, args) {
-      const handle = await runningJob(ctx.client, oneDomain(args, 'vmferry domjobinfo DOMAIN'));
-      const info = await jobInfoWithProgress(ctx.client, handle);
+    summary: "the domain's running job (or with --completed, its last finished one): phase and progress",
+    usage: 'vmferry domjobinfo DOMAIN [--completed]',
+    options: { completed: { type: 'boolean' } },
+    async run(ctx, args, opts) {
+      const domain = oneDomain(args, this.usage);
+      const job = opts.completed === true ? await lastCompletedJob(ctx.client, domain) : await jobOf(ctx, domain).catch((err: unknown) => {
+        // virsh answers "Job type: None" for an idle domain rather than failing.
+        if (isVmError(err, ErrorType.OperationInvalid)) return undefined;
+        throw err;
+      });
+      if (!job) {
+        ctx.out(`${'Job type:'.padEnd(20)}None`);
+        return { jobType: 'none' };
+      }
+      const info = await jobInfoWithProgress(ctx.client, job.handle);
       printJobInfo(ctx, info);
-      return info;
+      return { ...info, workflowId: job.handle.workflowId };
     },
   },
   domjobabort: {
     summary: "abort the domain's running job",
     usage: 'vmferry domjobabort DOMAIN',
     async run(ctx, args) {
-      const id = await signalJob(ctx.client, oneDomain(args, 'vmferry domjobabort DOMAIN'), (h) => h.signal(cancelSignal));
-      ctx.out(`abort requested for job ${id}`);
-      return { workflowId: id, signal: 'cancel' };
+      const domain = oneDomain(args, this.usage);
+      const job = await jobOf(ctx, domain);
+      await job.handle.signal(cancelSignal);
+      ctx.out(`abort requested for ${job.jobType ? `the ${job.jobType} job` : 'job'} ${job.handle.workflowId}`);
+      return { workflowId: job.handle.workflowId, signal: 'cancel' };
     },
   },
   'migrate-setspeed': {
-    summary: "set the running job's bandwidth (MiB/s, 0 = unlimited)",
+    summary: "set the running migration's (or dump's) bandwidth (MiB/s, 0 = unlimited)",
     usage: 'vmferry migrate-setspeed DOMAIN MIBPS',
     async run(ctx, args) {
-      const usage = 'vmferry migrate-setspeed DOMAIN MIBPS';
-      const speed = numberArg(args[1], usage);
+      const speed = numberArg(args[1], this.usage);
       const why = invalidSpeed(speed);
       if (why) throw new UsageError(why);
-      const id = await signalJob(ctx.client, oneDomain(args, usage), (h) => h.signal(setSpeedSignal, speed));
-      return { workflowId: id, speedMiBps: speed };
+      const domain = oneDomain(args, this.usage);
+      const job = await jobOf(ctx, domain);
+      requireControl(job, domain, SPEED_JOBS, 'speed');
+      await job.handle.signal(setSpeedSignal, speed);
+      return { workflowId: job.handle.workflowId, speedMiBps: speed };
     },
   },
   'migrate-getspeed': {
-    summary: "the running job's bandwidth limit (MiB/s)",
+    summary: "the running job's bandwidth limit (MiB/s, 0 = unlimited)",
     usage: 'vmferry migrate-getspeed DOMAIN',
     async run(ctx, args) {
-      const info = await jobInfoWithProgress(ctx.client, await runningJob(ctx.client, oneDomain(args, 'vmferry migrate-getspeed DOMAIN')));
+      const job = await jobOf(ctx, oneDomain(args, this.usage));
+      const info = await jobInfoWithProgress(ctx.client, job.handle);
       ctx.out(String(info.speedLimitMiBps ?? 0));
       return { speedMiBps: info.speedLimitMiBps ?? 0 };
     },
@@ -125,21 +153,28 @@ export const jobVerbs: Record<string, Verb> = {
     summary: "set the running migration's max downtime (ms)",
     usage: 'vmferry migrate-setmaxdowntime DOMAIN MS',
     async run(ctx, args) {
-      const usage = 'vmferry migrate-setmaxdowntime DOMAIN MS';
-      const ms = numberArg(args[1], usage);
+      const ms = numberArg(args[1], this.usage);
       const why = invalidDowntime(ms);
       if (why) throw new UsageError(why);
-      const id = await signalJob(ctx.client, oneDomain(args, usage), (h) => h.signal(setMaxDowntimeSignal, ms));
-      return { workflowId: id, maxDowntimeMs: ms };
+      const domain = oneDomain(args, this.usage);
+      const job = await jobOf(ctx, domain);
+      requireControl(job, domain, DOWNTIME_JOBS, 'downtime');
+      await job.handle.signal(setMaxDowntimeSignal, ms);
+      return { workflowId: job.handle.workflowId, maxDowntimeMs: ms };
     },
   },
   'migrate-getmaxdowntime': {
     summary: "the running migration's max downtime (ms)",
     usage: 'vmferry migrate-getmaxdowntime DOMAIN',
     async run(ctx, args) {
-      const info = await jobInfoWithProgress(ctx.client, await runningJob(ctx.client, oneDomain(args, 'vmferry migrate-getmaxdowntime DOMAIN')));
-      ctx.out(String(info.maxDowntimeMs ?? ''));
-      return { maxDowntimeMs: info.maxDowntimeMs };
+      const domain = oneDomain(args, this.usage);
+      const job = await jobOf(ctx, domain);
+      requireControl(job, domain, DOWNTIME_JOBS, 'downtime');
+      const info = await jobInfoWithProgress(ctx.client, job.handle);
+      // QEMU's default when nobody set one.
+      const ms = info.maxDowntimeMs ?? 300;
+      ctx.out(String(ms));
+      return { maxDowntimeMs: ms };
     },
   },
 };

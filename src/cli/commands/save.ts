@@ -1,0 +1,115 @@
+// virsh's save, restore, managedsave, managedsave-remove, save-image-dumpxml and
+// save-image-define. Image paths name files on the host (--host / VMFERRY_HOST),
+// not on the machine running the command, so they are passed on as given.
+import { SAVE_FORMAT_NAMES, type ManagedSaveState, type RestoreResult, type SaveFormatName, type SaveResult } from '../../common/save-types.js';
+import { mib, positionals, readXmlFile, runState, stringOpt, type Opts } from '../args.js';
+import { UsageError } from '../exit-codes.js';
+import { inForeground } from '../foreground.js';
+import { domainInfo, imageDomain, requireHost, runShort, saveImageXml, startJob } from '../job-start.js';
+import type { Verb } from '../verb.js';
+
+const RUN_STATE = { running: { type: 'boolean' }, paused: { type: 'boolean' } } as const;
+const FORMATS = SAVE_FORMAT_NAMES.join('|');
+
+function format(opts: Opts): SaveFormatName | undefined {
+  const f = stringOpt(opts.format);
+  if (f === undefined) return undefined;
+  if (!(SAVE_FORMAT_NAMES as readonly string[]).includes(f)) throw new UsageError(`unknown save image format ${JSON.stringify(f)} (one of ${SAVE_FORMAT_NAMES.join(', ')})`);
+  return f as SaveFormatName;
+}
+
+export const saveVerbs: Record<string, Verb> = {
+  save: {
+    summary: "save a domain's memory to a file on its host; the domain stops",
+    usage: `vmferry save DOMAIN FILE [--bypass-cache] [--running|--paused] [--format ${FORMATS}] [--xml FILE] [--overwrite]`,
+    options: { ...RUN_STATE, 'bypass-cache': { type: 'boolean' }, format: { type: 'string' }, xml: { type: 'string' }, overwrite: { type: 'boolean' }, verbose: { type: 'boolean' } },
+    async run(ctx, args, opts) {
+      const [name, path] = positionals(args, 2, this.usage) as [string, string];
+      const input = { name, path, format: format(opts) ?? 'raw', bypassCache: opts['bypass-cache'] === true, overwrite: opts.overwrite === true, xml: readXmlFile(stringOpt(opts.xml)), ...runState(opts) };
+      const host = requireHost(ctx.host);
+      return await inForeground(ctx, async (job) => {
+        const dom = await domainInfo(ctx.client, host, name);
+        job.notInterrupted();
+        const handle = await startJob(ctx.client, 'save', dom.uuid, name, { host, domainUuid: dom.uuid, ...input });
+        const r = await job.follow<SaveResult>(handle, `save ${name}`);
+        ctx.out(`Domain '${name}' saved to ${r.path} (${r.format}, ${mib(r.sizeBytes)} in ${(r.durationMs / 1000).toFixed(1)} s)`);
+        return r;
+      });
+    },
+  },
+
+  restore: {
+    summary: 'restore a domain from a save image on the host',
+    usage: 'vmferry restore FILE [--bypass-cache] [--running|--paused] [--xml FILE]',
+    options: { ...RUN_STATE, 'bypass-cache': { type: 'boolean' }, xml: { type: 'string' }, verbose: { type: 'boolean' } },
+    async run(ctx, args, opts) {
+      const [path] = positionals(args, 1, this.usage) as [string];
+      const input = { path, bypassCache: opts['bypass-cache'] === true, xml: readXmlFile(stringOpt(opts.xml)), ...runState(opts) };
+      const host = requireHost(ctx.host);
+      return await inForeground(ctx, async (job) => {
+        // The job is the domain's, and the domain is named by the image.
+        const dom = await imageDomain(ctx.client, host, path);
+        job.notInterrupted();
+        const handle = await startJob(ctx.client, 'restore', dom.uuid, dom.name, { host, ...input });
+        const r = await job.follow<RestoreResult>(handle, `restore ${dom.name}`);
+        ctx.out(`Domain '${r.domain.name}' restored from ${r.path} (${r.domain.state})`);
+        return r;
+      });
+    },
+  },
+
+  managedsave: {
+    summary: 'save a domain to an image its host keeps; the next start restores it',
+    usage: `vmferry managedsave DOMAIN [--bypass-cache] [--running|--paused] [--format ${FORMATS}]`,
+    options: { ...RUN_STATE, 'bypass-cache': { type: 'boolean' }, format: { type: 'string' }, verbose: { type: 'boolean' } },
+    async run(ctx, args, opts) {
+      const [name] = positionals(args, 1, this.usage) as [string];
+      const input = { name, format: format(opts), bypassCache: opts['bypass-cache'] === true, ...runState(opts) };
+      const host = requireHost(ctx.host);
+      return await inForeground(ctx, async (job) => {
+        const dom = await domainInfo(ctx.client, host, name);
+        job.notInterrupted();
+        const handle = await startJob(ctx.client, 'managedSave', dom.uuid, name, { host, domainUuid: dom.uuid, ...input });
+        const r = await job.follow<SaveResult>(handle, `managedsave ${name}`);
+        ctx.out(`Domain '${name}' state saved by vmferry (${r.format}, ${mib(r.sizeBytes)})`);
+        return r;
+      });
+    },
+  },
+
+  'managedsave-remove': {
+    summary: "remove a domain's managed save image",
+    usage: 'vmferry managedsave-remove DOMAIN',
+    async run(ctx, args) {
+      const [name] = positionals(args, 1, this.usage) as [string];
+      const host = requireHost(ctx.host);
+      const r = await runShort<ManagedSaveState>(ctx.client, 'managedSaveRemove', host, `managedsave-remove-${name}`, { host, name });
+      ctx.out(r.removed ? `Removed managedsave image for domain '${name}'` : `Domain '${name}' has no managed save image; removal skipped`);
+      return r;
+    },
+  },
+
+  'save-image-dumpxml': {
+    summary: 'the domain XML inside a save image',
+    usage: 'vmferry save-image-dumpxml FILE [--security-info]',
+    options: { 'security-info': { type: 'boolean' } },
+    async run(ctx, args, opts) {
+      const [path] = positionals(args, 1, this.usage) as [string];
+      const r = await saveImageXml(ctx.client, { host: requireHost(ctx.host), op: 'dumpxml', path, securityInfo: opts['security-info'] === true });
+      ctx.out(r.xml.trimEnd());
+      return r;
+    },
+  },
+
+  'save-image-define': {
+    summary: 'replace the domain XML inside a save image (ABI-compatible edits only)',
+    usage: 'vmferry save-image-define FILE XMLFILE',
+    async run(ctx, args) {
+      const [path, xmlFile] = positionals(args, 2, this.usage) as [string, string];
+      const xml = readXmlFile(xmlFile)!;
+      const r = await saveImageXml(ctx.client, { host: requireHost(ctx.host), op: 'define', path, xml });
+      ctx.out(`State file ${r.path} updated.`);
+      return r;
+    },
+  },
+};

@@ -4,7 +4,7 @@
 // Perform (read-only queries, setSpeed, setMaxDowntime, a refused second job,
 // cancel).
 import { randomUUID } from 'node:crypto';
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { WorkflowExecutionAlreadyStartedError } from '@temporalio/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -102,8 +102,12 @@ describe('live migration', () => {
     expect(runDirOf(C)).toEqual([]);
   });
 
-  it('during a slow Perform: info answers, setSpeed reaches QEMU, a second job is refused, cancel restores the source', async () => {
-    const g = await runGuest(A, 'm2', 128);
+  it('during a slow Perform: info and block stats answer, setSpeed reaches QEMU, a second job is refused, cancel restores the source', async () => {
+    // A read-only disk on "shared" storage (one file both hosts see) gives block stats something to count.
+    const disk = join(cluster.root, 'm2-ro.img');
+    writeFileSync(disk, Buffer.alloc(1024 * 1024));
+    const roDisk = `\n    <disk type='file' device='disk'><driver name='qemu' type='raw' cache='none'/><source file='${disk}'/><target dev='vdb' bus='virtio'/><readonly/></disk>`;
+    const g = await runGuest(A, 'm2', 128, roDisk);
     fillRandom(g.ram, 96 * MiB);
     const handle = await startMigration(cluster.client, { domain: 'm2', domainUuid: g.uuid, sourceHost: A, destinationHost: B, flags: ['live'], bandwidthMiBps: 8 });
     const hb = await waitForPerform(handle);
@@ -111,6 +115,8 @@ describe('live migration', () => {
 
     const during = domainOf(await cluster.op(A, { op: 'info', name: 'm2' }));
     expect(during).toMatchObject({ state: 'running', reason: 'migrating', pid: g.pid });
+    const blk = await cluster.op(A, { op: 'blockstats', name: 'm2' });
+    expect(blk).toMatchObject({ op: 'blockstats', stats: [expect.objectContaining({ device: 'vdb', wrBytes: 0 })] });
 
     await expect(startMigration(cluster.client, { domain: 'm2', domainUuid: g.uuid, sourceHost: A, destinationHost: C })).rejects.toBeInstanceOf(WorkflowExecutionAlreadyStartedError);
 

@@ -24,6 +24,17 @@ export interface DomainInfo extends DomainSummary {
   memoryBackingFile?: string;
 }
 
+/** One disk's I/O counters, as virsh domblkstat shows them. */
+export interface BlockStats {
+  /** Target device name (vda, hdc, ...). */
+  device: string;
+  rdBytes: number;
+  wrBytes: number;
+  rdOps: number;
+  wrOps: number;
+  flushOps: number;
+}
+
 export interface HostInfo {
   name: string;
   hostUuid: string;
@@ -40,6 +51,7 @@ export type DomainOperation =
   | { op: 'suspend'; name: string }
   | { op: 'resume'; name: string }
   | { op: 'info'; name: string }
+  | { op: 'blockstats'; name: string }
   | { op: 'list' }
   /** securityInfo: keep graphics passwords in the XML (libvirt's --security-info); stripped otherwise. */
   | { op: 'dumpxml'; name: string; inactive?: boolean; migratable?: boolean; securityInfo?: boolean };
@@ -53,4 +65,5 @@ export type DomainOperationResult =
   | { op: 'define'; domain: DomainSummary }
   | { op: 'undefine' | 'start' | 'destroy' | 'suspend' | 'resume' | 'info'; domain: DomainInfo }
   | { op: 'list'; domains: DomainSummary[] }
+  | { op: 'blockstats'; stats: BlockStats[] }
   | { op: 'dumpxml'; xml: string };

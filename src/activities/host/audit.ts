@@ -7,7 +7,7 @@ import { pino, type Logger } from 'pino';
 import { decodeRequestedBy } from '../../common/requested-by.js';
 
 /** Activities that only read: everything else changes a VM or its files and is audited. */
-const READ_ONLY = new Set(['hostInfo', 'domainInfo', 'listDomains', 'dumpDomainXml']);
+const READ_ONLY = new Set(['hostInfo', 'domainInfo', 'listDomains', 'dumpDomainXml', 'blockStats']);
 
 export function createAuditLogger(path: string): Logger {
   return pino({ base: { kind: 'audit' }, timestamp: pino.stdTimeFunctions.isoTime }, pino.destination({ dest: path, mkdir: true, sync: true }));

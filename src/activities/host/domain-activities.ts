@@ -1,7 +1,7 @@
 // Host activities for domain lifecycle. Built by a factory over the host's
 // runtime so the worker decides what they touch (samples-typescript's pattern).
 import { Context } from '@temporalio/activity';
-import type { DomainInfo, DomainSummary, HostInfo } from '../../common/domain-types.js';
+import type { BlockStats, DomainInfo, DomainSummary, HostInfo } from '../../common/domain-types.js';
 import type { HostRuntime } from './host-runtime.js';
 
 /** Stable across retries of one activity, distinct between activities. */
@@ -39,6 +39,9 @@ export function createDomainActivities(rt: HostRuntime) {
     },
     async domainInfo(name: string): Promise<DomainInfo> {
       return rt.info(name);
+    },
+    async blockStats(name: string): Promise<BlockStats[]> {
+      return await rt.blockStats(name);
     },
     async listDomains(): Promise<DomainSummary[]> {
       return rt.list();

@@ -4,7 +4,7 @@
 import { existsSync, rmSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
-import type { DomainInfo, DomainSummary, HostInfo } from '../../common/domain-types.js';
+import type { BlockStats, DomainInfo, DomainSummary, HostInfo } from '../../common/domain-types.js';
 import { ErrorType, vmError } from '../../common/errors.js';
 import { parseDomainXml, formatDomainXml, migratableDomainXml, withoutSecrets, type DomainDef } from '../domain/index.js';
 import { buildQemuArgs } from '../qemu/command-line.js';
@@ -146,6 +146,22 @@ export class HostRuntime {
   }
 
   /** Graphics passwords are left out unless `securityInfo` (libvirt's dumpxml --security-info). */
+  /** Read-only, so it answers during a job (a migration's Perform included). */
+  async blockStats(name: string): Promise<BlockStats[]> {
+    const dom = this.requireRunning(name);
+    const raw = await dom.qmp.execute<{ device?: string; qdev?: string; stats: Record<string, number> }[]>('query-blockstats');
+    return raw
+      .filter((b) => b.device?.startsWith('drive-'))
+      .map((b) => ({
+        device: b.device!.slice('drive-'.length),
+        rdBytes: b.stats.rd_bytes ?? 0,
+        wrBytes: b.stats.wr_bytes ?? 0,
+        rdOps: b.stats.rd_operations ?? 0,
+        wrOps: b.stats.wr_operations ?? 0,
+        flushOps: b.stats.flush_operations ?? 0,
+      }));
+  }
+
   dumpXml(name: string, opts: { inactive?: boolean; migratable?: boolean; securityInfo?: boolean } = {}): string {
     const full = this.definition(name, opts);
     const def = opts.securityInfo === true ? full : withoutSecrets(full);

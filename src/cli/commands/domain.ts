@@ -87,6 +87,16 @@ export const domainVerbs: Record<string, Verb> = {
   destroy: simple('destroy', (n) => `Domain '${n}' destroyed`),
   suspend: simple('suspend', (n) => `Domain '${n}' suspended`),
   resume: simple('resume', (n) => `Domain '${n}' resumed`),
+  domblkstat: {
+    summary: "a domain's disk I/O counters (answers during a job)",
+    usage: 'vmferry domblkstat DOMAIN',
+    async run(ctx, args) {
+      const r = await runOperation(ctx.client, ctx.host, { op: 'blockstats', name: oneDomain(args, 'domblkstat') });
+      const stats = 'stats' in r ? r.stats : [];
+      for (const b of stats) ctx.out(`${b.device} rd_req ${b.rdOps} rd_bytes ${b.rdBytes} wr_req ${b.wrOps} wr_bytes ${b.wrBytes} flush_operations ${b.flushOps}`);
+      return stats;
+    },
+  },
   dumpxml: {
     summary: 'domain XML',
     usage: 'vmferry dumpxml DOMAIN [--inactive] [--migratable] [--security-info]',

@@ -9,6 +9,25 @@ import { inject } from 'vitest';
 import { CONTROL_TASK_QUEUE } from '../../src/common/constants.js';
 import type { DomainOperation, DomainOperationResult } from '../../src/common/domain-types.js';
 import { startWorkerProcess, type WorkerProcess } from '../../src/local/worker-process.js';
+import { isOurProcess } from '../../src/activities/host/proc.js';
+import { listStatusNames, readStatus } from '../../src/activities/host/status-file.js';
+
+function killLeftoverQemus(runDir: string): void {
+  let names: string[];
+  try {
+    names = listStatusNames(runDir);
+  } catch {
+    return;
+  }
+  for (const name of names) {
+    try {
+      const st = readStatus(runDir, name);
+      if (isOurProcess(st.pid, st.qmpSocket)) process.kill(st.pid, 'SIGKILL');
+    } catch {
+      // unreadable or already gone
+    }
+  }
+}
 
 export interface HostHandle {
   name: string;
@@ -71,10 +90,14 @@ export class TestCluster {
     });
   }
 
-  /** Stops the workers it started; QEMU processes are the test's to destroy first. */
+  /**
+   * Stops the workers it started. Tests destroy their domains first; whatever a failed
+   * test left behind is killed here, by the PIDs in this cluster's own status files.
+   */
   async stop(): Promise<void> {
     await Promise.all([...this.hosts.values()].map((h) => h.worker?.stop()));
     await this.control?.stop();
+    for (const h of this.hosts.values()) killLeftoverQemus(join(h.baseDir, 'run'));
     await this.connection?.close();
     for (const h of this.hosts.values()) rmSync(h.memoryDir, { recursive: true, force: true });
     rmSync(this.root, { recursive: true, force: true });

@@ -1,13 +1,12 @@
 // Managed save (libvirt's managedsave): the host keeps the image; the domain's
 // next managedStart restores from it and removes it; managedSaveRemove drops it.
-import { CancellationScope, upsertSearchAttributes, workflowInfo } from '@temporalio/workflow';
+import { CancellationScope, upsertSearchAttributes } from '@temporalio/workflow';
 import type { DomainInfo } from '../common/domain-types.js';
 import {
   checkFormat,
   checkHost,
   checkName,
   checkRunState,
-  uuidOfJobWorkflowId,
   type ManagedSaveInput,
   type ManagedSaveRemoveInput,
   type ManagedSaveState,
@@ -17,19 +16,14 @@ import {
 } from '../common/save-types.js';
 import { DomainName, JobType, SourceHost } from '../common/search-attributes.js';
 import { unwrapActivityError } from './activity-errors.js';
-import { JobTracker } from './job-tracker.js';
-import { runSaveJob, saveJobHost } from './save-job.js';
+import { openSaveJob, runSaveJob, saveJobHost } from './save-job.js';
 
 export async function managedSave(input: ManagedSaveInput): Promise<SaveResult> {
   const host = checkHost(input?.host);
   const name = checkName(input.name);
   const format = checkFormat(input.format);
   checkRunState(input);
-  const wf = workflowInfo();
-  const jobId = `${wf.workflowId}/${wf.runId}`;
-  const tracker = new JobTracker({ jobType: 'managedSave', domain: name, domainUuid: input.domainUuid ?? uuidOfJobWorkflowId(wf.workflowId) ?? '', phase: 'begin' });
-  upsertSearchAttributes([{ key: SourceHost, value: host }]);
-  const hostJob = saveJobHost(host);
+  const { jobId, tracker, hostJob } = openSaveJob('managedSave', host, name, input.domainUuid);
   const { acts } = hostJob;
   return await runSaveJob({
     tracker,
@@ -46,11 +40,7 @@ export async function managedSave(input: ManagedSaveInput): Promise<SaveResult> 
 export async function managedStart(input: ManagedStartInput): Promise<RestoreResult> {
   const host = checkHost(input?.host);
   const name = checkName(input.name);
-  const wf = workflowInfo();
-  const jobId = `${wf.workflowId}/${wf.runId}`;
-  const tracker = new JobTracker({ jobType: 'managedStart', domain: name, domainUuid: input.domainUuid ?? uuidOfJobWorkflowId(wf.workflowId) ?? '', phase: 'begin' });
-  upsertSearchAttributes([{ key: SourceHost, value: host }]);
-  const hostJob = saveJobHost(host);
+  const { jobId, tracker, hostJob } = openSaveJob('managedStart', host, name, input.domainUuid);
   const { acts } = hostJob;
   const started = Date.now();
   let begun;

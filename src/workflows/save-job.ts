@@ -7,13 +7,14 @@
 // jobInfo query answers type, phase, elapsed time and errors from the workflow,
 // and the byte counts live in the Perform activity's heartbeat details
 // (SaveJobHeartbeat), which `temporal workflow describe` and the Web UI show
-// under the pending activity; src/cli/job-info.ts merges both for a client.
+// under the pending activity; src/cli/job-lookup.ts merges both for a client.
 import {
   ActivityCancellationType,
   CancellationScope,
   isCancellation,
   proxyActivities,
   upsertSearchAttributes,
+  workflowInfo,
   type ActivityInterfaceFor,
   type ActivityOptions,
 } from '@temporalio/workflow';
@@ -22,9 +23,11 @@ import type { JobControlActivities } from '../activities/host/job-control.js';
 import type { SaveActivities } from '../activities/host/save-activities.js';
 import { hostTaskQueue } from '../common/constants.js';
 import { ErrorType, vmError } from '../common/errors.js';
-import { DomainName, DomainUuid } from '../common/search-attributes.js';
+import { DomainName, DomainUuid, SourceHost } from '../common/search-attributes.js';
 import { unwrapActivityError } from './activity-errors.js';
-import type { JobTracker } from './job-tracker.js';
+import { JobTracker } from './job-tracker.js';
+import type { JobType } from '../common/job-types.js';
+import { uuidOfJobWorkflowId } from '../common/save-types.js';
 
 type HostActivities = SaveActivities & JobControlActivities & DomainActivities;
 
@@ -120,4 +123,12 @@ export async function runSaveJob<P extends JobPlanRef, R>(opts: {
     }
     throw tracker.firstFailure();
   }
+}
+
+/** The opening every save-family job shares: its host-side job id, its tracker and the host's activities. */
+export function openSaveJob(jobType: JobType, host: string, domain: string, domainUuid: string | undefined): { jobId: string; tracker: JobTracker; hostJob: SaveJobHost } {
+  const wf = workflowInfo();
+  const tracker = new JobTracker({ jobType, domain, domainUuid: domainUuid ?? uuidOfJobWorkflowId(wf.workflowId) ?? '', phase: 'begin' });
+  upsertSearchAttributes([{ key: SourceHost, value: host }]);
+  return { jobId: `${wf.workflowId}/${wf.runId}`, tracker, hostJob: saveJobHost(host) };
 }

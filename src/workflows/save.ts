@@ -1,10 +1,7 @@
 // save: a running or paused domain's memory to a file in libvirt's save-image
 // layout; the domain is shut off afterwards. Run as jobWorkflowId(uuid).
-import { upsertSearchAttributes, workflowInfo } from '@temporalio/workflow';
-import { checkFormat, checkHost, checkName, checkPath, checkRunState, uuidOfJobWorkflowId, type SaveInput, type SaveResult } from '../common/save-types.js';
-import { SourceHost } from '../common/search-attributes.js';
-import { JobTracker } from './job-tracker.js';
-import { runSaveJob, saveJobHost } from './save-job.js';
+import { checkFormat, checkHost, checkName, checkPath, checkRunState, type SaveInput, type SaveResult } from '../common/save-types.js';
+import { openSaveJob, runSaveJob } from './save-job.js';
 
 export async function save(input: SaveInput): Promise<SaveResult> {
   const host = checkHost(input?.host);
@@ -12,11 +9,7 @@ export async function save(input: SaveInput): Promise<SaveResult> {
   const path = checkPath(input.path);
   const format = checkFormat(input.format);
   checkRunState(input);
-  const wf = workflowInfo();
-  const jobId = `${wf.workflowId}/${wf.runId}`;
-  const tracker = new JobTracker({ jobType: 'save', domain: name, domainUuid: input.domainUuid ?? uuidOfJobWorkflowId(wf.workflowId) ?? '', phase: 'begin' });
-  upsertSearchAttributes([{ key: SourceHost, value: host }]);
-  const hostJob = saveJobHost(host);
+  const { jobId, tracker, hostJob } = openSaveJob('save', host, name, input.domainUuid);
   const { acts } = hostJob;
   return await runSaveJob({
     tracker,

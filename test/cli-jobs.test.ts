@@ -73,13 +73,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await watch.reviveForCleanup();
-  for (const host of [A, B]) {
-    const list = await cluster.op(host, { op: 'list' }).catch(() => undefined);
-    for (const d of list && 'domains' in list ? list.domains : []) {
-      if (d.state !== 'shutoff') await cluster.op(host, { op: 'destroy', name: d.name }).catch(() => undefined);
-      if (d.persistent) await cluster.op(host, { op: 'undefine', name: d.name }).catch(() => undefined);
-    }
-  }
+  await cluster.removeAllDomains([A, B]);
   await cluster.stop();
 });
 

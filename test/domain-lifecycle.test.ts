@@ -1,11 +1,10 @@
 // Domain lifecycle through Temporal on a real host worker with real QEMU.
 import { existsSync, readdirSync, statSync } from 'node:fs';
-import { WorkflowFailedError } from '@temporalio/client';
-import { ApplicationFailure } from '@temporalio/common';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DomainInfo, DomainOperationResult } from '../src/common/domain-types.js';
 import { isProcessAlive } from '../src/activities/host/proc.js';
 import { TestCluster } from './helpers/cluster.js';
+import { failureOf } from './helpers/workflow-failure.js';
 import { guestXml } from './helpers/guest-xml.js';
 
 const cluster = new TestCluster();
@@ -14,18 +13,6 @@ const HOST = 'lc-a';
 function domainOf(r: DomainOperationResult): DomainInfo {
   if (!('domain' in r)) throw new Error(`no domain in ${JSON.stringify(r)}`);
   return r.domain as DomainInfo;
-}
-
-/** The typed error a failed workflow carries. */
-async function failureOf(p: Promise<unknown>): Promise<ApplicationFailure> {
-  const err = await p.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(WorkflowFailedError);
-  const cause = (err as WorkflowFailedError).cause;
-  expect(cause).toBeInstanceOf(ApplicationFailure);
-  return cause as ApplicationFailure;
 }
 
 beforeAll(async () => {

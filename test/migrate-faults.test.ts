@@ -51,14 +51,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  for (const host of [A, B, X, TWIN]) {
-    const list = await cluster.op(host, { op: 'list' }).catch(() => undefined);
-    if (!list || !('domains' in list)) continue;
-    for (const d of list.domains) {
-      if (d.state !== 'shutoff') await cluster.op(host, { op: 'destroy', name: d.name }).catch(() => undefined);
-      if (d.persistent) await cluster.op(host, { op: 'undefine', name: d.name }).catch(() => undefined);
-    }
-  }
+  await cluster.removeAllDomains([A, B, X, TWIN]);
   await cluster.stop();
   rmSync(scratch, { recursive: true, force: true });
 });

@@ -90,6 +90,17 @@ export class TestCluster {
     });
   }
 
+  /** Teardown: destroys and undefines whatever each host still lists (errors ignored: best effort). */
+  async removeAllDomains(hosts: string[]): Promise<void> {
+    for (const host of hosts) {
+      const list = await this.op(host, { op: 'list' }).catch(() => undefined);
+      for (const d of list && 'domains' in list ? list.domains : []) {
+        if (d.state !== 'shutoff') await this.op(host, { op: 'destroy', name: d.name }).catch(() => undefined);
+        if (d.persistent) await this.op(host, { op: 'undefine', name: d.name }).catch(() => undefined);
+      }
+    }
+  }
+
   /**
    * Stops the workers it started. Tests destroy their domains first; whatever a failed
    * test left behind is killed here, by the PIDs in this cluster's own status files.

@@ -1,9 +1,8 @@
 // Starting migrations the way a client must (one workflow ID per domain, a
 // second job refused by the ID conflict policy) and reading a running
 // migration's progress from its Perform step's heartbeats.
-import { WorkflowFailedError, type Client, type WorkflowHandle } from '@temporalio/client';
-import { ApplicationFailure, defaultPayloadConverter } from '@temporalio/common';
-import { expect } from 'vitest';
+import { type Client, type WorkflowHandle } from '@temporalio/client';
+import { defaultPayloadConverter } from '@temporalio/common';
 import { CONTROL_TASK_QUEUE } from '../../src/common/constants.js';
 import type { DomainInfo, DomainOperationResult } from '../../src/common/domain-types.js';
 import { jobInfoQuery } from '../../src/common/job-messages.js';
@@ -24,17 +23,7 @@ export async function startMigration(client: Client, input: MigrateInput & { dom
   });
 }
 
-/** The typed error a failed workflow carries. */
-export async function failureOf(p: Promise<unknown>): Promise<ApplicationFailure> {
-  const err = await p.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(err, 'expected the workflow to fail').toBeInstanceOf(WorkflowFailedError);
-  const cause = (err as WorkflowFailedError).cause;
-  expect(cause).toBeInstanceOf(ApplicationFailure);
-  return cause as ApplicationFailure;
-}
+export { failureOf } from './workflow-failure.js';
 
 /** The latest heartbeat of the pending Perform step, if any. */
 export async function performHeartbeat(handle: MigrateHandle): Promise<MigrationHeartbeat | undefined> {

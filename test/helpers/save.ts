@@ -2,9 +2,7 @@
 // the domain UUID, a second job refused), and what the tests look at: the
 // workflow's typed failure, the Perform step's heartbeat, the image header.
 import { closeSync, openSync, readSync } from 'node:fs';
-import { WorkflowFailedError, type Client, type WorkflowHandle } from '@temporalio/client';
-import { ApplicationFailure } from '@temporalio/common';
-import { expect } from 'vitest';
+import { type Client, type WorkflowHandle } from '@temporalio/client';
 import { jobInfoWithProgress } from '../../src/cli/job-lookup.js';
 import { CONTROL_TASK_QUEUE } from '../../src/common/constants.js';
 import { jobInfoQuery } from '../../src/common/job-messages.js';
@@ -28,17 +26,7 @@ export async function runJob<T>(client: Client, workflow: string, uuid: string, 
   return (await (await startJob(client, workflow, uuid, input)).result()) as T;
 }
 
-/** The typed error a failed workflow carries. */
-export async function failureOf(p: Promise<unknown>): Promise<ApplicationFailure> {
-  const err = await p.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(err, 'expected the workflow to fail').toBeInstanceOf(WorkflowFailedError);
-  const cause = (err as WorkflowFailedError).cause;
-  expect(cause).toBeInstanceOf(ApplicationFailure);
-  return cause as ApplicationFailure;
-}
+export { failureOf } from './workflow-failure.js';
 
 /** Waits until jobInfo (query + Perform heartbeat) shows QEMU's stream moving. */
 export async function waitForStream(client: Client, handle: JobHandle, timeoutMs = 30_000): Promise<JobInfo> {

@@ -213,15 +213,13 @@ describe('domain XML through Temporal', () => {
     { input: "running guest's name, another UUID", expected: 'DomainExists', send: define(xmlNamed(GUEST)) },
     { input: "running guest's UUID, another name", expected: 'DomainExists', send: () => define(xmlNamed('twin', guest.uuid))() },
     { input: 'xml is a number (42)', expected: 'OperationInvalid', send: define(42) },
+    { input: "<emulator>/bin/sh</emulator> (not on the host's allow-list)", expected: 'ConfigUnsupported', send: define(xmlNamed('shemu').replace('<devices>', '<devices>\n    <emulator>/bin/sh</emulator>')) },
   ]);
 
   it('leaves Object.prototype alone', () => {
     expect(({} as Record<string, unknown>)['polluted']).toBeUndefined();
   });
 
-  it.todo(
-    "<emulator> accepts any absolute path (/bin/sh is defined and would be spawned with QEMU's arguments as root): src/activities/domain/domain-validate.ts:98 checks only absPath; an allow-list (HostConfig.emulators, default [qemuBinary]) should refuse others with ConfigUnsupported",
-  );
 });
 
 // ---- migration cookies ------------------------------------------------------

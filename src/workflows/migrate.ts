@@ -206,7 +206,10 @@ export async function migrate(input: MigrateInput): Promise<MigrateResult> {
         destLost = err;
         performScope.cancel();
       });
-    const args = { ...job, domain, uuid: begun!.uuid, uri: prep.uri, cookie: prep.cookie, flags, protocol, destinationHost: dst };
+    const args = {
+      ...job, domain, uuid: begun!.uuid, uri: prep.uri, cookie: prep.cookie, flags, protocol, destinationHost: dst,
+      ...(input.timeoutSuspendSeconds !== undefined ? { timeoutSuspendSeconds: input.timeoutSuspendSeconds } : {}),
+    };
     try {
       return await performScope.run(() =>
         on(src, 'long', protocol === 3 ? 'migratePerform' : 'migratePerform2', [args], `v${protocol} Perform: migrate '${domain}' from ${src} to ${prep.uri}`),

@@ -11,6 +11,7 @@ import type { HostJob } from '../host/domain-lock.js';
 import type { RunningDomain } from '../host/running-domain.js';
 import type { QmpEvent } from '../qemu/qmp-client.js';
 import { readLimits } from './params.js';
+import { TimeoutSuspend } from './timeout-action.js';
 
 /** The parts of QEMU's MigrationInfo the job reports. */
 export interface QemuMigrationInfo {
@@ -91,6 +92,10 @@ export interface MonitorOptions {
   postcopy?: boolean;
   /** Called once post-copy has started (from then on the source cannot resume). */
   onPostcopy?: () => void;
+  /** libvirt's migrate --timeout (action suspend): pause the guest this long after the migration started. */
+  timeoutSuspendMs?: number;
+  /** Called when that timer paused the guest. */
+  onTimeoutSuspend?: () => void;
 }
 
 /** A timer that an event can cut short; a kick while nobody waits makes the next wait return at once. */
@@ -143,6 +148,7 @@ export async function monitorMigration(opts: MonitorOptions): Promise<MigrationS
   let lastMoved = { bytes: -1, atMs: Date.now() };
   let postcopyStarted = false;
   let cancelSent = false;
+  const timeout = new TimeoutSuspend(opts.timeoutSuspendMs, () => wake.kick());
   const cancel = async (): Promise<void> => {
     if (cancelSent) return;
     cancelSent = true;
@@ -165,11 +171,14 @@ export async function monitorMigration(opts: MonitorOptions): Promise<MigrationS
       }
       const info = await qmp.execute<QemuMigrationInfo>('query-migrate');
       const status = info.status ?? 'none';
+      timeout.arm(info['total-time']);
       const progress = progressOf(info);
       job.progress = progress;
       switch (status) {
-        case 'completed':
-          return await completed(opts, stoppedAtMs, postcopyStarted);
+        case 'completed': {
+          const stats = await completed(opts, stoppedAtMs, postcopyStarted);
+          return timeout.suspendedAtMs !== undefined ? { ...stats, timeoutSuspendedAtMs: timeout.suspendedAtMs } : stats;
+        }
         case 'failed':
           throw vmError(ErrorType.OperationFailed, `migration failed: ${info['error-desc'] ?? 'QEMU gave no reason'}`, { status });
         case 'cancelled':
@@ -186,16 +195,18 @@ export async function monitorMigration(opts: MonitorOptions): Promise<MigrationS
         await cancel();
         throw vmError(ErrorType.OperationFailed, `migration stalled: no data moved for ${opts.stallTimeoutMs ?? 60_000} ms (the destination stopped receiving)`);
       }
+      if (await timeout.check(dom, status)) opts.onTimeoutSuspend?.();
       if (opts.postcopy && !postcopyStarted && status === 'active') {
         postcopyStarted = true;
         opts.onPostcopy?.();
         await qmp.execute('migrate-start-postcopy');
       }
       const limits = await readLimits(qmp).catch(() => undefined);
-      opts.heartbeat({ phase: 'perform', status, progress, ...(limits ?? {}) });
+      opts.heartbeat({ phase: 'perform', status, progress, ...(limits ?? {}), ...(timeout.suspendedAtMs !== undefined ? { timeoutSuspendedAtMs: timeout.suspendedAtMs } : {}) });
       await wake.wait(interval);
     }
   } finally {
+    timeout.dispose();
     unsubscribe();
     signal.removeEventListener('abort', onAbort);
   }

@@ -24,6 +24,7 @@ import { formatMigrationCookie, parseMigrationCookie, type MigrationCookie } fro
 import { recordOf, removeRecord, updateRecord, writeRecord } from './job-record.js';
 import { isMigrationActive, monitorMigration, type QemuMigrationInfo } from './monitor.js';
 import { setCapabilities, setLimits, sourceCapabilities } from './params.js';
+import { timeoutOptions } from './timeout-action.js';
 
 function activityContext(): Context | undefined {
   try {
@@ -124,6 +125,7 @@ export async function perform(rt: HostRuntime, a: PerformArgs): Promise<PerformR
   const dom = rt.requireRunning(name);
   const rec = recordOf(rt.config.runDir, name, a.jobId);
   if (!rec) throw noJob(name, a.jobId);
+  const timeoutOpts = timeoutOptions(rt, name, a);
   const job = rt.locks.beginJob(name, a.jobId, 'migrateOut', 'perform');
   const ctx = activityContext();
   let destCookie: MigrationCookie | undefined;
@@ -159,6 +161,7 @@ export async function perform(rt: HostRuntime, a: PerformArgs): Promise<PerformR
     abortOnIoError: a.flags.includes('abort-on-error'),
     postcopy: a.flags.includes('postcopy'),
     onPostcopy: () => updateRecord(rt.config.runDir, name, a.jobId, { postcopyStarted: true }),
+    ...timeoutOpts,
   }).catch(async (err: unknown) => {
     if (ctx?.cancellationDetails?.notFound) {
       // The workflow is gone: nobody will Confirm, so undo here.

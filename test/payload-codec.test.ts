@@ -13,11 +13,12 @@ import { dataConverterFromEnv, PayloadKeyError, readPayloadKey } from '../src/co
 import { CONTROL_TASK_QUEUE } from '../src/common/constants.js';
 import type { DomainOperation, DomainOperationResult } from '../src/common/domain-types.js';
 import type { RestoreResult } from '../src/common/save-types.js';
+import { waitFor } from '../src/local/wait.js';
 import { TestCluster } from './helpers/cluster.js';
 import { guestXml } from './helpers/guest-xml.js';
 import { domainOf, startMigration } from './helpers/migration.js';
 import { startJob } from './helpers/save.js';
-import { jsonOf, vmferry } from './helpers/vmferry-cli.js';
+import { jsonOf, startVmferry, vmferry } from './helpers/vmferry-cli.js';
 
 const cluster = new TestCluster();
 const A = 'cl-c-a';
@@ -102,6 +103,38 @@ describe('AES-256-GCM payload codec', () => {
     chmodSync(raw, 0o644);
     expect(() => readPayloadKey(raw)).toThrow(PayloadKeyError);
     expect(dataConverterFromEnv({})).toBeUndefined();
+  });
+
+  it('vmferry codec-server encodes and decodes over HTTP, with CORS for the Web UI origin only', async () => {
+    const file = join(cluster.root, 'server.key');
+    writeFileSync(file, key, { mode: 0o600 });
+    const server = startVmferry({ address: cluster.address, host: A, env: { VMFERRY_PAYLOAD_KEY_FILE: file } }, ['codec-server', '--listen', '127.0.0.1:0']);
+    let stderr = '';
+    server.child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
+    try {
+      const url = await waitFor('the codec server to listen', () => /listening on (http:\/\/\S+)/.exec(stderr)?.[1], { timeoutMs: 15_000, intervalMs: 50 });
+      const post = async (op: string, payloads: unknown): Promise<{ payloads: { metadata: Record<string, string>; data: string }[] }> => {
+        const r = await fetch(`${url}/${op}`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-namespace': 'default' }, body: JSON.stringify({ payloads }) });
+        expect(r.status).toBe(200);
+        return (await r.json()) as { payloads: { metadata: Record<string, string>; data: string }[] };
+      };
+      const b64 = (s: string): string => Buffer.from(s).toString('base64');
+      const plain = { metadata: { encoding: b64('json/plain') }, data: b64(JSON.stringify({ passwd: SECRET })) };
+      const sealed = await post('encode', [plain]);
+      expect(Buffer.from(sealed.payloads[0]!.metadata.encoding!, 'base64').toString()).toBe(ENCODING);
+      expect(Buffer.from(sealed.payloads[0]!.data, 'base64').includes(SECRET)).toBe(false);
+      expect((await post('decode', sealed.payloads)).payloads).toEqual([plain]);
+      // What the server sealed, this process's codec with the same key opens.
+      const [opened] = await codec.decode([{ metadata: { encoding: bytes(ENCODING), 'vmferry-key-id': bytes(keyId(key)) }, data: Buffer.from(sealed.payloads[0]!.data, 'base64') }]);
+      expect(new TextDecoder().decode(opened!.data!)).toContain(SECRET);
+
+      const preflight = (origin: string): Promise<Response> => fetch(`${url}/decode`, { method: 'OPTIONS', headers: { origin, 'access-control-request-method': 'POST' } });
+      expect((await preflight('http://localhost:8233')).headers.get('access-control-allow-origin')).toBe('http://localhost:8233');
+      expect((await preflight('http://evil.example')).headers.get('access-control-allow-origin')).toBeNull();
+    } finally {
+      server.child.kill('SIGTERM');
+    }
+    expect((await server.done).code).toBe(0);
   });
 });
 

@@ -10,8 +10,8 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { mkdirSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
-import type { WorkflowHandle } from '@temporalio/client';
-import { defaultPayloadConverter } from '@temporalio/common';
+import { WorkflowUpdateFailedError, type WorkflowHandle } from '@temporalio/client';
+import { ApplicationFailure, defaultPayloadConverter } from '@temporalio/common';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DefinitionStore } from '../src/activities/host/definition-store.js';
 import { formatMigrationCookie, parseMigrationCookie } from '../src/activities/migration/cookie.js';
@@ -21,7 +21,7 @@ import { CONTROL_TASK_QUEUE } from '../src/common/constants.js';
 import type { DomainInfo } from '../src/common/domain-types.js';
 import type { CoreDumpResult } from '../src/common/dump-types.js';
 import { isVmError } from '../src/common/errors.js';
-import { jobInfoQuery, setMaxDowntimeSignal, setSpeedSignal } from '../src/common/job-messages.js';
+import { jobInfoQuery, setMaxDowntimeSignal, setMaxDowntimeUpdate, setSpeedSignal, setSpeedUpdate } from '../src/common/job-messages.js';
 import { jobWorkflowId } from '../src/common/job-types.js';
 import { waitFor } from '../src/local/wait.js';
 import { CaseTable, describeObserved, outcomeOf, type Observed, type Row } from './helpers/case-table.js';
@@ -46,6 +46,8 @@ const images = join(cluster.root, 'images');
 let evil: HostileSource;
 let seq = 0;
 
+const updateFailureType = (err: unknown): string =>
+  err instanceof WorkflowUpdateFailedError && err.cause instanceof ApplicationFailure ? (err.cause.type ?? 'untyped') : `not an update failure: ${String(err)}`;
 const sha = (path: string): string => createHash('sha256').update(readFileSync(path)).digest('hex');
 
 // ---- running requests ---------------------------------------------------
@@ -625,7 +627,42 @@ describe('signals to a running job', () => {
     expect(untouched).toBe(true);
     expect(after).toEqual(before);
   });
-  it.todo('setSpeed / setMaxDowntime refuse synchronously: signals are fire-and-forget, the sender never hears "invalid"; a Workflow Update with a validator (design §3) would answer OperationInvalid');
+  it('refuses hostile setSpeed and setMaxDowntime updates synchronously with OperationInvalid, and nothing enters history', async () => {
+    const before = await worldOf(cluster, [HA], extraDirs());
+    const path = join(saves, 'updates.elf');
+    const handle = await startJob('coreDump', guest.uuid, { host: HA, name: GUEST, uuid: guest.uuid, path, live: true, bandwidthMiBps: 16 });
+    await waitFor('the dump to be under way', () => readdirSync(saves).some((f) => f.includes('.vmferry-dump-') && statSync(join(saves, f)).size > 1024 * 1024), { timeoutMs: 20_000, intervalMs: 20 });
+    const sent: { update: 'setSpeed' | 'setMaxDowntime'; label: string; args: unknown[] }[] = [
+      { update: 'setSpeed', label: '-5', args: [-5] },
+      { update: 'setSpeed', label: 'NaN', args: [NaN] },
+      { update: 'setSpeed', label: '1e300', args: [1e300] },
+      { update: 'setSpeed', label: "'100' (string)", args: ['100'] },
+      { update: 'setSpeed', label: '(no argument)', args: [] },
+      { update: 'setMaxDowntime', label: '0', args: [0] },
+      { update: 'setMaxDowntime', label: '-300', args: [-300] },
+      { update: 'setMaxDowntime', label: '1e12 (31 years)', args: [1e12] },
+    ];
+    const refusals: (string | undefined)[] = [];
+    for (const u of sent) {
+      const def = u.update === 'setSpeed' ? setSpeedUpdate : setMaxDowntimeUpdate;
+      refusals.push(await handle.executeUpdate(def, { args: u.args as [number] }).then(() => undefined, (err: unknown) => updateFailureType(err)));
+    }
+    // A good value still goes through, answered by the job: the dump then runs unlimited.
+    const accepted = await handle.executeUpdate(setSpeedUpdate, { args: [0] });
+    const result = (await handle.result()) as CoreDumpResult;
+    const events = (await handle.fetchHistory()).events ?? [];
+    const updatesInHistory = events.filter((e) => e.workflowExecutionUpdateAcceptedEventAttributes).length;
+    rmSync(path);
+    const after = await worldOf(cluster, [HA], extraDirs());
+    sent.forEach((u, i) =>
+      table.add({ group: 'signal', input: `${u.update}(${u.label}) as an update to a running coreDump`, expected: 'OperationInvalid', observed: refusals[i] ?? 'accepted', unchanged: JSON.stringify(after) === JSON.stringify(before) }),
+    );
+    expect(refusals).toEqual(sent.map(() => 'OperationInvalid'));
+    expect(accepted).toEqual({ speedLimitMiBps: 0 });
+    expect(updatesInHistory).toBe(1);
+    expect(result).toMatchObject({ path, format: 'elf', domainState: 'running' });
+    expect(after).toEqual(before);
+  });
 });
 
 // ---- CLI arguments --------------------------------------------------------------

@@ -3,9 +3,9 @@
 // worker -> QEMU, never QEMU to QEMU. The workers reach the run's Temporal server
 // through a TCP relay on each namespace's management link. Certificates are made
 // here with openssl: one cluster CA, and a rogue CA for a host that must be refused.
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -24,6 +24,8 @@ const SRC = 'tun-src';
 const DST = 'tun-dst';
 const ROGUE = 'tun-rogue';
 const PLAIN = 'tun-plain';
+/** Only a certificate: a host of the cluster that no job here expects. */
+const OTHER = 'tun-other';
 const PORT = 7443;
 const MiB = 1024 * 1024;
 
@@ -42,9 +44,15 @@ beforeAll(async () => {
     ...tunnelEnv(listen, cert),
     TEMPORAL_ADDRESS: `${temporalVia}:${relay!.port}`,
   });
+  makeHostCert(certDir, ca, OTHER);
   await cluster.connect();
   await Promise.all([
-    cluster.startHost(SRC, inNs(net.a, `${net.addrA}:${PORT}`, makeHostCert(certDir, ca, SRC), net.mgmtRootA), { commandPrefix: net.prefix(net.a) }),
+    cluster.startHost(
+      SRC,
+      // DAC hands the socket QEMU migrates into to another user (QEMU runs as root here, so it still connects).
+      { ...inNs(net.a, `${net.addrA}:${PORT}`, makeHostCert(certDir, ca, SRC), net.mgmtRootA), VMFERRY_SECURITY_DRIVER: 'dac', VMFERRY_QEMU_USER: 'nobody' },
+      { commandPrefix: net.prefix(net.a) },
+    ),
     cluster.startHost(DST, inNs(net.b, `${net.addrB}:${PORT}`, makeHostCert(certDir, ca, DST), net.mgmtRootB), { commandPrefix: net.prefix(net.b) }),
     // Signed by another CA (it trusts the cluster CA, so only the destination's check can stop it).
     cluster.startHost(ROGUE, inNs(net.a, `${net.addrA}:${PORT + 1}`, makeHostCert(certDir, rogueCa, ROGUE, ca), net.mgmtRootA), { commandPrefix: net.prefix(net.a) }),
@@ -84,6 +92,20 @@ function tcpIn(ns: string): string[] {
   return r.stdout.split('\n').filter((l) => l.trim().length > 0);
 }
 
+/** openssl s_client from the source's namespace straight at the destination's tunnel listener; its output. */
+function sClient(args: string[], input: string): Promise<string> {
+  const child = spawn('ip', ['netns', 'exec', net!.a, 'openssl', 's_client', '-connect', `${net!.addrB}:${PORT}`, '-quiet', '-verify_return_error', '-CAfile', join(certDir, 'cluster-ca.crt'), ...args], {
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
+  let out = '';
+  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (out += d.toString()));
+  child.stdin.end(input);
+  const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
+  return new Promise((resolve) => child.once('close', () => (clearTimeout(timer), resolve(out))));
+}
+const certArgs = (host: string): string[] => ['-cert', join(certDir, `${host}.crt`), '-key', join(certDir, `${host}.key`)];
+
 async function expectCleanDestination(name: string): Promise<void> {
   expect(namesOf(await cluster.op(DST, { op: 'list' }))).not.toContain(name);
   await waitFor('the destination to drop its tunnel leftovers', () => leftovers(DST).length === 0, { timeoutMs: 5000, intervalMs: 50 });
@@ -105,6 +127,12 @@ describe('tunnelled migration between network namespaces', () => {
     for (const l of link) expect(l).toContain(`pid=${workerPid(DST)},`);
     for (const l of a.filter((x) => x.includes(`${net!.addrB}:${PORT}`))) expect(l).toContain(`pid=${workerPid(SRC)},`);
 
+    // The job's token is bound to its source host and to one data connection.
+    const rec = JSON.parse(readFileSync(join(runDir(DST), 'migrations', 't1.json'), 'utf8')) as { jobId: string; tunnel: { token: string } };
+    const hello = `${JSON.stringify({ v: 1, jobId: rec.jobId, name: 't1', token: rec.tunnel.token, channel: 'data' })}\n`;
+    expect(await sClient(certArgs(OTHER), hello)).toMatch(/"ok":false.*the certificate is for tun-other, but job .* migrates from 'tun-src'/);
+    expect(await sClient(certArgs(SRC), hello)).toMatch(/"ok":false.*this job already has a data connection/);
+
     // Longer than the liveness deadline (3 s): the destination's echo keeps the tunnel alive.
     await waitFor('80 MiB through the tunnel', async () => ((await performHeartbeat(handle))?.progress.dataProcessedBytes ?? 0) > 80 * MiB, { timeoutMs: 30_000, intervalMs: 200 });
     await handle.signal(setSpeedSignal, 12);
@@ -119,6 +147,10 @@ describe('tunnelled migration between network namespaces', () => {
     expect(logged(DST, 'tunnel connected to the incoming QEMU')).toHaveLength(1);
     expect(leftovers(SRC)).toEqual([]);
     expect(leftovers(DST)).toEqual([]);
+    // The socket's label was remembered and put back.
+    const labels = JSON.parse(readFileSync(join(cluster.hosts.get(SRC)!.baseDir, 'state', 'security', 'dac-labels.json'), 'utf8')) as Record<string, unknown>;
+    expect(Object.keys(labels).filter((k) => k.includes('/tun-'))).toEqual([]);
+    expect(logged(SRC, 'restoring the tunnel socket label failed')).toEqual([]);
     await cluster.op(DST, { op: 'destroy', name: 't1' });
   });
 
@@ -184,21 +216,12 @@ describe('tunnelled migration between network namespaces', () => {
     await cluster.op(ROGUE, { op: 'undefine', name: 't4' });
 
     // Straight at the listener from the source's namespace, with openssl: no certificate at all ...
-    const target = `${net!.addrB}:${PORT}`;
-    const sClient = (args: string[], input: string): string => {
-      const r = spawnSync('ip', ['netns', 'exec', net!.a, 'openssl', 's_client', '-connect', target, '-quiet', '-verify_return_error', '-CAfile', join(certDir, 'cluster-ca.crt'), ...args], {
-        input,
-        encoding: 'utf8',
-        timeout: 15_000,
-      });
-      return `${r.stdout}\n${r.stderr}`;
-    };
     const before = logged(DST, 'tunnel connection refused: TLS handshake failed').length;
-    const noCert = sClient([], '{"v":1,"jobId":"x","name":"y","token":"z","channel":"data"}\n');
+    const noCert = await sClient([], '{"v":1,"jobId":"x","name":"y","token":"z","channel":"data"}\n');
     expect(noCert).not.toContain('"ok":true');
     await waitFor('the refusal in the destination log', () => logged(DST, 'tunnel connection refused: TLS handshake failed').length > before, { timeoutMs: 5000, intervalMs: 50 });
     // ... and the source's good certificate, for a job the destination is not preparing.
-    const wrongJob = sClient(['-cert', join(certDir, `${SRC}.crt`), '-key', join(certDir, `${SRC}.key`)], '{"v":1,"jobId":"not-a-job","name":"t1","token":"guess","channel":"data"}\n');
+    const wrongJob = await sClient(certArgs(SRC), '{"v":1,"jobId":"not-a-job","name":"t1","token":"guess","channel":"data"}\n');
     expect(wrongJob).toContain('"ok":false');
     expect(wrongJob).toMatch(/no tunnelled migration of 't1' for job not-a-job/);
     await waitFor('the refusal of the unknown job in the destination log', () => logged(DST, 'tunnel connection refused').some((l) => l.job === 'not-a-job'), { timeoutMs: 5000, intervalMs: 50 });

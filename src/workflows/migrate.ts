@@ -124,6 +124,18 @@ export async function migrate(input: MigrateInput): Promise<MigrateResult> {
   // ---- forward until the stream is complete: everything here can be undone ----
   try {
     await forward.run(async () => {
+      if (has('tunnelled') && !has('offline')) {
+        // Both workers must hold certificates; without them the stream would have to go in clear. Nothing is touched yet.
+        const support = await Promise.all([src, dst].map((h) => on(h, 'probe', 'migrateTunnelSupport', [], `tunnel support of ${h}`)));
+        const missing = support.filter((t) => !t.configured).map((t) => t.host);
+        if (missing.length > 0) {
+          throw vmError(
+            ErrorType.ConfigUnsupported,
+            `tunnelled migration needs tunnel certificates on both hosts; none configured on ${missing.map((h) => `'${h}'`).join(' and ')} (the stream is never sent in clear)`,
+            { hosts: missing },
+          );
+        }
+      }
       // Begin and the destination probe run together: both are read-mostly, and a refusal below undoes Begin.
       beginStarted = true;
       const [b, d] = await Promise.allSettled([
@@ -167,7 +179,7 @@ export async function migrate(input: MigrateInput): Promise<MigrateResult> {
       tracker.phase('prepare');
       prepareStarted = true;
       prepared = await on(dst, 'step', protocol === 3 ? 'migratePrepare' : 'migratePrepare2', [
-        { ...job, domain, uuid: begun.uuid, xml: begun.xml, cookie: protocol === 3 ? begun.cookie : undefined, dname: input.dname, flags, sourceHostUuid: begun.hostUuid, uri: input.uri, protocol },
+        { ...job, domain, uuid: begun.uuid, xml: begun.xml, cookie: protocol === 3 ? begun.cookie : undefined, dname: input.dname, flags, sourceHostUuid: begun.hostUuid, uri: input.uri, protocol, sourceHost: src },
       ], `v${protocol} Prepare: start '${destName}' paused with -incoming on ${dst}`);
       destName = prepared.name;
 
@@ -202,7 +214,7 @@ export async function migrate(input: MigrateInput): Promise<MigrateResult> {
         destLost = err;
         performScope.cancel();
       });
-    const args = { ...job, domain, uuid: begun!.uuid, uri: prep.uri, cookie: prep.cookie, flags, protocol, destinationHost: dst };
+    const args = { ...job, domain, uuid: begun!.uuid, uri: prep.uri, cookie: prep.cookie, flags, protocol, destinationHost: dst, ...(prep.tunnel ? { tunnel: prep.tunnel } : {}) };
     try {
       return await performScope.run(() =>
         on(src, 'long', protocol === 3 ? 'migratePerform' : 'migratePerform2', [args], `v${protocol} Perform: migrate '${domain}' from ${src} to ${prep.uri}`),

@@ -29,7 +29,7 @@ import {
 } from '../common/migration-types.js';
 import { DestinationHost, DomainUuid, SourceHost } from '../common/search-attributes.js';
 import { JobTracker } from './job-tracker.js';
-import { message, on } from './migration-steps.js';
+import { message, notTaken, on } from './migration-steps.js';
 
 export async function migrate(input: MigrateInput): Promise<MigrateResult> {
   const flags: MigrateFlag[] = validateMigrateInput(input);
@@ -147,7 +147,11 @@ export async function migrate(input: MigrateInput): Promise<MigrateResult> {
         ], `Begin: check '${domain}' and take the job on ${src}`),
         on(dst, 'probe', 'hostInfo', [], `host info of ${dst}`),
       ]);
-      if (b.status === 'rejected') throw b.reason;
+      if (b.status === 'rejected') {
+        // A source that never picked Begin up holds nothing to undo; asking it would wait the cleanup's schedule-to-start.
+        if (notTaken(b.reason)) beginStarted = false;
+        throw b.reason;
+      }
       begun = b.value;
       if (d.status === 'rejected') throw d.reason;
       const di = d.value;

@@ -32,6 +32,7 @@ import type { HostJob } from './domain-lock.js';
 import type { RunningDomain } from './running-domain.js';
 import { checkJobId, fdLabeller, securityContext, type SaveDeps } from './save-deps.js';
 import { rollbackRestore, settleJob } from './save-recovery.js';
+import { checkEmulator } from './emulators.js';
 
 export function restoreJobActivities(deps: SaveDeps, recovered: Promise<void>) {
   const { rt, records } = deps;
@@ -67,6 +68,7 @@ export function restoreJobActivities(deps: SaveDeps, recovered: Promise<void>) {
     if (args.domainUuid !== undefined && normalizeUuid(String(args.domainUuid)) !== def.uuid) {
       throw vmError(ErrorType.OperationInvalid, `image ${path} holds domain uuid ${def.uuid}, not ${String(args.domainUuid)}`, { path });
     }
+    checkEmulator(rt.config.emulators, def);
     filterCommand(header.format, 'decompress');
     if (args.bypassCache) directReader(path, 0);
     // No await from here to beginJob: the checks hold when the job is taken.

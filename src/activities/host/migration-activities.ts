@@ -4,7 +4,10 @@
 // the task queue of the host it acts on; each is idempotent for one job.
 // Test-only fault points (VMFERRY_FAULTS, see fault-points.ts): migrate.begin,
 // migrate.prepare (incoming QEMU started), migrate.perform (stream started),
-// migrate.finish (the destination's CPUs fail to start), migrate.confirm.
+// migrate.perform-late (60% of RAM sent, stream still active),
+// migrate.perform-done (stream complete, source paused, Perform not yet
+// answered), migrate.finish (the destination's CPUs fail to start),
+// migrate.confirm.
 import type {
   BeginArgs,
   BeginResult,

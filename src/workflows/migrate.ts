@@ -11,7 +11,7 @@
 // source resumes. There is never a moment with two running copies. The first
 // error is the workflow's, with its phase; errors met while undoing are
 // attached to it.
-import { CancellationScope, CancelledFailure, isCancellation, log, upsertSearchAttributes, workflowInfo } from '@temporalio/workflow';
+import { CancellationScope, CancelledFailure, condition, isCancellation, log, upsertSearchAttributes, workflowInfo } from '@temporalio/workflow';
 import { ErrorType, isVmError, vmError } from '../common/errors.js';
 import { jobWorkflowId } from '../common/job-types.js';
 import {
@@ -30,6 +30,9 @@ import {
 import { DestinationHost, DomainUuid, SourceHost } from '../common/search-attributes.js';
 import { JobTracker } from './job-tracker.js';
 import { message, notTaken, on } from './migration-steps.js';
+
+/** How long Perform may take to report its own error after the destination watch failed. */
+const PERFORM_GRACE = '3 seconds';
 
 export async function migrate(input: MigrateInput): Promise<MigrateResult> {
   const flags: MigrateFlag[] = validateMigrateInput(input);
@@ -211,12 +214,16 @@ export async function migrate(input: MigrateInput): Promise<MigrateResult> {
     const performScope = new CancellationScope();
     const watchScope = new CancellationScope();
     let destLost: unknown;
+    let performEnded = false;
     const watching = watchScope
       .run(() => on(dst, 'watch', 'migrateWatchIncoming', [prep.name, job.jobId], `watch the incoming '${prep.name}' on ${dst}`))
-      .catch((err: unknown) => {
+      .catch(async (err: unknown) => {
         if (isCancellation(err) || tracker.cancelRequested) return;
         destLost = err;
-        performScope.cancel();
+        // The incoming side also dies when the SOURCE QEMU dies or fails the stream: Perform then
+        // reports that first real error within moments, and blaming the destination would hide it.
+        await CancellationScope.nonCancellable(() => condition(() => performEnded, PERFORM_GRACE)).catch(() => undefined);
+        if (!performEnded) performScope.cancel();
       });
     const args = { ...job, domain, uuid: begun!.uuid, uri: prep.uri, cookie: prep.cookie, flags, protocol, destinationHost: dst, ...(prep.tunnel ? { tunnel: prep.tunnel } : {}) };
     try {
@@ -230,6 +237,7 @@ export async function migrate(input: MigrateInput): Promise<MigrateResult> {
       }
       throw err;
     } finally {
+      performEnded = true;
       watchScope.cancel();
       await watching;
     }

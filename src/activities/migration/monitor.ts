@@ -8,6 +8,7 @@ import { ErrorType, vmError } from '../../common/errors.js';
 import type { JobProgress } from '../../common/job-types.js';
 import type { MigrationHeartbeat, MigrationStats } from '../../common/migration-types.js';
 import type { HostJob } from '../host/domain-lock.js';
+import { faultPoint } from '../host/fault-points.js';
 import type { RunningDomain } from '../host/running-domain.js';
 import type { QmpEvent } from '../qemu/qmp-client.js';
 import { readLimits } from './params.js';
@@ -134,6 +135,9 @@ export function detachedError(why: string): Error {
 /** Not one of the stable error types: the workflow's retry policy retries it. */
 export const DETACHED = 'MigrationWatchDetached';
 
+/** Where the test-only fault point migrate.perform-late fires: this share of RAM has been sent. */
+const LATE_PERCENT = 60;
+
 export async function monitorMigration(opts: MonitorOptions): Promise<MigrationStats> {
   const { dom, job, signal } = opts;
   const qmp = dom.qmp;
@@ -152,6 +156,7 @@ export async function monitorMigration(opts: MonitorOptions): Promise<MigrationS
   const lostReason = (): Error | undefined => (opts.lost?.aborted ? (opts.lost.reason as Error) : undefined);
   let lastMoved = { bytes: -1, atMs: Date.now() };
   let postcopyStarted = false;
+  let lateReached = false;
   let cancelSent = false;
   const cancel = async (): Promise<void> => {
     if (cancelSent) return;
@@ -198,6 +203,11 @@ export async function monitorMigration(opts: MonitorOptions): Promise<MigrationS
           throw vmError(ErrorType.OperationFailed, 'no migration is running in the source QEMU');
         default:
           break;
+      }
+      if (!lateReached && status === 'active' && (progress.percent ?? 0) >= LATE_PERCENT) {
+        lateReached = true;
+        // Test-only: a fault lands once most of RAM has gone, while the stream still flows.
+        await faultPoint('migrate.perform-late');
       }
       const moved = info.ram?.transferred ?? 0;
       if (moved !== lastMoved.bytes) lastMoved = { bytes: moved, atMs: Date.now() };

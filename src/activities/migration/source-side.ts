@@ -207,6 +207,8 @@ export async function perform(rt: HostRuntime, a: PerformArgs): Promise<PerformR
 async function performed(rt: HostRuntime, a: PerformArgs, job: HostJob, stats: MigrationStats): Promise<PerformResult> {
   const name = a.domain;
   job.phase = 'perform-done';
+  // Test-only: the stream is complete and the source paused, Perform has not answered yet.
+  await faultPoint('migrate.perform-done');
   let cookie: string | undefined;
   if (a.protocol === 3) {
     const s: Record<string, number> = {};

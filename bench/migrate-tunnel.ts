@@ -44,6 +44,11 @@ function rss(pid: number): number {
   const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
   return m ? Number(m[1]) * 1024 : 0;
 }
+/** CPU time (user + system) a process has used, ms. */
+function cpuMs(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100; // utime, stime in clock ticks (USER_HZ 100)
+}
 const mb = (bytes: number): string => `${(bytes / 1e6).toFixed(1)} MB`;
 
 const root = mkdtempSync(join(tmpdir(), 'vmf-bench-tun-'));
@@ -92,6 +97,8 @@ interface Run {
   qemuMs: number;
   /** Peak VmRSS above the level just before the run, per host (source, destination). */
   peakAbove: { source: number; destination: number };
+  /** CPU ms each host worker used during the run. */
+  cpu: { source: number; destination: number };
 }
 async function run(tunnelled: boolean): Promise<Run> {
   fillRandom(vmRam, FILL);
@@ -101,6 +108,7 @@ async function run(tunnelled: boolean): Promise<Run> {
   const input: MigrateInput = { domain: GUEST, domainUuid: uuid, sourceHost: from, destinationHost: to, flags };
   const idle = { source: rss(pidOf[from]!), destination: rss(pidOf[to]!) };
   const peak = { ...idle };
+  const cpu0 = { source: cpuMs(pidOf[from]!), destination: cpuMs(pidOf[to]!) };
   const sampler = setInterval(() => {
     peak.source = Math.max(peak.source, rss(pidOf[from]!));
     peak.destination = Math.max(peak.destination, rss(pidOf[to]!));
@@ -118,7 +126,8 @@ async function run(tunnelled: boolean): Promise<Run> {
     const wallMs = performance.now() - t0;
     vmHost = to;
     vmRam = r.destination.memoryBackingFile!;
-    return { wallMs, qemuMs: r.stats.totalTimeMs ?? 0, peakAbove: { source: peak.source - idle.source, destination: peak.destination - idle.destination } };
+    const cpu = { source: cpuMs(pidOf[from]!) - cpu0.source, destination: cpuMs(pidOf[to]!) - cpu0.destination };
+    return { wallMs, qemuMs: r.stats.totalTimeMs ?? 0, peakAbove: { source: peak.source - idle.source, destination: peak.destination - idle.destination }, cpu };
   } finally {
     clearInterval(sampler);
   }
@@ -136,7 +145,8 @@ try {
     const t = tunnel[i]!;
     say(
       `pair ${i + 1}: direct ${direct[i]!.wallMs.toFixed(0)} ms (QEMU ${direct[i]!.qemuMs} ms), tunnelled ${t.wallMs.toFixed(0)} ms (QEMU ${t.qemuMs} ms); ` +
-        `tunnelled peak RSS above idle: source worker ${mb(t.peakAbove.source)}, destination worker ${mb(t.peakAbove.destination)}`,
+        `tunnelled peak RSS above idle: source worker ${mb(t.peakAbove.source)}, destination worker ${mb(t.peakAbove.destination)}; ` +
+        `worker CPU direct ${direct[i]!.cpu.source}/${direct[i]!.cpu.destination} ms, tunnelled ${t.cpu.source}/${t.cpu.destination} ms (source/destination)`,
     );
   }
   const dMed = median(direct.map((r) => r.wallMs));

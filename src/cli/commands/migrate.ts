@@ -1,6 +1,7 @@
 // virsh's migrate: DOMAIN on the source host (--host / VMFERRY_HOST) to DESTHOST,
 // with libvirt's flag names mapped onto the migrate workflow's flags. What the
-// workflow does not support (tunnelled, for now) it refuses with a typed error.
+// workflow cannot do (e.g. tunnelled between hosts without tunnel certificates)
+// it refuses with a typed error.
 import { ErrorType, vmError } from '../../common/errors.js';
 import type { MigrateFlag, MigrateInput, MigrateResult } from '../../common/migration-types.js';
 import { mib, positionals, readXmlFile, stringOpt, wholeNumber, type Opts } from '../args.js';

@@ -3,11 +3,11 @@
 // this host is preparing and that job's one-time token, from the source host
 // the job expects (by certificate name). Only then is it joined to the incoming
 // QEMU's unix socket; everything else is refused, logged and closed.
-import { connect as netConnect, type Socket } from 'node:net';
+import { connect as netConnect, type NetConnectOpts, type Socket } from 'node:net';
 import { pipeline } from 'node:stream';
 import { createServer, type Server, type TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
-import { certHostNames, serverOptions, type TunnelTls } from './tls.js';
+import { certHostNames, serverOptions, TUNNEL_HIGH_WATER_MARK, type TunnelTls } from './tls.js';
 import { parseHello, readLine, writeLine, type TunnelHello } from './wire.js';
 
 /** What the host decided about a greeting: the incoming QEMU's socket for data, nothing for control. */
@@ -98,7 +98,8 @@ export class TunnelServer {
     }
     if (this.dataClaimed.has(hello.jobId)) return this.refuse(sock, 'this job already has a data connection', fields);
     this.dataClaimed.add(hello.jobId);
-    const qemu = netConnect({ path: grant.socketPath!, allowHalfOpen: true });
+    // highWaterMark reaches the socket's stream (net passes its options on) though @types/node omits it.
+    const qemu = netConnect({ path: grant.socketPath!, allowHalfOpen: true, highWaterMark: TUNNEL_HIGH_WATER_MARK } as NetConnectOpts);
     qemu.on('error', () => undefined);
     try {
       await new Promise<void>((resolve, reject) => {
@@ -110,6 +111,8 @@ export class TunnelServer {
       return this.refuse(sock, `the incoming QEMU does not accept the stream: ${(err as Error).message}`, fields);
     }
     this.track(hello.jobId, sock, qemu);
+    // TLS records are smaller than a loopback segment: Nagle would hold each one back for an ACK.
+    sock.setNoDelay(true);
     writeLine(sock, { ok: true });
     this.log.info(fields, 'tunnel connected to the incoming QEMU');
     const broke = (err: Error | null | undefined): void => {

@@ -464,6 +464,10 @@ describe('workflow inputs', () => {
     { input: 'migrate to the same host', expected: 'OperationInvalid', send: migrate({ domain: GUEST, sourceHost: HA, destinationHost: HA }) },
     { input: "migrate dname '../x'", expected: 'OperationInvalid', send: migrate({ domain: GUEST, sourceHost: HA, destinationHost: HB, dname: '../x' }) },
     { input: "migrate flags ['tunnelled']", expected: 'ConfigUnsupported', send: migrate({ domain: GUEST, sourceHost: HA, destinationHost: HB, flags: ['tunnelled'] }) },
+    { input: 'migrate timeoutSuspendSeconds 0', expected: 'OperationInvalid', send: migrate({ domain: GUEST, sourceHost: HA, destinationHost: HB, flags: ['live'], timeoutSuspendSeconds: 0 }) },
+    { input: 'migrate timeoutSuspendSeconds 1e9', expected: 'OperationInvalid', send: migrate({ domain: GUEST, sourceHost: HA, destinationHost: HB, flags: ['live'], timeoutSuspendSeconds: 1e9 }) },
+    { input: "migrate timeoutSuspendSeconds '5' (a string)", expected: 'OperationInvalid', send: migrate({ domain: GUEST, sourceHost: HA, destinationHost: HB, flags: ['live'], timeoutSuspendSeconds: '5' }) },
+    { input: 'migrate timeoutSuspendSeconds 5 without live', expected: 'OperationInvalid', send: migrate({ domain: GUEST, sourceHost: HA, destinationHost: HB, timeoutSuspendSeconds: 5 }) },
     { input: 'saveImageXml op of 5000 characters', expected: 'OperationInvalid', send: wf(() => run('saveImageXml', { host: HA, op: 'y'.repeat(5000), path: join(saves, 'x.img') })) },
   ]);
 
@@ -684,6 +688,7 @@ describe('CLI arguments', () => {
     { args: ['dump', GUEST, join(saves, 'c.elf'), '--memory-only', '--bandwidth=ten'] },
     { args: ['dump', GUEST, join(saves, 'c.elf'), '--memory-only', '--bandwidth=-1'] },
     { args: ['migrate', GUEST, HB, '--bandwidth=1e3'] },
+    { args: ['migrate', GUEST, HB, '--live', '--timeout', '-1'] },
     { args: ['--host', 'BAD_host', 'dominfo', GUEST] },
     { args: ['save', GUEST, 'relative.img'], serial: true },
     { args: ['save', GUEST, join(outside, 'x.img')], serial: true },

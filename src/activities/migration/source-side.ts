@@ -28,6 +28,7 @@ import { isMigrationActive, monitorMigration, type QemuMigrationInfo } from './m
 import { setCapabilities, setLimits, sourceCapabilities } from './params.js';
 import { requireTunnel } from './tunnel/host-tunnel.js';
 import { SourceTunnel } from './tunnel/source-session.js';
+import { timeoutOptions } from './timeout-action.js';
 
 function activityContext(): Context | undefined {
   try {
@@ -128,6 +129,7 @@ export async function perform(rt: HostRuntime, a: PerformArgs): Promise<PerformR
   const dom = rt.requireRunning(name);
   const rec = recordOf(rt.config.runDir, name, a.jobId);
   if (!rec) throw noJob(name, a.jobId);
+  const timeoutOpts = timeoutOptions(rt, name, a);
   const job = rt.locks.beginJob(name, a.jobId, 'migrateOut', 'perform');
   const ctx = activityContext();
   let destCookie: MigrationCookie | undefined;
@@ -189,6 +191,7 @@ export async function perform(rt: HostRuntime, a: PerformArgs): Promise<PerformR
       postcopy: a.flags.includes('postcopy'),
       onPostcopy: () => updateRecord(rt.config.runDir, name, a.jobId, { postcopyStarted: true }),
       ...(tunnel ? { lost: tunnel.lost.signal, afterCancel: () => tunnel?.destroy() } : {}),
+      ...timeoutOpts,
     }).catch(async (err: unknown) => {
       if (ctx?.cancellationDetails?.notFound) {
         // The workflow is gone: nobody will Confirm, so undo here.

@@ -29,7 +29,7 @@ import {
 } from '../common/migration-types.js';
 import { DestinationHost, DomainUuid, SourceHost } from '../common/search-attributes.js';
 import { JobTracker } from './job-tracker.js';
-import { message, on } from './migration-steps.js';
+import { message, notTaken, on } from './migration-steps.js';
 
 /** How long Perform may take to report its own error after the destination watch failed. */
 const PERFORM_GRACE = '3 seconds';
@@ -127,6 +127,18 @@ export async function migrate(input: MigrateInput): Promise<MigrateResult> {
   // ---- forward until the stream is complete: everything here can be undone ----
   try {
     await forward.run(async () => {
+      if (has('tunnelled') && !has('offline')) {
+        // Both workers must hold certificates; without them the stream would have to go in clear. Nothing is touched yet.
+        const support = await Promise.all([src, dst].map((h) => on(h, 'probe', 'migrateTunnelSupport', [], `tunnel support of ${h}`)));
+        const missing = support.filter((t) => !t.configured).map((t) => t.host);
+        if (missing.length > 0) {
+          throw vmError(
+            ErrorType.ConfigUnsupported,
+            `tunnelled migration needs tunnel certificates on both hosts; none configured on ${missing.map((h) => `'${h}'`).join(' and ')} (the stream is never sent in clear)`,
+            { hosts: missing },
+          );
+        }
+      }
       // Begin and the destination probe run together: both are read-mostly, and a refusal below undoes Begin.
       beginStarted = true;
       const [b, d] = await Promise.allSettled([
@@ -138,7 +150,11 @@ export async function migrate(input: MigrateInput): Promise<MigrateResult> {
         ], `Begin: check '${domain}' and take the job on ${src}`),
         on(dst, 'probe', 'hostInfo', [], `host info of ${dst}`),
       ]);
-      if (b.status === 'rejected') throw b.reason;
+      if (b.status === 'rejected') {
+        // A source that never picked Begin up holds nothing to undo; asking it would wait the cleanup's schedule-to-start.
+        if (notTaken(b.reason)) beginStarted = false;
+        throw b.reason;
+      }
       begun = b.value;
       if (d.status === 'rejected') throw d.reason;
       const di = d.value;
@@ -170,7 +186,7 @@ export async function migrate(input: MigrateInput): Promise<MigrateResult> {
       tracker.phase('prepare');
       prepareStarted = true;
       prepared = await on(dst, 'step', protocol === 3 ? 'migratePrepare' : 'migratePrepare2', [
-        { ...job, domain, uuid: begun.uuid, xml: begun.xml, cookie: protocol === 3 ? begun.cookie : undefined, dname: input.dname, flags, sourceHostUuid: begun.hostUuid, uri: input.uri, protocol },
+        { ...job, domain, uuid: begun.uuid, xml: begun.xml, cookie: protocol === 3 ? begun.cookie : undefined, dname: input.dname, flags, sourceHostUuid: begun.hostUuid, uri: input.uri, protocol, sourceHost: src },
       ], `v${protocol} Prepare: start '${destName}' paused with -incoming on ${dst}`);
       destName = prepared.name;
 
@@ -209,7 +225,7 @@ export async function migrate(input: MigrateInput): Promise<MigrateResult> {
         await CancellationScope.nonCancellable(() => condition(() => performEnded, PERFORM_GRACE)).catch(() => undefined);
         if (!performEnded) performScope.cancel();
       });
-    const args = { ...job, domain, uuid: begun!.uuid, uri: prep.uri, cookie: prep.cookie, flags, protocol, destinationHost: dst };
+    const args = { ...job, domain, uuid: begun!.uuid, uri: prep.uri, cookie: prep.cookie, flags, protocol, destinationHost: dst, ...(prep.tunnel ? { tunnel: prep.tunnel } : {}) };
     try {
       return await performScope.run(() =>
         on(src, 'long', protocol === 3 ? 'migratePerform' : 'migratePerform2', [args], `v${protocol} Perform: migrate '${domain}' from ${src} to ${prep.uri}`),

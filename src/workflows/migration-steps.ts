@@ -1,7 +1,8 @@
 // How the migrate workflow runs a step on a host: which task queue, which
 // timeouts and retries for each kind of step, a summary for the UI, and the
 // host's typed error instead of Temporal's wrapper.
-import { ActivityCancellationType, isCancellation, proxyActivities, type ActivityOptions } from '@temporalio/workflow';
+import { ActivityCancellationType, ActivityFailure, isCancellation, proxyActivities, TimeoutFailure, type ActivityOptions } from '@temporalio/workflow';
+import { TimeoutType } from '@temporalio/common';
 import type { DomainActivities } from '../activities/host/domain-activities.js';
 import type { JobControlActivities } from '../activities/host/job-control.js';
 import type { MigrationActivities } from '../activities/host/migration-activities.js';
@@ -19,6 +20,19 @@ export type StepKind = 'probe' | 'begin' | 'step' | 'long' | 'watch' | 'control'
 const STEP_HEARTBEAT = '5 seconds';
 
 const NON_RETRYABLE = Object.values(ErrorType).filter((t) => t !== ErrorType.QmpTimeout);
+const FIRST_STEP_WAIT = '15 seconds';
+// Errors of steps no worker picked up (see notTaken); identity only, so nothing here is replayed differently.
+const NOT_TAKEN = new WeakSet<object>();
+
+/**
+ * True when `err` is a step's failure because no worker of its host picked the task
+ * up (schedule-to-start timeout): the workflow need not send that host an undo it
+ * would wait as long for. Should an earlier attempt have run and crashed, the host's
+ * reaper undoes its part once the workflow has closed.
+ */
+export function notTaken(err: unknown): boolean {
+  return typeof err === 'object' && err !== null && NOT_TAKEN.has(err);
+}
 
 function options(host: string, kind: StepKind): ActivityOptions {
   const base: ActivityOptions = {
@@ -27,11 +41,12 @@ function options(host: string, kind: StepKind): ActivityOptions {
   };
   switch (kind) {
     case 'probe':
-      // A host whose worker polls picks a task up in milliseconds; an unknown host is reported quickly.
-      return { ...base, startToCloseTimeout: '10 seconds', scheduleToStartTimeout: '5 seconds', retry: { ...base.retry, maximumAttempts: 2 } };
+      // A host whose worker polls picks a task up in milliseconds; an unknown host is reported after
+      // FIRST_STEP_WAIT, as domainOperation does (long enough for a supervisor to restart a worker).
+      return { ...base, startToCloseTimeout: '10 seconds', scheduleToStartTimeout: FIRST_STEP_WAIT, retry: { ...base.retry, maximumAttempts: 2 } };
     case 'begin':
-      // The first step on the source doubles as its probe: an unknown source host is reported quickly.
-      return { ...base, startToCloseTimeout: '2 minutes', heartbeatTimeout: STEP_HEARTBEAT, scheduleToStartTimeout: '5 seconds', cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED };
+      // The first step on the source doubles as its probe: an unknown source host is reported as quickly.
+      return { ...base, startToCloseTimeout: '2 minutes', heartbeatTimeout: STEP_HEARTBEAT, scheduleToStartTimeout: FIRST_STEP_WAIT, cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED };
     case 'step':
       // The workflow must know a step has stopped before it undoes it.
       return { ...base, startToCloseTimeout: '2 minutes', heartbeatTimeout: STEP_HEARTBEAT, scheduleToStartTimeout: '1 minute', cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED };
@@ -69,7 +84,11 @@ export async function on<K extends keyof HostActivities>(
   } catch (err) {
     // Cancellations stay cancellations: the tracker turns the user's into OperationAborted.
     if (isCancellation(err)) throw err;
-    throw unwrapActivityError(err, { host, step: String(act) });
+    const typed = unwrapActivityError(err, { host, step: String(act) });
+    if (err instanceof ActivityFailure && err.cause instanceof TimeoutFailure && err.cause.timeoutType === TimeoutType.SCHEDULE_TO_START && typeof typed === 'object' && typed !== null) {
+      NOT_TAKEN.add(typed);
+    }
+    throw typed;
   }
 }
 

@@ -2,8 +2,9 @@
 // every default works for one simulated host on one machine.
 import { randomUUID } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync, chmodSync } from 'node:fs';
-import { isAbsolute, join, resolve } from 'node:path';
+import { isAbsolute, join, normalize, resolve } from 'node:path';
 import { HOST_NAME_PATTERN } from '../../common/constants.js';
+import { resolveOnPath } from './emulators.js';
 
 export interface HostConfig {
   name: string;
@@ -17,12 +18,29 @@ export interface HostConfig {
   /** Guest RAM files for domains with a file memory backing. */
   memoryBackingDir: string;
   qemuBinary: string;
+  /** Absolute paths a domain's <emulator> may name (default: qemuBinary, resolved on PATH). */
+  emulators: string[];
   /** Migration protocol versions this host speaks (libvirt's v2, v3). */
   protocolVersions: number[];
   migration: { address: string; portMin: number; portMax: number };
   /** When non-empty, save images and dumps may only be written below these directories. */
   saveDirs: string[];
   temporal: { address: string; namespace: string };
+  /** Tunnelled migration: this worker's TLS listener and its certificates; absent = tunnelled refused. */
+  tunnel?: TunnelConfig;
+}
+
+/**
+ * The worker-to-worker channel of tunnelled migration: mutual TLS with a
+ * certificate per host (CN or a DNS SAN equal to the host name) signed by the
+ * cluster CA.
+ */
+export interface TunnelConfig {
+  /** Where this worker's tunnel listener binds, ADDR:PORT ([v6]:PORT); peers dial it. */
+  listen: string;
+  caFile: string;
+  certFile: string;
+  keyFile: string;
 }
 
 export type HostConfigFile = Partial<Omit<HostConfig, 'hostUuid'>> & { hostUuid?: string };
@@ -56,6 +74,9 @@ export function loadHostConfig(env: NodeJS.ProcessEnv = process.env): HostConfig
   if (!(Number.isInteger(migration.portMin) && Number.isInteger(migration.portMax) && migration.portMin > 0 && migration.portMin <= migration.portMax && migration.portMax < 65536)) {
     throw new HostConfigError(`bad migration port range ${migration.portMin}-${migration.portMax}`);
   }
+  const tunnel = tunnelConfig(env, file.tunnel);
+  const qemuBinary = env.VMFERRY_QEMU_BINARY ?? file.qemuBinary ?? 'qemu-system-x86_64';
+  const emulators = loadEmulators(env.VMFERRY_HOST_EMULATORS?.split(':') ?? file.emulators, qemuBinary, env.PATH);
   for (const dir of [stateDir, runDir, logDir, memoryBackingDir]) {
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     chmodSync(dir, 0o700);
@@ -67,7 +88,8 @@ export function loadHostConfig(env: NodeJS.ProcessEnv = process.env): HostConfig
     runDir,
     logDir,
     memoryBackingDir,
-    qemuBinary: env.VMFERRY_QEMU_BINARY ?? file.qemuBinary ?? 'qemu-system-x86_64',
+    qemuBinary,
+    emulators,
     protocolVersions,
     migration,
     saveDirs: (env.VMFERRY_SAVE_DIRS?.split(':') ?? file.saveDirs ?? []).filter((d) => d.length > 0).map((d) => {
@@ -78,7 +100,38 @@ export function loadHostConfig(env: NodeJS.ProcessEnv = process.env): HostConfig
       address: env.TEMPORAL_ADDRESS ?? file.temporal?.address ?? '127.0.0.1:7233',
       namespace: env.TEMPORAL_NAMESPACE ?? file.temporal?.namespace ?? 'default',
     },
+    ...(tunnel ? { tunnel } : {}),
   };
+}
+
+/** All four settings or none: a half-configured tunnel is an error at start, not a surprise at migration time. */
+function tunnelConfig(env: NodeJS.ProcessEnv, file: Partial<TunnelConfig> | undefined): TunnelConfig | undefined {
+  const listen = env.VMFERRY_HOST_TUNNEL_LISTEN ?? file?.listen;
+  const caFile = env.VMFERRY_HOST_TUNNEL_CA ?? file?.caFile;
+  const certFile = env.VMFERRY_HOST_TUNNEL_CERT ?? file?.certFile;
+  const keyFile = env.VMFERRY_HOST_TUNNEL_KEY ?? file?.keyFile;
+  const given = [listen, caFile, certFile, keyFile].filter((v) => v !== undefined && v !== '');
+  if (given.length === 0) return undefined;
+  if (given.length !== 4 || !listen || !caFile || !certFile || !keyFile) {
+    throw new HostConfigError('tunnel needs listen, caFile, certFile and keyFile together (VMFERRY_HOST_TUNNEL_LISTEN, _CA, _CERT, _KEY)');
+  }
+  if (!/^(\[[0-9a-fA-F:.]+\]|[^:\s]+):\d{1,5}$/.test(listen)) throw new HostConfigError(`tunnel listen must be ADDR:PORT ([v6]:PORT), got ${JSON.stringify(listen)}`);
+  for (const f of [caFile, certFile, keyFile]) {
+    if (!isAbsolute(f)) throw new HostConfigError(`tunnel certificate path ${JSON.stringify(f)} must be absolute`);
+  }
+  return { listen, caFile, certFile, keyFile };
+}
+
+function loadEmulators(configured: unknown, qemuBinary: string, pathEnv: string | undefined): string[] {
+  if (configured === undefined) {
+    const own = resolveOnPath(qemuBinary, pathEnv);
+    return own === undefined ? [] : [own];
+  }
+  if (!Array.isArray(configured)) throw new HostConfigError(`emulators must be a list of absolute paths, got ${JSON.stringify(configured)}`);
+  return configured.filter((e) => e !== '').map((e: unknown) => {
+    if (typeof e !== 'string' || !isAbsolute(e)) throw new HostConfigError(`emulator ${JSON.stringify(e)} must be an absolute path`);
+    return normalize(e);
+  });
 }
 
 /** Same-host migration is refused by host UUID, so it must survive worker restarts. */

@@ -19,11 +19,13 @@ import type {
   PerformResult,
   PrepareArgs,
   PrepareResult,
+  TunnelSupport,
 } from '../../common/migration-types.js';
 import { abortDestination, finish, prepare, watchIncoming, type DestinationDeps } from '../migration/destination-side.js';
 import { PortAllocator } from '../migration/port-allocator.js';
 import { readLimits, type AppliedLimits } from '../migration/params.js';
 import { abortSource, begin, confirm, forgetSource, perform, perform2 } from '../migration/source-side.js';
+import { hostTunnel } from '../migration/tunnel/host-tunnel.js';
 import type { HostRuntime } from './host-runtime.js';
 import { whileHeartbeating } from './step-heartbeat.js';
 
@@ -87,6 +89,11 @@ export function createMigrationActivities(rt: HostRuntime, ports: PortAllocator 
     /** Compensation on the destination: kill the incoming QEMU of this job, free its port, end the job. */
     async migrateAbortDestination(name: string, jobId: string): Promise<void> {
       await whileHeartbeating(() => abortDestination(dest, name, jobId));
+    },
+    /** Read-only: whether this host can carry a tunnelled migration (certificates configured) and where peers dial it. */
+    async migrateTunnelSupport(): Promise<TunnelSupport> {
+      const t = hostTunnel(rt);
+      return { host: rt.config.name, configured: t !== undefined, ...(t ? { endpoint: t.endpoint } : {}) };
     },
     /** Read-only: the speed and downtime limits QEMU applies now (query-migrate-parameters). */
     async migrationParams(name: string): Promise<AppliedLimits> {

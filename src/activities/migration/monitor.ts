@@ -92,6 +92,14 @@ export interface MonitorOptions {
   postcopy?: boolean;
   /** Called once post-copy has started (from then on the source cannot resume). */
   onPostcopy?: () => void;
+  /**
+   * Aborted (reason: the error to report) when what carries the stream is gone,
+   * e.g. a tunnel whose peer stopped answering: the migration is cancelled at
+   * once and fails with that reason rather than QEMU's broken pipe.
+   */
+  lost?: AbortSignal;
+  /** Right after migrate_cancel: tear down what carries the stream, so a stalled peer cannot hold QEMU. */
+  afterCancel?: () => void;
 }
 
 /** A timer that an event can cut short; a kick while nobody waits makes the next wait return at once. */
@@ -144,6 +152,8 @@ export async function monitorMigration(opts: MonitorOptions): Promise<MigrationS
   });
   const onAbort = (): void => wake.kick();
   signal.addEventListener('abort', onAbort);
+  opts.lost?.addEventListener('abort', onAbort);
+  const lostReason = (): Error | undefined => (opts.lost?.aborted ? (opts.lost.reason as Error) : undefined);
   let lastMoved = { bytes: -1, atMs: Date.now() };
   let postcopyStarted = false;
   let lateReached = false;
@@ -152,6 +162,7 @@ export async function monitorMigration(opts: MonitorOptions): Promise<MigrationS
     if (cancelSent) return;
     cancelSent = true;
     await qmp.execute('migrate_cancel').catch(() => undefined);
+    opts.afterCancel?.();
   };
   try {
     for (;;) {
@@ -163,6 +174,12 @@ export async function monitorMigration(opts: MonitorOptions): Promise<MigrationS
       if (job.abortRequested && !cancelSent) {
         await cancel();
         return await finishCancel(opts, 'the job was aborted');
+      }
+      const lost = lostReason();
+      if (lost && !cancelSent) {
+        await cancel();
+        await settle(opts);
+        throw lost;
       }
       if (ioError !== undefined && !cancelSent) {
         await cancel();
@@ -176,6 +193,8 @@ export async function monitorMigration(opts: MonitorOptions): Promise<MigrationS
         case 'completed':
           return await completed(opts, stoppedAtMs, postcopyStarted);
         case 'failed':
+          // A tunnel torn down under QEMU shows as a broken pipe; the tunnel's reason is the real one.
+          if (lostReason()) throw lostReason()!;
           throw vmError(ErrorType.OperationFailed, `migration failed: ${info['error-desc'] ?? 'QEMU gave no reason'}`, { status });
         case 'cancelled':
           if (job.abortRequested) throw vmError(ErrorType.OperationAborted, 'migration cancelled: the job was aborted');
@@ -208,10 +227,16 @@ export async function monitorMigration(opts: MonitorOptions): Promise<MigrationS
   } finally {
     unsubscribe();
     signal.removeEventListener('abort', onAbort);
+    opts.lost?.removeEventListener('abort', onAbort);
   }
 }
 
 async function finishCancel(opts: MonitorOptions, why: string): Promise<never> {
+  await settle(opts);
+  throw vmError(ErrorType.OperationAborted, `migration cancelled: ${why}`);
+}
+
+async function settle(opts: MonitorOptions): Promise<void> {
   const deadline = Date.now() + (opts.cancelDeadlineMs ?? 5_000);
   // Wait for QEMU's final word, but never past the deadline: a stalled destination may hold it for long.
   while (Date.now() < deadline) {
@@ -221,7 +246,6 @@ async function finishCancel(opts: MonitorOptions, why: string): Promise<never> {
       .waitForEvent('MIGRATION', { timeoutMs: Math.min(200, Math.max(1, deadline - Date.now())) })
       .catch(() => undefined);
   }
-  throw vmError(ErrorType.OperationAborted, `migration cancelled: ${why}`);
 }
 
 async function completed(opts: MonitorOptions, stoppedAtMs: number | undefined, postcopy: boolean): Promise<MigrationStats> {

@@ -1,7 +1,7 @@
 // vmferry: a virsh-like command line on Temporal. Verbs start or signal workflows;
 // --json prints machine-readable results; exit codes separate invalid input (2),
 // failure (1) and abort (3).
-import { WorkflowFailedError } from '@temporalio/client';
+import { WorkflowFailedError, WorkflowUpdateFailedError } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
 import { domainVerbs } from './commands/domain.js';
 import { dumpVerb } from './commands/dump.js';
@@ -95,7 +95,7 @@ function report(err: unknown, json: boolean): number {
   if (err instanceof UsageError) {
     type = 'OperationInvalid';
     message = err.message;
-  } else if (err instanceof WorkflowFailedError && err.cause instanceof ApplicationFailure) {
+  } else if ((err instanceof WorkflowFailedError || err instanceof WorkflowUpdateFailedError) && err.cause instanceof ApplicationFailure) {
     type = err.cause.type ?? undefined;
     message = err.cause.message;
   } else if (err instanceof ApplicationFailure) {

@@ -152,6 +152,20 @@ export interface PrepareArgs extends MigrationJobRef {
   sourceHostUuid: string;
   uri?: string;
   protocol: MigrationProtocol;
+  /** The source host's name: with 'tunnelled', the only certificate name the destination accepts. */
+  sourceHost?: string;
+}
+
+/**
+ * Where a tunnelled stream goes: the destination worker's tunnel listener and a
+ * one-time token binding the connection to this job (it travels in workflow
+ * history; the channel itself is authenticated by certificates).
+ */
+export interface MigrationTunnel {
+  endpoint: string;
+  token: string;
+  /** The domain's name on the destination (its job record's key there). */
+  name: string;
 }
 
 export interface PrepareResult {
@@ -160,6 +174,15 @@ export interface PrepareResult {
   uri: string;
   port?: number;
   cookie?: string;
+  /** 'tunnelled' only. */
+  tunnel?: MigrationTunnel;
+}
+
+/** What a host offers for tunnelled migration (asked before anything is touched). */
+export interface TunnelSupport {
+  host: string;
+  configured: boolean;
+  endpoint?: string;
 }
 
 export interface PerformArgs extends MigrationJobRef {
@@ -170,6 +193,8 @@ export interface PerformArgs extends MigrationJobRef {
   flags: MigrateFlag[];
   protocol: MigrationProtocol;
   destinationHost: string;
+  /** 'tunnelled' only: from Prepare. */
+  tunnel?: MigrationTunnel;
   timeoutSuspendSeconds?: number;
 }
 
@@ -255,7 +280,9 @@ export function validateMigrateInput(input: MigrateInput): MigrateFlag[] {
     if (has('postcopy')) throw invalid("flags 'postcopy' and 'offline' are mutually exclusive");
     if (!has('persist-dest')) throw invalid("offline migration needs 'persist-dest': only the persistent definition moves");
   }
-  if (has('tunnelled')) throw vmError(ErrorType.ConfigUnsupported, 'tunnelled migration is not supported yet; use direct migration');
+  if (has('tunnelled') && input.uri !== undefined) {
+    throw invalid("a tunnelled migration takes no URI: the stream goes through the destination worker's tunnel listener");
+  }
   if (input.bandwidthMiBps !== undefined) {
     const why = invalidSpeed(input.bandwidthMiBps);
     if (why) throw invalid(why);

@@ -22,11 +22,14 @@ export async function startWorkerProcess(
   entry: 'host' | 'control',
   env: Record<string, string>,
   readyMsg: string,
-  opts: { timeoutMs?: number; logFile?: string } = {},
+  /** commandPrefix runs the worker under another program that execs it (e.g. `ip netns exec NAME`), so the PID stays the worker's. */
+  opts: { timeoutMs?: number; logFile?: string; commandPrefix?: string[] } = {},
 ): Promise<WorkerProcess> {
   const timeoutMs = opts.timeoutMs ?? 60_000;
   const logStream = opts.logFile ? createWriteStream(opts.logFile, { flags: 'a' }) : undefined;
-  const child: ChildProcess = spawn(process.execPath, ['--import', 'tsx', `src/workers/${entry}.ts`], {
+  const argv = [process.execPath, '--import', 'tsx', `src/workers/${entry}.ts`];
+  const [program, ...args] = [...(opts.commandPrefix ?? []), ...argv] as [string, ...string[]];
+  const child: ChildProcess = spawn(program, args, {
     cwd: ROOT,
     env: { ...process.env, ...env, VMFERRY_LOG_LEVEL: 'info' },
     stdio: ['ignore', 'pipe', 'pipe'],

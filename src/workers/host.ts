@@ -11,6 +11,7 @@ import { createSaveActivities } from '../activities/host/save-activities.js';
 import { loadHostConfig } from '../activities/host/host-config.js';
 import { HostRuntime } from '../activities/host/host-runtime.js';
 import { createLogger, installTemporalLogging } from './logging.js';
+import { startTunnelServer } from '../activities/migration/tunnel/host-tunnel.js';
 import { auditInterceptor, createAuditLogger } from '../activities/host/audit.js';
 import { join } from 'node:path';
 import { dataConverterFromEnv } from '../codec/key-file.js';
@@ -25,6 +26,8 @@ async function main(): Promise<void> {
   const auditPath = process.env.VMFERRY_AUDIT_LOG ?? join(config.logDir, 'audit.log');
   const audit = createAuditLogger(auditPath);
   await rt.reconnectAll();
+  // Tunnelled migration's listener, when certificates are configured (before the worker takes tasks).
+  const tunnel = await startTunnelServer(rt);
   const connection = await NativeConnection.connect({ address: config.temporal.address });
   const reaper = startAutoDestroyReaper(rt, connection);
   const dataConverter = dataConverterFromEnv();
@@ -50,6 +53,7 @@ async function main(): Promise<void> {
     await worker.run();
   } finally {
     reaper.stop();
+    await tunnel?.close();
     await rt.detachAll();
     await connection.close();
     log.info('host worker stopped; QEMU processes left running');

@@ -11,7 +11,7 @@
 // source resumes. There is never a moment with two running copies. The first
 // error is the workflow's, with its phase; errors met while undoing are
 // attached to it.
-import { CancellationScope, CancelledFailure, isCancellation, log, upsertSearchAttributes, workflowInfo } from '@temporalio/workflow';
+import { CancellationScope, CancelledFailure, condition, isCancellation, log, upsertSearchAttributes, workflowInfo } from '@temporalio/workflow';
 import { ErrorType, isVmError, vmError } from '../common/errors.js';
 import { jobWorkflowId } from '../common/job-types.js';
 import {
@@ -30,6 +30,9 @@ import {
 import { DestinationHost, DomainUuid, SourceHost } from '../common/search-attributes.js';
 import { JobTracker } from './job-tracker.js';
 import { message, notTaken, on } from './migration-steps.js';
+
+/** How long Perform may take to report its own error after the destination watch failed. */
+const PERFORM_GRACE = '3 seconds';
 
 export async function migrate(input: MigrateInput): Promise<MigrateResult> {
   const flags: MigrateFlag[] = validateMigrateInput(input);
@@ -124,6 +127,18 @@ export async function migrate(input: MigrateInput): Promise<MigrateResult> {
   // ---- forward until the stream is complete: everything here can be undone ----
   try {
     await forward.run(async () => {
+      if (has('tunnelled') && !has('offline')) {
+        // Both workers must hold certificates; without them the stream would have to go in clear. Nothing is touched yet.
+        const support = await Promise.all([src, dst].map((h) => on(h, 'probe', 'migrateTunnelSupport', [], `tunnel support of ${h}`)));
+        const missing = support.filter((t) => !t.configured).map((t) => t.host);
+        if (missing.length > 0) {
+          throw vmError(
+            ErrorType.ConfigUnsupported,
+            `tunnelled migration needs tunnel certificates on both hosts; none configured on ${missing.map((h) => `'${h}'`).join(' and ')} (the stream is never sent in clear)`,
+            { hosts: missing },
+          );
+        }
+      }
       // Begin and the destination probe run together: both are read-mostly, and a refusal below undoes Begin.
       beginStarted = true;
       const [b, d] = await Promise.allSettled([
@@ -171,7 +186,7 @@ export async function migrate(input: MigrateInput): Promise<MigrateResult> {
       tracker.phase('prepare');
       prepareStarted = true;
       prepared = await on(dst, 'step', protocol === 3 ? 'migratePrepare' : 'migratePrepare2', [
-        { ...job, domain, uuid: begun.uuid, xml: begun.xml, cookie: protocol === 3 ? begun.cookie : undefined, dname: input.dname, flags, sourceHostUuid: begun.hostUuid, uri: input.uri, protocol },
+        { ...job, domain, uuid: begun.uuid, xml: begun.xml, cookie: protocol === 3 ? begun.cookie : undefined, dname: input.dname, flags, sourceHostUuid: begun.hostUuid, uri: input.uri, protocol, sourceHost: src },
       ], `v${protocol} Prepare: start '${destName}' paused with -incoming on ${dst}`);
       destName = prepared.name;
 
@@ -199,15 +214,20 @@ export async function migrate(input: MigrateInput): Promise<MigrateResult> {
     const performScope = new CancellationScope();
     const watchScope = new CancellationScope();
     let destLost: unknown;
+    let performEnded = false;
     const watching = watchScope
       .run(() => on(dst, 'watch', 'migrateWatchIncoming', [prep.name, job.jobId], `watch the incoming '${prep.name}' on ${dst}`))
-      .catch((err: unknown) => {
+      .catch(async (err: unknown) => {
         if (isCancellation(err) || tracker.cancelRequested) return;
         destLost = err;
-        performScope.cancel();
+        // The incoming side also dies when the SOURCE QEMU dies or fails the stream: Perform then
+        // reports that first real error within moments, and blaming the destination would hide it.
+        await CancellationScope.nonCancellable(() => condition(() => performEnded, PERFORM_GRACE)).catch(() => undefined);
+        if (!performEnded) performScope.cancel();
       });
     const args = {
       ...job, domain, uuid: begun!.uuid, uri: prep.uri, cookie: prep.cookie, flags, protocol, destinationHost: dst,
+      ...(prep.tunnel ? { tunnel: prep.tunnel } : {}),
       ...(input.timeoutSuspendSeconds !== undefined ? { timeoutSuspendSeconds: input.timeoutSuspendSeconds } : {}),
     };
     try {
@@ -221,6 +241,7 @@ export async function migrate(input: MigrateInput): Promise<MigrateResult> {
       }
       throw err;
     } finally {
+      performEnded = true;
       watchScope.cancel();
       await watching;
     }

@@ -13,6 +13,12 @@ import { unwrapActivityError } from './activity-errors.js';
 export type HostActivities = MigrationActivities & DomainActivities & JobControlActivities;
 export type StepKind = 'probe' | 'begin' | 'step' | 'long' | 'watch' | 'control' | 'cleanup';
 
+/**
+ * The short steps heartbeat every second while they run (step-heartbeat.ts): a worker
+ * killed in one is noticed within this, and the step retried on the restarted worker.
+ */
+const STEP_HEARTBEAT = '5 seconds';
+
 const NON_RETRYABLE = Object.values(ErrorType).filter((t) => t !== ErrorType.QmpTimeout);
 const FIRST_STEP_WAIT = '15 seconds';
 // Errors of steps no worker picked up (see notTaken); identity only, so nothing here is replayed differently.
@@ -40,10 +46,10 @@ function options(host: string, kind: StepKind): ActivityOptions {
       return { ...base, startToCloseTimeout: '10 seconds', scheduleToStartTimeout: FIRST_STEP_WAIT, retry: { ...base.retry, maximumAttempts: 2 } };
     case 'begin':
       // The first step on the source doubles as its probe: an unknown source host is reported as quickly.
-      return { ...base, startToCloseTimeout: '2 minutes', scheduleToStartTimeout: FIRST_STEP_WAIT, cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED };
+      return { ...base, startToCloseTimeout: '2 minutes', heartbeatTimeout: STEP_HEARTBEAT, scheduleToStartTimeout: FIRST_STEP_WAIT, cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED };
     case 'step':
       // The workflow must know a step has stopped before it undoes it.
-      return { ...base, startToCloseTimeout: '2 minutes', scheduleToStartTimeout: '1 minute', cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED };
+      return { ...base, startToCloseTimeout: '2 minutes', heartbeatTimeout: STEP_HEARTBEAT, scheduleToStartTimeout: '1 minute', cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED };
     case 'long':
       return {
         ...base,
@@ -59,7 +65,7 @@ function options(host: string, kind: StepKind): ActivityOptions {
     case 'control':
       return { ...base, startToCloseTimeout: '10 seconds', scheduleToStartTimeout: '10 seconds', retry: { ...base.retry, maximumAttempts: 2 } };
     case 'cleanup':
-      return { ...base, startToCloseTimeout: '2 minutes', scheduleToStartTimeout: '2 minutes' };
+      return { ...base, startToCloseTimeout: '2 minutes', heartbeatTimeout: STEP_HEARTBEAT, scheduleToStartTimeout: '2 minutes' };
   }
 }
 

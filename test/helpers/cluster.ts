@@ -71,9 +71,10 @@ export class TestCluster {
     return h;
   }
 
-  async startHost(name: string, extraEnv: Record<string, string> = {}): Promise<HostHandle> {
+  /** `commandPrefix` runs the worker inside something, e.g. a network namespace (netns.ts prefix()). */
+  async startHost(name: string, extraEnv: Record<string, string> = {}, opts: { commandPrefix?: string[] } = {}): Promise<HostHandle> {
     const h = this.hostHandle(name, extraEnv);
-    h.worker = await startWorkerProcess('host', h.env, 'host worker ready');
+    h.worker = await startWorkerProcess('host', h.env, 'host worker ready', opts);
     return h;
   }
 

@@ -26,6 +26,21 @@ export interface HostConfig {
   /** When non-empty, save images and dumps may only be written below these directories. */
   saveDirs: string[];
   temporal: { address: string; namespace: string };
+  /** Tunnelled migration: this worker's TLS listener and its certificates; absent = tunnelled refused. */
+  tunnel?: TunnelConfig;
+}
+
+/**
+ * The worker-to-worker channel of tunnelled migration: mutual TLS with a
+ * certificate per host (CN or a DNS SAN equal to the host name) signed by the
+ * cluster CA.
+ */
+export interface TunnelConfig {
+  /** Where this worker's tunnel listener binds, ADDR:PORT ([v6]:PORT); peers dial it. */
+  listen: string;
+  caFile: string;
+  certFile: string;
+  keyFile: string;
 }
 
 export type HostConfigFile = Partial<Omit<HostConfig, 'hostUuid'>> & { hostUuid?: string };
@@ -59,6 +74,7 @@ export function loadHostConfig(env: NodeJS.ProcessEnv = process.env): HostConfig
   if (!(Number.isInteger(migration.portMin) && Number.isInteger(migration.portMax) && migration.portMin > 0 && migration.portMin <= migration.portMax && migration.portMax < 65536)) {
     throw new HostConfigError(`bad migration port range ${migration.portMin}-${migration.portMax}`);
   }
+  const tunnel = tunnelConfig(env, file.tunnel);
   const qemuBinary = env.VMFERRY_QEMU_BINARY ?? file.qemuBinary ?? 'qemu-system-x86_64';
   const emulators = loadEmulators(env.VMFERRY_HOST_EMULATORS?.split(':') ?? file.emulators, qemuBinary, env.PATH);
   for (const dir of [stateDir, runDir, logDir, memoryBackingDir]) {
@@ -84,7 +100,26 @@ export function loadHostConfig(env: NodeJS.ProcessEnv = process.env): HostConfig
       address: env.TEMPORAL_ADDRESS ?? file.temporal?.address ?? '127.0.0.1:7233',
       namespace: env.TEMPORAL_NAMESPACE ?? file.temporal?.namespace ?? 'default',
     },
+    ...(tunnel ? { tunnel } : {}),
   };
+}
+
+/** All four settings or none: a half-configured tunnel is an error at start, not a surprise at migration time. */
+function tunnelConfig(env: NodeJS.ProcessEnv, file: Partial<TunnelConfig> | undefined): TunnelConfig | undefined {
+  const listen = env.VMFERRY_HOST_TUNNEL_LISTEN ?? file?.listen;
+  const caFile = env.VMFERRY_HOST_TUNNEL_CA ?? file?.caFile;
+  const certFile = env.VMFERRY_HOST_TUNNEL_CERT ?? file?.certFile;
+  const keyFile = env.VMFERRY_HOST_TUNNEL_KEY ?? file?.keyFile;
+  const given = [listen, caFile, certFile, keyFile].filter((v) => v !== undefined && v !== '');
+  if (given.length === 0) return undefined;
+  if (given.length !== 4 || !listen || !caFile || !certFile || !keyFile) {
+    throw new HostConfigError('tunnel needs listen, caFile, certFile and keyFile together (VMFERRY_HOST_TUNNEL_LISTEN, _CA, _CERT, _KEY)');
+  }
+  if (!/^(\[[0-9a-fA-F:.]+\]|[^:\s]+):\d{1,5}$/.test(listen)) throw new HostConfigError(`tunnel listen must be ADDR:PORT ([v6]:PORT), got ${JSON.stringify(listen)}`);
+  for (const f of [caFile, certFile, keyFile]) {
+    if (!isAbsolute(f)) throw new HostConfigError(`tunnel certificate path ${JSON.stringify(f)} must be absolute`);
+  }
+  return { listen, caFile, certFile, keyFile };
 }
 
 function loadEmulators(configured: unknown, qemuBinary: string, pathEnv: string | undefined): string[] {

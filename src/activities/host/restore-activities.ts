@@ -27,6 +27,7 @@ import { hasManagedSave, managedSavePath, removeManagedSave } from '../saveimage
 import { runRestoreStream } from '../saveimage/restore-stream.js';
 import { abortedError } from '../saveimage/stream-control.js';
 import { Heartbeats } from './activity-heartbeat.js';
+import { faultArmed, faultPoint } from './fault-points.js';
 import type { HostJob } from './domain-lock.js';
 import type { RunningDomain } from './running-domain.js';
 import { checkJobId, fdLabeller, securityContext, type SaveDeps } from './save-deps.js';
@@ -102,6 +103,7 @@ export function restoreJobActivities(deps: SaveDeps, recovered: Promise<void>) {
       if (aborted()) throw abortedError('restore');
       await deps.security.labelPath(plan.path, sctx);
       const loaded = dom;
+      await faultPoint('restore.before-stream');
       await runRestoreStream({
         qmp: loaded.qmp,
         qemuPid: loaded.pid,
@@ -119,9 +121,11 @@ export function restoreJobActivities(deps: SaveDeps, recovered: Promise<void>) {
             job.progress = progress;
             beats.update({ progress, status });
           },
+          midStream: faultArmed('restore.mid-stream') ? () => faultPoint('restore.mid-stream') : undefined,
         },
         warn: (message) => deps.log.warn({ domain: plan.name, path: plan.path }, message),
       });
+      await faultPoint('restore.after-stream');
       if (plan.startRunning) {
         await loaded.qmp.execute('cont');
         loaded.setState('running', 'restored');

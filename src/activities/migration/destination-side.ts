@@ -4,7 +4,10 @@
 // (start CPUs and persist on success; kill on failure). Like the source side,
 // every step may run again for the same job.
 import { Context } from '@temporalio/activity';
+import { randomBytes } from 'node:crypto';
+import { rmSync } from 'node:fs';
 import { hostname as osHostname } from 'node:os';
+import { join } from 'node:path';
 import { ErrorType, isVmError, vmError } from '../../common/errors.js';
 import type { FinishArgs, FinishResult, PrepareArgs, PrepareResult } from '../../common/migration-types.js';
 import { formatDomainXml, migratableDomainXml, normalizeUuid, parseDomainXml, type DomainDef } from '../domain/index.js';
@@ -20,6 +23,7 @@ import { graphicsFor, listenIncoming, preallocate } from './incoming-qemu.js';
 import { destinationCapabilities, setCapabilities } from './params.js';
 import type { PortAllocator } from './port-allocator.js';
 import { formatMigrationUri, parseMigrationUri } from './uri.js';
+import { hostTunnel, requireTunnel } from './tunnel/host-tunnel.js';
 import { checkEmulator } from '../host/emulators.js';
 
 export interface DestinationDeps {
@@ -59,7 +63,14 @@ export async function prepare(d: DestinationDeps, a: PrepareArgs): Promise<Prepa
   if (uuid === undefined) throw vmError(ErrorType.OperationInvalid, `bad domain UUID '${a.uuid}'`);
   const again = recordOf(rt.config.runDir, destName, a.jobId);
   if (again && (again.flags.includes('offline') || (rt.getRunning(destName)?.pid === again.pid && again.uri !== undefined))) {
-    return { name: destName, uri: again.uri ?? '', ...(again.port !== undefined ? { port: again.port } : {}), ...(again.cookie ? { cookie: again.cookie } : {}) };
+    const tunnel = again.tunnel ? { tunnel: { endpoint: again.tunnel.endpoint, token: again.tunnel.token, name: destName } } : {};
+    return { name: destName, uri: again.uri ?? '', ...(again.port !== undefined ? { port: again.port } : {}), ...(again.cookie ? { cookie: again.cookie } : {}), ...tunnel };
+  }
+  const tunnelled = a.flags.includes('tunnelled') && !a.flags.includes('offline');
+  // Refused before anything on this host changes: no certificates, no tunnel, never a stream in clear.
+  const tunnel = tunnelled ? requireTunnel(rt) : undefined;
+  if (tunnelled && (a.sourceHost === undefined || a.uri !== undefined)) {
+    throw vmError(ErrorType.OperationInvalid, 'a tunnelled Prepare needs the source host name and takes no URI');
   }
   // An earlier attempt that died half-way (QEMU started, not yet listening): start over.
   if (again) await abortDestination(d, destName, a.jobId);
@@ -106,17 +117,22 @@ export async function prepare(d: DestinationDeps, a: PrepareArgs): Promise<Prepa
     await faultPoint('migrate.prepare');
     await setCapabilities(dom.qmp, destinationCapabilities(a.flags));
     await preallocate(rt, dom, def);
+    if (tunnel) {
+      // QEMU listens on a unix socket only this worker reaches; the network sees the worker's TLS listener alone.
+      const socketPath = join(rt.config.runDir, `tun-in-${randomBytes(6).toString('hex')}.sock`);
+      const uri = `unix:${socketPath}`;
+      const token = randomBytes(32).toString('base64url');
+      updateRecord(rt.config.runDir, destName, a.jobId, { tunnel: { endpoint: tunnel.endpoint, token, sourceHost: a.sourceHost!, socketPath } });
+      await dom.qmp.execute('migrate-incoming', { uri });
+      const cookie = a.protocol === 3 ? await prepareCookie(rt, dom, def, a, uuid) : undefined;
+      updateRecord(rt.config.runDir, destName, a.jobId, { uri, ...(cookie ? { cookie } : {}) });
+      rt.log.info({ domain: destName, job: a.jobId, phase: 'prepare', endpoint: tunnel.endpoint, source: a.sourceHost, pid: dom.pid }, 'incoming tunnelled migration prepared');
+      return { name: destName, uri: `tunnel:${tunnel.endpoint}`, tunnel: { endpoint: tunnel.endpoint, token, name: destName }, ...(cookie ? { cookie } : {}) };
+    }
     const bound = await listenIncoming(d.rt, d.ports, dom, a.jobId, override?.transport === 'tcp' ? override : undefined);
     // A wildcard listen is reached through the host's name.
     const uri = formatMigrationUri({ transport: 'tcp', host: WILDCARDS.has(bound.host) ? osHostname() : bound.host, port: bound.port });
-    let cookie: string | undefined;
-    if (a.protocol === 3) {
-      const graphics = await graphicsFor(dom, def);
-      cookie = formatMigrationCookie({
-        name: a.domain, uuid, hostname: rt.config.name, hostuuid: rt.config.hostUuid,
-        features: graphics ? ['graphics'] : [], mandatory: [], ...(graphics ? { graphics } : {}),
-      });
-    }
+    const cookie = a.protocol === 3 ? await prepareCookie(rt, dom, def, a, uuid) : undefined;
     updateRecord(rt.config.runDir, destName, a.jobId, { port: bound.port, uri, ...(cookie ? { cookie } : {}) });
     rt.log.info({ domain: destName, job: a.jobId, phase: 'prepare', uri, pid: dom.pid }, 'incoming migration prepared');
     return { name: destName, uri, port: bound.port, ...(cookie ? { cookie } : {}) };
@@ -124,6 +140,14 @@ export async function prepare(d: DestinationDeps, a: PrepareArgs): Promise<Prepa
     await abortDestination(d, destName, a.jobId).catch(() => undefined);
     throw err;
   }
+}
+
+async function prepareCookie(rt: HostRuntime, dom: RunningDomain, def: DomainDef, a: PrepareArgs, uuid: string): Promise<string> {
+  const graphics = await graphicsFor(dom, def);
+  return formatMigrationCookie({
+    name: a.domain, uuid, hostname: rt.config.name, hostuuid: rt.config.hostUuid,
+    features: graphics ? ['graphics'] : [], mandatory: [], ...(graphics ? { graphics } : {}),
+  });
 }
 
 async function incomingStatus(dom: RunningDomain): Promise<string | undefined> {
@@ -158,6 +182,12 @@ export async function watchIncoming(d: DestinationDeps, name: string, jobId: str
 
 function forgetIncoming(d: DestinationDeps, name: string, jobId: string): void {
   d.ports.releaseOwner(jobId);
+  const t = recordOf(d.rt.config.runDir, name, jobId)?.tunnel;
+  if (t) {
+    hostTunnel(d.rt)?.server?.dropJob(jobId);
+    // QEMU leaves its listening socket behind when it is killed.
+    rmSync(t.socketPath, { force: true });
+  }
   removeRecord(d.rt.config.runDir, name, jobId);
   if (d.rt.locks.job(name)?.id === jobId) d.rt.locks.endJob(name, jobId);
 }

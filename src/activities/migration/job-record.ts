@@ -36,6 +36,8 @@ export interface MigrationRecord {
   cookie?: string;
   /** in: the persistent definition from the source's cookie. */
   persistentXml?: string;
+  /** in, tunnelled: who may connect (the source host by certificate name, with the token) and where to. */
+  tunnel?: { endpoint: string; token: string; sourceHost: string; socketPath: string };
 }
 
 function dir(runDir: string): string {

@@ -8,6 +8,7 @@ import { ErrorType, vmError } from '../../common/errors.js';
 import type { JobProgress } from '../../common/job-types.js';
 import type { MigrationHeartbeat, MigrationStats } from '../../common/migration-types.js';
 import type { HostJob } from '../host/domain-lock.js';
+import { faultPoint } from '../host/fault-points.js';
 import type { RunningDomain } from '../host/running-domain.js';
 import type { QmpEvent } from '../qemu/qmp-client.js';
 import { readLimits } from './params.js';
@@ -92,6 +93,14 @@ export interface MonitorOptions {
   postcopy?: boolean;
   /** Called once post-copy has started (from then on the source cannot resume). */
   onPostcopy?: () => void;
+  /**
+   * Aborted (reason: the error to report) when what carries the stream is gone,
+   * e.g. a tunnel whose peer stopped answering: the migration is cancelled at
+   * once and fails with that reason rather than QEMU's broken pipe.
+   */
+  lost?: AbortSignal;
+  /** Right after migrate_cancel: tear down what carries the stream, so a stalled peer cannot hold QEMU. */
+  afterCancel?: () => void;
   /** libvirt's migrate --timeout (action suspend): pause the guest this long after the migration started. */
   timeoutSuspendMs?: number;
   /** Called when that timer paused the guest. */
@@ -131,6 +140,9 @@ export function detachedError(why: string): Error {
 /** Not one of the stable error types: the workflow's retry policy retries it. */
 export const DETACHED = 'MigrationWatchDetached';
 
+/** Where the test-only fault point migrate.perform-late fires: this share of RAM has been sent. */
+const LATE_PERCENT = 60;
+
 export async function monitorMigration(opts: MonitorOptions): Promise<MigrationStats> {
   const { dom, job, signal } = opts;
   const qmp = dom.qmp;
@@ -145,14 +157,18 @@ export async function monitorMigration(opts: MonitorOptions): Promise<MigrationS
   });
   const onAbort = (): void => wake.kick();
   signal.addEventListener('abort', onAbort);
+  opts.lost?.addEventListener('abort', onAbort);
+  const lostReason = (): Error | undefined => (opts.lost?.aborted ? (opts.lost.reason as Error) : undefined);
   let lastMoved = { bytes: -1, atMs: Date.now() };
   let postcopyStarted = false;
+  let lateReached = false;
   let cancelSent = false;
   const timeout = new TimeoutSuspend(opts.timeoutSuspendMs, () => wake.kick());
   const cancel = async (): Promise<void> => {
     if (cancelSent) return;
     cancelSent = true;
     await qmp.execute('migrate_cancel').catch(() => undefined);
+    opts.afterCancel?.();
   };
   try {
     for (;;) {
@@ -164,6 +180,12 @@ export async function monitorMigration(opts: MonitorOptions): Promise<MigrationS
       if (job.abortRequested && !cancelSent) {
         await cancel();
         return await finishCancel(opts, 'the job was aborted');
+      }
+      const lost = lostReason();
+      if (lost && !cancelSent) {
+        await cancel();
+        await settle(opts);
+        throw lost;
       }
       if (ioError !== undefined && !cancelSent) {
         await cancel();
@@ -180,6 +202,8 @@ export async function monitorMigration(opts: MonitorOptions): Promise<MigrationS
           return timeout.suspendedAtMs !== undefined ? { ...stats, timeoutSuspendedAtMs: timeout.suspendedAtMs } : stats;
         }
         case 'failed':
+          // A tunnel torn down under QEMU shows as a broken pipe; the tunnel's reason is the real one.
+          if (lostReason()) throw lostReason()!;
           throw vmError(ErrorType.OperationFailed, `migration failed: ${info['error-desc'] ?? 'QEMU gave no reason'}`, { status });
         case 'cancelled':
           if (job.abortRequested) throw vmError(ErrorType.OperationAborted, 'migration cancelled: the job was aborted');
@@ -188,6 +212,11 @@ export async function monitorMigration(opts: MonitorOptions): Promise<MigrationS
           throw vmError(ErrorType.OperationFailed, 'no migration is running in the source QEMU');
         default:
           break;
+      }
+      if (!lateReached && status === 'active' && (progress.percent ?? 0) >= LATE_PERCENT) {
+        lateReached = true;
+        // Test-only: a fault lands once most of RAM has gone, while the stream still flows.
+        await faultPoint('migrate.perform-late');
       }
       const moved = info.ram?.transferred ?? 0;
       if (moved !== lastMoved.bytes) lastMoved = { bytes: moved, atMs: Date.now() };
@@ -209,10 +238,16 @@ export async function monitorMigration(opts: MonitorOptions): Promise<MigrationS
     timeout.dispose();
     unsubscribe();
     signal.removeEventListener('abort', onAbort);
+    opts.lost?.removeEventListener('abort', onAbort);
   }
 }
 
 async function finishCancel(opts: MonitorOptions, why: string): Promise<never> {
+  await settle(opts);
+  throw vmError(ErrorType.OperationAborted, `migration cancelled: ${why}`);
+}
+
+async function settle(opts: MonitorOptions): Promise<void> {
   const deadline = Date.now() + (opts.cancelDeadlineMs ?? 5_000);
   // Wait for QEMU's final word, but never past the deadline: a stalled destination may hold it for long.
   while (Date.now() < deadline) {
@@ -222,7 +257,6 @@ async function finishCancel(opts: MonitorOptions, why: string): Promise<never> {
       .waitForEvent('MIGRATION', { timeoutMs: Math.min(200, Math.max(1, deadline - Date.now())) })
       .catch(() => undefined);
   }
-  throw vmError(ErrorType.OperationAborted, `migration cancelled: ${why}`);
 }
 
 async function completed(opts: MonitorOptions, stoppedAtMs: number | undefined, postcopy: boolean): Promise<MigrationStats> {

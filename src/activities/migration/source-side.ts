@@ -11,11 +11,13 @@ import type {
   ConfirmArgs,
   ConfirmResult,
   MigrationHeartbeat,
+  MigrationStats,
   PerformArgs,
   PerformResult,
 } from '../../common/migration-types.js';
 import { formatDomainXml, migratableDomainDef, migratableDomainXml, normalizeUuid, parseDomainXml } from '../domain/index.js';
 import { faultPoint } from '../host/fault-points.js';
+import type { HostJob } from '../host/domain-lock.js';
 import type { HostRuntime } from '../host/host-runtime.js';
 import type { RunningDomain } from '../host/running-domain.js';
 import { checkAbiStability, checkDestinationName } from './abi-check.js';
@@ -24,6 +26,8 @@ import { formatMigrationCookie, parseMigrationCookie, type MigrationCookie } fro
 import { recordOf, removeRecord, updateRecord, writeRecord } from './job-record.js';
 import { isMigrationActive, monitorMigration, type QemuMigrationInfo } from './monitor.js';
 import { setCapabilities, setLimits, sourceCapabilities } from './params.js';
+import { requireTunnel } from './tunnel/host-tunnel.js';
+import { SourceTunnel } from './tunnel/source-session.js';
 import { timeoutOptions } from './timeout-action.js';
 
 function activityContext(): Context | undefined {
@@ -133,43 +137,81 @@ export async function perform(rt: HostRuntime, a: PerformArgs): Promise<PerformR
     if (a.cookie === undefined) throw vmError(ErrorType.OperationInvalid, 'protocol v3 Perform needs the cookie from Prepare');
     destCookie = parseMigrationCookie(a.cookie, { name, uuid: a.uuid, localHostUuid: rt.config.hostUuid });
   }
-  if (!rec.performStarted) {
-    await relocateGraphics(rt, dom, destCookie);
-    await setCapabilities(dom.qmp, sourceCapabilities(a.flags));
-    if (!a.flags.includes('live') && dom.state === 'running') {
-      // A non-live migration moves a stopped guest: nothing dirties memory behind the stream.
-      await dom.qmp.execute('stop');
-      dom.setState('paused', 'migration');
-    } else if (dom.state === 'running') {
-      dom.setState('running', 'migrating');
-    }
-    updateRecord(rt.config.runDir, name, a.jobId, { performStarted: true, protocol: a.protocol });
-    rt.log.info({ domain: name, job: a.jobId, phase: 'perform', uri: a.uri }, 'starting migration');
-    await dom.qmp.execute('migrate', { uri: a.uri });
-    await faultPoint('migrate.perform');
+  const tunnelled = a.flags.includes('tunnelled');
+  let tunnel: SourceTunnel | undefined;
+  if (tunnelled && rec.performStarted) {
+    // The stream ran through the worker that started it; with that worker gone it cannot go on.
+    await dom.qmp.execute('migrate_cancel').catch(() => undefined);
+    throw vmError(ErrorType.OperationFailed, `the tunnelled stream of '${name}' ran through a worker that has since stopped; the migration cannot continue`, { domain: name });
   }
-  const stats = await monitorMigration({
-    dom,
-    job,
-    signal: ctx?.cancellationSignal ?? new AbortController().signal,
-    // Only the workflow's own cancel (or its end) stops the migration; a worker shutdown or a timed-out attempt just stops watching.
-    onAbort: () => {
-      const d = ctx?.cancellationDetails;
-      return d?.cancelRequested || d?.notFound ? 'cancel' : 'detach';
-    },
-    heartbeat: (hb: MigrationHeartbeat) => ctx?.heartbeat(hb),
-    abortOnIoError: a.flags.includes('abort-on-error'),
-    postcopy: a.flags.includes('postcopy'),
-    onPostcopy: () => updateRecord(rt.config.runDir, name, a.jobId, { postcopyStarted: true }),
-    ...timeoutOpts,
-  }).catch(async (err: unknown) => {
-    if (ctx?.cancellationDetails?.notFound) {
-      // The workflow is gone: nobody will Confirm, so undo here.
-      await abortSource(rt, name, a.jobId, { resumeAfterCompletion: false }).catch(() => undefined);
+  try {
+    if (!rec.performStarted) {
+      let uri = a.uri;
+      if (tunnelled) {
+        if (!a.tunnel) throw vmError(ErrorType.OperationInvalid, 'a tunnelled Perform needs the tunnel endpoint and token from Prepare');
+        tunnel = await SourceTunnel.open({
+          tls: requireTunnel(rt).tls,
+          endpoint: a.tunnel.endpoint,
+          destinationHost: a.destinationHost,
+          jobId: a.jobId,
+          name: a.tunnel.name,
+          token: a.tunnel.token,
+          socketDir: rt.config.runDir,
+          security: rt.security,
+          securityContext: { domain: name, uuid: a.uuid },
+          onWarn: (msg, err) => rt.log.warn({ domain: name, err: String(err) }, msg),
+        });
+        uri = tunnel.uri;
+      }
+      await relocateGraphics(rt, dom, destCookie);
+      await setCapabilities(dom.qmp, sourceCapabilities(a.flags));
+      if (!a.flags.includes('live') && dom.state === 'running') {
+        // A non-live migration moves a stopped guest: nothing dirties memory behind the stream.
+        await dom.qmp.execute('stop');
+        dom.setState('paused', 'migration');
+      } else if (dom.state === 'running') {
+        dom.setState('running', 'migrating');
+      }
+      updateRecord(rt.config.runDir, name, a.jobId, { performStarted: true, protocol: a.protocol });
+      rt.log.info({ domain: name, job: a.jobId, phase: 'perform', uri: a.uri, tunnelled }, 'starting migration');
+      await dom.qmp.execute('migrate', { uri });
+      await faultPoint('migrate.perform');
     }
-    throw err;
-  });
+    const stats = await monitorMigration({
+      dom,
+      job,
+      signal: ctx?.cancellationSignal ?? new AbortController().signal,
+      // Only the workflow's own cancel (or its end) stops the migration; a worker shutdown or a timed-out attempt just stops watching.
+      onAbort: () => {
+        const d = ctx?.cancellationDetails;
+        return d?.cancelRequested || d?.notFound ? 'cancel' : 'detach';
+      },
+      heartbeat: (hb: MigrationHeartbeat) => ctx?.heartbeat(hb),
+      abortOnIoError: a.flags.includes('abort-on-error'),
+      postcopy: a.flags.includes('postcopy'),
+      onPostcopy: () => updateRecord(rt.config.runDir, name, a.jobId, { postcopyStarted: true }),
+      ...(tunnel ? { lost: tunnel.lost.signal, afterCancel: () => tunnel?.destroy() } : {}),
+      ...timeoutOpts,
+    }).catch(async (err: unknown) => {
+      if (ctx?.cancellationDetails?.notFound) {
+        // The workflow is gone: nobody will Confirm, so undo here.
+        await abortSource(rt, name, a.jobId, { resumeAfterCompletion: false }).catch(() => undefined);
+      }
+      throw err;
+    });
+    // QEMU is done writing; the tail of the stream may still be on its way through this worker.
+    await tunnel?.drained(30_000);
+    return await performed(rt, a, job, stats);
+  } finally {
+    tunnel?.destroy();
+  }
+}
+
+async function performed(rt: HostRuntime, a: PerformArgs, job: HostJob, stats: MigrationStats): Promise<PerformResult> {
+  const name = a.domain;
   job.phase = 'perform-done';
+  // Test-only: the stream is complete and the source paused, Perform has not answered yet.
+  await faultPoint('migrate.perform-done');
   let cookie: string | undefined;
   if (a.protocol === 3) {
     const s: Record<string, number> = {};

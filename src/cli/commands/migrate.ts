@@ -1,8 +1,10 @@
 // virsh's migrate: DOMAIN on the source host (--host / VMFERRY_HOST) to DESTHOST,
 // with libvirt's flag names mapped onto the migrate workflow's flags. What the
-// workflow does not support (tunnelled, for now) it refuses with a typed error.
-// --timeout SECONDS suspends the guest on the source when the live migration
-// has not finished by then, so it converges (virsh's default timeout action).
+// workflow cannot do (e.g. tunnelled between hosts without tunnel certificates)
+// it refuses with a typed error. --timeout SECONDS suspends the guest on the source
+// when the live migration has not finished by then, so it converges (virsh's default
+// timeout action).
+import { ErrorType, vmError } from '../../common/errors.js';
 import { invalidTimeout, type MigrateFlag, type MigrateInput, type MigrateResult } from '../../common/migration-types.js';
 import { mib, positionals, readXmlFile, stringOpt, wholeNumber, type Opts } from '../args.js';
 import { UsageError } from '../exit-codes.js';

@@ -1,0 +1,80 @@
+// Each host worker's tunnel: its certificates (loaded once) and, when
+// configured, the listener peers dial. Which connection may join which
+// incoming QEMU is decided from the destination's job record, so a restarted
+// worker answers for the migrations it was preparing before.
+import { timingSafeEqual } from 'node:crypto';
+import { hostname } from 'node:os';
+import { ErrorType, vmError } from '../../../common/errors.js';
+import type { HostRuntime } from '../../host/host-runtime.js';
+import { recordOf } from '../job-record.js';
+import { TunnelServer, type Grant } from './server.js';
+import { formatEndpoint, loadTunnelTls, parseEndpoint, type TunnelTls } from './tls.js';
+import type { TunnelHello } from './wire.js';
+
+export interface HostTunnel {
+  tls: TunnelTls;
+  /** What peers dial (the listen address; a wildcard is replaced by this machine's name). */
+  endpoint: string;
+  server?: TunnelServer;
+}
+
+const tunnels = new WeakMap<HostRuntime, HostTunnel>();
+const WILDCARDS = new Set(['0.0.0.0', '::']);
+
+/** The host's tunnel, or undefined when no certificates are configured (tunnelled migration is then refused). */
+export function hostTunnel(rt: HostRuntime): HostTunnel | undefined {
+  const cfg = rt.config.tunnel;
+  if (!cfg) return undefined;
+  let t = tunnels.get(rt);
+  if (!t) {
+    const { host, port } = parseEndpoint(cfg.listen);
+    t = { tls: loadTunnelTls(cfg), endpoint: formatEndpoint(WILDCARDS.has(host) ? hostname() : host, port) };
+    tunnels.set(rt, t);
+  }
+  return t;
+}
+
+export function requireTunnel(rt: HostRuntime): HostTunnel {
+  const t = hostTunnel(rt);
+  if (!t) {
+    throw vmError(
+      ErrorType.ConfigUnsupported,
+      `tunnelled migration needs tunnel certificates on host '${rt.config.name}', and it has none configured (VMFERRY_HOST_TUNNEL_LISTEN, _CA, _CERT, _KEY or "tunnel" in its config file); the stream is never sent in clear`,
+      { host: rt.config.name },
+    );
+  }
+  return t;
+}
+
+function sameSecret(a: string, b: string): boolean {
+  const x = Buffer.from(a);
+  const y = Buffer.from(b);
+  return x.length === y.length && timingSafeEqual(x, y);
+}
+
+/** Which incoming QEMU a greeting may reach, if any. */
+export function authorizeIncoming(rt: HostRuntime, hello: TunnelHello, peerHosts: string[]): Grant {
+  const rec = recordOf(rt.config.runDir, hello.name, hello.jobId);
+  const t = rec?.role === 'in' ? rec.tunnel : undefined;
+  if (!rec || !t) return { ok: false, why: `no tunnelled migration of '${hello.name}' for job ${hello.jobId} is being prepared on ${rt.config.name}` };
+  if (!sameSecret(hello.token, t.token)) return { ok: false, why: `wrong token for job ${hello.jobId}` };
+  if (!peerHosts.includes(t.sourceHost)) {
+    return { ok: false, why: `the certificate is for ${peerHosts.join(', ') || 'no host name'}, but job ${hello.jobId} migrates from '${t.sourceHost}'` };
+  }
+  if (hello.channel === 'control') return { ok: true };
+  const dom = rt.getRunning(hello.name);
+  if (!dom || dom.pid !== rec.pid) return { ok: false, why: `the incoming QEMU for '${hello.name}' is gone` };
+  return { ok: true, socketPath: t.socketPath };
+}
+
+/** Host worker start: listens when certificates are configured; a bad listen address or unreadable file stops the worker. */
+export async function startTunnelServer(rt: HostRuntime): Promise<{ close(): Promise<void> } | undefined> {
+  const t = hostTunnel(rt);
+  if (!t) return undefined;
+  const { host, port } = parseEndpoint(rt.config.tunnel!.listen);
+  const server = new TunnelServer(t.tls, (hello, peers) => authorizeIncoming(rt, hello, peers), rt.log.child({ part: 'tunnel' }));
+  const bound = await server.listen(host, port);
+  t.server = server;
+  rt.log.info({ listen: formatEndpoint(bound.host, bound.port), endpoint: t.endpoint }, 'tunnel listener ready');
+  return { close: () => server.close() };
+}

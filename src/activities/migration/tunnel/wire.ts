@@ -1,0 +1,79 @@
+// The tunnel's only framing: one JSON line each way before the stream. The
+// source says which job and channel it comes for (with the job's one-time
+// token); the destination answers ok or why not, then both sides carry raw
+// bytes. A line, not a binary frame, so `openssl s_client` can speak it too.
+import type { Duplex } from 'node:stream';
+
+/** Longest line either side accepts: a hello is a few hundred bytes. */
+export const MAX_LINE = 4096;
+
+export type TunnelChannel = 'data' | 'control';
+
+export interface TunnelHello {
+  v: 1;
+  /** The migration job (the workflow's job id). */
+  jobId: string;
+  /** The domain's name on the destination. */
+  name: string;
+  token: string;
+  channel: TunnelChannel;
+}
+
+export interface TunnelAnswer {
+  ok: boolean;
+  error?: string;
+}
+
+export function writeLine(sock: Duplex, msg: TunnelHello | TunnelAnswer): void {
+  sock.write(`${JSON.stringify(msg)}\n`);
+}
+
+/**
+ * Reads one line, leaving whatever followed it unread in the stream (paused),
+ * so the raw bytes after it are piped intact.
+ */
+export function readLine(sock: Duplex, timeoutMs: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let buf = Buffer.alloc(0);
+    const done = (err: Error | undefined, line?: string, rest?: Buffer): void => {
+      clearTimeout(timer);
+      sock.off('data', onData);
+      sock.off('error', onError);
+      sock.off('end', onEnd);
+      sock.off('close', onEnd);
+      sock.pause();
+      if (rest && rest.length > 0) sock.unshift(rest);
+      if (err) reject(err);
+      else resolve(line!);
+    };
+    const onData = (chunk: Buffer): void => {
+      buf = Buffer.concat([buf, chunk]);
+      const nl = buf.indexOf(0x0a);
+      if (nl >= 0) return done(undefined, buf.subarray(0, nl).toString('utf8'), buf.subarray(nl + 1));
+      if (buf.length > MAX_LINE) done(new Error(`tunnel greeting longer than ${MAX_LINE} bytes`));
+    };
+    const onError = (err: Error): void => done(err);
+    const onEnd = (): void => done(new Error('the tunnel peer closed the connection before answering'));
+    const timer = setTimeout(() => done(new Error(`no tunnel greeting within ${timeoutMs} ms`)), timeoutMs);
+    sock.on('data', onData);
+    sock.once('error', onError);
+    sock.once('end', onEnd);
+    sock.once('close', onEnd);
+  });
+}
+
+export function parseHello(line: string): TunnelHello {
+  const v = JSON.parse(line) as Partial<TunnelHello>;
+  if (v === null || typeof v !== 'object' || v.v !== 1) throw new Error('not a version 1 tunnel greeting');
+  for (const k of ['jobId', 'name', 'token'] as const) {
+    if (typeof v[k] !== 'string' || v[k].length === 0 || v[k].length > 1024) throw new Error(`tunnel greeting without a valid ${k}`);
+  }
+  if (v.channel !== 'data' && v.channel !== 'control') throw new Error('tunnel greeting names no channel');
+  return v as TunnelHello;
+}
+
+export function parseAnswer(line: string): TunnelAnswer {
+  const v = JSON.parse(line) as Partial<TunnelAnswer>;
+  if (v === null || typeof v !== 'object' || typeof v.ok !== 'boolean') throw new Error('malformed tunnel answer');
+  return { ok: v.ok, ...(typeof v.error === 'string' ? { error: v.error.slice(0, 500) } : {}) };
+}

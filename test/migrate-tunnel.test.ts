@@ -1,0 +1,231 @@
+// Tunnelled migration between two host workers in separate network namespaces
+// joined by a veth pair: the stream goes QEMU -> source worker -> TLS -> destination
+// worker -> QEMU, never QEMU to QEMU. The workers reach the run's Temporal server
+// through a TCP relay on each namespace's management link. Certificates are made
+// here with openssl: one cluster CA, and a rogue CA for a host that must be refused.
+import { spawn, spawnSync } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { isProcessAlive } from '../src/activities/host/proc.js';
+import { cancelSignal, setSpeedSignal } from '../src/common/job-messages.js';
+import { waitFor } from '../src/local/wait.js';
+import { TestCluster } from './helpers/cluster.js';
+import { fillRandom, hashRange } from './helpers/guest-memory.js';
+import { guestXml } from './helpers/guest-xml.js';
+import { domainOf, failureOf, namesOf, performHeartbeat, startMigration, waitForPerform } from './helpers/migration.js';
+import { createNetnsPair, type NetnsPair } from './helpers/netns.js';
+import { forwardTcp, type TcpForward } from './helpers/tcp-forward.js';
+import { makeCa, makeHostCert, tunnelEnv } from './helpers/tunnel-certs.js';
+
+const SRC = 'tun-src';
+const DST = 'tun-dst';
+const ROGUE = 'tun-rogue';
+const PLAIN = 'tun-plain';
+/** Only a certificate: a host of the cluster that no job here expects. */
+const OTHER = 'tun-other';
+const PORT = 7443;
+const MiB = 1024 * 1024;
+
+const cluster = new TestCluster();
+const certDir = mkdtempSync(join(tmpdir(), 'vmf-tun-certs-'));
+let net: NetnsPair | undefined;
+let relay: TcpForward | undefined;
+
+beforeAll(async () => {
+  net = createNetnsPair();
+  const [host, port] = cluster.address.split(':') as [string, string];
+  relay = await forwardTcp([net.mgmtRootA, net.mgmtRootB], { host, port: Number(port) });
+  const ca = makeCa(certDir, 'cluster-ca');
+  const rogueCa = makeCa(certDir, 'rogue-ca');
+  const inNs = (ns: string, listen: string, cert: ReturnType<typeof makeHostCert>, temporalVia: string): Record<string, string> => ({
+    ...tunnelEnv(listen, cert),
+    TEMPORAL_ADDRESS: `${temporalVia}:${relay!.port}`,
+  });
+  makeHostCert(certDir, ca, OTHER);
+  await cluster.connect();
+  await Promise.all([
+    cluster.startHost(
+      SRC,
+      // DAC hands the socket QEMU migrates into to another user (QEMU runs as root here, so it still connects).
+      { ...inNs(net.a, `${net.addrA}:${PORT}`, makeHostCert(certDir, ca, SRC), net.mgmtRootA), VMFERRY_SECURITY_DRIVER: 'dac', VMFERRY_QEMU_USER: 'nobody' },
+      { commandPrefix: net.prefix(net.a) },
+    ),
+    cluster.startHost(DST, inNs(net.b, `${net.addrB}:${PORT}`, makeHostCert(certDir, ca, DST), net.mgmtRootB), { commandPrefix: net.prefix(net.b) }),
+    // Signed by another CA (it trusts the cluster CA, so only the destination's check can stop it).
+    cluster.startHost(ROGUE, inNs(net.a, `${net.addrA}:${PORT + 1}`, makeHostCert(certDir, rogueCa, ROGUE, ca), net.mgmtRootA), { commandPrefix: net.prefix(net.a) }),
+    cluster.startHost(PLAIN),
+    cluster.startControl(),
+  ]);
+}, 120_000);
+
+afterAll(async () => {
+  await cluster.removeAllDomains([SRC, DST, ROGUE, PLAIN]).catch(() => undefined);
+  await cluster.stop();
+  await relay?.close();
+  net?.destroy();
+  rmSync(certDir, { recursive: true, force: true });
+});
+
+async function runGuest(host: string, name: string, memoryMiB: number, fillMiB: number): Promise<{ uuid: string; pid: number; ram: string; hash: string }> {
+  const uuid = randomUUID();
+  await cluster.op(host, { op: 'define', xml: guestXml({ name, uuid, memoryMiB }) });
+  const d = domainOf(await cluster.op(host, { op: 'start', name }));
+  fillRandom(d.memoryBackingFile!, fillMiB * MiB);
+  return { uuid, pid: d.pid!, ram: d.memoryBackingFile!, hash: hashRange(d.memoryBackingFile!, fillMiB * MiB) };
+}
+
+const runDir = (host: string): string => join(cluster.hosts.get(host)!.baseDir, 'run');
+/** Tunnel sockets and migration records a host still has. */
+function leftovers(host: string): string[] {
+  return readdirSync(runDir(host)).filter((f) => f.startsWith('tun-') || f === 'migrations');
+}
+const workerPid = (host: string): number => cluster.hosts.get(host)!.worker!.pid;
+const logged = (host: string, msg: string): Record<string, unknown>[] => cluster.hosts.get(host)!.worker!.logs.filter((l) => l.msg === msg);
+
+/** Established TCP connections inside a namespace, as `ss` prints them with their processes. */
+function tcpIn(ns: string): string[] {
+  const r = spawnSync('ip', ['netns', 'exec', ns, 'ss', '-Htnp', 'state', 'established'], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`ss failed: ${r.stderr}`);
+  return r.stdout.split('\n').filter((l) => l.trim().length > 0);
+}
+
+/** openssl s_client from the source's namespace straight at the destination's tunnel listener; its output. */
+function sClient(args: string[], input: string): Promise<string> {
+  const child = spawn('ip', ['netns', 'exec', net!.a, 'openssl', 's_client', '-connect', `${net!.addrB}:${PORT}`, '-quiet', '-verify_return_error', '-CAfile', join(certDir, 'cluster-ca.crt'), ...args], {
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
+  let out = '';
+  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (out += d.toString()));
+  child.stdin.end(input);
+  const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
+  return new Promise((resolve) => child.once('close', () => (clearTimeout(timer), resolve(out))));
+}
+const certArgs = (host: string): string[] => ['-cert', join(certDir, `${host}.crt`), '-key', join(certDir, `${host}.key`)];
+
+async function expectCleanDestination(name: string): Promise<void> {
+  expect(namesOf(await cluster.op(DST, { op: 'list' }))).not.toContain(name);
+  await waitFor('the destination to drop its tunnel leftovers', () => leftovers(DST).length === 0, { timeoutMs: 5000, intervalMs: 50 });
+}
+
+describe('tunnelled migration between network namespaces', () => {
+  it('moves a random-RAM guest through the workers only; setSpeed reaches QEMU; memory identical', async () => {
+    const g = await runGuest(SRC, 't1', 256, 192);
+    const handle = await startMigration(cluster.client, { domain: 't1', domainUuid: g.uuid, sourceHost: SRC, destinationHost: DST, flags: ['live', 'tunnelled'], bandwidthMiBps: 16 });
+    const hb = await waitForPerform(handle);
+    expect(hb.speedLimitMiBps).toBe(16);
+
+    // While it streams: across the migration link only the workers talk (TLS to the tunnel port), no QEMU holds a TCP socket.
+    const a = tcpIn(net!.a);
+    const b = tcpIn(net!.b);
+    expect([...a, ...b].filter((l) => /qemu/.test(l))).toEqual([]);
+    const link = b.filter((l) => l.includes(`${net!.addrB}:${PORT}`) && l.includes(net!.addrA));
+    expect(link.length).toBe(2); // data and liveness channels
+    for (const l of link) expect(l).toContain(`pid=${workerPid(DST)},`);
+    for (const l of a.filter((x) => x.includes(`${net!.addrB}:${PORT}`))) expect(l).toContain(`pid=${workerPid(SRC)},`);
+
+    // The job's token is bound to its source host and to one data connection.
+    const rec = JSON.parse(readFileSync(join(runDir(DST), 'migrations', 't1.json'), 'utf8')) as { jobId: string; tunnel: { token: string } };
+    const hello = `${JSON.stringify({ v: 1, jobId: rec.jobId, name: 't1', token: rec.tunnel.token, channel: 'data' })}\n`;
+    expect(await sClient(certArgs(OTHER), hello)).toMatch(/"ok":false.*the certificate is for tun-other, but job .* migrates from 'tun-src'/);
+    expect(await sClient(certArgs(SRC), hello)).toMatch(/"ok":false.*this job already has a data connection/);
+
+    // Longer than the liveness deadline (3 s): the destination's echo keeps the tunnel alive.
+    await waitFor('80 MiB through the tunnel', async () => ((await performHeartbeat(handle))?.progress.dataProcessedBytes ?? 0) > 80 * MiB, { timeoutMs: 30_000, intervalMs: 200 });
+    await handle.signal(setSpeedSignal, 12);
+    await waitFor('12 MiB/s to reach QEMU', async () => (await performHeartbeat(handle))?.speedLimitMiBps === 12, { timeoutMs: 5000, intervalMs: 50 });
+    await handle.signal(setSpeedSignal, 0);
+    const result = await handle.result();
+    expect(result).toMatchObject({ domain: 't1', destination: { state: 'running', host: DST } });
+    expect(result.stats.transferredBytes).toBeGreaterThan(192 * MiB);
+    expect(isProcessAlive(g.pid)).toBe(false);
+    const onDst = domainOf(await cluster.op(DST, { op: 'info', name: 't1' }));
+    expect(hashRange(onDst.memoryBackingFile!, 192 * MiB)).toBe(g.hash);
+    expect(logged(DST, 'tunnel connected to the incoming QEMU')).toHaveLength(1);
+    expect(leftovers(SRC)).toEqual([]);
+    expect(leftovers(DST)).toEqual([]);
+    // The socket's label was remembered and put back.
+    const labels = JSON.parse(readFileSync(join(cluster.hosts.get(SRC)!.baseDir, 'state', 'security', 'dac-labels.json'), 'utf8')) as Record<string, unknown>;
+    expect(Object.keys(labels).filter((k) => k.includes('/tun-'))).toEqual([]);
+    expect(logged(SRC, 'restoring the tunnel socket label failed')).toEqual([]);
+    await cluster.op(DST, { op: 'destroy', name: 't1' });
+  });
+
+  it('cancel during a tunnelled Perform: OperationAborted, source running, no destination QEMU; no certificates on a host: ConfigUnsupported first', async () => {
+    const g = await runGuest(SRC, 't2', 128, 96);
+    const handle = await startMigration(cluster.client, { domain: 't2', domainUuid: g.uuid, sourceHost: SRC, destinationHost: DST, flags: ['live', 'tunnelled'], bandwidthMiBps: 8 });
+    await waitForPerform(handle);
+    const t0 = Date.now();
+    await handle.signal(cancelSignal);
+    const failure = await failureOf(handle.result());
+    expect(failure.type).toBe('OperationAborted');
+    expect(Date.now() - t0).toBeLessThan(10_000);
+    expect(domainOf(await cluster.op(SRC, { op: 'info', name: 't2' }))).toMatchObject({ state: 'running', pid: g.pid });
+    await expectCleanDestination('t2');
+    expect(leftovers(SRC)).toEqual([]);
+
+    // Refused before anything is touched: the guest keeps running with no job, and nothing appears on either host.
+    const before = domainOf(await cluster.op(SRC, { op: 'info', name: 't2' }));
+    const plain = await startMigration(cluster.client, { domain: 't2', domainUuid: g.uuid, sourceHost: SRC, destinationHost: PLAIN, flags: ['live', 'tunnelled'] });
+    const refused = await failureOf(plain.result());
+    expect(refused.type).toBe('ConfigUnsupported');
+    expect(refused.message).toMatch(/tunnel certificates.*'tun-plain'/);
+    expect(domainOf(await cluster.op(SRC, { op: 'info', name: 't2' }))).toEqual(before);
+    expect(namesOf(await cluster.op(PLAIN, { op: 'list' }))).toEqual([]);
+    expect(leftovers(SRC)).toEqual([]);
+    await cluster.op(SRC, { op: 'destroy', name: 't2' });
+    await cluster.op(SRC, { op: 'undefine', name: 't2' });
+  });
+
+  it('cutting the link during Perform: cancelled at once, source resumed, no destination QEMU, the workflow says why', async () => {
+    const g = await runGuest(SRC, 't3', 128, 96);
+    const handle = await startMigration(cluster.client, { domain: 't3', domainUuid: g.uuid, sourceHost: SRC, destinationHost: DST, flags: ['live', 'tunnelled'], bandwidthMiBps: 8 });
+    await waitForPerform(handle);
+    const t0 = Date.now();
+    net!.cut();
+    try {
+      const failure = await failureOf(handle.result());
+      const took = Date.now() - t0;
+      expect(failure.type).toBe('OperationFailed');
+      expect(failure.message).toMatch(/^perform:.*destination host 'tun-dst' stopped answering on the tunnel/);
+      console.log(`link cut -> workflow failed in ${took} ms`);
+      expect(took).toBeLessThan(20_000);
+      expect(domainOf(await cluster.op(SRC, { op: 'info', name: 't3' }))).toMatchObject({ state: 'running', pid: g.pid });
+      await expectCleanDestination('t3');
+      expect(leftovers(SRC)).toEqual([]);
+    } finally {
+      net!.restore();
+    }
+    await cluster.op(SRC, { op: 'destroy', name: 't3' });
+    await cluster.op(SRC, { op: 'undefine', name: 't3' });
+  });
+
+  it('refuses a client certificate from another CA (the job undone on both sides), a missing one, and a good one for another job', async () => {
+    const g = await runGuest(ROGUE, 't4', 64, 16);
+    const handle = await startMigration(cluster.client, { domain: 't4', domainUuid: g.uuid, sourceHost: ROGUE, destinationHost: DST, flags: ['live', 'tunnelled'] });
+    const failure = await failureOf(handle.result());
+    expect(failure.type).toBe('OperationFailed');
+    expect(failure.message).toMatch(/tunnel to destination host 'tun-dst' .* was refused/);
+    expect(domainOf(await cluster.op(ROGUE, { op: 'info', name: 't4' }))).toMatchObject({ state: 'running', pid: g.pid });
+    await expectCleanDestination('t4');
+    expect(logged(DST, 'tunnel connection refused: TLS handshake failed').length).toBeGreaterThan(0);
+    await cluster.op(ROGUE, { op: 'destroy', name: 't4' });
+    await cluster.op(ROGUE, { op: 'undefine', name: 't4' });
+
+    // Straight at the listener from the source's namespace, with openssl: no certificate at all ...
+    const before = logged(DST, 'tunnel connection refused: TLS handshake failed').length;
+    const noCert = await sClient([], '{"v":1,"jobId":"x","name":"y","token":"z","channel":"data"}\n');
+    expect(noCert).not.toContain('"ok":true');
+    await waitFor('the refusal in the destination log', () => logged(DST, 'tunnel connection refused: TLS handshake failed').length > before, { timeoutMs: 5000, intervalMs: 50 });
+    // ... and the source's good certificate, for a job the destination is not preparing.
+    const wrongJob = await sClient(certArgs(SRC), '{"v":1,"jobId":"not-a-job","name":"t1","token":"guess","channel":"data"}\n');
+    expect(wrongJob).toContain('"ok":false');
+    expect(wrongJob).toMatch(/no tunnelled migration of 't1' for job not-a-job/);
+    await waitFor('the refusal of the unknown job in the destination log', () => logged(DST, 'tunnel connection refused').some((l) => l.job === 'not-a-job'), { timeoutMs: 5000, intervalMs: 50 });
+    expect(existsSync(runDir(DST))).toBe(true);
+    expect(leftovers(DST)).toEqual([]);
+  });
+});

@@ -147,6 +147,9 @@ export async function perform(rt: HostRuntime, a: PerformArgs): Promise<PerformR
   try {
     if (!rec.performStarted) {
       let uri = a.uri;
+      await relocateGraphics(rt, dom, destCookie);
+      await setCapabilities(dom.qmp, sourceCapabilities(a.flags));
+      // Dialled just before `migrate`: the destination QEMU takes one connection only, so nothing that may fail comes in between.
       if (tunnelled) {
         if (!a.tunnel) throw vmError(ErrorType.OperationInvalid, 'a tunnelled Perform needs the tunnel endpoint and token from Prepare');
         tunnel = await SourceTunnel.open({
@@ -163,8 +166,6 @@ export async function perform(rt: HostRuntime, a: PerformArgs): Promise<PerformR
         });
         uri = tunnel.uri;
       }
-      await relocateGraphics(rt, dom, destCookie);
-      await setCapabilities(dom.qmp, sourceCapabilities(a.flags));
       if (!a.flags.includes('live') && dom.state === 'running') {
         // A non-live migration moves a stopped guest: nothing dirties memory behind the stream.
         await dom.qmp.execute('stop');

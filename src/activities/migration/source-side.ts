@@ -38,6 +38,15 @@ function activityContext(): Context | undefined {
   }
 }
 
+/**
+ * How long an active stream may move no byte before Perform gives up (a cut network
+ * stalls TCP for minutes without an error). VMFERRY_MIGRATION_STALL_TIMEOUT_MS, default 60 s.
+ */
+function stallTimeoutMs(): number | undefined {
+  const ms = Number(process.env.VMFERRY_MIGRATION_STALL_TIMEOUT_MS);
+  return Number.isInteger(ms) && ms > 0 ? ms : undefined;
+}
+
 function noJob(name: string, jobId: string): Error {
   return vmError(ErrorType.OperationInvalid, `domain '${name}' has no migration job ${jobId} on this host (Begin did not run, or the job already ended)`, { domain: name, jobId });
 }
@@ -147,6 +156,9 @@ export async function perform(rt: HostRuntime, a: PerformArgs): Promise<PerformR
   try {
     if (!rec.performStarted) {
       let uri = a.uri;
+      await relocateGraphics(rt, dom, destCookie);
+      await setCapabilities(dom.qmp, sourceCapabilities(a.flags));
+      // Dialled just before `migrate`: the destination QEMU takes one connection only, so nothing that may fail comes in between.
       if (tunnelled) {
         if (!a.tunnel) throw vmError(ErrorType.OperationInvalid, 'a tunnelled Perform needs the tunnel endpoint and token from Prepare');
         tunnel = await SourceTunnel.open({
@@ -163,8 +175,6 @@ export async function perform(rt: HostRuntime, a: PerformArgs): Promise<PerformR
         });
         uri = tunnel.uri;
       }
-      await relocateGraphics(rt, dom, destCookie);
-      await setCapabilities(dom.qmp, sourceCapabilities(a.flags));
       if (!a.flags.includes('live') && dom.state === 'running') {
         // A non-live migration moves a stopped guest: nothing dirties memory behind the stream.
         await dom.qmp.execute('stop');
@@ -188,6 +198,7 @@ export async function perform(rt: HostRuntime, a: PerformArgs): Promise<PerformR
       },
       heartbeat: (hb: MigrationHeartbeat) => ctx?.heartbeat(hb),
       abortOnIoError: a.flags.includes('abort-on-error'),
+      stallTimeoutMs: stallTimeoutMs(),
       postcopy: a.flags.includes('postcopy'),
       onPostcopy: () => updateRecord(rt.config.runDir, name, a.jobId, { postcopyStarted: true }),
       ...(tunnel ? { lost: tunnel.lost.signal, afterCancel: () => tunnel?.destroy() } : {}),

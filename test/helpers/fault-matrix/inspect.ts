@@ -31,10 +31,14 @@ function files(dir: string, root = dir): string[] {
   return names.flatMap((n) => (n.endsWith('/') ? files(join(dir, n), root) : [relative(root, join(dir, n))])).sort();
 }
 
-/** Listening TCP sockets (IPv4 and IPv6) whose local port is in one of `ranges`. */
-export function listeningPorts(ranges: Array<[number, number]>): number[] {
+/**
+ * Listening TCP sockets (IPv4 and IPv6) whose local port is in one of `ranges`, in this
+ * process's network namespace and in those of `pids` (a worker inside a namespace).
+ */
+export function listeningPorts(ranges: Array<[number, number]>, pids: number[] = []): number[] {
   const ports = new Set<number>();
-  for (const table of ['/proc/net/tcp', '/proc/net/tcp6']) {
+  const tables = ['self', ...pids.map(String)].flatMap((p) => [`/proc/${p}/net/tcp`, `/proc/${p}/net/tcp6`]);
+  for (const table of tables) {
     let text = '';
     try {
       text = readFileSync(table, 'utf8');
@@ -63,7 +67,8 @@ export function domainWorld(cluster: TestCluster, hosts: string[], uuid: string,
     run.set(host, files(join(h.baseDir, 'run')));
     shm.set(host, files(h.memoryDir));
   }
-  return { qemu, run, shm, listening: listeningPorts(ranges) };
+  const pids = hosts.map((h) => cluster.hosts.get(h)!.worker?.pid).filter((p): p is number => p !== undefined);
+  return { qemu, run, shm, listening: listeningPorts(ranges, pids) };
 }
 
 /** Every QEMU of the test cluster still alive (any domain), for the teardown check. */

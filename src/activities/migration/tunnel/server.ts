@@ -96,7 +96,7 @@ export class TunnelServer {
       sock.pipe(sock);
       return;
     }
-    if (this.dataClaimed.has(hello.jobId)) return this.refuse(sock, 'this job already has a data connection', fields);
+    if (this.dataClaimed.has(hello.jobId)) return this.refuse(sock, `job ${hello.jobId} already had its data connection (the incoming QEMU takes one stream only)`, fields);
     this.dataClaimed.add(hello.jobId);
     // highWaterMark reaches the socket's stream (net passes its options on) though @types/node omits it.
     const qemu = netConnect({ path: grant.socketPath!, allowHalfOpen: true, highWaterMark: TUNNEL_HIGH_WATER_MARK } as NetConnectOpts);

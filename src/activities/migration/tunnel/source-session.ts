@@ -34,7 +34,8 @@ export interface SourceTunnelSpec {
 }
 
 const PING_MS = 250;
-export const DEFAULT_LIVENESS_MS = 3_000;
+/** Long enough for a busy peer's event loop, short enough that a lost link costs seconds, not TCP's minutes. */
+export const DEFAULT_LIVENESS_MS = 5_000;
 
 export class SourceTunnel {
   /** Aborted, with the reason as an Error, when the destination or the link is lost mid-stream. */

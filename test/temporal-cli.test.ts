@@ -80,7 +80,7 @@ describe('README Temporal CLI examples', () => {
     expect(outputs[5]).toMatch(/"state":\s*"shutoff"/);
   });
 
-  it('job examples: save, restore, a migration steered by signals and cancelled, jobs listed by search attribute', async () => {
+  it('job examples: save, restore, a migration steered by a signal and an update and cancelled, jobs listed by search attribute', async () => {
     const lines = readmeExamples('temporal-cli-jobs');
     expect(lines.length).toBe(14);
     for (const line of lines) expect(line).not.toMatch(/<|>/); // copy-paste ready: no placeholders left

@@ -25,4 +25,11 @@ export function exitCodeFor(errorType: string | undefined): number {
 /** A mistake on the command line itself. */
 export class UsageError extends Error {
   override readonly name = 'UsageError';
+  /** The usage text shown after the message on stderr (not part of the --json error). */
+  constructor(
+    message: string,
+    readonly usage?: string,
+  ) {
+    super(message);
+  }
 }

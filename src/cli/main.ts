@@ -1,15 +1,16 @@
 // vmferry: a virsh-like command line on Temporal. Verbs start or signal workflows;
 // --json prints machine-readable results; exit codes separate invalid input (2),
 // failure (1) and abort (3).
-import { parseArgs } from 'node:util';
-import { WorkflowFailedError } from '@temporalio/client';
+import { WorkflowFailedError, WorkflowUpdateFailedError } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
 import { domainVerbs } from './commands/domain.js';
 import { dumpVerb } from './commands/dump.js';
 import { jobVerbs } from './commands/jobs.js';
+import { codecServerVerb } from './commands/codec-server.js';
 import { migrateVerb } from './commands/migrate.js';
 import { saveVerbs } from './commands/save.js';
 import { startVerb } from './commands/start.js';
+import { parseCommandLine } from './command-line.js';
 import { connect, connectionOptionsFromEnv } from './connection.js';
 import { EXIT_FAILED, EXIT_INVALID, EXIT_OK, exitCodeFor, UsageError } from './exit-codes.js';
 import type { OptionSpec, Verb } from './verb.js';
@@ -26,7 +27,7 @@ const GLOBAL_OPTIONS: OptionSpec = {
   help: { type: 'boolean', short: 'h' },
 };
 
-const VERBS: Record<string, Verb> = { ...domainVerbs, start: startVerb, ...saveVerbs, dump: dumpVerb, migrate: migrateVerb, ...jobVerbs };
+const VERBS: Record<string, Verb> = { ...domainVerbs, start: startVerb, ...saveVerbs, dump: dumpVerb, migrate: migrateVerb, ...jobVerbs, 'codec-server': codecServerVerb };
 
 function usage(): string {
   const verbs = Object.entries(VERBS).map(([name, v]) => `  ${name.padEnd(26)}${v.summary}`);
@@ -50,18 +51,26 @@ async function main(argv: string[]): Promise<number> {
   const rest = verbIndex >= 0 ? [...argv.slice(0, verbIndex), ...argv.slice(verbIndex + 1)] : argv;
   let parsed;
   try {
-    parsed = parseArgs({ args: rest, options: { ...GLOBAL_OPTIONS, ...(verb?.options ?? {}) }, allowPositionals: true, strict: true });
+    parsed = parseCommandLine(rest, { ...GLOBAL_OPTIONS, ...(verb?.options ?? {}) });
   } catch (err) {
-    process.stderr.write(`error: ${(err as Error).message}\n${verb ? `usage: ${verb.usage}` : usage()}\n`);
-    return EXIT_INVALID;
+    throw new UsageError((err as Error).message, verb ? `usage: ${verb.usage}` : usage());
   }
-  const opts = parsed.values as Record<string, string | boolean | string[] | undefined>;
-  if (opts.help || !verb) {
-    const text = verb ? `usage: ${verb.usage}` : usage();
-    (opts.help ? process.stdout : process.stderr).write(`${verb ? '' : argv.length && !opts.help ? `error: unknown verb ${JSON.stringify(parsed.positionals[0] ?? '')}\n` : ''}${text}\n`);
-    return opts.help ? EXIT_OK : EXIT_INVALID;
+  const opts = parsed.values;
+  if (opts.help) {
+    process.stdout.write(`${verb ? `usage: ${verb.usage}` : usage()}\n`);
+    return EXIT_OK;
   }
+  if (!verb) throw new UsageError(parsed.positionals[0] !== undefined ? `unknown verb ${JSON.stringify(parsed.positionals[0])}` : 'no verb given', usage());
   const json = opts.json === true;
+  const out = (line: string): void => void (json ? undefined : process.stdout.write(`${line}\n`));
+  const err = (line: string): void => void process.stderr.write(`${line}\n`);
+  const host = (opts.host as string | undefined) ?? process.env.VMFERRY_HOST;
+  if (verb.local) {
+    // No server needed (codec-server): no connection to fail on or to hold open.
+    const result = await verb.run({ client: undefined as never, host, json, out, err }, parsed.positionals, opts);
+    if (json) process.stdout.write(`${JSON.stringify(result ?? null, null, 2)}\n`);
+    return EXIT_OK;
+  }
   const env = connectionOptionsFromEnv();
   const { client, close } = await connect({
     address: (opts.address as string | undefined) ?? env.address,
@@ -72,9 +81,7 @@ async function main(argv: string[]): Promise<number> {
     tlsServerName: (opts['tls-server-name'] as string | undefined) ?? env.tlsServerName,
   });
   try {
-    const out = (line: string): void => void (json ? undefined : process.stdout.write(`${line}\n`));
-    const err = (line: string): void => void process.stderr.write(`${line}\n`);
-    const result = await verb.run({ client, host: (opts.host as string | undefined) ?? process.env.VMFERRY_HOST, json, out, err }, parsed.positionals, opts);
+    const result = await verb.run({ client, host, json, out, err }, parsed.positionals, opts);
     if (json) process.stdout.write(`${JSON.stringify(result ?? null, null, 2)}\n`);
     return EXIT_OK;
   } finally {
@@ -88,7 +95,7 @@ function report(err: unknown, json: boolean): number {
   if (err instanceof UsageError) {
     type = 'OperationInvalid';
     message = err.message;
-  } else if (err instanceof WorkflowFailedError && err.cause instanceof ApplicationFailure) {
+  } else if ((err instanceof WorkflowFailedError || err instanceof WorkflowUpdateFailedError) && err.cause instanceof ApplicationFailure) {
     type = err.cause.type ?? undefined;
     message = err.cause.message;
   } else if (err instanceof ApplicationFailure) {
@@ -98,7 +105,7 @@ function report(err: unknown, json: boolean): number {
     message = err instanceof Error ? err.message : String(err);
   }
   if (json) process.stdout.write(`${JSON.stringify({ error: { type: type ?? 'InternalError', message } }, null, 2)}\n`);
-  process.stderr.write(`error: ${type ? `${type}: ` : ''}${message}\n`);
+  process.stderr.write(`error: ${type ? `${type}: ` : ''}${message}\n${err instanceof UsageError && err.usage ? `${err.usage}\n` : ''}`);
   return err instanceof UsageError ? EXIT_INVALID : type ? exitCodeFor(type) : EXIT_FAILED;
 }
 

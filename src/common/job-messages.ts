@@ -1,5 +1,5 @@
 // Job control messages, shared by workflows (handlers) and clients (senders).
-import { defineQuery, defineSignal } from '@temporalio/workflow';
+import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
 import type { JobInfo } from './job-types.js';
 
 /** Abort the job: QEMU stops as soon as it allows, compensation runs, the job fails OperationAborted. */
@@ -9,6 +9,17 @@ export const setSpeedSignal = defineSignal<[number]>('setSpeed');
 /** New max downtime in milliseconds. */
 export const setMaxDowntimeSignal = defineSignal<[number]>('setMaxDowntime');
 export const jobInfoQuery = defineQuery<JobInfo>('jobInfo');
+
+/** What a speed or downtime update reports back once the job accepted the value. */
+export interface JobControlChange {
+  speedLimitMiBps?: number;
+  maxDowntimeMs?: number;
+}
+// The same changes as Workflow Updates under the same names: a validator refuses bad
+// values synchronously (the sender gets OperationInvalid and nothing enters history),
+// where a signal can only be logged and ignored.
+export const setSpeedUpdate = defineUpdate<JobControlChange, [number]>('setSpeed');
+export const setMaxDowntimeUpdate = defineUpdate<JobControlChange, [number]>('setMaxDowntime');
 
 export const MAX_SPEED_MIBPS = 8 * 1024 * 1024; // 8 TiB/s: beyond any link, and QEMU's int64 bytes/s
 export const MAX_DOWNTIME_MS = 24 * 3600 * 1000;

@@ -24,6 +24,9 @@ const FOR_TESTS: Record<string, string> = {
   'systemd-analyze': 'systemd',
   // The Web UI test drives Debian's Chromium through playwright-core (no browser download).
   chromium: 'chromium',
+  // Save-image interoperability: a private libvirtd and virsh (libvirt-daemon pulls in its QEMU driver).
+  libvirtd: 'libvirt-daemon',
+  virsh: 'libvirt-clients',
 };
 
 export function missingHostPackages(forTests = false): string[] {

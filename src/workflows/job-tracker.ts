@@ -2,7 +2,7 @@
 // query, the control signals, and the first-error rule (cleanup errors are
 // attached, never substituted).
 import { ApplicationFailure, isCancellation, log, setHandler, upsertSearchAttributes, workflowInfo } from '@temporalio/workflow';
-import { cancelSignal, invalidDowntime, invalidSpeed, jobInfoQuery, setMaxDowntimeSignal, setSpeedSignal } from '../common/job-messages.js';
+import { cancelSignal, invalidDowntime, invalidSpeed, jobInfoQuery, setMaxDowntimeSignal, setMaxDowntimeUpdate, setSpeedSignal, setSpeedUpdate } from '../common/job-messages.js';
 import type { JobError, JobInfo, JobProgress, JobType } from '../common/job-types.js';
 import { ErrorType } from '../common/errors.js';
 import { DomainName, DomainUuid, JobPhase, JobType as JobTypeKey } from '../common/search-attributes.js';
@@ -33,15 +33,27 @@ export class JobTracker {
     setHandler(setSpeedSignal, async (mibps) => {
       const why = invalidSpeed(mibps);
       if (why) return void log.warn('setSpeed ignored', { why });
-      this.info.speedLimitMiBps = mibps;
-      await this.hooks.onSetSpeed?.(mibps).catch((err: unknown) => log.warn('setSpeed not applied', { err: String(err) }));
+      await this.applySpeed(mibps);
     });
     setHandler(setMaxDowntimeSignal, async (ms) => {
       const why = invalidDowntime(ms);
       if (why) return void log.warn('setMaxDowntime ignored', { why });
-      this.info.maxDowntimeMs = ms;
-      await this.hooks.onSetMaxDowntime?.(ms).catch((err: unknown) => log.warn('setMaxDowntime not applied', { err: String(err) }));
+      await this.applyMaxDowntime(ms);
     });
+    setHandler(setSpeedUpdate, async (mibps) => ({ speedLimitMiBps: await this.applySpeed(mibps) }), { validator: (mibps) => refuseIf(invalidSpeed(mibps), this.info.status) });
+    setHandler(setMaxDowntimeUpdate, async (ms) => ({ maxDowntimeMs: await this.applyMaxDowntime(ms) }), { validator: (ms) => refuseIf(invalidDowntime(ms), this.info.status) });
+  }
+
+  private async applySpeed(mibps: number): Promise<number> {
+    this.info.speedLimitMiBps = mibps;
+    await this.hooks.onSetSpeed?.(mibps).catch((err: unknown) => log.warn('setSpeed not applied', { err: String(err) }));
+    return mibps;
+  }
+
+  private async applyMaxDowntime(ms: number): Promise<number> {
+    this.info.maxDowntimeMs = ms;
+    await this.hooks.onSetMaxDowntime?.(ms).catch((err: unknown) => log.warn('setMaxDowntime not applied', { err: String(err) }));
+    return ms;
   }
 
   get cancelRequested(): boolean {
@@ -102,6 +114,11 @@ export class JobTracker {
     recordJobEnd(this.info.jobType, 'completed', Date.now() - this.info.startedAtMs);
     this.phase('completed');
   }
+}
+
+function refuseIf(why: string | undefined, status: JobInfo['status']): void {
+  if (why) throw ApplicationFailure.create({ type: ErrorType.OperationInvalid, message: why, nonRetryable: true });
+  if (status !== 'running') throw ApplicationFailure.create({ type: ErrorType.OperationInvalid, message: `the job is ${status}`, nonRetryable: true });
 }
 
 function toFailure(err: unknown, cancelled: boolean): ApplicationFailure {

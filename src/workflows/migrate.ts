@@ -11,7 +11,7 @@
 // source resumes. There is never a moment with two running copies. The first
 // error is the workflow's, with its phase; errors met while undoing are
 // attached to it.
-import { CancellationScope, CancelledFailure, isCancellation, log, upsertSearchAttributes, workflowInfo } from '@temporalio/workflow';
+import { CancellationScope, CancelledFailure, condition, isCancellation, log, upsertSearchAttributes, workflowInfo } from '@temporalio/workflow';
 import { ErrorType, isVmError, vmError } from '../common/errors.js';
 import { jobWorkflowId } from '../common/job-types.js';
 import {
@@ -29,7 +29,10 @@ import {
 } from '../common/migration-types.js';
 import { DestinationHost, DomainUuid, SourceHost } from '../common/search-attributes.js';
 import { JobTracker } from './job-tracker.js';
-import { message, on } from './migration-steps.js';
+import { message, notTaken, on } from './migration-steps.js';
+
+/** How long Perform may take to report its own error after the destination watch failed. */
+const PERFORM_GRACE = '3 seconds';
 
 export async function migrate(input: MigrateInput): Promise<MigrateResult> {
   const flags: MigrateFlag[] = validateMigrateInput(input);
@@ -147,7 +150,11 @@ export async function migrate(input: MigrateInput): Promise<MigrateResult> {
         ], `Begin: check '${domain}' and take the job on ${src}`),
         on(dst, 'probe', 'hostInfo', [], `host info of ${dst}`),
       ]);
-      if (b.status === 'rejected') throw b.reason;
+      if (b.status === 'rejected') {
+        // A source that never picked Begin up holds nothing to undo; asking it would wait the cleanup's schedule-to-start.
+        if (notTaken(b.reason)) beginStarted = false;
+        throw b.reason;
+      }
       begun = b.value;
       if (d.status === 'rejected') throw d.reason;
       const di = d.value;
@@ -207,14 +214,22 @@ export async function migrate(input: MigrateInput): Promise<MigrateResult> {
     const performScope = new CancellationScope();
     const watchScope = new CancellationScope();
     let destLost: unknown;
+    let performEnded = false;
     const watching = watchScope
       .run(() => on(dst, 'watch', 'migrateWatchIncoming', [prep.name, job.jobId], `watch the incoming '${prep.name}' on ${dst}`))
-      .catch((err: unknown) => {
+      .catch(async (err: unknown) => {
         if (isCancellation(err) || tracker.cancelRequested) return;
         destLost = err;
-        performScope.cancel();
+        // The incoming side also dies when the SOURCE QEMU dies or fails the stream: Perform then
+        // reports that first real error within moments, and blaming the destination would hide it.
+        await CancellationScope.nonCancellable(() => condition(() => performEnded, PERFORM_GRACE)).catch(() => undefined);
+        if (!performEnded) performScope.cancel();
       });
-    const args = { ...job, domain, uuid: begun!.uuid, uri: prep.uri, cookie: prep.cookie, flags, protocol, destinationHost: dst, ...(prep.tunnel ? { tunnel: prep.tunnel } : {}) };
+    const args = {
+      ...job, domain, uuid: begun!.uuid, uri: prep.uri, cookie: prep.cookie, flags, protocol, destinationHost: dst,
+      ...(prep.tunnel ? { tunnel: prep.tunnel } : {}),
+      ...(input.timeoutSuspendSeconds !== undefined ? { timeoutSuspendSeconds: input.timeoutSuspendSeconds } : {}),
+    };
     try {
       return await performScope.run(() =>
         on(src, 'long', protocol === 3 ? 'migratePerform' : 'migratePerform2', [args], `v${protocol} Perform: migrate '${domain}' from ${src} to ${prep.uri}`),
@@ -226,6 +241,7 @@ export async function migrate(input: MigrateInput): Promise<MigrateResult> {
       }
       throw err;
     } finally {
+      performEnded = true;
       watchScope.cancel();
       await watching;
     }

@@ -1,7 +1,8 @@
 // How the migrate workflow runs a step on a host: which task queue, which
 // timeouts and retries for each kind of step, a summary for the UI, and the
 // host's typed error instead of Temporal's wrapper.
-import { ActivityCancellationType, isCancellation, proxyActivities, type ActivityOptions } from '@temporalio/workflow';
+import { ActivityCancellationType, ActivityFailure, isCancellation, proxyActivities, TimeoutFailure, type ActivityOptions } from '@temporalio/workflow';
+import { TimeoutType } from '@temporalio/common';
 import type { DomainActivities } from '../activities/host/domain-activities.js';
 import type { JobControlActivities } from '../activities/host/job-control.js';
 import type { MigrationActivities } from '../activities/host/migration-activities.js';
@@ -12,7 +13,26 @@ import { unwrapActivityError } from './activity-errors.js';
 export type HostActivities = MigrationActivities & DomainActivities & JobControlActivities;
 export type StepKind = 'probe' | 'begin' | 'step' | 'long' | 'watch' | 'control' | 'cleanup';
 
+/**
+ * The short steps heartbeat every second while they run (step-heartbeat.ts): a worker
+ * killed in one is noticed within this, and the step retried on the restarted worker.
+ */
+const STEP_HEARTBEAT = '5 seconds';
+
 const NON_RETRYABLE = Object.values(ErrorType).filter((t) => t !== ErrorType.QmpTimeout);
+const FIRST_STEP_WAIT = '15 seconds';
+// Errors of steps no worker picked up (see notTaken); identity only, so nothing here is replayed differently.
+const NOT_TAKEN = new WeakSet<object>();
+
+/**
+ * True when `err` is a step's failure because no worker of its host picked the task
+ * up (schedule-to-start timeout): the workflow need not send that host an undo it
+ * would wait as long for. Should an earlier attempt have run and crashed, the host's
+ * reaper undoes its part once the workflow has closed.
+ */
+export function notTaken(err: unknown): boolean {
+  return typeof err === 'object' && err !== null && NOT_TAKEN.has(err);
+}
 
 function options(host: string, kind: StepKind): ActivityOptions {
   const base: ActivityOptions = {
@@ -21,14 +41,15 @@ function options(host: string, kind: StepKind): ActivityOptions {
   };
   switch (kind) {
     case 'probe':
-      // A host whose worker polls picks a task up in milliseconds; an unknown host is reported quickly.
-      return { ...base, startToCloseTimeout: '10 seconds', scheduleToStartTimeout: '5 seconds', retry: { ...base.retry, maximumAttempts: 2 } };
+      // A host whose worker polls picks a task up in milliseconds; an unknown host is reported after
+      // FIRST_STEP_WAIT, as domainOperation does (long enough for a supervisor to restart a worker).
+      return { ...base, startToCloseTimeout: '10 seconds', scheduleToStartTimeout: FIRST_STEP_WAIT, retry: { ...base.retry, maximumAttempts: 2 } };
     case 'begin':
-      // The first step on the source doubles as its probe: an unknown source host is reported quickly.
-      return { ...base, startToCloseTimeout: '2 minutes', scheduleToStartTimeout: '5 seconds', cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED };
+      // The first step on the source doubles as its probe: an unknown source host is reported as quickly.
+      return { ...base, startToCloseTimeout: '2 minutes', heartbeatTimeout: STEP_HEARTBEAT, scheduleToStartTimeout: FIRST_STEP_WAIT, cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED };
     case 'step':
       // The workflow must know a step has stopped before it undoes it.
-      return { ...base, startToCloseTimeout: '2 minutes', scheduleToStartTimeout: '1 minute', cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED };
+      return { ...base, startToCloseTimeout: '2 minutes', heartbeatTimeout: STEP_HEARTBEAT, scheduleToStartTimeout: '1 minute', cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED };
     case 'long':
       return {
         ...base,
@@ -44,7 +65,7 @@ function options(host: string, kind: StepKind): ActivityOptions {
     case 'control':
       return { ...base, startToCloseTimeout: '10 seconds', scheduleToStartTimeout: '10 seconds', retry: { ...base.retry, maximumAttempts: 2 } };
     case 'cleanup':
-      return { ...base, startToCloseTimeout: '2 minutes', scheduleToStartTimeout: '2 minutes' };
+      return { ...base, startToCloseTimeout: '2 minutes', heartbeatTimeout: STEP_HEARTBEAT, scheduleToStartTimeout: '2 minutes' };
   }
 }
 
@@ -63,7 +84,11 @@ export async function on<K extends keyof HostActivities>(
   } catch (err) {
     // Cancellations stay cancellations: the tracker turns the user's into OperationAborted.
     if (isCancellation(err)) throw err;
-    throw unwrapActivityError(err, { host, step: String(act) });
+    const typed = unwrapActivityError(err, { host, step: String(act) });
+    if (err instanceof ActivityFailure && err.cause instanceof TimeoutFailure && err.cause.timeoutType === TimeoutType.SCHEDULE_TO_START && typeof typed === 'object' && typed !== null) {
+      NOT_TAKEN.add(typed);
+    }
+    throw typed;
   }
 }
 

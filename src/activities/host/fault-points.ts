@@ -28,6 +28,11 @@ export function heldMarker(point: string, dir = process.env.VMFERRY_FAULT_DIR ??
   return join(dir, `${point}.held`);
 }
 
+/** Whether a test armed this point (lets a step skip work that only serves the point). */
+export function faultArmed(point: string): boolean {
+  return faults.has(point);
+}
+
 /** A named step of a job; does nothing unless a test armed this point. */
 export async function faultPoint(point: string): Promise<void> {
   const action = faults.get(point);

@@ -2,8 +2,9 @@
 // every default works for one simulated host on one machine.
 import { randomUUID } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync, chmodSync } from 'node:fs';
-import { isAbsolute, join, resolve } from 'node:path';
+import { isAbsolute, join, normalize, resolve } from 'node:path';
 import { HOST_NAME_PATTERN } from '../../common/constants.js';
+import { resolveOnPath } from './emulators.js';
 
 export interface HostConfig {
   name: string;
@@ -17,6 +18,8 @@ export interface HostConfig {
   /** Guest RAM files for domains with a file memory backing. */
   memoryBackingDir: string;
   qemuBinary: string;
+  /** Absolute paths a domain's <emulator> may name (default: qemuBinary, resolved on PATH). */
+  emulators: string[];
   /** Migration protocol versions this host speaks (libvirt's v2, v3). */
   protocolVersions: number[];
   migration: { address: string; portMin: number; portMax: number };
@@ -72,6 +75,8 @@ export function loadHostConfig(env: NodeJS.ProcessEnv = process.env): HostConfig
     throw new HostConfigError(`bad migration port range ${migration.portMin}-${migration.portMax}`);
   }
   const tunnel = tunnelConfig(env, file.tunnel);
+  const qemuBinary = env.VMFERRY_QEMU_BINARY ?? file.qemuBinary ?? 'qemu-system-x86_64';
+  const emulators = loadEmulators(env.VMFERRY_HOST_EMULATORS?.split(':') ?? file.emulators, qemuBinary, env.PATH);
   for (const dir of [stateDir, runDir, logDir, memoryBackingDir]) {
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     chmodSync(dir, 0o700);
@@ -83,7 +88,8 @@ export function loadHostConfig(env: NodeJS.ProcessEnv = process.env): HostConfig
     runDir,
     logDir,
     memoryBackingDir,
-    qemuBinary: env.VMFERRY_QEMU_BINARY ?? file.qemuBinary ?? 'qemu-system-x86_64',
+    qemuBinary,
+    emulators,
     protocolVersions,
     migration,
     saveDirs: (env.VMFERRY_SAVE_DIRS?.split(':') ?? file.saveDirs ?? []).filter((d) => d.length > 0).map((d) => {
@@ -114,6 +120,18 @@ function tunnelConfig(env: NodeJS.ProcessEnv, file: Partial<TunnelConfig> | unde
     if (!isAbsolute(f)) throw new HostConfigError(`tunnel certificate path ${JSON.stringify(f)} must be absolute`);
   }
   return { listen, caFile, certFile, keyFile };
+}
+
+function loadEmulators(configured: unknown, qemuBinary: string, pathEnv: string | undefined): string[] {
+  if (configured === undefined) {
+    const own = resolveOnPath(qemuBinary, pathEnv);
+    return own === undefined ? [] : [own];
+  }
+  if (!Array.isArray(configured)) throw new HostConfigError(`emulators must be a list of absolute paths, got ${JSON.stringify(configured)}`);
+  return configured.filter((e) => e !== '').map((e: unknown) => {
+    if (typeof e !== 'string' || !isAbsolute(e)) throw new HostConfigError(`emulator ${JSON.stringify(e)} must be an absolute path`);
+    return normalize(e);
+  });
 }
 
 /** Same-host migration is refused by host UUID, so it must survive worker restarts. */

@@ -20,6 +20,7 @@ import { RunningDomain } from './running-domain.js';
 import { listStatusNames, readStatus, removeStatus } from './status-file.js';
 import type { Logger } from 'pino';
 import { createSecurityDriver, securityConfigFromEnv, type SecurityDriver } from '../security/index.js';
+import { checkEmulator } from './emulators.js';
 
 export class HostRuntime {
   readonly defs: DefinitionStore;
@@ -172,6 +173,7 @@ export class HostRuntime {
 
   define(xml: string): DomainSummary {
     const def = parseDomainXml(xml);
+    checkEmulator(this.config.emulators, def);
     for (const other of new Set([...this.defs.names(), ...this.running.keys()])) {
       const o = this.definition(other);
       if (o.name === def.name && o.uuid !== def.uuid) {
@@ -224,6 +226,8 @@ export class HostRuntime {
   async launch(def: DomainDef, opts: { paused?: boolean; incoming?: boolean; requestId?: string; extraArgs?: string[] }): Promise<RunningDomain> {
     const name = def.name;
     if (this.running.has(name)) throw vmError(ErrorType.OperationInvalid, `domain '${name}' is already running`, { domain: name });
+    // Every spawn passes here (start, restore, Prepare), whatever its caller checked earlier.
+    checkEmulator(this.config.emulators, def);
     const qmpSocket = join(this.config.runDir, `${name}.qmp`);
     const memoryBackingFile = def.memoryBacking?.sourceType === 'file' ? join(this.config.memoryBackingDir, `${def.uuid}.ram`) : undefined;
     const spicePorts: number[] = [];

@@ -4,7 +4,10 @@
 // the task queue of the host it acts on; each is idempotent for one job.
 // Test-only fault points (VMFERRY_FAULTS, see fault-points.ts): migrate.begin,
 // migrate.prepare (incoming QEMU started), migrate.perform (stream started),
-// migrate.finish (the destination's CPUs fail to start), migrate.confirm.
+// migrate.perform-late (60% of RAM sent, stream still active),
+// migrate.perform-done (stream complete, source paused, Perform not yet
+// answered), migrate.finish (the destination's CPUs fail to start),
+// migrate.confirm.
 import type {
   BeginArgs,
   BeginResult,
@@ -24,6 +27,7 @@ import { readLimits, type AppliedLimits } from '../migration/params.js';
 import { abortSource, begin, confirm, forgetSource, perform, perform2 } from '../migration/source-side.js';
 import { hostTunnel } from '../migration/tunnel/host-tunnel.js';
 import type { HostRuntime } from './host-runtime.js';
+import { whileHeartbeating } from './step-heartbeat.js';
 
 const allocators = new WeakMap<HostRuntime, PortAllocator>();
 
@@ -45,29 +49,29 @@ export function createMigrationActivities(rt: HostRuntime, ports: PortAllocator 
   return {
     // ---- v3 ----
     async migrateBegin(a: BeginArgs): Promise<BeginResult> {
-      return await begin(rt, a);
+      return await whileHeartbeating(() => begin(rt, a));
     },
     async migratePrepare(a: PrepareArgs): Promise<PrepareResult> {
-      return await prepare(dest, { ...a, protocol: 3 });
+      return await whileHeartbeating(() => prepare(dest, { ...a, protocol: 3 }));
     },
     async migratePerform(a: PerformArgs): Promise<PerformResult> {
       return await perform(rt, { ...a, protocol: 3 });
     },
     async migrateFinish(a: FinishArgs): Promise<FinishResult> {
-      return await finish(dest, { ...a, protocol: 3 });
+      return await whileHeartbeating(() => finish(dest, { ...a, protocol: 3 }));
     },
     async migrateConfirm(a: ConfirmArgs): Promise<ConfirmResult> {
-      return await confirm(rt, a);
+      return await whileHeartbeating(() => confirm(rt, a));
     },
     // ---- v2: no cookies; the source is gone at the end of Perform2 ----
     async migratePrepare2(a: PrepareArgs): Promise<PrepareResult> {
-      return await prepare(dest, { ...a, protocol: 2, cookie: undefined });
+      return await whileHeartbeating(() => prepare(dest, { ...a, protocol: 2, cookie: undefined }));
     },
     async migratePerform2(a: PerformArgs): Promise<PerformResult> {
       return await perform2(rt, { ...a, protocol: 2, cookie: undefined });
     },
     async migrateFinish2(a: FinishArgs): Promise<FinishResult> {
-      return await finish(dest, { ...a, protocol: 2, cookie: undefined });
+      return await whileHeartbeating(() => finish(dest, { ...a, protocol: 2, cookie: undefined }));
     },
     /** v2 bookkeeping after Finish2: the source forgets the job Perform2 completed. */
     async migrateForgetSource(name: string, jobId: string): Promise<void> {
@@ -80,11 +84,11 @@ export function createMigrationActivities(rt: HostRuntime, ports: PortAllocator 
     },
     /** Compensation on the source: cancel the stream, resume the guest if it ran, end the job. */
     async migrateAbortSource(name: string, jobId: string): Promise<ConfirmResult> {
-      return await abortSource(rt, name, jobId, { resumeAfterCompletion: true });
+      return await whileHeartbeating(() => abortSource(rt, name, jobId, { resumeAfterCompletion: true }));
     },
     /** Compensation on the destination: kill the incoming QEMU of this job, free its port, end the job. */
     async migrateAbortDestination(name: string, jobId: string): Promise<void> {
-      await abortDestination(dest, name, jobId);
+      await whileHeartbeating(() => abortDestination(dest, name, jobId));
     },
     /** Read-only: whether this host can carry a tunnelled migration (certificates configured) and where peers dial it. */
     async migrateTunnelSupport(): Promise<TunnelSupport> {

@@ -27,10 +27,12 @@ import { hasManagedSave, managedSavePath, removeManagedSave } from '../saveimage
 import { runRestoreStream } from '../saveimage/restore-stream.js';
 import { abortedError } from '../saveimage/stream-control.js';
 import { Heartbeats } from './activity-heartbeat.js';
+import { faultArmed, faultPoint } from './fault-points.js';
 import type { HostJob } from './domain-lock.js';
 import type { RunningDomain } from './running-domain.js';
 import { checkJobId, fdLabeller, securityContext, type SaveDeps } from './save-deps.js';
 import { rollbackRestore, settleJob } from './save-recovery.js';
+import { checkEmulator } from './emulators.js';
 
 export function restoreJobActivities(deps: SaveDeps, recovered: Promise<void>) {
   const { rt, records } = deps;
@@ -66,6 +68,7 @@ export function restoreJobActivities(deps: SaveDeps, recovered: Promise<void>) {
     if (args.domainUuid !== undefined && normalizeUuid(String(args.domainUuid)) !== def.uuid) {
       throw vmError(ErrorType.OperationInvalid, `image ${path} holds domain uuid ${def.uuid}, not ${String(args.domainUuid)}`, { path });
     }
+    checkEmulator(rt.config.emulators, def);
     filterCommand(header.format, 'decompress');
     if (args.bypassCache) directReader(path, 0);
     // No await from here to beginJob: the checks hold when the job is taken.
@@ -100,6 +103,7 @@ export function restoreJobActivities(deps: SaveDeps, recovered: Promise<void>) {
       if (aborted()) throw abortedError('restore');
       await deps.security.labelPath(plan.path, sctx);
       const loaded = dom;
+      await faultPoint('restore.before-stream');
       await runRestoreStream({
         qmp: loaded.qmp,
         qemuPid: loaded.pid,
@@ -117,9 +121,11 @@ export function restoreJobActivities(deps: SaveDeps, recovered: Promise<void>) {
             job.progress = progress;
             beats.update({ progress, status });
           },
+          midStream: faultArmed('restore.mid-stream') ? () => faultPoint('restore.mid-stream') : undefined,
         },
         warn: (message) => deps.log.warn({ domain: plan.name, path: plan.path }, message),
       });
+      await faultPoint('restore.after-stream');
       if (plan.startRunning) {
         await loaded.qmp.execute('cont');
         loaded.setState('running', 'restored');

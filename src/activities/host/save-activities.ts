@@ -28,6 +28,7 @@ import { runSaveStream } from '../saveimage/save-stream.js';
 import { abortedError } from '../saveimage/stream-control.js';
 import { BackgroundFlush } from '../saveimage/background-flush.js';
 import { Heartbeats } from './activity-heartbeat.js';
+import { faultArmed, faultPoint } from './fault-points.js';
 import type { HostRuntime } from './host-runtime.js';
 import { UNLIMITED_BANDWIDTH_BYTES } from './job-control.js';
 import { restoreJobActivities } from './restore-activities.js';
@@ -94,6 +95,7 @@ export function saveJobActivities(deps: SaveDeps, recovered: Promise<void>) {
       await deps.security.labelPath(plan.path, sctx);
       const fd = imageFd;
       flush = new BackgroundFlush(fd);
+      await faultPoint('save.before-stream');
       const stream = await runSaveStream({
         qmp: dom.qmp,
         path: plan.path,
@@ -110,6 +112,7 @@ export function saveJobActivities(deps: SaveDeps, recovered: Promise<void>) {
             job.progress = progress;
             beats.update({ progress, status });
           },
+          midStream: faultArmed('save.mid-stream') ? () => faultPoint('save.mid-stream') : undefined,
         },
       });
       beats.update({ phase: 'flush', status: 'completed' });
@@ -117,6 +120,7 @@ export function saveJobActivities(deps: SaveDeps, recovered: Promise<void>) {
       await fsyncAsync(fd);
       closeSync(fd);
       imageFd = undefined;
+      await faultPoint('save.after-stream');
       await markSaveImageComplete(plan.path);
       const result: SaveResult = {
         name: plan.name, uuid: plan.uuid, path: plan.path, format: plan.format,

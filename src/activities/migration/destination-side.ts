@@ -24,6 +24,7 @@ import { destinationCapabilities, setCapabilities } from './params.js';
 import type { PortAllocator } from './port-allocator.js';
 import { formatMigrationUri, parseMigrationUri } from './uri.js';
 import { hostTunnel, requireTunnel } from './tunnel/host-tunnel.js';
+import { checkEmulator } from '../host/emulators.js';
 
 export interface DestinationDeps {
   rt: HostRuntime;
@@ -88,11 +89,13 @@ export async function prepare(d: DestinationDeps, a: PrepareArgs): Promise<Prepa
   }
   def.name = destName;
   checkDiskSafety(def, a.flags);
+  checkEmulator(rt.config.emulators, def);
   checkNoConflict(rt, def);
   let persistentXml: string | undefined;
   if (srcCookie?.persistentXml !== undefined) {
     const p = parseDomainXml(srcCookie.persistentXml);
     if (p.uuid !== uuid) throw vmError(ErrorType.OperationInvalid, 'the persistent definition in the cookie is for another domain');
+    checkEmulator(rt.config.emulators, p);
     p.name = destName;
     persistentXml = formatDomainXml(p);
   }

@@ -8,9 +8,11 @@ import { ErrorType, vmError } from '../../common/errors.js';
 import type { JobProgress } from '../../common/job-types.js';
 import type { MigrationHeartbeat, MigrationStats } from '../../common/migration-types.js';
 import type { HostJob } from '../host/domain-lock.js';
+import { faultPoint } from '../host/fault-points.js';
 import type { RunningDomain } from '../host/running-domain.js';
 import type { QmpEvent } from '../qemu/qmp-client.js';
 import { readLimits } from './params.js';
+import { TimeoutSuspend } from './timeout-action.js';
 
 /** The parts of QEMU's MigrationInfo the job reports. */
 export interface QemuMigrationInfo {
@@ -99,6 +101,10 @@ export interface MonitorOptions {
   lost?: AbortSignal;
   /** Right after migrate_cancel: tear down what carries the stream, so a stalled peer cannot hold QEMU. */
   afterCancel?: () => void;
+  /** libvirt's migrate --timeout (action suspend): pause the guest this long after the migration started. */
+  timeoutSuspendMs?: number;
+  /** Called when that timer paused the guest. */
+  onTimeoutSuspend?: () => void;
 }
 
 /** A timer that an event can cut short; a kick while nobody waits makes the next wait return at once. */
@@ -134,6 +140,9 @@ export function detachedError(why: string): Error {
 /** Not one of the stable error types: the workflow's retry policy retries it. */
 export const DETACHED = 'MigrationWatchDetached';
 
+/** Where the test-only fault point migrate.perform-late fires: this share of RAM has been sent. */
+const LATE_PERCENT = 60;
+
 export async function monitorMigration(opts: MonitorOptions): Promise<MigrationStats> {
   const { dom, job, signal } = opts;
   const qmp = dom.qmp;
@@ -152,7 +161,9 @@ export async function monitorMigration(opts: MonitorOptions): Promise<MigrationS
   const lostReason = (): Error | undefined => (opts.lost?.aborted ? (opts.lost.reason as Error) : undefined);
   let lastMoved = { bytes: -1, atMs: Date.now() };
   let postcopyStarted = false;
+  let lateReached = false;
   let cancelSent = false;
+  const timeout = new TimeoutSuspend(opts.timeoutSuspendMs, () => wake.kick());
   const cancel = async (): Promise<void> => {
     if (cancelSent) return;
     cancelSent = true;
@@ -182,11 +193,14 @@ export async function monitorMigration(opts: MonitorOptions): Promise<MigrationS
       }
       const info = await qmp.execute<QemuMigrationInfo>('query-migrate');
       const status = info.status ?? 'none';
+      timeout.arm(info['total-time']);
       const progress = progressOf(info);
       job.progress = progress;
       switch (status) {
-        case 'completed':
-          return await completed(opts, stoppedAtMs, postcopyStarted);
+        case 'completed': {
+          const stats = await completed(opts, stoppedAtMs, postcopyStarted);
+          return timeout.suspendedAtMs !== undefined ? { ...stats, timeoutSuspendedAtMs: timeout.suspendedAtMs } : stats;
+        }
         case 'failed':
           // A tunnel torn down under QEMU shows as a broken pipe; the tunnel's reason is the real one.
           if (lostReason()) throw lostReason()!;
@@ -199,22 +213,29 @@ export async function monitorMigration(opts: MonitorOptions): Promise<MigrationS
         default:
           break;
       }
+      if (!lateReached && status === 'active' && (progress.percent ?? 0) >= LATE_PERCENT) {
+        lateReached = true;
+        // Test-only: a fault lands once most of RAM has gone, while the stream still flows.
+        await faultPoint('migrate.perform-late');
+      }
       const moved = info.ram?.transferred ?? 0;
       if (moved !== lastMoved.bytes) lastMoved = { bytes: moved, atMs: Date.now() };
       else if (status === 'active' && Date.now() - lastMoved.atMs > (opts.stallTimeoutMs ?? 60_000)) {
         await cancel();
         throw vmError(ErrorType.OperationFailed, `migration stalled: no data moved for ${opts.stallTimeoutMs ?? 60_000} ms (the destination stopped receiving)`);
       }
+      if (await timeout.check(dom, status)) opts.onTimeoutSuspend?.();
       if (opts.postcopy && !postcopyStarted && status === 'active') {
         postcopyStarted = true;
         opts.onPostcopy?.();
         await qmp.execute('migrate-start-postcopy');
       }
       const limits = await readLimits(qmp).catch(() => undefined);
-      opts.heartbeat({ phase: 'perform', status, progress, ...(limits ?? {}) });
+      opts.heartbeat({ phase: 'perform', status, progress, ...(limits ?? {}), ...(timeout.suspendedAtMs !== undefined ? { timeoutSuspendedAtMs: timeout.suspendedAtMs } : {}) });
       await wake.wait(interval);
     }
   } finally {
+    timeout.dispose();
     unsubscribe();
     signal.removeEventListener('abort', onAbort);
     opts.lost?.removeEventListener('abort', onAbort);

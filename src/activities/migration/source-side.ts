@@ -28,6 +28,7 @@ import { isMigrationActive, monitorMigration, type QemuMigrationInfo } from './m
 import { setCapabilities, setLimits, sourceCapabilities } from './params.js';
 import { requireTunnel } from './tunnel/host-tunnel.js';
 import { SourceTunnel } from './tunnel/source-session.js';
+import { timeoutOptions } from './timeout-action.js';
 
 function activityContext(): Context | undefined {
   try {
@@ -35,6 +36,15 @@ function activityContext(): Context | undefined {
   } catch {
     return undefined;
   }
+}
+
+/**
+ * How long an active stream may move no byte before Perform gives up (a cut network
+ * stalls TCP for minutes without an error). VMFERRY_MIGRATION_STALL_TIMEOUT_MS, default 60 s.
+ */
+function stallTimeoutMs(): number | undefined {
+  const ms = Number(process.env.VMFERRY_MIGRATION_STALL_TIMEOUT_MS);
+  return Number.isInteger(ms) && ms > 0 ? ms : undefined;
 }
 
 function noJob(name: string, jobId: string): Error {
@@ -128,6 +138,7 @@ export async function perform(rt: HostRuntime, a: PerformArgs): Promise<PerformR
   const dom = rt.requireRunning(name);
   const rec = recordOf(rt.config.runDir, name, a.jobId);
   if (!rec) throw noJob(name, a.jobId);
+  const timeoutOpts = timeoutOptions(rt, name, a);
   const job = rt.locks.beginJob(name, a.jobId, 'migrateOut', 'perform');
   const ctx = activityContext();
   let destCookie: MigrationCookie | undefined;
@@ -187,9 +198,11 @@ export async function perform(rt: HostRuntime, a: PerformArgs): Promise<PerformR
       },
       heartbeat: (hb: MigrationHeartbeat) => ctx?.heartbeat(hb),
       abortOnIoError: a.flags.includes('abort-on-error'),
+      stallTimeoutMs: stallTimeoutMs(),
       postcopy: a.flags.includes('postcopy'),
       onPostcopy: () => updateRecord(rt.config.runDir, name, a.jobId, { postcopyStarted: true }),
       ...(tunnel ? { lost: tunnel.lost.signal, afterCancel: () => tunnel?.destroy() } : {}),
+      ...timeoutOpts,
     }).catch(async (err: unknown) => {
       if (ctx?.cancellationDetails?.notFound) {
         // The workflow is gone: nobody will Confirm, so undo here.
@@ -208,6 +221,8 @@ export async function perform(rt: HostRuntime, a: PerformArgs): Promise<PerformR
 async function performed(rt: HostRuntime, a: PerformArgs, job: HostJob, stats: MigrationStats): Promise<PerformResult> {
   const name = a.domain;
   job.phase = 'perform-done';
+  // Test-only: the stream is complete and the source paused, Perform has not answered yet.
+  await faultPoint('migrate.perform-done');
   let cookie: string | undefined;
   if (a.protocol === 3) {
     const s: Record<string, number> = {};

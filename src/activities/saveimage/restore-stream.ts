@@ -13,6 +13,7 @@ import type { QmpClient } from '../qemu/qmp-client.js';
 import { expectSuccess, filterCommand, helperFailure, spawnHelper, type Helper } from './compressor.js';
 import { directReader, isDirectAligned } from './direct-io.js';
 import type { SaveFormatName } from './formats.js';
+import { relayAroundPoint, RELAY_PROGRAM } from './mid-stream-relay.js';
 import { FdBag, openPipe } from './os-pipe.js';
 import { PipeLabel, type FdLabeller } from './pipe-label.js';
 import { abortedError, StreamWatcher, type StreamControl } from './stream-control.js';
@@ -39,7 +40,7 @@ export interface RestoreStreamResult {
   imageBytes: number;
 }
 
-const helperWhat = (h: Helper): string => (h.program === 'dd' ? 'reading the image with O_DIRECT' : 'decompressing the image');
+const helperWhat = (h: Helper): string => (h.program === 'dd' ? 'reading the image with O_DIRECT' : h.program === RELAY_PROGRAM ? 'relaying the stream' : 'decompressing the image');
 
 /** Opens the image and moves its file offset past the header (read(), not pread(), so the offset moves). */
 function openAtStream(path: string, offset: number): number {
@@ -62,8 +63,9 @@ export async function runRestoreStream(spec: RestoreStreamSpec): Promise<Restore
   const fdname = `vmferry-restore-${randomBytes(4).toString('hex')}`;
   let fdWithQemu = false;
   try {
-    const { qemuFd, readerPid, isPipe } = buildPipeline(spec, fds, helpers);
-    spec.control.onHelpers(helpers.map(({ program, pid, startTime }) => ({ program, pid, startTime })));
+    const { qemuFd, readerPid, isPipe, relay } = buildPipeline(spec, fds, helpers);
+    const recordHelpers = (): void => spec.control.onHelpers(helpers.map(({ program, pid, startTime }) => ({ program, pid, startTime })));
+    recordHelpers();
     watcher.watch(helpers);
     const probe = async (): Promise<{ progress: JobProgress; status?: string }> => {
       const progress = fileReadProgress(spec.streamOffset, spec.fileSize, readPosition(readerPid, spec.path));
@@ -77,6 +79,16 @@ export async function runRestoreStream(spec: RestoreStreamSpec): Promise<Restore
     if (!isPipe) fds.close(qemuFd);
     await qmp.execute('migrate-incoming', { uri: `fd:${fdname}` });
     fdWithQemu = false;
+    if (relay && spec.control.midStream) {
+      await relayAroundPoint(relay.source, relay.sink, spec.control.midStream, (h) => {
+        helpers.push(h);
+        recordHelpers();
+        watcher.watch([h]);
+      });
+      // Only the rest-relay may hold these now, or QEMU would never see the stream's end.
+      fds.close(relay.source);
+      fds.close(relay.sink);
+    }
 
     for (let done = false; !done; ) {
       const ev = await watcher.next(probe);
@@ -120,7 +132,25 @@ export async function runRestoreStream(spec: RestoreStreamSpec): Promise<Restore
   }
 }
 
-function buildPipeline(spec: RestoreStreamSpec, fds: FdBag, helpers: Helper[]): { qemuFd: number; readerPid: number; isPipe: boolean } {
+interface RestorePipeline {
+  qemuFd: number;
+  readerPid: number;
+  isPipe: boolean;
+  /** Only with a mid-stream fault point armed: the relay's ends. */
+  relay?: { source: number; sink: number };
+}
+
+function buildPipeline(spec: RestoreStreamSpec, fds: FdBag, helpers: Helper[]): RestorePipeline {
+  const inner = buildStages(spec, fds, helpers);
+  if (!spec.control.midStream) return inner;
+  // QEMU reads a pipe of its own; the relay fills it from what QEMU would have read.
+  const toQemu = openPipe(spec.pipeDir);
+  fds.add(toQemu.readFd);
+  fds.add(toQemu.writeFd);
+  return { qemuFd: toQemu.readFd, readerPid: inner.readerPid, isPipe: true, relay: { source: inner.qemuFd, sink: toQemu.writeFd } };
+}
+
+function buildStages(spec: RestoreStreamSpec, fds: FdBag, helpers: Helper[]): RestorePipeline {
   const decompressor = filterCommand(spec.format, 'decompress');
   let direct = spec.bypassCache;
   if (direct && !isDirectAligned(spec.streamOffset)) {

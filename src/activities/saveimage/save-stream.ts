@@ -18,6 +18,7 @@ import type { QmpClient } from '../qemu/qmp-client.js';
 import { expectSuccess, filterCommand, helperFailure, spawnHelper, type Helper } from './compressor.js';
 import { directWriter } from './direct-io.js';
 import type { SaveFormatName } from './formats.js';
+import { relayAroundPoint, RELAY_PROGRAM } from './mid-stream-relay.js';
 import { FdBag, openPipe } from './os-pipe.js';
 import { PipeLabel, type FdLabeller } from './pipe-label.js';
 import { abortedError, StreamWatcher, type StreamControl } from './stream-control.js';
@@ -47,7 +48,7 @@ export interface SaveStreamResult {
 /** Bound on waiting for QEMU to acknowledge a cancel once the consumers are gone. */
 const CANCEL_SETTLE_MS = 10_000;
 
-const helperWhat = (h: Helper): string => (h.program === 'dd' ? 'writing the image with O_DIRECT' : 'compressing the image');
+const helperWhat = (h: Helper): string => (h.program === 'dd' ? 'writing the image with O_DIRECT' : h.program === RELAY_PROGRAM ? 'relaying the stream' : 'compressing the image');
 
 export async function runSaveStream(spec: SaveStreamSpec): Promise<SaveStreamResult> {
   const { qmp } = spec;
@@ -64,8 +65,9 @@ export async function runSaveStream(spec: SaveStreamSpec): Promise<SaveStreamRes
     return { progress: last, status: q.status };
   };
   try {
-    const { qemuFd, pipeReadFd } = buildPipeline(spec, fds, helpers);
-    spec.control.onHelpers(helpers.map(({ program, pid, startTime }) => ({ program, pid, startTime })));
+    const { qemuFd, pipeReadFd, relaySink } = buildPipeline(spec, fds, helpers);
+    const recordHelpers = (): void => spec.control.onHelpers(helpers.map(({ program, pid, startTime }) => ({ program, pid, startTime })));
+    recordHelpers();
     watcher.watch(helpers);
     if (pipeReadFd !== undefined) await pipeLabel.hold(pipeReadFd);
     await qmp.execute('getfd', { fdname }, { fds: [qemuFd] });
@@ -74,6 +76,15 @@ export async function runSaveStream(spec: SaveStreamSpec): Promise<SaveStreamRes
     if (qemuFd !== spec.imageFd) fds.close(qemuFd);
     await qmp.execute('migrate', { uri: `fd:${fdname}` });
     fdWithQemu = false; // QEMU took it by name
+    if (relaySink !== undefined && pipeReadFd !== undefined && spec.control.midStream) {
+      await relayAroundPoint(pipeReadFd, relaySink, spec.control.midStream, (h) => {
+        helpers.push(h);
+        recordHelpers();
+        watcher.watch([h]);
+      });
+      // The rest-relay has its own copy; ours would keep the next stage from seeing EOF.
+      if (relaySink !== spec.imageFd) fds.close(relaySink);
+    }
 
     let stop: { aborted: true } | { failure: Error } | undefined;
     for (let done = false; !done && !stop; ) {
@@ -141,7 +152,18 @@ export async function runSaveStream(spec: SaveStreamSpec): Promise<SaveStreamRes
  * Spawns the helpers; returns the descriptor QEMU writes into and, when that is
  * a pipe, the pipe's read end (kept open by the worker for its label).
  */
-function buildPipeline(spec: SaveStreamSpec, fds: FdBag, helpers: Helper[]): { qemuFd: number; pipeReadFd?: number } {
+function buildPipeline(spec: SaveStreamSpec, fds: FdBag, helpers: Helper[]): { qemuFd: number; pipeReadFd?: number; relaySink?: number } {
+  const inner = buildStages(spec, fds, helpers);
+  if (!spec.control.midStream) return inner;
+  // QEMU writes into a pipe of its own; the relay copies it into what QEMU would have written to.
+  const toRelay = openPipe(spec.pipeDir);
+  fds.add(toRelay.readFd);
+  fds.add(toRelay.writeFd);
+  if (inner.pipeReadFd !== undefined) fds.close(inner.pipeReadFd);
+  return { qemuFd: toRelay.writeFd, pipeReadFd: toRelay.readFd, relaySink: inner.qemuFd };
+}
+
+function buildStages(spec: SaveStreamSpec, fds: FdBag, helpers: Helper[]): { qemuFd: number; pipeReadFd?: number } {
   const compressor = filterCommand(spec.format, 'compress');
   if (!compressor && !spec.bypassCache) return { qemuFd: spec.imageFd };
   const fromQemu = openPipe(spec.pipeDir);

@@ -12,6 +12,13 @@ export interface StreamControl {
   /** Called before QEMU sees the stream, so a restarted worker can find orphaned helpers. */
   onHelpers(helpers: HelperRef[]): void;
   onProgress(progress: JobProgress, status: string): void;
+  /**
+   * Test fault points only (`*.mid-stream`): when set, the pipeline passes the
+   * first MiB of QEMU's stream, awaits this with the rest held back (QEMU
+   * blocked on the pipe), then passes the rest. A throw ends the stream like
+   * any other failure. See mid-stream-relay.ts.
+   */
+  midStream?(): Promise<void>;
 }
 
 export const TERMINAL_STATUSES: ReadonlySet<string> = new Set(['completed', 'failed', 'cancelled']);

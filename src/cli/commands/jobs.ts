@@ -1,5 +1,5 @@
 // Job verbs: list jobs, and virsh's domjob* and migrate-* control of a running job.
-import { cancelSignal, invalidDowntime, invalidSpeed, setMaxDowntimeSignal, setSpeedSignal } from '../../common/job-messages.js';
+import { cancelSignal, invalidDowntime, invalidSpeed, setMaxDowntimeUpdate, setSpeedUpdate } from '../../common/job-messages.js';
 import type { JobInfo } from '../../common/job-types.js';
 import { ErrorType, isVmError, vmError } from '../../common/errors.js';
 import { UsageError } from '../exit-codes.js';
@@ -135,7 +135,8 @@ export const jobVerbs: Record<string, Verb> = {
       const domain = oneDomain(args, this.usage);
       const job = await jobOf(ctx, domain);
       requireControl(job, domain, SPEED_JOBS, 'speed');
-      await job.handle.signal(setSpeedSignal, speed);
+      // An update, not a signal: the job's validator answers, so a refusal reaches the operator.
+      await job.handle.executeUpdate(setSpeedUpdate, { args: [speed] });
       return { workflowId: job.handle.workflowId, speedMiBps: speed };
     },
   },
@@ -159,7 +160,7 @@ export const jobVerbs: Record<string, Verb> = {
       const domain = oneDomain(args, this.usage);
       const job = await jobOf(ctx, domain);
       requireControl(job, domain, DOWNTIME_JOBS, 'downtime');
-      await job.handle.signal(setMaxDowntimeSignal, ms);
+      await job.handle.executeUpdate(setMaxDowntimeUpdate, { args: [ms] });
       return { workflowId: job.handle.workflowId, maxDowntimeMs: ms };
     },
   },

@@ -76,11 +76,22 @@ const hostEnv = async (name: string, portMin: number): Promise<Record<string, st
   VMFERRY_LOG_LEVEL: 'warn',
   ...tunnelEnv(`127.0.0.1:${await freePort()}`, makeHostCert(certDir, ca, name)),
 });
-const [wa, wb] = await Promise.all([
+/** A failed start must not leave the dev server, workers or files behind. */
+async function abandon(err: unknown): Promise<never> {
+  await Promise.all(workers.map((w) => w.stop()));
+  await server.stop();
+  rmSync(root, { recursive: true, force: true });
+  rmSync(shm, { recursive: true, force: true });
+  throw err;
+}
+const started = await Promise.allSettled([
   startWorkerProcess('host', await hostEnv(HOSTS[0], 49520), 'host worker ready'),
   startWorkerProcess('host', await hostEnv(HOSTS[1], 49530), 'host worker ready'),
 ]);
-workers.push(wa, wb, await startWorkerProcess('control', { TEMPORAL_ADDRESS: server.address, VMFERRY_WORKFLOW_BUNDLE: bundlePath }, 'control worker ready'));
+for (const r of started) if (r.status === 'fulfilled') workers.push(r.value);
+for (const r of started) if (r.status === 'rejected') await abandon(r.reason);
+const [wa, wb] = workers as [WorkerProcess, WorkerProcess];
+workers.push(await startWorkerProcess('control', { TEMPORAL_ADDRESS: server.address, VMFERRY_WORKFLOW_BUNDLE: bundlePath }, 'control worker ready').catch(abandon));
 const pidOf: Record<string, number> = { [HOSTS[0]]: wa.pid, [HOSTS[1]]: wb.pid };
 const client = new Client({ connection: await Connection.connect({ address: server.address }) });
 async function op(host: string, operation: Record<string, unknown>): Promise<DomainOperationResult> {

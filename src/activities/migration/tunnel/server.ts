@@ -21,6 +21,8 @@ export class TunnelServer {
   /** Live connections per job, so aborting a job tears its tunnel down at once. */
   private readonly byJob = new Map<string, Set<Socket>>();
   private readonly dataClaimed = new Set<string>();
+  /** Every TCP connection, authenticated or not, so close() is not held up by a peer mid-handshake. */
+  private readonly raw = new Set<Socket>();
 
   constructor(
     tls: TunnelTls,
@@ -28,6 +30,10 @@ export class TunnelServer {
     private readonly log: Logger,
   ) {
     this.server = createServer(serverOptions(tls), (sock) => void this.accept(sock));
+    this.server.on('connection', (sock: Socket) => {
+      this.raw.add(sock);
+      sock.once('close', () => this.raw.delete(sock));
+    });
     // A handshake that fails (no certificate, another CA) never reaches accept().
     this.server.on('tlsClientError', (err, sock) => {
       this.log.warn({ peer: `${sock.remoteAddress}:${sock.remotePort}`, err: err.message }, 'tunnel connection refused: TLS handshake failed');
@@ -46,8 +52,10 @@ export class TunnelServer {
   }
 
   async close(): Promise<void> {
+    const closed = new Promise<void>((r) => this.server.close(() => r()));
     for (const job of [...this.byJob.keys()]) this.dropJob(job);
-    await new Promise<void>((r) => this.server.close(() => r()));
+    for (const s of this.raw) s.destroy();
+    await closed;
   }
 
   /** Destroys every tunnel connection of a job (cancel, abort, auto-destroy): a stalled peer holds nothing. */

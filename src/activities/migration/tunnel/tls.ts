@@ -45,7 +45,11 @@ export function certHostNames(cert: PeerCertificate | undefined): string[] {
 export const TUNNEL_HIGH_WATER_MARK = 256 * 1024;
 
 export function serverOptions(t: TunnelTls): TlsOptions & { highWaterMark: number } {
-  return { ca: t.ca, cert: t.cert, key: t.key, requestCert: true, rejectUnauthorized: true, minVersion: 'TLSv1.3', allowHalfOpen: true, highWaterMark: TUNNEL_HIGH_WATER_MARK };
+  return {
+    ca: t.ca, cert: t.cert, key: t.key, requestCert: true, rejectUnauthorized: true, minVersion: 'TLSv1.3', allowHalfOpen: true, highWaterMark: TUNNEL_HIGH_WATER_MARK,
+    // A peer that connects and never finishes the handshake is dropped soon (Node's default is 2 minutes).
+    handshakeTimeout: 10_000,
+  };
 }
 
 /** Client side: the server must be the expected host, by certificate name (its address proves nothing). */

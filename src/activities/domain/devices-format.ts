@@ -1,6 +1,7 @@
 // Writes the modelled devices back into their elements (the preserved one, or a
 // fresh one for a device added in code) and the device lists into <devices>.
-import type { CharDevDef, DeviceAddress, DevicesDef, DiskDef, GraphicsDef, TreeForm } from './domain-model.js';
+import { isUsbController } from './devices-parse.js';
+import type { CharDevDef, DeviceAddress, DevicesDef, DiskDef, GraphicsDef, TreeForm, UsbControllerDef } from './domain-model.js';
 import {
   childElements,
   createElement,
@@ -30,6 +31,7 @@ const DISK_ORDER = [
 ] as const;
 const GRAPHICS_ORDER = ['listen', 'channel', 'image', 'jpeg', 'zlib', 'playback', 'streaming', 'clipboard', 'mouse', 'filetransfer', 'gl', 'audio'] as const;
 const CHARDEV_ORDER = ['source', 'protocol', 'log', 'target', 'alias', 'address'] as const;
+const CONTROLLER_ORDER = ['model', 'driver', 'master', 'target', 'pcihole64', 'alias', 'address'] as const;
 const DEVICE_DEPTH = 2;
 
 function setAttrDefault(el: XmlElement, name: string, value: string, dflt: string, fresh: boolean): void {
@@ -157,12 +159,35 @@ export function formatCharDev(name: 'serial' | 'console', d: CharDevDef<TreeForm
   return el;
 }
 
-/** Writes emulator, memballoon and the device lists into <devices> (created when needed). */
+/**
+ * USB controllers stay in the document: the i-th one in the model is written
+ * into the i-th `<controller type='usb'>`, extra ones are added after the other
+ * controllers, missing ones removed. Undefined leaves them all as they are.
+ */
+function applyUsbControllers(devices: XmlElement, list: UsbControllerDef[] | undefined): void {
+  if (list === undefined) return;
+  const existing = childElements(devices).filter(isUsbController);
+  list.forEach((u, i) => {
+    let el = existing[i];
+    if (el === undefined) {
+      el = createElement('controller');
+      setAttr(el, 'type', 'usb');
+      insertChild(devices, el, 1, DEVICE_ORDER);
+    }
+    setIntAttr(el, 'index', u.index);
+    setAttr(el, 'model', u.model);
+    applyAddress(el, u.address, CONTROLLER_ORDER);
+  });
+  for (const extra of existing.slice(list.length)) removeChild(devices, extra);
+}
+
+/** Writes emulator, memballoon, USB controllers and the device lists into <devices> (created when needed). */
 export function applyDevices(root: XmlElement, devices: DevicesDef<TreeForm>, domainOrder: readonly string[]): void {
   let el = findChild(root, 'devices');
   const hasContent =
     devices.emulator !== undefined ||
     devices.memballoon !== undefined ||
+    (devices.usbControllers?.length ?? 0) > 0 ||
     devices.disks.length + devices.graphics.length + devices.serials.length + devices.consoles.length > 0;
   if (el === undefined && !hasContent) return;
   el ??= ensureChild(root, 'devices', 0, domainOrder);
@@ -174,6 +199,7 @@ export function applyDevices(root: XmlElement, devices: DevicesDef<TreeForm>, do
   } else {
     setAttr(balloon ?? ensureChild(el, 'memballoon', 1, DEVICE_ORDER), 'model', devices.memballoon.model);
   }
+  applyUsbControllers(el, devices.usbControllers);
 
   const queues = new Map<string, XmlElement[]>([
     ['disk', devices.disks.map(formatDisk)],

@@ -1,4 +1,4 @@
-// Readers for the modelled devices: disk, graphics, serial / console, memballoon.
+// Readers for the modelled devices: disk, graphics, serial / console, USB controller, memballoon.
 import type {
   CharDevDef,
   CharDevType,
@@ -16,6 +16,8 @@ import type {
   MemballoonDef,
   MemballoonModel,
   TreeForm,
+  UsbControllerDef,
+  UsbControllerModel,
 } from './domain-model.js';
 import { childElements, getAttr } from './xml-edit.js';
 import { pathStep } from './xml-errors.js';
@@ -116,4 +118,17 @@ export function readCharDev(r: XmlReader, el: XmlElement, path: string): CharDev
 
 export function readMemballoon(r: XmlReader, el: XmlElement, path: string): MemballoonDef {
   return { model: r.requiredAttr(el, 'model', path) as MemballoonModel };
+}
+
+/** The only controller type vmferry models; the others stay preserved XML. */
+export function isUsbController(el: XmlElement): boolean {
+  return el.name === 'controller' && getAttr(el, 'type') === 'usb';
+}
+
+export function readUsbController(r: XmlReader, el: XmlElement, path: string): UsbControllerDef {
+  return compact({
+    index: r.optionalIntAttr(el, 'index', path, 'controller index'),
+    model: r.attr(el, 'model') as UsbControllerModel | undefined,
+    address: readAddress(r, el, path),
+  });
 }

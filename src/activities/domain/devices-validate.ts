@@ -9,10 +9,13 @@ import {
   DISK_TYPES,
   GRAPHICS_LISTEN_TYPES,
   GRAPHICS_TYPES,
+  USB_CONTROLLER_MODELS,
   type CharDevDef,
+  type DeviceAddress,
   type DiskDef,
   type GraphicsDef,
   type TreeForm,
+  type UsbControllerDef,
 } from './domain-model.js';
 import type { Checker } from './validate-checker.js';
 import { pathStep } from './xml-errors.js';
@@ -60,15 +63,25 @@ export function checkDisk(c: Checker, d: DiskDef<TreeForm>, p: string): void {
   }
   c.bool(d.readonly, `${p}/readonly`, 'readonly');
   c.bool(d.shareable, `${p}/shareable`, 'shareable');
-  if (d.address !== undefined) {
-    c.object(d.address, `${p}/address`, 'device address');
-    c.oneOf(ADDRESS_TYPES, d.address.type, `${p}/address/@type`, 'address type', true);
-    for (const [k, v] of Object.entries(d.address)) {
-      if (!XML_NAME.test(k) || isForbiddenXmlName(k)) c.fail(`invalid address attribute name '${k}'`, `${p}/address`);
-      c.pattern(v, SIMPLE_NAME, `${p}/address/@${k}`, 'address value');
-    }
-  }
+  checkAddress(c, d.address, p);
   checkAlias(c, d.alias, p);
+}
+
+function checkAddress(c: Checker, address: DeviceAddress | undefined, p: string): void {
+  if (address === undefined) return;
+  c.object(address, `${p}/address`, 'device address');
+  c.oneOf(ADDRESS_TYPES, address.type, `${p}/address/@type`, 'address type', true);
+  for (const [k, v] of Object.entries(address)) {
+    if (!XML_NAME.test(k) || isForbiddenXmlName(k)) c.fail(`invalid address attribute name '${k}'`, `${p}/address`);
+    c.pattern(v, SIMPLE_NAME, `${p}/address/@${k}`, 'address value');
+  }
+}
+
+export function checkUsbController(c: Checker, u: UsbControllerDef, p: string): void {
+  c.object(u, p, 'USB controller');
+  c.optInt(u.index, 0, 2 ** 31 - 1, `${p}/@index`, 'controller index');
+  c.oneOf(USB_CONTROLLER_MODELS, u.model, `${p}/@model`, 'USB controller model');
+  checkAddress(c, u.address, p);
 }
 
 export function checkGraphics(c: Checker, g: GraphicsDef<TreeForm>, p: string): void {

@@ -74,6 +74,13 @@ export type CharDevType = (typeof CHARDEV_TYPES)[number];
 export const MEMBALLOON_MODELS = ['virtio', 'virtio-transitional', 'virtio-non-transitional', 'xen', 'none'] as const;
 export type MemballoonModel = (typeof MEMBALLOON_MODELS)[number];
 
+/** libvirt's USB controller models; which of them QEMU can be given is the command line's business. */
+export const USB_CONTROLLER_MODELS = [
+  'piix3-uhci', 'piix4-uhci', 'ehci', 'ich9-ehci1', 'ich9-uhci1', 'ich9-uhci2', 'ich9-uhci3', 'vt82c686b-uhci',
+  'pci-ohci', 'nec-xhci', 'qusb1', 'qusb2', 'qemu-xhci', 'none',
+] as const;
+export type UsbControllerModel = (typeof USB_CONTROLLER_MODELS)[number];
+
 export interface OsDef {
   type: OsType;
   arch?: string;
@@ -162,12 +169,30 @@ export interface MemballoonDef {
   model: MemballoonModel;
 }
 
+/**
+ * `<controller type='usb'>`. The element stays in the preserved document (like
+ * memballoon's); these values are written back into it, matched by position
+ * among the USB controllers. Its other children (alias, master, ...) are kept.
+ */
+export interface UsbControllerDef {
+  index?: number;
+  /** Absent: the machine type's default (piix3-uhci on pc / i440fx). */
+  model?: UsbControllerModel;
+  address?: DeviceAddress;
+}
+
 export interface DevicesDef<F extends PreservedForm = TextForm> {
   emulator?: string;
   disks: DiskDef<F>[];
   graphics: GraphicsDef<F>[];
   serials: CharDevDef<F>[];
   consoles: CharDevDef<F>[];
+  /**
+   * USB controllers in document order; absent when the document has none.
+   * Formatting leaves the preserved ones untouched when this is absent (a
+   * definition from code that predates the field), and removes them for [].
+   */
+  usbControllers?: UsbControllerDef[];
   memballoon?: MemballoonDef;
 }
 

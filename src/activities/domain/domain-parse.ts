@@ -1,7 +1,7 @@
 // Text -> DomainDef: safety checks, the ordered tree, the typed model read from
 // it (list devices cut out into slots, each keeping its own element), then
 // validation with line and column for every complaint.
-import { compact, readCharDev, readDisk, readGraphics, readMemballoon } from './devices-parse.js';
+import { compact, isUsbController, readCharDev, readDisk, readGraphics, readMemballoon, readUsbController } from './devices-parse.js';
 import type {
   BootDevice,
   CharDevDef,
@@ -115,6 +115,9 @@ function readDevices(r: XmlReader, el: XmlElement | undefined, path: string): De
   if (emulator !== undefined) devices.emulator = r.text(emulator, `${path}/emulator`);
   const balloon = r.optional(el, 'memballoon', path);
   if (balloon !== undefined) devices.memballoon = readMemballoon(r, balloon, `${path}/memballoon`);
+  const controllers = childElements(el, 'controller');
+  const usb = controllers.flatMap((c, i) => (isUsbController(c) ? [readUsbController(r, c, `${path}/${pathStep('controller', i, controllers.length)}`)] : []));
+  if (usb.length > 0) devices.usbControllers = usb;
 
   const counts = new Map<string, number>();
   for (const c of childElements(el)) counts.set(c.name, (counts.get(c.name) ?? 0) + 1);

@@ -3,7 +3,8 @@
 // Value checks first, then what libvirt rejects across elements: duplicate disk
 // targets, two graphics of one type, and the device cross-checks.
 import { checkAcrossDevices } from './devices-crosscheck.js';
-import { checkCharDev, checkDisk, checkGraphics } from './devices-validate.js';
+import { isUsbController } from './devices-parse.js';
+import { checkCharDev, checkDisk, checkGraphics, checkUsbController } from './devices-validate.js';
 import {
   BOOT_DEVICES,
   CLOCK_OFFSETS,
@@ -21,13 +22,16 @@ import {
   type DomainDef,
   type GraphicsDef,
   type TreeForm,
+  type UsbControllerDef,
 } from './domain-model.js';
 import { MAX_MEMORY_KIB } from './memory-units.js';
 import { expandDomainDef } from './preserved.js';
 import { normalizeUuid } from './uuid.js';
 import { Checker, CONTROL_CHAR } from './validate-checker.js';
+import { childElements } from './xml-edit.js';
 import { pathStep, type XmlLocator } from './xml-errors.js';
 import { isForbiddenXmlName } from './xml-safety.js';
+import type { XmlElement } from './xml-tree.js';
 
 export const MAX_VCPUS = 4096;
 export const MAX_NAME_BYTES = 255;
@@ -118,10 +122,29 @@ export function validateTreeDef(def: DomainDef<TreeForm>, locate?: XmlLocator): 
   });
   serials.forEach((s, i) => checkCharDev(c, s, `${D}/${pathStep('serial', i, serials.length)}`));
   consoles.forEach((s, i) => checkCharDev(c, s, `${D}/${pathStep('console', i, consoles.length)}`));
+  if (def.devices.usbControllers !== undefined) {
+    const usb = c.list<UsbControllerDef>(def.devices.usbControllers, D, 'USB controllers');
+    const paths = usbControllerPaths(def, usb.length);
+    usb.forEach((u, i) => checkUsbController(c, u, paths[i] ?? `${D}/controller`));
+  }
   if (def.devices.memballoon !== undefined) {
     c.oneOf(MEMBALLOON_MODELS, def.devices.memballoon.model, `${D}/memballoon/@model`, 'memballoon model', true);
   }
   checkAcrossDevices(c, def);
+}
+
+/** Where each USB controller sits among the document's controllers, for error paths. */
+function usbControllerPaths(def: DomainDef<TreeForm>, count: number): string[] {
+  const root = def.preserved?.find((n): n is XmlElement => n.kind === 'element');
+  const devices = root === undefined ? undefined : childElements(root, 'devices')[0];
+  const controllers = devices === undefined ? [] : childElements(devices, 'controller');
+  const total = controllers.length + Math.max(0, count - controllers.filter(isUsbController).length);
+  const paths: string[] = [];
+  controllers.forEach((el, i) => {
+    if (isUsbController(el)) paths.push(`/domain/devices/${pathStep('controller', i, total)}`);
+  });
+  for (let i = controllers.length; paths.length < count; i++) paths.push(`/domain/devices/${pathStep('controller', i, total)}`);
+  return paths;
 }
 
 function checkName(c: Checker, name: unknown): void {

@@ -36,6 +36,8 @@ export type {
   PreservedForm,
   TextForm,
   TreeForm,
+  UsbControllerDef,
+  UsbControllerModel,
   VcpuPlacement,
 } from './domain-model.js';
 export { cloneDomainDef } from './domain-model.js';

@@ -4,6 +4,7 @@
 import { accessSync, constants } from 'node:fs';
 import { ErrorType, vmError } from '../../common/errors.js';
 import type { DiskDef, DomainDef, GraphicsDef } from '../domain/domain-model.js';
+import { usbControllerArgs } from './usb-controller.js';
 
 export interface CommandLinePaths {
   qmpSocket: string;
@@ -116,6 +117,8 @@ export function buildQemuArgs(def: DomainDef, paths: CommandLinePaths & { spiceP
   if (def.os.cmdline !== undefined) args.push('-append', def.os.cmdline);
   const order = def.os.boot.map((b) => BOOT_LETTERS[b]).join('');
   if (order) args.push('-boot', `order=${order}`);
+  // Before the devices QEMU places itself, so none of them can take the controller's slot.
+  args.push(...usbControllerArgs(def));
   const diskState = { ahci: false };
   def.devices.disks.forEach((d, i) => args.push(...diskArgs(d, i, diskState)));
   let spiceIndex = 0;

@@ -1,6 +1,7 @@
 // USB controllers in the domain XML model (read, written back in place,
 // validated) and on QEMU's command line (libvirt's default piix3-uhci is built,
-// every other model refused with a typed error). Pure code, no QEMU started
+// also when a pc domain names no controller, as libvirt reads such XML; every
+// other model refused with a typed error). Pure code, no QEMU started
 // (the interop test restores a libvirt image of a guest with the controller).
 import { ApplicationFailure } from '@temporalio/common';
 import { describe, expect, it } from 'vitest';
@@ -132,10 +133,15 @@ describe('USB controllers on the QEMU command line', () => {
     ]);
   });
 
-  it('builds no USB device for model none, or for a domain without a USB controller', () => {
+  it("builds libvirt's default for a pc domain that names no USB controller (libvirt leaves it out of save-image XML)", () => {
+    expect(usbDevice(parsed(PCI_ROOT))).toEqual(['piix3-usb-uhci,id=usb,bus=pci.0,addr=0x1.0x2']);
+    expect(usbDevice(parsed(DISK, 'pc'))).toEqual(['piix3-usb-uhci,id=usb,bus=pci.0,addr=0x1.0x2']);
+  });
+
+  it("builds no USB device for model none, nor on another machine type that names none", () => {
     expect(usbDevice(parsed("    <controller type='usb' index='0' model='none'/>"))).toEqual([]);
-    expect(usbDevice(parsed(PCI_ROOT))).toEqual([]);
-    expect(buildQemuArgs(parsed(PCI_ROOT), { qmpSocket: '/run/x.sock' }).join(' ')).not.toMatch(/usb-|uhci/);
+    expect(buildQemuArgs(parsed("    <controller type='usb' model='none'/>"), { qmpSocket: '/run/x.sock' }).join(' ')).not.toMatch(/usb-|uhci/);
+    expect(buildQemuArgs(parsed(PCI_ROOT, 'pc-q35-7.2'), { qmpSocket: '/run/x.sock' }).join(' ')).not.toMatch(/usb-|uhci/);
   });
 
   it('refuses every other USB controller with ConfigUnsupported, before QEMU runs', () => {

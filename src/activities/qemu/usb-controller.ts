@@ -42,21 +42,29 @@ function describe(u: UsbControllerDef): string {
   return `model '${u.model ?? 'default'}' index ${u.index ?? 0}`;
 }
 
+const DEFAULT_CONTROLLER: UsbControllerDef = { index: 0, model: 'piix3-uhci' };
+
 /**
- * The -device arguments for the domain's USB controllers. A domain with no USB
- * controller element gets none: vmferry does not invent devices. libvirt adds
- * its default controller to the XML when a domain is defined, so XML that came
- * from libvirt names the controller the guest has; XML written for vmferry
- * without one describes a guest without USB, and gets exactly that.
+ * The -device arguments for the domain's USB controllers. In libvirt's XML a
+ * pc (i440fx) domain without any <controller type='usb'> has the default
+ * piix3-uhci: libvirt adds it when it parses the XML, and leaves it out of the
+ * XML it writes into save images and migration streams (dumpxml --migratable),
+ * so an image of a typical libvirt guest names no controller while its stream
+ * carries the controller's state. vmferry reads the XML the same way, so
+ * images cross in both directions. model='none' is how a domain says it has
+ * no USB. Other machine types keep no controller when none is named (their
+ * libvirt default is one vmferry cannot build).
  */
 export function usbControllerArgs(def: DomainDef): string[] {
-  const built = (def.devices.usbControllers ?? []).filter((u) => u.model !== 'none');
+  const machine = def.os.machine ?? 'pc';
+  const named = def.devices.usbControllers ?? [];
+  const controllers = named.length === 0 && isI440fx(machine) ? [DEFAULT_CONTROLLER] : named;
+  const built = controllers.filter((u) => u.model !== 'none');
   if (built.length === 0) return [];
   const [u] = built;
   if (u === undefined || built.length > 1) {
     throw unsupported(`only one USB controller is supported (piix3-uhci, index 0), the domain has ${built.length}: ${built.map(describe).join(', ')}`);
   }
-  const machine = def.os.machine ?? 'pc';
   if (u.model !== undefined && u.model !== 'piix3-uhci') {
     throw unsupported(`USB controller model '${u.model}' is not supported (only piix3-uhci, or model='none' for no USB)`);
   }

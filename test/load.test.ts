@@ -21,7 +21,7 @@ import { magicOf, runJob } from './helpers/save.js';
 const cluster = new TestCluster();
 const A = 'ld-a';
 const B = 'ld-b';
-const RANGES: Record<string, [number, number]> = { [A]: [51720, 51735], [B]: [51740, 51755] };
+const RANGES: Record<string, [number, number]> = { [A]: [51740, 51755], [B]: [51760, 51775] };
 const MiB = 1024 * 1024;
 let images: string;
 const report: string[] = [];

@@ -166,6 +166,16 @@ function leftovers(w: DomainWorld, name: string, uuid: string, where: Where | st
   return out;
 }
 
+/**
+ * The allocator keeps its reservations in memory: a leaked one shows as a later Prepare
+ * getting a port above the lowest of the range, which is free again after every cell.
+ */
+function portLeaks(dst: string, name: string): string[] {
+  const lowest = RANGES[dst]![0];
+  const uris = (cluster.hosts.get(dst)!.worker?.logs ?? []).filter((l) => l.msg === 'incoming migration prepared' && l.domain === name).map((l) => String(l.uri));
+  return uris.filter((u) => !u.endsWith(`:${lowest}`)).map((u) => `Prepare got ${u}, not port ${lowest}: a reservation leaked`);
+}
+
 function phaseOf(o: Observed): string | undefined {
   return o.type === 'succeeded' ? undefined : /^([a-z-]+): /.exec(o.message ?? '')?.[1];
 }
@@ -209,7 +219,7 @@ async function runCell(fault: Fault, p: Point): Promise<void> {
   }, { timeoutMs: 15_000, intervalMs: 100 }).catch(() => undefined);
 
   const where = whereOf(world, pair);
-  const extra = leftovers(world, name, uuid, where, pair);
+  const extra = [...leftovers(world, name, uuid, where, pair), ...portLeaks(dst, name)];
   const phase = phaseOf(outcome);
   const typed = outcome.type === 'succeeded' || !outcome.type.startsWith('untyped');
   let state: string | undefined;

@@ -7,73 +7,24 @@
 //   vmferry: workflow start to workflow result (Begin ... Confirm, source killed)
 // Usage: node --import tsx bench/migrate.ts [--pairs N] [--mib M]   (BENCH_PROFILE=1 prints each run's step timeline)
 import { randomUUID } from 'node:crypto';
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { Client, Connection } from '@temporalio/client';
-import { bundleWorkflowCode, DefaultLogger } from '@temporalio/worker';
-import { parseDomainXml } from '../src/activities/domain/index.js';
-import { isProcessAlive, terminate } from '../src/activities/host/proc.js';
-import { buildQemuArgs } from '../src/activities/qemu/command-line.js';
-import { launchQemu } from '../src/activities/qemu/launch.js';
-import type { QmpClient, QmpEvent } from '../src/activities/qemu/qmp-client.js';
+import type { QmpEvent } from '../src/activities/qemu/qmp-client.js';
 import { CONTROL_TASK_QUEUE } from '../src/common/constants.js';
-import type { DomainOperationResult } from '../src/common/domain-types.js';
 import { jobWorkflowId } from '../src/common/job-types.js';
 import type { MigrateInput, MigrateResult } from '../src/common/migration-types.js';
-import { startDevServer } from '../src/local/dev-server.js';
-import { freePort } from '../src/local/free-port.js';
-import { findTemporalCli } from '../src/local/temporal-cli.js';
-import { startWorkerProcess, type WorkerProcess } from '../src/local/worker-process.js';
-import { workflowsPath } from '../src/workers/workflows-path.js';
 import { fillRandom } from '../test/helpers/guest-memory.js';
 import { guestXml } from '../test/helpers/guest-xml.js';
+import { arg, BenchEnv, median, printTimeline, say } from './common.js';
 
-const arg = (name: string, dflt: number): number => {
-  const i = process.argv.indexOf(`--${name}`);
-  return i === -1 ? dflt : Number(process.argv[i + 1]);
-};
 const PAIRS = arg('pairs', 5);
 const MIB = arg('mib', 256);
 const FILL = (MIB - 16) * 1024 * 1024;
-const say = (s: string): void => console.log(`[bench] ${s}`);
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = Math.floor(s.length / 2);
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-};
 const evMs = (ev: QmpEvent): number => ev.timestamp.seconds * 1000 + ev.timestamp.microseconds / 1000;
 
-const root = mkdtempSync(join(tmpdir(), 'vmf-bench-'));
-const shm = join('/dev/shm', `vmf-bench-${process.pid}`);
-mkdirSync(shm, { recursive: true });
-const workers: WorkerProcess[] = [];
-const cli = findTemporalCli();
-if (!cli) throw new Error('no temporal CLI: run npm run setup');
-const server = await startDevServer({ cliPath: cli, stateDir: join(root, 'temporal'), port: await freePort(), headless: true });
+const env = await BenchEnv.create('vmf-bench');
+const rawSpawn = (incoming: boolean) => env.rawSpawn(MIB, incoming);
+const rawKill = (q: Awaited<ReturnType<typeof rawSpawn>>) => env.rawKill(q);
 
 // ---- raw QEMU ------------------------------------------------------------
-interface RawQemu {
-  pid: number;
-  qmp: QmpClient;
-  ram: string;
-}
-const rawDef = parseDomainXml(guestXml({ name: 'rawguest', memoryMiB: MIB }));
-let rawSeq = 0;
-async function rawSpawn(incoming: boolean): Promise<RawQemu> {
-  const n = rawSeq++;
-  const ram = join(shm, `raw-${n}.ram`);
-  const qmpSocket = join(root, `raw-${n}.qmp`);
-  const args = buildQemuArgs(rawDef, { qmpSocket, memoryBackingFile: ram, extra: incoming ? ['-incoming', 'defer'] : [] });
-  const { pid, qmp } = await launchQemu({ binary: 'qemu-system-x86_64', args, qmpSocket, logFile: join(root, `raw-${n}.log`) });
-  return { pid, qmp, ram };
-}
-async function rawKill(q: RawQemu): Promise<void> {
-  await terminate(q.pid);
-  await q.qmp.close();
-  rmSync(q.ram, { force: true });
-}
-
 let rawSource = await rawSpawn(false);
 await rawSource.qmp.execute('cont');
 let rawPort = 49400;
@@ -103,29 +54,13 @@ async function rawRun(): Promise<{ wallMs: number; downtimeMs: number }> {
 }
 
 // ---- vmferry ---------------------------------------------------------------
-const { code } = await bundleWorkflowCode({ workflowsPath: workflowsPath(), logger: new DefaultLogger('WARN') });
-const bundlePath = join(root, 'bundle.js');
-(await import('node:fs')).writeFileSync(bundlePath, code);
-const hostEnv = (name: string, portMin: number): Record<string, string> => ({
-  VMFERRY_HOST_NAME: name,
-  VMFERRY_HOST_BASE_DIR: join(root, name),
-  VMFERRY_HOST_MEMORY_DIR: join(shm, name),
+const migrationPorts = (portMin: number): Record<string, string> => ({
   VMFERRY_HOST_MIGRATION_PORT_MIN: String(portMin),
   VMFERRY_HOST_MIGRATION_PORT_MAX: String(portMin + 7),
-  TEMPORAL_ADDRESS: server.address,
-  VMFERRY_LOG_LEVEL: 'warn',
 });
-workers.push(
-  ...(await Promise.all([
-    startWorkerProcess('host', hostEnv('bench-a', 49500), 'host worker ready'),
-    startWorkerProcess('host', hostEnv('bench-b', 49510), 'host worker ready'),
-    startWorkerProcess('control', { TEMPORAL_ADDRESS: server.address, VMFERRY_WORKFLOW_BUNDLE: bundlePath }, 'control worker ready'),
-  ])),
-);
-const client = new Client({ connection: await Connection.connect({ address: server.address }) });
-async function op(host: string, operation: Record<string, unknown>): Promise<DomainOperationResult> {
-  return await client.workflow.execute('domainOperation', { taskQueue: CONTROL_TASK_QUEUE, workflowId: `bench-op-${randomUUID()}`, args: [{ host, operation }] });
-}
+await Promise.all([env.startHost('bench-a', migrationPorts(49500)), env.startHost('bench-b', migrationPorts(49510)), env.startControl()]);
+const client = env.client;
+const op = (host: string, operation: Record<string, unknown>) => env.op(host, operation);
 const uuid = randomUUID();
 const GUEST = 'benchguest';
 await op('bench-a', { op: 'define', xml: guestXml({ name: GUEST, uuid, memoryMiB: MIB }) });
@@ -153,32 +88,11 @@ async function vmRun(): Promise<VmRun> {
   });
   const r = await handle.result();
   const wallMs = performance.now() - t0;
-  const history = (await handle.fetchHistory()).events ?? [];
-  const events = history.length;
-  if (process.env.BENCH_PROFILE) printTimeline(history);
+  const events = ((await handle.fetchHistory()).events ?? []).length;
+  await printTimeline(handle);
   vmHost = to;
   vmRam = r.destination.memoryBackingFile!;
   return { wallMs, qemuMs: r.stats.totalTimeMs ?? 0, downtimeMs: r.measuredDowntimeMs ?? NaN, qemuDowntimeMs: r.stats.downtimeMs ?? NaN, events };
-}
-
-type HistoryEvent = NonNullable<Awaited<ReturnType<ReturnType<typeof client.workflow.getHandle>['fetchHistory']>>['events']>[number];
-const ACTIVITY_EVENTS: Record<number, string> = { 10: 'scheduled', 11: 'started', 12: 'completed', 13: 'failed', 14: 'timed out', 15: 'cancel requested', 16: 'cancelled' };
-/** BENCH_PROFILE=1: when each activity was scheduled, started and closed, ms from the first event. */
-function printTimeline(history: HistoryEvent[]): void {
-  const at = (e: HistoryEvent): number => Number(e.eventTime?.seconds ?? 0) * 1000 + (e.eventTime?.nanos ?? 0) / 1e6;
-  const t0 = at(history[0]!);
-  const names = new Map<string, string>();
-  for (const e of history) {
-    const scheduled = e.activityTaskScheduledEventAttributes;
-    if (scheduled) names.set(String(e.eventId), scheduled.activityType?.name ?? '?');
-    const ref =
-      e.activityTaskStartedEventAttributes?.scheduledEventId ??
-      e.activityTaskCompletedEventAttributes?.scheduledEventId ??
-      e.activityTaskFailedEventAttributes?.scheduledEventId ??
-      e.activityTaskCanceledEventAttributes?.scheduledEventId;
-    const name = scheduled ? scheduled.activityType?.name : ref ? names.get(String(ref)) : undefined;
-    if (name) console.log(`  ${String(Math.round(at(e) - t0)).padStart(5)} ms  ${(ACTIVITY_EVENTS[Number(e.eventType)] ?? String(e.eventType)).padEnd(16)} ${name}`);
-  }
 }
 
 try {
@@ -203,11 +117,6 @@ try {
 } finally {
   await op(vmHost, { op: 'destroy', name: GUEST }).catch(() => undefined);
   await op(vmHost, { op: 'undefine', name: GUEST }).catch(() => undefined);
-  await rawKill(rawSource).catch(() => undefined);
-  await Promise.all(workers.map((w) => w.stop()));
-  await server.stop();
-  for (const q of [rawSource]) if (isProcessAlive(q.pid)) process.kill(q.pid, 'SIGKILL');
-  rmSync(root, { recursive: true, force: true });
-  rmSync(shm, { recursive: true, force: true });
+  await env.stop();
 }
 process.exit(0);

@@ -4,8 +4,11 @@
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
-const BENCHES = ['save-restore', 'migrate'];
-const [only, ...rest] = process.argv.slice(2);
+const BENCHES = ['save-restore', 'migrate', 'migrate-tunnel'];
+/** Short names: `npm run bench -- tunnel`. */
+const ALIASES: Record<string, string> = { tunnel: 'migrate-tunnel' };
+const [given, ...rest] = process.argv.slice(2);
+const only = given !== undefined ? (ALIASES[given] ?? given) : undefined;
 const selected = only && !only.startsWith('-') ? [only] : BENCHES;
 const passThrough = only && !only.startsWith('-') ? rest : process.argv.slice(2);
 let failed = false;

@@ -9,85 +9,49 @@
 //                  cont: until it runs (QEMU's start-up included on both sides).
 //   vmferry:       workflow start to workflow result. The save includes what raw omits on purpose: the
 //                  libvirt header, fsync before the image is marked complete, and stopping QEMU.
-// Then cancel latencies of an xz save (slow enough to be mid-stream): cancel signal to the job's end, and
-// the same with the compressor stopped (SIGSTOP) so QEMU is blocked writing into a full pipe.
-// Usage: node --import tsx bench/save-restore.ts [--pairs N] [--mib M]
+// Then cancel latencies of an xz save (slow enough to be mid-stream): from sending the cancel signal to
+// QEMU's answer to the host's migrate_cancel (its log line), and to the job's end; then the same with the
+// compressor stopped (SIGSTOP) so QEMU is blocked writing into a full pipe (the worker kills the stalled
+// consumer before it cancels, which is what lets QEMU's write fail and the cancel complete).
+// At the end a summary gives each figure issue 3 asks for against its target.
+// Usage: node --import tsx bench/save-restore.ts [--pairs N] [--mib M] [--formats raw,zstd]
+//   (the issue's run: npm run bench -- save-restore --mib 1024; BENCH_PROFILE=1 prints each job's step timeline)
 import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { closeSync, mkdirSync, openSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { Client, Connection, WorkflowFailedError } from '@temporalio/client';
-import { bundleWorkflowCode, DefaultLogger } from '@temporalio/worker';
-import { parseDomainXml } from '../src/activities/domain/index.js';
-import { terminate } from '../src/activities/host/proc.js';
-import { buildQemuArgs } from '../src/activities/qemu/command-line.js';
-import { launchQemu } from '../src/activities/qemu/launch.js';
+import { WorkflowFailedError } from '@temporalio/client';
 import type { QmpClient } from '../src/activities/qemu/qmp-client.js';
 import { readSaveHeader } from '../src/activities/saveimage/header.js';
 import { openPipe } from '../src/activities/saveimage/os-pipe.js';
 import { CONTROL_TASK_QUEUE } from '../src/common/constants.js';
-import type { DomainInfo, DomainOperationResult } from '../src/common/domain-types.js';
+import type { DomainInfo } from '../src/common/domain-types.js';
 import { cancelSignal } from '../src/common/job-messages.js';
 import { jobWorkflowId } from '../src/common/job-types.js';
 import type { RestoreResult, SaveResult } from '../src/common/save-types.js';
 import { jobInfoWithProgress } from '../src/cli/job-lookup.js';
-import { startDevServer } from '../src/local/dev-server.js';
-import { freePort } from '../src/local/free-port.js';
-import { findTemporalCli } from '../src/local/temporal-cli.js';
 import { waitFor } from '../src/local/wait.js';
-import { startWorkerProcess, type WorkerProcess } from '../src/local/worker-process.js';
-import { workflowsPath } from '../src/workers/workflows-path.js';
 import { fillRandom } from '../test/helpers/guest-memory.js';
 import { guestXml } from '../test/helpers/guest-xml.js';
+import { arg, BenchEnv, median, printTimeline, say } from './common.js';
 
-const arg = (name: string, dflt: number): number => {
-  const i = process.argv.indexOf(`--${name}`);
-  return i === -1 ? dflt : Number(process.argv[i + 1]);
-};
 const PAIRS = arg('pairs', 5);
 const MIB = arg('mib', 256);
 const FILL = (MIB - 16) * 1024 * 1024;
-const FORMATS = ['raw', 'zstd'] as const;
-type Format = (typeof FORMATS)[number];
-const say = (s: string): void => console.log(`[bench] ${s}`);
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = Math.floor(s.length / 2);
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-};
+const ALL_FORMATS = ['raw', 'zstd'] as const;
+type Format = (typeof ALL_FORMATS)[number];
+const formatsArg = process.argv.indexOf('--formats');
+const FORMATS: Format[] = formatsArg === -1 ? [...ALL_FORMATS] : (process.argv[formatsArg + 1] ?? '').split(',').filter((f): f is Format => (ALL_FORMATS as readonly string[]).includes(f));
+if (FORMATS.length === 0) throw new Error(`--formats takes a comma-separated list of ${ALL_FORMATS.join(', ')}`);
 
-const root = mkdtempSync(join(tmpdir(), 'vmf-bench-save-'));
-const shm = join('/dev/shm', `vmf-bench-save-${process.pid}`);
-mkdirSync(shm, { recursive: true });
+const env = await BenchEnv.create('vmf-bench-save');
+const root = env.root;
 const images = join(root, 'images');
 mkdirSync(images);
-const cli = findTemporalCli();
-if (!cli) throw new Error('no temporal CLI: run npm run setup');
-const server = await startDevServer({ cliPath: cli, stateDir: join(root, 'temporal'), port: await freePort(), headless: true });
-const workers: WorkerProcess[] = [];
 
 // ---- raw QEMU ------------------------------------------------------------
-interface RawQemu {
-  pid: number;
-  qmp: QmpClient;
-  ram: string;
-}
-const rawDef = parseDomainXml(guestXml({ name: 'rawguest', memoryMiB: MIB }));
-let rawSeq = 0;
-async function rawSpawn(incoming: boolean): Promise<RawQemu> {
-  const n = rawSeq++;
-  const ram = join(shm, `raw-${n}.ram`);
-  const qmpSocket = join(root, `raw-${n}.qmp`);
-  const args = buildQemuArgs(rawDef, { qmpSocket, memoryBackingFile: ram, extra: incoming ? ['-incoming', 'defer'] : [] });
-  const { pid, qmp } = await launchQemu({ binary: 'qemu-system-x86_64', args, qmpSocket, logFile: join(root, `raw-${n}.log`) });
-  return { pid, qmp, ram };
-}
-async function rawKill(q: RawQemu): Promise<void> {
-  await terminate(q.pid);
-  await q.qmp.close();
-  rmSync(q.ram, { force: true });
-}
+const rawSpawn = (incoming: boolean) => env.rawSpawn(MIB, incoming);
+const rawKill = (q: Awaited<ReturnType<typeof rawSpawn>>) => env.rawKill(q);
 function helper(argv: string[], stdin: number, stdout: number): Promise<number | null> {
   const child = spawn(argv[0]!, argv.slice(1), { stdio: [stdin, stdout, 'inherit'] });
   return new Promise((resolve) => child.once('close', (code) => resolve(code)));
@@ -139,20 +103,11 @@ async function rawRestore(format: Format, file: string): Promise<number> {
 }
 
 // ---- vmferry ---------------------------------------------------------------
-const { code } = await bundleWorkflowCode({ workflowsPath: workflowsPath(), logger: new DefaultLogger('WARN') });
-const bundlePath = join(root, 'bundle.js');
-writeFileSync(bundlePath, code);
 const HOST = 'bench-s';
 const hostBase = join(root, HOST);
-const [hostWorker, controlWorker] = await Promise.all([
-    startWorkerProcess('host', { VMFERRY_HOST_NAME: HOST, VMFERRY_HOST_BASE_DIR: hostBase, VMFERRY_HOST_MEMORY_DIR: join(shm, HOST), TEMPORAL_ADDRESS: server.address, VMFERRY_LOG_LEVEL: 'warn' }, 'host worker ready'),
-  startWorkerProcess('control', { TEMPORAL_ADDRESS: server.address, VMFERRY_WORKFLOW_BUNDLE: bundlePath }, 'control worker ready'),
-]);
-workers.push(hostWorker, controlWorker);
-const client = new Client({ connection: await Connection.connect({ address: server.address }) });
-async function op(operation: Record<string, unknown>): Promise<DomainOperationResult> {
-  return await client.workflow.execute('domainOperation', { taskQueue: CONTROL_TASK_QUEUE, workflowId: `bench-op-${randomUUID()}`, args: [{ host: HOST, operation }] });
-}
+const [hostWorker] = await Promise.all([env.startHost(HOST), env.startControl()]);
+const client = env.client;
+const op = (operation: Record<string, unknown>) => env.op(HOST, operation);
 const uuid = randomUUID();
 const GUEST = 'benchguest';
 await op({ op: 'define', xml: guestXml({ name: GUEST, uuid, memoryMiB: MIB }) });
@@ -163,43 +118,29 @@ async function vmStartFilled(): Promise<void> {
   const dom = (await op({ op: 'start', name: GUEST })) as { domain: DomainInfo };
   fillRandom(dom.domain.memoryBackingFile!, FILL);
 }
-/** With BENCH_PROFILE set: when each history event happened, relative to the workflow's start. */
-async function profile(handle: Awaited<ReturnType<typeof startJob>>, startedAt: number): Promise<void> {
-  if (!process.env.BENCH_PROFILE) return;
-  const hist = (await handle.fetchHistory()).events ?? [];
-  const ms = (e: (typeof hist)[number]): number => Number(e.eventTime!.seconds) * 1000 + (e.eventTime!.nanos ?? 0) / 1e6;
-  const names = new Map<string, string>();
-  const lines = hist.map((e) => {
-    const a = e.activityTaskScheduledEventAttributes;
-    if (a) names.set(String(e.eventId), a.activityType?.name ?? '?');
-    const sched = e.activityTaskStartedEventAttributes?.scheduledEventId ?? e.activityTaskCompletedEventAttributes?.scheduledEventId;
-    return `${Math.round(ms(e) - startedAt)} ${String(e.eventType).replace('EVENT_TYPE_', '')} ${a ? a.activityType?.name : sched ? names.get(String(sched)) : ''}`;
-  });
-  console.log(lines.join('\n'));
-}
 async function vmSave(format: Format, path: string): Promise<number> {
   await vmStartFilled();
   const t0 = performance.now();
-  const wall0 = Date.now();
   const handle = await startJob('save', { host: HOST, name: GUEST, path, format, overwrite: true });
   await (handle.result() as Promise<SaveResult>);
   const ms = performance.now() - t0;
-  await profile(handle, wall0);
+  await printTimeline(handle);
   return ms;
 }
 async function vmRestore(path: string): Promise<number> {
   const t0 = performance.now();
-  const wall0 = Date.now();
   const handle = await startJob('restore', { host: HOST, path });
   await (handle.result() as Promise<RestoreResult>);
   const ms = performance.now() - t0;
-  await profile(handle, wall0);
+  await printTimeline(handle);
   await op({ op: 'destroy', name: GUEST });
   return ms;
 }
 
-/** ms from the cancel signal to the host's "stream stopped" log line, per vmCancel run. */
+/** ms from sending the cancel signal to QEMU's answer to the host's migrate_cancel, per vmCancel run. */
 const qemuAckMs: number[] = [];
+/** The part of it after the server recorded the signal (history event time to the same log line). */
+const serverAckMs: number[] = [];
 
 /** Cancel of a mid-stream xz save: ms from the signal to the job's end; `stall` SIGSTOPs the compressor first. */
 async function vmCancel(stall: boolean): Promise<number> {
@@ -225,9 +166,16 @@ async function vmCancel(stall: boolean): Promise<number> {
   await handle.signal(cancelSignal);
   const err = await handle.result().then(() => undefined, (e: unknown) => e);
   const ms = performance.now() - t0;
-  // The host logs when QEMU's stream has stopped (same machine, same clock).
-  const logged = hostWorker.logs.find((l) => l.msg === 'save stream stopped' && typeof l.time === 'number' && l.time >= sentAt);
-  if (logged) qemuAckMs.push((logged.time as number) - sentAt);
+  await printTimeline(handle);
+  // The host logs when QEMU answered migrate_cancel (same machine, same clock).
+  const logged = hostWorker.logs.find((l) => l.msg === 'QEMU acknowledged the abort' && typeof l.time === 'number' && l.time >= sentAt);
+  if (logged) {
+    qemuAckMs.push((logged.time as number) - sentAt);
+    const signalled = ((await handle.fetchHistory()).events ?? []).find((e) => e.workflowExecutionSignaledEventAttributes?.signalName === cancelSignal.name);
+    const at = signalled?.eventTime;
+    if (at) serverAckMs.push((logged.time as number) - (Number(at.seconds ?? 0) * 1000 + (at.nanos ?? 0) / 1e6));
+  }
+  else say('warning: no "QEMU acknowledged the abort" line from the host for this cancel');
   if (!(err instanceof WorkflowFailedError) || (err.cause as { type?: string } | undefined)?.type !== 'OperationAborted') throw new Error(`cancel did not abort: ${String(err)}`);
   const state = ((await op({ op: 'info', name: GUEST })) as { domain: DomainInfo }).domain.state;
   if (state !== 'running') throw new Error(`guest is ${state} after the cancel`);
@@ -235,8 +183,16 @@ async function vmCancel(stall: boolean): Promise<number> {
   return ms;
 }
 
+interface FormatFigures {
+  ratio: { save: number; restore: number };
+  median: { rawSave: number; vmSave: number; rawRestore: number; vmRestore: number };
+  sizeMiB: { raw: number; vmferry: number; headerKiB: number };
+}
+const figures = new Map<Format, FormatFigures>();
+const mib = (bytes: number): number => bytes / 1048576;
+
 try {
-  say(`${MIB} MiB guest, ${Math.round(FILL / 1048576)} MiB random RAM, ${PAIRS} pairs per format, interleaved raw QEMU / vmferry`);
+  say(`${MIB} MiB guest, ${Math.round(FILL / 1048576)} MiB random RAM, ${PAIRS} pairs per format (${FORMATS.join(', ')}), interleaved raw QEMU / vmferry`);
   for (const format of FORMATS) {
     const rawFile = join(images, `raw.${format}`);
     const vmFile = join(images, `vmferry.${format}`);
@@ -254,25 +210,39 @@ try {
       v.restore.push(await vmRestore(vmFile));
       say(`${format} pair ${i + 1}: save raw ${r.save[i]!.toFixed(0)} / vmferry ${v.save[i]!.toFixed(0)} ms; restore raw ${r.restore[i]!.toFixed(0)} / vmferry ${v.restore[i]!.toFixed(0)} ms`);
     }
-    const line = (what: 'save' | 'restore'): string =>
-      `${format} ${what}: raw QEMU median ${median(r[what]).toFixed(0)} ms, vmferry median ${median(v[what]).toFixed(0)} ms, ratio ${(median(v[what]) / median(r[what])).toFixed(2)}`;
-    say(line('save'));
-    say(line('restore'));
-    say(`${format} image size: raw QEMU ${(statSync(rawFile).size / 1048576).toFixed(1)} MiB, vmferry ${(statSync(vmFile).size / 1048576).toFixed(1)} MiB (of which header and XML area ${((await readSaveHeader(vmFile)).streamOffset / 1024).toFixed(0)} KiB)`);
+    const f: FormatFigures = {
+      median: { rawSave: median(r.save), vmSave: median(v.save), rawRestore: median(r.restore), vmRestore: median(v.restore) },
+      ratio: { save: median(v.save) / median(r.save), restore: median(v.restore) / median(r.restore) },
+      sizeMiB: { raw: mib(statSync(rawFile).size), vmferry: mib(statSync(vmFile).size), headerKiB: (await readSaveHeader(vmFile)).streamOffset / 1024 },
+    };
+    figures.set(format, f);
+    say(`${format} save: raw QEMU median ${f.median.rawSave.toFixed(0)} ms, vmferry median ${f.median.vmSave.toFixed(0)} ms, ratio ${f.ratio.save.toFixed(2)}`);
+    say(`${format} restore: raw QEMU median ${f.median.rawRestore.toFixed(0)} ms, vmferry median ${f.median.vmRestore.toFixed(0)} ms, ratio ${f.ratio.restore.toFixed(2)}`);
+    say(`${format} image size: raw QEMU ${f.sizeMiB.raw.toFixed(1)} MiB, vmferry ${f.sizeMiB.vmferry.toFixed(1)} MiB (of which header and XML area ${f.sizeMiB.headerKiB.toFixed(0)} KiB)`);
     rmSync(rawFile);
     rmSync(vmFile);
   }
   const cancels = [await vmCancel(false), await vmCancel(false), await vmCancel(false)];
   const acks = qemuAckMs.splice(0);
-  say(`cancel of a streaming xz save, median of 3: signal to QEMU's stream stopped ${median(acks).toFixed(0)} ms; to the job's end (image removed, guest resumed) ${median(cancels).toFixed(0)} ms`);
+  const serverAcks = serverAckMs.splice(0);
+  say(`cancel of a streaming xz save, median of 3: signal to QEMU's acknowledgement ${median(acks).toFixed(0)} ms (${median(serverAcks).toFixed(0)} ms of it after the server recorded the signal); to the job's end (image removed, guest resumed) ${median(cancels).toFixed(0)} ms`);
   const stalled = [await vmCancel(true), await vmCancel(true), await vmCancel(true)];
-  say(`same with the compressor stalled (SIGSTOP): signal to stream stopped ${median(qemuAckMs).toFixed(0)} ms; to the job's end ${median(stalled).toFixed(0)} ms`);
+  const stalledAcks = qemuAckMs.splice(0);
+  const stalledServerAcks = serverAckMs.splice(0);
+  say(`same with the compressor stalled (SIGSTOP; the worker kills it before migrate_cancel): signal to QEMU's acknowledgement ${median(stalledAcks).toFixed(0)} ms (${median(stalledServerAcks).toFixed(0)} ms after the server recorded it); to the job's end ${median(stalled).toFixed(0)} ms`);
+
+  const verdict = (ok: boolean): string => (ok ? 'met' : 'MISSED');
+  say(`summary: ${MIB} MiB guest, medians of ${PAIRS} interleaved pairs`);
+  for (const [format, f] of figures) {
+    say(`  ${format.padEnd(4)} save    vmferry/raw QEMU ${f.ratio.save.toFixed(2)} (target <= 1.05: ${verdict(f.ratio.save <= 1.05)})`);
+    say(`  ${format.padEnd(4)} restore vmferry/raw QEMU ${f.ratio.restore.toFixed(2)} (target <= 1.05: ${verdict(f.ratio.restore <= 1.05)})`);
+    say(`  ${format.padEnd(4)} image   ${f.sizeMiB.vmferry.toFixed(1)} MiB (raw QEMU's ${f.sizeMiB.raw.toFixed(1)} MiB)`);
+  }
+  say(`  cancel signal -> QEMU acknowledged (migrate_cancel answered): ${median(acks).toFixed(0)} ms (target < 100 ms: ${verdict(median(acks) < 100)}); from the server's signal event: ${median(serverAcks).toFixed(0)} ms`);
+  say(`  cancel with the compressor stalled, signal -> job ended: ${median(stalled).toFixed(0)} ms (target < 1000 ms: ${verdict(median(stalled) < 1000)})`);
 } finally {
   await op({ op: 'destroy', name: GUEST }).catch(() => undefined);
   await op({ op: 'undefine', name: GUEST }).catch(() => undefined);
-  await Promise.all(workers.map((w) => w.stop()));
-  await server.stop();
-  rmSync(root, { recursive: true, force: true });
-  rmSync(shm, { recursive: true, force: true });
+  await env.stop();
 }
 process.exit(0);

@@ -159,14 +159,14 @@ describe('vmferry job verbs', () => {
     rmSync(core);
   });
 
-  it('migrate --live --persistent --undefinesource to the other host; --tunnelled and --timeout are refused as unsupported', async () => {
+  it('migrate --live --persistent --undefinesource to the other host; --tunnelled is refused as unsupported, --timeout without --live as invalid', async () => {
     const g = await runGuest('cj-g', 64, 16 * MiB);
     const tunnelled = await onA('migrate', 'cj-g', B, '--live', '--tunnelled', '--json');
     expect(tunnelled.code).toBe(2);
     expect(jsonOf<{ error: { type: string } }>(tunnelled).error.type).toBe('ConfigUnsupported');
-    const timeout = await onA('migrate', 'cj-g', B, '--live', '--timeout', '5');
+    const timeout = await onA('migrate', 'cj-g', B, '--timeout', '5');
     expect(timeout.code).toBe(2);
-    expect(timeout.stderr).toMatch(/--timeout is not supported yet/);
+    expect(timeout.stderr).toMatch(/--timeout needs --live/);
     expect(await info(A, 'cj-g')).toMatchObject({ state: 'running', pid: g.pid });
 
     const migrated = await onA('migrate', 'cj-g', B, '--live', '--persistent', '--undefinesource', '--json');

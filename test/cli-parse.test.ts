@@ -35,7 +35,8 @@ describe('command-line parsing', () => {
     ['a flag where a value belongs', ['migrate', 'dom', 'cl-b', '--bandwidth', '--live'], /--bandwidth/],
   ];
   for (const [what, args, message] of cases) {
-    it(`${what}: exit 2, OperationInvalid under --json`, async () => {
+    // Each case is two short CLI processes: run a few at once.
+    it.concurrent(`${what}: exit 2, OperationInvalid under --json`, async () => {
       const [json, plain] = await Promise.all([vmferry(env, '--json', ...args), vmferry(env, ...args)]);
       expect(json.code, json.stderr).toBe(2);
       const error = (JSON.parse(json.stdout) as { error: { type: string; message: string } }).error;

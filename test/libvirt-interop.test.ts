@@ -4,7 +4,7 @@
 // `virsh restore`, raw and gzip, with the guest's random RAM byte for byte equal
 // and the guest running. The guests have no USB controller: vmferry does not
 // build libvirt's default piix3-uhci, and a stream naming a device the loading
-// QEMU lacks cannot be loaded.
+// QEMU lacks cannot be loaded (one case shows that this fails cleanly).
 import { chownSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -17,7 +17,7 @@ import { TestCluster } from './helpers/cluster.js';
 import { fillRandom, hashRange } from './helpers/guest-memory.js';
 import { guestXml } from './helpers/guest-xml.js';
 import { LibvirtDaemon, libvirtMissing } from './helpers/libvirt.js';
-import { magicOf, runJob } from './helpers/save.js';
+import { failureOf, magicOf, runJob } from './helpers/save.js';
 
 const cluster = new TestCluster();
 const HOST = 'sv-lv-host';
@@ -92,6 +92,33 @@ describe('save images shared with libvirt', () => {
         rmSync(path);
         rmSync(xmlFile);
       });
+
+      if (format === 'raw') {
+        it('a libvirt image of a guest with a device vmferry does not build (piix3-uhci) fails to restore with a typed error, leaving nothing', async () => {
+          const name = 'sv-lv-usb';
+          const images = daemon.ownedDir('images');
+          const xmlFile = join(images, `${name}.xml`);
+          writeFileSync(xmlFile, guestXml({ name, memoryMiB: 64 }));
+          chownSync(xmlFile, daemon.user.uid, daemon.user.gid);
+          daemon.virsh('create', xmlFile);
+          await waitFor(`${name} running under libvirt`, () => daemon.domState(name) === 'running', { timeoutMs: 30_000 });
+          const uuid = daemon.virsh('domuuid', name).trim();
+          const path = join(images, `${name}.img`);
+          daemon.virsh('save', name, path);
+          const failure = await failureOf(runJob(cluster.client, 'restore', uuid, { host: HOST, path }));
+          expect(failure.type).toBe('OperationFailed');
+          // The reason QEMU gave, not just that it failed.
+          expect(failure.message).toMatch(/could not load the stream.*uhci/s);
+          expect(await cluster.op(HOST, { op: 'list' })).toMatchObject({ domains: [] });
+          expect(magicOf(path)).toBe('LibvirtQemudSave');
+          // libvirt itself still restores it.
+          daemon.virsh('restore', path);
+          await waitFor(`${name} running under libvirt again`, () => daemon.domState(name) === 'running', { timeoutMs: 30_000 });
+          daemon.virsh('destroy', name);
+          rmSync(path);
+          rmSync(xmlFile);
+        });
+      }
 
       it(`vmferry save (${format}) -> virsh restore`, async () => {
         const name = `sv-lv-out-${format}`;

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isProcessAlive } from '../src/activities/host/proc.js';
-import { cancelSignal, setSpeedSignal } from '../src/common/job-messages.js';
+import { cancelSignal, setMaxDowntimeSignal, setSpeedSignal } from '../src/common/job-messages.js';
 import { waitFor } from '../src/local/wait.js';
 import { TestCluster } from './helpers/cluster.js';
 import { fillRandom, hashRange } from './helpers/guest-memory.js';
@@ -112,7 +112,7 @@ async function expectCleanDestination(name: string): Promise<void> {
 }
 
 describe('tunnelled migration between network namespaces', () => {
-  it('moves a random-RAM guest through the workers only; setSpeed reaches QEMU; memory identical', async () => {
+  it('moves a random-RAM guest through the workers only; setSpeed and setMaxDowntime reach QEMU; memory identical', async () => {
     const g = await runGuest(SRC, 't1', 256, 192);
     const handle = await startMigration(cluster.client, { domain: 't1', domainUuid: g.uuid, sourceHost: SRC, destinationHost: DST, flags: ['live', 'tunnelled'], bandwidthMiBps: 16 });
     const hb = await waitForPerform(handle);
@@ -131,12 +131,14 @@ describe('tunnelled migration between network namespaces', () => {
     const rec = JSON.parse(readFileSync(join(runDir(DST), 'migrations', 't1.json'), 'utf8')) as { jobId: string; tunnel: { token: string } };
     const hello = `${JSON.stringify({ v: 1, jobId: rec.jobId, name: 't1', token: rec.tunnel.token, channel: 'data' })}\n`;
     expect(await sClient(certArgs(OTHER), hello)).toMatch(/"ok":false.*the certificate is for tun-other, but job .* migrates from 'tun-src'/);
-    expect(await sClient(certArgs(SRC), hello)).toMatch(/"ok":false.*this job already has a data connection/);
+    expect(await sClient(certArgs(SRC), hello)).toMatch(/"ok":false.*already had its data connection/);
 
-    // Longer than the liveness deadline (3 s): the destination's echo keeps the tunnel alive.
+    // Longer than the liveness deadline (5 s): the destination's echo keeps the tunnel alive.
     await waitFor('80 MiB through the tunnel', async () => ((await performHeartbeat(handle))?.progress.dataProcessedBytes ?? 0) > 80 * MiB, { timeoutMs: 30_000, intervalMs: 200 });
     await handle.signal(setSpeedSignal, 12);
     await waitFor('12 MiB/s to reach QEMU', async () => (await performHeartbeat(handle))?.speedLimitMiBps === 12, { timeoutMs: 5000, intervalMs: 50 });
+    await handle.signal(setMaxDowntimeSignal, 1234);
+    await waitFor('1234 ms max downtime to reach QEMU', async () => (await performHeartbeat(handle))?.maxDowntimeMs === 1234, { timeoutMs: 5000, intervalMs: 50 });
     await handle.signal(setSpeedSignal, 0);
     const result = await handle.result();
     expect(result).toMatchObject({ domain: 't1', destination: { state: 'running', host: DST } });

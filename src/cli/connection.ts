@@ -2,6 +2,7 @@
 // an operator's existing TEMPORAL_* settings just work.
 import { readFileSync } from 'node:fs';
 import { Client, Connection } from '@temporalio/client';
+import { dataConverterFromEnv } from '../codec/key-file.js';
 import { DEFAULT_NAMESPACE, DEFAULT_TEMPORAL_ADDRESS } from '../common/constants.js';
 import { defaultRequester, requestedByInterceptor } from './requested-by.js';
 
@@ -38,6 +39,12 @@ export async function connect(opts: ConnectionOptions): Promise<{ client: Client
         }
       : undefined,
   });
-  const client = new Client({ connection, namespace: opts.namespace ?? DEFAULT_NAMESPACE, interceptors: { workflow: [requestedByInterceptor(defaultRequester())] } });
+  const client = new Client({
+    connection,
+    namespace: opts.namespace ?? DEFAULT_NAMESPACE,
+    // VMFERRY_PAYLOAD_KEY_FILE: the same payload key as the workers, or they could not read what this client sends.
+    dataConverter: dataConverterFromEnv(),
+    interceptors: { workflow: [requestedByInterceptor(defaultRequester())] },
+  });
   return { client, close: () => connection.close() };
 }

@@ -2,6 +2,7 @@
 // know the domain's UUID), then the job's own jobInfo query merged with the progress
 // its long activity last heartbeated (progress stays out of workflow history).
 import type { Client, WorkflowHandle } from '@temporalio/client';
+import type { Payload } from '@temporalio/common';
 import { jobInfoQuery } from '../common/job-messages.js';
 import { jobWorkflowId, type JobHeartbeat, type JobInfo } from '../common/job-types.js';
 import { ErrorType, vmError } from '../common/errors.js';
@@ -57,11 +58,15 @@ export async function lastCompletedJob(client: Client, domain: string): Promise<
 
 export async function jobInfoWithProgress(client: Client, handle: WorkflowHandle): Promise<JobInfo> {
   const [info, description] = await Promise.all([handle.query(jobInfoQuery), handle.describe()]);
-  const converter = client.options.loadedDataConverter.payloadConverter;
+  const { payloadConverter, payloadCodecs } = client.options.loadedDataConverter;
   for (const act of description.raw.pendingActivities ?? []) {
-    const payload = act.heartbeatDetails?.payloads?.[0];
+    const raw = act.heartbeatDetails?.payloads?.[0];
+    if (!raw) continue;
+    // describe() hands pending activities over raw: undo the codecs (payload encryption) first, last one first.
+    let payload: Payload | undefined = raw;
+    for (const codec of [...payloadCodecs].reverse()) [payload] = payload ? await codec.decode([payload]) : [];
     if (!payload) continue;
-    const beat = converter.fromPayload<JobHeartbeat | undefined>(payload);
+    const beat = payloadConverter.fromPayload<JobHeartbeat | undefined>(payload);
     if (beat?.progress) Object.assign(info, beat.progress);
   }
   return info;

@@ -6,6 +6,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import { domainVerbs } from './commands/domain.js';
 import { dumpVerb } from './commands/dump.js';
 import { jobVerbs } from './commands/jobs.js';
+import { codecServerVerb } from './commands/codec-server.js';
 import { migrateVerb } from './commands/migrate.js';
 import { saveVerbs } from './commands/save.js';
 import { startVerb } from './commands/start.js';
@@ -26,7 +27,7 @@ const GLOBAL_OPTIONS: OptionSpec = {
   help: { type: 'boolean', short: 'h' },
 };
 
-const VERBS: Record<string, Verb> = { ...domainVerbs, start: startVerb, ...saveVerbs, dump: dumpVerb, migrate: migrateVerb, ...jobVerbs };
+const VERBS: Record<string, Verb> = { ...domainVerbs, start: startVerb, ...saveVerbs, dump: dumpVerb, migrate: migrateVerb, ...jobVerbs, 'codec-server': codecServerVerb };
 
 function usage(): string {
   const verbs = Object.entries(VERBS).map(([name, v]) => `  ${name.padEnd(26)}${v.summary}`);
@@ -61,6 +62,15 @@ async function main(argv: string[]): Promise<number> {
   }
   if (!verb) throw new UsageError(parsed.positionals[0] !== undefined ? `unknown verb ${JSON.stringify(parsed.positionals[0])}` : 'no verb given', usage());
   const json = opts.json === true;
+  const out = (line: string): void => void (json ? undefined : process.stdout.write(`${line}\n`));
+  const err = (line: string): void => void process.stderr.write(`${line}\n`);
+  const host = (opts.host as string | undefined) ?? process.env.VMFERRY_HOST;
+  if (verb.local) {
+    // No server needed (codec-server): no connection to fail on or to hold open.
+    const result = await verb.run({ client: undefined as never, host, json, out, err }, parsed.positionals, opts);
+    if (json) process.stdout.write(`${JSON.stringify(result ?? null, null, 2)}\n`);
+    return EXIT_OK;
+  }
   const env = connectionOptionsFromEnv();
   const { client, close } = await connect({
     address: (opts.address as string | undefined) ?? env.address,
@@ -71,9 +81,7 @@ async function main(argv: string[]): Promise<number> {
     tlsServerName: (opts['tls-server-name'] as string | undefined) ?? env.tlsServerName,
   });
   try {
-    const out = (line: string): void => void (json ? undefined : process.stdout.write(`${line}\n`));
-    const err = (line: string): void => void process.stderr.write(`${line}\n`);
-    const result = await verb.run({ client, host: (opts.host as string | undefined) ?? process.env.VMFERRY_HOST, json, out, err }, parsed.positionals, opts);
+    const result = await verb.run({ client, host, json, out, err }, parsed.positionals, opts);
     if (json) process.stdout.write(`${JSON.stringify(result ?? null, null, 2)}\n`);
     return EXIT_OK;
   } finally {

@@ -15,6 +15,8 @@ export interface Verb {
   summary: string;
   usage: string;
   options?: OptionSpec;
+  /** Runs without a Temporal connection (ctx.client must not be used). */
+  local?: boolean;
   /** Returns what --json prints; human output is written through ctx.out. */
   run(ctx: VerbContext, args: string[], opts: Record<string, string | boolean | string[] | undefined>): Promise<unknown>;
 }

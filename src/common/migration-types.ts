@@ -49,6 +49,12 @@ export interface MigrateInput {
   uri?: string;
   /** Highest protocol to use; default: the highest both hosts speak. */
   maxProtocol?: MigrationProtocol;
+  /**
+   * virsh migrate --timeout: when a live migration is still running this many
+   * seconds after it started, the source pauses the guest so the stream converges
+   * (libvirt's default timeout action, suspend); the destination runs it as usual.
+   */
+  timeoutSuspendSeconds?: number;
 }
 
 /** What QEMU reported at the end of the migration (libvirt's domjobinfo --completed). */
@@ -61,6 +67,8 @@ export interface MigrationStats extends JobProgress {
   /** Wall-clock ms (host clock) of the source's STOP event, when seen. */
   sourceStoppedAtMs?: number;
   postcopy?: boolean;
+  /** Wall-clock ms (host clock) at which the --timeout action paused the guest on the source. */
+  timeoutSuspendedAtMs?: number;
 }
 
 export interface MigrateResult {
@@ -88,6 +96,8 @@ export interface MigrationHeartbeat extends JobHeartbeat {
   speedLimitMiBps?: number;
   /** Applied max downtime, from query-migrate-parameters. */
   maxDowntimeMs?: number;
+  /** When the --timeout action paused the guest on the source (host clock ms). */
+  timeoutSuspendedAtMs?: number;
 }
 
 // ---- phase inputs and outputs (they cross the activity boundary) ----------
@@ -185,6 +195,7 @@ export interface PerformArgs extends MigrationJobRef {
   destinationHost: string;
   /** 'tunnelled' only: from Prepare. */
   tunnel?: MigrationTunnel;
+  timeoutSuspendSeconds?: number;
 }
 
 export interface PerformResult {
@@ -291,7 +302,24 @@ export function validateMigrateInput(input: MigrateInput): MigrateFlag[] {
     throw invalid(`domainUuid ${JSON.stringify(input.domainUuid)} is not a UUID`);
   }
   if (input.maxProtocol !== undefined && input.maxProtocol !== 2 && input.maxProtocol !== 3) throw invalid('maxProtocol must be 2 or 3');
+  if (input.timeoutSuspendSeconds !== undefined) {
+    const why = invalidTimeout(input.timeoutSuspendSeconds);
+    if (why) throw invalid(why);
+    // A non-live migration pauses the guest from the start: there is nothing left to suspend.
+    if (!flags.includes('live')) throw invalid("a timeout (timeoutSuspendSeconds) needs a live migration (flag 'live')");
+  }
   return [...new Set(flags)];
+}
+
+/** A day: a guest that has not converged by then will not, and a bigger number is more likely a unit mistake. */
+export const MAX_TIMEOUT_SUSPEND_SECONDS = 86_400;
+
+/** Why `s` is not a usable migration timeout (whole seconds, 1..a day), or undefined. */
+export function invalidTimeout(s: unknown): string | undefined {
+  if (typeof s !== 'number' || !Number.isInteger(s) || s < 1 || s > MAX_TIMEOUT_SUSPEND_SECONDS) {
+    return `timeout must be a whole number of seconds from 1 to ${MAX_TIMEOUT_SUSPEND_SECONDS}, got ${JSON.stringify(s) ?? String(s)}`;
+  }
+  return undefined;
 }
 
 /** The protocol both hosts speak (highest first), or undefined. */

@@ -2,6 +2,7 @@
 // host state; everything it learns comes back from host activities.
 import { NativeConnection, Worker } from '@temporalio/worker';
 import { CONTROL_TASK_QUEUE, DEFAULT_NAMESPACE, DEFAULT_TEMPORAL_ADDRESS } from '../common/constants.js';
+import { dataConverterFromEnv } from '../codec/key-file.js';
 import { createLogger, installTemporalLogging } from './logging.js';
 import { workflowInterceptorModules, workflowsPath } from './workflows-path.js';
 
@@ -10,10 +11,12 @@ async function main(): Promise<void> {
   installTemporalLogging(log);
   const address = process.env.TEMPORAL_ADDRESS ?? DEFAULT_TEMPORAL_ADDRESS;
   const namespace = process.env.TEMPORAL_NAMESPACE ?? DEFAULT_NAMESPACE;
+  const dataConverter = dataConverterFromEnv();
   const connection = await NativeConnection.connect({ address });
   const worker = await Worker.create({
     connection,
     namespace,
+    dataConverter,
     taskQueue: CONTROL_TASK_QUEUE,
     // A prebuilt bundle (tests, deployments) skips webpack at start-up.
     ...(process.env.VMFERRY_WORKFLOW_BUNDLE ? { workflowBundle: { codePath: process.env.VMFERRY_WORKFLOW_BUNDLE } } : { workflowsPath: workflowsPath(), interceptors: { workflowModules: workflowInterceptorModules() } }),
@@ -22,7 +25,7 @@ async function main(): Promise<void> {
   const stop = (): void => worker.shutdown();
   process.once('SIGINT', stop);
   process.once('SIGTERM', stop);
-  log.info({ taskQueue: CONTROL_TASK_QUEUE, address, namespace }, 'control worker ready');
+  log.info({ taskQueue: CONTROL_TASK_QUEUE, address, namespace, payloadEncryption: dataConverter !== undefined }, 'control worker ready');
   try {
     await worker.run();
   } finally {

@@ -14,6 +14,7 @@ import { createLogger, installTemporalLogging } from './logging.js';
 import { startTunnelServer } from '../activities/migration/tunnel/host-tunnel.js';
 import { auditInterceptor, createAuditLogger } from '../activities/host/audit.js';
 import { join } from 'node:path';
+import { dataConverterFromEnv } from '../codec/key-file.js';
 
 async function main(): Promise<void> {
   // Everything this worker and its QEMUs create (sockets, images, logs) is private to the service user.
@@ -29,9 +30,11 @@ async function main(): Promise<void> {
   const tunnel = await startTunnelServer(rt);
   const connection = await NativeConnection.connect({ address: config.temporal.address });
   const reaper = startAutoDestroyReaper(rt, connection);
+  const dataConverter = dataConverterFromEnv();
   const worker = await Worker.create({
     connection,
     namespace: config.temporal.namespace,
+    dataConverter,
     taskQueue: hostTaskQueue(config.name),
     activities: { ...createDomainActivities(rt), ...createJobControlActivities(rt), ...createMigrationActivities(rt), ...createDumpActivities(rt), ...createSaveActivities(rt) },
     // Long activities (saves, migrations) get time to reach a safe point on shutdown.
@@ -45,7 +48,7 @@ async function main(): Promise<void> {
   const stop = (): void => worker.shutdown();
   process.once('SIGINT', stop);
   process.once('SIGTERM', stop);
-  log.info({ taskQueue: hostTaskQueue(config.name), stateDir: config.stateDir, runDir: config.runDir, auditLog: auditPath, domains: rt.list().length }, 'host worker ready');
+  log.info({ taskQueue: hostTaskQueue(config.name), stateDir: config.stateDir, runDir: config.runDir, auditLog: auditPath, domains: rt.list().length, payloadEncryption: dataConverter !== undefined }, 'host worker ready');
   try {
     await worker.run();
   } finally {

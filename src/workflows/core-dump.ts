@@ -11,16 +11,19 @@ import { ErrorType, vmError } from '../common/errors.js';
 import { SourceHost } from '../common/search-attributes.js';
 import { unwrapActivityError } from './activity-errors.js';
 import { JobTracker } from './job-tracker.js';
+import { FIRST_STEP_SCHEDULE_TO_START } from './save-job.js';
 
 const NON_RETRYABLE = Object.values(ErrorType).filter((t) => t !== ErrorType.QmpTimeout);
 
-function dumpActivities(host: string): { short: DumpActivities; long: DumpActivities } {
+function dumpActivities(host: string): { begin: DumpActivities; short: DumpActivities; long: DumpActivities } {
   const base: ActivityOptions = {
     taskQueue: hostTaskQueue(host),
     scheduleToStartTimeout: '1 minute',
     retry: { maximumAttempts: 3, initialInterval: '1 second', nonRetryableErrorTypes: NON_RETRYABLE },
   };
   return {
+    // An unknown or dead host fails the job here, before anything changed (see save-job.ts).
+    begin: proxyActivities<DumpActivities>({ ...base, startToCloseTimeout: '1 minute', scheduleToStartTimeout: FIRST_STEP_SCHEDULE_TO_START }),
     short: proxyActivities<DumpActivities>({ ...base, startToCloseTimeout: '1 minute' }),
     long: proxyActivities<DumpActivities>({
       ...base,
@@ -40,14 +43,14 @@ export async function coreDump(input: CoreDumpInput): Promise<CoreDumpResult> {
   const format = input.format ?? 'elf';
   const tracker = new JobTracker({ jobType: 'coreDump', domain: name, domainUuid: input.uuid, phase: 'begin' });
   upsertSearchAttributes([{ key: SourceHost, value: host }]);
-  const { short, long } = dumpActivities(host);
+  const { begin: first, short, long } = dumpActivities(host);
   const info = workflowInfo();
   const jobId = `${info.workflowId}/${info.runId}`;
   const step = (s: string): { host: string; step: string } => ({ host, step: s });
 
   let begun: DumpBeginResult | undefined;
   try {
-    begun = await short.dumpBegin(name, jobId, { uuid: input.uuid, path: input.path, format });
+    begun = await first.dumpBegin(name, jobId, { uuid: input.uuid, path: input.path, format });
     if (tracker.cancelRequested) throw abortedByUser();
     tracker.phase('dumping');
     const scope = new CancellationScope();

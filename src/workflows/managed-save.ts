@@ -29,7 +29,7 @@ export async function managedSave(input: ManagedSaveInput): Promise<SaveResult> 
     tracker,
     hostJob,
     begin: () =>
-      acts.saveBegin.executeWithOptions({ ...hostJob.short, summary: `check managed save of '${name}' on ${host}` }, [
+      acts.saveBegin.executeWithOptions({ ...hostJob.begin, summary: `check managed save of '${name}' on ${host}` }, [
         { jobId, name, domainUuid: input.domainUuid, managed: true, format, overwrite: true, bypassCache: input.bypassCache === true, running: input.running, paused: input.paused },
       ]),
     perform: (plan) => acts.savePerform.executeWithOptions({ ...hostJob.long, summary: `managed save of '${name}' (${format}) on ${host}` }, [plan]),
@@ -46,7 +46,7 @@ export async function managedStart(input: ManagedStartInput): Promise<RestoreRes
   let begun;
   try {
     begun = await CancellationScope.nonCancellable(() =>
-      acts.managedStartBegin.executeWithOptions({ ...hostJob.short, summary: `look for a managed save of '${name}' on ${host}` }, [
+      acts.managedStartBegin.executeWithOptions({ ...hostJob.begin, summary: `look for a managed save of '${name}' on ${host}` }, [
         { jobId, name, domainUuid: input.domainUuid, paused: input.paused, bypassCache: input.bypassCache === true, forceBoot: input.forceBoot === true },
       ]),
     );
@@ -81,9 +81,9 @@ export async function managedSaveRemove(input: ManagedSaveRemoveInput): Promise<
     { key: SourceHost, value: host },
     { key: DomainName, value: name },
   ]);
-  const { acts, short } = saveJobHost(host);
+  const { acts, begin } = saveJobHost(host);
   try {
-    return await acts.managedSaveRemove.executeWithOptions({ ...short, summary: `remove the managed save of '${name}' on ${host}` }, [name]);
+    return await acts.managedSaveRemove.executeWithOptions({ ...begin, summary: `remove the managed save of '${name}' on ${host}` }, [name]);
   } catch (err) {
     throw unwrapActivityError(err, { host, step: 'managedSaveRemove' });
   }

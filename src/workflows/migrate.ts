@@ -225,7 +225,11 @@ export async function migrate(input: MigrateInput): Promise<MigrateResult> {
         await CancellationScope.nonCancellable(() => condition(() => performEnded, PERFORM_GRACE)).catch(() => undefined);
         if (!performEnded) performScope.cancel();
       });
-    const args = { ...job, domain, uuid: begun!.uuid, uri: prep.uri, cookie: prep.cookie, flags, protocol, destinationHost: dst, ...(prep.tunnel ? { tunnel: prep.tunnel } : {}) };
+    const args = {
+      ...job, domain, uuid: begun!.uuid, uri: prep.uri, cookie: prep.cookie, flags, protocol, destinationHost: dst,
+      ...(prep.tunnel ? { tunnel: prep.tunnel } : {}),
+      ...(input.timeoutSuspendSeconds !== undefined ? { timeoutSuspendSeconds: input.timeoutSuspendSeconds } : {}),
+    };
     try {
       return await performScope.run(() =>
         on(src, 'long', protocol === 3 ? 'migratePerform' : 'migratePerform2', [args], `v${protocol} Perform: migrate '${domain}' from ${src} to ${prep.uri}`),

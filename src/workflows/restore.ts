@@ -20,7 +20,7 @@ export async function restore(input: RestoreInput): Promise<RestoreResult> {
     tracker,
     hostJob,
     begin: () =>
-      acts.restoreBegin.executeWithOptions({ ...hostJob.short, summary: `check image ${path} for restore on ${host}` }, [
+      acts.restoreBegin.executeWithOptions({ ...hostJob.begin, summary: `check image ${path} for restore on ${host}` }, [
         { jobId, path, xml: input.xml, bypassCache: input.bypassCache === true, running: input.running, paused: input.paused },
       ]),
     perform: (plan) => acts.restorePerform.executeWithOptions({ ...hostJob.long, summary: `restore '${plan.name}' from ${path} on ${host}` }, [plan]),

@@ -18,14 +18,14 @@ export async function saveImageXml(input: SaveImageXmlInput): Promise<SaveImageX
     { key: JobType, value: `save-image-${input.op}` },
     { key: SourceHost, value: host },
   ]);
-  const { acts, short } = saveJobHost(host);
+  const { acts, begin } = saveJobHost(host);
   try {
     switch (input.op) {
       case 'dumpxml':
-        return await acts.saveImageDumpXml.executeWithOptions({ ...short, summary: `read the XML of ${path} on ${host}` }, [path, { securityInfo: input.securityInfo === true }]);
+        return await acts.saveImageDumpXml.executeWithOptions({ ...begin, summary: `read the XML of ${path} on ${host}` }, [path, { securityInfo: input.securityInfo === true }]);
       case 'define':
         if (typeof input.xml !== 'string') throw vmError(ErrorType.OperationInvalid, 'define needs xml');
-        return await acts.saveImageDefineXml.executeWithOptions({ ...short, summary: `replace the XML of ${path} on ${host}` }, [path, input.xml]);
+        return await acts.saveImageDefineXml.executeWithOptions({ ...begin, summary: `replace the XML of ${path} on ${host}` }, [path, input.xml]);
       default:
         throw vmError(ErrorType.OperationInvalid, `unknown save-image operation ${JSON.stringify((input as { op: unknown }).op)}`);
     }

@@ -38,7 +38,16 @@ export interface SaveJobHost {
   acts: ActivityInterfaceFor<HostActivities>;
   short: ActivityOptions;
   long: ActivityOptions;
+  /**
+   * The job's first step on the host (Begin, or a lone step): nothing has changed
+   * if no worker took it, so an unknown or dead host is reported after a
+   * supervisor's restart time, as domainOperation does, not after a minute.
+   */
+  begin: ActivityOptions;
 }
+
+/** Schedule-to-start of a job's first host step (see SaveJobHost.begin). */
+export const FIRST_STEP_SCHEDULE_TO_START = '15 seconds';
 
 export function saveJobHost(host: string): SaveJobHost {
   const short: ActivityOptions = {
@@ -57,7 +66,8 @@ export function saveJobHost(host: string): SaveJobHost {
     // Compensation must not start before the host has stopped QEMU's stream.
     cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
   };
-  return { host, acts: proxyActivities<HostActivities>(short), short, long };
+  const begin: ActivityOptions = { ...short, scheduleToStartTimeout: FIRST_STEP_SCHEDULE_TO_START };
+  return { host, acts: proxyActivities<HostActivities>(short), short, long, begin };
 }
 
 export interface JobPlanRef {

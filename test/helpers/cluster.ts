@@ -5,6 +5,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Client, Connection } from '@temporalio/client';
+import type { DataConverter } from '@temporalio/common';
 import { inject } from 'vitest';
 import { CONTROL_TASK_QUEUE } from '../../src/common/constants.js';
 import type { DomainOperation, DomainOperationResult } from '../../src/common/domain-types.js';
@@ -46,9 +47,10 @@ export class TestCluster {
   client!: Client;
   private seq = 0;
 
-  async connect(): Promise<Client> {
+  /** `dataConverter`: e.g. the payload codec, when the workers were started with a payload key. */
+  async connect(dataConverter?: DataConverter): Promise<Client> {
     this.connection = await Connection.connect({ address: this.address });
-    this.client = new Client({ connection: this.connection });
+    this.client = new Client({ connection: this.connection, dataConverter });
     return this.client;
   }
 

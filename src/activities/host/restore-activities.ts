@@ -34,6 +34,15 @@ import { checkJobId, fdLabeller, securityContext, type SaveDeps } from './save-d
 import { rollbackRestore, settleJob } from './save-recovery.js';
 import { checkEmulator } from './emulators.js';
 
+/** How long a failed restore waits for its QEMU to exit and say why. */
+const QEMU_EXIT_GRACE_MS = 2000;
+
+async function settledWithin(p: Promise<unknown>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([p.catch(() => undefined), new Promise<void>((resolve) => (timer = setTimeout(resolve, ms)))]);
+  clearTimeout(timer);
+}
+
 export function restoreJobActivities(deps: SaveDeps, recovered: Promise<void>) {
   const { rt, records } = deps;
 
@@ -145,6 +154,8 @@ export function restoreJobActivities(deps: SaveDeps, recovered: Promise<void>) {
       const wasAborted = aborted();
       let failure = err;
       if (!wasAborted && dom && isVmError(err, ErrorType.OperationFailed)) {
+        // QEMU writes why the load failed as it exits, just after it reports `failed`.
+        await settledWithin(dom.gone, QEMU_EXIT_GRACE_MS);
         const tail = logTail(join(rt.config.logDir, `${plan.name}.log`), 600);
         if (tail) failure = vmError(ErrorType.OperationFailed, `${(err as Error).message}; QEMU said: ${tail}`, { path: plan.path });
       }

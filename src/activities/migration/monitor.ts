@@ -12,6 +12,7 @@ import { faultPoint } from '../host/fault-points.js';
 import type { RunningDomain } from '../host/running-domain.js';
 import type { QmpEvent } from '../qemu/qmp-client.js';
 import { readLimits } from './params.js';
+import { TimeoutSuspend } from './timeout-action.js';
 
 /** The parts of QEMU's MigrationInfo the job reports. */
 export interface QemuMigrationInfo {
@@ -100,6 +101,10 @@ export interface MonitorOptions {
   lost?: AbortSignal;
   /** Right after migrate_cancel: tear down what carries the stream, so a stalled peer cannot hold QEMU. */
   afterCancel?: () => void;
+  /** libvirt's migrate --timeout (action suspend): pause the guest this long after the migration started. */
+  timeoutSuspendMs?: number;
+  /** Called when that timer paused the guest. */
+  onTimeoutSuspend?: () => void;
 }
 
 /** A timer that an event can cut short; a kick while nobody waits makes the next wait return at once. */
@@ -158,6 +163,7 @@ export async function monitorMigration(opts: MonitorOptions): Promise<MigrationS
   let postcopyStarted = false;
   let lateReached = false;
   let cancelSent = false;
+  const timeout = new TimeoutSuspend(opts.timeoutSuspendMs, () => wake.kick());
   const cancel = async (): Promise<void> => {
     if (cancelSent) return;
     cancelSent = true;
@@ -187,11 +193,14 @@ export async function monitorMigration(opts: MonitorOptions): Promise<MigrationS
       }
       const info = await qmp.execute<QemuMigrationInfo>('query-migrate');
       const status = info.status ?? 'none';
+      timeout.arm(info['total-time']);
       const progress = progressOf(info);
       job.progress = progress;
       switch (status) {
-        case 'completed':
-          return await completed(opts, stoppedAtMs, postcopyStarted);
+        case 'completed': {
+          const stats = await completed(opts, stoppedAtMs, postcopyStarted);
+          return timeout.suspendedAtMs !== undefined ? { ...stats, timeoutSuspendedAtMs: timeout.suspendedAtMs } : stats;
+        }
         case 'failed':
           // A tunnel torn down under QEMU shows as a broken pipe; the tunnel's reason is the real one.
           if (lostReason()) throw lostReason()!;
@@ -215,16 +224,18 @@ export async function monitorMigration(opts: MonitorOptions): Promise<MigrationS
         await cancel();
         throw vmError(ErrorType.OperationFailed, `migration stalled: no data moved for ${opts.stallTimeoutMs ?? 60_000} ms (the destination stopped receiving)`);
       }
+      if (await timeout.check(dom, status)) opts.onTimeoutSuspend?.();
       if (opts.postcopy && !postcopyStarted && status === 'active') {
         postcopyStarted = true;
         opts.onPostcopy?.();
         await qmp.execute('migrate-start-postcopy');
       }
       const limits = await readLimits(qmp).catch(() => undefined);
-      opts.heartbeat({ phase: 'perform', status, progress, ...(limits ?? {}) });
+      opts.heartbeat({ phase: 'perform', status, progress, ...(limits ?? {}), ...(timeout.suspendedAtMs !== undefined ? { timeoutSuspendedAtMs: timeout.suspendedAtMs } : {}) });
       await wake.wait(interval);
     }
   } finally {
+    timeout.dispose();
     unsubscribe();
     signal.removeEventListener('abort', onAbort);
     opts.lost?.removeEventListener('abort', onAbort);

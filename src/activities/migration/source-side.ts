@@ -28,6 +28,7 @@ import { isMigrationActive, monitorMigration, type QemuMigrationInfo } from './m
 import { setCapabilities, setLimits, sourceCapabilities } from './params.js';
 import { requireTunnel } from './tunnel/host-tunnel.js';
 import { SourceTunnel } from './tunnel/source-session.js';
+import { timeoutOptions } from './timeout-action.js';
 
 function activityContext(): Context | undefined {
   try {
@@ -137,6 +138,7 @@ export async function perform(rt: HostRuntime, a: PerformArgs): Promise<PerformR
   const dom = rt.requireRunning(name);
   const rec = recordOf(rt.config.runDir, name, a.jobId);
   if (!rec) throw noJob(name, a.jobId);
+  const timeoutOpts = timeoutOptions(rt, name, a);
   const job = rt.locks.beginJob(name, a.jobId, 'migrateOut', 'perform');
   const ctx = activityContext();
   let destCookie: MigrationCookie | undefined;
@@ -154,6 +156,9 @@ export async function perform(rt: HostRuntime, a: PerformArgs): Promise<PerformR
   try {
     if (!rec.performStarted) {
       let uri = a.uri;
+      await relocateGraphics(rt, dom, destCookie);
+      await setCapabilities(dom.qmp, sourceCapabilities(a.flags));
+      // Dialled just before `migrate`: the destination QEMU takes one connection only, so nothing that may fail comes in between.
       if (tunnelled) {
         if (!a.tunnel) throw vmError(ErrorType.OperationInvalid, 'a tunnelled Perform needs the tunnel endpoint and token from Prepare');
         tunnel = await SourceTunnel.open({
@@ -170,8 +175,6 @@ export async function perform(rt: HostRuntime, a: PerformArgs): Promise<PerformR
         });
         uri = tunnel.uri;
       }
-      await relocateGraphics(rt, dom, destCookie);
-      await setCapabilities(dom.qmp, sourceCapabilities(a.flags));
       if (!a.flags.includes('live') && dom.state === 'running') {
         // A non-live migration moves a stopped guest: nothing dirties memory behind the stream.
         await dom.qmp.execute('stop');
@@ -199,6 +202,7 @@ export async function perform(rt: HostRuntime, a: PerformArgs): Promise<PerformR
       postcopy: a.flags.includes('postcopy'),
       onPostcopy: () => updateRecord(rt.config.runDir, name, a.jobId, { postcopyStarted: true }),
       ...(tunnel ? { lost: tunnel.lost.signal, afterCancel: () => tunnel?.destroy() } : {}),
+      ...timeoutOpts,
     }).catch(async (err: unknown) => {
       if (ctx?.cancellationDetails?.notFound) {
         // The workflow is gone: nobody will Confirm, so undo here.

@@ -7,6 +7,7 @@ import { ErrorType, vmError } from '../../common/errors.js';
 import { isProcessAlive } from '../host/proc.js';
 import { QmpClient } from './qmp-client.js';
 import { setTimeout as delay } from 'node:timers/promises';
+import { childStdio } from './inherited-fds.js';
 
 export interface LaunchSpec {
   binary: string;
@@ -44,7 +45,8 @@ export async function launchQemu(spec: LaunchSpec): Promise<LaunchedQemu> {
   let pid: number | undefined;
   let spawnError: Error | undefined;
   try {
-    const child = spawn(spec.binary, spec.args, { detached: true, stdio: ['ignore', logFd, logFd] });
+    // childStdio: QEMU must not hold the worker's other QMP connections (see inherited-fds.ts).
+    const child = spawn(spec.binary, spec.args, { detached: true, stdio: childStdio(['ignore', logFd, logFd]) });
     child.once('error', (err) => (spawnError = err));
     child.unref();
     pid = child.pid;

@@ -11,6 +11,7 @@ import { createRequire } from 'node:module';
 import { fstatSync } from 'node:fs';
 import type { EventEmitter } from 'node:events';
 import { vmError, ErrorType } from '../../common/errors.js';
+import { forgetInheritable, trackInheritable } from './inherited-fds.js';
 
 export interface QmpEvent {
   event: string;
@@ -45,6 +46,8 @@ export interface QmpWaitOptions {
 
 // The subset of usocket's USocket (a Duplex) used here; the package ships no types.
 interface USocketLike extends EventEmitter {
+  /** The connected socket's descriptor (set once 'connected' fired). */
+  fd?: number;
   connect(path: string): void;
   write(chunk: { data: Buffer; fds?: number[] }, cb: (err?: Error | null) => void): boolean;
   destroy(): void;
@@ -107,6 +110,7 @@ export class QmpClient {
     this.sock.once('connected', () => {
       this.connecting = false;
       if (this.goneError) return this.destroySocket();
+      if (this.sock.fd !== undefined) trackInheritable(this.sock.fd);
       // Only now: usocket starts reading when asked after 'connected'; a 'data' listener attached
       // earlier asks too soon and the stream never flows.
       this.sock.on('data', (chunk: Buffer) => this.onData(chunk));
@@ -273,7 +277,11 @@ export class QmpClient {
   private destroySocket(): void {
     // We get here from inside usocket's native callbacks; destroy() there would close the fd
     // and free the wrapper under its running read loop. A pending connect must finish first.
-    setImmediate(() => { if (!this.connecting) this.sock.destroy(); });
+    setImmediate(() => {
+      if (this.connecting) return;
+      this.sock.destroy();
+      if (this.sock.fd !== undefined) forgetInheritable(this.sock.fd);
+    });
   }
 
   private goneFor(what: string): Error {

@@ -6,6 +6,7 @@ import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { ErrorType, vmError } from '../../common/errors.js';
 import { which } from '../../local/which.js';
+import { childStdio } from '../qemu/inherited-fds.js';
 import { compressorCommand, type SaveFormatName } from './formats.js';
 
 export interface HelperExit {
@@ -80,7 +81,8 @@ export function killOrphan(ref: HelperRef): boolean {
  * opened; the child gets duplicates, so the caller closes its own copies).
  */
 export function spawnHelper(cmd: FilterCommand, stdin: number | 'ignore', stdout: number | 'ignore'): Helper {
-  const child = spawn(cmd.path, [...cmd.args], { stdio: [stdin, stdout, 'pipe'] });
+  // A helper can outlive a killed worker: it must not keep the worker's QMP connections open.
+  const child = spawn(cmd.path, [...cmd.args], { stdio: childStdio([stdin, stdout, 'pipe']) });
   let stderr = '';
   let exitedFlag = false;
   const exited = new Promise<HelperExit>((resolve) => {

@@ -1,9 +1,13 @@
 // virsh's migrate: DOMAIN on the source host (--host / VMFERRY_HOST) to DESTHOST,
 // with libvirt's flag names mapped onto the migrate workflow's flags. What the
-// workflow does not support (tunnelled, for now) it refuses with a typed error.
+// workflow cannot do (e.g. tunnelled between hosts without tunnel certificates)
+// it refuses with a typed error. --timeout SECONDS suspends the guest on the source
+// when the live migration has not finished by then, so it converges (virsh's default
+// timeout action).
 import { ErrorType, vmError } from '../../common/errors.js';
-import type { MigrateFlag, MigrateInput, MigrateResult } from '../../common/migration-types.js';
+import { invalidTimeout, type MigrateFlag, type MigrateInput, type MigrateResult } from '../../common/migration-types.js';
 import { mib, positionals, readXmlFile, stringOpt, wholeNumber, type Opts } from '../args.js';
+import { UsageError } from '../exit-codes.js';
 import { inForeground } from '../foreground.js';
 import { domainInfo, requireHost, startJob } from '../job-start.js';
 import type { OptionSpec, Verb } from '../verb.js';
@@ -51,10 +55,10 @@ export const migrateVerb: Verb = {
     const [domain, destinationHost] = positionals(args, 2, this.usage) as [string, string];
     const timeout = wholeNumber(opts.timeout, '--timeout');
     if (timeout !== undefined) {
-      // libvirt suspends the guest when the timeout passes so the migration converges. Here the source host
-      // refuses a suspend while the migration job holds the domain, and forcing convergence another way
-      // (a huge max downtime) would not be what --timeout means.
-      throw vmError(ErrorType.ConfigUnsupported, '--timeout is not supported yet (the host cannot suspend a domain during its migration job); use migrate-setmaxdowntime or --auto-converge');
+      const why = invalidTimeout(timeout);
+      if (why) throw new UsageError(`--timeout: ${why}`);
+      // As virsh: only a running guest's memory keeps changing, so only a live migration can need the push.
+      if (opts.live !== true) throw new UsageError('--timeout needs --live');
     }
     const sourceHost = requireHost(ctx.host);
     const input: MigrateInput = {
@@ -66,6 +70,7 @@ export const migrateVerb: Verb = {
       destinationXml: readXmlFile(stringOpt(opts.xml)),
       dname: stringOpt(opts.dname),
       uri: stringOpt(opts.migrateuri),
+      timeoutSuspendSeconds: timeout,
     };
     return await inForeground(ctx, async (job) => {
       const dom = await domainInfo(ctx.client, sourceHost, domain);
@@ -74,6 +79,7 @@ export const migrateVerb: Verb = {
       const r = await job.follow<MigrateResult>(handle, `migrate ${domain} ${sourceHost} -> ${destinationHost}`);
       const s = r.stats;
       const downtime = s.downtimeMs !== undefined ? `, downtime ${s.downtimeMs} ms` : '';
+      if (s.timeoutSuspendedAtMs !== undefined) ctx.out(`Domain '${domain}' was suspended on ${r.sourceHost} after the ${timeout ?? '?'} s timeout so the migration could converge`);
       ctx.out(`Domain '${domain}' migrated from ${r.sourceHost} to ${r.destinationHost} as '${r.domain}' (protocol v${r.protocol}, ${mib(s.transferredBytes ?? 0)} sent${downtime}); it is ${r.destination.state} there`);
       return r;
     });

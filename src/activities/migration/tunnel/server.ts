@@ -3,11 +3,11 @@
 // this host is preparing and that job's one-time token, from the source host
 // the job expects (by certificate name). Only then is it joined to the incoming
 // QEMU's unix socket; everything else is refused, logged and closed.
-import { connect as netConnect, type Socket } from 'node:net';
+import { connect as netConnect, type NetConnectOpts, type Socket } from 'node:net';
 import { pipeline } from 'node:stream';
 import { createServer, type Server, type TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
-import { certHostNames, serverOptions, type TunnelTls } from './tls.js';
+import { certHostNames, serverOptions, TUNNEL_HIGH_WATER_MARK, type TunnelTls } from './tls.js';
 import { parseHello, readLine, writeLine, type TunnelHello } from './wire.js';
 
 /** What the host decided about a greeting: the incoming QEMU's socket for data, nothing for control. */
@@ -21,6 +21,8 @@ export class TunnelServer {
   /** Live connections per job, so aborting a job tears its tunnel down at once. */
   private readonly byJob = new Map<string, Set<Socket>>();
   private readonly dataClaimed = new Set<string>();
+  /** Every TCP connection, authenticated or not, so close() is not held up by a peer mid-handshake. */
+  private readonly raw = new Set<Socket>();
 
   constructor(
     tls: TunnelTls,
@@ -28,6 +30,10 @@ export class TunnelServer {
     private readonly log: Logger,
   ) {
     this.server = createServer(serverOptions(tls), (sock) => void this.accept(sock));
+    this.server.on('connection', (sock: Socket) => {
+      this.raw.add(sock);
+      sock.once('close', () => this.raw.delete(sock));
+    });
     // A handshake that fails (no certificate, another CA) never reaches accept().
     this.server.on('tlsClientError', (err, sock) => {
       this.log.warn({ peer: `${sock.remoteAddress}:${sock.remotePort}`, err: err.message }, 'tunnel connection refused: TLS handshake failed');
@@ -46,8 +52,10 @@ export class TunnelServer {
   }
 
   async close(): Promise<void> {
+    const closed = new Promise<void>((r) => this.server.close(() => r()));
     for (const job of [...this.byJob.keys()]) this.dropJob(job);
-    await new Promise<void>((r) => this.server.close(() => r()));
+    for (const s of this.raw) s.destroy();
+    await closed;
   }
 
   /** Destroys every tunnel connection of a job (cancel, abort, auto-destroy): a stalled peer holds nothing. */
@@ -96,9 +104,10 @@ export class TunnelServer {
       sock.pipe(sock);
       return;
     }
-    if (this.dataClaimed.has(hello.jobId)) return this.refuse(sock, 'this job already has a data connection', fields);
+    if (this.dataClaimed.has(hello.jobId)) return this.refuse(sock, `job ${hello.jobId} already had its data connection (the incoming QEMU takes one stream only)`, fields);
     this.dataClaimed.add(hello.jobId);
-    const qemu = netConnect({ path: grant.socketPath!, allowHalfOpen: true });
+    // highWaterMark reaches the socket's stream (net passes its options on) though @types/node omits it.
+    const qemu = netConnect({ path: grant.socketPath!, allowHalfOpen: true, highWaterMark: TUNNEL_HIGH_WATER_MARK } as NetConnectOpts);
     qemu.on('error', () => undefined);
     try {
       await new Promise<void>((resolve, reject) => {
@@ -110,6 +119,8 @@ export class TunnelServer {
       return this.refuse(sock, `the incoming QEMU does not accept the stream: ${(err as Error).message}`, fields);
     }
     this.track(hello.jobId, sock, qemu);
+    // TLS records are smaller than a loopback segment: Nagle would hold each one back for an ACK.
+    sock.setNoDelay(true);
     writeLine(sock, { ok: true });
     this.log.info(fields, 'tunnel connected to the incoming QEMU');
     const broke = (err: Error | null | undefined): void => {

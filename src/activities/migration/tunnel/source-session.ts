@@ -14,7 +14,7 @@ import type { TLSSocket } from 'node:tls';
 import { ErrorType, vmError } from '../../../common/errors.js';
 import type { SecurityContext, SecurityDriver } from '../../security/index.js';
 import { openChannel } from './client.js';
-import type { TunnelTls } from './tls.js';
+import { TUNNEL_HIGH_WATER_MARK, type TunnelTls } from './tls.js';
 
 export interface SourceTunnelSpec {
   tls: TunnelTls;
@@ -34,7 +34,8 @@ export interface SourceTunnelSpec {
 }
 
 const PING_MS = 250;
-export const DEFAULT_LIVENESS_MS = 3_000;
+/** Long enough for a busy peer's event loop, short enough that a lost link costs seconds, not TCP's minutes. */
+export const DEFAULT_LIVENESS_MS = 5_000;
 
 export class SourceTunnel {
   /** Aborted, with the reason as an Error, when the destination or the link is lost mid-stream. */
@@ -44,6 +45,8 @@ export class SourceTunnel {
   private qemuDone = false;
   private destroyed = false;
   private sent?: Promise<void>;
+  /** The destination worker ended its side: its QEMU has read the stream and closed its socket. */
+  private readonly peerEnded: Promise<void>;
   private labelled = false;
   private readonly timers: NodeJS.Timeout[] = [];
 
@@ -55,6 +58,11 @@ export class SourceTunnel {
     private readonly socketPath: string,
   ) {
     this.uri = `unix:${socketPath}`;
+    this.peerEnded = new Promise<void>((resolve, reject) => {
+      data.once('end', resolve);
+      data.once('close', () => reject(new Error('the destination closed the tunnel without ending it')));
+    });
+    this.peerEnded.catch(() => undefined);
   }
 
   /** Dials both channels (refused: a typed error, nothing left open), then listens for QEMU. */
@@ -70,7 +78,7 @@ export class SourceTunnel {
       throw data.status === 'rejected' ? data.reason : (control as PromiseRejectedResult).reason;
     }
     const socketPath = join(spec.socketDir, `tun-${randomBytes(6).toString('hex')}.sock`);
-    const listener = createServer({ allowHalfOpen: true });
+    const listener = createServer({ allowHalfOpen: true, highWaterMark: TUNNEL_HIGH_WATER_MARK });
     const t = new SourceTunnel(spec, data.value, control.value, listener, socketPath);
     try {
       await new Promise<void>((resolve, reject) => {
@@ -92,6 +100,8 @@ export class SourceTunnel {
     this.data.once('close', () => this.markLost(`the tunnel connection to destination host '${this.spec.destinationHost}' closed during the migration`));
     this.control.once('close', () => this.markLost(`the tunnel control connection to destination host '${this.spec.destinationHost}' closed during the migration`));
     this.control.setNoDelay(true);
+    // TLS records are smaller than a loopback segment: Nagle would hold each one back for an ACK.
+    this.data.setNoDelay(true);
     let heardAt = Date.now();
     this.control.on('data', () => (heardAt = Date.now()));
     // The greeting left it paused; a 'data' listener does not undo an explicit pause.
@@ -139,8 +149,11 @@ export class SourceTunnel {
 
   /**
    * After QEMU reported completion: waits until its last byte has left this
-   * worker. A tunnel that broke before that means the destination may be short
-   * of data: an error, so the source is resumed rather than killed.
+   * worker (a tunnel that broke before that means the destination may be short
+   * of data: an error, so the source is resumed rather than killed), then until
+   * the destination ends its side, which it does once its QEMU has read the
+   * stream and closed its socket. Closing before that could reset the
+   * connection under data still in flight.
    */
   async drained(timeoutMs: number): Promise<void> {
     if (this.lost.signal.aborted) throw this.lost.signal.reason;
@@ -148,7 +161,7 @@ export class SourceTunnel {
     let timer: NodeJS.Timeout | undefined;
     try {
       await Promise.race([
-        this.sent,
+        this.sent.then(() => this.peerEnded),
         new Promise<never>((_, reject) => {
           timer = setTimeout(() => reject(new Error(`not flushed within ${timeoutMs} ms`)), timeoutMs);
         }),

@@ -1,0 +1,182 @@
+// Tunnelled against direct live migration, both through vmferry's `migrate`
+// workflow, interleaved (direct, tunnelled, direct, tunnelled, ...) in one run so
+// both see the same machine state; prints the ratio of medians of wall times
+// and, for the tunnelled runs, each host worker's peak resident memory above
+// its idle level (sampled from /proc/<pid>/status every 20 ms). One guest
+// ping-pongs between two host workers on loopback; its RAM (above 16 MiB) is
+// refilled with random bytes before every run. The tunnel is TLS 1.3 with
+// certificates made here by openssl.
+// Usage: node --import tsx bench/migrate-tunnel.ts [--pairs N] [--mib M]
+import { randomUUID } from 'node:crypto';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Client, Connection } from '@temporalio/client';
+import { bundleWorkflowCode, DefaultLogger } from '@temporalio/worker';
+import { CONTROL_TASK_QUEUE } from '../src/common/constants.js';
+import type { DomainOperationResult } from '../src/common/domain-types.js';
+import { jobWorkflowId } from '../src/common/job-types.js';
+import type { MigrateFlag, MigrateInput, MigrateResult } from '../src/common/migration-types.js';
+import { startDevServer } from '../src/local/dev-server.js';
+import { freePort } from '../src/local/free-port.js';
+import { findTemporalCli } from '../src/local/temporal-cli.js';
+import { startWorkerProcess, type WorkerProcess } from '../src/local/worker-process.js';
+import { workflowsPath } from '../src/workers/workflows-path.js';
+import { fillRandom } from '../test/helpers/guest-memory.js';
+import { guestXml } from '../test/helpers/guest-xml.js';
+import { makeCa, makeHostCert, tunnelEnv } from '../test/helpers/tunnel-certs.js';
+
+const arg = (name: string, dflt: number): number => {
+  const i = process.argv.indexOf(`--${name}`);
+  return i === -1 ? dflt : Number(process.argv[i + 1]);
+};
+const PAIRS = arg('pairs', 3);
+const MIB = arg('mib', 1024);
+const FILL = (MIB - 16) * 1024 * 1024;
+const say = (s: string): void => console.log(`[bench] ${s}`);
+const median = (xs: number[]): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = Math.floor(s.length / 2);
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+};
+/** VmRSS of a process, bytes. */
+function rss(pid: number): number {
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Number(m[1]) * 1024 : 0;
+}
+/** CPU time (user + system) a process has used, ms. */
+function cpuMs(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100; // utime, stime in clock ticks (USER_HZ 100)
+}
+const mb = (bytes: number): string => `${(bytes / 1e6).toFixed(1)} MB`;
+
+const root = mkdtempSync(join(tmpdir(), 'vmf-bench-tun-'));
+const shm = join('/dev/shm', `vmf-bench-tun-${process.pid}`);
+mkdirSync(shm, { recursive: true });
+const certDir = join(root, 'certs');
+mkdirSync(certDir);
+const workers: WorkerProcess[] = [];
+const cli = findTemporalCli();
+if (!cli) throw new Error('no temporal CLI: run npm run setup');
+const server = await startDevServer({ cliPath: cli, stateDir: join(root, 'temporal'), port: await freePort(), headless: true });
+
+const { code } = await bundleWorkflowCode({ workflowsPath: workflowsPath(), logger: new DefaultLogger('WARN') });
+const bundlePath = join(root, 'bundle.js');
+writeFileSync(bundlePath, code);
+const ca = makeCa(certDir, 'bench-ca');
+const HOSTS = ['bench-ta', 'bench-tb'] as const;
+const hostEnv = async (name: string, portMin: number): Promise<Record<string, string>> => ({
+  VMFERRY_HOST_NAME: name,
+  VMFERRY_HOST_BASE_DIR: join(root, name),
+  VMFERRY_HOST_MEMORY_DIR: join(shm, name),
+  VMFERRY_HOST_MIGRATION_PORT_MIN: String(portMin),
+  VMFERRY_HOST_MIGRATION_PORT_MAX: String(portMin + 7),
+  TEMPORAL_ADDRESS: server.address,
+  VMFERRY_LOG_LEVEL: 'warn',
+  ...tunnelEnv(`127.0.0.1:${await freePort()}`, makeHostCert(certDir, ca, name)),
+});
+/** A failed start must not leave the dev server, workers or files behind. */
+async function abandon(err: unknown): Promise<never> {
+  await Promise.all(workers.map((w) => w.stop()));
+  await server.stop();
+  rmSync(root, { recursive: true, force: true });
+  rmSync(shm, { recursive: true, force: true });
+  throw err;
+}
+const started = await Promise.allSettled([
+  startWorkerProcess('host', await hostEnv(HOSTS[0], 49520), 'host worker ready'),
+  startWorkerProcess('host', await hostEnv(HOSTS[1], 49530), 'host worker ready'),
+]);
+for (const r of started) if (r.status === 'fulfilled') workers.push(r.value);
+for (const r of started) if (r.status === 'rejected') await abandon(r.reason);
+const [wa, wb] = workers as [WorkerProcess, WorkerProcess];
+workers.push(await startWorkerProcess('control', { TEMPORAL_ADDRESS: server.address, VMFERRY_WORKFLOW_BUNDLE: bundlePath }, 'control worker ready').catch(abandon));
+const pidOf: Record<string, number> = { [HOSTS[0]]: wa.pid, [HOSTS[1]]: wb.pid };
+const client = new Client({ connection: await Connection.connect({ address: server.address }) });
+async function op(host: string, operation: Record<string, unknown>): Promise<DomainOperationResult> {
+  return await client.workflow.execute('domainOperation', { taskQueue: CONTROL_TASK_QUEUE, workflowId: `bench-op-${randomUUID()}`, args: [{ host, operation }] });
+}
+const uuid = randomUUID();
+const GUEST = 'benchtunguest';
+await op(HOSTS[0], { op: 'define', xml: guestXml({ name: GUEST, uuid, memoryMiB: MIB }) });
+let vmHost: string = HOSTS[0];
+let vmRam = ((await op(HOSTS[0], { op: 'start', name: GUEST })) as { domain: { memoryBackingFile: string } }).domain.memoryBackingFile;
+
+interface Run {
+  wallMs: number;
+  qemuMs: number;
+  /** Peak VmRSS above the level just before the run, per host (source, destination). */
+  peakAbove: { source: number; destination: number };
+  /** CPU ms each host worker used during the run. */
+  cpu: { source: number; destination: number };
+}
+async function run(tunnelled: boolean): Promise<Run> {
+  fillRandom(vmRam, FILL);
+  const from = vmHost;
+  const to = vmHost === HOSTS[0] ? HOSTS[1] : HOSTS[0];
+  const flags: MigrateFlag[] = ['live', 'persist-dest', 'undefine-source', ...(tunnelled ? (['tunnelled'] as const) : [])];
+  const input: MigrateInput = { domain: GUEST, domainUuid: uuid, sourceHost: from, destinationHost: to, flags };
+  const idle = { source: rss(pidOf[from]!), destination: rss(pidOf[to]!) };
+  const peak = { ...idle };
+  const cpu0 = { source: cpuMs(pidOf[from]!), destination: cpuMs(pidOf[to]!) };
+  const sampler = setInterval(() => {
+    peak.source = Math.max(peak.source, rss(pidOf[from]!));
+    peak.destination = Math.max(peak.destination, rss(pidOf[to]!));
+  }, 20);
+  const t0 = performance.now();
+  try {
+    const handle = await client.workflow.start<(i: MigrateInput) => Promise<MigrateResult>>('migrate', {
+      taskQueue: CONTROL_TASK_QUEUE,
+      workflowId: jobWorkflowId(uuid),
+      workflowIdConflictPolicy: 'FAIL',
+      workflowIdReusePolicy: 'ALLOW_DUPLICATE',
+      args: [input],
+    });
+    const r = await handle.result();
+    const wallMs = performance.now() - t0;
+    vmHost = to;
+    vmRam = r.destination.memoryBackingFile!;
+    const cpu = { source: cpuMs(pidOf[from]!) - cpu0.source, destination: cpuMs(pidOf[to]!) - cpu0.destination };
+    return { wallMs, qemuMs: r.stats.totalTimeMs ?? 0, peakAbove: { source: peak.source - idle.source, destination: peak.destination - idle.destination }, cpu };
+  } finally {
+    clearInterval(sampler);
+  }
+}
+
+try {
+  say(`${MIB} MiB guest, ${Math.round(FILL / 1048576)} MiB random RAM, ${PAIRS} pairs, interleaved direct/tunnelled (TLS 1.3); warming up`);
+  await run(false);
+  await run(true);
+  const direct: Run[] = [];
+  const tunnel: Run[] = [];
+  for (let i = 0; i < PAIRS; i++) {
+    direct.push(await run(false));
+    tunnel.push(await run(true));
+    const t = tunnel[i]!;
+    say(
+      `pair ${i + 1}: direct ${direct[i]!.wallMs.toFixed(0)} ms (QEMU ${direct[i]!.qemuMs} ms), tunnelled ${t.wallMs.toFixed(0)} ms (QEMU ${t.qemuMs} ms); ` +
+        `tunnelled peak RSS above idle: source worker ${mb(t.peakAbove.source)}, destination worker ${mb(t.peakAbove.destination)}; ` +
+        `worker CPU direct ${direct[i]!.cpu.source}/${direct[i]!.cpu.destination} ms, tunnelled ${t.cpu.source}/${t.cpu.destination} ms (source/destination)`,
+    );
+  }
+  const dMed = median(direct.map((r) => r.wallMs));
+  const tMed = median(tunnel.map((r) => r.wallMs));
+  say(`direct median:                   ${dMed.toFixed(0)} ms`);
+  say(`tunnelled median:                ${tMed.toFixed(0)} ms`);
+  say(`ratio tunnelled/direct (medians): ${(tMed / dMed).toFixed(2)}   (target <= 1.3)`);
+  say(`QEMU total-time median: direct ${median(direct.map((r) => r.qemuMs))} ms, tunnelled ${median(tunnel.map((r) => r.qemuMs))} ms`);
+  say(
+    `tunnelled peak RSS above idle (max over runs): source worker ${mb(Math.max(...tunnel.map((r) => r.peakAbove.source)))}, ` +
+      `destination worker ${mb(Math.max(...tunnel.map((r) => r.peakAbove.destination)))}   (target < 150 MB)`,
+  );
+  say(`direct peak RSS above idle (max over runs, for comparison): source ${mb(Math.max(...direct.map((r) => r.peakAbove.source)))}, destination ${mb(Math.max(...direct.map((r) => r.peakAbove.destination)))}`);
+} finally {
+  await op(vmHost, { op: 'destroy', name: GUEST }).catch(() => undefined);
+  await op(vmHost, { op: 'undefine', name: GUEST }).catch(() => undefined);
+  await Promise.all(workers.map((w) => w.stop()));
+  await server.stop();
+  rmSync(root, { recursive: true, force: true });
+  rmSync(shm, { recursive: true, force: true });
+}
+process.exit(0);

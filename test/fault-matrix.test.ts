@@ -11,10 +11,9 @@ import { randomUUID } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { inject, afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { outcomeOf, type Observed } from './helpers/case-table.js';
-import { domainOf } from './helpers/migration.js';
-import { startMigration } from './helpers/migration.js';
+import { domainOf, startMigration } from './helpers/migration.js';
 import { fillRandom } from './helpers/guest-memory.js';
 import { guestXml } from './helpers/guest-xml.js';
 import { withDeadline } from './helpers/qemu-process.js';
@@ -162,7 +161,19 @@ function leftovers(w: DomainWorld, name: string, uuid: string, where: Where | st
     if (extraShm.length > 0) out.push(`${host} shm: ${extraShm.join(' ')}`);
   }
   if (w.listening.length > 0) out.push(`listening: ${w.listening.join(' ')}`);
+  for (const [host, procs] of w.helpers) if (procs.length > 0) out.push(`${host} children: ${procs.join(' ')}`);
+  if (w.strays.length > 0) out.push(`stray QEMU ${w.strays.join(' ')}`);
   return out;
+}
+
+/**
+ * The allocator keeps its reservations in memory: a leaked one shows as a later Prepare
+ * getting a port above the lowest of the range, which is free again after every cell.
+ */
+function portLeaks(dst: string, name: string): string[] {
+  const lowest = RANGES[dst]![0];
+  const uris = (cluster.hosts.get(dst)!.worker?.logs ?? []).filter((l) => l.msg === 'incoming migration prepared' && l.domain === name).map((l) => String(l.uri));
+  return uris.filter((u) => !u.endsWith(`:${lowest}`)).map((u) => `Prepare got ${u}, not port ${lowest}: a reservation leaked`);
 }
 
 function phaseOf(o: Observed): string | undefined {
@@ -192,7 +203,7 @@ async function runCell(fault: Fault, p: Point): Promise<void> {
   let na = exp.na;
   let injected = 'not reached';
   const reached = await withDeadline(Promise.race([aimed, result.then(() => undefined)]), 60_000, `${p.point} on ${at} not reached within 60 s`);
-  if (reached) injected = await inject_(fault, uuid, reached);
+  if (reached) injected = await injectFault(fault, uuid, reached);
   holds.release();
   if (injected === 'n/a') na ??= 'nothing to kill at this point';
 
@@ -208,7 +219,7 @@ async function runCell(fault: Fault, p: Point): Promise<void> {
   }, { timeoutMs: 15_000, intervalMs: 100 }).catch(() => undefined);
 
   const where = whereOf(world, pair);
-  const extra = leftovers(world, name, uuid, where, pair);
+  const extra = [...leftovers(world, name, uuid, where, pair), ...portLeaks(dst, name)];
   const phase = phaseOf(outcome);
   const typed = outcome.type === 'succeeded' || !outcome.type.startsWith('untyped');
   let state: string | undefined;
@@ -233,7 +244,7 @@ async function runCell(fault: Fault, p: Point): Promise<void> {
 }
 
 /** Injects the fault while the step holds; restarts what crashed. Returns what was done, or 'n/a'. */
-async function inject_(fault: Fault, uuid: string, r?: Reached): Promise<string> {
+async function injectFault(fault: Fault, uuid: string, r?: Reached): Promise<string> {
   switch (fault) {
     case 'kill -9 src worker':
     case 'kill -9 dst worker': {
@@ -280,7 +291,7 @@ beforeAll(async () => {
         VMFERRY_AUTO_DESTROY_INTERVAL_MS: '500',
       }),
     ),
-    cluster.startControl({ VMFERRY_WORKFLOW_BUNDLE: inject('workflowBundle') }),
+    cluster.startControl(),
   ]);
   // Two more hosts, each inside its own network namespace: the migration link between them
   // is what the network column cuts; each reaches this file's Temporal through a relay.
@@ -389,6 +400,8 @@ async function runSaveCell(fault: SaveFault, p: { label: string; point: string }
       ...w.run.get(A)!.filter((f) => !(runs && (f === `${name}.qmp` || f === `${name}.xml`))).map((f) => `run: ${f}`),
       ...w.shm.get(A)!.filter((f) => !(runs && f === `${uuid}.ram`)).map((f) => `shm: ${f}`),
       ...readdirSync(images).filter((f) => f !== `${name}.img`).map((f) => `images: ${f}`),
+      ...w.helpers.get(A)!.map((c) => `child: ${c}`),
+      ...w.strays.map((pid) => `stray QEMU ${pid}`),
     ];
     return { end, extra };
   };
@@ -416,13 +429,13 @@ async function runSaveCell(fault: SaveFault, p: { label: string; point: string }
 async function injectSave(fault: SaveFault, uuid: string): Promise<string> {
   switch (fault) {
     case 'kill -9 host worker':
-      return await inject_('kill -9 src worker', uuid);
+      return await injectFault('kill -9 src worker', uuid);
     case 'kill -9 control':
-      return await inject_('kill -9 control', uuid);
+      return await injectFault('kill -9 control', uuid);
     case 'restart Temporal':
-      return await inject_('restart Temporal', uuid);
+      return await injectFault('restart Temporal', uuid);
     case 'kill -9 QEMU':
-      return await inject_('kill -9 src QEMU', uuid);
+      return await injectFault('kill -9 src QEMU', uuid);
   }
 }
 

@@ -1,9 +1,10 @@
 // What a fault-matrix cell looks at when the job has ended: which QEMU runs the
 // domain (found in /proc by the domain's RAM file, which carries its UUID, and
 // matched to a host by that host's memory directory), what each host keeps in
-// its run directory and memory directory, and which sockets listen in the
-// hosts' migration port ranges. Nothing here asks a worker: a worker could lie
-// about what it leaked.
+// its run directory and memory directory, which processes its worker has under
+// it besides QEMU, which of the cluster's QEMUs belong to no domain, and which
+// sockets listen in the hosts' migration port ranges. Nothing here asks a
+// worker: a worker could lie about what it leaked.
 import { readdirSync, readFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { isProcessAlive } from '../../../src/activities/host/proc.js';
@@ -19,6 +20,10 @@ export interface DomainWorld {
   shm: Map<string, string[]>;
   /** TCP ports listening in the given ranges. */
   listening: number[];
+  /** host -> processes under its worker other than QEMU (compressors, dd, relays). */
+  helpers: Map<string, string[]>;
+  /** QEMUs of the cluster that belong to no domain this look was about. */
+  strays: number[];
 }
 
 function files(dir: string, root = dir): string[] {
@@ -67,8 +72,31 @@ export function domainWorld(cluster: TestCluster, hosts: string[], uuid: string,
     run.set(host, files(join(h.baseDir, 'run')));
     shm.set(host, files(h.memoryDir));
   }
+  const helpers = new Map<string, string[]>();
+  for (const host of hosts) {
+    const pid = cluster.hosts.get(host)!.worker?.pid;
+    helpers.set(host, pid === undefined ? [] : childrenOf(pid).filter((c) => !c.startsWith('qemu-system')));
+  }
   const pids = hosts.map((h) => cluster.hosts.get(h)!.worker?.pid).filter((p): p is number => p !== undefined);
-  return { qemu, run, shm, listening: listeningPorts(ranges, pids) };
+  const mine = new Set([...qemu.values()].flat());
+  return { qemu, run, shm, listening: listeningPorts(ranges, pids), helpers, strays: clusterQemus(cluster).filter((p) => !mine.has(p)) };
+}
+
+/** Command names of the live processes whose parent is `pid`. */
+export function childrenOf(pid: number): string[] {
+  const out: string[] = [];
+  for (const e of readdirSync('/proc')) {
+    if (!/^\d+$/.test(e)) continue;
+    try {
+      const stat = readFileSync(`/proc/${e}/stat`, 'utf8');
+      const close = stat.lastIndexOf(')');
+      const [state, ppid] = stat.slice(close + 2).split(' ');
+      if (Number(ppid) === pid && state !== 'Z') out.push(stat.slice(stat.indexOf('(') + 1, close));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return out.sort();
 }
 
 /** Every QEMU of the test cluster still alive (any domain), for the teardown check. */

@@ -5,7 +5,7 @@
 import { lstatSync, readdirSync, readFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import type { TestCluster } from '../cluster.js';
-import { clusterQemus, listeningPorts } from './inspect.js';
+import { childrenOf, clusterQemus, listeningPorts } from './inspect.js';
 
 export interface Resources {
   fds: Record<string, number>;
@@ -21,23 +21,6 @@ function fdCount(pid: number): number {
   } catch {
     return -1;
   }
-}
-
-/** Command names of the live processes whose parent is `pid`. */
-function childrenOf(pid: number): string[] {
-  const out: string[] = [];
-  for (const e of readdirSync('/proc')) {
-    if (!/^\d+$/.test(e)) continue;
-    try {
-      const stat = readFileSync(`/proc/${e}/stat`, 'utf8');
-      const close = stat.lastIndexOf(')');
-      const [state, ppid] = stat.slice(close + 2).split(' ');
-      if (Number(ppid) === pid && state !== 'Z') out.push(stat.slice(stat.indexOf('(') + 1, close));
-    } catch {
-      // gone meanwhile
-    }
-  }
-  return out.sort();
 }
 
 function walk(dir: string, root: string, out: string[]): void {

@@ -75,7 +75,8 @@ export function domainWorld(cluster: TestCluster, hosts: string[], uuid: string,
   const helpers = new Map<string, string[]>();
   for (const host of hosts) {
     const pid = cluster.hosts.get(host)!.worker?.pid;
-    helpers.set(host, pid === undefined ? [] : childrenOf(pid).filter((c) => !c.startsWith('qemu-system')));
+    // esbuild is tsx's compiler service (the worker runs from TypeScript sources), started when a module loads late.
+    helpers.set(host, pid === undefined ? [] : childrenOf(pid).filter((c) => !c.startsWith('qemu-system') && c !== 'esbuild'));
   }
   const pids = hosts.map((h) => cluster.hosts.get(h)!.worker?.pid).filter((p): p is number => p !== undefined);
   const mine = new Set([...qemu.values()].flat());

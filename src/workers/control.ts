@@ -21,6 +21,9 @@ async function main(): Promise<void> {
     // A prebuilt bundle (tests, deployments) skips webpack at start-up.
     ...(process.env.VMFERRY_WORKFLOW_BUNDLE ? { workflowBundle: { codePath: process.env.VMFERRY_WORKFLOW_BUNDLE } } : { workflowsPath: workflowsPath(), interceptors: { workflowModules: workflowInterceptorModules() } }),
     identity: `control-worker@${process.pid}`,
+    // After a control worker dies, its workflows' next tasks wait this long on its sticky queue before
+    // any other worker gets them (SDK default 10 s); a supervisor that restarts it fast may want less.
+    ...(process.env.VMFERRY_STICKY_QUEUE_TIMEOUT_MS ? { stickyQueueScheduleToStartTimeout: Number(process.env.VMFERRY_STICKY_QUEUE_TIMEOUT_MS) } : {}),
   });
   const stop = (): void => worker.shutdown();
   process.once('SIGINT', stop);

@@ -16,6 +16,8 @@ import { launchQemu } from '../src/activities/qemu/launch.js';
 import type { QmpClient } from '../src/activities/qemu/qmp-client.js';
 import { CONTROL_TASK_QUEUE } from '../src/common/constants.js';
 import type { DomainOperationResult } from '../src/common/domain-types.js';
+import { jobWorkflowId } from '../src/common/job-types.js';
+import type { MigrateInput, MigrateResult } from '../src/common/migration-types.js';
 import { startDevServer } from '../src/local/dev-server.js';
 import { freePort } from '../src/local/free-port.js';
 import { findTemporalCli } from '../src/local/temporal-cli.js';
@@ -132,6 +134,17 @@ export class BenchEnv {
 const ACTIVITY_EVENTS: Record<number, string> = { 10: 'scheduled', 11: 'started', 12: 'completed', 13: 'failed', 14: 'timed out', 15: 'cancel requested', 16: 'cancelled' };
 
 /** BENCH_PROFILE=1: when each activity was scheduled, started and closed, ms from the workflow's first event. */
+/** Starts a migration as clients must (the domain's job ID, a second job refused). */
+export async function startMigration(client: Client, uuid: string, input: MigrateInput): Promise<WorkflowHandle<(i: MigrateInput) => Promise<MigrateResult>>> {
+  return await client.workflow.start<(i: MigrateInput) => Promise<MigrateResult>>('migrate', {
+    taskQueue: CONTROL_TASK_QUEUE,
+    workflowId: jobWorkflowId(uuid),
+    workflowIdConflictPolicy: 'FAIL',
+    workflowIdReusePolicy: 'ALLOW_DUPLICATE',
+    args: [input],
+  });
+}
+
 export async function printTimeline(handle: WorkflowHandle): Promise<void> {
   if (!process.env.BENCH_PROFILE) return;
   const history = (await handle.fetchHistory()).events ?? [];

@@ -15,11 +15,11 @@ import { Client, Connection } from '@temporalio/client';
 import { bundleWorkflowCode, DefaultLogger } from '@temporalio/worker';
 import { CONTROL_TASK_QUEUE } from '../src/common/constants.js';
 import type { DomainOperationResult } from '../src/common/domain-types.js';
-import { jobWorkflowId } from '../src/common/job-types.js';
-import type { MigrateFlag, MigrateInput, MigrateResult } from '../src/common/migration-types.js';
+import type { MigrateFlag, MigrateInput } from '../src/common/migration-types.js';
 import { startDevServer } from '../src/local/dev-server.js';
 import { freePort } from '../src/local/free-port.js';
 import { findTemporalCli } from '../src/local/temporal-cli.js';
+import { startMigration } from './common.js';
 import { startWorkerProcess, type WorkerProcess } from '../src/local/worker-process.js';
 import { workflowsPath } from '../src/workers/workflows-path.js';
 import { fillRandom } from '../test/helpers/guest-memory.js';
@@ -126,13 +126,7 @@ async function run(tunnelled: boolean): Promise<Run> {
   }, 20);
   const t0 = performance.now();
   try {
-    const handle = await client.workflow.start<(i: MigrateInput) => Promise<MigrateResult>>('migrate', {
-      taskQueue: CONTROL_TASK_QUEUE,
-      workflowId: jobWorkflowId(uuid),
-      workflowIdConflictPolicy: 'FAIL',
-      workflowIdReusePolicy: 'ALLOW_DUPLICATE',
-      args: [input],
-    });
+    const handle = await startMigration(client, uuid, input);
     const r = await handle.result();
     const wallMs = performance.now() - t0;
     vmHost = to;

@@ -8,12 +8,10 @@
 // Usage: node --import tsx bench/migrate.ts [--pairs N] [--mib M]   (BENCH_PROFILE=1 prints each run's step timeline)
 import { randomUUID } from 'node:crypto';
 import type { QmpEvent } from '../src/activities/qemu/qmp-client.js';
-import { CONTROL_TASK_QUEUE } from '../src/common/constants.js';
-import { jobWorkflowId } from '../src/common/job-types.js';
-import type { MigrateInput, MigrateResult } from '../src/common/migration-types.js';
+import type { MigrateInput } from '../src/common/migration-types.js';
 import { fillRandom } from '../test/helpers/guest-memory.js';
 import { guestXml } from '../test/helpers/guest-xml.js';
-import { arg, BenchEnv, median, printTimeline, say } from './common.js';
+import { arg, BenchEnv, median, printTimeline, say, startMigration } from './common.js';
 
 const PAIRS = arg('pairs', 5);
 const MIB = arg('mib', 256);
@@ -79,13 +77,7 @@ async function vmRun(): Promise<VmRun> {
   const to = vmHost === 'bench-a' ? 'bench-b' : 'bench-a';
   const input: MigrateInput = { domain: GUEST, domainUuid: uuid, sourceHost: vmHost, destinationHost: to, flags: ['live', 'persist-dest', 'undefine-source'] };
   const t0 = performance.now();
-  const handle = await client.workflow.start<(i: MigrateInput) => Promise<MigrateResult>>('migrate', {
-    taskQueue: CONTROL_TASK_QUEUE,
-    workflowId: jobWorkflowId(uuid),
-    workflowIdConflictPolicy: 'FAIL',
-    workflowIdReusePolicy: 'ALLOW_DUPLICATE',
-    args: [input],
-  });
+  const handle = await startMigration(client, uuid, input);
   const r = await handle.result();
   const wallMs = performance.now() - t0;
   const events = ((await handle.fetchHistory()).events ?? []).length;

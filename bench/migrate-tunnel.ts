@@ -8,37 +8,19 @@
 // certificates made here by openssl.
 // Usage: node --import tsx bench/migrate-tunnel.ts [--pairs N] [--mib M]
 import { randomUUID } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Client, Connection } from '@temporalio/client';
-import { bundleWorkflowCode, DefaultLogger } from '@temporalio/worker';
-import { CONTROL_TASK_QUEUE } from '../src/common/constants.js';
 import type { DomainOperationResult } from '../src/common/domain-types.js';
 import type { MigrateFlag, MigrateInput } from '../src/common/migration-types.js';
-import { startDevServer } from '../src/local/dev-server.js';
 import { freePort } from '../src/local/free-port.js';
-import { findTemporalCli } from '../src/local/temporal-cli.js';
-import { startMigration } from './common.js';
-import { startWorkerProcess, type WorkerProcess } from '../src/local/worker-process.js';
-import { workflowsPath } from '../src/workers/workflows-path.js';
 import { fillRandom } from '../test/helpers/guest-memory.js';
 import { guestXml } from '../test/helpers/guest-xml.js';
+import { arg, BenchEnv, median, say, startMigration } from './common.js';
 import { makeCa, makeHostCert, tunnelEnv } from '../test/helpers/tunnel-certs.js';
 
-const arg = (name: string, dflt: number): number => {
-  const i = process.argv.indexOf(`--${name}`);
-  return i === -1 ? dflt : Number(process.argv[i + 1]);
-};
 const PAIRS = arg('pairs', 3);
 const MIB = arg('mib', 1024);
 const FILL = (MIB - 16) * 1024 * 1024;
-const say = (s: string): void => console.log(`[bench] ${s}`);
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = Math.floor(s.length / 2);
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-};
 /** VmRSS of a process, bytes. */
 function rss(pid: number): number {
   const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
@@ -51,52 +33,24 @@ function cpuMs(pid: number): number {
 }
 const mb = (bytes: number): string => `${(bytes / 1e6).toFixed(1)} MB`;
 
-const root = mkdtempSync(join(tmpdir(), 'vmf-bench-tun-'));
-const shm = join('/dev/shm', `vmf-bench-tun-${process.pid}`);
-mkdirSync(shm, { recursive: true });
-const certDir = join(root, 'certs');
+const env = await BenchEnv.create('vmf-bench-tun');
+const certDir = join(env.root, 'certs');
 mkdirSync(certDir);
-const workers: WorkerProcess[] = [];
-const cli = findTemporalCli();
-if (!cli) throw new Error('no temporal CLI: run npm run setup');
-const server = await startDevServer({ cliPath: cli, stateDir: join(root, 'temporal'), port: await freePort(), headless: true });
-
-const { code } = await bundleWorkflowCode({ workflowsPath: workflowsPath(), logger: new DefaultLogger('WARN') });
-const bundlePath = join(root, 'bundle.js');
-writeFileSync(bundlePath, code);
 const ca = makeCa(certDir, 'bench-ca');
 const HOSTS = ['bench-ta', 'bench-tb'] as const;
-const hostEnv = async (name: string, portMin: number): Promise<Record<string, string>> => ({
-  VMFERRY_HOST_NAME: name,
-  VMFERRY_HOST_BASE_DIR: join(root, name),
-  VMFERRY_HOST_MEMORY_DIR: join(shm, name),
+const hostExtra = async (name: string, portMin: number): Promise<Record<string, string>> => ({
   VMFERRY_HOST_MIGRATION_PORT_MIN: String(portMin),
   VMFERRY_HOST_MIGRATION_PORT_MAX: String(portMin + 7),
-  TEMPORAL_ADDRESS: server.address,
-  VMFERRY_LOG_LEVEL: 'warn',
   ...tunnelEnv(`127.0.0.1:${await freePort()}`, makeHostCert(certDir, ca, name)),
 });
-/** A failed start must not leave the dev server, workers or files behind. */
-async function abandon(err: unknown): Promise<never> {
-  await Promise.all(workers.map((w) => w.stop()));
-  await server.stop();
-  rmSync(root, { recursive: true, force: true });
-  rmSync(shm, { recursive: true, force: true });
+// A failed start must not leave the dev server, workers or files behind.
+const [wa, wb] = await Promise.all([env.startHost(HOSTS[0], await hostExtra(HOSTS[0], 49520)), env.startHost(HOSTS[1], await hostExtra(HOSTS[1], 49530)), env.startControl()]).catch(async (err: unknown) => {
+  await env.stop();
   throw err;
-}
-const started = await Promise.allSettled([
-  startWorkerProcess('host', await hostEnv(HOSTS[0], 49520), 'host worker ready'),
-  startWorkerProcess('host', await hostEnv(HOSTS[1], 49530), 'host worker ready'),
-]);
-for (const r of started) if (r.status === 'fulfilled') workers.push(r.value);
-for (const r of started) if (r.status === 'rejected') await abandon(r.reason);
-const [wa, wb] = workers as [WorkerProcess, WorkerProcess];
-workers.push(await startWorkerProcess('control', { TEMPORAL_ADDRESS: server.address, VMFERRY_WORKFLOW_BUNDLE: bundlePath }, 'control worker ready').catch(abandon));
+});
 const pidOf: Record<string, number> = { [HOSTS[0]]: wa.pid, [HOSTS[1]]: wb.pid };
-const client = new Client({ connection: await Connection.connect({ address: server.address }) });
-async function op(host: string, operation: Record<string, unknown>): Promise<DomainOperationResult> {
-  return await client.workflow.execute('domainOperation', { taskQueue: CONTROL_TASK_QUEUE, workflowId: `bench-op-${randomUUID()}`, args: [{ host, operation }] });
-}
+const { client } = env;
+const op = (host: string, operation: Record<string, unknown>): Promise<DomainOperationResult> => env.op(host, operation);
 const uuid = randomUUID();
 const GUEST = 'benchtunguest';
 await op(HOSTS[0], { op: 'define', xml: guestXml({ name: GUEST, uuid, memoryMiB: MIB }) });
@@ -168,9 +122,6 @@ try {
 } finally {
   await op(vmHost, { op: 'destroy', name: GUEST }).catch(() => undefined);
   await op(vmHost, { op: 'undefine', name: GUEST }).catch(() => undefined);
-  await Promise.all(workers.map((w) => w.stop()));
-  await server.stop();
-  rmSync(root, { recursive: true, force: true });
-  rmSync(shm, { recursive: true, force: true });
+  await env.stop();
 }
 process.exit(0);

@@ -31,7 +31,7 @@ import { faultArmed, faultPoint } from './fault-points.js';
 import type { HostJob } from './domain-lock.js';
 import type { RunningDomain } from './running-domain.js';
 import { checkJobId, fdLabeller, securityContext, type SaveDeps } from './save-deps.js';
-import { rollbackRestore, settleJob } from './save-recovery.js';
+import { rollBackAndThrow, settledRecord } from './save-recovery.js';
 import { checkEmulator } from './emulators.js';
 
 /** How long a failed restore waits for its QEMU to exit and say why. */
@@ -159,13 +159,7 @@ export function restoreJobActivities(deps: SaveDeps, recovered: Promise<void>) {
         const tail = logTail(join(rt.config.logDir, `${plan.name}.log`), 600);
         if (tail) failure = vmError(ErrorType.OperationFailed, `${(err as Error).message}; QEMU said: ${tail}`, { path: plan.path });
       }
-      try {
-        await rollbackRestore(deps, rec);
-      } catch (rollbackErr) {
-        deps.log.error({ domain: plan.name, job: plan.jobId, err: rollbackErr }, 'rolling back the restore failed; the job cleanup retries it');
-      }
-      if (wasAborted && !isVmError(err, ErrorType.OperationAborted)) throw abortedError('restore');
-      throw failure;
+      return await rollBackAndThrow(deps, rec, failure, wasAborted);
     }
   }
 
@@ -181,11 +175,7 @@ export function restoreJobActivities(deps: SaveDeps, recovered: Promise<void>) {
       const beats = new Heartbeats(ctx, 'perform');
       try {
         return await deps.attempts.run(plan.name, plan.jobId, ctx.cancellationSignal, async (signal) => {
-          let prior = records.readJob(plan.name, plan.jobId);
-          if (prior?.state === 'running') {
-            await settleJob(deps, prior);
-            prior = records.readJob(plan.name, plan.jobId);
-          }
+          const prior = await settledRecord(deps, plan.name, plan.jobId);
           if (prior?.state === 'completed') {
             rt.locks.endJob(plan.name, plan.jobId);
             return { path: plan.path, format: plan.format, durationMs: 0, ...prior.restoreResult, domain: rt.info(plan.name) };

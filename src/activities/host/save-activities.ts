@@ -13,7 +13,7 @@
 import { closeSync, constants, fsync, openSync, rmSync, statSync, writeSync } from 'node:fs';
 import { promisify } from 'node:util';
 import { Context } from '@temporalio/activity';
-import { ErrorType, isVmError, vmError } from '../../common/errors.js';
+import { ErrorType, vmError } from '../../common/errors.js';
 import type { HostJob } from './domain-lock.js';
 import { checkFormat, checkRunState, type SaveBeginArgs, type SavePlan, type SaveResult } from '../../common/save-types.js';
 import { formatDomainXml, migratableDomainDef, migratableDomainXml, normalizeUuid, parseDomainXml } from '../domain/index.js';
@@ -36,7 +36,7 @@ import { saveImageActivities } from './save-image-activities.js';
 import type { RunningDomain } from './running-domain.js';
 import { checkJobId, createSaveDeps, fdLabeller, securityContext, type SaveDeps } from './save-deps.js';
 import type { SaveJobRecord } from './save-job-record.js';
-import { finishSave, recoverSaveJobs, rollbackSave, settleJob } from './save-recovery.js';
+import { finishSave, recoverSaveJobs, rollBackAndThrow, settledRecord, settleJob } from './save-recovery.js';
 
 const fsyncAsync = promisify(fsync);
 
@@ -137,13 +137,7 @@ export function saveJobActivities(deps: SaveDeps, recovered: Promise<void>) {
       deps.log.info({ domain: plan.name, job: plan.jobId, aborted: wasAborted, err: wasAborted ? undefined : err }, 'save stream stopped');
       await flush?.stop();
       if (imageFd !== undefined) closeSync(imageFd);
-      try {
-        await rollbackSave(deps, rec);
-      } catch (rollbackErr) {
-        deps.log.error({ domain: plan.name, job: plan.jobId, err: rollbackErr }, 'rolling back the save failed; the job cleanup retries it');
-      }
-      if (wasAborted && !isVmError(err, ErrorType.OperationAborted)) throw abortedError('save');
-      throw err;
+      return await rollBackAndThrow(deps, rec, err, wasAborted);
     }
   }
 
@@ -193,12 +187,7 @@ export function saveJobActivities(deps: SaveDeps, recovered: Promise<void>) {
       const beats = new Heartbeats(ctx, 'perform');
       try {
         return await deps.attempts.run(plan.name, plan.jobId, ctx.cancellationSignal, async (signal) => {
-          let prior = records.readJob(plan.name, plan.jobId);
-          if (prior?.state === 'running') {
-            // An earlier attempt of this job died without settling (its worker was killed).
-            await settleJob(deps, prior);
-            prior = records.readJob(plan.name, plan.jobId);
-          }
+          const prior = await settledRecord(deps, plan.name, plan.jobId);
           if (prior?.state === 'completed' && prior.saveResult) {
             rt.locks.endJob(plan.name, plan.jobId);
             return prior.saveResult;

@@ -9,10 +9,12 @@ import { rmSync, statSync } from 'node:fs';
 import { setTimeout as delay } from 'node:timers/promises';
 import { killOrphan } from '../saveimage/compressor.js';
 import { readSaveHeader } from '../saveimage/header.js';
+import { abortedError } from '../saveimage/stream-control.js';
 import { removeManagedSave } from '../saveimage/managed-save.js';
 import { queryMigrate } from '../saveimage/stream-progress.js';
 import type { RunningDomain } from './running-domain.js';
 import { securityContext, type SaveDeps } from './save-deps.js';
+import { ErrorType, isVmError } from '../../common/errors.js';
 import type { SaveJobRecord } from './save-job-record.js';
 import type { SaveResult } from '../../common/save-types.js';
 
@@ -140,6 +142,28 @@ export async function settleJob(deps: SaveDeps, rec: SaveJobRecord): Promise<voi
   } else if (!(await finishRestoreIfLoaded(deps, rec))) {
     await rollbackRestore(deps, rec);
   }
+}
+
+/** The job's record once an earlier attempt that a killed worker left running has been settled. */
+export async function settledRecord(deps: SaveDeps, name: string, jobId: string): Promise<SaveJobRecord | undefined> {
+  const prior = deps.records.readJob(name, jobId);
+  if (prior?.state !== 'running') return prior;
+  await settleJob(deps, prior);
+  return deps.records.readJob(name, jobId);
+}
+
+/**
+ * A stream that failed: its job is rolled back (a rollback that fails is left to the
+ * job's cleanup step), then the first error is reported, or the abort behind it.
+ */
+export async function rollBackAndThrow(deps: SaveDeps, rec: SaveJobRecord, err: unknown, wasAborted: boolean): Promise<never> {
+  try {
+    await (rec.kind === 'save' ? rollbackSave(deps, rec) : rollbackRestore(deps, rec));
+  } catch (rollbackErr) {
+    deps.log.error({ domain: rec.name, job: rec.jobId, err: rollbackErr }, `rolling back the ${rec.kind} failed; the job cleanup retries it`);
+  }
+  if (wasAborted && !isVmError(err, ErrorType.OperationAborted)) throw abortedError(rec.kind);
+  throw err;
 }
 
 /**

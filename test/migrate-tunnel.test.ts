@@ -1,6 +1,8 @@
 // Tunnelled migration between two host workers in separate network namespaces
-// joined by a veth pair: the stream goes QEMU -> source worker -> TLS -> destination
-// worker -> QEMU, never QEMU to QEMU. The workers reach the run's Temporal server
+// joined by a veth pair: the source worker dials the destination worker's one
+// listener (a TLS control channel and a data connection bound to the job by a
+// ticket) and both hand the data connection to their QEMUs, which run TLS over it
+// with the hosts' certificates; no QEMU listens for the stream. The workers reach the run's Temporal server
 // through a TCP relay on each namespace's management link. Certificates are made
 // here with openssl: one cluster CA, and a rogue CA for a host that must be refused.
 import { spawn, spawnSync } from 'node:child_process';
@@ -104,6 +106,26 @@ function sClient(args: string[], input: string): Promise<string> {
   const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
   return new Promise((resolve) => child.once('close', () => (clearTimeout(timer), resolve(out))));
 }
+/** A plain TCP client from the source's namespace at the destination's tunnel listener (a data connection); what it was told. */
+function plainClient(input: string): Promise<string> {
+  const script = `const s=require('net').connect(${PORT},${JSON.stringify(net!.addrB)});s.end(process.argv[1]);s.pipe(process.stdout);`;
+  const child = spawn('ip', ['netns', 'exec', net!.a, process.execPath, '-e', script, input], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (out += d.toString()));
+  const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
+  return new Promise((resolve) => child.once('close', () => (clearTimeout(timer), resolve(out))));
+}
+function listeningIn(ns: string): string[] {
+  const r = spawnSync('ip', ['netns', 'exec', ns, 'ss', '-Htlnp'], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`ss failed: ${r.stderr}`);
+  return r.stdout.split('\n').filter((l) => l.trim().length > 0);
+}
+/** What the DAC driver of a host remembers having relabelled (keys: paths and descriptors' inodes). */
+function dacLabels(host: string): string[] {
+  const file = join(cluster.hosts.get(host)!.baseDir, 'state', 'security', 'dac-labels.json');
+  return existsSync(file) ? Object.keys(JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>) : [];
+}
 const certArgs = (host: string): string[] => ['-cert', join(certDir, `${host}.crt`), '-key', join(certDir, `${host}.key`)];
 
 async function expectCleanDestination(name: string): Promise<void> {
@@ -118,20 +140,34 @@ describe('tunnelled migration between network namespaces', () => {
     const hb = await waitForPerform(handle);
     expect(hb.speedLimitMiBps).toBe(16);
 
-    // While it streams: across the migration link only the workers talk (TLS to the tunnel port), no QEMU holds a TCP socket.
+    // While it streams: everything on the migration link goes to the destination worker's one listener. The
+    // control channel is the workers' own; the data connection, dialled by the source worker, belongs to the QEMUs.
     const a = tcpIn(net!.a);
     const b = tcpIn(net!.b);
-    expect([...a, ...b].filter((l) => /qemu/.test(l))).toEqual([]);
-    const link = b.filter((l) => l.includes(`${net!.addrB}:${PORT}`) && l.includes(net!.addrA));
-    expect(link.length).toBe(2); // data and liveness channels
-    for (const l of link) expect(l).toContain(`pid=${workerPid(DST)},`);
-    for (const l of a.filter((x) => x.includes(`${net!.addrB}:${PORT}`))) expect(l).toContain(`pid=${workerPid(SRC)},`);
+    const dstQemu = domainOf(await cluster.op(DST, { op: 'info', name: 't1' })).pid!;
+    const link = b.filter((l) => l.includes(net!.addrA));
+    expect(link.length).toBe(2);
+    for (const l of link) expect(l).toContain(`${net!.addrB}:${PORT} `);
+    // The worker keeps its (unread) copy of the data socket to restore its label at the end, so ss names both there.
+    const [dataIn, controlIn] = [link.filter((l) => l.includes(`pid=${dstQemu},`)), link.filter((l) => !l.includes(`pid=${dstQemu},`))];
+    expect(dataIn, JSON.stringify({ link, dstQemu })).toHaveLength(1);
+    expect(controlIn).toHaveLength(1);
+    expect(controlIn[0]).toContain(`pid=${workerPid(DST)},`);
+    const out = a.filter((l) => l.includes(net!.addrB));
+    expect(out.length).toBe(2);
+    expect(out.filter((l) => l.includes(`pid=${g.pid},`))).toHaveLength(1);
+    expect(out.filter((l) => !l.includes(`pid=${g.pid},`))[0]).toContain(`pid=${workerPid(SRC)},`);
+    // No QEMU listens for the stream anywhere.
+    expect(listeningIn(net!.b).filter((l) => /qemu/.test(l))).toEqual([]);
+    // The QEMUs speak TLS with the hosts' certificates, each pinning the other host.
+    expect(logged(DST, 'QEMU migration TLS on').filter((l) => l.domain === 't1')).toMatchObject([{ role: 'server', peer: 'O=vmferry-tests,CN=tun-src' }]);
+    expect(logged(SRC, 'QEMU migration TLS on').filter((l) => l.domain === 't1')).toMatchObject([{ role: 'client', peer: DST }]);
 
-    // The job's token is bound to its source host and to one data connection.
+    // The job's token opens a control channel only with the source host's certificate; a data connection needs the ticket.
     const rec = JSON.parse(readFileSync(join(runDir(DST), 'migrations', 't1.json'), 'utf8')) as { jobId: string; tunnel: { token: string } };
-    const hello = `${JSON.stringify({ v: 1, jobId: rec.jobId, name: 't1', token: rec.tunnel.token, channel: 'data' })}\n`;
+    const hello = `${JSON.stringify({ v: 1, jobId: rec.jobId, name: 't1', token: rec.tunnel.token, channel: 'control' })}\n`;
     expect(await sClient(certArgs(OTHER), hello)).toMatch(/"ok":false.*the certificate is for tun-other, but job .* migrates from 'tun-src'/);
-    expect(await sClient(certArgs(SRC), hello)).toMatch(/"ok":false.*already had its data connection/);
+    expect(await plainClient(`${JSON.stringify({ v: 1, jobId: rec.jobId, name: 't1', token: rec.tunnel.token, channel: 'data' })}\n`)).toMatch(/"ok":false.*wrong ticket/);
 
     // Longer than the liveness deadline (5 s): the destination's echo keeps the tunnel alive.
     await waitFor('80 MiB through the tunnel', async () => ((await performHeartbeat(handle))?.progress.dataProcessedBytes ?? 0) > 80 * MiB, { timeoutMs: 30_000, intervalMs: 200 });
@@ -146,13 +182,12 @@ describe('tunnelled migration between network namespaces', () => {
     expect(isProcessAlive(g.pid)).toBe(false);
     const onDst = domainOf(await cluster.op(DST, { op: 'info', name: 't1' }));
     expect(hashRange(onDst.memoryBackingFile!, 192 * MiB)).toBe(g.hash);
-    expect(logged(DST, 'tunnel connected to the incoming QEMU')).toHaveLength(1);
+    expect(logged(DST, 'tunnel data connection handed to the incoming QEMU')).toHaveLength(1);
     expect(leftovers(SRC)).toEqual([]);
     expect(leftovers(DST)).toEqual([]);
-    // The socket's label was remembered and put back.
-    const labels = JSON.parse(readFileSync(join(cluster.hosts.get(SRC)!.baseDir, 'state', 'security', 'dac-labels.json'), 'utf8')) as Record<string, unknown>;
-    expect(Object.keys(labels).filter((k) => k.includes('/tun-'))).toEqual([]);
-    expect(logged(SRC, 'restoring the tunnel socket label failed')).toEqual([]);
+    // The data socket and QEMU's credential files were labelled, remembered and put back.
+    await waitFor('the source to restore every label of the migration', () => dacLabels(SRC).filter((k) => k.startsWith('inode:') || k.includes('/tls-')).length === 0, { timeoutMs: 5000, intervalMs: 50 });
+    expect(logged(SRC, 'restoring the tunnel data socket label failed')).toEqual([]);
     await cluster.op(DST, { op: 'destroy', name: 't1' });
   });
 
@@ -209,21 +244,25 @@ describe('tunnelled migration between network namespaces', () => {
     const g = await runGuest(ROGUE, 't4', 64, 16);
     const handle = await startMigration(cluster.client, { domain: 't4', domainUuid: g.uuid, sourceHost: ROGUE, destinationHost: DST, flags: ['live', 'tunnelled'] });
     const failure = await failureOf(handle.result());
-    expect(failure.type).toBe('OperationFailed');
-    expect(failure.message).toMatch(/tunnel to destination host 'tun-dst' .* was refused/);
+    // Its own QEMU already refuses a certificate its CA file did not sign, before anything is dialled.
+    expect(failure.type).toBe('ConfigUnsupported');
+    expect(failure.message).toMatch(/QEMU refused this host's TLS certificates/);
     expect(domainOf(await cluster.op(ROGUE, { op: 'info', name: 't4' }))).toMatchObject({ state: 'running', pid: g.pid });
     await expectCleanDestination('t4');
-    expect(logged(DST, 'tunnel connection refused: TLS handshake failed').length).toBeGreaterThan(0);
     await cluster.op(ROGUE, { op: 'destroy', name: 't4' });
     await cluster.op(ROGUE, { op: 'undefine', name: 't4' });
 
-    // Straight at the listener from the source's namespace, with openssl: no certificate at all ...
+    // Straight at the listener from the source's namespace, with openssl: the rogue certificate ...
     const before = logged(DST, 'tunnel connection refused: TLS handshake failed').length;
-    const noCert = await sClient([], '{"v":1,"jobId":"x","name":"y","token":"z","channel":"data"}\n');
+    const rogue = await sClient(certArgs(ROGUE), '{"v":1,"jobId":"x","name":"y","token":"z","channel":"control"}\n');
+    expect(rogue).not.toContain('"ok":true');
+    await waitFor('the rogue refusal in the destination log', () => logged(DST, 'tunnel connection refused: TLS handshake failed').length > before, { timeoutMs: 5000, intervalMs: 50 });
+    // ... no certificate at all ...
+    const noCert = await sClient([], '{"v":1,"jobId":"x","name":"y","token":"z","channel":"control"}\n');
     expect(noCert).not.toContain('"ok":true');
-    await waitFor('the refusal in the destination log', () => logged(DST, 'tunnel connection refused: TLS handshake failed').length > before, { timeoutMs: 5000, intervalMs: 50 });
+    await waitFor('the refusal in the destination log', () => logged(DST, 'tunnel connection refused: TLS handshake failed').length > before + 1, { timeoutMs: 5000, intervalMs: 50 });
     // ... and the source's good certificate, for a job the destination is not preparing.
-    const wrongJob = await sClient(certArgs(SRC), '{"v":1,"jobId":"not-a-job","name":"t1","token":"guess","channel":"data"}\n');
+    const wrongJob = await sClient(certArgs(SRC), '{"v":1,"jobId":"not-a-job","name":"t1","token":"guess","channel":"control"}\n');
     expect(wrongJob).toContain('"ok":false');
     expect(wrongJob).toMatch(/no tunnelled migration of 't1' for job not-a-job/);
     await waitFor('the refusal of the unknown job in the destination log', () => logged(DST, 'tunnel connection refused').some((l) => l.job === 'not-a-job'), { timeoutMs: 5000, intervalMs: 50 });

@@ -11,6 +11,7 @@ export const MIGRATE_FLAGS = [
   'live',
   'peer2peer',
   'tunnelled',
+  'tls',
   'persist-dest',
   'undefine-source',
   'paused',
@@ -154,6 +155,8 @@ export interface PrepareArgs extends MigrationJobRef {
   protocol: MigrationProtocol;
   /** The source host's name: with 'tunnelled', the only certificate name the destination accepts. */
   sourceHost?: string;
+  /** 'tls' or 'tunnelled': the source certificate's subject, the only client QEMU's TLS accepts. */
+  sourceTlsIdentity?: string;
 }
 
 /**
@@ -183,6 +186,8 @@ export interface TunnelSupport {
   host: string;
   configured: boolean;
   endpoint?: string;
+  /** The host certificate's subject as QEMU's TLS sees it (what a destination pins). */
+  identity?: string;
 }
 
 export interface PerformArgs extends MigrationJobRef {

@@ -75,6 +75,8 @@ export async function migrate(input: MigrateInput): Promise<MigrateResult> {
   let protocol = 3 as MigrationProtocol;
   let begun: BeginResult | undefined;
   let prepared: PrepareResult | undefined;
+  /** tls / tunnelled: the source certificate's subject, which the destination QEMU pins. */
+  let sourceTlsIdentity: string | undefined;
   let performed: PerformResult | undefined;
   let beginStarted = false;
   let prepareStarted = false;
@@ -127,17 +129,18 @@ export async function migrate(input: MigrateInput): Promise<MigrateResult> {
   // ---- forward until the stream is complete: everything here can be undone ----
   try {
     await forward.run(async () => {
-      if (has('tunnelled') && !has('offline')) {
+      if ((has('tunnelled') || has('tls')) && !has('offline')) {
         // Both workers must hold certificates; without them the stream would have to go in clear. Nothing is touched yet.
         const support = await Promise.all([src, dst].map((h) => on(h, 'probe', 'migrateTunnelSupport', [], `tunnel support of ${h}`)));
         const missing = support.filter((t) => !t.configured).map((t) => t.host);
         if (missing.length > 0) {
           throw vmError(
             ErrorType.ConfigUnsupported,
-            `tunnelled migration needs tunnel certificates on both hosts; none configured on ${missing.map((h) => `'${h}'`).join(' and ')} (the stream is never sent in clear)`,
+            `${has('tunnelled') ? 'tunnelled' : 'TLS'} migration needs tunnel certificates on both hosts; none configured on ${missing.map((h) => `'${h}'`).join(' and ')} (the stream is never sent in clear)`,
             { hosts: missing },
           );
         }
+        sourceTlsIdentity = support[0]!.identity;
       }
       // Begin and the destination probe run together: both are read-mostly, and a refusal below undoes Begin.
       beginStarted = true;
@@ -186,7 +189,8 @@ export async function migrate(input: MigrateInput): Promise<MigrateResult> {
       tracker.phase('prepare');
       prepareStarted = true;
       prepared = await on(dst, 'step', protocol === 3 ? 'migratePrepare' : 'migratePrepare2', [
-        { ...job, domain, uuid: begun.uuid, xml: begun.xml, cookie: protocol === 3 ? begun.cookie : undefined, dname: input.dname, flags, sourceHostUuid: begun.hostUuid, uri: input.uri, protocol, sourceHost: src },
+        { ...job, domain, uuid: begun.uuid, xml: begun.xml, cookie: protocol === 3 ? begun.cookie : undefined, dname: input.dname, flags, sourceHostUuid: begun.hostUuid, uri: input.uri, protocol, sourceHost: src,
+          ...(sourceTlsIdentity !== undefined ? { sourceTlsIdentity } : {}) },
       ], `v${protocol} Prepare: start '${destName}' paused with -incoming on ${dst}`);
       destName = prepared.name;
 

@@ -38,8 +38,8 @@ export function makeHostCert(dir: string, ca: Ca, host: string, trust: Ca = ca):
   const csr = join(dir, `${host}.csr`);
   const certFile = join(dir, `${host}.crt`);
   const ext = join(dir, `${host}.ext`);
-  writeFileSync(ext, `subjectAltName=DNS:${host}\nextendedKeyUsage=serverAuth,clientAuth\nkeyUsage=critical,digitalSignature\n`);
-  openssl(['req', ...EC, '-keyout', keyFile, '-out', csr, '-subj', `/CN=${host}`]);
+  writeFileSync(ext, `subjectAltName=DNS:${host}\nextendedKeyUsage=serverAuth,clientAuth\nkeyUsage=critical,digitalSignature,keyEncipherment\n`);
+  openssl(['req', ...EC, '-keyout', keyFile, '-out', csr, '-subj', `/O=vmferry-tests/CN=${host}`]);
   openssl(['x509', '-req', '-in', csr, '-CA', ca.certFile, '-CAkey', ca.keyFile, '-CAcreateserial', '-out', certFile, '-days', '2', '-extfile', ext]);
   chmodSync(keyFile, 0o600);
   return { caFile: trust.certFile, certFile, keyFile };

@@ -26,6 +26,7 @@ import { PortAllocator } from '../migration/port-allocator.js';
 import { readLimits, type AppliedLimits } from '../migration/params.js';
 import { abortSource, begin, confirm, forgetSource, perform, perform2 } from '../migration/source-side.js';
 import { hostTunnel } from '../migration/tunnel/host-tunnel.js';
+import { tlsIdentity } from '../migration/qemu-tls.js';
 import type { HostRuntime } from './host-runtime.js';
 import { whileHeartbeating } from './step-heartbeat.js';
 
@@ -90,10 +91,10 @@ export function createMigrationActivities(rt: HostRuntime, ports: PortAllocator 
     async migrateAbortDestination(name: string, jobId: string): Promise<void> {
       await whileHeartbeating(() => abortDestination(dest, name, jobId));
     },
-    /** Read-only: whether this host can carry a tunnelled migration (certificates configured) and where peers dial it. */
+    /** Read-only: whether this host can carry a tunnelled or TLS migration (certificates configured), where peers dial it, and its TLS identity. */
     async migrateTunnelSupport(): Promise<TunnelSupport> {
       const t = hostTunnel(rt);
-      return { host: rt.config.name, configured: t !== undefined, ...(t ? { endpoint: t.endpoint } : {}) };
+      return { host: rt.config.name, configured: t !== undefined, ...(t ? { endpoint: t.endpoint, identity: tlsIdentity(t.tls.cert) } : {}) };
     },
     /** Read-only: the speed and downtime limits QEMU applies now (query-migrate-parameters). */
     async migrationParams(name: string): Promise<AppliedLimits> {

@@ -23,6 +23,7 @@ import { graphicsFor, listenIncoming, preallocate } from './incoming-qemu.js';
 import { destinationCapabilities, setCapabilities } from './params.js';
 import type { PortAllocator } from './port-allocator.js';
 import { formatMigrationUri, parseMigrationUri } from './uri.js';
+import { enableMigrationTls } from './qemu-tls.js';
 import { hostTunnel, requireTunnel } from './tunnel/host-tunnel.js';
 import { checkEmulator } from '../host/emulators.js';
 
@@ -67,11 +68,13 @@ export async function prepare(d: DestinationDeps, a: PrepareArgs): Promise<Prepa
     return { name: destName, uri: again.uri ?? '', ...(again.port !== undefined ? { port: again.port } : {}), ...(again.cookie ? { cookie: again.cookie } : {}), ...tunnel };
   }
   const tunnelled = a.flags.includes('tunnelled') && !a.flags.includes('offline');
+  const tls = (tunnelled || a.flags.includes('tls')) && !a.flags.includes('offline');
   // Refused before anything on this host changes: no certificates, no tunnel, never a stream in clear.
-  const tunnel = tunnelled ? requireTunnel(rt) : undefined;
+  const hostTls = tls ? requireTunnel(rt, tunnelled ? 'tunnelled' : 'TLS') : undefined;
   if (tunnelled && (a.sourceHost === undefined || a.uri !== undefined)) {
     throw vmError(ErrorType.OperationInvalid, 'a tunnelled Prepare needs the source host name and takes no URI');
   }
+  if (tls && !a.sourceTlsIdentity) throw vmError(ErrorType.OperationInvalid, "a TLS or tunnelled Prepare needs the source certificate's subject");
   // An earlier attempt that died half-way (QEMU started, not yet listening): start over.
   if (again) await abortDestination(d, destName, a.jobId);
   const running = rt.getRunning(destName);
@@ -117,17 +120,17 @@ export async function prepare(d: DestinationDeps, a: PrepareArgs): Promise<Prepa
     await faultPoint('migrate.prepare');
     await setCapabilities(dom.qmp, destinationCapabilities(a.flags));
     await preallocate(rt, dom, def);
-    if (tunnel) {
-      // QEMU listens on a unix socket only this worker reaches; the network sees the worker's TLS listener alone.
-      const socketPath = join(rt.config.runDir, `tun-in-${randomBytes(6).toString('hex')}.sock`);
-      const uri = `unix:${socketPath}`;
+    if (hostTls) await enableMigrationTls(rt, dom, hostTls.tls, { role: 'server', peerIdentity: a.sourceTlsIdentity! }, { domain: destName, uuid });
+    if (tunnelled && hostTls) {
+      // No listening QEMU: the worker's listener takes the data connection and hands it over (tunnel/server.ts).
+      const tunnel = hostTls;
+      const uri = `tunnel:${tunnel.endpoint}`;
       const token = randomBytes(32).toString('base64url');
-      updateRecord(rt.config.runDir, destName, a.jobId, { tunnel: { endpoint: tunnel.endpoint, token, sourceHost: a.sourceHost!, socketPath } });
-      await dom.qmp.execute('migrate-incoming', { uri });
+      updateRecord(rt.config.runDir, destName, a.jobId, { tunnel: { endpoint: tunnel.endpoint, token, sourceHost: a.sourceHost! } });
       const cookie = a.protocol === 3 ? await prepareCookie(rt, dom, def, a, uuid) : undefined;
       updateRecord(rt.config.runDir, destName, a.jobId, { uri, ...(cookie ? { cookie } : {}) });
       rt.log.info({ domain: destName, job: a.jobId, phase: 'prepare', endpoint: tunnel.endpoint, source: a.sourceHost, pid: dom.pid }, 'incoming tunnelled migration prepared');
-      return { name: destName, uri: `tunnel:${tunnel.endpoint}`, tunnel: { endpoint: tunnel.endpoint, token, name: destName }, ...(cookie ? { cookie } : {}) };
+      return { name: destName, uri, tunnel: { endpoint: tunnel.endpoint, token, name: destName }, ...(cookie ? { cookie } : {}) };
     }
     const bound = await listenIncoming(d.rt, d.ports, dom, a.jobId, override?.transport === 'tcp' ? override : undefined);
     // A wildcard listen is reached through the host's name.
@@ -183,11 +186,7 @@ export async function watchIncoming(d: DestinationDeps, name: string, jobId: str
 function forgetIncoming(d: DestinationDeps, name: string, jobId: string): void {
   d.ports.releaseOwner(jobId);
   const t = recordOf(d.rt.config.runDir, name, jobId)?.tunnel;
-  if (t) {
-    hostTunnel(d.rt)?.server?.dropJob(jobId);
-    // QEMU leaves its listening socket behind when it is killed.
-    rmSync(t.socketPath, { force: true });
-  }
+  if (t) hostTunnel(d.rt)?.server?.dropJob(jobId);
   removeRecord(d.rt.config.runDir, name, jobId);
   if (d.rt.locks.job(name)?.id === jobId) d.rt.locks.endJob(name, jobId);
 }

@@ -37,7 +37,7 @@ export interface MigrationRecord {
   /** in: the persistent definition from the source's cookie. */
   persistentXml?: string;
   /** in, tunnelled: who may connect (the source host by certificate name, with the token) and where to. */
-  tunnel?: { endpoint: string; token: string; sourceHost: string; socketPath: string };
+  tunnel?: { endpoint: string; token: string; sourceHost: string };
 }
 
 function dir(runDir: string): string {

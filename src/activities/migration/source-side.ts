@@ -27,7 +27,10 @@ import { recordOf, removeRecord, updateRecord, writeRecord } from './job-record.
 import { isMigrationActive, monitorMigration, type QemuMigrationInfo } from './monitor.js';
 import { setCapabilities, setLimits, sourceCapabilities } from './params.js';
 import { requireTunnel } from './tunnel/host-tunnel.js';
-import { SourceTunnel } from './tunnel/source-session.js';
+import { disableMigrationTls, enableMigrationTls } from './qemu-tls.js';
+import { SourceTunnel, type SourceTunnelSpec } from './tunnel/source-session.js';
+
+const TUNNEL_FD_NAME = 'vmf-tunnel-out';
 import { timeoutOptions } from './timeout-action.js';
 
 function activityContext(): Context | undefined {
@@ -146,34 +149,36 @@ export async function perform(rt: HostRuntime, a: PerformArgs): Promise<PerformR
     if (a.cookie === undefined) throw vmError(ErrorType.OperationInvalid, 'protocol v3 Perform needs the cookie from Prepare');
     destCookie = parseMigrationCookie(a.cookie, { name, uuid: a.uuid, localHostUuid: rt.config.hostUuid });
   }
-  const tunnelled = a.flags.includes('tunnelled');
+  const offline = a.flags.includes('offline');
+  const tunnelled = a.flags.includes('tunnelled') && !offline;
+  const tls = (tunnelled || a.flags.includes('tls')) && !offline;
+  const sctx = { domain: name, uuid: a.uuid };
+  if (tunnelled && !a.tunnel) throw vmError(ErrorType.OperationInvalid, 'a tunnelled Perform needs the tunnel endpoint and token from Prepare');
+  const tunnelSpec = (): SourceTunnelSpec => ({
+    tls: requireTunnel(rt).tls,
+    endpoint: a.tunnel!.endpoint,
+    destinationHost: a.destinationHost,
+    jobId: a.jobId,
+    name: a.tunnel!.name,
+    token: a.tunnel!.token,
+    security: rt.security,
+    securityContext: sctx,
+    onWarn: (msg, err) => rt.log.warn({ domain: name, err: String(err) }, msg),
+  });
   let tunnel: SourceTunnel | undefined;
-  if (tunnelled && rec.performStarted) {
-    // The stream ran through the worker that started it; with that worker gone it cannot go on.
-    await dom.qmp.execute('migrate_cancel').catch(() => undefined);
-    throw vmError(ErrorType.OperationFailed, `the tunnelled stream of '${name}' ran through a worker that has since stopped; the migration cannot continue`, { domain: name });
-  }
   try {
     if (!rec.performStarted) {
       let uri = a.uri;
       await relocateGraphics(rt, dom, destCookie);
       await setCapabilities(dom.qmp, sourceCapabilities(a.flags));
+      // Set (or cleared) every time: an earlier TLS migration that failed left its parameters in this QEMU.
+      if (tls) await enableMigrationTls(rt, dom, requireTunnel(rt, tunnelled ? 'tunnelled' : 'TLS').tls, { role: 'client', peerHost: a.destinationHost }, sctx);
+      else await disableMigrationTls(dom.qmp);
       // Dialled just before `migrate`: the destination QEMU takes one connection only, so nothing that may fail comes in between.
       if (tunnelled) {
-        if (!a.tunnel) throw vmError(ErrorType.OperationInvalid, 'a tunnelled Perform needs the tunnel endpoint and token from Prepare');
-        tunnel = await SourceTunnel.open({
-          tls: requireTunnel(rt).tls,
-          endpoint: a.tunnel.endpoint,
-          destinationHost: a.destinationHost,
-          jobId: a.jobId,
-          name: a.tunnel.name,
-          token: a.tunnel.token,
-          socketDir: rt.config.runDir,
-          security: rt.security,
-          securityContext: { domain: name, uuid: a.uuid },
-          onWarn: (msg, err) => rt.log.warn({ domain: name, err: String(err) }, msg),
-        });
-        uri = tunnel.uri;
+        tunnel = await SourceTunnel.open(tunnelSpec());
+        await tunnel.handoff((fd) => dom.qmp.execute('getfd', { fdname: TUNNEL_FD_NAME }, { fds: [fd] }).then(() => undefined));
+        uri = `fd:${TUNNEL_FD_NAME}`;
       }
       if (!a.flags.includes('live') && dom.state === 'running') {
         // A non-live migration moves a stopped guest: nothing dirties memory behind the stream.
@@ -186,6 +191,12 @@ export async function perform(rt: HostRuntime, a: PerformArgs): Promise<PerformR
       rt.log.info({ domain: name, job: a.jobId, phase: 'perform', uri: a.uri, tunnelled }, 'starting migration');
       await dom.qmp.execute('migrate', { uri });
       await faultPoint('migrate.perform');
+    } else if (tunnelled) {
+      // A restarted worker: the stream is QEMU's and goes on; only the destination's liveness watch is dialled again.
+      tunnel = await SourceTunnel.watch(tunnelSpec()).catch((err: unknown) => {
+        rt.log.warn({ domain: name, job: a.jobId, err: String(err) }, 'cannot watch the destination over the tunnel again; relying on the stall limit');
+        return undefined;
+      });
     }
     const stats = await monitorMigration({
       dom,
@@ -210,8 +221,7 @@ export async function perform(rt: HostRuntime, a: PerformArgs): Promise<PerformR
       }
       throw err;
     });
-    // QEMU is done writing; the tail of the stream may still be on its way through this worker.
-    await tunnel?.drained(30_000);
+    tunnel?.finish();
     return await performed(rt, a, job, stats);
   } finally {
     tunnel?.destroy();

@@ -17,6 +17,7 @@ const FLAG_OPTIONS: Record<string, MigrateFlag> = {
   live: 'live',
   p2p: 'peer2peer',
   tunnelled: 'tunnelled',
+  tls: 'tls',
   persistent: 'persist-dest',
   undefinesource: 'undefine-source',
   suspend: 'paused',
@@ -48,7 +49,7 @@ function flagsOf(opts: Opts): MigrateFlag[] {
 export const migrateVerb: Verb = {
   summary: 'migrate a domain from --host to DESTHOST',
   usage:
-    'vmferry migrate DOMAIN DESTHOST [--live] [--p2p] [--tunnelled] [--persistent] [--undefinesource] [--suspend] [--unsafe] [--offline] ' +
+    'vmferry migrate DOMAIN DESTHOST [--live] [--p2p] [--tunnelled] [--tls] [--persistent] [--undefinesource] [--suspend] [--unsafe] [--offline] ' +
     '[--auto-converge] [--postcopy] [--compressed] [--abort-on-error] [--change-protection] [--bandwidth MIBPS] [--xml FILE] [--dname NAME] [--migrateuri tcp:HOST[:PORT]] [--timeout SECONDS]',
   options: OPTIONS,
   async run(ctx, args, opts) {

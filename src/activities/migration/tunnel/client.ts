@@ -1,6 +1,7 @@
 // The source's way into a destination worker's tunnel listener: TLS with this
 // host's certificate, the server checked by certificate name, then the greeting
-// and the destination's answer. Resolves only once the channel is accepted.
+// and the destination's answer (with the data connection's ticket). Resolves
+// only once the channel is accepted.
 import { connect, type TLSSocket } from 'node:tls';
 import { ErrorType, vmError } from '../../../common/errors.js';
 import { clientOptions, parseEndpoint, type TunnelTls } from './tls.js';
@@ -8,7 +9,7 @@ import { parseAnswer, readLine, writeLine, type TunnelHello } from './wire.js';
 
 const CONNECT_TIMEOUT_MS = 10_000;
 
-export async function openChannel(tls: TunnelTls, endpoint: string, destinationHost: string, hello: TunnelHello): Promise<TLSSocket> {
+export async function openChannel(tls: TunnelTls, endpoint: string, destinationHost: string, hello: TunnelHello): Promise<{ sock: TLSSocket; ticket?: string }> {
   const { host, port } = parseEndpoint(endpoint);
   const sock = connect(clientOptions(tls, host, port, destinationHost));
   const refused = (why: string): Error =>
@@ -30,7 +31,7 @@ export async function openChannel(tls: TunnelTls, endpoint: string, destinationH
     const answer = parseAnswer(await readLine(sock, CONNECT_TIMEOUT_MS));
     if (!answer.ok) throw new Error(answer.error ?? 'no reason given');
     sock.on('error', () => undefined); // the session's owner watches 'close'
-    return sock;
+    return { sock, ...(answer.ticket !== undefined ? { ticket: answer.ticket } : {}) };
   } catch (err) {
     sock.destroy();
     throw refused((err as Error).message);

@@ -1,15 +1,17 @@
 // Each host worker's tunnel: its certificates (loaded once) and, when
 // configured, the listener peers dial. Which connection may join which
 // incoming QEMU is decided from the destination's job record, so a restarted
-// worker answers for the migrations it was preparing before.
+// worker answers for the migrations it was preparing before. The same
+// certificates serve QEMU's own TLS (the tunnel's data and --tls).
 import { timingSafeEqual } from 'node:crypto';
 import { hostname } from 'node:os';
 import { ErrorType, vmError } from '../../../common/errors.js';
 import type { HostRuntime } from '../../host/host-runtime.js';
 import { recordOf } from '../job-record.js';
-import { TunnelServer, type Grant } from './server.js';
+import { TunnelServer, type ControlGrant, type DataGrant } from './server.js';
 import { formatEndpoint, loadTunnelTls, parseEndpoint, type TunnelTls } from './tls.js';
 import type { TunnelHello } from './wire.js';
+import type { SecurityContext } from '../../security/index.js';
 
 export interface HostTunnel {
   tls: TunnelTls;
@@ -34,12 +36,12 @@ export function hostTunnel(rt: HostRuntime): HostTunnel | undefined {
   return t;
 }
 
-export function requireTunnel(rt: HostRuntime): HostTunnel {
+export function requireTunnel(rt: HostRuntime, what: 'tunnelled' | 'TLS' = 'tunnelled'): HostTunnel {
   const t = hostTunnel(rt);
   if (!t) {
     throw vmError(
       ErrorType.ConfigUnsupported,
-      `tunnelled migration needs tunnel certificates on host '${rt.config.name}', and it has none configured (VMFERRY_HOST_TUNNEL_LISTEN, _CA, _CERT, _KEY or "tunnel" in its config file); the stream is never sent in clear`,
+      `${what} migration needs tunnel certificates on host '${rt.config.name}', and it has none configured (VMFERRY_HOST_TUNNEL_LISTEN, _CA, _CERT, _KEY or "tunnel" in its config file); the stream is never sent in clear`,
       { host: rt.config.name },
     );
   }
@@ -52,8 +54,8 @@ function sameSecret(a: string, b: string): boolean {
   return x.length === y.length && timingSafeEqual(x, y);
 }
 
-/** Which incoming QEMU a greeting may reach, if any. */
-export function authorizeIncoming(rt: HostRuntime, hello: TunnelHello, peerHosts: string[]): Grant {
+/** Whether a control channel may open for a job: a tunnelled job being prepared here, its token, its source host's certificate. */
+export function authorizeControl(rt: HostRuntime, hello: TunnelHello, peerHosts: string[]): ControlGrant {
   const rec = recordOf(rt.config.runDir, hello.name, hello.jobId);
   const t = rec?.role === 'in' ? rec.tunnel : undefined;
   if (!rec || !t) return { ok: false, why: `no tunnelled migration of '${hello.name}' for job ${hello.jobId} is being prepared on ${rt.config.name}` };
@@ -61,10 +63,39 @@ export function authorizeIncoming(rt: HostRuntime, hello: TunnelHello, peerHosts
   if (!peerHosts.includes(t.sourceHost)) {
     return { ok: false, why: `the certificate is for ${peerHosts.join(', ') || 'no host name'}, but job ${hello.jobId} migrates from '${t.sourceHost}'` };
   }
-  if (hello.channel === 'control') return { ok: true };
+  return { ok: true };
+}
+
+const FD_NAME = 'vmf-tunnel-in';
+
+/**
+ * Once QEMU holds the socket the worker lets go of its own copy (QEMU's close
+ * must reach the peer), and with it the remembered label: an open socket is
+ * not checked against its owner again, and the socket lives and dies with
+ * QEMU's use of it, as libvirt's labelled migration descriptors do.
+ */
+export async function releaseLabel(rt: HostRuntime, fd: number, sctx: SecurityContext): Promise<void> {
+  await rt.security.restoreFd(fd, sctx).catch((err: unknown) => rt.log.warn({ domain: sctx.domain, err: String(err) }, 'restoring the tunnel data socket label failed'));
+}
+
+/** The data connection goes to the incoming QEMU of the job, labelled for it, as `migrate-incoming fd:`. */
+export function authorizeData(rt: HostRuntime, hello: TunnelHello): DataGrant {
+  const rec = recordOf(rt.config.runDir, hello.name, hello.jobId);
   const dom = rt.getRunning(hello.name);
-  if (!dom || dom.pid !== rec.pid) return { ok: false, why: `the incoming QEMU for '${hello.name}' is gone` };
-  return { ok: true, socketPath: t.socketPath };
+  if (!rec?.tunnel || !dom || dom.pid !== rec.pid) return { ok: false, why: `the incoming QEMU for '${hello.name}' is gone` };
+  const sctx = { domain: dom.name, uuid: rec.uuid };
+  return {
+    ok: true,
+    handoff: async (fd) => {
+      await rt.security.labelFd(fd, sctx);
+      try {
+        await dom.qmp.execute('getfd', { fdname: FD_NAME }, { fds: [fd] });
+        await dom.qmp.execute('migrate-incoming', { uri: `fd:${FD_NAME}` });
+      } finally {
+        await releaseLabel(rt, fd, sctx);
+      }
+    },
+  };
 }
 
 /** Host worker start: listens when certificates are configured; a bad listen address or unreadable file stops the worker. */
@@ -72,7 +103,11 @@ export async function startTunnelServer(rt: HostRuntime): Promise<{ close(): Pro
   const t = hostTunnel(rt);
   if (!t) return undefined;
   const { host, port } = parseEndpoint(rt.config.tunnel!.listen);
-  const server = new TunnelServer(t.tls, (hello, peers) => authorizeIncoming(rt, hello, peers), rt.log.child({ part: 'tunnel' }));
+  const server = new TunnelServer(
+    t.tls,
+    { authorizeControl: (hello, peers) => authorizeControl(rt, hello, peers), authorizeData: (hello) => authorizeData(rt, hello) },
+    rt.log.child({ part: 'tunnel' }),
+  );
   const bound = await server.listen(host, port);
   t.server = server;
   rt.log.info({ listen: formatEndpoint(bound.host, bound.port), endpoint: t.endpoint }, 'tunnel listener ready');

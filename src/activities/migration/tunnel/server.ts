@@ -1,91 +1,146 @@
-// The destination's end of the tunnel: one TLS listener per host worker. A
-// connection must present a certificate from the cluster CA, then name a job
-// this host is preparing and that job's one-time token, from the source host
-// the job expects (by certificate name). Only then is it joined to the incoming
-// QEMU's unix socket; everything else is refused, logged and closed.
-import { connect as netConnect, type NetConnectOpts, type Socket } from 'node:net';
-import { pipeline } from 'node:stream';
+// The destination's end of the tunnel: one listener per host worker, carrying
+// two kinds of connection told apart by their first byte.
+// - A TLS handshake (0x16): the control channel. The peer must present a
+//   certificate from the cluster CA, then name a job this host is preparing,
+//   that job's token and the source host the job expects (by certificate
+//   name). It is answered with a one-time ticket, then echoes the source's
+//   liveness pings for as long as the job runs.
+// - Anything else: a data connection, whose first line must carry a job's
+//   ticket, once. It is then handed, as a descriptor, to the incoming QEMU, which
+//   runs TLS on it with the source QEMU (each pinning the other's host
+//   certificate); the worker copies no byte of the stream. The control channel
+//   is told ('R') once QEMU holds it, and only then does the source start.
+// Everything else is refused, logged and closed.
+import { randomBytes, timingSafeEqual } from 'node:crypto';
+import { createServer as createNetServer, type Server as NetServer, type Socket } from 'node:net';
+import { Duplex } from 'node:stream';
 import { createServer, type Server, type TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
-import { certHostNames, serverOptions, TUNNEL_HIGH_WATER_MARK, type TunnelTls } from './tls.js';
+import { detachForHandoff } from './socket-handoff.js';
+import { certHostNames, serverOptions, type TunnelTls } from './tls.js';
 import { parseHello, readLine, writeLine, type TunnelHello } from './wire.js';
 
-/** What the host decided about a greeting: the incoming QEMU's socket for data, nothing for control. */
-export type Grant = { ok: true; socketPath?: string } | { ok: false; why: string };
-export type Authorize = (hello: TunnelHello, peerHosts: string[]) => Grant;
+/** What the host decided about a control greeting. */
+export type ControlGrant = { ok: true } | { ok: false; why: string };
+/** What the host decided about a data connection: how to give it to the incoming QEMU. */
+export type DataGrant = { ok: true; handoff: (fd: number) => Promise<void> } | { ok: false; why: string };
 
+export interface TunnelHost {
+  authorizeControl(hello: TunnelHello, peerHosts: string[]): ControlGrant;
+  authorizeData(hello: TunnelHello): DataGrant;
+}
+
+/** The control channel's message that the data connection is in QEMU's hands. */
+export const DATA_READY = 0x52; // 'R'
 const HELLO_TIMEOUT_MS = 5_000;
+const TLS_HANDSHAKE = 0x16;
+
+interface JobState {
+  control: TLSSocket;
+  ticket: string;
+  dataClaimed: boolean;
+}
+
+function sameSecret(a: string, b: string): boolean {
+  const x = Buffer.from(a);
+  const y = Buffer.from(b);
+  return x.length === y.length && timingSafeEqual(x, y);
+}
+
+/** A socket whose first chunk was already read, as a stream the TLS layer can start from. */
+function withPrefix(sock: Socket, first: Buffer): Duplex {
+  const d = new Duplex({
+    read: () => void sock.resume(),
+    write: (chunk: Buffer, _enc, cb) => void sock.write(chunk, cb),
+    final: (cb) => {
+      sock.end();
+      cb();
+    },
+    destroy: (err, cb) => {
+      sock.destroy();
+      cb(err);
+    },
+  });
+  d.push(first);
+  sock.on('data', (c: Buffer) => {
+    if (!d.push(c)) sock.pause();
+  });
+  sock.once('end', () => d.push(null));
+  sock.once('close', () => d.destroy());
+  sock.on('error', (err) => d.destroy(err));
+  return d;
+}
 
 export class TunnelServer {
-  private readonly server: Server;
-  /** Live connections per job, so aborting a job tears its tunnel down at once. */
-  private readonly byJob = new Map<string, Set<Socket>>();
-  private readonly dataClaimed = new Set<string>();
+  private readonly raw: NetServer;
+  private readonly tls: Server;
+  private readonly jobs = new Map<string, JobState>();
   /** Every TCP connection, authenticated or not, so close() is not held up by a peer mid-handshake. */
-  private readonly raw = new Set<Socket>();
+  private readonly conns = new Set<Socket>();
 
   constructor(
     tls: TunnelTls,
-    private readonly authorize: Authorize,
+    private readonly host: TunnelHost,
     private readonly log: Logger,
   ) {
-    this.server = createServer(serverOptions(tls), (sock) => void this.accept(sock));
-    this.server.on('connection', (sock: Socket) => {
-      this.raw.add(sock);
-      sock.once('close', () => this.raw.delete(sock));
-    });
-    // A handshake that fails (no certificate, another CA) never reaches accept().
-    this.server.on('tlsClientError', (err, sock) => {
-      this.log.warn({ peer: `${sock.remoteAddress}:${sock.remotePort}`, err: err.message }, 'tunnel connection refused: TLS handshake failed');
-    });
+    this.tls = createServer(serverOptions(tls), (sock) => void this.acceptControl(sock));
+    // A handshake that fails (no certificate, another CA) never reaches acceptControl().
+    this.tls.on('tlsClientError', (err) => this.log.warn({ err: err.message }, 'tunnel connection refused: TLS handshake failed'));
+    this.raw = createNetServer((sock) => this.sniff(sock));
   }
 
   listen(host: string, port: number): Promise<{ host: string; port: number }> {
     return new Promise((resolve, reject) => {
-      this.server.once('error', reject);
-      this.server.listen({ host, port, exclusive: true }, () => {
-        this.server.off('error', reject);
-        const a = this.server.address();
+      this.raw.once('error', reject);
+      this.raw.listen({ host, port, exclusive: true }, () => {
+        this.raw.off('error', reject);
+        const a = this.raw.address();
         resolve(typeof a === 'object' && a ? { host: a.address, port: a.port } : { host, port });
       });
     });
   }
 
   async close(): Promise<void> {
-    const closed = new Promise<void>((r) => this.server.close(() => r()));
-    for (const job of [...this.byJob.keys()]) this.dropJob(job);
-    for (const s of this.raw) s.destroy();
+    const closed = new Promise<void>((r) => this.raw.close(() => r()));
+    for (const job of [...this.jobs.keys()]) this.dropJob(job);
+    for (const s of this.conns) s.destroy();
     await closed;
   }
 
-  /** Destroys every tunnel connection of a job (cancel, abort, auto-destroy): a stalled peer holds nothing. */
+  /** The job is over (finished, cancelled, aborted): its control channel closes. */
   dropJob(jobId: string): void {
-    for (const s of this.byJob.get(jobId) ?? []) s.destroy();
-    this.byJob.delete(jobId);
-    this.dataClaimed.delete(jobId);
+    const st = this.jobs.get(jobId);
+    if (!st) return;
+    this.jobs.delete(jobId);
+    st.control.destroy();
   }
 
-  private track(jobId: string, ...socks: Socket[]): void {
-    let set = this.byJob.get(jobId);
-    if (!set) this.byJob.set(jobId, (set = new Set()));
-    for (const s of socks) {
-      set.add(s);
-      s.once('close', () => {
-        set.delete(s);
-        if (set.size === 0 && this.byJob.get(jobId) === set) this.byJob.delete(jobId);
-      });
-    }
+  private sniff(sock: Socket): void {
+    this.conns.add(sock);
+    sock.once('close', () => this.conns.delete(sock));
+    sock.on('error', () => undefined); // reported where it matters: the refusal or the job's end
+    const timer = setTimeout(() => sock.destroy(), HELLO_TIMEOUT_MS);
+    sock.once('data', (first: Buffer) => {
+      clearTimeout(timer);
+      sock.pause();
+      if (first[0] === TLS_HANDSHAKE) {
+        this.tls.emit('connection', withPrefix(sock, first));
+      } else {
+        sock.unshift(first);
+        void this.acceptData(sock);
+      }
+    });
   }
 
-  private refuse(sock: TLSSocket, why: string, fields: Record<string, unknown>): void {
-    this.log.warn({ ...fields, peer: `${sock.remoteAddress}:${sock.remotePort}`, why }, 'tunnel connection refused');
+  private refuse(sock: Duplex, why: string, fields: Record<string, unknown>): void {
+    this.log.warn({ ...fields, why }, 'tunnel connection refused');
     writeLine(sock, { ok: false, error: why });
     sock.end();
     setTimeout(() => sock.destroy(), 1000).unref();
   }
 
-  private async accept(sock: TLSSocket): Promise<void> {
-    sock.on('error', () => undefined); // reported where it matters: by the pipeline or the refusal
+  private async acceptControl(sock: TLSSocket): Promise<void> {
+    sock.on('error', () => undefined);
     const peerHosts = certHostNames(sock.getPeerCertificate());
     let hello: TunnelHello;
     try {
@@ -94,43 +149,53 @@ export class TunnelServer {
       return this.refuse(sock, `bad greeting: ${(err as Error).message}`, { peerHosts });
     }
     const fields = { job: hello.jobId, domain: hello.name, channel: hello.channel, peerHosts };
-    const grant = this.authorize(hello, peerHosts);
+    if (hello.channel !== 'control') return this.refuse(sock, 'the data stream does not go through TLS to this worker: open a data connection with the ticket', fields);
+    const grant = this.host.authorizeControl(hello, peerHosts);
     if (!grant.ok) return this.refuse(sock, grant.why, fields);
-    if (hello.channel === 'control') {
-      this.track(hello.jobId, sock);
-      sock.setNoDelay(true);
-      writeLine(sock, { ok: true });
-      // Liveness: every byte the source sends comes straight back (piped, so a flood cannot buffer up).
-      sock.pipe(sock);
-      return;
-    }
-    if (this.dataClaimed.has(hello.jobId)) return this.refuse(sock, `job ${hello.jobId} already had its data connection (the incoming QEMU takes one stream only)`, fields);
-    this.dataClaimed.add(hello.jobId);
-    // highWaterMark reaches the socket's stream (net passes its options on) though @types/node omits it.
-    const qemu = netConnect({ path: grant.socketPath!, allowHalfOpen: true, highWaterMark: TUNNEL_HIGH_WATER_MARK } as NetConnectOpts);
-    qemu.on('error', () => undefined);
-    try {
-      await new Promise<void>((resolve, reject) => {
-        qemu.once('connect', resolve);
-        qemu.once('error', reject);
-      });
-    } catch (err) {
-      this.dataClaimed.delete(hello.jobId);
-      return this.refuse(sock, `the incoming QEMU does not accept the stream: ${(err as Error).message}`, fields);
-    }
-    this.track(hello.jobId, sock, qemu);
-    // TLS records are smaller than a loopback segment: Nagle would hold each one back for an ACK.
+    // A source worker that restarted dials again: the newest control channel is the one that counts.
+    const prev = this.jobs.get(hello.jobId);
+    const ticket = randomBytes(32).toString('base64url');
+    if (prev) prev.control.destroy();
+    this.jobs.set(hello.jobId, { ...prev, control: sock, ticket, dataClaimed: prev?.dataClaimed ?? false });
+    sock.once('close', () => {
+      if (this.jobs.get(hello.jobId)?.control === sock) this.log.info(fields, 'tunnel control channel closed');
+    });
     sock.setNoDelay(true);
-    writeLine(sock, { ok: true });
-    this.log.info(fields, 'tunnel connected to the incoming QEMU');
-    const broke = (err: Error | null | undefined): void => {
-      if (!err) return;
-      this.log.warn({ ...fields, err: err.message }, 'tunnel stream broken');
-      sock.destroy();
-      qemu.destroy();
-    };
-    // Both ways (QEMU's return path flows back); pipe() pauses a side whose peer is not keeping up.
-    pipeline(sock, qemu, broke);
-    pipeline(qemu, sock, broke);
+    writeLine(sock, { ok: true, ticket });
+    // Liveness: every byte the source sends comes straight back (piped, so a flood cannot buffer up).
+    sock.pipe(sock);
+    this.log.info(fields, 'tunnel control channel open');
+  }
+
+  private async acceptData(sock: Socket): Promise<void> {
+    const peer = `${sock.remoteAddress}:${sock.remotePort}`;
+    let hello: TunnelHello;
+    try {
+      const line = readLine(sock, HELLO_TIMEOUT_MS);
+      // sniff() paused it; a 'data' listener alone does not undo an explicit pause.
+      sock.resume();
+      hello = parseHello(await line);
+    } catch (err) {
+      return this.refuse(sock, `bad greeting: ${(err as Error).message}`, { peer });
+    }
+    const fields = { job: hello.jobId, domain: hello.name, channel: hello.channel, peer };
+    const st = this.jobs.get(hello.jobId);
+    if (hello.channel !== 'data') return this.refuse(sock, 'a control channel needs TLS', fields);
+    if (!st) return this.refuse(sock, `no control channel is open for job ${hello.jobId}`, fields);
+    if (!sameSecret(hello.token, st.ticket)) return this.refuse(sock, `wrong ticket for job ${hello.jobId}`, fields);
+    if (st.dataClaimed) return this.refuse(sock, `job ${hello.jobId} already had its data connection (the incoming QEMU takes one stream only)`, fields);
+    const grant = this.host.authorizeData(hello);
+    if (!grant.ok) return this.refuse(sock, grant.why, fields);
+    st.dataClaimed = true;
+    try {
+      await grant.handoff(detachForHandoff(sock));
+    } catch (err) {
+      return this.refuse(sock, `the incoming QEMU does not take the stream: ${(err as Error).message}`, fields);
+    }
+    // QEMU holds the connection now; a copy kept here would hide QEMU's close from the source.
+    sock.destroy();
+    if (this.jobs.get(hello.jobId) !== st) return;
+    st.control.write(Buffer.of(DATA_READY));
+    this.log.info(fields, 'tunnel data connection handed to the incoming QEMU');
   }
 }

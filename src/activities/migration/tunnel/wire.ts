@@ -1,7 +1,9 @@
-// The tunnel's only framing: one JSON line each way before the stream. The
-// source says which job and channel it comes for (with the job's one-time
-// token); the destination answers ok or why not, then both sides carry raw
-// bytes. A line, not a binary frame, so `openssl s_client` can speak it too.
+// The tunnel's only framing: one JSON line before anything else. On the TLS
+// control channel the source names the job and its token from Prepare, and the
+// destination answers ok (with a one-time ticket for the data connection) or
+// why not. The data connection is plain TCP whose first line carries that
+// ticket; after it the connection belongs to the two QEMUs, which speak TLS
+// to each other. A line, not a binary frame, so `openssl s_client` can speak it too.
 import type { Duplex } from 'node:stream';
 
 /** Longest line either side accepts: a hello is a few hundred bytes. */
@@ -15,6 +17,7 @@ export interface TunnelHello {
   jobId: string;
   /** The domain's name on the destination. */
   name: string;
+  /** control: the job's token from Prepare; data: the ticket the control channel's answer carried. */
   token: string;
   channel: TunnelChannel;
 }
@@ -22,6 +25,8 @@ export interface TunnelHello {
 export interface TunnelAnswer {
   ok: boolean;
   error?: string;
+  /** An accepted control channel: what the data connection must present, once. */
+  ticket?: string;
 }
 
 export function writeLine(sock: Duplex, msg: TunnelHello | TunnelAnswer): void {
@@ -75,5 +80,9 @@ export function parseHello(line: string): TunnelHello {
 export function parseAnswer(line: string): TunnelAnswer {
   const v = JSON.parse(line) as Partial<TunnelAnswer>;
   if (v === null || typeof v !== 'object' || typeof v.ok !== 'boolean') throw new Error('malformed tunnel answer');
-  return { ok: v.ok, ...(typeof v.error === 'string' ? { error: v.error.slice(0, 500) } : {}) };
+  return {
+    ok: v.ok,
+    ...(typeof v.error === 'string' ? { error: v.error.slice(0, 500) } : {}),
+    ...(typeof v.ticket === 'string' && v.ticket.length > 0 && v.ticket.length <= 128 ? { ticket: v.ticket } : {}),
+  };
 }

@@ -7,15 +7,16 @@
 // here with openssl: one cluster CA, and a rogue CA for a host that must be refused.
 import { spawn, spawnSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { closeSync, existsSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isProcessAlive } from '../src/activities/host/proc.js';
+import type { MigrateFlag } from '../src/common/migration-types.js';
 import { cancelSignal, setMaxDowntimeSignal, setSpeedSignal } from '../src/common/job-messages.js';
 import { waitFor } from '../src/local/wait.js';
 import { TestCluster } from './helpers/cluster.js';
-import { fillRandom, hashRange } from './helpers/guest-memory.js';
+import { FILL_OFFSET, fillRandom, hashRange } from './helpers/guest-memory.js';
 import { guestXml } from './helpers/guest-xml.js';
 import { domainOf, failureOf, namesOf, performHeartbeat, startMigration, waitForPerform } from './helpers/migration.js';
 import { createNetnsPair, type NetnsPair } from './helpers/netns.js';
@@ -51,11 +52,14 @@ beforeAll(async () => {
   await Promise.all([
     cluster.startHost(
       SRC,
-      // DAC hands the socket QEMU migrates into to another user (QEMU runs as root here, so it still connects).
-      { ...inNs(net.a, `${net.addrA}:${PORT}`, makeHostCert(certDir, ca, SRC), net.mgmtRootA), VMFERRY_SECURITY_DRIVER: 'dac', VMFERRY_QEMU_USER: 'nobody' },
+      // DAC hands the data socket and QEMU's credential files to another user (QEMU runs as root here, so it still reads them).
+      {
+        ...inNs(net.a, `${net.addrA}:${PORT}`, makeHostCert(certDir, ca, SRC), net.mgmtRootA), VMFERRY_SECURITY_DRIVER: 'dac', VMFERRY_QEMU_USER: 'nobody',
+        VMFERRY_HOST_MIGRATION_ADDRESS: net.addrA,
+      },
       { commandPrefix: net.prefix(net.a) },
     ),
-    cluster.startHost(DST, inNs(net.b, `${net.addrB}:${PORT}`, makeHostCert(certDir, ca, DST), net.mgmtRootB), { commandPrefix: net.prefix(net.b) }),
+    cluster.startHost(DST, { ...inNs(net.b, `${net.addrB}:${PORT}`, makeHostCert(certDir, ca, DST), net.mgmtRootB), VMFERRY_HOST_MIGRATION_ADDRESS: net.addrB }, { commandPrefix: net.prefix(net.b) }),
     // Signed by another CA (it trusts the cluster CA, so only the destination's check can stop it).
     cluster.startHost(ROGUE, inNs(net.a, `${net.addrA}:${PORT + 1}`, makeHostCert(certDir, rogueCa, ROGUE, ca), net.mgmtRootA), { commandPrefix: net.prefix(net.a) }),
     cluster.startHost(PLAIN),
@@ -125,6 +129,34 @@ function listeningIn(ns: string): string[] {
 function dacLabels(host: string): string[] {
   const file = join(cluster.hosts.get(host)!.baseDir, 'state', 'security', 'dac-labels.json');
   return existsSync(file) ? Object.keys(JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>) : [];
+}
+/** Everything on the migration link while `during` runs, as tcpdump wrote it (pcap, whole packets). */
+async function captureLink(during: () => Promise<void>): Promise<Buffer> {
+  const file = join(certDir, `link-${Date.now()}.pcap`);
+  const child = spawn('ip', ['netns', 'exec', net!.b, 'tcpdump', '-i', net!.migIfB, '-U', '-s', '0', '-w', file, 'tcp'], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let err = '';
+  const exited = new Promise<void>((resolve) => child.once('close', () => resolve()));
+  try {
+    await new Promise<void>((resolve, reject) => {
+      child.stderr.on('data', (d: Buffer) => {
+        err += d.toString();
+        if (/listening on/.test(err)) resolve();
+      });
+      child.once('close', () => reject(new Error(`tcpdump ended before it listened: ${err}`)));
+    });
+    await during();
+  } finally {
+    child.kill('SIGINT');
+    await exited;
+  }
+  const pcap = readFileSync(file);
+  rmSync(file, { force: true });
+  return pcap;
+}
+function countOf(hay: Buffer, needle: Buffer): number {
+  let n = 0;
+  for (let i = hay.indexOf(needle); i >= 0; i = hay.indexOf(needle, i + needle.length)) n++;
+  return n;
 }
 const certArgs = (host: string): string[] => ['-cert', join(certDir, `${host}.crt`), '-key', join(certDir, `${host}.key`)];
 
@@ -268,5 +300,35 @@ describe('tunnelled migration between network namespaces', () => {
     await waitFor('the refusal of the unknown job in the destination log', () => logged(DST, 'tunnel connection refused').some((l) => l.job === 'not-a-job'), { timeoutMs: 5000, intervalMs: 50 });
     expect(existsSync(runDir(DST))).toBe(true);
     expect(leftovers(DST)).toEqual([]);
+  });
+
+  it('on the wire the stream is TLS, tunnelled and --tls alike; the same guest migrated in clear shows its RAM (so the check can fail)', async () => {
+    const marker = Buffer.from('vmferry plaintext marker: if a capture of the link shows this, RAM went in clear.');
+    const uuid = randomUUID();
+    await cluster.op(SRC, { op: 'define', xml: guestXml({ name: 't5', uuid, memoryMiB: 64 }) });
+    let dom = domainOf(await cluster.op(SRC, { op: 'start', name: 't5' }));
+    const fd = openSync(dom.memoryBackingFile!, 'r+');
+    writeSync(fd, Buffer.alloc(16 * MiB, marker), 0, 16 * MiB, FILL_OFFSET);
+    closeSync(fd);
+    const hash = hashRange(dom.memoryBackingFile!, 16 * MiB);
+    const move = async (from: string, to: string, flags: MigrateFlag[]): Promise<Buffer> =>
+      captureLink(async () => {
+        const h = await startMigration(cluster.client, { domain: 't5', domainUuid: uuid, sourceHost: from, destinationHost: to, flags: ['live', 'persist-dest', 'undefine-source', ...flags] });
+        await h.result();
+        dom = domainOf(await cluster.op(to, { op: 'info', name: 't5' }));
+        expect(hashRange(dom.memoryBackingFile!, 16 * MiB)).toBe(hash);
+      });
+    const tunnelled = await move(SRC, DST, ['tunnelled']);
+    const tls = await move(DST, SRC, ['tls']);
+    const clear = await move(SRC, DST, []);
+    // 16 MiB of marker pages, each several markers: thousands of hits in clear, none under TLS.
+    expect(countOf(clear, marker)).toBeGreaterThan(10_000);
+    expect(tunnelled.length).toBeGreaterThan(16 * MiB);
+    expect(tls.length).toBeGreaterThan(16 * MiB);
+    expect(countOf(tunnelled, marker)).toBe(0);
+    expect(countOf(tls, marker)).toBe(0);
+    expect(logged(SRC, 'QEMU migration TLS on').filter((l) => l.domain === 't5')).toMatchObject([{ role: 'client', peer: DST }, { role: 'server', peer: 'O=vmferry-tests,CN=tun-dst' }]);
+    await cluster.op(DST, { op: 'destroy', name: 't5' });
+    await cluster.op(DST, { op: 'undefine', name: 't5' });
   });
 });

@@ -27,6 +27,8 @@ const FOR_TESTS: Record<string, string> = {
   // Save-image interoperability: a private libvirtd and virsh (libvirt-daemon pulls in its QEMU driver).
   libvirtd: 'libvirt-daemon',
   virsh: 'libvirt-clients',
+  // The tunnel test captures the migration link to prove the stream is encrypted.
+  tcpdump: 'tcpdump',
 };
 
 export function missingHostPackages(forTests = false): string[] {

@@ -23,6 +23,8 @@ export interface NetnsPair {
   /** Addresses on the migration link: a's and b's. */
   addrA: string;
   addrB: string;
+  /** b's end of the migration link (where a capture sees everything between the hosts). */
+  migIfB: string;
   /** Root-side management addresses that a and b each reach the root namespace through. */
   mgmtRootA: string;
   mgmtRootB: string;
@@ -54,6 +56,7 @@ export function createNetnsPair(): NetnsPair {
     b,
     addrA: `10.231.${n}.1`,
     addrB: `10.231.${n}.2`,
+    migIfB: mig[1],
     mgmtRootA: `10.232.${n}.1`,
     mgmtRootB: `10.233.${n}.1`,
     prefix: (ns) => ['ip', 'netns', 'exec', ns],

@@ -331,4 +331,26 @@ describe('tunnelled migration between network namespaces', () => {
     await cluster.op(DST, { op: 'destroy', name: 't5' });
     await cluster.op(DST, { op: 'undefine', name: 't5' });
   });
+
+  it('kill -9 of the source worker mid-stream: the stream is QEMU\'s and goes on; the restarted worker watches it again and the migration completes', async () => {
+    const g = await runGuest(SRC, 't6', 128, 96);
+    const handle = await startMigration(cluster.client, { domain: 't6', domainUuid: g.uuid, sourceHost: SRC, destinationHost: DST, flags: ['live', 'tunnelled'], bandwidthMiBps: 16 });
+    await waitForPerform(handle);
+    const worker = cluster.hosts.get(SRC)!.worker!;
+    process.kill(worker.pid, 'SIGKILL');
+    await waitFor('the killed source worker to exit', () => !isProcessAlive(worker.pid), { timeoutMs: 5000, intervalMs: 20 });
+    await cluster.startHost(SRC, {}, { commandPrefix: net!.prefix(net!.a) });
+    await handle.signal(setSpeedSignal, 0);
+    const result = await handle.result();
+    expect(result).toMatchObject({ domain: 't6', destination: { state: 'running', host: DST } });
+    expect(isProcessAlive(g.pid)).toBe(false);
+    const onDst = domainOf(await cluster.op(DST, { op: 'info', name: 't6' }));
+    expect(hashRange(onDst.memoryBackingFile!, 96 * MiB)).toBe(g.hash);
+    // One data connection, two control channels: the restarted worker dialled the destination again to watch it.
+    expect(logged(DST, 'tunnel data connection handed to the incoming QEMU').filter((l) => l.domain === 't6')).toHaveLength(1);
+    expect(logged(DST, 'tunnel control channel open').filter((l) => l.domain === 't6')).toHaveLength(2);
+    expect(logged(SRC, 'cannot watch the destination over the tunnel again; relying on the stall limit')).toEqual([]);
+    expect(leftovers(SRC)).toEqual([]);
+    await cluster.op(DST, { op: 'destroy', name: 't6' });
+  });
 });

@@ -1,4 +1,4 @@
-// The TLS side of the migration tunnel: both ends present a certificate signed
+// The TLS side of the tunnel's control channel: both ends present a certificate signed
 // by the cluster CA, TLS 1.3 only, and a peer is known by the host name in its
 // certificate (CN or a DNS subjectAltName), never by its address.
 import { readFileSync } from 'node:fs';
@@ -37,16 +37,9 @@ export function certHostNames(cert: PeerCertificate | undefined): string[] {
   return [...names];
 }
 
-/**
- * Stream buffer per socket and direction: bigger than Node's 16 KiB default so a
- * copy moves more per wakeup, small enough that memory stays flat (a handful of
- * sockets per migration).
- */
-export const TUNNEL_HIGH_WATER_MARK = 256 * 1024;
-
-export function serverOptions(t: TunnelTls): TlsOptions & { highWaterMark: number } {
+export function serverOptions(t: TunnelTls): TlsOptions {
   return {
-    ca: t.ca, cert: t.cert, key: t.key, requestCert: true, rejectUnauthorized: true, minVersion: 'TLSv1.3', allowHalfOpen: true, highWaterMark: TUNNEL_HIGH_WATER_MARK,
+    ca: t.ca, cert: t.cert, key: t.key, requestCert: true, rejectUnauthorized: true, minVersion: 'TLSv1.3',
     // A peer that connects and never finishes the handshake is dropped soon (Node's default is 2 minutes).
     handshakeTimeout: 10_000,
   };
@@ -54,9 +47,7 @@ export function serverOptions(t: TunnelTls): TlsOptions & { highWaterMark: numbe
 
 /** Client side: the server must be the expected host, by certificate name (its address proves nothing). */
 export function clientOptions(t: TunnelTls, host: string, port: number, expectedHost: string): ConnectionOptions {
-  // allowHalfOpen and highWaterMark reach the TLSSocket (node's tls.connect passes them on) though
-  // @types/node omits them: each direction of the stream ends on its own.
-  const opts: ConnectionOptions & { allowHalfOpen: boolean; highWaterMark: number } = {
+  const opts: ConnectionOptions = {
     host,
     port,
     ca: t.ca,
@@ -64,8 +55,6 @@ export function clientOptions(t: TunnelTls, host: string, port: number, expected
     key: t.key,
     minVersion: 'TLSv1.3',
     rejectUnauthorized: true,
-    allowHalfOpen: true,
-    highWaterMark: TUNNEL_HIGH_WATER_MARK,
     servername: /^[\d.]+$|:/.test(expectedHost) ? undefined : expectedHost,
     checkServerIdentity: (_name, cert) => {
       const names = certHostNames(cert);

@@ -242,6 +242,10 @@ describe('tunnelled migration between network namespaces', () => {
     const refused = await failureOf(plain.result());
     expect(refused.type).toBe('ConfigUnsupported');
     expect(refused.message).toMatch(/tunnel certificates.*'tun-plain'/);
+    const tls = await startMigration(cluster.client, { domain: 't2', domainUuid: g.uuid, sourceHost: SRC, destinationHost: PLAIN, flags: ['live', 'tls'] });
+    const refusedTls = await failureOf(tls.result());
+    expect(refusedTls.type).toBe('ConfigUnsupported');
+    expect(refusedTls.message).toMatch(/TLS migration needs tunnel certificates.*'tun-plain'/);
     expect(domainOf(await cluster.op(SRC, { op: 'info', name: 't2' }))).toEqual(before);
     expect(namesOf(await cluster.op(PLAIN, { op: 'list' }))).toEqual([]);
     expect(leftovers(SRC)).toEqual([]);

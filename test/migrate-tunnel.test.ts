@@ -217,9 +217,8 @@ describe('tunnelled migration between network namespaces', () => {
     expect(logged(DST, 'tunnel data connection handed to the incoming QEMU')).toHaveLength(1);
     expect(leftovers(SRC)).toEqual([]);
     expect(leftovers(DST)).toEqual([]);
-    // The data socket and QEMU's credential files were labelled, remembered and put back.
+    // QEMU's credential files were labelled, remembered and put back (the data socket is QEMU's for good: nothing to remember).
     await waitFor('the source to restore every label of the migration', () => dacLabels(SRC).filter((k) => k.startsWith('inode:') || k.includes('/tls-')).length === 0, { timeoutMs: 5000, intervalMs: 50 });
-    expect(logged(SRC, 'restoring the tunnel data socket label failed')).toEqual([]);
     await cluster.op(DST, { op: 'destroy', name: 't1' });
   });
 

@@ -1,6 +1,6 @@
 // Security drivers on real files: DAC really chowns to nobody and back (we run as
 // root), SELinux is exercised with a fake attribute where the kernel has no SELinux.
-import { chmodSync, closeSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -77,6 +77,7 @@ class Recorder implements SecurityDriver {
   restorePath(p: string) { return this.step('restore', p); }
   labelFd(fd: number) { return this.step('label', `fd${fd}`); }
   restoreFd(fd: number) { return this.step('restore', `fd${fd}`); }
+  labelHandedFd(fd: number) { return this.step('label', `handed fd${fd}`); }
 }
 
 describe('dac driver', () => {
@@ -220,6 +221,22 @@ describe('selinux driver', () => {
     }
   });
 
+  it('fake SELinux: a descriptor handed to QEMU for good keeps the domain label and nothing is remembered for it', async () => {
+    const remember = join(shm, 'remember-se-handed');
+    const xattr = new AttrToolsXattr();
+    const p = file('se-handed.img', 0o600, shm);
+    const se = new SelinuxDriver({ rememberDir: remember, imageLabel: 'system_u:object_r:svirt_image_t:s0:c3,c4' }, { attrName: FAKE_ATTR });
+    const fd = openSync(p, 'r');
+    try {
+      await se.labelHandedFd(fd, ctx);
+    } finally {
+      closeSync(fd);
+    }
+    expect((await xattr.get(p, FAKE_ATTR))?.toString()).toBe('system_u:object_r:svirt_image_t:s0:c3,c4\0');
+    const saved = join(remember, 'selinux-fake-labels.json');
+    expect(existsSync(saved) ? Object.keys(JSON.parse(readFileSync(saved, 'utf8')) as object) : []).toEqual([]);
+  });
+
   it.skipIf(selinuxKernelEnabled())('refuses the real driver on a kernel without SELinux', async () => {
     const err = await failure(() => createSecurityDriver({ driver: 'selinux' }));
     expect(err.type).toBe('ConfigUnsupported');
@@ -245,7 +262,11 @@ describe('stack and factory', () => {
     await stack.restorePath('/x', ctx);
     await stack.labelFd(7, ctx);
     await stack.restoreFd(7, ctx);
-    expect(log).toEqual(['label a /x', 'label b /x', 'label c /x', 'restore c /x', 'restore b /x', 'restore a /x', 'label a fd7', 'label b fd7', 'label c fd7', 'restore c fd7', 'restore b fd7', 'restore a fd7']);
+    await stack.labelHandedFd(8, ctx);
+    expect(log).toEqual([
+      'label a /x', 'label b /x', 'label c /x', 'restore c /x', 'restore b /x', 'restore a /x', 'label a fd7', 'label b fd7', 'label c fd7', 'restore c fd7', 'restore b fd7', 'restore a fd7',
+      'label a handed fd8', 'label b handed fd8', 'label c handed fd8',
+    ]);
   });
 
   it('rolls back earlier members when a later one cannot label', async () => {

@@ -87,6 +87,12 @@ export class DacDriver implements SecurityDriver {
     await this.restore(key, `fd ${fd}`, ctx, this.fdOps(fd));
   }
 
+  /**
+   * Nothing: DAC is checked when a file is opened, and a descriptor QEMU is
+   * handed is already open (libvirt's DAC driver skips these too).
+   */
+  async labelHandedFd(): Promise<void> {}
+
   /** What this driver still remembers for a path (tests, diagnostics). */
   rememberedFor(path: string): DacOriginal | undefined {
     return this.remembered.get(`path:${resolve(path)}`)?.original;

@@ -18,6 +18,12 @@ export interface SecurityDriver {
   restorePath(path: string, ctx: SecurityContext): Promise<void>;
   labelFd(fd: number, ctx: SecurityContext): Promise<void>;
   restoreFd(fd: number, ctx: SecurityContext): Promise<void>;
+  /**
+   * A descriptor QEMU is given for good (a migration socket the worker lets go
+   * of): labelled for the domain and left so, nothing remembered, as libvirt
+   * labels the descriptors it passes; the object lives and dies with QEMU's use.
+   */
+  labelHandedFd(fd: number, ctx: SecurityContext): Promise<void>;
 }
 
 export type SecurityDriverName = 'none' | 'dac' | 'selinux' | 'stack';

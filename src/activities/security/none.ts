@@ -7,4 +7,5 @@ export class NoneDriver implements SecurityDriver {
   async restorePath(): Promise<void> {}
   async labelFd(): Promise<void> {}
   async restoreFd(): Promise<void> {}
+  async labelHandedFd(): Promise<void> {}
 }

@@ -100,6 +100,15 @@ export class SelinuxDriver implements SecurityDriver {
     await this.restore(key, fdPath(fd), `fd ${fd}`, ctx);
   }
 
+  /** The domain's image label on the descriptor's object, kept: QEMU uses it from now on, and nobody restores it. */
+  async labelHandedFd(fd: number, ctx: SecurityContext): Promise<void> {
+    try {
+      await this.xattr.set(fdPath(fd), this.attrName, Buffer.from(`${this.imageLabel(ctx)}\0`));
+    } catch (err) {
+      throw labelFailed(this.name, `fd ${fd}`, err);
+    }
+  }
+
   private async fdKey(fd: number): Promise<string> {
     const st = await fstatP(fd);
     return `inode:${st.dev}:${st.ino}`;

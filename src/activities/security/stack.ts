@@ -25,6 +25,11 @@ export class StackDriver implements SecurityDriver {
     return this.restore(`fd ${fd}`, (d) => d.restoreFd(fd, ctx));
   }
 
+  /** In order; nothing to roll back, as nothing is remembered. */
+  async labelHandedFd(fd: number, ctx: SecurityContext): Promise<void> {
+    for (const d of this.members) await d.labelHandedFd(fd, ctx);
+  }
+
   /** A member that fails leaves the target as it found it: the members before it are rolled back. */
   private async label(target: string, label: (d: SecurityDriver) => Promise<void>, undo: (d: SecurityDriver) => Promise<void>): Promise<void> {
     const done: SecurityDriver[] = [];

@@ -11,7 +11,6 @@ import { recordOf } from '../job-record.js';
 import { TunnelServer, type ControlGrant, type DataGrant } from './server.js';
 import { formatEndpoint, loadTunnelTls, parseEndpoint, type TunnelTls } from './tls.js';
 import type { TunnelHello } from './wire.js';
-import type { SecurityContext } from '../../security/index.js';
 
 export interface HostTunnel {
   tls: TunnelTls;
@@ -68,16 +67,6 @@ export function authorizeControl(rt: HostRuntime, hello: TunnelHello, peerHosts:
 
 const FD_NAME = 'vmf-tunnel-in';
 
-/**
- * Once QEMU holds the socket the worker lets go of its own copy (QEMU's close
- * must reach the peer), and with it the remembered label: an open socket is
- * not checked against its owner again, and the socket lives and dies with
- * QEMU's use of it, as libvirt's labelled migration descriptors do.
- */
-export async function releaseLabel(rt: HostRuntime, fd: number, sctx: SecurityContext): Promise<void> {
-  await rt.security.restoreFd(fd, sctx).catch((err: unknown) => rt.log.warn({ domain: sctx.domain, err: String(err) }, 'restoring the tunnel data socket label failed'));
-}
-
 /** The data connection goes to the incoming QEMU of the job, labelled for it, as `migrate-incoming fd:`. */
 export function authorizeData(rt: HostRuntime, hello: TunnelHello): DataGrant {
   const rec = recordOf(rt.config.runDir, hello.name, hello.jobId);
@@ -87,13 +76,9 @@ export function authorizeData(rt: HostRuntime, hello: TunnelHello): DataGrant {
   return {
     ok: true,
     handoff: async (fd) => {
-      await rt.security.labelFd(fd, sctx);
-      try {
-        await dom.qmp.execute('getfd', { fdname: FD_NAME }, { fds: [fd] });
-        await dom.qmp.execute('migrate-incoming', { uri: `fd:${FD_NAME}` });
-      } finally {
-        await releaseLabel(rt, fd, sctx);
-      }
+      await rt.security.labelHandedFd(fd, sctx);
+      await dom.qmp.execute('getfd', { fdname: FD_NAME }, { fds: [fd] });
+      await dom.qmp.execute('migrate-incoming', { uri: `fd:${FD_NAME}` });
     },
   };
 }

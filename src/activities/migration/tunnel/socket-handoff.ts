@@ -1,9 +1,8 @@
 // A connected TCP socket the worker set up, handed over to QEMU. Node keeps
 // reading a socket ahead of its consumers, and a byte it reads after the
 // greeting would be a byte of QEMU's TLS stream lost; so reading stops first,
-// at a moment when the protocol guarantees nothing is in flight, and the
-// worker keeps its own descriptor (not reading) only so the security label can
-// be restored through it at the end. QEMU gets a duplicate via SCM_RIGHTS.
+// at a moment when the protocol guarantees nothing is in flight. QEMU gets a
+// duplicate via SCM_RIGHTS, and the worker then closes its own.
 import type { Socket } from 'node:net';
 import { ErrorType, vmError } from '../../../common/errors.js';
 

@@ -134,21 +134,18 @@ export class SourceTunnel {
   }
 
   /**
-   * Gives the data connection to the source QEMU: `give` passes the
-   * descriptor (labelled for the domain meanwhile) with `getfd`. Then the
-   * worker drops its own copy: QEMU's close must reach the destination, and
-   * an open socket is not checked against its owner again.
+   * Gives the data connection to the source QEMU: labelled for the domain,
+   * then passed by `give` (`getfd`). The worker then drops its own copy:
+   * QEMU's close must reach the destination.
    */
   async handoff(give: (fd: number) => Promise<void>): Promise<void> {
     const data = this.data;
     if (!data) throw vmError(ErrorType.OperationInvalid, 'this tunnel session has no data connection');
-    const fd = detachForHandoff(data);
-    const { security, securityContext } = this.spec;
-    await security.labelFd(fd, securityContext);
     try {
+      const fd = detachForHandoff(data);
+      await this.spec.security.labelHandedFd(fd, this.spec.securityContext);
       await give(fd);
     } finally {
-      await security.restoreFd(fd, securityContext).catch((err: unknown) => this.spec.onWarn?.('restoring the tunnel data socket label failed', err));
       data.destroy();
     }
   }

@@ -357,4 +357,18 @@ describe('tunnelled migration between network namespaces', () => {
     expect(leftovers(SRC)).toEqual([]);
     await cluster.op(DST, { op: 'destroy', name: 't6' });
   });
+
+  it('post-copy through the tunnel (the destination faults pages back over the same connection), then back compressed with auto-converge', async () => {
+    const g = await runGuest(SRC, 't7', 96, 64);
+    const there = await (await startMigration(cluster.client, { domain: 't7', domainUuid: g.uuid, sourceHost: SRC, destinationHost: DST, flags: ['live', 'tunnelled', 'postcopy'] })).result();
+    expect(there.stats.postcopy).toBe(true);
+    expect(there.destination).toMatchObject({ state: 'running', host: DST });
+    expect(hashRange(there.destination.memoryBackingFile!, 64 * MiB)).toBe(g.hash);
+    const back = await (await startMigration(cluster.client, { domain: 't7', domainUuid: g.uuid, sourceHost: DST, destinationHost: SRC, flags: ['live', 'tunnelled', 'compressed', 'auto-converge'] })).result();
+    expect(back.destination).toMatchObject({ state: 'running', host: SRC });
+    expect(hashRange(back.destination.memoryBackingFile!, 64 * MiB)).toBe(g.hash);
+    expect(leftovers(SRC)).toEqual([]);
+    expect(leftovers(DST)).toEqual([]);
+    await cluster.op(SRC, { op: 'destroy', name: 't7' });
+  });
 });

@@ -17,6 +17,7 @@ import type {
 } from '../../common/migration-types.js';
 import { formatDomainXml, migratableDomainDef, migratableDomainXml, normalizeUuid, parseDomainXml } from '../domain/index.js';
 import { faultPoint } from '../host/fault-points.js';
+import { whileHeartbeating } from '../host/step-heartbeat.js';
 import type { HostJob } from '../host/domain-lock.js';
 import type { HostRuntime } from '../host/host-runtime.js';
 import type { RunningDomain } from '../host/running-domain.js';
@@ -176,7 +177,8 @@ export async function perform(rt: HostRuntime, a: PerformArgs): Promise<PerformR
       else await disableMigrationTls(dom.qmp);
       // Dialled just before `migrate`: the destination QEMU takes one connection only, so nothing that may fail comes in between.
       if (tunnelled) {
-        tunnel = await SourceTunnel.open(tunnelSpec());
+        // Dialling may wait on a slow or failing link: Temporal must still see this worker alive.
+        tunnel = await whileHeartbeating(() => SourceTunnel.open(tunnelSpec()));
         await tunnel.handoff((fd) => dom.qmp.execute('getfd', { fdname: TUNNEL_FD_NAME }, { fds: [fd] }).then(() => undefined));
         uri = `fd:${TUNNEL_FD_NAME}`;
       }

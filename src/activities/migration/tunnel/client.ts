@@ -7,7 +7,8 @@ import { ErrorType, vmError } from '../../../common/errors.js';
 import { clientOptions, parseEndpoint, type TunnelTls } from './tls.js';
 import { parseAnswer, readLine, writeLine, type TunnelHello } from './wire.js';
 
-const CONNECT_TIMEOUT_MS = 10_000;
+// Inside Perform's 10 s heartbeat timeout, so a refusal is reported as such rather than as a lost worker.
+const CONNECT_TIMEOUT_MS = 8_000;
 
 export async function openChannel(tls: TunnelTls, endpoint: string, destinationHost: string, hello: TunnelHello): Promise<{ sock: TLSSocket; ticket?: string }> {
   const { host, port } = parseEndpoint(endpoint);

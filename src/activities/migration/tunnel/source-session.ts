@@ -34,7 +34,8 @@ export interface SourceTunnelSpec {
 }
 
 const PING_MS = 250;
-const READY_TIMEOUT_MS = 15_000;
+// Inside Perform's 10 s heartbeat timeout, so a refusal is reported as such rather than as a lost worker.
+const READY_TIMEOUT_MS = 8_000;
 /** Long enough for a busy peer's event loop, short enough that a lost link costs seconds, not TCP's minutes. */
 export const DEFAULT_LIVENESS_MS = 5_000;
 
@@ -101,10 +102,13 @@ export class SourceTunnel {
     let timer: NodeJS.Timeout | undefined;
     const listeners: Array<() => void> = [];
     try {
+      // The control channel just reached the same listener; a connect that hangs means the link went, not a slow peer.
       await new Promise<void>((resolve, reject) => {
+        timer = setTimeout(() => reject(new Error(`no TCP connection within ${READY_TIMEOUT_MS} ms`)), READY_TIMEOUT_MS);
         data.once('connect', () => resolve());
         data.once('error', reject);
       });
+      clearTimeout(timer);
       data.setNoDelay(true);
       writeLine(data, { v: 1, jobId: this.spec.jobId, name: this.spec.name, token: this.ticket, channel: 'data' });
       await new Promise<void>((resolve, reject) => {

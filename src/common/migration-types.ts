@@ -25,6 +25,11 @@ export const MIGRATE_FLAGS = [
 ] as const;
 export type MigrateFlag = (typeof MIGRATE_FLAGS)[number];
 
+/** Whether QEMU encrypts the stream: 'tls', or 'tunnelled' (always TLS); an offline migration has no stream. */
+export function streamEncrypted(flags: readonly MigrateFlag[]): boolean {
+  return (flags.includes('tls') || flags.includes('tunnelled')) && !flags.includes('offline');
+}
+
 export type MigrationProtocol = 2 | 3;
 
 export interface MigrateInput {

@@ -16,6 +16,7 @@ import { ErrorType, isVmError, vmError } from '../common/errors.js';
 import { jobWorkflowId } from '../common/job-types.js';
 import {
   pickProtocol,
+  streamEncrypted,
   validateMigrateInput,
   type BeginResult,
   type FinishResult,
@@ -129,7 +130,7 @@ export async function migrate(input: MigrateInput): Promise<MigrateResult> {
   // ---- forward until the stream is complete: everything here can be undone ----
   try {
     await forward.run(async () => {
-      if ((has('tunnelled') || has('tls')) && !has('offline')) {
+      if (streamEncrypted(flags)) {
         // Both workers must hold certificates; without them the stream would have to go in clear. Nothing is touched yet.
         const support = await Promise.all([src, dst].map((h) => on(h, 'probe', 'migrateTunnelSupport', [], `tunnel support of ${h}`)));
         const missing = support.filter((t) => !t.configured).map((t) => t.host);

@@ -5,11 +5,9 @@
 // every step may run again for the same job.
 import { Context } from '@temporalio/activity';
 import { randomBytes } from 'node:crypto';
-import { rmSync } from 'node:fs';
 import { hostname as osHostname } from 'node:os';
-import { join } from 'node:path';
 import { ErrorType, isVmError, vmError } from '../../common/errors.js';
-import type { FinishArgs, FinishResult, PrepareArgs, PrepareResult } from '../../common/migration-types.js';
+import { streamEncrypted, type FinishArgs, type FinishResult, type PrepareArgs, type PrepareResult } from '../../common/migration-types.js';
 import { formatDomainXml, migratableDomainXml, normalizeUuid, parseDomainXml, type DomainDef } from '../domain/index.js';
 import { faultPoint } from '../host/fault-points.js';
 import type { HostRuntime } from '../host/host-runtime.js';
@@ -68,7 +66,7 @@ export async function prepare(d: DestinationDeps, a: PrepareArgs): Promise<Prepa
     return { name: destName, uri: again.uri ?? '', ...(again.port !== undefined ? { port: again.port } : {}), ...(again.cookie ? { cookie: again.cookie } : {}), ...tunnel };
   }
   const tunnelled = a.flags.includes('tunnelled') && !a.flags.includes('offline');
-  const tls = (tunnelled || a.flags.includes('tls')) && !a.flags.includes('offline');
+  const tls = streamEncrypted(a.flags);
   // Refused before anything on this host changes: no certificates, no tunnel, never a stream in clear.
   const hostTls = tls ? requireTunnel(rt, tunnelled ? 'tunnelled' : 'TLS') : undefined;
   if (tunnelled && (a.sourceHost === undefined || a.uri !== undefined)) {
@@ -123,14 +121,14 @@ export async function prepare(d: DestinationDeps, a: PrepareArgs): Promise<Prepa
     if (hostTls) await enableMigrationTls(rt, dom, hostTls.tls, { role: 'server', peerIdentity: a.sourceTlsIdentity! }, { domain: destName, uuid });
     if (tunnelled && hostTls) {
       // No listening QEMU: the worker's listener takes the data connection and hands it over (tunnel/server.ts).
-      const tunnel = hostTls;
-      const uri = `tunnel:${tunnel.endpoint}`;
+      const { endpoint } = hostTls;
+      const uri = `tunnel:${endpoint}`;
       const token = randomBytes(32).toString('base64url');
-      updateRecord(rt.config.runDir, destName, a.jobId, { tunnel: { endpoint: tunnel.endpoint, token, sourceHost: a.sourceHost! } });
+      updateRecord(rt.config.runDir, destName, a.jobId, { tunnel: { endpoint, token, sourceHost: a.sourceHost! } });
       const cookie = a.protocol === 3 ? await prepareCookie(rt, dom, def, a, uuid) : undefined;
       updateRecord(rt.config.runDir, destName, a.jobId, { uri, ...(cookie ? { cookie } : {}) });
-      rt.log.info({ domain: destName, job: a.jobId, phase: 'prepare', endpoint: tunnel.endpoint, source: a.sourceHost, pid: dom.pid }, 'incoming tunnelled migration prepared');
-      return { name: destName, uri, tunnel: { endpoint: tunnel.endpoint, token, name: destName }, ...(cookie ? { cookie } : {}) };
+      rt.log.info({ domain: destName, job: a.jobId, phase: 'prepare', endpoint, source: a.sourceHost, pid: dom.pid }, 'incoming tunnelled migration prepared');
+      return { name: destName, uri, tunnel: { endpoint, token, name: destName }, ...(cookie ? { cookie } : {}) };
     }
     const bound = await listenIncoming(d.rt, d.ports, dom, a.jobId, override?.transport === 'tcp' ? override : undefined);
     // A wildcard listen is reached through the host's name.

@@ -15,6 +15,7 @@ import type {
   PerformArgs,
   PerformResult,
 } from '../../common/migration-types.js';
+import { streamEncrypted } from '../../common/migration-types.js';
 import { formatDomainXml, migratableDomainDef, migratableDomainXml, normalizeUuid, parseDomainXml } from '../domain/index.js';
 import { faultPoint } from '../host/fault-points.js';
 import { whileHeartbeating } from '../host/step-heartbeat.js';
@@ -30,9 +31,9 @@ import { setCapabilities, setLimits, sourceCapabilities } from './params.js';
 import { requireTunnel } from './tunnel/host-tunnel.js';
 import { disableMigrationTls, enableMigrationTls } from './qemu-tls.js';
 import { SourceTunnel, type SourceTunnelSpec } from './tunnel/source-session.js';
+import { timeoutOptions } from './timeout-action.js';
 
 const TUNNEL_FD_NAME = 'vmf-tunnel-out';
-import { timeoutOptions } from './timeout-action.js';
 
 function activityContext(): Context | undefined {
   try {
@@ -152,7 +153,7 @@ export async function perform(rt: HostRuntime, a: PerformArgs): Promise<PerformR
   }
   const offline = a.flags.includes('offline');
   const tunnelled = a.flags.includes('tunnelled') && !offline;
-  const tls = (tunnelled || a.flags.includes('tls')) && !offline;
+  const tls = streamEncrypted(a.flags);
   const sctx = { domain: name, uuid: a.uuid };
   if (tunnelled && !a.tunnel) throw vmError(ErrorType.OperationInvalid, 'a tunnelled Perform needs the tunnel endpoint and token from Prepare');
   const tunnelSpec = (): SourceTunnelSpec => ({

@@ -3,14 +3,13 @@
 // incoming QEMU is decided from the destination's job record, so a restarted
 // worker answers for the migrations it was preparing before. The same
 // certificates serve QEMU's own TLS (the tunnel's data and --tls).
-import { timingSafeEqual } from 'node:crypto';
 import { hostname } from 'node:os';
 import { ErrorType, vmError } from '../../../common/errors.js';
 import type { HostRuntime } from '../../host/host-runtime.js';
 import { recordOf } from '../job-record.js';
 import { TunnelServer, type ControlGrant, type DataGrant } from './server.js';
 import { formatEndpoint, loadTunnelTls, parseEndpoint, type TunnelTls } from './tls.js';
-import type { TunnelHello } from './wire.js';
+import { sameSecret, type TunnelHello } from './wire.js';
 
 export interface HostTunnel {
   tls: TunnelTls;
@@ -45,12 +44,6 @@ export function requireTunnel(rt: HostRuntime, what: 'tunnelled' | 'TLS' = 'tunn
     );
   }
   return t;
-}
-
-function sameSecret(a: string, b: string): boolean {
-  const x = Buffer.from(a);
-  const y = Buffer.from(b);
-  return x.length === y.length && timingSafeEqual(x, y);
 }
 
 /** Whether a control channel may open for a job: a tunnelled job being prepared here, its token, its source host's certificate. */

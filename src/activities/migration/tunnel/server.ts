@@ -11,14 +11,14 @@
 //   certificate); the worker copies no byte of the stream. The control channel
 //   is told ('R') once QEMU holds it, and only then does the source start.
 // Everything else is refused, logged and closed.
-import { randomBytes, timingSafeEqual } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { createServer as createNetServer, type Server as NetServer, type Socket } from 'node:net';
 import { Duplex } from 'node:stream';
 import { createServer, type Server, type TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
 import { detachForHandoff } from './socket-handoff.js';
 import { certHostNames, serverOptions, type TunnelTls } from './tls.js';
-import { parseHello, readLine, writeLine, type TunnelHello } from './wire.js';
+import { DATA_READY, parseHello, readLine, sameSecret, writeLine, type TunnelHello } from './wire.js';
 
 /** What the host decided about a control greeting. */
 export type ControlGrant = { ok: true } | { ok: false; why: string };
@@ -30,8 +30,6 @@ export interface TunnelHost {
   authorizeData(hello: TunnelHello): DataGrant;
 }
 
-/** The control channel's message that the data connection is in QEMU's hands. */
-export const DATA_READY = 0x52; // 'R'
 const HELLO_TIMEOUT_MS = 5_000;
 const TLS_HANDSHAKE = 0x16;
 
@@ -39,12 +37,6 @@ interface JobState {
   control: TLSSocket;
   ticket: string;
   dataClaimed: boolean;
-}
-
-function sameSecret(a: string, b: string): boolean {
-  const x = Buffer.from(a);
-  const y = Buffer.from(b);
-  return x.length === y.length && timingSafeEqual(x, y);
 }
 
 /** A socket whose first chunk was already read, as a stream the TLS layer can start from. */

@@ -13,10 +13,9 @@ import type { TLSSocket } from 'node:tls';
 import { ErrorType, vmError } from '../../../common/errors.js';
 import type { SecurityContext, SecurityDriver } from '../../security/index.js';
 import { openChannel } from './client.js';
-import { DATA_READY } from './server.js';
 import { detachForHandoff } from './socket-handoff.js';
 import { parseEndpoint, type TunnelTls } from './tls.js';
-import { parseAnswer, readLine, writeLine } from './wire.js';
+import { DATA_READY, parseAnswer, readLine, writeLine } from './wire.js';
 
 export interface SourceTunnelSpec {
   tls: TunnelTls;

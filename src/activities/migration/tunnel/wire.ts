@@ -4,7 +4,18 @@
 // why not. The data connection is plain TCP whose first line carries that
 // ticket; after it the connection belongs to the two QEMUs, which speak TLS
 // to each other. A line, not a binary frame, so `openssl s_client` can speak it too.
+import { timingSafeEqual } from 'node:crypto';
 import type { Duplex } from 'node:stream';
+
+/** The control channel's message that the data connection is in the destination QEMU's hands. */
+export const DATA_READY = 0x52; // 'R'
+
+/** Tokens and tickets are compared in constant time. */
+export function sameSecret(a: string, b: string): boolean {
+  const x = Buffer.from(a);
+  const y = Buffer.from(b);
+  return x.length === y.length && timingSafeEqual(x, y);
+}
 
 /** Longest line either side accepts: a hello is a few hundred bytes. */
 export const MAX_LINE = 4096;

@@ -5,7 +5,8 @@
 // with the hosts' certificates; no QEMU listens for the stream. The workers reach the run's Temporal server
 // through a TCP relay on each namespace's management link. Certificates are made
 // here with openssl: one cluster CA, and a rogue CA for a host that must be refused.
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcessByStdio, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import type { Readable } from 'node:stream';
 import { randomUUID } from 'node:crypto';
 import { closeSync, existsSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -52,7 +53,7 @@ beforeAll(async () => {
   await Promise.all([
     cluster.startHost(
       SRC,
-      // DAC hands the data socket and QEMU's credential files to another user (QEMU runs as root here, so it still reads them).
+      // DAC hands QEMU's credential files to another user (QEMU runs as root here, so it still reads them).
       {
         ...inNs(net.a, `${net.addrA}:${PORT}`, makeHostCert(certDir, ca, SRC), net.mgmtRootA), VMFERRY_SECURITY_DRIVER: 'dac', VMFERRY_QEMU_USER: 'nobody',
         VMFERRY_HOST_MIGRATION_ADDRESS: net.addrA,
@@ -103,22 +104,21 @@ function sClient(args: string[], input: string): Promise<string> {
   const child = spawn('ip', ['netns', 'exec', net!.a, 'openssl', 's_client', '-connect', `${net!.addrB}:${PORT}`, '-quiet', '-verify_return_error', '-CAfile', join(certDir, 'cluster-ca.crt'), ...args], {
     stdio: ['pipe', 'pipe', 'pipe'],
   });
+  child.stdin.end(input);
+  return outputOf(child);
+}
+/** Everything a child we started printed (stdout and stderr) once it exits; killed (by PID) after 15 s. */
+function outputOf(child: ChildProcessWithoutNullStreams | ChildProcessByStdio<null, Readable, Readable>): Promise<string> {
   let out = '';
   child.stdout.on('data', (d: Buffer) => (out += d.toString()));
   child.stderr.on('data', (d: Buffer) => (out += d.toString()));
-  child.stdin.end(input);
   const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
   return new Promise((resolve) => child.once('close', () => (clearTimeout(timer), resolve(out))));
 }
 /** A plain TCP client from the source's namespace at the destination's tunnel listener (a data connection); what it was told. */
 function plainClient(input: string): Promise<string> {
   const script = `const s=require('net').connect(${PORT},${JSON.stringify(net!.addrB)});s.end(process.argv[1]);s.pipe(process.stdout);`;
-  const child = spawn('ip', ['netns', 'exec', net!.a, process.execPath, '-e', script, input], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-  child.stderr.on('data', (d: Buffer) => (out += d.toString()));
-  const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
-  return new Promise((resolve) => child.once('close', () => (clearTimeout(timer), resolve(out))));
+  return outputOf(spawn('ip', ['netns', 'exec', net!.a, process.execPath, '-e', script, input], { stdio: ['ignore', 'pipe', 'pipe'] }));
 }
 function listeningIn(ns: string): string[] {
   const r = spawnSync('ip', ['netns', 'exec', ns, 'ss', '-Htlnp'], { encoding: 'utf8' });

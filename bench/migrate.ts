@@ -7,7 +7,7 @@
 //   vmferry: workflow start to workflow result (Begin ... Confirm, source killed)
 // Usage: node --import tsx bench/migrate.ts [--pairs N] [--mib M]   (BENCH_PROFILE=1 prints each run's step timeline)
 import { randomUUID } from 'node:crypto';
-import type { QmpEvent } from '../src/activities/qemu/qmp-client.js';
+import type { QmpEvent } from '../src/qemu/qmp-client.js';
 import type { MigrateInput } from '../src/common/migration-types.js';
 import { fillRandom } from '../test/helpers/guest-memory.js';
 import { guestXml } from '../test/helpers/guest-xml.js';

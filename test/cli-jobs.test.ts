@@ -11,7 +11,7 @@ import type { CoreDumpResult } from '../src/common/dump-types.js';
 import { jobWorkflowId, type JobInfo } from '../src/common/job-types.js';
 import type { MigrateResult } from '../src/common/migration-types.js';
 import type { ManagedSaveState, RestoreResult, SaveResult } from '../src/common/save-types.js';
-import { waitFor } from '../src/local/wait.js';
+import { waitFor } from '../src/support/wait.js';
 import { TestCluster } from './helpers/cluster.js';
 import { fillRandom, hashRange } from './helpers/guest-memory.js';
 import { guestXml } from './helpers/guest-xml.js';

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DomainInfo } from '../src/common/domain-types.js';
 import type { MigrateResult } from '../src/common/migration-types.js';
-import { waitFor } from '../src/local/wait.js';
+import { waitFor } from '../src/support/wait.js';
 import { TestCluster } from './helpers/cluster.js';
 import { fillRandom } from './helpers/guest-memory.js';
 import { guestXml } from './helpers/guest-xml.js';

@@ -5,7 +5,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { loadHostConfig } from '../src/activities/host/host-config.js';
+import { loadHostConfig } from '../src/host/host-config.js';
 import { PROJECT_ROOT } from '../src/local/paths.js';
 
 const DEPLOY = join(PROJECT_ROOT, 'deploy');

@@ -2,7 +2,7 @@
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DomainInfo, DomainOperationResult } from '../src/common/domain-types.js';
-import { isProcessAlive } from '../src/activities/host/proc.js';
+import { isProcessAlive } from '../src/support/proc.js';
 import { TestCluster } from './helpers/cluster.js';
 import { failureOf } from './helpers/workflow-failure.js';
 import { guestXml } from './helpers/guest-xml.js';

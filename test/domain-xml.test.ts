@@ -10,7 +10,7 @@ import {
   migratableDomainXml,
   parseDomainXml,
   type DomainDef,
-} from '../src/activities/domain/index.js';
+} from '../src/domain/index.js';
 
 /** A live domain as `virsh dumpxml` prints it for a running guest. */
 const LIBVIRT_XML = `<domain type='kvm' id='7' xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'>

@@ -6,7 +6,7 @@ import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { HostConfigError, loadHostConfig } from '../src/activities/host/host-config.js';
+import { HostConfigError, loadHostConfig } from '../src/host/host-config.js';
 import type { DomainOperationResult } from '../src/common/domain-types.js';
 import { TestCluster } from './helpers/cluster.js';
 import { guestXml } from './helpers/guest-xml.js';

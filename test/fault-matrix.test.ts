@@ -24,7 +24,7 @@ import { OwnServer, OwnServerCluster } from './helpers/fault-matrix/own-server.j
 import { createNetnsPair, type NetnsPair } from './helpers/netns.js';
 import { forwardTcp, type TcpForward } from './helpers/tcp-forward.js';
 import { MatrixTable } from './helpers/fault-matrix/table.js';
-import { waitFor } from '../src/local/wait.js';
+import { waitFor } from '../src/support/wait.js';
 
 // A killed control worker's workflows wait on its sticky queue; 1 s instead of 10 s per control-kill cell.
 const CONTROL_ENV = { VMFERRY_STICKY_QUEUE_TIMEOUT_MS: '1000' };

@@ -1,6 +1,6 @@
 // The fault-injection switchboard itself (the points are exercised by the job tests).
 import { describe, expect, it } from 'vitest';
-import { parseFaults } from '../src/activities/host/fault-points.js';
+import { parseFaults } from '../src/support/fault-points.js';
 
 describe('fault points', () => {
   it('parses point=action lists and refuses anything else', () => {

@@ -4,9 +4,9 @@
 // worker out of it.
 import { readdirSync, readlinkSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { QmpClient } from '../src/activities/qemu/qmp-client.js';
-import { spawnHelper } from '../src/activities/saveimage/compressor.js';
-import { which } from '../src/local/which.js';
+import { QmpClient } from '../src/qemu/qmp-client.js';
+import { spawnHelper } from '../src/saveimage/compressor.js';
+import { which } from '../src/support/which.js';
 import { startBareQemu, type BareQemu } from './helpers/qemu-process.js';
 
 const sockets = (pid: number | 'self'): Map<string, string> => {

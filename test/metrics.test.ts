@@ -1,7 +1,7 @@
 // Both workers serve Prometheus metrics when asked; job counters and durations included.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort } from '../src/local/free-port.js';
-import { waitFor } from '../src/local/wait.js';
+import { waitFor } from '../src/support/wait.js';
 import { TestCluster } from './helpers/cluster.js';
 
 const cluster = new TestCluster();

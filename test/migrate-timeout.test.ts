@@ -6,7 +6,7 @@ import { closeSync, openSync, readSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { MigrateResult } from '../src/common/migration-types.js';
-import { waitFor } from '../src/local/wait.js';
+import { waitFor } from '../src/support/wait.js';
 import { TestCluster } from './helpers/cluster.js';
 import { writeDirtyingKernel } from './helpers/dirtying-kernel.js';
 import { guestXml } from './helpers/guest-xml.js';

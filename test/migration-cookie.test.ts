@@ -5,7 +5,7 @@ import {
   formatMigrationCookie,
   parseMigrationCookie,
   type MigrationCookie,
-} from '../src/activities/migration/cookie.js';
+} from '../src/migration/cookie.js';
 import { ErrorType, isVmError } from '../src/common/errors.js';
 
 const NAME = 'web-01';

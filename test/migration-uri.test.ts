@@ -6,7 +6,7 @@ import {
   formatMigrationUri,
   parseMigrationUri,
   type MigrationUri,
-} from '../src/activities/migration/uri.js';
+} from '../src/migration/uri.js';
 import { ErrorType, isVmError } from '../src/common/errors.js';
 
 function refused(input: string, message?: RegExp): void {

@@ -13,7 +13,7 @@ import { dataConverterFromEnv, PayloadKeyError, readPayloadKey } from '../src/co
 import { CONTROL_TASK_QUEUE } from '../src/common/constants.js';
 import type { DomainOperation, DomainOperationResult } from '../src/common/domain-types.js';
 import type { RestoreResult } from '../src/common/save-types.js';
-import { waitFor } from '../src/local/wait.js';
+import { waitFor } from '../src/support/wait.js';
 import { TestCluster } from './helpers/cluster.js';
 import { guestXml } from './helpers/guest-xml.js';
 import { domainOf, startMigration } from './helpers/migration.js';

@@ -1,7 +1,7 @@
 // The incoming-migration port range, probed with real binds on 127.0.0.1.
 import { describe, it, expect, afterEach } from 'vitest';
 import { createServer, type Server } from 'node:net';
-import { PortAllocator, canBind } from '../src/activities/migration/port-allocator.js';
+import { PortAllocator, canBind } from '../src/migration/port-allocator.js';
 import { ErrorType, isVmError } from '../src/common/errors.js';
 
 const HOST = '127.0.0.1';

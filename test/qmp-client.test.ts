@@ -2,7 +2,7 @@
 import { describe, it, expect, afterEach } from 'vitest';
 import { closeSync, openSync, readdirSync, readlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { QmpClient, type QmpEvent } from '../src/activities/qemu/qmp-client.js';
+import { QmpClient, type QmpEvent } from '../src/qemu/qmp-client.js';
 import { ErrorType, isVmError } from '../src/common/errors.js';
 import { startBareQemu, withDeadline, type BareQemu } from './helpers/qemu-process.js';
 

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DomainInfo, DomainOperationResult } from '../src/common/domain-types.js';
 import type { RestoreResult, SaveResult } from '../src/common/save-types.js';
-import { isProcessAlive } from '../src/activities/host/proc.js';
+import { isProcessAlive } from '../src/support/proc.js';
 import { TestCluster } from './helpers/cluster.js';
 import { fillRandom, hashRange } from './helpers/guest-memory.js';
 import { guestXml } from './helpers/guest-xml.js';

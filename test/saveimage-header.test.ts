@@ -24,8 +24,8 @@ import {
   readSaveHeader,
   rewriteSaveImageXml,
   type SaveImageHeader,
-} from '../src/activities/saveimage/header.js';
-import { compressorCommand, saveFormatFromNumber } from '../src/activities/saveimage/formats.js';
+} from '../src/saveimage/header.js';
+import { compressorCommand, saveFormatFromNumber } from '../src/common/save-formats.js';
 import { ErrorType, isVmError } from '../src/common/errors.js';
 
 const XML = "<domain type='kvm'><name>vm1</name><uuid>9c4e4b5e-4f0a-4b8e-9d43-0b1d2f6e7a11</uuid><memory unit='KiB'>131072</memory></domain>";

@@ -18,7 +18,7 @@ import {
   StackDriver,
   type SecurityContext,
   type SecurityDriver,
-} from '../src/activities/security/index.js';
+} from '../src/security/index.js';
 
 const NOBODY = 65534;
 const ctx: SecurityContext = { domain: 'sec1', uuid: '6a1f4c1e-0b5e-4c1d-9a55-3f1e2d3c4b5a' };

@@ -8,7 +8,7 @@ import type { DomainInfo } from '../src/common/domain-types.js';
 import { jobWorkflowId } from '../src/common/job-types.js';
 import { PROJECT_ROOT } from '../src/local/paths.js';
 import { findTemporalCli } from '../src/local/temporal-cli.js';
-import { waitFor } from '../src/local/wait.js';
+import { waitFor } from '../src/support/wait.js';
 import { TestCluster } from './helpers/cluster.js';
 import { fillRandom } from './helpers/guest-memory.js';
 import { guestXml } from './helpers/guest-xml.js';

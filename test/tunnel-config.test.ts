@@ -6,9 +6,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { PeerCertificate } from 'node:tls';
 import { afterAll, describe, expect, it } from 'vitest';
-import { HostConfigError, loadHostConfig } from '../src/activities/host/host-config.js';
-import { certHostNames, formatEndpoint, parseEndpoint } from '../src/activities/migration/tunnel/tls.js';
-import { parseAnswer, parseHello } from '../src/activities/migration/tunnel/wire.js';
+import { HostConfigError, loadHostConfig } from '../src/host/host-config.js';
+import { certHostNames, formatEndpoint, parseEndpoint } from '../src/migration/tunnel/tls.js';
+import { parseAnswer, parseHello } from '../src/migration/tunnel/wire.js';
 
 const base = mkdtempSync(join(tmpdir(), 'vmf-tuncfg-'));
 const memory = join('/dev/shm', `vmf-tuncfg-${process.pid}`);

@@ -5,8 +5,8 @@
 // (the interop test restores a libvirt image of a guest with the controller).
 import { ApplicationFailure } from '@temporalio/common';
 import { describe, expect, it } from 'vitest';
-import { formatDomainXml, parseDomainXml, validateDomainDef, type DomainDef, type UsbControllerDef } from '../src/activities/domain/index.js';
-import { buildQemuArgs } from '../src/activities/qemu/command-line.js';
+import { formatDomainXml, parseDomainXml, validateDomainDef, type DomainDef, type UsbControllerDef } from '../src/domain/index.js';
+import { buildQemuArgs } from '../src/qemu/command-line.js';
 
 const PIIX3 = `    <controller type='usb' index='0' model='piix3-uhci'>
       <alias name='usb'/>

@@ -4,7 +4,7 @@
 // first (or read from a save image's XML for a restore).
 import { randomUUID } from 'node:crypto';
 import { WorkflowExecutionAlreadyStartedError, type Client, type WorkflowHandle } from '@temporalio/client';
-import { parseDomainXml } from '../activities/domain/index.js';
+import { parseDomainXml } from '../domain/index.js';
 import { CONTROL_TASK_QUEUE } from '../common/constants.js';
 import type { DomainInfo } from '../common/domain-types.js';
 import { ErrorType, vmError } from '../common/errors.js';

@@ -6,14 +6,14 @@
 // workflowIdConflictPolicy FAIL (design §3); a client that knows only the name
 // asks the host for the UUID first (domainOperation info), and for a restore
 // reads it from the image (saveImageXml dumpxml).
-import type { SaveFormatName } from '../activities/saveimage/formats.js';
+import type { SaveFormatName } from './save-formats.js';
 import { HOST_NAME_PATTERN } from './constants.js';
 import { invalidDomainName } from './domain-name.js';
 import type { DomainInfo } from './domain-types.js';
 import { ErrorType, vmError } from './errors.js';
 import type { JobHeartbeat } from './job-types.js';
 
-export type { SaveFormatName } from '../activities/saveimage/formats.js';
+export type { SaveFormatName } from './save-formats.js';
 export const SAVE_FORMAT_NAMES: readonly SaveFormatName[] = ['raw', 'gzip', 'bzip2', 'xz', 'lzop', 'zstd'];
 
 /** libvirt's --running / --paused: override the state the domain comes back in. */

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { Connection } from '@temporalio/client';
 import { ALL_SEARCH_ATTRIBUTES } from '../common/search-attributes.js';
 import { DEFAULT_NAMESPACE } from '../common/constants.js';
-import { waitFor } from './wait.js';
+import { waitFor } from '../support/wait.js';
 
 export interface DevServerOptions {
   cliPath: string;

@@ -2,7 +2,7 @@
 // runs as root on a Debian-like machine, and otherwise says exactly what is missing.
 import { spawnSync } from 'node:child_process';
 import { SetupError } from './temporal-cli.js';
-import { which } from './which.js';
+import { which } from '../support/which.js';
 
 /** command we need -> Debian package that ships it */
 const REQUIRED: Record<string, string> = {

@@ -7,7 +7,7 @@ import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { TEMPORAL_CLI_VERSION } from '../common/constants.js';
 import { userCacheDir } from './paths.js';
-import { which } from './which.js';
+import { which } from '../support/which.js';
 
 const MODULE = 'github.com/temporalio/cli/cmd/temporal';
 const MIN_GO = [1, 25] as const;

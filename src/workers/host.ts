@@ -2,17 +2,17 @@
 // outlive it; on start it reattaches to them, on stop it leaves them running.
 import { NativeConnection, Worker } from '@temporalio/worker';
 import { hostTaskQueue } from '../common/constants.js';
-import { createDomainActivities } from '../activities/host/domain-activities.js';
-import { createJobControlActivities } from '../activities/host/job-control.js';
-import { createMigrationActivities } from '../activities/host/migration-activities.js';
-import { startAutoDestroyReaper } from '../activities/host/auto-destroy.js';
-import { createDumpActivities } from '../activities/host/dump-activities.js';
-import { createSaveActivities } from '../activities/host/save-activities.js';
-import { loadHostConfig } from '../activities/host/host-config.js';
-import { HostRuntime } from '../activities/host/host-runtime.js';
+import { createDomainActivities } from '../activities/domain-activities.js';
+import { createJobControlActivities } from '../activities/job-control.js';
+import { createMigrationActivities } from '../activities/migration-activities.js';
+import { startAutoDestroyReaper } from '../host/auto-destroy.js';
+import { createDumpActivities } from '../activities/dump-activities.js';
+import { createSaveActivities } from '../activities/save-activities.js';
+import { loadHostConfig } from '../host/host-config.js';
+import { HostRuntime } from '../host/host-runtime.js';
 import { createLogger, installTemporalLogging } from './logging.js';
-import { startTunnelServer } from '../activities/migration/tunnel/host-tunnel.js';
-import { auditInterceptor, createAuditLogger } from '../activities/host/audit.js';
+import { startTunnelServer } from '../host/migration/host-tunnel.js';
+import { auditInterceptor, createAuditLogger } from './audit.js';
 import { join } from 'node:path';
 import { dataConverterFromEnv } from '../codec/key-file.js';
 

@@ -4,7 +4,7 @@
 // which leaves no partial file and the guest as it was.
 import { CancellationScope, isCancellation, proxyActivities, upsertSearchAttributes, workflowInfo, type ActivityOptions } from '@temporalio/workflow';
 import { ActivityCancellationType } from '@temporalio/common';
-import type { DumpActivities } from '../activities/host/dump-activities.js';
+import type { DumpActivities } from '../activities/dump-activities.js';
 import { hostTaskQueue } from '../common/constants.js';
 import { invalidCoreDumpInput, type CoreDumpInput, type CoreDumpResult, type DumpBeginResult } from '../common/dump-types.js';
 import { ErrorType, vmError } from '../common/errors.js';

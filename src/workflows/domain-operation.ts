@@ -1,7 +1,7 @@
 // One lifecycle operation on one named host, as a workflow: so the demo, the tests
 // and the CLI act on hosts through Temporal and every change is in history.
 import { proxyActivities, upsertSearchAttributes, type ActivityOptions } from '@temporalio/workflow';
-import type { DomainActivities } from '../activities/host/domain-activities.js';
+import type { DomainActivities } from '../activities/domain-activities.js';
 import { HOST_NAME_PATTERN, hostTaskQueue } from '../common/constants.js';
 import type { DomainOperationInput, DomainOperationResult } from '../common/domain-types.js';
 import { invalidDomainName } from '../common/domain-name.js';

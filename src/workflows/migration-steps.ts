@@ -3,9 +3,9 @@
 // host's typed error instead of Temporal's wrapper.
 import { ActivityCancellationType, ActivityFailure, isCancellation, proxyActivities, TimeoutFailure, type ActivityOptions } from '@temporalio/workflow';
 import { TimeoutType } from '@temporalio/common';
-import type { DomainActivities } from '../activities/host/domain-activities.js';
-import type { JobControlActivities } from '../activities/host/job-control.js';
-import type { MigrationActivities } from '../activities/host/migration-activities.js';
+import type { DomainActivities } from '../activities/domain-activities.js';
+import type { JobControlActivities } from '../activities/job-control.js';
+import type { MigrationActivities } from '../activities/migration-activities.js';
 import { hostTaskQueue } from '../common/constants.js';
 import { ErrorType } from '../common/errors.js';
 import { unwrapActivityError } from './activity-errors.js';

@@ -18,9 +18,9 @@ import {
   type ActivityInterfaceFor,
   type ActivityOptions,
 } from '@temporalio/workflow';
-import type { DomainActivities } from '../activities/host/domain-activities.js';
-import type { JobControlActivities } from '../activities/host/job-control.js';
-import type { SaveActivities } from '../activities/host/save-activities.js';
+import type { DomainActivities } from '../activities/domain-activities.js';
+import type { JobControlActivities } from '../activities/job-control.js';
+import type { SaveActivities } from '../activities/save-activities.js';
 import { hostTaskQueue } from '../common/constants.js';
 import { ErrorType, vmError } from '../common/errors.js';
 import { DomainName, DomainUuid, SourceHost } from '../common/search-attributes.js';

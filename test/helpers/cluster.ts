@@ -10,8 +10,8 @@ import { inject } from 'vitest';
 import { CONTROL_TASK_QUEUE } from '../../src/common/constants.js';
 import type { DomainOperation, DomainOperationResult } from '../../src/common/domain-types.js';
 import { startWorkerProcess, type WorkerProcess } from '../../src/local/worker-process.js';
-import { isOurProcess } from '../../src/activities/host/proc.js';
-import { listStatusNames, readStatus } from '../../src/activities/host/status-file.js';
+import { isOurProcess } from '../../src/support/proc.js';
+import { listStatusNames, readStatus } from '../../src/host/status-file.js';
 
 function killLeftoverQemus(runDir: string): void {
   let names: string[];

@@ -1,7 +1,7 @@
 // Save images made by hand, valid or broken in one chosen way, for what a
 // restore must refuse before it starts anything.
 import { writeFileSync } from 'node:fs';
-import { encodeSaveHeader, SAVE_HEADER_SIZE } from '../../src/activities/saveimage/header.js';
+import { encodeSaveHeader, SAVE_HEADER_SIZE } from '../../src/saveimage/header.js';
 
 /** Byte offsets in libvirt's fixed header (virQEMUSaveHeader). */
 export const HEADER_OFFSET = { magic: 0, version: 16, dataLen: 20, wasRunning: 24, format: 28, cookieOffset: 32 } as const;

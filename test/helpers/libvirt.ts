@@ -8,8 +8,8 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { chownSync, existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { waitFor } from '../../src/local/wait.js';
-import { which } from '../../src/local/which.js';
+import { waitFor } from '../../src/support/wait.js';
+import { which } from '../../src/support/which.js';
 
 export interface Account {
   uid: number;

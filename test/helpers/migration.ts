@@ -8,7 +8,7 @@ import type { DomainInfo, DomainOperationResult } from '../../src/common/domain-
 import { jobInfoQuery } from '../../src/common/job-messages.js';
 import { jobWorkflowId, type JobInfo } from '../../src/common/job-types.js';
 import type { MigrateInput, MigrateResult, MigrationHeartbeat } from '../../src/common/migration-types.js';
-import { waitFor } from '../../src/local/wait.js';
+import { waitFor } from '../../src/support/wait.js';
 
 export type MigrateHandle = WorkflowHandle<(input: MigrateInput) => Promise<MigrateResult>>;
 

@@ -7,7 +7,7 @@ import { jobInfoWithProgress } from '../../src/cli/job-lookup.js';
 import { CONTROL_TASK_QUEUE } from '../../src/common/constants.js';
 import { jobInfoQuery } from '../../src/common/job-messages.js';
 import { jobWorkflowId, type JobInfo } from '../../src/common/job-types.js';
-import { waitFor } from '../../src/local/wait.js';
+import { waitFor } from '../../src/support/wait.js';
 
 export type JobHandle = WorkflowHandle;
 

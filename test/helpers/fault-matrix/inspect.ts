@@ -7,7 +7,7 @@
 // worker: a worker could lie about what it leaked.
 import { readdirSync, readFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
-import { isProcessAlive } from '../../../src/activities/host/proc.js';
+import { isProcessAlive } from '../../../src/support/proc.js';
 import { qemuPids } from '../world.js';
 import type { TestCluster } from '../cluster.js';
 

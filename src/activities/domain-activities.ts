@@ -1,0 +1,55 @@
+// Host activities for domain lifecycle. Built by a factory over the host's
+// runtime so the worker decides what they touch (samples-typescript's pattern).
+import { Context } from '@temporalio/activity';
+import type { BlockStats, DomainInfo, DomainSummary, HostInfo } from '../common/domain-types.js';
+import type { HostRuntime } from '../host/host-runtime.js';
+
+/** Stable across retries of one activity, distinct between activities. */
+function requestId(): string | undefined {
+  try {
+    const { workflowExecution: wf, activityId } = Context.current().info;
+    return wf ? `${wf.workflowId}/${wf.runId}/${activityId}` : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+export function createDomainActivities(rt: HostRuntime) {
+  return {
+    async hostInfo(): Promise<HostInfo> {
+      return rt.hostInfo();
+    },
+    async defineDomain(xml: string): Promise<DomainSummary> {
+      return rt.define(xml);
+    },
+    async undefineDomain(name: string): Promise<DomainInfo> {
+      return rt.undefine(name);
+    },
+    async startDomain(name: string, opts: { paused?: boolean } = {}): Promise<DomainInfo> {
+      return await rt.start(name, { paused: opts.paused, requestId: requestId() });
+    },
+    async destroyDomain(name: string): Promise<DomainInfo> {
+      return await rt.destroy(name);
+    },
+    async suspendDomain(name: string): Promise<DomainInfo> {
+      return await rt.suspend(name);
+    },
+    async resumeDomain(name: string): Promise<DomainInfo> {
+      return await rt.resume(name);
+    },
+    async domainInfo(name: string): Promise<DomainInfo> {
+      return rt.info(name);
+    },
+    async blockStats(name: string): Promise<BlockStats[]> {
+      return await rt.blockStats(name);
+    },
+    async listDomains(): Promise<DomainSummary[]> {
+      return rt.list();
+    },
+    async dumpDomainXml(name: string, opts: { inactive?: boolean; migratable?: boolean; securityInfo?: boolean } = {}): Promise<string> {
+      return rt.dumpXml(name, opts);
+    },
+  };
+}
+
+export type DomainActivities = ReturnType<typeof createDomainActivities>;

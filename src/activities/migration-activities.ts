@@ -1,0 +1,92 @@
+// Host activities for live migration, one per protocol phase (libvirt's v3:
+// Begin, Prepare, Perform, Finish, Confirm; v2: Prepare2, Perform2, Finish2),
+// plus the destination watch and the undo steps compensation calls. Each runs on
+// the task queue of the host it acts on; each is idempotent for one job.
+// Test-only fault points (VMFERRY_FAULTS, see fault-points.ts): migrate.begin,
+// migrate.prepare (incoming QEMU started), migrate.perform (stream started),
+// migrate.perform-late (60% of RAM sent, stream still active),
+// migrate.perform-done (stream complete, source paused, Perform not yet
+// answered), migrate.finish (the destination's CPUs fail to start),
+// migrate.confirm.
+import type {
+  BeginArgs,
+  BeginResult,
+  ConfirmArgs,
+  ConfirmResult,
+  FinishArgs,
+  FinishResult,
+  PerformArgs,
+  PerformResult,
+  PrepareArgs,
+  PrepareResult,
+  TunnelSupport,
+} from '../common/migration-types.js';
+import { abortDestination, finish, prepare, watchIncoming, type DestinationDeps } from '../host/migration/destination-side.js';
+import type { PortAllocator } from '../migration/port-allocator.js';
+import { portsFor } from '../host/migration/ports.js';
+import { readLimits, type AppliedLimits } from '../migration/params.js';
+import { abortSource, begin, confirm, forgetSource, perform, perform2 } from '../host/migration/source-side.js';
+import { hostTunnel } from '../host/migration/host-tunnel.js';
+import { tlsIdentity } from '../host/migration/qemu-tls.js';
+import type { HostRuntime } from '../host/host-runtime.js';
+import { whileHeartbeating } from '../support/step-heartbeat.js';
+
+export function createMigrationActivities(rt: HostRuntime, ports: PortAllocator = portsFor(rt)) {
+  const dest: DestinationDeps = { rt, ports };
+  return {
+    // ---- v3 ----
+    async migrateBegin(a: BeginArgs): Promise<BeginResult> {
+      return await whileHeartbeating(() => begin(rt, a));
+    },
+    async migratePrepare(a: PrepareArgs): Promise<PrepareResult> {
+      return await whileHeartbeating(() => prepare(dest, { ...a, protocol: 3 }));
+    },
+    async migratePerform(a: PerformArgs): Promise<PerformResult> {
+      return await perform(rt, { ...a, protocol: 3 });
+    },
+    async migrateFinish(a: FinishArgs): Promise<FinishResult> {
+      return await whileHeartbeating(() => finish(dest, { ...a, protocol: 3 }));
+    },
+    async migrateConfirm(a: ConfirmArgs): Promise<ConfirmResult> {
+      return await whileHeartbeating(() => confirm(rt, a));
+    },
+    // ---- v2: no cookies; the source is gone at the end of Perform2 ----
+    async migratePrepare2(a: PrepareArgs): Promise<PrepareResult> {
+      return await whileHeartbeating(() => prepare(dest, { ...a, protocol: 2, cookie: undefined }));
+    },
+    async migratePerform2(a: PerformArgs): Promise<PerformResult> {
+      return await perform2(rt, { ...a, protocol: 2, cookie: undefined });
+    },
+    async migrateFinish2(a: FinishArgs): Promise<FinishResult> {
+      return await whileHeartbeating(() => finish(dest, { ...a, protocol: 2, cookie: undefined }));
+    },
+    /** v2 bookkeeping after Finish2: the source forgets the job Perform2 completed. */
+    async migrateForgetSource(name: string, jobId: string): Promise<void> {
+      forgetSource(rt, name, jobId);
+    },
+    // ---- both ----
+    /** Destination liveness while the source streams (heartbeats; fails when the incoming QEMU dies). */
+    async migrateWatchIncoming(name: string, jobId: string): Promise<void> {
+      await watchIncoming(dest, name, jobId);
+    },
+    /** Compensation on the source: cancel the stream, resume the guest if it ran, end the job. */
+    async migrateAbortSource(name: string, jobId: string): Promise<ConfirmResult> {
+      return await whileHeartbeating(() => abortSource(rt, name, jobId, { resumeAfterCompletion: true }));
+    },
+    /** Compensation on the destination: kill the incoming QEMU of this job, free its port, end the job. */
+    async migrateAbortDestination(name: string, jobId: string): Promise<void> {
+      await whileHeartbeating(() => abortDestination(dest, name, jobId));
+    },
+    /** Read-only: whether this host can carry a tunnelled or TLS migration (certificates configured), where peers dial it, and its TLS identity. */
+    async migrateTunnelSupport(): Promise<TunnelSupport> {
+      const t = hostTunnel(rt);
+      return { host: rt.config.name, configured: t !== undefined, ...(t ? { endpoint: t.endpoint, identity: tlsIdentity(t.tls.cert) } : {}) };
+    },
+    /** Read-only: the speed and downtime limits QEMU applies now (query-migrate-parameters). */
+    async migrationParams(name: string): Promise<AppliedLimits> {
+      return await readLimits(rt.requireRunning(name).qmp);
+    },
+  };
+}
+
+export type MigrationActivities = ReturnType<typeof createMigrationActivities>;

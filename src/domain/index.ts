@@ -1,0 +1,52 @@
+// Domain XML: parse libvirt domain XML into a typed, editable, JSON-friendly
+// model, format it back (unmodelled content untouched), produce the migratable
+// form.
+export type {
+  BootDevice,
+  CharDevDef,
+  CharDevType,
+  ClockDef,
+  ClockOffset,
+  CpuDef,
+  CpuMode,
+  CrashAction,
+  DeviceAddress,
+  DevicesDef,
+  DiskBus,
+  DiskCacheMode,
+  DiskDef,
+  DiskDevice,
+  DiskDriverName,
+  DiskFormat,
+  DiskType,
+  DomainDef,
+  DomainType,
+  GraphicsDef,
+  GraphicsListenDef,
+  GraphicsListenType,
+  GraphicsType,
+  LifecycleAction,
+  MemballoonDef,
+  MemballoonModel,
+  MemoryAccessMode,
+  MemoryBackingDef,
+  MemorySourceType,
+  OsDef,
+  OsType,
+  PreservedForm,
+  TextForm,
+  TreeForm,
+  UsbControllerDef,
+  UsbControllerModel,
+  VcpuPlacement,
+} from './domain-model.js';
+export { cloneDomainDef } from './domain-model.js';
+export { parseDomainXml, type ParseDomainOptions } from './domain-parse.js';
+export { formatDomainXml } from './domain-format.js';
+export { migratableDomainDef, migratableDomainXml } from './migratable.js';
+export { withoutSecrets } from './security-info.js';
+export { validateDomainDef } from './domain-validate.js';
+export { memoryToKiB, memoryUnitBytes, MAX_MEMORY_KIB } from './memory-units.js';
+export { normalizeUuid } from './uuid.js';
+export { DEFAULT_MAX_XML_BYTES } from '../xml/xml-safety.js';
+export type { XmlAttr, XmlElement, XmlNode } from '../xml/xml-tree.js';

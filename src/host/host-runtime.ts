@@ -1,0 +1,313 @@
+// Everything one host worker knows: persistent definitions on disk, the running
+// domains it talks to over QMP, and the locks that keep two operations off one
+// domain. Activities are thin wrappers over these methods.
+import { existsSync, rmSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { join } from 'node:path';
+import type { BlockStats, DomainInfo, DomainSummary, HostInfo } from '../common/domain-types.js';
+import { ErrorType, vmError } from '../common/errors.js';
+import { parseDomainXml, formatDomainXml, migratableDomainXml, withoutSecrets, type DomainDef } from '../domain/index.js';
+import { buildQemuArgs } from '../qemu/command-line.js';
+import { launchQemu } from '../qemu/launch.js';
+import { applyGraphicsPasswords, readLiveFacts } from '../qemu/live-config.js';
+import { findFreePort } from './graphics-ports.js';
+import { QmpClient } from '../qemu/qmp-client.js';
+import { DefinitionStore } from './definition-store.js';
+import { DomainLocks } from './domain-lock.js';
+import type { HostConfig } from './host-config.js';
+import { isOurProcess, terminate } from '../support/proc.js';
+import { RunningDomain } from './running-domain.js';
+import { listStatusNames, readStatus, removeStatus } from './status-file.js';
+import type { Logger } from 'pino';
+import { createSecurityDriver, securityConfigFromEnv, type SecurityDriver } from '../security/index.js';
+import { checkEmulator } from './emulators.js';
+
+export class HostRuntime {
+  readonly defs: DefinitionStore;
+  readonly locks = new DomainLocks();
+  /** Labels what QEMU touches (images, sockets, descriptors); one per host so remembered labels are shared. */
+  readonly security: SecurityDriver;
+  private readonly running = new Map<string, RunningDomain>();
+  private qemuVersion?: string;
+
+  constructor(
+    readonly config: HostConfig,
+    readonly log: Logger,
+  ) {
+    this.defs = new DefinitionStore(config.stateDir);
+    this.security = createSecurityDriver(securityConfigFromEnv(process.env, { rememberDir: join(config.stateDir, 'security') }));
+  }
+
+  // ---- recovery --------------------------------------------------------
+
+  /** Reattach to every QEMU that outlived a previous worker; forget the dead ones. */
+  async reconnectAll(): Promise<void> {
+    for (const name of listStatusNames(this.config.runDir)) {
+      let status;
+      try {
+        status = readStatus(this.config.runDir, name);
+      } catch (err) {
+        this.log.warn({ domain: name, err }, 'unreadable status file removed');
+        removeStatus(this.config.runDir, name);
+        continue;
+      }
+      if (!isOurProcess(status.pid, status.qmpSocket)) {
+        this.log.info({ domain: name, pid: status.pid }, 'QEMU from a previous worker is gone; clearing its status');
+        this.clearLeftovers(name, status.qmpSocket, status.memoryBackingFile);
+        continue;
+      }
+      try {
+        const qmp = await QmpClient.connect(status.qmpSocket, { timeoutMs: 5000 });
+        const def = parseDomainXml(status.domainXml);
+        const dom = this.track(new RunningDomain({ ...status, name, uuid: def.uuid, qmp }, this.config.runDir, (d) => this.onGone(d)));
+        await this.syncState(dom);
+        this.log.info({ domain: name, pid: status.pid, state: dom.state }, 'reconnected to running QEMU');
+      } catch (err) {
+        // Alive but unreachable: never kill a guest we cannot prove is broken.
+        this.log.error({ domain: name, pid: status.pid, err }, 'QEMU alive but its monitor did not answer; left untouched');
+      }
+    }
+  }
+
+  private clearLeftovers(name: string, qmpSocket: string, memoryFile?: string): void {
+    removeStatus(this.config.runDir, name);
+    rmSync(qmpSocket, { force: true });
+    if (memoryFile) rmSync(memoryFile, { force: true });
+  }
+
+  /** QEMU's own word on run state; events may have been missed while nobody listened. */
+  private async syncState(dom: RunningDomain): Promise<void> {
+    const st = await dom.qmp.execute<{ running: boolean; status: string }>('query-status');
+    if (st.running && dom.state !== 'running') dom.setState('running', 'unpaused');
+    else if (!st.running && dom.state === 'running') dom.setState('paused', st.status);
+    else dom.persist();
+  }
+
+  private track(dom: RunningDomain): RunningDomain {
+    this.running.set(dom.name, dom);
+    return dom;
+  }
+
+  private onGone(dom: RunningDomain): void {
+    if (this.running.get(dom.name) === dom) this.running.delete(dom.name);
+    this.log.info({ domain: dom.name, pid: dom.pid }, 'QEMU is gone');
+  }
+
+  /** Worker shutdown: let go of every QEMU and leave it running. */
+  async detachAll(): Promise<void> {
+    await Promise.all([...this.running.values()].map((d) => d.detach()));
+    this.running.clear();
+  }
+
+  // ---- lookups ---------------------------------------------------------
+
+  getRunning(name: string): RunningDomain | undefined {
+    return this.running.get(name);
+  }
+
+  requireRunning(name: string): RunningDomain {
+    const dom = this.running.get(name);
+    if (dom) return dom;
+    if (this.defs.has(name)) throw vmError(ErrorType.OperationInvalid, `domain '${name}' is not running`, { domain: name });
+    throw this.notFound(name);
+  }
+
+  notFound(name: string): Error {
+    return vmError(ErrorType.DomainNotFound, `no domain with name '${name}' on host ${this.config.name}`, { domain: name, host: this.config.name });
+  }
+
+  /** The persistent definition, or the live one of a transient domain. */
+  definition(name: string, opts: { inactive?: boolean } = {}): DomainDef {
+    const live = this.running.get(name);
+    if (live && !opts.inactive) return parseDomainXml(live.domainXml);
+    const xml = this.defs.read(name);
+    if (xml !== undefined) return parseDomainXml(xml);
+    if (live) return parseDomainXml(live.domainXml);
+    throw this.notFound(name);
+  }
+
+  info(name: string): DomainInfo {
+    const live = this.running.get(name);
+    const def = this.definition(name);
+    const base = { name: def.name, uuid: def.uuid, persistent: this.defs.has(name), memoryKiB: def.memoryKiB, currentMemoryKiB: def.currentMemoryKiB, vcpus: def.vcpus, host: this.config.name };
+    if (!live) return { ...base, state: 'shutoff', reason: 'shutdown' };
+    return { ...base, state: live.state, reason: live.reason, pid: live.pid, qmpSocket: live.qmpSocket, memoryBackingFile: live.memoryBackingFile };
+  }
+
+  list(): DomainSummary[] {
+    const names = new Set([...this.defs.names(), ...this.running.keys()]);
+    return [...names].sort().map((n) => {
+      const i = this.info(n);
+      return { name: i.name, uuid: i.uuid, state: i.state, persistent: i.persistent };
+    });
+  }
+
+  hostInfo(): HostInfo {
+    return { name: this.config.name, hostUuid: this.config.hostUuid, hostname: hostname(), protocolVersions: this.config.protocolVersions, qemuVersion: this.qemuVersion };
+  }
+
+  /** Graphics passwords are left out unless `securityInfo` (libvirt's dumpxml --security-info). */
+  /** Read-only, so it answers during a job (a migration's Perform included). */
+  async blockStats(name: string): Promise<BlockStats[]> {
+    const dom = this.requireRunning(name);
+    const raw = await dom.qmp.execute<{ device?: string; qdev?: string; stats: Record<string, number> }[]>('query-blockstats');
+    return raw
+      .filter((b) => b.device?.startsWith('drive-'))
+      .map((b) => ({
+        device: b.device!.slice('drive-'.length),
+        rdBytes: b.stats.rd_bytes ?? 0,
+        wrBytes: b.stats.wr_bytes ?? 0,
+        rdOps: b.stats.rd_operations ?? 0,
+        wrOps: b.stats.wr_operations ?? 0,
+        flushOps: b.stats.flush_operations ?? 0,
+      }));
+  }
+
+  dumpXml(name: string, opts: { inactive?: boolean; migratable?: boolean; securityInfo?: boolean } = {}): string {
+    const full = this.definition(name, opts);
+    const def = opts.securityInfo === true ? full : withoutSecrets(full);
+    return opts.migratable ? migratableDomainXml(def) : formatDomainXml(def);
+  }
+
+  // ---- definitions -----------------------------------------------------
+
+  define(xml: string): DomainSummary {
+    const def = parseDomainXml(xml);
+    checkEmulator(this.config.emulators, def);
+    for (const other of new Set([...this.defs.names(), ...this.running.keys()])) {
+      const o = this.definition(other);
+      if (o.name === def.name && o.uuid !== def.uuid) {
+        throw vmError(ErrorType.DomainExists, `domain '${def.name}' already exists with uuid ${o.uuid}`, { domain: def.name });
+      }
+      if (o.uuid === def.uuid && o.name !== def.name) {
+        throw vmError(ErrorType.DomainExists, `domain '${o.name}' is already defined with uuid ${def.uuid}`, { domain: o.name });
+      }
+    }
+    return this.locks.withSync(def.name, () => {
+      this.defs.write(def.name, formatDomainXml(def));
+      return { name: def.name, uuid: def.uuid, state: this.running.get(def.name)?.state ?? 'shutoff', persistent: true };
+    });
+  }
+
+  undefine(name: string): DomainInfo {
+    if (!this.defs.has(name)) {
+      if (this.running.has(name)) throw vmError(ErrorType.OperationInvalid, `domain '${name}' is transient: nothing to undefine`);
+      throw this.notFound(name);
+    }
+    return this.locks.withSync(name, () => {
+      const before = this.info(name);
+      this.defs.remove(name);
+      return { ...before, persistent: false };
+    });
+  }
+
+  // ---- lifecycle -------------------------------------------------------
+
+  async start(name: string, opts: { paused?: boolean; requestId?: string }): Promise<DomainInfo> {
+    return await this.locks.with(name, opts.requestId ?? 'start', async () => {
+      const live = this.running.get(name);
+      if (live) {
+        // A retried start whose first attempt got QEMU running: same request, same answer.
+        if (opts.requestId && live.startRequestId === opts.requestId) return this.info(name);
+        throw vmError(ErrorType.OperationInvalid, `domain '${name}' is already running`, { domain: name });
+      }
+      const xml = this.defs.read(name);
+      if (xml === undefined) throw this.notFound(name);
+      await this.launch(parseDomainXml(xml), { paused: opts.paused, requestId: opts.requestId });
+      return this.info(name);
+    });
+  }
+
+  /**
+   * Starts QEMU for a definition (persistent or not) and tracks it. With
+   * `incoming`, QEMU waits for `migrate-incoming` (restore, migration Prepare) and
+   * stays paused; the caller holds whatever lock or job covers the domain.
+   */
+  async launch(def: DomainDef, opts: { paused?: boolean; incoming?: boolean; requestId?: string; extraArgs?: string[] }): Promise<RunningDomain> {
+    const name = def.name;
+    if (this.running.has(name)) throw vmError(ErrorType.OperationInvalid, `domain '${name}' is already running`, { domain: name });
+    // Every spawn passes here (start, restore, Prepare), whatever its caller checked earlier.
+    checkEmulator(this.config.emulators, def);
+    const qmpSocket = join(this.config.runDir, `${name}.qmp`);
+    const memoryBackingFile = def.memoryBacking?.sourceType === 'file' ? join(this.config.memoryBackingDir, `${def.uuid}.ram`) : undefined;
+    const spicePorts: number[] = [];
+    for (const g of def.devices.graphics) {
+      if (g.type === 'spice') spicePorts.push(g.autoport || g.port === undefined || g.port < 0 ? await findFreePort(5900, 65535, spicePorts) : g.port);
+    }
+    const extra = [...(opts.incoming ? ['-incoming', 'defer'] : []), ...(opts.extraArgs ?? [])];
+    const args = buildQemuArgs(def, { qmpSocket, memoryBackingFile, spicePorts, extra });
+    const logFile = join(this.config.logDir, `${name}.log`);
+    this.log.info({ domain: name, args }, 'starting QEMU');
+    const { pid, qmp } = await launchQemu({ binary: def.devices.emulator ?? this.config.qemuBinary, args, qmpSocket, logFile });
+    const dom = this.track(
+      new RunningDomain(
+        { name, uuid: def.uuid, pid, qmp, qmpSocket, memoryBackingFile, startRequestId: opts.requestId, state: 'paused', reason: opts.incoming ? 'incoming migration' : 'starting up', domainXml: formatDomainXml(def) },
+        this.config.runDir,
+        (d) => this.onGone(d),
+      ),
+    );
+    dom.persist();
+    try {
+      this.qemuVersion ??= `${qmp.version.qemu.major}.${qmp.version.qemu.minor}.${qmp.version.qemu.micro}`;
+      await applyGraphicsPasswords(qmp, def);
+      dom.domainXml = formatDomainXml(await readLiveFacts(qmp, def));
+      if (opts.incoming) {
+        dom.persist();
+      } else if (opts.paused) {
+        dom.setState('paused', 'user');
+      } else {
+        await qmp.execute('cont');
+        dom.setState('running', 'booted');
+      }
+    } catch (err) {
+      await this.kill(dom);
+      throw err;
+    }
+    return dom;
+  }
+
+  /** Stops QEMU (SIGTERM, then SIGKILL) and waits until its files are cleaned up. */
+  async kill(dom: RunningDomain): Promise<void> {
+    await terminate(dom.pid);
+    await dom.gone;
+  }
+
+  async destroy(name: string): Promise<DomainInfo> {
+    const dom = this.requireRunning(name);
+    return await this.locks.with(name, 'destroy', async () => {
+      await this.kill(dom);
+      return this.infoAfterStop(name, dom);
+    });
+  }
+
+  private infoAfterStop(name: string, dom: RunningDomain): DomainInfo {
+    if (this.defs.has(name)) return { ...this.info(name), reason: 'destroyed' };
+    const def = parseDomainXml(dom.domainXml);
+    return { name, uuid: def.uuid, persistent: false, state: 'shutoff', reason: 'destroyed', memoryKiB: def.memoryKiB, currentMemoryKiB: def.currentMemoryKiB, vcpus: def.vcpus, host: this.config.name };
+  }
+
+  async suspend(name: string): Promise<DomainInfo> {
+    const dom = this.requireRunning(name);
+    return await this.locks.with(name, 'suspend', async () => {
+      if (dom.state === 'paused') throw vmError(ErrorType.OperationInvalid, `domain '${name}' is already paused`);
+      await dom.qmp.execute('stop');
+      dom.setState('paused', 'user');
+      return this.info(name);
+    });
+  }
+
+  async resume(name: string): Promise<DomainInfo> {
+    const dom = this.requireRunning(name);
+    return await this.locks.with(name, 'resume', async () => {
+      if (dom.state === 'running') throw vmError(ErrorType.OperationInvalid, `domain '${name}' is already running`);
+      await dom.qmp.execute('cont');
+      dom.setState('running', 'unpaused');
+      return this.info(name);
+    });
+  }
+
+  /** For tests and diagnostics: is any file of this domain still on disk? */
+  leftovers(name: string, uuid: string): string[] {
+    return [join(this.config.runDir, `${name}.xml`), join(this.config.runDir, `${name}.qmp`), join(this.config.memoryBackingDir, `${uuid}.ram`)].filter((p) => existsSync(p));
+  }
+}

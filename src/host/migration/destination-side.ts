@@ -1,0 +1,301 @@
+// The destination host's half of a migration: Prepare (checks again, a paused
+// QEMU listening with -incoming defer on a port from the host's range,
+// registered for auto-destroy), the liveness watch during Perform, and Finish
+// (start CPUs and persist on success; kill on failure). Like the source side,
+// every step may run again for the same job.
+import { Context } from '@temporalio/activity';
+import { randomBytes } from 'node:crypto';
+import { hostname as osHostname } from 'node:os';
+import { ErrorType, isVmError, vmError } from '../../common/errors.js';
+import { streamEncrypted, type FinishArgs, type FinishResult, type PrepareArgs, type PrepareResult } from '../../common/migration-types.js';
+import { formatDomainXml, migratableDomainXml, normalizeUuid, parseDomainXml, type DomainDef } from '../../domain/index.js';
+import { faultPoint } from '../../support/fault-points.js';
+import type { HostRuntime } from '../host-runtime.js';
+import type { RunningDomain } from '../running-domain.js';
+import type { QmpEvent } from '../../qemu/qmp-client.js';
+import { checkDiskSafety, checkNotSameHost } from '../../migration/checks.js';
+import { formatMigrationCookie, parseMigrationCookie, type MigrationCookie } from '../../migration/cookie.js';
+import { recordOf, removeRecord, updateRecord, writeRecord } from '../../migration/job-record.js';
+import { eventTimeMs, type QemuMigrationInfo } from './monitor.js';
+import { graphicsFor, listenIncoming, preallocate } from './incoming-qemu.js';
+import { destinationCapabilities, setCapabilities } from '../../migration/params.js';
+import type { PortAllocator } from '../../migration/port-allocator.js';
+import { formatMigrationUri, parseMigrationUri } from '../../migration/uri.js';
+import { enableMigrationTls } from './qemu-tls.js';
+import { hostTunnel, requireTunnel } from './host-tunnel.js';
+import { checkEmulator } from '../emulators.js';
+
+export interface DestinationDeps {
+  rt: HostRuntime;
+  ports: PortAllocator;
+}
+
+const WILDCARDS = new Set(['0.0.0.0', '::', '[::]']);
+
+function activityContext(): Context | undefined {
+  try {
+    return Context.current();
+  } catch {
+    return undefined;
+  }
+}
+
+/** Refuses a destination name or UUID that another domain on this host already has. */
+function checkNoConflict(rt: HostRuntime, def: DomainDef): void {
+  for (const other of rt.list()) {
+    if (other.name === def.name && other.uuid !== def.uuid) {
+      throw vmError(ErrorType.DomainExists, `domain '${def.name}' already exists on this host with UUID ${other.uuid}`, { domain: def.name });
+    }
+    if (other.uuid === def.uuid && other.name !== def.name) {
+      throw vmError(ErrorType.DomainExists, `domain '${other.name}' on this host already has UUID ${def.uuid}`, { domain: other.name });
+    }
+    if (other.name === def.name && other.state !== 'shutoff') {
+      throw vmError(ErrorType.OperationInvalid, `domain '${def.name}' is already active on this host`, { domain: def.name });
+    }
+  }
+}
+
+export async function prepare(d: DestinationDeps, a: PrepareArgs): Promise<PrepareResult> {
+  const { rt } = d;
+  const destName = a.dname ?? a.domain;
+  const uuid = normalizeUuid(a.uuid);
+  if (uuid === undefined) throw vmError(ErrorType.OperationInvalid, `bad domain UUID '${a.uuid}'`);
+  const again = recordOf(rt.config.runDir, destName, a.jobId);
+  if (again && (again.flags.includes('offline') || (rt.getRunning(destName)?.pid === again.pid && again.uri !== undefined))) {
+    const tunnel = again.tunnel ? { tunnel: { endpoint: again.tunnel.endpoint, token: again.tunnel.token, name: destName } } : {};
+    return { name: destName, uri: again.uri ?? '', ...(again.port !== undefined ? { port: again.port } : {}), ...(again.cookie ? { cookie: again.cookie } : {}), ...tunnel };
+  }
+  const tunnelled = a.flags.includes('tunnelled') && !a.flags.includes('offline');
+  const tls = streamEncrypted(a.flags);
+  // Refused before anything on this host changes: no certificates, no tunnel, never a stream in clear.
+  const hostTls = tls ? requireTunnel(rt, tunnelled ? 'tunnelled' : 'TLS') : undefined;
+  if (tunnelled && (a.sourceHost === undefined || a.uri !== undefined)) {
+    throw vmError(ErrorType.OperationInvalid, 'a tunnelled Prepare needs the source host name and takes no URI');
+  }
+  if (tls && !a.sourceTlsIdentity) throw vmError(ErrorType.OperationInvalid, "a TLS or tunnelled Prepare needs the source certificate's subject");
+  // An earlier attempt that died half-way (QEMU started, not yet listening): start over.
+  if (again) await abortDestination(d, destName, a.jobId);
+  const running = rt.getRunning(destName);
+
+  checkNotSameHost(rt.config.hostUuid, a.sourceHostUuid, 'the source');
+  let srcCookie: MigrationCookie | undefined;
+  if (a.protocol === 3) {
+    if (a.cookie === undefined) throw vmError(ErrorType.OperationInvalid, 'protocol v3 Prepare needs the cookie from Begin');
+    srcCookie = parseMigrationCookie(a.cookie, { name: a.domain, uuid, localHostUuid: rt.config.hostUuid });
+  }
+  const def = parseDomainXml(a.xml);
+  if (def.uuid !== uuid) throw vmError(ErrorType.OperationInvalid, `the domain XML has UUID ${def.uuid}, the migration is for ${uuid}`);
+  if (def.name !== a.domain && def.name !== destName) {
+    throw vmError(ErrorType.OperationInvalid, `target domain name '${def.name}' does not match source '${a.domain}'${a.dname ? ` or dname '${a.dname}'` : ''}`);
+  }
+  def.name = destName;
+  checkDiskSafety(def, a.flags);
+  checkEmulator(rt.config.emulators, def);
+  checkNoConflict(rt, def);
+  let persistentXml: string | undefined;
+  if (srcCookie?.persistentXml !== undefined) {
+    const p = parseDomainXml(srcCookie.persistentXml);
+    if (p.uuid !== uuid) throw vmError(ErrorType.OperationInvalid, 'the persistent definition in the cookie is for another domain');
+    checkEmulator(rt.config.emulators, p);
+    p.name = destName;
+    persistentXml = formatDomainXml(p);
+  }
+  const override = a.uri === undefined ? undefined : parseMigrationUri(a.uri);
+  if (override && override.transport !== 'tcp') throw vmError(ErrorType.ConfigUnsupported, `only tcp: migration URIs are supported, got ${override.transport}:`);
+
+  rt.locks.beginJob(destName, a.jobId, 'migrateIn', 'prepare');
+  // Registered for auto-destroy before QEMU exists: a crash in between leaves a record, never an orphan.
+  writeRecord(rt.config.runDir, {
+    role: 'in', name: destName, uuid, jobId: a.jobId, workflowId: a.workflowId, runId: a.runId, protocol: a.protocol,
+    flags: a.flags, createdAtMs: Date.now(), sourceName: a.domain, ...(persistentXml !== undefined ? { persistentXml } : {}),
+  });
+  let dom: RunningDomain | undefined;
+  try {
+    if (a.flags.includes('offline')) return { name: destName, uri: '' };
+    if (running) throw vmError(ErrorType.OperationInvalid, `domain '${destName}' is already active on this host`);
+    dom = await rt.launch(def, { incoming: true, requestId: a.jobId });
+    updateRecord(rt.config.runDir, destName, a.jobId, { pid: dom.pid });
+    await faultPoint('migrate.prepare');
+    await setCapabilities(dom.qmp, destinationCapabilities(a.flags));
+    await preallocate(rt, dom, def);
+    if (hostTls) await enableMigrationTls(rt, dom, hostTls.tls, { role: 'server', peerIdentity: a.sourceTlsIdentity! }, { domain: destName, uuid });
+    if (tunnelled && hostTls) {
+      // No listening QEMU: the worker's listener takes the data connection and hands it over (tunnel/server.ts).
+      const { endpoint } = hostTls;
+      const uri = `tunnel:${endpoint}`;
+      const token = randomBytes(32).toString('base64url');
+      updateRecord(rt.config.runDir, destName, a.jobId, { tunnel: { endpoint, token, sourceHost: a.sourceHost! } });
+      const cookie = a.protocol === 3 ? await prepareCookie(rt, dom, def, a, uuid) : undefined;
+      updateRecord(rt.config.runDir, destName, a.jobId, { uri, ...(cookie ? { cookie } : {}) });
+      rt.log.info({ domain: destName, job: a.jobId, phase: 'prepare', endpoint, source: a.sourceHost, pid: dom.pid }, 'incoming tunnelled migration prepared');
+      return { name: destName, uri, tunnel: { endpoint, token, name: destName }, ...(cookie ? { cookie } : {}) };
+    }
+    const bound = await listenIncoming(d.rt, d.ports, dom, a.jobId, override?.transport === 'tcp' ? override : undefined);
+    // A wildcard listen is reached through the host's name.
+    const uri = formatMigrationUri({ transport: 'tcp', host: WILDCARDS.has(bound.host) ? osHostname() : bound.host, port: bound.port });
+    const cookie = a.protocol === 3 ? await prepareCookie(rt, dom, def, a, uuid) : undefined;
+    updateRecord(rt.config.runDir, destName, a.jobId, { port: bound.port, uri, ...(cookie ? { cookie } : {}) });
+    rt.log.info({ domain: destName, job: a.jobId, phase: 'prepare', uri, pid: dom.pid }, 'incoming migration prepared');
+    return { name: destName, uri, port: bound.port, ...(cookie ? { cookie } : {}) };
+  } catch (err) {
+    await abortDestination(d, destName, a.jobId).catch(() => undefined);
+    throw err;
+  }
+}
+
+async function prepareCookie(rt: HostRuntime, dom: RunningDomain, def: DomainDef, a: PrepareArgs, uuid: string): Promise<string> {
+  const graphics = await graphicsFor(dom, def);
+  return formatMigrationCookie({
+    name: a.domain, uuid, hostname: rt.config.name, hostuuid: rt.config.hostUuid,
+    features: graphics ? ['graphics'] : [], mandatory: [], ...(graphics ? { graphics } : {}),
+  });
+}
+
+async function incomingStatus(dom: RunningDomain): Promise<string | undefined> {
+  const info = await dom.qmp.execute<QemuMigrationInfo>('query-migrate').catch(() => undefined);
+  return info?.status;
+}
+
+/**
+ * Runs while the source streams: returns when the incoming side completed,
+ * fails when the destination QEMU died or its load failed. Its heartbeats are
+ * how the workflow learns this host is still alive.
+ */
+export async function watchIncoming(d: DestinationDeps, name: string, jobId: string): Promise<void> {
+  const { rt } = d;
+  const rec = recordOf(rt.config.runDir, name, jobId);
+  const dom = rt.getRunning(name);
+  if (!rec) throw vmError(ErrorType.OperationFailed, `no incoming migration of '${name}' for job ${jobId} on ${rt.config.name}`);
+  if (!dom || dom.pid !== rec.pid) throw vmError(ErrorType.OperationFailed, `the incoming QEMU for '${name}' on ${rt.config.name} is gone`);
+  const ctx = activityContext();
+  const cancelled = ctx?.cancelled.catch((err: unknown) => err) ?? new Promise<unknown>(() => undefined);
+  for (;;) {
+    const status = await incomingStatus(dom);
+    if (dom.qmp.isClosed) throw vmError(ErrorType.OperationFailed, `the incoming QEMU for '${name}' on ${rt.config.name} exited during the migration`);
+    if (status === 'completed') return;
+    if (status === 'failed') throw vmError(ErrorType.OperationFailed, `loading the incoming migration of '${name}' failed on ${rt.config.name}`);
+    ctx?.heartbeat({ phase: 'perform', status: status ?? 'unknown' });
+    const tick = new Promise<'tick'>((r) => setTimeout(() => r('tick'), 1000).unref());
+    const outcome = await Promise.race([tick, dom.gone.then(() => 'gone' as const), dom.qmp.waitForEvent('MIGRATION', { timeoutMs: 1000 }).then(() => 'event' as const, () => 'tick' as const), cancelled.then((e) => ({ cancelled: e }))]);
+    if (typeof outcome === 'object') throw outcome.cancelled;
+  }
+}
+
+function forgetIncoming(d: DestinationDeps, name: string, jobId: string): void {
+  d.ports.releaseOwner(jobId);
+  const t = recordOf(d.rt.config.runDir, name, jobId)?.tunnel;
+  if (t) hostTunnel(d.rt)?.server?.dropJob(jobId);
+  removeRecord(d.rt.config.runDir, name, jobId);
+  if (d.rt.locks.job(name)?.id === jobId) d.rt.locks.endJob(name, jobId);
+}
+
+/** Kills the incoming QEMU this job started (and only that one), frees its port, forgets the job. */
+export async function abortDestination(d: DestinationDeps, name: string, jobId: string): Promise<void> {
+  const rec = recordOf(d.rt.config.runDir, name, jobId);
+  const dom = d.rt.getRunning(name);
+  if (dom && ((rec?.pid !== undefined && dom.pid === rec.pid) || dom.startRequestId === jobId)) {
+    await d.rt.kill(dom);
+    d.rt.log.info({ domain: name, job: jobId, pid: dom.pid }, 'incoming QEMU killed');
+  }
+  forgetIncoming(d, name, jobId);
+}
+
+async function waitIncomingComplete(dom: RunningDomain, name: string): Promise<void> {
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    const status = await incomingStatus(dom);
+    if (status === 'completed') return;
+    if (dom.qmp.isClosed) throw vmError(ErrorType.OperationFailed, `the incoming QEMU for '${name}' exited before the migration completed`);
+    if (status === 'failed') throw vmError(ErrorType.OperationFailed, `loading the incoming migration of '${name}' failed`);
+    if (Date.now() > deadline) throw vmError(ErrorType.OperationFailed, `the incoming migration of '${name}' did not complete within 30 s of the source finishing (status ${status})`);
+    await dom.qmp.waitForEvent('MIGRATION', { timeoutMs: 250 }).catch(() => undefined);
+  }
+}
+
+export async function finish(d: DestinationDeps, a: FinishArgs): Promise<FinishResult> {
+  const { rt } = d;
+  const name = a.name;
+  if (!a.success) {
+    await abortDestination(d, name, a.jobId);
+    return { persistent: rt.defs.has(name) };
+  }
+  const rec = recordOf(rt.config.runDir, name, a.jobId);
+  const dom = rt.getRunning(name);
+  if (!rec) {
+    // A retried Finish whose first attempt completed.
+    if (dom && dom.startRequestId === a.jobId) return { domain: rt.info(name), persistent: rt.defs.has(name) };
+    throw vmError(ErrorType.OperationFailed, `no incoming migration of '${name}' for job ${a.jobId} on ${rt.config.name}`);
+  }
+  if (a.protocol === 3 && a.cookie !== undefined) {
+    parseMigrationCookie(a.cookie, { name: a.domain, uuid: a.uuid, localHostUuid: rt.config.hostUuid });
+  }
+  const offline = rec.flags.includes('offline');
+  if (!offline && (!dom || dom.pid !== rec.pid)) {
+    forgetIncoming(d, name, a.jobId);
+    throw vmError(ErrorType.OperationFailed, `the incoming QEMU for '${name}' on ${rt.config.name} is gone`);
+  }
+  const previousDef = rt.defs.read(name);
+  let wrote = false;
+  let resumedAtMs: number | undefined;
+  try {
+    if (dom && !offline) await waitIncomingComplete(dom, name);
+    if (a.flags.includes('persist-dest')) {
+      // The source's persistent definition when it sent one, else the one now running (libvirt's rule).
+      const xml = rec.persistentXml ?? (dom ? migratableDomainXml(parseDomainXml(dom.domainXml)) : undefined);
+      if (xml === undefined) throw vmError(ErrorType.OperationFailed, `no definition of '${name}' to persist`);
+      const def = parseDomainXml(xml);
+      def.name = name;
+      rt.defs.write(name, formatDomainXml(def));
+      wrote = true;
+    }
+    if (dom && !offline) {
+      if (a.wasRunning && !a.flags.includes('paused')) {
+        resumedAtMs = await startCpus(dom);
+        dom.setState('running', 'migrated');
+      } else {
+        dom.setState('paused', 'user');
+      }
+    }
+  } catch (err) {
+    if (a.protocol === 2 && dom && !offline) {
+      // v2: the source is already gone; this paused QEMU holds the only copy of the guest. Keep it.
+      forgetIncoming(d, name, a.jobId);
+      dom.setState('paused', 'migration-failed');
+      throw vmError(ErrorType.OperationFailed, `${messageOf(err)}; the domain stays paused on ${rt.config.name} (protocol v2: the source is gone)`);
+    }
+    if (wrote) {
+      if (previousDef === undefined) rt.defs.remove(name);
+      else rt.defs.write(name, previousDef);
+    }
+    await abortDestination(d, name, a.jobId).catch(() => undefined);
+    throw isVmError(err) ? err : vmError(ErrorType.OperationFailed, messageOf(err));
+  }
+  forgetIncoming(d, name, a.jobId);
+  const cookie =
+    a.protocol === 3
+      ? formatMigrationCookie({ name: a.domain, uuid: a.uuid, hostname: rt.config.name, hostuuid: rt.config.hostUuid, features: [], mandatory: [] })
+      : undefined;
+  rt.log.info({ domain: name, job: a.jobId, phase: 'finish', state: dom?.state }, 'incoming migration finished');
+  return { domain: rt.info(name), persistent: rt.defs.has(name), ...(cookie ? { cookie } : {}), ...(resumedAtMs !== undefined ? { resumedAtMs } : {}) };
+}
+
+async function startCpus(dom: RunningDomain): Promise<number> {
+  let resumedAtMs: number | undefined;
+  const off = dom.qmp.onEvent((ev: QmpEvent) => {
+    if (ev.event === 'RESUME') resumedAtMs = eventTimeMs(ev);
+  });
+  try {
+    // Test-only (VMFERRY_FAULTS=migrate.finish=fail): the destination's CPUs "fail to start".
+    await faultPoint('migrate.finish');
+    await dom.qmp.execute('cont');
+  } catch (err) {
+    throw vmError(ErrorType.OperationFailed, `cannot start CPUs on the destination: ${messageOf(err)}`);
+  } finally {
+    off();
+  }
+  return resumedAtMs ?? Date.now();
+}
+
+function messageOf(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}

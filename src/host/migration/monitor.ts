@@ -1,0 +1,277 @@
+// Watches one outgoing migration on the source QEMU until it ends: polls
+// query-migrate every ~500 ms (sooner when a MIGRATION event arrives), reports
+// progress through a heartbeat callback and the host's job entry, and turns
+// QEMU's end state into a result or a typed error. At completion the source is
+// marked paused from QEMU's own run state, so a lost STOP event changes nothing.
+import { ApplicationFailure } from '@temporalio/common';
+import { ErrorType, vmError } from '../../common/errors.js';
+import type { JobProgress } from '../../common/job-types.js';
+import type { MigrationHeartbeat, MigrationStats } from '../../common/migration-types.js';
+import type { HostJob } from '../domain-lock.js';
+import { faultPoint } from '../../support/fault-points.js';
+import type { RunningDomain } from '../running-domain.js';
+import type { QmpEvent } from '../../qemu/qmp-client.js';
+import { readLimits } from '../../migration/params.js';
+import { TimeoutSuspend } from './timeout-action.js';
+
+/** The parts of QEMU's MigrationInfo the job reports. */
+export interface QemuMigrationInfo {
+  status?: string;
+  'total-time'?: number;
+  downtime?: number;
+  'expected-downtime'?: number;
+  'setup-time'?: number;
+  'error-desc'?: string;
+  'cpu-throttle-percentage'?: number;
+  ram?: {
+    transferred?: number;
+    remaining?: number;
+    total?: number;
+    'dirty-pages-rate'?: number;
+    mbps?: number;
+    'dirty-sync-count'?: number;
+    'postcopy-requests'?: number;
+  };
+}
+
+const ACTIVE = new Set(['setup', 'active', 'postcopy-active', 'postcopy-paused', 'postcopy-recover', 'pre-switchover', 'device', 'wait-unplug', 'cancelling']);
+
+export function isMigrationActive(status: string | undefined): boolean {
+  return status !== undefined && ACTIVE.has(status);
+}
+
+/** libvirt's domjobinfo fields from query-migrate. */
+export function progressOf(info: QemuMigrationInfo): JobProgress {
+  const ram = info.ram ?? {};
+  const p: JobProgress = {};
+  if (ram.total !== undefined) p.dataTotalBytes = p.memTotalBytes = ram.total;
+  if (ram.transferred !== undefined) p.dataProcessedBytes = p.memProcessedBytes = ram.transferred;
+  if (ram.remaining !== undefined) p.dataRemainingBytes = p.memRemainingBytes = ram.remaining;
+  if (ram['dirty-pages-rate'] !== undefined) p.dirtyRatePagesPerSec = ram['dirty-pages-rate'];
+  // QEMU reports megabits per second.
+  if (ram.mbps !== undefined) p.bandwidthMiBps = Math.round(((ram.mbps * 1e6) / 8 / (1024 * 1024)) * 10) / 10;
+  if (info['expected-downtime'] !== undefined) p.expectedDowntimeMs = info['expected-downtime'];
+  if (info.downtime !== undefined) p.downtimeMs = info.downtime;
+  if (info['setup-time'] !== undefined) p.setupTimeMs = info['setup-time'];
+  if (ram.total !== undefined && ram.total > 0 && ram.remaining !== undefined) {
+    p.percent = Math.max(0, Math.min(100, Math.floor(((ram.total - ram.remaining) / ram.total) * 100)));
+  }
+  return p;
+}
+
+export function statsOf(info: QemuMigrationInfo): MigrationStats {
+  return {
+    ...progressOf(info),
+    ...(info['total-time'] !== undefined ? { totalTimeMs: info['total-time'] } : {}),
+    ...(info.ram?.transferred !== undefined ? { transferredBytes: info.ram.transferred } : {}),
+  };
+}
+
+export function eventTimeMs(ev: QmpEvent): number {
+  return ev.timestamp.seconds * 1000 + Math.floor(ev.timestamp.microseconds / 1000);
+}
+
+export interface MonitorOptions {
+  dom: RunningDomain;
+  job: HostJob;
+  /** Aborts the watch; `onAbort` says whether the migration is cancelled or merely left running. */
+  signal: AbortSignal;
+  onAbort: () => 'cancel' | 'detach';
+  heartbeat: (hb: MigrationHeartbeat) => void;
+  intervalMs?: number;
+  /** No byte moved for this long while active: the destination stopped reading. */
+  stallTimeoutMs?: number;
+  /** How long a cancelled migration may take to reach a final state. */
+  cancelDeadlineMs?: number;
+  abortOnIoError?: boolean;
+  /**
+   * Switch to post-copy as soon as the stream runs: the guest moves at once and
+   * its pages follow on demand, so the migration ends in bounded time with the
+   * smallest downtime. The price is post-copy's: a link lost after the switch
+   * loses the guest (the source can no longer resume).
+   */
+  postcopy?: boolean;
+  /** Called once post-copy has started (from then on the source cannot resume). */
+  onPostcopy?: () => void;
+  /**
+   * Aborted (reason: the error to report) when what carries the stream is gone,
+   * e.g. a tunnel whose peer stopped answering: the migration is cancelled at
+   * once and fails with that reason rather than QEMU's broken pipe.
+   */
+  lost?: AbortSignal;
+  /** Right after migrate_cancel: tear down what carries the stream, so a stalled peer cannot hold QEMU. */
+  afterCancel?: () => void;
+  /** libvirt's migrate --timeout (action suspend): pause the guest this long after the migration started. */
+  timeoutSuspendMs?: number;
+  /** Called when that timer paused the guest. */
+  onTimeoutSuspend?: () => void;
+}
+
+/** A timer that an event can cut short; a kick while nobody waits makes the next wait return at once. */
+class Wakeup {
+  private resolve?: () => void;
+  private pending = false;
+  kick(): void {
+    const r = this.resolve;
+    this.resolve = undefined;
+    if (r) r();
+    else this.pending = true;
+  }
+  wait(ms: number): Promise<void> {
+    if (this.pending) {
+      this.pending = false;
+      return Promise.resolve();
+    }
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(() => this.kick(), ms);
+      this.resolve = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+    });
+  }
+}
+
+/** Thrown when the watch stops without cancelling (worker shutdown, timed-out attempt): a retry resumes it. */
+export function detachedError(why: string): Error {
+  return ApplicationFailure.retryable(`stopped watching the migration (${why}); QEMU keeps migrating and a retry resumes the watch`, DETACHED);
+}
+
+/** Not one of the stable error types: the workflow's retry policy retries it. */
+export const DETACHED = 'MigrationWatchDetached';
+
+/** Where the test-only fault point migrate.perform-late fires: this share of RAM has been sent. */
+const LATE_PERCENT = 60;
+
+export async function monitorMigration(opts: MonitorOptions): Promise<MigrationStats> {
+  const { dom, job, signal } = opts;
+  const qmp = dom.qmp;
+  const interval = opts.intervalMs ?? 500;
+  const wake = new Wakeup();
+  let stoppedAtMs: number | undefined;
+  let ioError: string | undefined;
+  const unsubscribe = qmp.onEvent((ev) => {
+    if (ev.event === 'STOP') stoppedAtMs = eventTimeMs(ev);
+    if (ev.event === 'BLOCK_IO_ERROR' && opts.abortOnIoError) ioError = String(ev.data?.device ?? ev.data?.['node-name'] ?? 'a disk');
+    if (ev.event === 'MIGRATION' || ev.event === 'MIGRATION_PASS' || ev.event === 'BLOCK_IO_ERROR') wake.kick();
+  });
+  const onAbort = (): void => wake.kick();
+  signal.addEventListener('abort', onAbort);
+  opts.lost?.addEventListener('abort', onAbort);
+  const lostReason = (): Error | undefined => (opts.lost?.aborted ? (opts.lost.reason as Error) : undefined);
+  let lastMoved = { bytes: -1, atMs: Date.now() };
+  let postcopyStarted = false;
+  let lateReached = false;
+  let cancelSent = false;
+  const timeout = new TimeoutSuspend(opts.timeoutSuspendMs, () => wake.kick());
+  const cancel = async (): Promise<void> => {
+    if (cancelSent) return;
+    cancelSent = true;
+    await qmp.execute('migrate_cancel').catch(() => undefined);
+    opts.afterCancel?.();
+  };
+  try {
+    for (;;) {
+      if (signal.aborted && !cancelSent) {
+        if (opts.onAbort() === 'detach') throw detachedError(String(signal.reason ?? 'activity stopped'));
+        await cancel();
+        return await finishCancel(opts, 'the job was cancelled');
+      }
+      if (job.abortRequested && !cancelSent) {
+        await cancel();
+        return await finishCancel(opts, 'the job was aborted');
+      }
+      const lost = lostReason();
+      if (lost && !cancelSent) {
+        await cancel();
+        await settle(opts);
+        throw lost;
+      }
+      if (ioError !== undefined && !cancelSent) {
+        await cancel();
+        throw vmError(ErrorType.OperationFailed, `migration aborted: I/O error on ${ioError} (abort-on-error)`, { device: ioError });
+      }
+      const info = await qmp.execute<QemuMigrationInfo>('query-migrate');
+      const status = info.status ?? 'none';
+      timeout.arm(info['total-time']);
+      const progress = progressOf(info);
+      job.progress = progress;
+      switch (status) {
+        case 'completed': {
+          const stats = await completed(opts, stoppedAtMs, postcopyStarted);
+          return timeout.suspendedAtMs !== undefined ? { ...stats, timeoutSuspendedAtMs: timeout.suspendedAtMs } : stats;
+        }
+        case 'failed':
+          // A tunnel torn down under QEMU shows as a broken pipe; the tunnel's reason is the real one.
+          if (lostReason()) throw lostReason()!;
+          throw vmError(ErrorType.OperationFailed, `migration failed: ${info['error-desc'] ?? 'QEMU gave no reason'}`, { status });
+        case 'cancelled':
+          if (job.abortRequested) throw vmError(ErrorType.OperationAborted, 'migration cancelled: the job was aborted');
+          throw vmError(ErrorType.OperationFailed, 'migration was cancelled in QEMU outside this job');
+        case 'none':
+          throw vmError(ErrorType.OperationFailed, 'no migration is running in the source QEMU');
+        default:
+          break;
+      }
+      if (!lateReached && status === 'active' && (progress.percent ?? 0) >= LATE_PERCENT) {
+        lateReached = true;
+        // Test-only: a fault lands once most of RAM has gone, while the stream still flows.
+        await faultPoint('migrate.perform-late');
+      }
+      const moved = info.ram?.transferred ?? 0;
+      if (moved !== lastMoved.bytes) lastMoved = { bytes: moved, atMs: Date.now() };
+      else if (status === 'active' && Date.now() - lastMoved.atMs > (opts.stallTimeoutMs ?? 60_000)) {
+        await cancel();
+        throw vmError(ErrorType.OperationFailed, `migration stalled: no data moved for ${opts.stallTimeoutMs ?? 60_000} ms (the destination stopped receiving)`);
+      }
+      if (await timeout.check(dom, status)) opts.onTimeoutSuspend?.();
+      if (opts.postcopy && !postcopyStarted && status === 'active') {
+        postcopyStarted = true;
+        opts.onPostcopy?.();
+        await qmp.execute('migrate-start-postcopy');
+      }
+      const limits = await readLimits(qmp).catch(() => undefined);
+      opts.heartbeat({ phase: 'perform', status, progress, ...(limits ?? {}), ...(timeout.suspendedAtMs !== undefined ? { timeoutSuspendedAtMs: timeout.suspendedAtMs } : {}) });
+      await wake.wait(interval);
+    }
+  } finally {
+    timeout.dispose();
+    unsubscribe();
+    signal.removeEventListener('abort', onAbort);
+    opts.lost?.removeEventListener('abort', onAbort);
+  }
+}
+
+async function finishCancel(opts: MonitorOptions, why: string): Promise<never> {
+  await settle(opts);
+  throw vmError(ErrorType.OperationAborted, `migration cancelled: ${why}`);
+}
+
+async function settle(opts: MonitorOptions): Promise<void> {
+  const deadline = Date.now() + (opts.cancelDeadlineMs ?? 5_000);
+  // Wait for QEMU's final word, but never past the deadline: a stalled destination may hold it for long.
+  while (Date.now() < deadline) {
+    const info = await opts.dom.qmp.execute<QemuMigrationInfo>('query-migrate').catch(() => undefined);
+    if (!info || !isMigrationActive(info.status)) break;
+    await opts.dom.qmp
+      .waitForEvent('MIGRATION', { timeoutMs: Math.min(200, Math.max(1, deadline - Date.now())) })
+      .catch(() => undefined);
+  }
+}
+
+async function completed(opts: MonitorOptions, stoppedAtMs: number | undefined, postcopy: boolean): Promise<MigrationStats> {
+  const { dom } = opts;
+  // QEMU says completed a moment before its run state and final figures settle (postmigrate).
+  const deadline = Date.now() + 5_000;
+  for (;;) {
+    const st = await dom.qmp.execute<{ status: string }>('query-status');
+    if (st.status === 'postmigrate' || Date.now() > deadline) break;
+    await new Promise((r) => setTimeout(r, 10)); // no event marks the settling
+  }
+  const info = await dom.qmp.execute<QemuMigrationInfo>('query-migrate');
+  dom.setState('paused', 'migration');
+  const stats = statsOf(info);
+  opts.job.progress = stats;
+  opts.heartbeat({ phase: 'perform', status: 'completed', progress: stats });
+  return { ...stats, ...(stoppedAtMs !== undefined ? { sourceStoppedAtMs: stoppedAtMs } : {}), ...(postcopy ? { postcopy } : {}) };
+}

@@ -1,0 +1,369 @@
+// The source host's half of a migration: Begin (checks, migratable XML, the
+// job), Perform (capabilities, client relocation, `migrate`, the watch),
+// Confirm (kill after success, resume after failure). Every step may run again
+// for the same job (a retried activity, a restarted worker) and then does what
+// is left, never a second migration.
+import { Context } from '@temporalio/activity';
+import { ErrorType, vmError } from '../../common/errors.js';
+import type {
+  BeginArgs,
+  BeginResult,
+  ConfirmArgs,
+  ConfirmResult,
+  MigrationHeartbeat,
+  MigrationStats,
+  PerformArgs,
+  PerformResult,
+} from '../../common/migration-types.js';
+import { streamEncrypted } from '../../common/migration-types.js';
+import { formatDomainXml, migratableDomainDef, migratableDomainXml, normalizeUuid, parseDomainXml } from '../../domain/index.js';
+import { faultPoint } from '../../support/fault-points.js';
+import { whileHeartbeating } from '../../support/step-heartbeat.js';
+import type { HostJob } from '../domain-lock.js';
+import type { HostRuntime } from '../host-runtime.js';
+import type { RunningDomain } from '../running-domain.js';
+import { checkAbiStability, checkDestinationName } from '../../migration/abi-check.js';
+import { checkDiskSafety, checkNoSnapshots, checkSourceState } from '../../migration/checks.js';
+import { formatMigrationCookie, parseMigrationCookie, type MigrationCookie } from '../../migration/cookie.js';
+import { recordOf, removeRecord, updateRecord, writeRecord } from '../../migration/job-record.js';
+import { isMigrationActive, monitorMigration, type QemuMigrationInfo } from './monitor.js';
+import { setCapabilities, setLimits, sourceCapabilities } from '../../migration/params.js';
+import { requireTunnel } from './host-tunnel.js';
+import { disableMigrationTls, enableMigrationTls } from './qemu-tls.js';
+import { SourceTunnel, type SourceTunnelSpec } from '../../migration/tunnel/source-session.js';
+import { timeoutOptions } from './timeout-action.js';
+
+const TUNNEL_FD_NAME = 'vmf-tunnel-out';
+
+function activityContext(): Context | undefined {
+  try {
+    return Context.current();
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * How long an active stream may move no byte before Perform gives up (a cut network
+ * stalls TCP for minutes without an error). VMFERRY_MIGRATION_STALL_TIMEOUT_MS, default 60 s.
+ */
+function stallTimeoutMs(): number | undefined {
+  const ms = Number(process.env.VMFERRY_MIGRATION_STALL_TIMEOUT_MS);
+  return Number.isInteger(ms) && ms > 0 ? ms : undefined;
+}
+
+function noJob(name: string, jobId: string): Error {
+  return vmError(ErrorType.OperationInvalid, `domain '${name}' has no migration job ${jobId} on this host (Begin did not run, or the job already ended)`, { domain: name, jobId });
+}
+
+export async function begin(rt: HostRuntime, a: BeginArgs): Promise<BeginResult> {
+  const name = a.domain;
+  const flags = a.flags;
+  const offline = flags.includes('offline');
+  const dom = rt.getRunning(name);
+  const info = rt.info(name);
+  if (a.domainUuid !== undefined && normalizeUuid(a.domainUuid) !== info.uuid) {
+    throw vmError(ErrorType.OperationInvalid, `domain '${name}' has UUID ${info.uuid}, not ${a.domainUuid}`, { domain: name });
+  }
+  const again = recordOf(rt.config.runDir, name, a.jobId);
+  if (!offline && !dom) throw vmError(ErrorType.OperationInvalid, `domain '${name}' is not running (use 'offline' to move its definition)`, { domain: name });
+  if (!again) checkSourceState(name, info.state, info.reason, flags);
+  checkNoSnapshots(rt.config.stateDir, name);
+  const persistent = rt.defs.has(name);
+  if (offline && !persistent) throw vmError(ErrorType.OperationInvalid, `offline migration needs a persistent domain; '${name}' is transient`, { domain: name });
+  const liveDef = rt.definition(name);
+  const persistentDef = persistent ? rt.definition(name, { inactive: true }) : undefined;
+  const sourceDef = offline && persistentDef ? persistentDef : liveDef;
+  checkDiskSafety(sourceDef, flags);
+
+  let xml = migratableDomainXml(sourceDef);
+  if (a.destinationXml !== undefined) {
+    const dest = parseDomainXml(a.destinationXml);
+    checkDestinationName(dest, name, a.dname);
+    checkAbiStability(dest, migratableDomainDef(sourceDef));
+    xml = migratableDomainXml(dest);
+  }
+
+  const wantPersistent = flags.includes('persist-dest') && persistentDef !== undefined;
+  // Only persist-dest cares, and the comparison formats two definitions: skip it otherwise.
+  const persistentDiffers = wantPersistent && !offline && migratableDomainXml(persistentDef) !== migratableDomainXml(liveDef);
+  let cookie: string | undefined;
+  if (a.protocol === 3) {
+    const c: MigrationCookie = { name, uuid: info.uuid, hostname: rt.config.name, hostuuid: rt.config.hostUuid, features: [], mandatory: [] };
+    if (wantPersistent) {
+      c.features.push('persistent');
+      c.persistentXml = formatDomainXml(persistentDef);
+    }
+    cookie = formatMigrationCookie(c);
+  }
+
+  const wasRunning = again?.wasRunning ?? info.state === 'running';
+  rt.locks.beginJob(name, a.jobId, 'migrateOut', 'begin');
+  try {
+    await faultPoint('migrate.begin');
+    if (!again) {
+      writeRecord(rt.config.runDir, {
+        role: 'out', name, uuid: info.uuid, jobId: a.jobId, workflowId: a.workflowId, runId: a.runId,
+        protocol: a.protocol, flags, createdAtMs: Date.now(), wasRunning,
+      });
+    }
+    if (dom && !offline) await setLimits(dom.qmp, { bandwidthMiBps: a.bandwidthMiBps, maxDowntimeMs: a.maxDowntimeMs });
+  } catch (err) {
+    removeRecord(rt.config.runDir, name, a.jobId);
+    rt.locks.endJob(name, a.jobId);
+    throw err;
+  }
+  rt.log.info({ domain: name, job: a.jobId, phase: 'begin', protocol: a.protocol, flags }, 'migration begun');
+  return {
+    xml, cookie, uuid: info.uuid, wasRunning, persistent, hostUuid: rt.config.hostUuid, hostname: rt.config.name,
+    protocolVersions: rt.config.protocolVersions, persistentDiffers,
+    bandwidthMiBps: a.bandwidthMiBps ?? 0, ...(a.maxDowntimeMs !== undefined ? { maxDowntimeMs: a.maxDowntimeMs } : {}),
+  };
+}
+
+/** SPICE clients follow the guest when told where the destination listens; a failure costs them a reconnect only. */
+async function relocateGraphics(rt: HostRuntime, dom: RunningDomain, cookie: MigrationCookie | undefined): Promise<void> {
+  const g = cookie?.graphics;
+  if (!g || g.type !== 'spice') return;
+  if (!parseDomainXml(dom.domainXml).devices.graphics.some((x) => x.type === 'spice')) return;
+  const hostname = g.listen === '0.0.0.0' || g.listen === '::' ? cookie.hostname : g.listen;
+  const args: Record<string, unknown> = { protocol: 'spice', hostname, port: g.port };
+  if (g.tlsPort !== undefined && g.tlsPort > 0) args['tls-port'] = g.tlsPort;
+  if (g.tlsSubject !== undefined) args['cert-subject'] = g.tlsSubject;
+  try {
+    await dom.qmp.execute('client_migrate_info', args);
+    rt.log.info({ domain: dom.name, to: `${hostname}:${g.port}` }, 'SPICE clients told where the destination listens');
+  } catch (err) {
+    rt.log.warn({ domain: dom.name, err: String(err) }, 'graphics client relocation failed; clients will reconnect by hand');
+  }
+}
+
+export async function perform(rt: HostRuntime, a: PerformArgs): Promise<PerformResult> {
+  const name = a.domain;
+  const dom = rt.requireRunning(name);
+  const rec = recordOf(rt.config.runDir, name, a.jobId);
+  if (!rec) throw noJob(name, a.jobId);
+  const timeoutOpts = timeoutOptions(rt, name, a);
+  const job = rt.locks.beginJob(name, a.jobId, 'migrateOut', 'perform');
+  const ctx = activityContext();
+  let destCookie: MigrationCookie | undefined;
+  if (a.protocol === 3) {
+    if (a.cookie === undefined) throw vmError(ErrorType.OperationInvalid, 'protocol v3 Perform needs the cookie from Prepare');
+    destCookie = parseMigrationCookie(a.cookie, { name, uuid: a.uuid, localHostUuid: rt.config.hostUuid });
+  }
+  const offline = a.flags.includes('offline');
+  const tunnelled = a.flags.includes('tunnelled') && !offline;
+  const tls = streamEncrypted(a.flags);
+  const sctx = { domain: name, uuid: a.uuid };
+  if (tunnelled && !a.tunnel) throw vmError(ErrorType.OperationInvalid, 'a tunnelled Perform needs the tunnel endpoint and token from Prepare');
+  const tunnelSpec = (): SourceTunnelSpec => ({
+    tls: requireTunnel(rt).tls,
+    endpoint: a.tunnel!.endpoint,
+    destinationHost: a.destinationHost,
+    jobId: a.jobId,
+    name: a.tunnel!.name,
+    token: a.tunnel!.token,
+    security: rt.security,
+    securityContext: sctx,
+    onWarn: (msg, err) => rt.log.warn({ domain: name, err: String(err) }, msg),
+  });
+  let tunnel: SourceTunnel | undefined;
+  try {
+    if (!rec.performStarted) {
+      let uri = a.uri;
+      await relocateGraphics(rt, dom, destCookie);
+      await setCapabilities(dom.qmp, sourceCapabilities(a.flags));
+      // Set (or cleared) every time: an earlier TLS migration that failed left its parameters in this QEMU.
+      if (tls) await enableMigrationTls(rt, dom, requireTunnel(rt, tunnelled ? 'tunnelled' : 'TLS').tls, { role: 'client', peerHost: a.destinationHost }, sctx);
+      else await disableMigrationTls(dom.qmp);
+      // Dialled just before `migrate`: the destination QEMU takes one connection only, so nothing that may fail comes in between.
+      if (tunnelled) {
+        // Dialling may wait on a slow or failing link: Temporal must still see this worker alive.
+        tunnel = await whileHeartbeating(() => SourceTunnel.open(tunnelSpec()));
+        await tunnel.handoff((fd) => dom.qmp.execute('getfd', { fdname: TUNNEL_FD_NAME }, { fds: [fd] }).then(() => undefined));
+        uri = `fd:${TUNNEL_FD_NAME}`;
+      }
+      if (!a.flags.includes('live') && dom.state === 'running') {
+        // A non-live migration moves a stopped guest: nothing dirties memory behind the stream.
+        await dom.qmp.execute('stop');
+        dom.setState('paused', 'migration');
+      } else if (dom.state === 'running') {
+        dom.setState('running', 'migrating');
+      }
+      updateRecord(rt.config.runDir, name, a.jobId, { performStarted: true, protocol: a.protocol });
+      rt.log.info({ domain: name, job: a.jobId, phase: 'perform', uri: a.uri, tunnelled }, 'starting migration');
+      await dom.qmp.execute('migrate', { uri });
+      await faultPoint('migrate.perform');
+    } else if (tunnelled) {
+      // A restarted worker: the stream is QEMU's and goes on; only the destination's liveness watch is dialled again.
+      tunnel = await SourceTunnel.watch(tunnelSpec()).catch((err: unknown) => {
+        rt.log.warn({ domain: name, job: a.jobId, err: String(err) }, 'cannot watch the destination over the tunnel again; relying on the stall limit');
+        return undefined;
+      });
+    }
+    const stats = await monitorMigration({
+      dom,
+      job,
+      signal: ctx?.cancellationSignal ?? new AbortController().signal,
+      // Only the workflow's own cancel (or its end) stops the migration; a worker shutdown or a timed-out attempt just stops watching.
+      onAbort: () => {
+        const d = ctx?.cancellationDetails;
+        return d?.cancelRequested || d?.notFound ? 'cancel' : 'detach';
+      },
+      heartbeat: (hb: MigrationHeartbeat) => ctx?.heartbeat(hb),
+      abortOnIoError: a.flags.includes('abort-on-error'),
+      stallTimeoutMs: stallTimeoutMs(),
+      postcopy: a.flags.includes('postcopy'),
+      onPostcopy: () => updateRecord(rt.config.runDir, name, a.jobId, { postcopyStarted: true }),
+      ...(tunnel ? { lost: tunnel.lost.signal, afterCancel: () => tunnel?.destroy() } : {}),
+      ...timeoutOpts,
+    }).catch(async (err: unknown) => {
+      if (ctx?.cancellationDetails?.notFound) {
+        // The workflow is gone: nobody will Confirm, so undo here.
+        await abortSource(rt, name, a.jobId, { resumeAfterCompletion: false }).catch(() => undefined);
+      }
+      throw err;
+    });
+    tunnel?.finish();
+    return await performed(rt, a, job, stats);
+  } finally {
+    tunnel?.destroy();
+  }
+}
+
+async function performed(rt: HostRuntime, a: PerformArgs, job: HostJob, stats: MigrationStats): Promise<PerformResult> {
+  const name = a.domain;
+  job.phase = 'perform-done';
+  // Test-only: the stream is complete and the source paused, Perform has not answered yet.
+  await faultPoint('migrate.perform-done');
+  let cookie: string | undefined;
+  if (a.protocol === 3) {
+    const s: Record<string, number> = {};
+    if (stats.totalTimeMs !== undefined) s.time_elapsed = stats.totalTimeMs;
+    if (stats.downtimeMs !== undefined) s.downtime = stats.downtimeMs;
+    if (stats.setupTimeMs !== undefined) s.setup_time = stats.setupTimeMs;
+    if (stats.memTotalBytes !== undefined) s.memory_total = stats.memTotalBytes;
+    if (stats.memProcessedBytes !== undefined) s.memory_processed = stats.memProcessedBytes;
+    if (stats.memRemainingBytes !== undefined) s.memory_remaining = stats.memRemainingBytes;
+    cookie = formatMigrationCookie({ name, uuid: a.uuid, hostname: rt.config.name, hostuuid: rt.config.hostUuid, features: ['statistics'], mandatory: [], stats: s });
+  }
+  rt.log.info({ domain: name, job: a.jobId, phase: 'perform', stats }, 'migration completed on the source');
+  return { stats, cookie };
+}
+
+/**
+ * v2 has no Confirm: the source goes away as soon as the stream is complete.
+ * The record stays behind as proof (a retried Perform2 must not read "domain
+ * gone" as a failure, which would kill the only copy) until forgetSource, or
+ * the reaper once the workflow has closed.
+ */
+export async function perform2(rt: HostRuntime, a: PerformArgs): Promise<PerformResult> {
+  const done = recordOf(rt.config.runDir, a.domain, a.jobId);
+  if (done?.completedStats && !rt.getRunning(a.domain)) return { stats: done.completedStats };
+  const result = await perform(rt, a);
+  updateRecord(rt.config.runDir, a.domain, a.jobId, { completedStats: result.stats });
+  const dom = rt.getRunning(a.domain);
+  if (dom) await killFinishedSource(rt, dom);
+  if (a.flags.includes('undefine-source') && rt.defs.has(a.domain)) rt.defs.remove(a.domain);
+  if (rt.locks.job(a.domain)?.id === a.jobId) rt.locks.endJob(a.domain, a.jobId);
+  rt.log.info({ domain: a.domain, job: a.jobId, phase: 'perform' }, 'v2: stream complete, source stopped');
+  return result;
+}
+
+/** v2, after Finish2: drops the record Perform2 left, once the source is really gone. */
+export function forgetSource(rt: HostRuntime, name: string, jobId: string): void {
+  if (rt.getRunning(name) && recordOf(rt.config.runDir, name, jobId)?.completedStats === undefined) return;
+  removeRecord(rt.config.runDir, name, jobId);
+  if (rt.locks.job(name)?.id === jobId) rt.locks.endJob(name, jobId);
+}
+
+export async function confirm(rt: HostRuntime, a: ConfirmArgs): Promise<ConfirmResult> {
+  const name = a.domain;
+  if (!a.success) return await abortSource(rt, name, a.jobId, { resumeAfterCompletion: true });
+  const rec = recordOf(rt.config.runDir, name, a.jobId);
+  if (a.cookie !== undefined) {
+    // The destination runs the guest now; a malformed cookie is worth a warning, not a second running copy.
+    try {
+      parseMigrationCookie(a.cookie, { name, uuid: a.uuid, localHostUuid: rt.config.hostUuid });
+    } catch (err) {
+      rt.log.warn({ domain: name, err: String(err) }, 'Finish cookie refused; confirming anyway');
+    }
+  }
+  if (!rec) {
+    // A retried Confirm whose first attempt finished: nothing left to do.
+    if (rt.locks.job(name)?.id === a.jobId) rt.locks.endJob(name, a.jobId);
+    return { sourceUndefined: a.flags.includes('undefine-source') && !rt.defs.has(name), resumed: false };
+  }
+  await faultPoint('migrate.confirm');
+  const dom = rt.getRunning(name);
+  if (dom && !rec.flags.includes('offline')) await killFinishedSource(rt, dom);
+  let sourceUndefined = false;
+  if (a.flags.includes('undefine-source') && rt.defs.has(name)) {
+    rt.defs.remove(name);
+    sourceUndefined = true;
+  }
+  removeRecord(rt.config.runDir, name, a.jobId);
+  rt.locks.endJob(name, a.jobId);
+  rt.log.info({ domain: name, job: a.jobId, phase: 'confirm', sourceUndefined }, 'migration confirmed; source stopped');
+  return { sourceUndefined, resumed: false };
+}
+
+/**
+ * After a completed stream QEMU has flushed and released its disks and holds
+ * nothing the guest needs: SIGKILL is safe, and it skips the SIGTERM grace poll.
+ */
+async function killFinishedSource(rt: HostRuntime, dom: RunningDomain): Promise<void> {
+  const status = await migrationStatus(dom);
+  if (status !== 'completed') return await rt.kill(dom);
+  try {
+    process.kill(dom.pid, 'SIGKILL');
+  } catch {
+    // already gone
+  }
+  await dom.gone;
+}
+
+async function migrationStatus(dom: RunningDomain): Promise<string | undefined> {
+  const info = await dom.qmp.execute<QemuMigrationInfo>('query-migrate').catch(() => undefined);
+  return info?.status;
+}
+
+/**
+ * Undoes the source's part: cancels a migration still streaming, resumes the
+ * guest if it ran before (never after post-copy started, and after a completed
+ * stream only when the caller knows the destination is dead), ends the job.
+ */
+export async function abortSource(rt: HostRuntime, name: string, jobId: string, opts: { resumeAfterCompletion: boolean }): Promise<ConfirmResult> {
+  const rec = recordOf(rt.config.runDir, name, jobId);
+  const dom = rt.getRunning(name);
+  let resumed = false;
+  if (rec && dom && !rec.flags.includes('offline')) {
+    let status = await migrationStatus(dom);
+    if (isMigrationActive(status)) {
+      await dom.qmp.execute('migrate_cancel').catch(() => undefined);
+      const deadline = Date.now() + 15_000;
+      while (isMigrationActive(status) && Date.now() < deadline) {
+        await dom.qmp.waitForEvent('MIGRATION', { timeoutMs: 250 }).catch(() => undefined);
+        status = await migrationStatus(dom);
+      }
+    }
+    const postcopy = rec.postcopyStarted === true || (status?.startsWith('postcopy') ?? false);
+    const streamDone = status === 'completed';
+    if (postcopy) {
+      // The destination holds pages the source no longer has: resuming here would run a stale guest.
+      dom.setState('paused', 'postcopy-failed');
+    } else if (isMigrationActive(status)) {
+      throw vmError(ErrorType.OperationFailed, `the migration of '${name}' did not stop after migrate_cancel (status ${status})`, { domain: name, status });
+    } else if (rec.wasRunning && dom.state !== 'running' && (!streamDone || opts.resumeAfterCompletion)) {
+      await dom.qmp.execute('cont');
+      dom.setState('running', 'migration-canceled');
+      resumed = true;
+    } else if (dom.state === 'running') {
+      dom.setState('running', 'migration-canceled');
+    }
+  }
+  removeRecord(rt.config.runDir, name, jobId);
+  if (rt.locks.job(name)?.id === jobId) rt.locks.endJob(name, jobId);
+  if (rec) rt.log.info({ domain: name, job: jobId, resumed }, 'migration undone on the source');
+  return { sourceUndefined: false, resumed };
+}

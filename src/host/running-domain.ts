@@ -1,0 +1,104 @@
+// A domain whose QEMU is alive: its QMP connection, its state as QEMU reports it
+// (through events, so queries never need the monitor), and its status file.
+import { rmSync } from 'node:fs';
+import type { DomainState } from '../common/domain-types.js';
+import type { QmpClient, QmpEvent } from '../qemu/qmp-client.js';
+import { writeStatus, removeStatus, type DomainStatus } from './status-file.js';
+
+export interface RunningDomainInit extends DomainStatus {
+  name: string;
+  uuid: string;
+  qmp: QmpClient;
+}
+
+export class RunningDomain {
+  readonly name: string;
+  readonly uuid: string;
+  readonly pid: number;
+  readonly qmp: QmpClient;
+  readonly qmpSocket: string;
+  readonly memoryBackingFile?: string;
+  readonly startRequestId?: string;
+  domainXml: string;
+  state: DomainState;
+  reason: string;
+  /** Set while the worker closes QMP on purpose, so the close is not read as QEMU dying. */
+  private detaching = false;
+  private readonly unsubscribe: () => void;
+  /** Settles when QEMU is gone (not when the worker detaches). */
+  readonly gone: Promise<void>;
+
+  constructor(
+    init: RunningDomainInit,
+    private readonly runDir: string,
+    onGone: (dom: RunningDomain) => void,
+  ) {
+    this.name = init.name;
+    this.uuid = init.uuid;
+    this.pid = init.pid;
+    this.qmp = init.qmp;
+    this.qmpSocket = init.qmpSocket;
+    this.memoryBackingFile = init.memoryBackingFile;
+    this.startRequestId = init.startRequestId;
+    this.domainXml = init.domainXml;
+    this.state = init.state;
+    this.reason = init.reason;
+    this.unsubscribe = this.qmp.onEvent((ev) => this.onEvent(ev));
+    this.gone = this.qmp.closed.then(() => {
+      this.unsubscribe();
+      if (this.detaching) return;
+      this.cleanupFiles();
+      onGone(this);
+    });
+  }
+
+  private onEvent(ev: QmpEvent): void {
+    switch (ev.event) {
+      case 'STOP':
+        if (this.state === 'running') this.setState('paused', this.reason === 'migrating' ? 'migration' : 'user');
+        break;
+      case 'RESUME':
+        this.setState('running', 'unpaused');
+        break;
+      case 'GUEST_PANICKED':
+        this.setState('crashed', 'panicked');
+        break;
+      default:
+        break;
+    }
+  }
+
+  setState(state: DomainState, reason: string): void {
+    this.state = state;
+    this.reason = reason;
+    this.persist();
+  }
+
+  persist(): void {
+    writeStatus(this.runDir, this.name, this.status());
+  }
+
+  status(): DomainStatus {
+    return {
+      state: this.state,
+      reason: this.reason,
+      pid: this.pid,
+      qmpSocket: this.qmpSocket,
+      memoryBackingFile: this.memoryBackingFile,
+      startRequestId: this.startRequestId,
+      domainXml: this.domainXml,
+    };
+  }
+
+  /** The worker lets go of QEMU without stopping it (worker shutdown). */
+  async detach(): Promise<void> {
+    this.detaching = true;
+    await this.qmp.close();
+  }
+
+  private cleanupFiles(): void {
+    removeStatus(this.runDir, this.name);
+    rmSync(this.qmpSocket, { force: true });
+    if (this.memoryBackingFile) rmSync(this.memoryBackingFile, { force: true });
+  }
+}

@@ -97,7 +97,11 @@ export class BenchEnv {
   }
 
   async op(host: string, operation: Record<string, unknown>): Promise<DomainOperationResult> {
-    return await this.client.workflow.execute('domainOperation', { taskQueue: CONTROL_TASK_QUEUE, workflowId: `bench-op-${randomUUID()}`, args: [{ host, operation }] });
+    return await this.client.workflow.execute('domainOperation', {
+      taskQueue: CONTROL_TASK_QUEUE,
+      workflowId: `bench-op-${randomUUID()}`,
+      args: [{ host, operation }],
+    });
   }
 
   /** A QEMU for `memoryMiB` of file-backed RAM, started from vmferry's own command line, no orchestration. */
@@ -131,7 +135,15 @@ export class BenchEnv {
   }
 }
 
-const ACTIVITY_EVENTS: Record<number, string> = { 10: 'scheduled', 11: 'started', 12: 'completed', 13: 'failed', 14: 'timed out', 15: 'cancel requested', 16: 'cancelled' };
+const ACTIVITY_EVENTS: Record<number, string> = {
+  10: 'scheduled',
+  11: 'started',
+  12: 'completed',
+  13: 'failed',
+  14: 'timed out',
+  15: 'cancel requested',
+  16: 'cancelled',
+};
 
 /** BENCH_PROFILE=1: when each activity was scheduled, started and closed, ms from the workflow's first event. */
 /** Starts a migration as clients must (the domain's job ID, a second job refused). */
@@ -163,6 +175,7 @@ export async function printTimeline(handle: WorkflowHandle): Promise<void> {
     const signal = e.workflowExecutionSignaledEventAttributes?.signalName;
     if (signal) console.log(`  ${String(Math.round(at(e) - t0)).padStart(5)} ms  ${'signal'.padEnd(16)} ${signal}`);
     const name = scheduled ? scheduled.activityType?.name : ref ? names.get(String(ref)) : undefined;
-    if (name) console.log(`  ${String(Math.round(at(e) - t0)).padStart(5)} ms  ${(ACTIVITY_EVENTS[Number(e.eventType)] ?? String(e.eventType)).padEnd(16)} ${name}`);
+    if (name)
+      console.log(`  ${String(Math.round(at(e) - t0)).padStart(5)} ms  ${(ACTIVITY_EVENTS[Number(e.eventType)] ?? String(e.eventType)).padEnd(16)} ${name}`);
   }
 }

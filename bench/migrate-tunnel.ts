@@ -45,7 +45,11 @@ const hostExtra = async (name: string, portMin: number): Promise<Record<string, 
   ...tunnelEnv(`127.0.0.1:${await freePort()}`, makeHostCert(certDir, ca, name)),
 });
 // A failed start must not leave the dev server, workers or files behind.
-const [wa, wb] = await Promise.all([env.startHost(HOSTS[0], await hostExtra(HOSTS[0], 49520)), env.startHost(HOSTS[1], await hostExtra(HOSTS[1], 49530)), env.startControl()]).catch(async (err: unknown) => {
+const [wa, wb] = await Promise.all([
+  env.startHost(HOSTS[0], await hostExtra(HOSTS[0], 49520)),
+  env.startHost(HOSTS[1], await hostExtra(HOSTS[1], 49530)),
+  env.startControl(),
+]).catch(async (err: unknown) => {
   await env.stop();
   throw err;
 });
@@ -88,7 +92,12 @@ async function run(mode: Mode): Promise<Run> {
     vmHost = to;
     vmRam = r.destination.memoryBackingFile!;
     const cpu = { source: cpuMs(pidOf[from]!) - cpu0.source, destination: cpuMs(pidOf[to]!) - cpu0.destination };
-    return { wallMs, qemuMs: r.stats.totalTimeMs ?? 0, peakAbove: { source: peak.source - idle.source, destination: peak.destination - idle.destination }, cpu };
+    return {
+      wallMs,
+      qemuMs: r.stats.totalTimeMs ?? 0,
+      peakAbove: { source: peak.source - idle.source, destination: peak.destination - idle.destination },
+      cpu,
+    };
   } finally {
     clearInterval(sampler);
   }
@@ -114,12 +123,16 @@ try {
   say(`ratio tunnelled/direct (medians):       ${(med('tunnelled') / med('direct')).toFixed(2)}   (target <= 1.3)`);
   say(`ratio tunnelled/direct --tls (medians): ${(med('tunnelled') / med('tls')).toFixed(2)}   (both encrypted by QEMU)`);
   say(`ratio direct --tls/direct (medians):    ${(med('tls') / med('direct')).toFixed(2)}   (what QEMU's TLS itself costs here)`);
-  say(`QEMU total-time median: direct ${median(runs.direct.map((r) => r.qemuMs))} ms, --tls ${median(runs.tls.map((r) => r.qemuMs))} ms, tunnelled ${median(runs.tunnelled.map((r) => r.qemuMs))} ms`);
+  say(
+    `QEMU total-time median: direct ${median(runs.direct.map((r) => r.qemuMs))} ms, --tls ${median(runs.tls.map((r) => r.qemuMs))} ms, tunnelled ${median(runs.tunnelled.map((r) => r.qemuMs))} ms`,
+  );
   say(
     `tunnelled peak RSS above idle (max over runs): source worker ${mb(Math.max(...runs.tunnelled.map((r) => r.peakAbove.source)))}, ` +
       `destination worker ${mb(Math.max(...runs.tunnelled.map((r) => r.peakAbove.destination)))}   (target < 150 MB)`,
   );
-  say(`direct peak RSS above idle (max over runs, for comparison): source ${mb(Math.max(...runs.direct.map((r) => r.peakAbove.source)))}, destination ${mb(Math.max(...runs.direct.map((r) => r.peakAbove.destination)))}`);
+  say(
+    `direct peak RSS above idle (max over runs, for comparison): source ${mb(Math.max(...runs.direct.map((r) => r.peakAbove.source)))}, destination ${mb(Math.max(...runs.direct.map((r) => r.peakAbove.destination)))}`,
+  );
 } finally {
   await op(vmHost, { op: 'destroy', name: GUEST }).catch(() => undefined);
   await op(vmHost, { op: 'undefine', name: GUEST }).catch(() => undefined);

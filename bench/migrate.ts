@@ -96,7 +96,9 @@ try {
   for (let i = 0; i < PAIRS; i++) {
     raw.push(await rawRun());
     vm.push(await vmRun());
-    say(`pair ${i + 1}: raw ${raw[i]!.wallMs.toFixed(0)} ms, vmferry ${vm[i]!.wallMs.toFixed(0)} ms (QEMU ${vm[i]!.qemuMs} ms, ${vm[i]!.events} history events)`);
+    say(
+      `pair ${i + 1}: raw ${raw[i]!.wallMs.toFixed(0)} ms, vmferry ${vm[i]!.wallMs.toFixed(0)} ms (QEMU ${vm[i]!.qemuMs} ms, ${vm[i]!.events} history events)`,
+    );
   }
   const rawMed = median(raw.map((r) => r.wallMs));
   const vmMed = median(vm.map((r) => r.wallMs));
@@ -104,7 +106,9 @@ try {
   say(`vmferry median:              ${vmMed.toFixed(0)} ms`);
   say(`ratio vmferry/raw (medians): ${(vmMed / rawMed).toFixed(2)}`);
   say(`fixed overhead (wall - QEMU total-time), median: ${median(vm.map((r) => r.wallMs - r.qemuMs)).toFixed(0)} ms`);
-  say(`downtime STOP->RESUME, median: raw ${median(raw.map((r) => r.downtimeMs)).toFixed(0)} ms, vmferry ${median(vm.map((r) => r.downtimeMs)).toFixed(0)} ms (QEMU's own figure ${median(vm.map((r) => r.qemuDowntimeMs)).toFixed(0)} ms)`);
+  say(
+    `downtime STOP->RESUME, median: raw ${median(raw.map((r) => r.downtimeMs)).toFixed(0)} ms, vmferry ${median(vm.map((r) => r.downtimeMs)).toFixed(0)} ms (QEMU's own figure ${median(vm.map((r) => r.qemuDowntimeMs)).toFixed(0)} ms)`,
+  );
   say(`workflow history events, median: ${median(vm.map((r) => r.events))}`);
 } finally {
   await op(vmHost, { op: 'destroy', name: GUEST }).catch(() => undefined);

@@ -41,7 +41,10 @@ const FILL = (MIB - 16) * 1024 * 1024;
 const ALL_FORMATS = ['raw', 'zstd'] as const;
 type Format = (typeof ALL_FORMATS)[number];
 const formatsArg = process.argv.indexOf('--formats');
-const FORMATS: Format[] = formatsArg === -1 ? [...ALL_FORMATS] : (process.argv[formatsArg + 1] ?? '').split(',').filter((f): f is Format => (ALL_FORMATS as readonly string[]).includes(f));
+const FORMATS: Format[] =
+  formatsArg === -1
+    ? [...ALL_FORMATS]
+    : (process.argv[formatsArg + 1] ?? '').split(',').filter((f): f is Format => (ALL_FORMATS as readonly string[]).includes(f));
 if (FORMATS.length === 0) throw new Error(`--formats takes a comma-separated list of ${ALL_FORMATS.join(', ')}`);
 
 const env = await BenchEnv.create('vmf-bench-save');
@@ -57,7 +60,9 @@ function helper(argv: string[], stdin: number, stdout: number): Promise<number |
   return new Promise((resolve) => child.once('close', (code) => resolve(code)));
 }
 const terminal = (qmp: QmpClient): Promise<string> =>
-  qmp.waitForEvent('MIGRATION', { timeoutMs: 300_000, predicate: (e) => ['completed', 'failed', 'cancelled'].includes(String(e.data?.status)) }).then((e) => String(e.data?.status));
+  qmp
+    .waitForEvent('MIGRATION', { timeoutMs: 300_000, predicate: (e) => ['completed', 'failed', 'cancelled'].includes(String(e.data?.status)) })
+    .then((e) => String(e.data?.status));
 
 async function rawSave(format: Format, file: string): Promise<number> {
   const q = await rawSpawn(false);
@@ -112,7 +117,13 @@ const uuid = randomUUID();
 const GUEST = 'benchguest';
 await op({ op: 'define', xml: guestXml({ name: GUEST, uuid, memoryMiB: MIB }) });
 const startJob = (workflow: string, input: unknown) =>
-  client.workflow.start(workflow, { taskQueue: CONTROL_TASK_QUEUE, workflowId: jobWorkflowId(uuid), workflowIdConflictPolicy: 'FAIL', workflowIdReusePolicy: 'ALLOW_DUPLICATE', args: [input] });
+  client.workflow.start(workflow, {
+    taskQueue: CONTROL_TASK_QUEUE,
+    workflowId: jobWorkflowId(uuid),
+    workflowIdConflictPolicy: 'FAIL',
+    workflowIdReusePolicy: 'ALLOW_DUPLICATE',
+    args: [input],
+  });
 
 async function vmStartFilled(): Promise<void> {
   const dom = (await op({ op: 'start', name: GUEST })) as { domain: DomainInfo };
@@ -147,24 +158,34 @@ async function vmCancel(stall: boolean): Promise<number> {
   await vmStartFilled();
   const path = join(images, 'cancel.img');
   const handle = await startJob('save', { host: HOST, name: GUEST, path, format: 'xz', overwrite: true });
-  await waitFor('the save to stream', async () => ((await jobInfoWithProgress(client, handle)).dataProcessedBytes ?? 0) > 0, { timeoutMs: 30_000, intervalMs: 50 });
+  await waitFor('the save to stream', async () => ((await jobInfoWithProgress(client, handle)).dataProcessedBytes ?? 0) > 0, {
+    timeoutMs: 30_000,
+    intervalMs: 50,
+  });
   if (stall) {
     // The job record names the compressor the host worker started.
     const rec = JSON.parse(readFileSync(join(hostBase, 'state', 'jobs', `${GUEST}.json`), 'utf8')) as { helpers: { pid: number }[] };
     process.kill(rec.helpers[0]!.pid, 'SIGSTOP');
     // Let QEMU fill the pipe and block in write(): its byte count stops moving across heartbeats (1 s apart).
     let last = -1;
-    await waitFor('QEMU to block on the full pipe', async () => {
-      const now = (await jobInfoWithProgress(client, handle)).dataProcessedBytes ?? 0;
-      const still = now === last;
-      last = now;
-      return still;
-    }, { timeoutMs: 20_000, intervalMs: 1500 });
+    await waitFor(
+      'QEMU to block on the full pipe',
+      async () => {
+        const now = (await jobInfoWithProgress(client, handle)).dataProcessedBytes ?? 0;
+        const still = now === last;
+        last = now;
+        return still;
+      },
+      { timeoutMs: 20_000, intervalMs: 1500 },
+    );
   }
   const t0 = performance.now();
   const sentAt = Date.now();
   await handle.signal(cancelSignal);
-  const err = await handle.result().then(() => undefined, (e: unknown) => e);
+  const err = await handle.result().then(
+    () => undefined,
+    (e: unknown) => e,
+  );
   const ms = performance.now() - t0;
   await printTimeline(handle);
   // The host logs when QEMU answered migrate_cancel (same machine, same clock).
@@ -174,9 +195,9 @@ async function vmCancel(stall: boolean): Promise<number> {
     const signalled = ((await handle.fetchHistory()).events ?? []).find((e) => e.workflowExecutionSignaledEventAttributes?.signalName === cancelSignal.name);
     const at = signalled?.eventTime;
     if (at) serverAckMs.push((logged.time as number) - (Number(at.seconds ?? 0) * 1000 + (at.nanos ?? 0) / 1e6));
-  }
-  else say('warning: no "QEMU acknowledged the abort" line from the host for this cancel');
-  if (!(err instanceof WorkflowFailedError) || (err.cause as { type?: string } | undefined)?.type !== 'OperationAborted') throw new Error(`cancel did not abort: ${String(err)}`);
+  } else say('warning: no "QEMU acknowledged the abort" line from the host for this cancel');
+  if (!(err instanceof WorkflowFailedError) || (err.cause as { type?: string } | undefined)?.type !== 'OperationAborted')
+    throw new Error(`cancel did not abort: ${String(err)}`);
   const state = ((await op({ op: 'info', name: GUEST })) as { domain: DomainInfo }).domain.state;
   if (state !== 'running') throw new Error(`guest is ${state} after the cancel`);
   await op({ op: 'destroy', name: GUEST });
@@ -208,7 +229,9 @@ try {
       v.save.push(await vmSave(format, vmFile));
       r.restore.push(await rawRestore(format, rawFile));
       v.restore.push(await vmRestore(vmFile));
-      say(`${format} pair ${i + 1}: save raw ${r.save[i]!.toFixed(0)} / vmferry ${v.save[i]!.toFixed(0)} ms; restore raw ${r.restore[i]!.toFixed(0)} / vmferry ${v.restore[i]!.toFixed(0)} ms`);
+      say(
+        `${format} pair ${i + 1}: save raw ${r.save[i]!.toFixed(0)} / vmferry ${v.save[i]!.toFixed(0)} ms; restore raw ${r.restore[i]!.toFixed(0)} / vmferry ${v.restore[i]!.toFixed(0)} ms`,
+      );
     }
     const f: FormatFigures = {
       median: { rawSave: median(r.save), vmSave: median(v.save), rawRestore: median(r.restore), vmRestore: median(v.restore) },
@@ -217,19 +240,27 @@ try {
     };
     figures.set(format, f);
     say(`${format} save: raw QEMU median ${f.median.rawSave.toFixed(0)} ms, vmferry median ${f.median.vmSave.toFixed(0)} ms, ratio ${f.ratio.save.toFixed(2)}`);
-    say(`${format} restore: raw QEMU median ${f.median.rawRestore.toFixed(0)} ms, vmferry median ${f.median.vmRestore.toFixed(0)} ms, ratio ${f.ratio.restore.toFixed(2)}`);
-    say(`${format} image size: raw QEMU ${f.sizeMiB.raw.toFixed(1)} MiB, vmferry ${f.sizeMiB.vmferry.toFixed(1)} MiB (of which header and XML area ${f.sizeMiB.headerKiB.toFixed(0)} KiB)`);
+    say(
+      `${format} restore: raw QEMU median ${f.median.rawRestore.toFixed(0)} ms, vmferry median ${f.median.vmRestore.toFixed(0)} ms, ratio ${f.ratio.restore.toFixed(2)}`,
+    );
+    say(
+      `${format} image size: raw QEMU ${f.sizeMiB.raw.toFixed(1)} MiB, vmferry ${f.sizeMiB.vmferry.toFixed(1)} MiB (of which header and XML area ${f.sizeMiB.headerKiB.toFixed(0)} KiB)`,
+    );
     rmSync(rawFile);
     rmSync(vmFile);
   }
   const cancels = [await vmCancel(false), await vmCancel(false), await vmCancel(false)];
   const acks = qemuAckMs.splice(0);
   const serverAcks = serverAckMs.splice(0);
-  say(`cancel of a streaming xz save, median of 3: signal to QEMU's acknowledgement ${median(acks).toFixed(0)} ms (${median(serverAcks).toFixed(0)} ms of it after the server recorded the signal); to the job's end (image removed, guest resumed) ${median(cancels).toFixed(0)} ms`);
+  say(
+    `cancel of a streaming xz save, median of 3: signal to QEMU's acknowledgement ${median(acks).toFixed(0)} ms (${median(serverAcks).toFixed(0)} ms of it after the server recorded the signal); to the job's end (image removed, guest resumed) ${median(cancels).toFixed(0)} ms`,
+  );
   const stalled = [await vmCancel(true), await vmCancel(true), await vmCancel(true)];
   const stalledAcks = qemuAckMs.splice(0);
   const stalledServerAcks = serverAckMs.splice(0);
-  say(`same with the compressor stalled (SIGSTOP; the worker kills it before migrate_cancel): signal to QEMU's acknowledgement ${median(stalledAcks).toFixed(0)} ms (${median(stalledServerAcks).toFixed(0)} ms after the server recorded it); to the job's end ${median(stalled).toFixed(0)} ms`);
+  say(
+    `same with the compressor stalled (SIGSTOP; the worker kills it before migrate_cancel): signal to QEMU's acknowledgement ${median(stalledAcks).toFixed(0)} ms (${median(stalledServerAcks).toFixed(0)} ms after the server recorded it); to the job's end ${median(stalled).toFixed(0)} ms`,
+  );
 
   const verdict = (ok: boolean): string => (ok ? 'met' : 'MISSED');
   say(`summary: ${MIB} MiB guest, medians of ${PAIRS} interleaved pairs`);
@@ -238,7 +269,9 @@ try {
     say(`  ${format.padEnd(4)} restore vmferry/raw QEMU ${f.ratio.restore.toFixed(2)} (target <= 1.05: ${verdict(f.ratio.restore <= 1.05)})`);
     say(`  ${format.padEnd(4)} image   ${f.sizeMiB.vmferry.toFixed(1)} MiB (raw QEMU's ${f.sizeMiB.raw.toFixed(1)} MiB)`);
   }
-  say(`  cancel signal -> QEMU acknowledged (migrate_cancel answered): ${median(acks).toFixed(0)} ms (target < 100 ms: ${verdict(median(acks) < 100)}); from the server's signal event: ${median(serverAcks).toFixed(0)} ms`);
+  say(
+    `  cancel signal -> QEMU acknowledged (migrate_cancel answered): ${median(acks).toFixed(0)} ms (target < 100 ms: ${verdict(median(acks) < 100)}); from the server's signal event: ${median(serverAcks).toFixed(0)} ms`,
+  );
   say(`  cancel with the compressor stalled, signal -> job ended: ${median(stalled).toFixed(0)} ms (target < 1000 ms: ${verdict(median(stalled) < 1000)})`);
 } finally {
   await op({ op: 'destroy', name: GUEST }).catch(() => undefined);

@@ -18,14 +18,19 @@ async function runJob<I, R>(client: Client, type: string, uuid: string, input: I
   });
 }
 
-export async function runDemoSaveRestore(client: Client, opts: { host: string; name: string; uuid: string; dir: string; log: (line: string) => void }): Promise<void> {
+export async function runDemoSaveRestore(
+  client: Client,
+  opts: { host: string; name: string; uuid: string; dir: string; log: (line: string) => void },
+): Promise<void> {
   const { host, name, uuid, log } = opts;
   mkdirSync(opts.dir, { recursive: true });
   const path = join(opts.dir, `${name}.img`);
   rmSync(path, { force: true });
   log(`saving ${name} on ${host} to ${path} (zstd; workflow ${jobWorkflowId(uuid)})`);
   const saved = await runJob<SaveInput, SaveResult>(client, 'save', uuid, { host, name, domainUuid: uuid, path, format: 'zstd' });
-  log(`saved: ${(saved.streamBytes / 1048576).toFixed(1)} MiB of QEMU stream in ${(saved.sizeBytes / 1048576).toFixed(1)} MiB of image, ${saved.durationMs} ms; ${name} is shut off`);
+  log(
+    `saved: ${(saved.streamBytes / 1048576).toFixed(1)} MiB of QEMU stream in ${(saved.sizeBytes / 1048576).toFixed(1)} MiB of image, ${saved.durationMs} ms; ${name} is shut off`,
+  );
   const restored = await runJob<RestoreInput, RestoreResult>(client, 'restore', uuid, { host, path });
   log(`restored ${name} from the image in ${restored.durationMs} ms: ${restored.domain.state} again, QEMU pid ${restored.domain.pid}`);
   rmSync(path, { force: true });

@@ -44,7 +44,10 @@ let guestUuid: string | undefined;
 async function abortRunningJob(): Promise<void> {
   if (!guestUuid) return;
   const handle = client.workflow.getHandle(jobWorkflowId(guestUuid));
-  const running = await handle.describe().then((d) => d.status.name === 'RUNNING', () => false);
+  const running = await handle.describe().then(
+    (d) => d.status.name === 'RUNNING',
+    () => false,
+  );
   if (!running) return;
   say(`aborting the running job ${handle.workflowId}`);
   await handle.signal(cancelSignal).catch(() => undefined);
@@ -67,7 +70,8 @@ async function shutdown(code: number): Promise<never> {
         (err: unknown) => {
           const cause = (err as { cause?: { type?: string; message?: string } }).cause;
           // Not defined there, or not running there: nothing to destroy.
-          if (cause?.type !== 'DomainNotFound' && cause?.type !== 'OperationInvalid') say(`could not destroy ${GUEST} on ${host}: ${cause?.message ?? String(err)}`);
+          if (cause?.type !== 'DomainNotFound' && cause?.type !== 'OperationInvalid')
+            say(`could not destroy ${GUEST} on ${host}: ${cause?.message ?? String(err)}`);
         },
       );
     }

@@ -193,21 +193,36 @@ describe('vmferry job verbs', () => {
     expect(perform).toMatchObject({ jobType: 'migrateOut', status: 'running', speedLimitMiBps: 8, workflowId: jobWorkflowId(g.uuid) });
     expect(perform.percent).toBeLessThan(100);
 
-    const [busy, speed, human] = await Promise.all([onA('save', 'cj-r', join(images, 'never.img'), '--json'), onA('migrate-getspeed', 'cj-r'), onA('domjobinfo', 'cj-r')]);
+    const [busy, speed, human] = await Promise.all([
+      onA('save', 'cj-r', join(images, 'never.img'), '--json'),
+      onA('migrate-getspeed', 'cj-r'),
+      onA('domjobinfo', 'cj-r'),
+    ]);
     expect(busy.code).toBe(2);
-    expect(jsonOf<{ error: { type: string; message: string } }>(busy).error).toMatchObject({ type: 'DomainBusy', message: expect.stringMatching(/migrateOut/) });
+    expect(jsonOf<{ error: { type: string; message: string } }>(busy).error).toMatchObject({
+      type: 'DomainBusy',
+      message: expect.stringMatching(/migrateOut/),
+    });
     expect(speed.stdout.trim()).toBe('8');
     expect(human.stdout).toMatch(/Job type:\s+migrateOut/);
     expect(human.stdout).toMatch(/Data processed:\s+\d/);
 
-    const [setSpeed, setDowntime, badSpeed] = await Promise.all([onA('migrate-setspeed', 'cj-r', '4'), onA('migrate-setmaxdowntime', 'cj-r', '1234'), onA('migrate-setspeed', 'cj-r', '-1')]);
+    const [setSpeed, setDowntime, badSpeed] = await Promise.all([
+      onA('migrate-setspeed', 'cj-r', '4'),
+      onA('migrate-setmaxdowntime', 'cj-r', '1234'),
+      onA('migrate-setspeed', 'cj-r', '-1'),
+    ]);
     expect(setSpeed.code, setSpeed.stderr).toBe(0);
     expect(setDowntime.code, setDowntime.stderr).toBe(0);
     expect(badSpeed.code).toBe(2);
     const handle = cluster.client.workflow.getHandle(jobWorkflowId(g.uuid));
     // QEMU itself reports the new limit (the Perform step reads query-migrate-parameters).
     await waitFor('QEMU to apply 4 MiB/s', async () => (await performHeartbeat(handle))?.speedLimitMiBps === 4, { timeoutMs: 5000, intervalMs: 100 });
-    const [getSpeed, getDowntime, jobs] = await Promise.all([onA('migrate-getspeed', 'cj-r', '--json'), onA('migrate-getmaxdowntime', 'cj-r'), onA('jobs', '--running', '--json')]);
+    const [getSpeed, getDowntime, jobs] = await Promise.all([
+      onA('migrate-getspeed', 'cj-r', '--json'),
+      onA('migrate-getmaxdowntime', 'cj-r'),
+      onA('jobs', '--running', '--json'),
+    ]);
     expect(jsonOf<{ speedMiBps: number }>(getSpeed).speedMiBps).toBe(4);
     expect(getDowntime.stdout.trim()).toBe('1234');
     expect(jsonOf<Record<string, unknown>[]>(jobs)).toContainEqual(
@@ -225,10 +240,14 @@ describe('vmferry job verbs', () => {
     expect(readdirSync(join(cluster.hosts.get(B)!.baseDir, 'run'))).toEqual([]);
     expect((await onA('domjobinfo', 'cj-r')).stdout).toMatch(/Job type:\s+None/);
     // The listing reads visibility, which learns of the end a moment later.
-    const completed = await waitFor('the aborted job among the completed ones', async () => {
-      const [c, l] = await Promise.all([onA('domjobinfo', 'cj-r', '--completed', '--json'), onA('jobs', '--domain', 'cj-r', '--host', B)]);
-      return jsonOf<JobInfo>(c).jobType === 'migrateOut' && /FAILED/.test(l.stdout) ? { info: jsonOf<JobInfo>(c), listing: l.stdout } : undefined;
-    }, { timeoutMs: 10_000, intervalMs: 200 });
+    const completed = await waitFor(
+      'the aborted job among the completed ones',
+      async () => {
+        const [c, l] = await Promise.all([onA('domjobinfo', 'cj-r', '--completed', '--json'), onA('jobs', '--domain', 'cj-r', '--host', B)]);
+        return jsonOf<JobInfo>(c).jobType === 'migrateOut' && /FAILED/.test(l.stdout) ? { info: jsonOf<JobInfo>(c), listing: l.stdout } : undefined;
+      },
+      { timeoutMs: 10_000, intervalMs: 200 },
+    );
     expect(completed.info).toMatchObject({ status: 'cancelled', error: { type: 'OperationAborted' } });
     expect(completed.listing).toMatch(/cj-r\s+migrateOut\s+\S+\s+FAILED\s+cj-a -> cj-b/);
     await removeGuest(A, 'cj-r');

@@ -62,7 +62,16 @@ afterAll(async () => {
 describe('foreground job output', () => {
   it('on a terminal: one line redrawn in place with phase, percent, MiB/s and ETA; in a pipe: plain lines', async () => {
     await runGuest('cp-t', 80 * MiB);
-    const tty = startVmferryInPty({ address: cluster.address, host: A }, ['migrate', 'cp-t', B, '--live', '--persistent', '--undefinesource', '--bandwidth', '24']);
+    const tty = startVmferryInPty({ address: cluster.address, host: A }, [
+      'migrate',
+      'cp-t',
+      B,
+      '--live',
+      '--persistent',
+      '--undefinesource',
+      '--bandwidth',
+      '24',
+    ]);
     const t = await watch.race(tty.done);
     expect(t.code, t.stdout).toBe(0);
     const redraws = t.stdout.split('\r').slice(1);

@@ -107,9 +107,14 @@ describe('vmferry CLI', () => {
 describe('audit log', () => {
   it('records who asked, which job, what and the outcome for each VM-changing step, and nothing for reads', async () => {
     const auditFile = join(cluster.hosts.get(HOST)!.baseDir, 'log', 'audit.log');
-    const records = readFileSync(auditFile, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    const records = readFileSync(auditFile, 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
     // start goes through the managedStart job (it restores a managed save when there is one).
-    expect(records).toContainEqual(expect.objectContaining({ kind: 'audit', who: 'alice@ops', domain: 'cli1', host: HOST, outcome: 'ok', job: expect.stringMatching(/^vmferry-job-/) }));
+    expect(records).toContainEqual(
+      expect.objectContaining({ kind: 'audit', who: 'alice@ops', domain: 'cli1', host: HOST, outcome: 'ok', job: expect.stringMatching(/^vmferry-job-/) }),
+    );
     expect(records).toContainEqual(expect.objectContaining({ what: 'suspendDomain', domain: 'no-such-domain', outcome: 'error', errorType: 'DomainNotFound' }));
     for (const r of records) expect(String(r.job)).toMatch(/^vmferry-(op|job)-/);
     expect(records.map((r) => r.what)).toEqual(expect.arrayContaining(['defineDomain', 'suspendDomain', 'resumeDomain', 'destroyDomain']));

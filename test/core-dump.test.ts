@@ -61,7 +61,10 @@ function startDump(extra: Partial<CoreDumpInput>): Promise<WorkflowHandle> {
 }
 
 async function failureOf(p: Promise<unknown>): Promise<ApplicationFailure> {
-  const err = await p.then(() => undefined, (e: unknown) => e);
+  const err = await p.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
   expect(err).toBeInstanceOf(WorkflowFailedError);
   const cause = (err as WorkflowFailedError).cause;
   expect(cause).toBeInstanceOf(ApplicationFailure);
@@ -70,10 +73,14 @@ async function failureOf(p: Promise<unknown>): Promise<ApplicationFailure> {
 
 /** The job's hidden temporary file once the worker has written at least `bytes` to it. */
 async function dumpUnderway(bytes: number): Promise<string> {
-  return await waitFor('the dump to be under way', () => {
-    const tmp = readdirSync(dir).find((f) => f.includes('.vmferry-dump-'));
-    return tmp !== undefined && statSync(join(dir, tmp)).size >= bytes ? tmp : undefined;
-  }, { timeoutMs: 20_000, intervalMs: 20 });
+  return await waitFor(
+    'the dump to be under way',
+    () => {
+      const tmp = readdirSync(dir).find((f) => f.includes('.vmferry-dump-'));
+      return tmp !== undefined && statSync(join(dir, tmp)).size >= bytes ? tmp : undefined;
+    },
+    { timeoutMs: 20_000, intervalMs: 20 },
+  );
 }
 
 beforeAll(async () => {
@@ -94,7 +101,10 @@ beforeAll(async () => {
 afterEach(async () => {
   // A test that failed mid-dump must not leave its job in the way of the next one.
   const handle = cluster.client.workflow.getHandle(jobWorkflowId(uuid));
-  const running = await handle.describe().then((d) => d.status.name === 'RUNNING', () => false);
+  const running = await handle.describe().then(
+    (d) => d.status.name === 'RUNNING',
+    () => false,
+  );
   if (running) {
     await handle.signal(cancelSignal);
     await handle.result().catch(() => undefined);
@@ -140,7 +150,10 @@ describe('coreDump', () => {
   it('writes a kdump-zlib dump (QEMU 7.2 writes the makedumpfile flattened format), live', async (ctx) => {
     const path = join(dir, 'core.kdump');
     const handle = await startDump({ path, format: 'kdump-zlib', live: true });
-    const outcome = await handle.result().then((r: CoreDumpResult) => r, (e: unknown) => e);
+    const outcome = await handle.result().then(
+      (r: CoreDumpResult) => r,
+      (e: unknown) => e,
+    );
     if (outcome instanceof WorkflowFailedError && (outcome.cause as ApplicationFailure | undefined)?.type === 'ConfigUnsupported') {
       ctx.skip(); // this QEMU build has no zlib kdump
       return;

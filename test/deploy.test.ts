@@ -36,7 +36,13 @@ describe('deployment files', () => {
         VMFERRY_HOST_LOG_DIR: join(tmp, 'l'),
         VMFERRY_HOST_MEMORY_DIR: join(tmp, 'm'),
       });
-      expect(cfg).toMatchObject({ name: 'host-a', emulators: ['/usr/bin/qemu-system-x86_64'], protocolVersions: [2, 3], migration: { portMin: 49152, portMax: 49215 }, temporal: { address: 'temporal.example:7233' } });
+      expect(cfg).toMatchObject({
+        name: 'host-a',
+        emulators: ['/usr/bin/qemu-system-x86_64'],
+        protocolVersions: [2, 3],
+        migration: { portMin: 49152, portMax: 49215 },
+        temporal: { address: 'temporal.example:7233' },
+      });
     } finally {
       rmSync(tmp, { recursive: true, force: true });
     }

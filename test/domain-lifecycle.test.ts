@@ -43,7 +43,13 @@ describe('domain lifecycle through the control workflow', () => {
     // Private to the service user: directories 0700, files and sockets no group/other bits.
     const host = cluster.hosts.get(HOST)!;
     for (const dir of ['state', 'run', 'log']) expect(statSync(`${host.baseDir}/${dir}`).mode & 0o777).toBe(0o700);
-    for (const file of [`${host.baseDir}/run/lc1.xml`, started.qmpSocket!, `${host.baseDir}/log/lc1.log`, `${host.baseDir}/state/domains/lc1.xml`, started.memoryBackingFile!]) {
+    for (const file of [
+      `${host.baseDir}/run/lc1.xml`,
+      started.qmpSocket!,
+      `${host.baseDir}/log/lc1.log`,
+      `${host.baseDir}/state/domains/lc1.xml`,
+      started.memoryBackingFile!,
+    ]) {
       expect(statSync(file).mode & 0o077, file).toBe(0);
     }
 

@@ -2,15 +2,7 @@
 // hostile input. Pure code, no Temporal server or QEMU needed.
 import { ApplicationFailure } from '@temporalio/common';
 import { describe, expect, it } from 'vitest';
-import {
-  cloneDomainDef,
-  formatDomainXml,
-  memoryToKiB,
-  migratableDomainDef,
-  migratableDomainXml,
-  parseDomainXml,
-  type DomainDef,
-} from '../src/domain/index.js';
+import { cloneDomainDef, formatDomainXml, memoryToKiB, migratableDomainDef, migratableDomainXml, parseDomainXml, type DomainDef } from '../src/domain/index.js';
 
 /** A live domain as `virsh dumpxml` prints it for a running guest. */
 const LIBVIRT_XML = `<domain type='kvm' id='7' xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'>
@@ -189,15 +181,15 @@ function domainXml(parts: { top?: string; devices?: string; name?: string; memor
   return [
     `<${root}>`,
     parts.name ?? '  <name>t1</name>',
-    "  <uuid>c7a5fdbd-cdaf-9455-926a-d65c16db1809</uuid>",
+    '  <uuid>c7a5fdbd-cdaf-9455-926a-d65c16db1809</uuid>',
     parts.memory ?? "  <memory unit='MiB'>256</memory>",
-    "  <os>",
+    '  <os>',
     "    <type arch='x86_64' machine='pc'>hvm</type>",
-    "  </os>",
+    '  </os>',
     parts.top ?? '',
-    "  <devices>",
+    '  <devices>',
     parts.devices ?? "    <disk type='file' device='disk'>\n      <source file='/img/a.raw'/>\n      <target dev='vda' bus='virtio'/>\n    </disk>",
-    "  </devices>",
+    '  </devices>',
     `</${rootName}>`,
     '',
   ].join('\n');
@@ -304,7 +296,7 @@ describe('round trip', () => {
       '  <!-- memory below -->',
       "  <memory unit='GiB'>1</memory>",
       '  <description><![CDATA[raw <text> & more]]></description>',
-      "  <os><type>hvm</type></os>",
+      '  <os><type>hvm</type></os>',
       "  <unknown a='&quot;x&quot;' b='&#x41;'>t&gt;</unknown>",
       '</domain>',
       '<!-- trailer -->',
@@ -325,7 +317,7 @@ describe('round trip', () => {
   it('spells empty elements <a/> and drops blanks inside tags', () => {
     const xml = domainXml({ top: "  <pm  >\n    <suspend-to-mem enabled = 'no' ></suspend-to-mem>\n  </pm>" });
     expect(formatDomainXml(parseDomainXml(xml))).toBe(
-      xml.replace("<pm  >", '<pm>').replace("<suspend-to-mem enabled = 'no' ></suspend-to-mem>", "<suspend-to-mem enabled='no'/>"),
+      xml.replace('<pm  >', '<pm>').replace("<suspend-to-mem enabled = 'no' ></suspend-to-mem>", "<suspend-to-mem enabled='no'/>"),
     );
   });
 
@@ -339,10 +331,21 @@ describe('round trip', () => {
   it('reads the multiboot test guest (kernel, cmdline, shared file memory)', () => {
     const xml = domainXml({
       top: "  <memoryBacking>\n    <source type='file'/>\n    <access mode='shared'/>\n  </memoryBacking>",
-      devices: "    <emulator>/usr/bin/qemu-system-x86_64</emulator>\n    <serial type='pty'>\n      <target port='0'/>\n    </serial>\n    <memballoon model='none'/>",
-    }).replace("    <type arch='x86_64' machine='pc'>hvm</type>", "    <type arch='i686' machine='pc'>hvm</type>\n    <kernel>/var/lib/vmferry/dirty.elf</kernel>\n    <cmdline>start=0x1000000 len=0x20000000</cmdline>");
+      devices:
+        "    <emulator>/usr/bin/qemu-system-x86_64</emulator>\n    <serial type='pty'>\n      <target port='0'/>\n    </serial>\n    <memballoon model='none'/>",
+    }).replace(
+      "    <type arch='x86_64' machine='pc'>hvm</type>",
+      "    <type arch='i686' machine='pc'>hvm</type>\n    <kernel>/var/lib/vmferry/dirty.elf</kernel>\n    <cmdline>start=0x1000000 len=0x20000000</cmdline>",
+    );
     const def = parseDomainXml(xml);
-    expect(def.os).toEqual({ type: 'hvm', arch: 'i686', machine: 'pc', boot: [], kernel: '/var/lib/vmferry/dirty.elf', cmdline: 'start=0x1000000 len=0x20000000' });
+    expect(def.os).toEqual({
+      type: 'hvm',
+      arch: 'i686',
+      machine: 'pc',
+      boot: [],
+      kernel: '/var/lib/vmferry/dirty.elf',
+      cmdline: 'start=0x1000000 len=0x20000000',
+    });
     expect(def.memoryBacking).toEqual({ sourceType: 'file', accessMode: 'shared' });
     expect(def.devices.disks).toEqual([]);
     expect(def.devices.memballoon).toEqual({ model: 'none' });
@@ -427,7 +430,7 @@ describe('edits', () => {
     expect(out).not.toContain('/dev/pts/3');
     expect(out).not.toContain('install.iso');
     expect(out).not.toContain("type='spice'");
-    expect(out).toContain("  <features>\n    <acpi/>\n    <pae/>\n  </features>\n");
+    expect(out).toContain('  <features>\n    <acpi/>\n    <pae/>\n  </features>\n');
     expect(out).toContain(
       [
         "      <address type='pci' domain='0x0000' bus='0x00' slot='0x04' function='0x0'/>",
@@ -512,7 +515,14 @@ describe('edits', () => {
       ].join('\n'),
     );
     const { preserved: _p, ...model } = parseDomainXml(xml);
-    expect({ ...model, devices: { ...model.devices, graphics: model.devices.graphics.map(({ preserved: _g, ...g }) => g), serials: model.devices.serials.map(({ preserved: _s, ...s }) => s) } }).toEqual(def);
+    expect({
+      ...model,
+      devices: {
+        ...model.devices,
+        graphics: model.devices.graphics.map(({ preserved: _g, ...g }) => g),
+        serials: model.devices.serials.map(({ preserved: _s, ...s }) => s),
+      },
+    }).toEqual(def);
   });
 
   it('validates edits before formatting', () => {
@@ -541,7 +551,9 @@ describe('edits', () => {
     );
     const injected = { ...good, preserved: (good.preserved ?? '').replace('<os>', '<os><?php system() ?>') };
     expect(catchXmlError(() => formatDomainXml(injected)).message).toMatch(/processing instruction <\?php> is not supported/);
-    expect(catchXmlError(() => formatDomainXml({ ...good, devices: { ...good.devices, disks: 'x' as unknown as [] } })).message).toMatch(/disks must be a list/);
+    expect(catchXmlError(() => formatDomainXml({ ...good, devices: { ...good.devices, disks: 'x' as unknown as [] } })).message).toMatch(
+      /disks must be a list/,
+    );
     const slotOutside = { ...good, preserved: (good.preserved ?? '').replace('<os>', '<os><?vmferry-slot-disk?>') };
     expect(catchXmlError(() => formatDomainXml(slotOutside)).message).toMatch(/misplaced slot marker for <disk>/);
   });
@@ -591,7 +603,9 @@ describe('migratable form', () => {
     expect(xml).not.toContain('<label>');
     expect(xml).toContain("    <graphics type='vnc' port='-1' autoport='yes' listen='127.0.0.1' passwd='s3cr&apos;t'>");
     expect(xml).toContain("    <graphics type='spice' port='-1' tlsPort='-1' autoport='yes' listen='0.0.0.0'>");
-    expect(xml).toContain("    <serial type='pty'>\n      <target type='isa-serial' port='0'>\n        <model name='isa-serial'/>\n      </target>\n    </serial>");
+    expect(xml).toContain(
+      "    <serial type='pty'>\n      <target type='isa-serial' port='0'>\n        <model name='isa-serial'/>\n      </target>\n    </serial>",
+    );
     expect(xml).toContain("    <console type='pty'>\n      <target type='serial' port='0'/>\n    </console>");
     expect(xml).toContain("  <seclabel type='dynamic' model='dac' relabel='yes'/>");
     expect(xml).toContain("<vmferry:owner team='blue'>ops</vmferry:owner>");
@@ -691,46 +705,176 @@ describe('hostile and malformed input', () => {
     ['unclosed root', () => parseDomainXml("<domain type='kvm'>\n  <name>x</name>\n"), /^malformed XML: Unclosed tag 'domain'\. \(line 1, column 1\)$/],
     ['billion laughs', () => parseDomainXml(billionLaughs), /^<!DOCTYPE> declarations are not accepted .*\(line 2, column 1\)$/],
     ['external entity', () => parseDomainXml(externalEntity), /^<!DOCTYPE> declarations are not accepted .*\(line 1, column 1\)$/],
-    ['bare ENTITY', () => parseDomainXml("<domain type='kvm'>\n<!ENTITY x 'y'>\n</domain>"), /^<!ENTITY> declarations are not accepted .*\(line 2, column 1\)$/],
-    ['undefined entity', () => parseDomainXml(domainXml({ name: '  <name>&xxe;</name>' })), /^undefined entity '&xxe;' at \/domain\/name \(line 2, column 3\)$/],
-    ['10 MB input', () => parseDomainXml(domainXml({ top: `  <metadata>${'x'.repeat(10 * 1024 * 1024)}</metadata>` })), /^domain XML is too large: at least \d+ bytes, limit 1048576$/],
-    ['bad UUID', () => parseDomainXml(domainXml().replace('c7a5fdbd-cdaf-9455-926a-d65c16db1809', 'c7a5fdbd-cdaf-9455-926a-d65c16db18zz')), /^invalid UUID 'c7a5fdbd-cdaf-9455-926a-d65c16db18zz' at \/domain\/uuid \(line 3, column 3\)$/],
-    ['negative memory', () => parseDomainXml(domainXml({ memory: "  <memory unit='KiB'>-1048576</memory>" })), /^memory size '-1048576' is not a non-negative integer at \/domain\/memory \(line 4, column 3\)$/],
-    ['unknown memory unit', () => parseDomainXml(domainXml({ memory: "  <memory unit='XiB'>1</memory>" })), /^unknown memory unit 'XiB' at \/domain\/memory \(line 4, column 3\)$/],
+    [
+      'bare ENTITY',
+      () => parseDomainXml("<domain type='kvm'>\n<!ENTITY x 'y'>\n</domain>"),
+      /^<!ENTITY> declarations are not accepted .*\(line 2, column 1\)$/,
+    ],
+    [
+      'undefined entity',
+      () => parseDomainXml(domainXml({ name: '  <name>&xxe;</name>' })),
+      /^undefined entity '&xxe;' at \/domain\/name \(line 2, column 3\)$/,
+    ],
+    [
+      '10 MB input',
+      () => parseDomainXml(domainXml({ top: `  <metadata>${'x'.repeat(10 * 1024 * 1024)}</metadata>` })),
+      /^domain XML is too large: at least \d+ bytes, limit 1048576$/,
+    ],
+    [
+      'bad UUID',
+      () => parseDomainXml(domainXml().replace('c7a5fdbd-cdaf-9455-926a-d65c16db1809', 'c7a5fdbd-cdaf-9455-926a-d65c16db18zz')),
+      /^invalid UUID 'c7a5fdbd-cdaf-9455-926a-d65c16db18zz' at \/domain\/uuid \(line 3, column 3\)$/,
+    ],
+    [
+      'negative memory',
+      () => parseDomainXml(domainXml({ memory: "  <memory unit='KiB'>-1048576</memory>" })),
+      /^memory size '-1048576' is not a non-negative integer at \/domain\/memory \(line 4, column 3\)$/,
+    ],
+    [
+      'unknown memory unit',
+      () => parseDomainXml(domainXml({ memory: "  <memory unit='XiB'>1</memory>" })),
+      /^unknown memory unit 'XiB' at \/domain\/memory \(line 4, column 3\)$/,
+    ],
     ['zero memory', () => parseDomainXml(domainXml({ memory: '  <memory>0</memory>' })), /greater than zero at \/domain\/memory/],
     ['absurd memory', () => parseDomainXml(domainXml({ memory: "  <memory unit='EiB'>16</memory>" })), /too large .*at \/domain\/memory/],
-    ['two disks with one target', () => parseDomainXml(domainXml({ devices: `${disk('vda')}\n${disk('vda')}` })), /^disk target 'vda' is already used by \/domain\/devices\/disk\[1\] at \/domain\/devices\/disk\[2\]\/target\/@dev \(line 16, column 7\)$/],
-    ['root not domain', () => parseDomainXml(domainXml({ root: "network type='kvm'" })), /^root element is <network>, expected <domain> at \/network \(line 1, column 1\)$/],
-    ['__proto__ element', () => parseDomainXml(domainXml({ top: '  <__proto__><polluted>1</polluted></__proto__>' })), /^element name '__proto__' is not allowed \(line 8, column 3\)$/],
-    ['constructor element', () => parseDomainXml(domainXml({ top: "  <metadata><x:constructor xmlns:x='urn:x'/></metadata>" })), /^element name 'x:constructor' is not allowed \(line 8, column 13\)$/],
-    ['__proto__ attribute', () => parseDomainXml(domainXml({ top: "  <pm __proto__='1'/>" })), /^attribute name '__proto__' is not allowed at \/domain\/pm \(line 8, column 3\)$/],
+    [
+      'two disks with one target',
+      () => parseDomainXml(domainXml({ devices: `${disk('vda')}\n${disk('vda')}` })),
+      /^disk target 'vda' is already used by \/domain\/devices\/disk\[1\] at \/domain\/devices\/disk\[2\]\/target\/@dev \(line 16, column 7\)$/,
+    ],
+    [
+      'root not domain',
+      () => parseDomainXml(domainXml({ root: "network type='kvm'" })),
+      /^root element is <network>, expected <domain> at \/network \(line 1, column 1\)$/,
+    ],
+    [
+      '__proto__ element',
+      () => parseDomainXml(domainXml({ top: '  <__proto__><polluted>1</polluted></__proto__>' })),
+      /^element name '__proto__' is not allowed \(line 8, column 3\)$/,
+    ],
+    [
+      'constructor element',
+      () => parseDomainXml(domainXml({ top: "  <metadata><x:constructor xmlns:x='urn:x'/></metadata>" })),
+      /^element name 'x:constructor' is not allowed \(line 8, column 13\)$/,
+    ],
+    [
+      '__proto__ attribute',
+      () => parseDomainXml(domainXml({ top: "  <pm __proto__='1'/>" })),
+      /^attribute name '__proto__' is not allowed at \/domain\/pm \(line 8, column 3\)$/,
+    ],
     ['missing name', () => parseDomainXml(domainXml({ name: '' })), /^missing <name> element at \/domain\/name \(line 1, column 1\)$/],
-    ['name with /', () => parseDomainXml(domainXml({ name: '  <name>../../etc/x</name>' })), /^domain name '..\/..\/etc\/x' must not contain '\/' at \/domain\/name \(line 2, column 3\)$/],
+    [
+      'name with /',
+      () => parseDomainXml(domainXml({ name: '  <name>../../etc/x</name>' })),
+      /^domain name '..\/..\/etc\/x' must not contain '\/' at \/domain\/name \(line 2, column 3\)$/,
+    ],
     ['name with a control character', () => parseDomainXml(domainXml({ name: '  <name>a&#10;b</name>' })), /control characters at \/domain\/name \(line 2/],
     ['name too long', () => parseDomainXml(domainXml({ name: `  <name>${'n'.repeat(256)}</name>` })), /longer than 255 bytes at \/domain\/name/],
-    ['two names', () => parseDomainXml(domainXml({ name: '  <name>a</name>\n  <name>b</name>' })), /^<name> may appear only once, found 2 at \/domain\/name\[2\] \(line 3, column 3\)$/],
-    ['currentMemory > memory', () => parseDomainXml(domainXml({ memory: "  <memory unit='MiB'>256</memory>\n  <currentMemory unit='MiB'>512</currentMemory>" })), /^currentMemory \(524288 KiB\) exceeds memory \(262144 KiB\) at \/domain\/currentMemory \(line 5, column 3\)$/],
-    ['vcpu 0', () => parseDomainXml(domainXml({ top: "  <vcpu placement='static'>0</vcpu>" })), /^vcpu count 0 is out of range 1\.\.4096 at \/domain\/vcpu \(line 8, column 3\)$/],
+    [
+      'two names',
+      () => parseDomainXml(domainXml({ name: '  <name>a</name>\n  <name>b</name>' })),
+      /^<name> may appear only once, found 2 at \/domain\/name\[2\] \(line 3, column 3\)$/,
+    ],
+    [
+      'currentMemory > memory',
+      () => parseDomainXml(domainXml({ memory: "  <memory unit='MiB'>256</memory>\n  <currentMemory unit='MiB'>512</currentMemory>" })),
+      /^currentMemory \(524288 KiB\) exceeds memory \(262144 KiB\) at \/domain\/currentMemory \(line 5, column 3\)$/,
+    ],
+    [
+      'vcpu 0',
+      () => parseDomainXml(domainXml({ top: "  <vcpu placement='static'>0</vcpu>" })),
+      /^vcpu count 0 is out of range 1\.\.4096 at \/domain\/vcpu \(line 8, column 3\)$/,
+    ],
     ['vcpu not a number', () => parseDomainXml(domainXml({ top: '  <vcpu>two</vcpu>' })), /^vcpu count 'two' is not an integer at \/domain\/vcpu/],
-    ['bad cache mode', () => parseDomainXml(domainXml({ devices: disk('vda', "      <driver name='qemu' type='qcow2' cache='fast'/>\n") })), /^disk cache mode 'fast' is not one of .* at \/domain\/devices\/disk\/driver\/@cache \(line 11, column 7\)$/],
-    ['unsupported disk format', () => parseDomainXml(domainXml({ devices: disk('vda', "      <driver name='qemu' type='vmdk'/>\n") })), /^disk format 'vmdk' .* at \/domain\/devices\/disk\/driver\/@type/],
-    ['relative disk path', () => parseDomainXml(domainXml({ devices: disk('vda').replace('/img/vda.qcow2', 'vda.qcow2') })), /must be an absolute path at \/domain\/devices\/disk\/source\/@file/],
-    ['garbage after the root', () => parseDomainXml(`${domainXml()}trailing garbage`), /^(malformed XML: Extra text at the end|content after the root element is not allowed) \(line 16, column 1\)$/],
-    ['garbage after an empty root', () => parseDomainXml("<domain type='kvm'/>garbage"), /^content after the root element is not allowed \(line 1, column 21\)$/],
+    [
+      'bad cache mode',
+      () => parseDomainXml(domainXml({ devices: disk('vda', "      <driver name='qemu' type='qcow2' cache='fast'/>\n") })),
+      /^disk cache mode 'fast' is not one of .* at \/domain\/devices\/disk\/driver\/@cache \(line 11, column 7\)$/,
+    ],
+    [
+      'unsupported disk format',
+      () => parseDomainXml(domainXml({ devices: disk('vda', "      <driver name='qemu' type='vmdk'/>\n") })),
+      /^disk format 'vmdk' .* at \/domain\/devices\/disk\/driver\/@type/,
+    ],
+    [
+      'relative disk path',
+      () => parseDomainXml(domainXml({ devices: disk('vda').replace('/img/vda.qcow2', 'vda.qcow2') })),
+      /must be an absolute path at \/domain\/devices\/disk\/source\/@file/,
+    ],
+    [
+      'garbage after the root',
+      () => parseDomainXml(`${domainXml()}trailing garbage`),
+      /^(malformed XML: Extra text at the end|content after the root element is not allowed) \(line 16, column 1\)$/,
+    ],
+    [
+      'garbage after an empty root',
+      () => parseDomainXml("<domain type='kvm'/>garbage"),
+      /^content after the root element is not allowed \(line 1, column 21\)$/,
+    ],
     ['second root element', () => parseDomainXml(`${domainXml()}<domain type='kvm'/>`), /2 root elements/],
     ['text before the root', () => parseDomainXml(`junk${domainXml()}`), /^malformed XML: .*\(line 1, column 1\)$/],
     ['deep nesting', () => parseDomainXml(deep), /^XML parser refused the document: Maximum nested tags exceeded/],
-    ['raw control character', () => parseDomainXml(domainXml({ name: '  <name>a\u0007b</name>' })), /^character U\+0007 is not allowed in XML \(line 2, column 10\)$/],
+    [
+      'raw control character',
+      () => parseDomainXml(domainXml({ name: '  <name>a\u0007b</name>' })),
+      /^character U\+0007 is not allowed in XML \(line 2, column 10\)$/,
+    ],
     ['processing instruction', () => parseDomainXml(domainXml({ top: '  <?evil run?>' })), /^processing instruction <\?evil> is not supported at \/domain/],
-    ['vnc port below 5900', () => parseDomainXml(domainXml({ devices: "    <graphics type='vnc' port='22' autoport='no'/>" })), /VNC port 22 is below 5900 .*at \/domain\/devices\/graphics\/@port/],
-    ['two vnc graphics', () => parseDomainXml(domainXml({ devices: "    <graphics type='vnc' port='-1'/>\n    <graphics type='vnc' port='-1'/>" })), /only one <graphics type='vnc'> is supported .* at \/domain\/devices\/graphics\[2\]\/@type/],
-    ['listen mismatch', () => parseDomainXml(domainXml({ devices: "    <graphics type='vnc' port='-1' listen='0.0.0.0'>\n      <listen type='address' address='127.0.0.1'/>\n    </graphics>" })), /does not match the first <listen> address '127\.0\.0\.1' at \/domain\/devices\/graphics\/@listen/],
-    ['duplicate PCI address', () => parseDomainXml(domainXml({ devices: `${disk('vda', '')}\n    <interface type='user'>\n      <address type='pci' domain='0x0000' bus='0x00' slot='0x03' function='0x0'/>\n    </interface>\n    <video>\n      <address type='pci' domain='0' bus='0' slot='3' function='0'/>\n    </video>` })), /^PCI address 0000:00:03\.0 is already used by \/domain\/devices\/interface at \/domain\/devices\/video\/address \(line 18, column 7\)$/],
-    ['os boot and device boot order', () => parseDomainXml(domainXml({ devices: disk('vda').replace('    </disk>', "      <boot order='1'/>\n    </disk>") }).replace('  </os>', "    <boot dev='hd'/>\n  </os>")), /per-device boot elements cannot be used together with <os><boot> at \/domain\/devices\/disk\/boot\/@order/],
-    ['bad lifecycle action', () => parseDomainXml(domainXml({ top: '  <on_crash>explode</on_crash>' })), /on_crash action 'explode' is not one of .* at \/domain\/on_crash \(line 8, column 3\)$/],
+    [
+      'vnc port below 5900',
+      () => parseDomainXml(domainXml({ devices: "    <graphics type='vnc' port='22' autoport='no'/>" })),
+      /VNC port 22 is below 5900 .*at \/domain\/devices\/graphics\/@port/,
+    ],
+    [
+      'two vnc graphics',
+      () => parseDomainXml(domainXml({ devices: "    <graphics type='vnc' port='-1'/>\n    <graphics type='vnc' port='-1'/>" })),
+      /only one <graphics type='vnc'> is supported .* at \/domain\/devices\/graphics\[2\]\/@type/,
+    ],
+    [
+      'listen mismatch',
+      () =>
+        parseDomainXml(
+          domainXml({ devices: "    <graphics type='vnc' port='-1' listen='0.0.0.0'>\n      <listen type='address' address='127.0.0.1'/>\n    </graphics>" }),
+        ),
+      /does not match the first <listen> address '127\.0\.0\.1' at \/domain\/devices\/graphics\/@listen/,
+    ],
+    [
+      'duplicate PCI address',
+      () =>
+        parseDomainXml(
+          domainXml({
+            devices: `${disk('vda', '')}\n    <interface type='user'>\n      <address type='pci' domain='0x0000' bus='0x00' slot='0x03' function='0x0'/>\n    </interface>\n    <video>\n      <address type='pci' domain='0' bus='0' slot='3' function='0'/>\n    </video>`,
+          }),
+        ),
+      /^PCI address 0000:00:03\.0 is already used by \/domain\/devices\/interface at \/domain\/devices\/video\/address \(line 18, column 7\)$/,
+    ],
+    [
+      'os boot and device boot order',
+      () =>
+        parseDomainXml(
+          domainXml({ devices: disk('vda').replace('    </disk>', "      <boot order='1'/>\n    </disk>") }).replace(
+            '  </os>',
+            "    <boot dev='hd'/>\n  </os>",
+          ),
+        ),
+      /per-device boot elements cannot be used together with <os><boot> at \/domain\/devices\/disk\/boot\/@order/,
+    ],
+    [
+      'bad lifecycle action',
+      () => parseDomainXml(domainXml({ top: '  <on_crash>explode</on_crash>' })),
+      /on_crash action 'explode' is not one of .* at \/domain\/on_crash \(line 8, column 3\)$/,
+    ],
     ['title with newline', () => parseDomainXml(domainXml({ top: '  <title>a\nb</title>' })), /title must not contain newlines at \/domain\/title/],
-    ['cdrom on virtio', () => parseDomainXml(domainXml({ devices: disk('vdb').replace("device='disk'", "device='cdrom'") })), /cdrom cannot use bus 'virtio' at \/domain\/devices\/disk\/target\/@bus/],
-    ['bad domain type', () => parseDomainXml(domainXml({ root: "domain type='xen'" })), /domain type 'xen' is not one of kvm, qemu at \/domain\/@type \(line 1, column 1\)$/],
+    [
+      'cdrom on virtio',
+      () => parseDomainXml(domainXml({ devices: disk('vdb').replace("device='disk'", "device='cdrom'") })),
+      /cdrom cannot use bus 'virtio' at \/domain\/devices\/disk\/target\/@bus/,
+    ],
+    [
+      'bad domain type',
+      () => parseDomainXml(domainXml({ root: "domain type='xen'" })),
+      /domain type 'xen' is not one of kvm, qemu at \/domain\/@type \(line 1, column 1\)$/,
+    ],
     ['size limit is configurable', () => parseDomainXml(domainXml(), { maxBytes: 100 }), /^domain XML is too large: at least \d+ bytes, limit 100$/],
   ];
 

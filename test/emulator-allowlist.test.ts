@@ -19,7 +19,8 @@ const B = 'cl-e-b';
 const QEMU = '/usr/bin/qemu-system-x86_64';
 const OTHER = '/opt/cl-e/qemu-other';
 
-const withEmulator = (name: string, emulator: string): string => guestXml({ name, memoryMiB: 64 }).replace('<devices>', `<devices>\n    <emulator>${emulator}</emulator>`);
+const withEmulator = (name: string, emulator: string): string =>
+  guestXml({ name, memoryMiB: 64 }).replace('<devices>', `<devices>\n    <emulator>${emulator}</emulator>`);
 const names = (r: DomainOperationResult): string[] => ('domains' in r ? r.domains.map((d) => d.name) : []);
 
 beforeAll(async () => {
@@ -35,7 +36,12 @@ afterAll(async () => {
 describe('emulator allow-list', () => {
   it('config: VMFERRY_HOST_EMULATORS (colon-separated) or the file field, default the QEMU binary found on PATH, relative paths refused', () => {
     const tmp = mkdtempSync(join(tmpdir(), 'vmf-cl-e-'));
-    const dirs = { VMFERRY_HOST_STATE_DIR: join(tmp, 's'), VMFERRY_HOST_RUN_DIR: join(tmp, 'r'), VMFERRY_HOST_LOG_DIR: join(tmp, 'l'), VMFERRY_HOST_MEMORY_DIR: join(tmp, 'm') };
+    const dirs = {
+      VMFERRY_HOST_STATE_DIR: join(tmp, 's'),
+      VMFERRY_HOST_RUN_DIR: join(tmp, 'r'),
+      VMFERRY_HOST_LOG_DIR: join(tmp, 'l'),
+      VMFERRY_HOST_MEMORY_DIR: join(tmp, 'm'),
+    };
     try {
       expect(loadHostConfig({ ...dirs, PATH: process.env.PATH }).emulators).toEqual([QEMU]);
       expect(loadHostConfig({ ...dirs, PATH: '/nonexistent' }).emulators).toEqual([]);

@@ -66,7 +66,15 @@ const POINTS: Point[] = [
 ];
 
 type Fault = 'kill -9 src worker' | 'kill -9 dst worker' | 'kill -9 control' | 'restart Temporal' | 'kill -9 src QEMU' | 'kill -9 dst QEMU' | 'cut network';
-const FAULTS: Fault[] = ['kill -9 src worker', 'kill -9 dst worker', 'kill -9 control', 'restart Temporal', 'kill -9 src QEMU', 'kill -9 dst QEMU', 'cut network'];
+const FAULTS: Fault[] = [
+  'kill -9 src worker',
+  'kill -9 dst worker',
+  'kill -9 control',
+  'restart Temporal',
+  'kill -9 src QEMU',
+  'kill -9 dst QEMU',
+  'cut network',
+];
 /** The stall detector's limit on the namespaced hosts: a cut link stalls TCP without an error. */
 const STALL_MS = 5000;
 
@@ -101,7 +109,13 @@ function expectedOf(fault: Fault, p: Point): Expected {
           return { where: 'none', failedAt: 'perform' };
         default:
           // The stream had completed: the destination holds the whole guest and goes on.
-          return { where: 'dst', note: p.label === 'Perform→Finish' ? 'the stream was complete: the destination holds the whole guest, so losing the paused source costs nothing' : undefined };
+          return {
+            where: 'dst',
+            note:
+              p.label === 'Perform→Finish'
+                ? 'the stream was complete: the destination holds the whole guest, so losing the paused source costs nothing'
+                : undefined,
+          };
       }
     case 'kill -9 dst QEMU':
       switch (p.label) {
@@ -116,7 +130,10 @@ function expectedOf(fault: Fault, p: Point): Expected {
         case 'Finish':
           return { where: 'src', failedAt: 'finish' };
         default:
-          return { where: 'none', note: 'the destination already ran the guest when its QEMU was killed; Confirm stops the source as asked: the domain is gone, never twice' };
+          return {
+            where: 'none',
+            note: 'the destination already ran the guest when its QEMU was killed; Confirm stops the source as asked: the domain is gone, never twice',
+          };
       }
     case 'cut network':
       switch (p.label) {
@@ -125,9 +142,16 @@ function expectedOf(fault: Fault, p: Point): Expected {
           return { where: 'src', failedAt: 'perform', note: 'the link stays cut: QEMU cannot reach the destination when Perform starts the stream' };
         case 'Perform early':
         case 'Perform late':
-          return { where: 'src', failedAt: 'perform', note: `a cut link stalls the stream without an error; Perform gives up after the stall limit (${STALL_MS / 1000} s here, VMFERRY_MIGRATION_STALL_TIMEOUT_MS, default 60 s)` };
+          return {
+            where: 'src',
+            failedAt: 'perform',
+            note: `a cut link stalls the stream without an error; Perform gives up after the stall limit (${STALL_MS / 1000} s here, VMFERRY_MIGRATION_STALL_TIMEOUT_MS, default 60 s)`,
+          };
         default:
-          return { where: 'dst', note: p.label === 'Perform→Finish' ? 'the stream was complete; the steps after it talk through Temporal, not the cut link' : undefined };
+          return {
+            where: 'dst',
+            note: p.label === 'Perform→Finish' ? 'the stream was complete; the steps after it talk through Temporal, not the cut link' : undefined,
+          };
       }
   }
 }
@@ -174,7 +198,9 @@ function leftovers(w: DomainWorld, name: string, uuid: string, where: Where | st
  */
 function portLeaks(dst: string, name: string): string[] {
   const lowest = RANGES[dst]![0];
-  const uris = (cluster.hosts.get(dst)!.worker?.logs ?? []).filter((l) => l.msg === 'incoming migration prepared' && l.domain === name).map((l) => String(l.uri));
+  const uris = (cluster.hosts.get(dst)!.worker?.logs ?? [])
+    .filter((l) => l.msg === 'incoming migration prepared' && l.domain === name)
+    .map((l) => String(l.uri));
   return uris.filter((u) => !u.endsWith(`:${lowest}`)).map((u) => `Prepare got ${u}, not port ${lowest}: a reservation leaked`);
 }
 
@@ -198,7 +224,11 @@ async function runCell(fault: Fault, p: Point): Promise<void> {
 
   const aimed = holds.aim({ host: at, point: p.point });
   const handle = await startMigration(cluster.client, {
-    domain: name, domainUuid: uuid, sourceHost: src, destinationHost: dst, flags: ['live'],
+    domain: name,
+    domainUuid: uuid,
+    sourceHost: src,
+    destinationHost: dst,
+    flags: ['live'],
     ...(p.bandwidthMiBps ? { bandwidthMiBps: p.bandwidthMiBps } : {}),
   });
   const result = outcomeOf(handle.result());
@@ -215,10 +245,14 @@ async function runCell(fault: Fault, p: Point): Promise<void> {
   const ranges = [RANGES[src]!, RANGES[dst]!];
   // The job has ended; what it left behind is cleaned by its own steps, or by a reaper within seconds.
   let world = domainWorld(cluster, pair, uuid, ranges);
-  await waitFor('the world to settle', () => {
-    world = domainWorld(cluster, pair, uuid, ranges);
-    return whereOf(world, pair) === exp.where && leftovers(world, name, uuid, exp.where, pair).length === 0;
-  }, { timeoutMs: 15_000, intervalMs: 100 }).catch(() => undefined);
+  await waitFor(
+    'the world to settle',
+    () => {
+      world = domainWorld(cluster, pair, uuid, ranges);
+      return whereOf(world, pair) === exp.where && leftovers(world, name, uuid, exp.where, pair).length === 0;
+    },
+    { timeoutMs: 15_000, intervalMs: 100 },
+  ).catch(() => undefined);
 
   const where = whereOf(world, pair);
   const extra = [...leftovers(world, name, uuid, where, pair), ...portLeaks(dst, name)];
@@ -237,12 +271,19 @@ async function runCell(fault: Fault, p: Point): Promise<void> {
   ].join('');
   const pass = where === exp.where && (state === undefined || state === 'running') && phase === exp.failedAt && typed && extra.length === 0;
   table.add({
-    fault, point: p.label, expected: describeExpected(exp), observed, result: pass ? (na ? 'n/a' : 'PASS') : 'FAIL',
-    note: [na, exp.note].filter(Boolean).join('; ') || undefined, seconds: (Date.now() - started) / 1000,
+    fault,
+    point: p.label,
+    expected: describeExpected(exp),
+    observed,
+    result: pass ? (na ? 'n/a' : 'PASS') : 'FAIL',
+    note: [na, exp.note].filter(Boolean).join('; ') || undefined,
+    seconds: (Date.now() - started) / 1000,
   });
 
   await cluster.removeAllDomains(pair);
-  expect(pass, `${fault} at ${p.label} (${injected}; points passed: ${holds.passed.join(' ')}): expected ${describeExpected(exp)}, observed ${observed}`).toBe(true);
+  expect(pass, `${fault} at ${p.label} (${injected}; points passed: ${holds.passed.join(' ')}): expected ${describeExpected(exp)}, observed ${observed}`).toBe(
+    true,
+  );
 }
 
 /** Injects the fault while the step holds; restarts what crashed. Returns what was done, or 'n/a'. */
@@ -300,17 +341,26 @@ beforeAll(async () => {
   net = createNetnsPair();
   relay = await forwardTcp([net.mgmtRootA, net.mgmtRootB], { host: '127.0.0.1', port: Number(server.address.split(':')[1]) });
   await Promise.all(
-    ([[NA, net.a, net.addrA, net.mgmtRootA], [NB, net.b, net.addrB, net.mgmtRootB]] as const).map(([h, ns, addr, via]) =>
-      cluster.startHost(h, {
-        VMFERRY_FAULTS: faults,
-        VMFERRY_FAULT_DIR: holds.dirs.get(h)!,
-        VMFERRY_HOST_MIGRATION_ADDRESS: addr,
-        VMFERRY_HOST_MIGRATION_PORT_MIN: String(RANGES[h]![0]),
-        VMFERRY_HOST_MIGRATION_PORT_MAX: String(RANGES[h]![1]),
-        VMFERRY_AUTO_DESTROY_INTERVAL_MS: '500',
-        VMFERRY_MIGRATION_STALL_TIMEOUT_MS: String(STALL_MS),
-        TEMPORAL_ADDRESS: `${via}:${relay!.port}`,
-      }, { commandPrefix: net!.prefix(ns) }),
+    (
+      [
+        [NA, net.a, net.addrA, net.mgmtRootA],
+        [NB, net.b, net.addrB, net.mgmtRootB],
+      ] as const
+    ).map(([h, ns, addr, via]) =>
+      cluster.startHost(
+        h,
+        {
+          VMFERRY_FAULTS: faults,
+          VMFERRY_FAULT_DIR: holds.dirs.get(h)!,
+          VMFERRY_HOST_MIGRATION_ADDRESS: addr,
+          VMFERRY_HOST_MIGRATION_PORT_MIN: String(RANGES[h]![0]),
+          VMFERRY_HOST_MIGRATION_PORT_MAX: String(RANGES[h]![1]),
+          VMFERRY_AUTO_DESTROY_INTERVAL_MS: '500',
+          VMFERRY_MIGRATION_STALL_TIMEOUT_MS: String(STALL_MS),
+          TEMPORAL_ADDRESS: `${via}:${relay!.port}`,
+        },
+        { commandPrefix: net!.prefix(ns) },
+      ),
     ),
   );
   mkdirSync(images);
@@ -320,7 +370,9 @@ beforeAll(async () => {
 afterAll(async () => {
   holds.stop();
   const text = table.format();
-  console.log(`\nfault matrix: live migration (fm-a -> fm-b; network cut: fm-na -> fm-nb in two network namespaces) and save to file (on fm-a); 64 MiB guests, 40 MiB random RAM\n${text}`);
+  console.log(
+    `\nfault matrix: live migration (fm-a -> fm-b; network cut: fm-na -> fm-nb in two network namespaces) and save to file (on fm-a); 64 MiB guests, 40 MiB random RAM\n${text}`,
+  );
   table.write(join('test-artifacts', 'fault-matrix.txt'));
   await cluster?.removeAllDomains([A, B, NA, NB]).catch(() => undefined);
   const stray = cluster ? clusterQemus(cluster) : [];
@@ -359,11 +411,14 @@ function saveExpectedOf(fault: SaveFault, point: string): SaveExpected {
       return { end: 'image' };
     case 'kill -9 QEMU':
       // After the stream the image holds all of QEMU's state: only the header's final magic was missing.
-      return point === 'save.after-stream' ? { end: 'image', note: 'the stream was complete and flushed when QEMU died: the image is whole' } : { end: 'none', failedAt: 'perform' };
+      return point === 'save.after-stream'
+        ? { end: 'image', note: 'the stream was complete and flushed when QEMU died: the image is whole' }
+        : { end: 'none', failedAt: 'perform' };
   }
 }
 
-const SAVE_WORKER_NOTE = 'the restarted worker rolls back the save the killed one left (partial image removed, guest resumed), then the retried step saves again from the start';
+const SAVE_WORKER_NOTE =
+  'the restarted worker rolls back the save the killed one left (partial image removed, guest resumed), then the retried step saves again from the start';
 
 function endLabel(end: SaveEnd | string): string {
   return end === 'image' ? 'image complete, no QEMU' : end === 'running' ? 'no image, guest runs' : end === 'none' ? 'no image, no QEMU' : end;
@@ -396,22 +451,41 @@ async function runSaveCell(fault: SaveFault, p: { label: string; point: string }
     const w = domainWorld(cluster, [A], uuid, [RANGES[A]!]);
     const qemus = w.qemu.get(A)!.length;
     const magic = existsSync(path) ? magicOf(path) : undefined;
-    const end = qemus === 0 && magic === 'LibvirtQemudSave' ? 'image' : qemus === 1 && magic === undefined ? 'running' : qemus === 0 && magic === undefined ? 'none' : `${qemus} QEMU, image ${magic ?? 'absent'}`;
+    const end =
+      qemus === 0 && magic === 'LibvirtQemudSave'
+        ? 'image'
+        : qemus === 1 && magic === undefined
+          ? 'running'
+          : qemus === 0 && magic === undefined
+            ? 'none'
+            : `${qemus} QEMU, image ${magic ?? 'absent'}`;
     const runs = end === 'running';
     const extra = [
-      ...w.run.get(A)!.filter((f) => !(runs && (f === `${name}.qmp` || f === `${name}.xml`))).map((f) => `run: ${f}`),
-      ...w.shm.get(A)!.filter((f) => !(runs && f === `${uuid}.ram`)).map((f) => `shm: ${f}`),
-      ...readdirSync(images).filter((f) => f !== `${name}.img`).map((f) => `images: ${f}`),
+      ...w.run
+        .get(A)!
+        .filter((f) => !(runs && (f === `${name}.qmp` || f === `${name}.xml`)))
+        .map((f) => `run: ${f}`),
+      ...w.shm
+        .get(A)!
+        .filter((f) => !(runs && f === `${uuid}.ram`))
+        .map((f) => `shm: ${f}`),
+      ...readdirSync(images)
+        .filter((f) => f !== `${name}.img`)
+        .map((f) => `images: ${f}`),
       ...w.helpers.get(A)!.map((c) => `child: ${c}`),
       ...w.strays.map((pid) => `stray QEMU ${pid}`),
     ];
     return { end, extra };
   };
   let seen = look();
-  await waitFor('the world to settle', () => {
-    seen = look();
-    return seen.end === exp.end && seen.extra.length === 0;
-  }, { timeoutMs: 15_000, intervalMs: 100 }).catch(() => undefined);
+  await waitFor(
+    'the world to settle',
+    () => {
+      seen = look();
+      return seen.end === exp.end && seen.extra.length === 0;
+    },
+    { timeoutMs: 15_000, intervalMs: 100 },
+  ).catch(() => undefined);
   const phase = phaseOf(outcome);
   const state = seen.end === 'running' ? domainOf(await cluster.op(A, { op: 'info', name })).state : undefined;
   const observed = [
@@ -422,10 +496,20 @@ async function runSaveCell(fault: SaveFault, p: { label: string; point: string }
   ].join('');
   const typed = outcome.type === 'succeeded' || !outcome.type.startsWith('untyped');
   const pass = seen.end === exp.end && (state === undefined || state === 'running') && phase === exp.failedAt && typed && seen.extra.length === 0;
-  table.add({ fault, point: p.label, expected: describeSave(exp), observed, result: pass ? 'PASS' : 'FAIL', note: exp.note, seconds: (Date.now() - started) / 1000 });
+  table.add({
+    fault,
+    point: p.label,
+    expected: describeSave(exp),
+    observed,
+    result: pass ? 'PASS' : 'FAIL',
+    note: exp.note,
+    seconds: (Date.now() - started) / 1000,
+  });
   rmSync(path, { force: true });
   await cluster.removeAllDomains([A]);
-  expect(pass, `${fault} at ${p.label} (${injected}; points passed: ${holds.passed.join(' ')}): expected ${describeSave(exp)}, observed ${observed}`).toBe(true);
+  expect(pass, `${fault} at ${p.label} (${injected}; points passed: ${holds.passed.join(' ')}): expected ${describeSave(exp)}, observed ${observed}`).toBe(
+    true,
+  );
 }
 
 async function injectSave(fault: SaveFault, uuid: string): Promise<string> {
@@ -442,7 +526,9 @@ async function injectSave(fault: SaveFault, uuid: string): Promise<string> {
 }
 
 const ONLY = process.env.FM_ONLY;
-const saveCells = SAVE_FAULTS.flatMap((fault) => SAVE_POINTS.map((p) => ({ fault, p, id: `${fault} @ ${p.label}` }))).filter((c) => !ONLY || c.id.includes(ONLY));
+const saveCells = SAVE_FAULTS.flatMap((fault) => SAVE_POINTS.map((p) => ({ fault, p, id: `${fault} @ ${p.label}` }))).filter(
+  (c) => !ONLY || c.id.includes(ONLY),
+);
 const migrationCells = FAULTS.flatMap((fault) => POINTS.map((p) => ({ fault, p, id: `${fault} @ ${p.label}` }))).filter((c) => !ONLY || c.id.includes(ONLY));
 describe.skipIf(saveCells.length === 0)('fault matrix: save to file', () => {
   for (const c of saveCells) it(c.id, async () => await runSaveCell(c.fault, c.p), 240_000);

@@ -27,7 +27,11 @@ export async function setup(project: TestProject): Promise<void> {
   dir = mkdtempSync(join(tmpdir(), 'vmferry-temporal-'));
   // The Web UI is on so the UI test can drive it; it costs the run little.
   server = await startDevServer({ cliPath: cli, stateDir: dir, port: await freePort(), uiPort: await freePort() });
-  const { code } = await bundleWorkflowCode({ workflowsPath: workflowsPath(), workflowInterceptorModules: workflowInterceptorModules(), logger: new DefaultLogger('WARN') });
+  const { code } = await bundleWorkflowCode({
+    workflowsPath: workflowsPath(),
+    workflowInterceptorModules: workflowInterceptorModules(),
+    logger: new DefaultLogger('WARN'),
+  });
   const bundlePath = join(dir, 'workflow-bundle.js');
   writeFileSync(bundlePath, code);
   project.provide('temporalAddress', server.address);

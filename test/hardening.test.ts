@@ -159,14 +159,22 @@ describe('hardening', () => {
     // The image's XML edited in place is a write too: a second name for it outside is refused.
     linkSync(image, join(outside, 'alias.img'));
     const defineOut = await outcomeOf(
-      cluster.client.workflow.execute('saveImageXml', { taskQueue: CONTROL_TASK_QUEUE, workflowId: `hardening-${process.pid}-${seq++}`, args: [{ host: HOST, op: 'define', path: join(outside, 'alias.img'), xml: guestXml({ name: NAME, uuid }) }] }),
+      cluster.client.workflow.execute('saveImageXml', {
+        taskQueue: CONTROL_TASK_QUEUE,
+        workflowId: `hardening-${process.pid}-${seq++}`,
+        args: [{ host: HOST, op: 'define', path: join(outside, 'alias.img'), xml: guestXml({ name: NAME, uuid }) }],
+      }),
     );
     expect(defineOut.type).toBe('OperationInvalid');
   });
 
   it('keeps graphics passwords out of save-image-dumpxml unless asked, and restores the guest with them', async () => {
     const imageXml = (securityInfo?: boolean): Promise<SaveImageXmlResult> =>
-      cluster.client.workflow.execute('saveImageXml', { taskQueue: CONTROL_TASK_QUEUE, workflowId: `hardening-${process.pid}-${seq++}`, args: [{ host: HOST, op: 'dumpxml', path: image, securityInfo }] });
+      cluster.client.workflow.execute('saveImageXml', {
+        taskQueue: CONTROL_TASK_QUEUE,
+        workflowId: `hardening-${process.pid}-${seq++}`,
+        args: [{ host: HOST, op: 'dumpxml', path: image, securityInfo }],
+      });
     const shown = (await imageXml()).xml;
     expect(shown).toContain("<graphics type='vnc'");
     for (const s of SECRETS) expect(shown).not.toContain(s);
@@ -182,11 +190,20 @@ describe('hardening', () => {
     const modes = new Map(entries.map(([p, st]) => [p, st]));
     // Each kind of thing the host keeps is really there to be checked.
     const expected = [
-      join(base, 'state'), join(base, 'run'), join(base, 'log'),
-      join(base, 'state', 'domains', `${NAME}.xml`), join(base, 'state', 'host-uuid'),
-      join(base, 'state', 'jobs', `${NAME}.json`), join(base, 'state', 'security', 'dac-labels.json'),
-      join(base, 'run', `${NAME}.xml`), dom.qmpSocket!, join(base, 'log', `${NAME}.log`), join(base, 'log', 'audit.log'),
-      dom.memoryBackingFile!, image, core,
+      join(base, 'state'),
+      join(base, 'run'),
+      join(base, 'log'),
+      join(base, 'state', 'domains', `${NAME}.xml`),
+      join(base, 'state', 'host-uuid'),
+      join(base, 'state', 'jobs', `${NAME}.json`),
+      join(base, 'state', 'security', 'dac-labels.json'),
+      join(base, 'run', `${NAME}.xml`),
+      dom.qmpSocket!,
+      join(base, 'log', `${NAME}.log`),
+      join(base, 'log', 'audit.log'),
+      dom.memoryBackingFile!,
+      image,
+      core,
     ];
     expect(expected.filter((p) => !modes.has(p))).toEqual([]);
     expect(modes.get(dom.qmpSocket!)!.isSocket()).toBe(true);
@@ -197,7 +214,9 @@ describe('hardening', () => {
     expect(wrong).toEqual([]);
     expect((lstatSync(base).mode & 0o777).toString(8)).toBe('700');
     expect((lstatSync(memoryDir).mode & 0o777).toString(8)).toBe('700');
-    console.log(`\nhost files and modes\n${entries.map(([p, st]) => `${octal(st)} ${st.isSocket() ? 'socket' : st.isDirectory() ? 'dir   ' : 'file  '} ${p}`).join('\n')}\n`);
+    console.log(
+      `\nhost files and modes\n${entries.map(([p, st]) => `${octal(st)} ${st.isSocket() ? 'socket' : st.isDirectory() ? 'dir   ' : 'file  '} ${p}`).join('\n')}\n`,
+    );
   });
 
   it("never puts graphics passwords in logs, search attributes or QEMU's command line; only the host's private files hold them", async () => {

@@ -204,24 +204,47 @@ describe('domain XML through Temporal', () => {
   const define = (xml: unknown) => wf(() => op({ op: 'define', xml }));
   cases('xml', [
     { input: 'billion laughs (DOCTYPE with nested entities)', expected: 'XmlError', send: define(`${LAUGHS}\n${xmlNamed('&lol3;')}`) },
-    { input: 'external entity SYSTEM file:///etc/passwd', expected: 'XmlError', send: define(`<!DOCTYPE domain [<!ENTITY x SYSTEM "file:///etc/passwd">]>\n${xmlNamed('&x;')}`) },
-    { input: '1.5 MiB document (cap 1 MiB)', expected: 'XmlError', send: define(xmlNamed('big').replace('<devices>', `<metadata><x:b xmlns:x='urn:x'>${'x'.repeat(1536 * 1024)}</x:b></metadata>\n  <devices>`)) },
+    {
+      input: 'external entity SYSTEM file:///etc/passwd',
+      expected: 'XmlError',
+      send: define(`<!DOCTYPE domain [<!ENTITY x SYSTEM "file:///etc/passwd">]>\n${xmlNamed('&x;')}`),
+    },
+    {
+      input: '1.5 MiB document (cap 1 MiB)',
+      expected: 'XmlError',
+      send: define(xmlNamed('big').replace('<devices>', `<metadata><x:b xmlns:x='urn:x'>${'x'.repeat(1536 * 1024)}</x:b></metadata>\n  <devices>`)),
+    },
     { input: "name '../../etc/cron.d/x'", expected: 'XmlError', send: define(xmlNamed('../../etc/cron.d/x')) },
     { input: 'name with NUL (&#0;)', expected: 'XmlError', send: define(xmlNamed('a&#0;b')) },
     { input: 'name of 300 bytes', expected: 'XmlError', send: define(xmlNamed('n'.repeat(300))) },
-    { input: 'memory 16 EiB', expected: 'XmlError', send: define(xmlNamed('huge').replace(/<memory unit='MiB'>64<\/memory>/, "<memory unit='EiB'>16</memory>")) },
-    { input: '10 000 nested elements', expected: 'XmlError', send: define(xmlNamed('deep').replace('<devices>', `<metadata>${'<a>'.repeat(10_000)}${'</a>'.repeat(10_000)}</metadata>\n  <devices>`)) },
-    { input: '__proto__ element (prototype pollution)', expected: 'XmlError', send: define(xmlNamed('proto').replace('<devices>', "<__proto__><polluted>1</polluted></__proto__>\n  <devices>")) },
+    {
+      input: 'memory 16 EiB',
+      expected: 'XmlError',
+      send: define(xmlNamed('huge').replace(/<memory unit='MiB'>64<\/memory>/, "<memory unit='EiB'>16</memory>")),
+    },
+    {
+      input: '10 000 nested elements',
+      expected: 'XmlError',
+      send: define(xmlNamed('deep').replace('<devices>', `<metadata>${'<a>'.repeat(10_000)}${'</a>'.repeat(10_000)}</metadata>\n  <devices>`)),
+    },
+    {
+      input: '__proto__ element (prototype pollution)',
+      expected: 'XmlError',
+      send: define(xmlNamed('proto').replace('<devices>', '<__proto__><polluted>1</polluted></__proto__>\n  <devices>')),
+    },
     { input: "running guest's name, another UUID", expected: 'DomainExists', send: define(xmlNamed(GUEST)) },
     { input: "running guest's UUID, another name", expected: 'DomainExists', send: () => define(xmlNamed('twin', guest.uuid))() },
     { input: 'xml is a number (42)', expected: 'OperationInvalid', send: define(42) },
-    { input: "<emulator>/bin/sh</emulator> (not on the host's allow-list)", expected: 'ConfigUnsupported', send: define(xmlNamed('shemu').replace('<devices>', '<devices>\n    <emulator>/bin/sh</emulator>')) },
+    {
+      input: "<emulator>/bin/sh</emulator> (not on the host's allow-list)",
+      expected: 'ConfigUnsupported',
+      send: define(xmlNamed('shemu').replace('<devices>', '<devices>\n    <emulator>/bin/sh</emulator>')),
+    },
   ]);
 
   it('leaves Object.prototype alone', () => {
     expect(({} as Record<string, unknown>)['polluted']).toBeUndefined();
   });
-
 });
 
 // ---- migration cookies ------------------------------------------------------
@@ -236,7 +259,9 @@ describe('migration cookies', () => {
       parseMigrationCookie(text as string, { name: 'c1', uuid: U, ...(localHostUuid ? { localHostUuid } : {}) });
       return { type: 'succeeded' };
     } catch (err) {
-      return isVmError(err) ? { type: err.type ?? 'untyped', message: err.message } : { type: `untyped ${(err as Error).name}`, message: (err as Error).message };
+      return isVmError(err)
+        ? { type: err.type ?? 'untyped', message: err.message }
+        : { type: `untyped ${(err as Error).name}`, message: (err as Error).message };
     }
   };
   cases('cookie', [
@@ -244,9 +269,13 @@ describe('migration cookies', () => {
     { input: 'parse: 17 KiB (cap 16 KiB)', expected: 'XmlError', send: parse(cookie(`  <junk>${'j'.repeat(17 * 1024)}</junk>\n`)) },
     { input: 'parse: another domain UUID', expected: 'OperationInvalid', send: parse(cookie('').replace(U, randomUUID())) },
     { input: "parse: unknown mandatory feature 'teleport'", expected: 'OperationInvalid', send: parse(cookie("  <feature name='teleport'/>\n")) },
-    { input: "parse: written by this very host (same-host)", expected: 'OperationInvalid', send: parse(cookie(''), H) },
+    { input: 'parse: written by this very host (same-host)', expected: 'OperationInvalid', send: parse(cookie(''), H) },
     { input: 'parse: <constructor> element', expected: 'XmlError', send: parse(cookie('  <constructor><prototype/></constructor>\n')) },
-    { input: 'parse: statistics value 1e30', expected: 'XmlError', send: parse(cookie('  <statistics>\n    <downtime>1000000000000000000000000000000</downtime>\n  </statistics>\n')) },
+    {
+      input: 'parse: statistics value 1e30',
+      expected: 'XmlError',
+      send: parse(cookie('  <statistics>\n    <downtime>1000000000000000000000000000000</downtime>\n  </statistics>\n')),
+    },
     { input: 'parse: not a string (null)', expected: 'XmlError', send: parse(null) },
   ]);
 
@@ -258,36 +287,64 @@ describe('migration cookies', () => {
       return await outcomeOf(job('migrate', { domain, domainUuid: uuid, sourceHost: EVIL, destinationHost: HB, flags: ['live'] }, uuid));
     };
   }
-  const good = (domain: string) => (uuid: string): string => formatMigrationCookie({ name: domain, uuid, hostname: EVIL, hostuuid: evil.hostUuid, features: [], mandatory: [] });
+  const good =
+    (domain: string) =>
+    (uuid: string): string =>
+      formatMigrationCookie({ name: domain, uuid, hostname: EVIL, hostuuid: evil.hostUuid, features: [], mandatory: [] });
   const hostUuidOf = (host: string): string => readFileSync(join(cluster.hosts.get(host)!.baseDir, 'state', 'host-uuid'), 'utf8').trim();
   const hosts = [HA, HB];
-  it('hostile cookies from a fake source reach the real destination and are refused there', () => checkBatch('cookie', [
-    { input: 'Prepare (fake source): DOCTYPE cookie', expected: 'XmlError', hosts, send: migrateFromFake('ev1', (u) => `${LAUGHS}\n${good('ev1')(u)}`) },
-    { input: 'Prepare (fake source): cookie about another UUID', expected: 'OperationInvalid', hosts, send: migrateFromFake('ev2', () => good('ev2')(randomUUID())) },
-    { input: "Prepare (fake source): mandatory feature 'teleport'", expected: 'OperationInvalid', hosts, send: migrateFromFake('ev3', (u) => good('ev3')(u).replace('</hostuuid>', "</hostuuid>\n  <feature name='teleport'/>")) },
-    { input: 'Prepare (fake source): 20 KiB cookie', expected: 'XmlError', hosts, send: migrateFromFake('ev4', (u) => good('ev4')(u).replace('</qemu-migration>', `<pad>${'p'.repeat(20 * 1024)}</pad></qemu-migration>`)) },
-    {
-      input: "Prepare (fake source): cookie claims the destination's host UUID",
-      expected: 'OperationInvalid',
-      hosts,
-      send: migrateFromFake('ev5', (u) => formatMigrationCookie({ name: 'ev5', uuid: u, hostname: EVIL, hostuuid: hostUuidOf(HB), features: [], mandatory: [] })),
-    },
-    {
-      input: 'Prepare (fake source): persistent <domain> with an XXE',
-      expected: 'XmlError',
-      hosts,
-      send: migrateFromFake('ev6', (u) =>
-        good('ev6')(u).replace('</hostuuid>', `</hostuuid>\n  <feature name='persistent'/>\n  <domain type='qemu'><name>&xxe;</name><uuid>${u}</uuid></domain>`),
-      ),
-    },
-    {
-      // Prepare succeeds (a real incoming QEMU starts on hi-b); Finish must refuse the cookie and the undo kill that QEMU.
-      input: 'Finish (fake source): DOCTYPE cookie after Perform',
-      expected: 'XmlError',
-      hosts,
-      send: migrateFromFake('ev7', good('ev7'), (u) => `<!DOCTYPE qemu-migration [<!ENTITY x SYSTEM "file:///etc/shadow">]>\n${good('ev7')(u)}`),
-    },
-  ], 4));
+  it('hostile cookies from a fake source reach the real destination and are refused there', () =>
+    checkBatch(
+      'cookie',
+      [
+        { input: 'Prepare (fake source): DOCTYPE cookie', expected: 'XmlError', hosts, send: migrateFromFake('ev1', (u) => `${LAUGHS}\n${good('ev1')(u)}`) },
+        {
+          input: 'Prepare (fake source): cookie about another UUID',
+          expected: 'OperationInvalid',
+          hosts,
+          send: migrateFromFake('ev2', () => good('ev2')(randomUUID())),
+        },
+        {
+          input: "Prepare (fake source): mandatory feature 'teleport'",
+          expected: 'OperationInvalid',
+          hosts,
+          send: migrateFromFake('ev3', (u) => good('ev3')(u).replace('</hostuuid>', "</hostuuid>\n  <feature name='teleport'/>")),
+        },
+        {
+          input: 'Prepare (fake source): 20 KiB cookie',
+          expected: 'XmlError',
+          hosts,
+          send: migrateFromFake('ev4', (u) => good('ev4')(u).replace('</qemu-migration>', `<pad>${'p'.repeat(20 * 1024)}</pad></qemu-migration>`)),
+        },
+        {
+          input: "Prepare (fake source): cookie claims the destination's host UUID",
+          expected: 'OperationInvalid',
+          hosts,
+          send: migrateFromFake('ev5', (u) =>
+            formatMigrationCookie({ name: 'ev5', uuid: u, hostname: EVIL, hostuuid: hostUuidOf(HB), features: [], mandatory: [] }),
+          ),
+        },
+        {
+          input: 'Prepare (fake source): persistent <domain> with an XXE',
+          expected: 'XmlError',
+          hosts,
+          send: migrateFromFake('ev6', (u) =>
+            good('ev6')(u).replace(
+              '</hostuuid>',
+              `</hostuuid>\n  <feature name='persistent'/>\n  <domain type='qemu'><name>&xxe;</name><uuid>${u}</uuid></domain>`,
+            ),
+          ),
+        },
+        {
+          // Prepare succeeds (a real incoming QEMU starts on hi-b); Finish must refuse the cookie and the undo kill that QEMU.
+          input: 'Finish (fake source): DOCTYPE cookie after Perform',
+          expected: 'XmlError',
+          hosts,
+          send: migrateFromFake('ev7', good('ev7'), (u) => `<!DOCTYPE qemu-migration [<!ENTITY x SYSTEM "file:///etc/shadow">]>\n${good('ev7')(u)}`),
+        },
+      ],
+      4,
+    ));
 });
 
 // ---- save-image headers, handed to the restore workflow -----------------------
@@ -302,18 +359,40 @@ describe('save-image headers through restore', () => {
       rmSync(path, { force: true });
     }
   };
-  const u32 = (offset: number, v: number) => (img: Buffer): Buffer => (img.writeUInt32LE(v, offset), img);
+  const u32 =
+    (offset: number, v: number) =>
+    (img: Buffer): Buffer => (img.writeUInt32LE(v, offset), img);
   cases('image', [
     { input: 'truncated to 50 bytes', expected: 'OperationInvalid', send: restoreOf('t.img', xmlNamed('img1'), (b) => b.subarray(0, 50)) },
-    { input: "wrong magic 'NotLibvirtImage!'", expected: 'OperationInvalid', send: restoreOf('m.img', xmlNamed('img2'), (b) => (b.write('NotLibvirtImage!', 0, 'latin1'), b)) },
-    { input: 'partial magic LibvirtQemudPart', expected: 'OperationInvalid', send: restoreOf('p.img', xmlNamed('img3'), (b) => (b.write('LibvirtQemudPart', 0, 'latin1'), b)) },
+    {
+      input: "wrong magic 'NotLibvirtImage!'",
+      expected: 'OperationInvalid',
+      send: restoreOf('m.img', xmlNamed('img2'), (b) => (b.write('NotLibvirtImage!', 0, 'latin1'), b)),
+    },
+    {
+      input: 'partial magic LibvirtQemudPart',
+      expected: 'OperationInvalid',
+      send: restoreOf('p.img', xmlNamed('img3'), (b) => (b.write('LibvirtQemudPart', 0, 'latin1'), b)),
+    },
     { input: 'data_len 0xFFFFFF00', expected: 'OperationInvalid', send: restoreOf('l.img', xmlNamed('img4'), u32(HEADER_OFFSET.dataLen, 0xffffff00)) },
     { input: 'data_len 0', expected: 'OperationInvalid', send: restoreOf('z.img', xmlNamed('img5'), u32(HEADER_OFFSET.dataLen, 0)) },
     { input: 'version 99', expected: 'OperationInvalid', send: restoreOf('v.img', xmlNamed('img6'), u32(HEADER_OFFSET.version, 99)) },
     { input: 'compression format 77', expected: 'OperationInvalid', send: restoreOf('f.img', xmlNamed('img7'), u32(HEADER_OFFSET.format, 77)) },
-    { input: 'header only, no stream', expected: 'OperationInvalid', send: restoreOf('h.img', xmlNamed('img8'), () => encodeSaveHeader({ domainXml: xmlNamed('img8'), wasRunning: true, format: 'raw', complete: true })) },
-    { input: 'XML with an XXE DOCTYPE inside the image', expected: 'XmlError', send: restoreOf('d.img', `<!DOCTYPE domain [<!ENTITY x SYSTEM "file:///etc/passwd">]>\n${xmlNamed('&x;')}`) },
-    { input: 'XML that is not UTF-8', expected: 'OperationInvalid', send: restoreOf('u.img', xmlNamed('img-utf'), (b) => patchXmlBytes(b, 'utf', Buffer.from([0xff, 0xfe, 0xfd]))) },
+    {
+      input: 'header only, no stream',
+      expected: 'OperationInvalid',
+      send: restoreOf('h.img', xmlNamed('img8'), () => encodeSaveHeader({ domainXml: xmlNamed('img8'), wasRunning: true, format: 'raw', complete: true })),
+    },
+    {
+      input: 'XML with an XXE DOCTYPE inside the image',
+      expected: 'XmlError',
+      send: restoreOf('d.img', `<!DOCTYPE domain [<!ENTITY x SYSTEM "file:///etc/passwd">]>\n${xmlNamed('&x;')}`),
+    },
+    {
+      input: 'XML that is not UTF-8',
+      expected: 'OperationInvalid',
+      send: restoreOf('u.img', xmlNamed('img-utf'), (b) => patchXmlBytes(b, 'utf', Buffer.from([0xff, 0xfe, 0xfd]))),
+    },
     { input: 'image of the running guest (a second copy)', expected: 'OperationInvalid', send: () => restoreOf('c.img', xmlNamed(GUEST, guest.uuid))() },
     { input: "running guest's name, another UUID", expected: 'OperationInvalid', send: restoreOf('n.img', xmlNamed(GUEST)) },
   ]);
@@ -437,16 +516,44 @@ describe('workflow inputs', () => {
     { input: 'info with name 42', expected: 'OperationInvalid', send: wf(() => op({ op: 'info', name: 42 })) },
     { input: 'info without a name', expected: 'OperationInvalid', send: wf(() => op({ op: 'info' })) },
     { input: "info with name 'a\\0b'", expected: 'OperationInvalid', send: wf(() => op({ op: 'info', name: 'a\0b' })) },
-    { input: "undefine '../../../outside/victim' (traversal)", expected: 'OperationInvalid', guard: victim, send: () => wf(() => op({ op: 'undefine', name: traversal('domains') }))() },
-    { input: "dumpxml '../../../outside/victim' (traversal)", expected: 'OperationInvalid', guard: victim, send: () => wf(() => op({ op: 'dumpxml', name: traversal('domains') }))() },
-    { input: "managedSaveRemove '../../../outside/victim'", expected: 'OperationInvalid', guard: victim, send: () => wf(() => run('managedSaveRemove', { host: HA, name: traversal('save') }))() },
-    { input: "managedStart '../../../outside/victim'", expected: 'OperationInvalid', guard: victim, send: () => wf(() => job('managedStart', { host: HA, name: traversal('save') }))() },
+    {
+      input: "undefine '../../../outside/victim' (traversal)",
+      expected: 'OperationInvalid',
+      guard: victim,
+      send: () => wf(() => op({ op: 'undefine', name: traversal('domains') }))(),
+    },
+    {
+      input: "dumpxml '../../../outside/victim' (traversal)",
+      expected: 'OperationInvalid',
+      guard: victim,
+      send: () => wf(() => op({ op: 'dumpxml', name: traversal('domains') }))(),
+    },
+    {
+      input: "managedSaveRemove '../../../outside/victim'",
+      expected: 'OperationInvalid',
+      guard: victim,
+      send: () => wf(() => run('managedSaveRemove', { host: HA, name: traversal('save') }))(),
+    },
+    {
+      input: "managedStart '../../../outside/victim'",
+      expected: 'OperationInvalid',
+      guard: victim,
+      send: () => wf(() => job('managedStart', { host: HA, name: traversal('save') }))(),
+    },
     { input: 'save(null)', expected: 'OperationInvalid', send: wf(() => job('save', null)) },
     { input: 'save without path', expected: 'OperationInvalid', send: wf(() => job('save', { host: HA, name: GUEST })) },
     { input: 'save with name 42', expected: 'OperationInvalid', send: wf(() => job('save', { host: HA, name: 42, path: join(saves, 'x.img') })) },
     { input: "save with name 'a/b'", expected: 'OperationInvalid', send: wf(() => job('save', { host: HA, name: 'a/b', path: join(saves, 'x.img') })) },
-    { input: "save format 'rar'", expected: 'OperationInvalid', send: wf(() => job('save', { host: HA, name: GUEST, path: join(saves, 'x.img'), format: 'rar' })) },
-    { input: 'save running and paused', expected: 'OperationInvalid', send: wf(() => job('save', { host: HA, name: GUEST, path: join(saves, 'x.img'), running: true, paused: true })) },
+    {
+      input: "save format 'rar'",
+      expected: 'OperationInvalid',
+      send: wf(() => job('save', { host: HA, name: GUEST, path: join(saves, 'x.img'), format: 'rar' })),
+    },
+    {
+      input: 'save running and paused',
+      expected: 'OperationInvalid',
+      send: wf(() => job('save', { host: HA, name: GUEST, path: join(saves, 'x.img'), running: true, paused: true })),
+    },
     {
       input: "save, extra fields managed:true, overwrite:'yes', onto a file",
       expected: 'OperationInvalid',
@@ -455,20 +562,64 @@ describe('workflow inputs', () => {
     },
     { input: 'restore(null)', expected: 'OperationInvalid', send: wf(() => job('restore', null)) },
     { input: 'restore with path 42', expected: 'OperationInvalid', send: wf(() => job('restore', { host: HA, path: 42 })) },
-    { input: 'coreDump with uuid 5', expected: 'OperationInvalid', send: wf(() => job('coreDump', { host: HA, name: GUEST, uuid: 5, path: join(saves, 'c.elf') })) },
-    { input: 'coreDump with bandwidthMiBps -1', expected: 'OperationInvalid', send: () => wf(() => job('coreDump', { host: HA, name: GUEST, uuid: guest.uuid, path: join(saves, 'c.elf'), bandwidthMiBps: -1 }, guest.uuid))() },
-    { input: "coreDump with name 'a/b'", expected: 'OperationInvalid', send: wf(() => job('coreDump', { host: HA, name: 'a/b', uuid: randomUUID(), path: join(saves, 'c.elf') })) },
+    {
+      input: 'coreDump with uuid 5',
+      expected: 'OperationInvalid',
+      send: wf(() => job('coreDump', { host: HA, name: GUEST, uuid: 5, path: join(saves, 'c.elf') })),
+    },
+    {
+      input: 'coreDump with bandwidthMiBps -1',
+      expected: 'OperationInvalid',
+      send: () => wf(() => job('coreDump', { host: HA, name: GUEST, uuid: guest.uuid, path: join(saves, 'c.elf'), bandwidthMiBps: -1 }, guest.uuid))(),
+    },
+    {
+      input: "coreDump with name 'a/b'",
+      expected: 'OperationInvalid',
+      send: wf(() => job('coreDump', { host: HA, name: 'a/b', uuid: randomUUID(), path: join(saves, 'c.elf') })),
+    },
     { input: 'migrate(null)', expected: 'OperationInvalid', send: migrate(null) },
-    { input: "migrate flags 'live' (a string)", expected: 'OperationInvalid', send: migrate({ domain: GUEST, sourceHost: HA, destinationHost: HB, flags: 'live' }) },
-    { input: "migrate bandwidthMiBps '100' (a string)", expected: 'OperationInvalid', send: migrate({ domain: GUEST, sourceHost: HA, destinationHost: HB, bandwidthMiBps: '100' }) },
+    {
+      input: "migrate flags 'live' (a string)",
+      expected: 'OperationInvalid',
+      send: migrate({ domain: GUEST, sourceHost: HA, destinationHost: HB, flags: 'live' }),
+    },
+    {
+      input: "migrate bandwidthMiBps '100' (a string)",
+      expected: 'OperationInvalid',
+      send: migrate({ domain: GUEST, sourceHost: HA, destinationHost: HB, bandwidthMiBps: '100' }),
+    },
     { input: 'migrate to the same host', expected: 'OperationInvalid', send: migrate({ domain: GUEST, sourceHost: HA, destinationHost: HA }) },
     { input: "migrate dname '../x'", expected: 'OperationInvalid', send: migrate({ domain: GUEST, sourceHost: HA, destinationHost: HB, dname: '../x' }) },
-    { input: "migrate flags ['tunnelled']", expected: 'ConfigUnsupported', send: migrate({ domain: GUEST, sourceHost: HA, destinationHost: HB, flags: ['tunnelled'] }) },
-    { input: 'migrate timeoutSuspendSeconds 0', expected: 'OperationInvalid', send: migrate({ domain: GUEST, sourceHost: HA, destinationHost: HB, flags: ['live'], timeoutSuspendSeconds: 0 }) },
-    { input: 'migrate timeoutSuspendSeconds 1e9', expected: 'OperationInvalid', send: migrate({ domain: GUEST, sourceHost: HA, destinationHost: HB, flags: ['live'], timeoutSuspendSeconds: 1e9 }) },
-    { input: "migrate timeoutSuspendSeconds '5' (a string)", expected: 'OperationInvalid', send: migrate({ domain: GUEST, sourceHost: HA, destinationHost: HB, flags: ['live'], timeoutSuspendSeconds: '5' }) },
-    { input: 'migrate timeoutSuspendSeconds 5 without live', expected: 'OperationInvalid', send: migrate({ domain: GUEST, sourceHost: HA, destinationHost: HB, timeoutSuspendSeconds: 5 }) },
-    { input: 'saveImageXml op of 5000 characters', expected: 'OperationInvalid', send: wf(() => run('saveImageXml', { host: HA, op: 'y'.repeat(5000), path: join(saves, 'x.img') })) },
+    {
+      input: "migrate flags ['tunnelled']",
+      expected: 'ConfigUnsupported',
+      send: migrate({ domain: GUEST, sourceHost: HA, destinationHost: HB, flags: ['tunnelled'] }),
+    },
+    {
+      input: 'migrate timeoutSuspendSeconds 0',
+      expected: 'OperationInvalid',
+      send: migrate({ domain: GUEST, sourceHost: HA, destinationHost: HB, flags: ['live'], timeoutSuspendSeconds: 0 }),
+    },
+    {
+      input: 'migrate timeoutSuspendSeconds 1e9',
+      expected: 'OperationInvalid',
+      send: migrate({ domain: GUEST, sourceHost: HA, destinationHost: HB, flags: ['live'], timeoutSuspendSeconds: 1e9 }),
+    },
+    {
+      input: "migrate timeoutSuspendSeconds '5' (a string)",
+      expected: 'OperationInvalid',
+      send: migrate({ domain: GUEST, sourceHost: HA, destinationHost: HB, flags: ['live'], timeoutSuspendSeconds: '5' }),
+    },
+    {
+      input: 'migrate timeoutSuspendSeconds 5 without live',
+      expected: 'OperationInvalid',
+      send: migrate({ domain: GUEST, sourceHost: HA, destinationHost: HB, timeoutSuspendSeconds: 5 }),
+    },
+    {
+      input: 'saveImageXml op of 5000 characters',
+      expected: 'OperationInvalid',
+      send: wf(() => run('saveImageXml', { host: HA, op: 'y'.repeat(5000), path: join(saves, 'x.img') })),
+    },
   ]);
 
   it('the host refuses traversal names itself too, whatever a caller checked before', () => {
@@ -515,55 +666,141 @@ describe('unknown hosts', () => {
    */
   async function endsSoon(start: () => Promise<WorkflowHandle>, activity: string): Promise<Observed> {
     const handle = await start();
-    const s = await waitFor(`${activity} scheduled`, async () => (await scheduled(handle)).find((x) => x.activity === activity), { timeoutMs: 20_000, intervalMs: 100 });
+    const s = await waitFor(`${activity} scheduled`, async () => (await scheduled(handle)).find((x) => x.activity === activity), {
+      timeoutMs: 20_000,
+      intervalMs: 100,
+    });
     const t0 = Date.now();
-    const ended = await waitFor('the request to end', async () => (await handle.describe()).status.name !== 'RUNNING', { timeoutMs: (FIRST_STEP_S + 10) * 1000, intervalMs: 200 }).catch(() => false);
+    const ended = await waitFor('the request to end', async () => (await handle.describe()).status.name !== 'RUNNING', {
+      timeoutMs: (FIRST_STEP_S + 10) * 1000,
+      intervalMs: 200,
+    }).catch(() => false);
     if (!ended) {
       await handle.terminate('hostile-inputs test: observed enough');
-      return { type: 'pending', message: `${activity} waits up to ${s.scheduleToStartS} s for a worker (schedule-to-start); still running ${Date.now() - t0} ms after scheduling` };
+      return {
+        type: 'pending',
+        message: `${activity} waits up to ${s.scheduleToStartS} s for a worker (schedule-to-start); still running ${Date.now() - t0} ms after scheduling`,
+      };
     }
     const o = await outcomeOf(handle.result());
     return { ...o, message: `${o.message ?? ''} (${activity} schedule-to-start ${s.scheduleToStartS} s, ended ${Date.now() - t0} ms after scheduling)` };
   }
   const opOn = (operation: unknown) => () =>
-    cluster.client.workflow.start('domainOperation', { taskQueue: CONTROL_TASK_QUEUE, workflowId: `hostile-unknown-${seq++}`, args: [{ host: 'hi-nohost', operation }], workflowExecutionTimeout: '3 minutes' });
+    cluster.client.workflow.start('domainOperation', {
+      taskQueue: CONTROL_TASK_QUEUE,
+      workflowId: `hostile-unknown-${seq++}`,
+      args: [{ host: 'hi-nohost', operation }],
+      workflowExecutionTimeout: '3 minutes',
+    });
   const onNoHost = (workflow: string, input: Record<string, unknown>) => () => startJob(workflow, randomUUID(), { host: 'hi-nohost', ...input });
-  it('each request naming an unknown host ends soon with a typed error, changing nothing', () => checkBatch('host', [
-    { input: "domainOperation info on unknown host 'hi-nohost'", expected: 'OperationFailed', send: () => endsSoon(opOn({ op: 'info', name: GUEST }), 'domainInfo') },
-    { input: "save on unknown host 'hi-nohost'", expected: 'OperationFailed', send: () => endsSoon(onNoHost('save', { name: GUEST, path: join(saves, 'x.img') }), 'saveBegin') },
-    { input: "restore on unknown host 'hi-nohost'", expected: 'OperationFailed', send: () => endsSoon(onNoHost('restore', { path: join(saves, 'x.img') }), 'restoreBegin') },
-    { input: "managedSave on unknown host 'hi-nohost'", expected: 'OperationFailed', send: () => endsSoon(onNoHost('managedSave', { name: GUEST }), 'saveBegin') },
-    { input: "managedStart on unknown host 'hi-nohost'", expected: 'OperationFailed', send: () => endsSoon(onNoHost('managedStart', { name: GUEST }), 'managedStartBegin') },
-    { input: "managedSaveRemove on unknown host 'hi-nohost'", expected: 'OperationFailed', send: () => endsSoon(() => cluster.client.workflow.start('managedSaveRemove', { taskQueue: CONTROL_TASK_QUEUE, workflowId: `hostile-unknown-${seq++}`, args: [{ host: 'hi-nohost', name: GUEST }] }), 'managedSaveRemove') },
-    { input: "save-image-dumpxml on unknown host 'hi-nohost'", expected: 'OperationFailed', send: () => endsSoon(() => cluster.client.workflow.start('saveImageXml', { taskQueue: CONTROL_TASK_QUEUE, workflowId: `hostile-unknown-${seq++}`, args: [{ host: 'hi-nohost', op: 'dumpxml', path: join(saves, 'x.img') }] }), 'saveImageDumpXml') },
-    { input: "coreDump on unknown host 'hi-nohost'", expected: 'OperationFailed', send: () => endsSoon(onNoHost('coreDump', { name: GUEST, uuid: randomUUID(), path: join(saves, 'c.elf') }), 'dumpBegin') },
-  {
-      input: "migrate to unknown destination 'hi-nohost'",
-      expected: 'OperationFailed',
-      hosts: [HA, HB],
-      send: async () => {
-        const t0 = Date.now();
-        const o = await outcomeOf(job('migrate', { domain: GUEST, domainUuid: guest.uuid, sourceHost: HA, destinationHost: 'hi-nohost', flags: ['live'] }, guest.uuid));
-        return { ...o, message: `${o.message ?? ''} (after ${Date.now() - t0} ms)` };
-      },
-    },
-    {
-      input: "migrate from unknown source 'hi-nohost'",
-      expected: 'OperationFailed',
-      hosts: [HA, HB],
-      send: async () => {
-        const uuid = randomUUID();
-        const handle = await startJob('migrate', uuid, { domain: 'ghost', domainUuid: uuid, sourceHost: 'hi-nohost', destinationHost: HB, flags: ['live'] });
-        const t0 = Date.now();
-        const done = handle.result().then(() => 'done' as const, () => 'done' as const);
-        const confirm = waitFor('migrateConfirm scheduled', async () => (await scheduled(handle)).find((x) => x.activity === 'migrateConfirm'), { timeoutMs: 30_000, intervalMs: 200 }).catch(() => 'not scheduled' as const);
-        const first = await Promise.race([done, confirm]);
-        if (typeof first === 'string') return await outcomeOf(handle.result());
-        await handle.terminate('hostile-inputs test: observed enough');
-        return { type: 'pending', message: `Begin timed out after ~15 s, then the undo waits up to ${first.scheduleToStartS} s for migrateConfirm on the unknown source (${Date.now() - t0} ms so far)` };
-      },
-    },
-  ], 10));
+  it('each request naming an unknown host ends soon with a typed error, changing nothing', () =>
+    checkBatch(
+      'host',
+      [
+        {
+          input: "domainOperation info on unknown host 'hi-nohost'",
+          expected: 'OperationFailed',
+          send: () => endsSoon(opOn({ op: 'info', name: GUEST }), 'domainInfo'),
+        },
+        {
+          input: "save on unknown host 'hi-nohost'",
+          expected: 'OperationFailed',
+          send: () => endsSoon(onNoHost('save', { name: GUEST, path: join(saves, 'x.img') }), 'saveBegin'),
+        },
+        {
+          input: "restore on unknown host 'hi-nohost'",
+          expected: 'OperationFailed',
+          send: () => endsSoon(onNoHost('restore', { path: join(saves, 'x.img') }), 'restoreBegin'),
+        },
+        {
+          input: "managedSave on unknown host 'hi-nohost'",
+          expected: 'OperationFailed',
+          send: () => endsSoon(onNoHost('managedSave', { name: GUEST }), 'saveBegin'),
+        },
+        {
+          input: "managedStart on unknown host 'hi-nohost'",
+          expected: 'OperationFailed',
+          send: () => endsSoon(onNoHost('managedStart', { name: GUEST }), 'managedStartBegin'),
+        },
+        {
+          input: "managedSaveRemove on unknown host 'hi-nohost'",
+          expected: 'OperationFailed',
+          send: () =>
+            endsSoon(
+              () =>
+                cluster.client.workflow.start('managedSaveRemove', {
+                  taskQueue: CONTROL_TASK_QUEUE,
+                  workflowId: `hostile-unknown-${seq++}`,
+                  args: [{ host: 'hi-nohost', name: GUEST }],
+                }),
+              'managedSaveRemove',
+            ),
+        },
+        {
+          input: "save-image-dumpxml on unknown host 'hi-nohost'",
+          expected: 'OperationFailed',
+          send: () =>
+            endsSoon(
+              () =>
+                cluster.client.workflow.start('saveImageXml', {
+                  taskQueue: CONTROL_TASK_QUEUE,
+                  workflowId: `hostile-unknown-${seq++}`,
+                  args: [{ host: 'hi-nohost', op: 'dumpxml', path: join(saves, 'x.img') }],
+                }),
+              'saveImageDumpXml',
+            ),
+        },
+        {
+          input: "coreDump on unknown host 'hi-nohost'",
+          expected: 'OperationFailed',
+          send: () => endsSoon(onNoHost('coreDump', { name: GUEST, uuid: randomUUID(), path: join(saves, 'c.elf') }), 'dumpBegin'),
+        },
+        {
+          input: "migrate to unknown destination 'hi-nohost'",
+          expected: 'OperationFailed',
+          hosts: [HA, HB],
+          send: async () => {
+            const t0 = Date.now();
+            const o = await outcomeOf(
+              job('migrate', { domain: GUEST, domainUuid: guest.uuid, sourceHost: HA, destinationHost: 'hi-nohost', flags: ['live'] }, guest.uuid),
+            );
+            return { ...o, message: `${o.message ?? ''} (after ${Date.now() - t0} ms)` };
+          },
+        },
+        {
+          input: "migrate from unknown source 'hi-nohost'",
+          expected: 'OperationFailed',
+          hosts: [HA, HB],
+          send: async () => {
+            const uuid = randomUUID();
+            const handle = await startJob('migrate', uuid, {
+              domain: 'ghost',
+              domainUuid: uuid,
+              sourceHost: 'hi-nohost',
+              destinationHost: HB,
+              flags: ['live'],
+            });
+            const t0 = Date.now();
+            const done = handle.result().then(
+              () => 'done' as const,
+              () => 'done' as const,
+            );
+            const confirm = waitFor('migrateConfirm scheduled', async () => (await scheduled(handle)).find((x) => x.activity === 'migrateConfirm'), {
+              timeoutMs: 30_000,
+              intervalMs: 200,
+            }).catch(() => 'not scheduled' as const);
+            const first = await Promise.race([done, confirm]);
+            if (typeof first === 'string') return await outcomeOf(handle.result());
+            await handle.terminate('hostile-inputs test: observed enough');
+            return {
+              type: 'pending',
+              message: `Begin timed out after ~15 s, then the undo waits up to ${first.scheduleToStartS} s for migrateConfirm on the unknown source (${Date.now() - t0} ms so far)`,
+            };
+          },
+        },
+      ],
+      10,
+    ));
 });
 
 // ---- job control signals sent to a running core dump ---------------------------
@@ -575,7 +812,11 @@ describe('signals to a running job', () => {
     const logFrom = cluster.control!.logs.length;
     // 16 MiB/s for 64 MiB: ~4 s of dumping, time enough for every signal to land while it runs.
     const handle = await startJob('coreDump', guest.uuid, { host: HA, name: GUEST, uuid: guest.uuid, path, live: true, bandwidthMiBps: 16 });
-    await waitFor('the dump to be under way', () => readdirSync(saves).some((f) => f.includes('.vmferry-dump-') && statSync(join(saves, f)).size > 1024 * 1024), { timeoutMs: 20_000, intervalMs: 20 });
+    await waitFor(
+      'the dump to be under way',
+      () => readdirSync(saves).some((f) => f.includes('.vmferry-dump-') && statSync(join(saves, f)).size > 1024 * 1024),
+      { timeoutMs: 20_000, intervalMs: 20 },
+    );
     const sent: { signal: string; label: string; args: unknown[] }[] = [
       { signal: 'setSpeed', label: '-5', args: [-5] },
       { signal: 'setSpeed', label: 'NaN', args: [NaN] },
@@ -635,7 +876,11 @@ describe('signals to a running job', () => {
     const before = await worldOf(cluster, [HA], extraDirs());
     const path = join(saves, 'updates.elf');
     const handle = await startJob('coreDump', guest.uuid, { host: HA, name: GUEST, uuid: guest.uuid, path, live: true, bandwidthMiBps: 16 });
-    await waitFor('the dump to be under way', () => readdirSync(saves).some((f) => f.includes('.vmferry-dump-') && statSync(join(saves, f)).size > 1024 * 1024), { timeoutMs: 20_000, intervalMs: 20 });
+    await waitFor(
+      'the dump to be under way',
+      () => readdirSync(saves).some((f) => f.includes('.vmferry-dump-') && statSync(join(saves, f)).size > 1024 * 1024),
+      { timeoutMs: 20_000, intervalMs: 20 },
+    );
     const sent: { update: 'setSpeed' | 'setMaxDowntime'; label: string; args: unknown[] }[] = [
       { update: 'setSpeed', label: '-5', args: [-5] },
       { update: 'setSpeed', label: 'NaN', args: [NaN] },
@@ -649,7 +894,12 @@ describe('signals to a running job', () => {
     const refusals: (string | undefined)[] = [];
     for (const u of sent) {
       const def = u.update === 'setSpeed' ? setSpeedUpdate : setMaxDowntimeUpdate;
-      refusals.push(await handle.executeUpdate(def, { args: u.args as [number] }).then(() => undefined, (err: unknown) => updateFailureType(err)));
+      refusals.push(
+        await handle.executeUpdate(def, { args: u.args as [number] }).then(
+          () => undefined,
+          (err: unknown) => updateFailureType(err),
+        ),
+      );
     }
     // A good value still goes through, answered by the job: the dump then runs unlimited.
     const accepted = await handle.executeUpdate(setSpeedUpdate, { args: [0] });
@@ -659,7 +909,13 @@ describe('signals to a running job', () => {
     rmSync(path);
     const after = await worldOf(cluster, [HA], extraDirs());
     sent.forEach((u, i) =>
-      table.add({ group: 'signal', input: `${u.update}(${u.label}) as an update to a running coreDump`, expected: 'OperationInvalid', observed: refusals[i] ?? 'accepted', unchanged: JSON.stringify(after) === JSON.stringify(before) }),
+      table.add({
+        group: 'signal',
+        input: `${u.update}(${u.label}) as an update to a running coreDump`,
+        expected: 'OperationInvalid',
+        observed: refusals[i] ?? 'accepted',
+        unchanged: JSON.stringify(after) === JSON.stringify(before),
+      }),
     );
     expect(refusals).toEqual(sent.map(() => 'OperationInvalid'));
     expect(accepted).toEqual({ speedLimitMiBps: 0 });

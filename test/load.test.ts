@@ -58,7 +58,13 @@ async function removeAll(): Promise<void> {
 }
 
 async function migrate(g: Guest): Promise<MigrateResult> {
-  const h = await startMigration(cluster.client, { domain: g.name, domainUuid: g.uuid, sourceHost: g.host, destinationHost: other(g.host), flags: ['live', 'persist-dest', 'undefine-source'] });
+  const h = await startMigration(cluster.client, {
+    domain: g.name,
+    domainUuid: g.uuid,
+    sourceHost: g.host,
+    destinationHost: other(g.host),
+    flags: ['live', 'persist-dest', 'undefine-source'],
+  });
   const r = await h.result();
   g.host = other(g.host);
   return r;
@@ -92,7 +98,9 @@ describe('load and soak', () => {
     const many = (n: number, prefix: string, memoryMiB: number, randomMiB: number): Promise<Guest[]> =>
       Promise.all(Array.from({ length: n }, (_, i) => startGuest(`${prefix}${i}`, i % 2 ? B : A, memoryMiB, randomMiB)));
     const [migrating, saving, restoring] = await Promise.all([many(8, 'ld-m', 48, 16), many(6, 'ld-s', 32, 8), many(6, 'ld-r', 32, 8)]);
-    await Promise.all(restoring.map((g) => runJob<SaveResult>(cluster.client, 'save', g.uuid, { host: g.host, name: g.name, path: join(images, `${g.name}.img`) })));
+    await Promise.all(
+      restoring.map((g) => runJob<SaveResult>(cluster.client, 'save', g.uuid, { host: g.host, name: g.name, path: join(images, `${g.name}.img`) })),
+    );
 
     const began = Date.now();
     const timed = async <T>(what: string, p: Promise<T>): Promise<{ what: string; ms: number; r: T }> => {
@@ -102,8 +110,12 @@ describe('load and soak', () => {
     };
     const jobs = [
       ...migrating.map((g) => timed(`migrate ${g.name} ${g.host}->${other(g.host)}`, migrate(g))),
-      ...saving.map((g) => timed(`save ${g.name}`, runJob<SaveResult>(cluster.client, 'save', g.uuid, { host: g.host, name: g.name, path: join(images, `${g.name}.img`) }))),
-      ...restoring.map((g) => timed(`restore ${g.name}`, runJob<RestoreResult>(cluster.client, 'restore', g.uuid, { host: g.host, path: join(images, `${g.name}.img`) }))),
+      ...saving.map((g) =>
+        timed(`save ${g.name}`, runJob<SaveResult>(cluster.client, 'save', g.uuid, { host: g.host, name: g.name, path: join(images, `${g.name}.img`) })),
+      ),
+      ...restoring.map((g) =>
+        timed(`restore ${g.name}`, runJob<RestoreResult>(cluster.client, 'restore', g.uuid, { host: g.host, path: join(images, `${g.name}.img`) })),
+      ),
     ];
     const settled = await Promise.allSettled(jobs);
     const wallMs = Date.now() - began;
@@ -116,11 +128,15 @@ describe('load and soak', () => {
     report.push(
       `load: 20 jobs (8 live migrations of 48 MiB guests, 6 saves and 6 restores of 32 MiB guests) on ${A} and ${B}`,
       `  wall ${(wallMs / 1000).toFixed(1)} s, throughput ${((20 * 60_000) / wallMs).toFixed(1)} jobs/min, longest job ${longest.what} ${(longest.ms / 1000).toFixed(1)} s`,
-      `  peak RSS (VmHWM): ${Object.entries(pids).map(([n, pid]) => `${n} ${peakRssMiB(pid)} MiB`).join(', ')}`,
+      `  peak RSS (VmHWM): ${Object.entries(pids)
+        .map(([n, pid]) => `${n} ${peakRssMiB(pid)} MiB`)
+        .join(', ')}`,
     );
 
     // Each job's end state: migrated and restored guests run (migrated ones on the other host only), images complete.
-    const lists = new Map(await Promise.all([A, B].map(async (h) => [h, await cluster.op(h, { op: 'list' }).then((r) => ('domains' in r ? r.domains : []))] as const)));
+    const lists = new Map(
+      await Promise.all([A, B].map(async (h) => [h, await cluster.op(h, { op: 'list' }).then((r) => ('domains' in r ? r.domains : []))] as const)),
+    );
     const state = (host: string, name: string): string | undefined => lists.get(host)!.find((d) => d.name === name)?.state;
     for (const g of [...migrating, ...restoring]) expect(`${g.name} ${state(g.host, g.name)}`).toBe(`${g.name} running`);
     for (const g of migrating) expect(state(other(g.host), g.name)).toBeUndefined();

@@ -57,7 +57,10 @@ afterAll(async () => {
   rmSync(scratch, { recursive: true, force: true });
 });
 
-async function runGuest(name: string, opts: { memoryMiB?: number; extraDevices?: string; description?: string; host?: string } = {}): Promise<{ uuid: string; pid: number; ram: string }> {
+async function runGuest(
+  name: string,
+  opts: { memoryMiB?: number; extraDevices?: string; description?: string; host?: string } = {},
+): Promise<{ uuid: string; pid: number; ram: string }> {
   const host = opts.host ?? A;
   const uuid = randomUUID();
   let xml = guestXml({ name, uuid, memoryMiB: opts.memoryMiB ?? 64, extraDevices: opts.extraDevices });
@@ -81,7 +84,13 @@ async function expectSourceRunning(name: string, pid: number): Promise<void> {
 describe('migration faults', () => {
   it('a destination whose CPUs fail to start is killed and the source resumed; the error names Finish', async () => {
     const g = await runGuest('f1');
-    const handle = await startMigration(cluster.client, { domain: 'f1', domainUuid: g.uuid, sourceHost: A, destinationHost: X, flags: ['live', 'persist-dest'] });
+    const handle = await startMigration(cluster.client, {
+      domain: 'f1',
+      domainUuid: g.uuid,
+      sourceHost: A,
+      destinationHost: X,
+      flags: ['live', 'persist-dest'],
+    });
     const failure = await failureOf(handle.result());
     expect(failure.type).toBe('OperationFailed');
     expect(failure.message).toMatch(/^finish: cannot start CPUs on the destination: test fault injected at migrate.finish/);
@@ -95,7 +104,14 @@ describe('migration faults', () => {
   it('a workflow terminated after Prepare: the reapers kill the incoming QEMU and undo the source', async () => {
     const g = await runGuest('f2', { memoryMiB: 96 });
     fillRandom(g.ram, 64 * MiB);
-    const handle = await startMigration(cluster.client, { domain: 'f2', domainUuid: g.uuid, sourceHost: A, destinationHost: B, flags: ['live'], bandwidthMiBps: 4 });
+    const handle = await startMigration(cluster.client, {
+      domain: 'f2',
+      domainUuid: g.uuid,
+      sourceHost: A,
+      destinationHost: B,
+      flags: ['live'],
+      bandwidthMiBps: 4,
+    });
     await waitForPerform(handle);
     const incoming = domainOf(await cluster.op(B, { op: 'info', name: 'f2' }));
     expect(incoming.reason).toBe('incoming migration');
@@ -103,15 +119,28 @@ describe('migration faults', () => {
     await cluster.hosts.get(A)!.worker!.kill9();
     await handle.terminate('test: the workflow goes away without Finish');
     await waitFor('the reaper to kill the incoming QEMU', () => !isProcessAlive(incoming.pid!), { timeoutMs: 15_000, intervalMs: 100 });
-    await waitFor('the destination to forget f2', async () => !namesOf(await cluster.op(B, { op: 'list' })).includes('f2'), { timeoutMs: 10_000, intervalMs: 200 });
+    await waitFor('the destination to forget f2', async () => !namesOf(await cluster.op(B, { op: 'list' })).includes('f2'), {
+      timeoutMs: 10_000,
+      intervalMs: 200,
+    });
     expect(runDirOf(B)).toEqual([]);
     // The restarted source worker finds its half of the dead job and undoes it.
     await cluster.startHost(A);
-    await waitFor('the source reaper to end the job', () => !readdirSync(join(cluster.hosts.get(A)!.baseDir, 'run')).includes('migrations'), { timeoutMs: 15_000, intervalMs: 100 });
+    await waitFor('the source reaper to end the job', () => !readdirSync(join(cluster.hosts.get(A)!.baseDir, 'run')).includes('migrations'), {
+      timeoutMs: 15_000,
+      intervalMs: 100,
+    });
     await expectSourceRunning('f2', g.pid);
 
     // Native workflow cancellation is a cancel too.
-    const second = await startMigration(cluster.client, { domain: 'f2', domainUuid: g.uuid, sourceHost: A, destinationHost: B, flags: ['live'], bandwidthMiBps: 4 });
+    const second = await startMigration(cluster.client, {
+      domain: 'f2',
+      domainUuid: g.uuid,
+      sourceHost: A,
+      destinationHost: B,
+      flags: ['live'],
+      bandwidthMiBps: 4,
+    });
     await waitForPerform(second);
     await second.cancel();
     expect((await failureOf(second.result())).type).toBe('OperationAborted');
@@ -124,11 +153,21 @@ describe('migration faults', () => {
   it('a destination whose worker dies during Perform cancels the migration; the source keeps running', async () => {
     const g = await runGuest('f4', { memoryMiB: 128 });
     fillRandom(g.ram, 96 * MiB);
-    const handle = await startMigration(cluster.client, { domain: 'f4', domainUuid: g.uuid, sourceHost: A, destinationHost: B, flags: ['live'], bandwidthMiBps: 4 });
+    const handle = await startMigration(cluster.client, {
+      domain: 'f4',
+      domainUuid: g.uuid,
+      sourceHost: A,
+      destinationHost: B,
+      flags: ['live'],
+      bandwidthMiBps: 4,
+    });
     await waitForPerform(handle);
     await cluster.hosts.get(B)!.worker!.kill9();
     // The destination's watch stops heartbeating; Perform is cancelled and the source undone while B is still down.
-    await waitFor('the source to be undone', async () => domainOf(await cluster.op(A, { op: 'info', name: 'f4' })).reason === 'migration-canceled', { timeoutMs: 30_000, intervalMs: 250 });
+    await waitFor('the source to be undone', async () => domainOf(await cluster.op(A, { op: 'info', name: 'f4' })).reason === 'migration-canceled', {
+      timeoutMs: 30_000,
+      intervalMs: 250,
+    });
     await cluster.startHost(B);
     const failure = await failureOf(handle.result());
     expect(failure.type).toBe('OperationFailed');
@@ -146,7 +185,13 @@ describe('migration faults', () => {
     const before = hashRange(g.ram, 64 * MiB);
     const twin = cluster.hosts.get(TWIN)!;
     const crashed = twin.worker!.exited;
-    const handle = await startMigration(cluster.client, { domain: 'f5', domainUuid: g.uuid, sourceHost: TWIN, destinationHost: B, flags: ['live', 'persist-dest', 'undefine-source'] });
+    const handle = await startMigration(cluster.client, {
+      domain: 'f5',
+      domainUuid: g.uuid,
+      sourceHost: TWIN,
+      destinationHost: B,
+      flags: ['live', 'persist-dest', 'undefine-source'],
+    });
     await crashed;
     delete twin.env.VMFERRY_FAULTS;
     await cluster.startHost(TWIN);
@@ -178,8 +223,16 @@ describe('migration faults', () => {
     await refused({ ...base, destinationHost: TWIN, flags: ['live', 'unsafe'] }, 'OperationInvalid', /same host/);
     const dumped = await cluster.op(A, { op: 'dumpxml', name: 'f3', migratable: true });
     const xml = 'xml' in dumped ? dumped.xml : '';
-    await refused({ ...base, flags: ['live', 'unsafe'], destinationXml: xml.replace(/<vcpu([^>]*)>1</, '<vcpu$1>2<') }, 'ConfigUnsupported', /vCPU count 2 does not match source 1/);
-    await refused({ ...base, flags: ['live', 'unsafe'], destinationXml: xml.replace('<name>f3</name>', '<name>f3-renamed</name>') }, 'OperationInvalid', /name 'f3-renamed' does not match source 'f3'/);
+    await refused(
+      { ...base, flags: ['live', 'unsafe'], destinationXml: xml.replace(/<vcpu([^>]*)>1</, '<vcpu$1>2<') },
+      'ConfigUnsupported',
+      /vCPU count 2 does not match source 1/,
+    );
+    await refused(
+      { ...base, flags: ['live', 'unsafe'], destinationXml: xml.replace('<name>f3</name>', '<name>f3-renamed</name>') },
+      'OperationInvalid',
+      /name 'f3-renamed' does not match source 'f3'/,
+    );
     // The persistent definition (17 KiB of description) cannot travel in a 16 KiB cookie.
     await refused({ ...base, flags: ['live', 'unsafe', 'persist-dest'] }, 'OperationInvalid', /over the 16384-byte limit/);
     const snapshots = join(cluster.hosts.get(A)!.baseDir, 'state', 'snapshots', 'f3');
@@ -193,7 +246,12 @@ describe('migration faults', () => {
     for (const h of [B, TWIN]) expect(namesOf(await cluster.op(h, { op: 'list' }))).toEqual([]);
 
     // Accepted with unsafe, and renamed through dname with a matching destination XML.
-    const ok = await startMigration(cluster.client, { ...base, flags: ['live', 'unsafe'], dname: 'f3-renamed', destinationXml: xml.replace('<name>f3</name>', '<name>f3-renamed</name>') });
+    const ok = await startMigration(cluster.client, {
+      ...base,
+      flags: ['live', 'unsafe'],
+      dname: 'f3-renamed',
+      destinationXml: xml.replace('<name>f3</name>', '<name>f3-renamed</name>'),
+    });
     expect((await ok.result()).destination).toMatchObject({ name: 'f3-renamed', state: 'running', host: B });
     expect(isProcessAlive(g.pid)).toBe(false);
     await cluster.op(B, { op: 'destroy', name: 'f3-renamed' });
@@ -202,19 +260,36 @@ describe('migration faults', () => {
 
   it('Prepare refuses a hostile cookie before anything starts', async () => {
     const base = mkdtempSync(join(tmpdir(), 'vmf-prep-'));
-    const rt = new HostRuntime(loadHostConfig({ VMFERRY_HOST_NAME: 'mf-local', VMFERRY_HOST_BASE_DIR: base, VMFERRY_HOST_MEMORY_DIR: join(base, 'mem') }), pino({ level: 'silent' }));
+    const rt = new HostRuntime(
+      loadHostConfig({ VMFERRY_HOST_NAME: 'mf-local', VMFERRY_HOST_BASE_DIR: base, VMFERRY_HOST_MEMORY_DIR: join(base, 'mem') }),
+      pino({ level: 'silent' }),
+    );
     try {
       const acts = createMigrationActivities(rt);
       const uuid = randomUUID();
       const args = {
-        jobId: 'job-1', workflowId: 'wf', runId: 'run', domain: 'h1', uuid, xml: guestXml({ name: 'h1', uuid }), flags: [], sourceHostUuid: randomUUID(), protocol: 3 as const,
+        jobId: 'job-1',
+        workflowId: 'wf',
+        runId: 'run',
+        domain: 'h1',
+        uuid,
+        xml: guestXml({ name: 'h1', uuid }),
+        flags: [],
+        sourceHostUuid: randomUUID(),
+        protocol: 3 as const,
       };
       for (const [cookie, type] of [
         [`<qemu-migration><name>h1</name>${' '.repeat(17 * 1024)}</qemu-migration>`, 'XmlError'],
         ['<qemu-migration><name>h1</name>', 'XmlError'],
-        [`<qemu-migration><name>other</name><uuid>${uuid}</uuid><hostname>x</hostname><hostuuid>${randomUUID()}</hostuuid></qemu-migration>`, 'OperationInvalid'],
+        [
+          `<qemu-migration><name>other</name><uuid>${uuid}</uuid><hostname>x</hostname><hostuuid>${randomUUID()}</hostuuid></qemu-migration>`,
+          'OperationInvalid',
+        ],
       ] as const) {
-        const err = await acts.migratePrepare({ ...args, cookie }).then(() => undefined, (e: unknown) => e);
+        const err = await acts.migratePrepare({ ...args, cookie }).then(
+          () => undefined,
+          (e: unknown) => e,
+        );
         expect(isVmError(err, type), String(err)).toBe(true);
       }
       expect(rt.list()).toEqual([]);

@@ -61,7 +61,9 @@ describe('migrate --timeout', () => {
     expect(r.code, r.stderr).toBe(0);
     const result = jsonOf<MigrateResult>(r);
     const s = result.stats;
-    console.log(`migrate --timeout 2: ${elapsed} ms end to end (CLI included), QEMU total ${s.totalTimeMs} ms, downtime ${s.downtimeMs} ms, ${((s.transferredBytes ?? 0) / MiB).toFixed(1)} MiB sent`);
+    console.log(
+      `migrate --timeout 2: ${elapsed} ms end to end (CLI included), QEMU total ${s.totalTimeMs} ms, downtime ${s.downtimeMs} ms, ${((s.transferredBytes ?? 0) / MiB).toFixed(1)} MiB sent`,
+    );
 
     // The timer, not convergence, stopped the guest: at least 2 s into the stream, and the STOP QEMU
     // reported is the one the timer caused (the final switch-over found the guest stopped already).

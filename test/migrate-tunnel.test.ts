@@ -55,14 +55,22 @@ beforeAll(async () => {
       SRC,
       // DAC hands QEMU's credential files to another user (QEMU runs as root here, so it still reads them).
       {
-        ...inNs(net.a, `${net.addrA}:${PORT}`, makeHostCert(certDir, ca, SRC), net.mgmtRootA), VMFERRY_SECURITY_DRIVER: 'dac', VMFERRY_QEMU_USER: 'nobody',
+        ...inNs(net.a, `${net.addrA}:${PORT}`, makeHostCert(certDir, ca, SRC), net.mgmtRootA),
+        VMFERRY_SECURITY_DRIVER: 'dac',
+        VMFERRY_QEMU_USER: 'nobody',
         VMFERRY_HOST_MIGRATION_ADDRESS: net.addrA,
       },
       { commandPrefix: net.prefix(net.a) },
     ),
-    cluster.startHost(DST, { ...inNs(net.b, `${net.addrB}:${PORT}`, makeHostCert(certDir, ca, DST), net.mgmtRootB), VMFERRY_HOST_MIGRATION_ADDRESS: net.addrB }, { commandPrefix: net.prefix(net.b) }),
+    cluster.startHost(
+      DST,
+      { ...inNs(net.b, `${net.addrB}:${PORT}`, makeHostCert(certDir, ca, DST), net.mgmtRootB), VMFERRY_HOST_MIGRATION_ADDRESS: net.addrB },
+      { commandPrefix: net.prefix(net.b) },
+    ),
     // Signed by another CA (it trusts the cluster CA, so only the destination's check can stop it).
-    cluster.startHost(ROGUE, inNs(net.a, `${net.addrA}:${PORT + 1}`, makeHostCert(certDir, rogueCa, ROGUE, ca), net.mgmtRootA), { commandPrefix: net.prefix(net.a) }),
+    cluster.startHost(ROGUE, inNs(net.a, `${net.addrA}:${PORT + 1}`, makeHostCert(certDir, rogueCa, ROGUE, ca), net.mgmtRootA), {
+      commandPrefix: net.prefix(net.a),
+    }),
     cluster.startHost(PLAIN),
     cluster.startControl(),
   ]);
@@ -101,9 +109,26 @@ function tcpIn(ns: string): string[] {
 
 /** openssl s_client from the source's namespace straight at the destination's tunnel listener; its output. */
 function sClient(args: string[], input: string): Promise<string> {
-  const child = spawn('ip', ['netns', 'exec', net!.a, 'openssl', 's_client', '-connect', `${net!.addrB}:${PORT}`, '-quiet', '-verify_return_error', '-CAfile', join(certDir, 'cluster-ca.crt'), ...args], {
-    stdio: ['pipe', 'pipe', 'pipe'],
-  });
+  const child = spawn(
+    'ip',
+    [
+      'netns',
+      'exec',
+      net!.a,
+      'openssl',
+      's_client',
+      '-connect',
+      `${net!.addrB}:${PORT}`,
+      '-quiet',
+      '-verify_return_error',
+      '-CAfile',
+      join(certDir, 'cluster-ca.crt'),
+      ...args,
+    ],
+    {
+      stdio: ['pipe', 'pipe', 'pipe'],
+    },
+  );
   child.stdin.end(input);
   return outputOf(child);
 }
@@ -133,7 +158,9 @@ function dacLabels(host: string): string[] {
 /** Everything on the migration link while `during` runs, as tcpdump wrote it (pcap, whole packets). */
 async function captureLink(during: () => Promise<void>): Promise<Buffer> {
   const file = join(certDir, `link-${Date.now()}.pcap`);
-  const child = spawn('ip', ['netns', 'exec', net!.b, 'tcpdump', '-i', net!.migIfB, '-U', '-B', '65536', '-s', '0', '-w', file, 'tcp'], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const child = spawn('ip', ['netns', 'exec', net!.b, 'tcpdump', '-i', net!.migIfB, '-U', '-B', '65536', '-s', '0', '-w', file, 'tcp'], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
   let err = '';
   const exited = new Promise<void>((resolve) => child.once('close', () => resolve()));
   try {
@@ -168,7 +195,14 @@ async function expectCleanDestination(name: string): Promise<void> {
 describe('tunnelled migration between network namespaces', () => {
   it("moves a random-RAM guest over the destination worker's listener only (no QEMU listens); setSpeed and setMaxDowntime reach QEMU; memory identical", async () => {
     const g = await runGuest(SRC, 't1', 256, 192);
-    const handle = await startMigration(cluster.client, { domain: 't1', domainUuid: g.uuid, sourceHost: SRC, destinationHost: DST, flags: ['live', 'tunnelled'], bandwidthMiBps: 16 });
+    const handle = await startMigration(cluster.client, {
+      domain: 't1',
+      domainUuid: g.uuid,
+      sourceHost: SRC,
+      destinationHost: DST,
+      flags: ['live', 'tunnelled'],
+      bandwidthMiBps: 16,
+    });
     const hb = await waitForPerform(handle);
     expect(hb.speedLimitMiBps).toBe(16);
 
@@ -199,14 +233,22 @@ describe('tunnelled migration between network namespaces', () => {
     const rec = JSON.parse(readFileSync(join(runDir(DST), 'migrations', 't1.json'), 'utf8')) as { jobId: string; tunnel: { token: string } };
     const hello = `${JSON.stringify({ v: 1, jobId: rec.jobId, name: 't1', token: rec.tunnel.token, channel: 'control' })}\n`;
     expect(await sClient(certArgs(OTHER), hello)).toMatch(/"ok":false.*the certificate is for tun-other, but job .* migrates from 'tun-src'/);
-    expect(await plainClient(`${JSON.stringify({ v: 1, jobId: rec.jobId, name: 't1', token: rec.tunnel.token, channel: 'data' })}\n`)).toMatch(/"ok":false.*wrong ticket/);
+    expect(await plainClient(`${JSON.stringify({ v: 1, jobId: rec.jobId, name: 't1', token: rec.tunnel.token, channel: 'data' })}\n`)).toMatch(
+      /"ok":false.*wrong ticket/,
+    );
 
     // Longer than the liveness deadline (5 s): the destination's echo keeps the tunnel alive.
-    await waitFor('80 MiB through the tunnel', async () => ((await performHeartbeat(handle))?.progress.dataProcessedBytes ?? 0) > 80 * MiB, { timeoutMs: 30_000, intervalMs: 200 });
+    await waitFor('80 MiB through the tunnel', async () => ((await performHeartbeat(handle))?.progress.dataProcessedBytes ?? 0) > 80 * MiB, {
+      timeoutMs: 30_000,
+      intervalMs: 200,
+    });
     await handle.signal(setSpeedSignal, 12);
     await waitFor('12 MiB/s to reach QEMU', async () => (await performHeartbeat(handle))?.speedLimitMiBps === 12, { timeoutMs: 5000, intervalMs: 50 });
     await handle.signal(setMaxDowntimeSignal, 1234);
-    await waitFor('1234 ms max downtime to reach QEMU', async () => (await performHeartbeat(handle))?.maxDowntimeMs === 1234, { timeoutMs: 5000, intervalMs: 50 });
+    await waitFor('1234 ms max downtime to reach QEMU', async () => (await performHeartbeat(handle))?.maxDowntimeMs === 1234, {
+      timeoutMs: 5000,
+      intervalMs: 50,
+    });
     await handle.signal(setSpeedSignal, 0);
     const result = await handle.result();
     expect(result).toMatchObject({ domain: 't1', destination: { state: 'running', host: DST } });
@@ -218,13 +260,24 @@ describe('tunnelled migration between network namespaces', () => {
     expect(leftovers(SRC)).toEqual([]);
     expect(leftovers(DST)).toEqual([]);
     // QEMU's credential files were labelled, remembered and put back (the data socket is QEMU's for good: nothing to remember).
-    await waitFor('the source to restore every label of the migration', () => dacLabels(SRC).filter((k) => k.startsWith('inode:') || k.includes('/tls-')).length === 0, { timeoutMs: 5000, intervalMs: 50 });
+    await waitFor(
+      'the source to restore every label of the migration',
+      () => dacLabels(SRC).filter((k) => k.startsWith('inode:') || k.includes('/tls-')).length === 0,
+      { timeoutMs: 5000, intervalMs: 50 },
+    );
     await cluster.op(DST, { op: 'destroy', name: 't1' });
   });
 
   it('cancel during a tunnelled Perform: OperationAborted, source running, no destination QEMU; no certificates on a host: ConfigUnsupported first', async () => {
     const g = await runGuest(SRC, 't2', 128, 96);
-    const handle = await startMigration(cluster.client, { domain: 't2', domainUuid: g.uuid, sourceHost: SRC, destinationHost: DST, flags: ['live', 'tunnelled'], bandwidthMiBps: 8 });
+    const handle = await startMigration(cluster.client, {
+      domain: 't2',
+      domainUuid: g.uuid,
+      sourceHost: SRC,
+      destinationHost: DST,
+      flags: ['live', 'tunnelled'],
+      bandwidthMiBps: 8,
+    });
     await waitForPerform(handle);
     const t0 = Date.now();
     await handle.signal(cancelSignal);
@@ -237,7 +290,13 @@ describe('tunnelled migration between network namespaces', () => {
 
     // Refused before anything is touched: the guest keeps running with no job, and nothing appears on either host.
     const before = domainOf(await cluster.op(SRC, { op: 'info', name: 't2' }));
-    const plain = await startMigration(cluster.client, { domain: 't2', domainUuid: g.uuid, sourceHost: SRC, destinationHost: PLAIN, flags: ['live', 'tunnelled'] });
+    const plain = await startMigration(cluster.client, {
+      domain: 't2',
+      domainUuid: g.uuid,
+      sourceHost: SRC,
+      destinationHost: PLAIN,
+      flags: ['live', 'tunnelled'],
+    });
     const refused = await failureOf(plain.result());
     expect(refused.type).toBe('ConfigUnsupported');
     expect(refused.message).toMatch(/tunnel certificates.*'tun-plain'/);
@@ -254,7 +313,14 @@ describe('tunnelled migration between network namespaces', () => {
 
   it('cutting the link during Perform: cancelled at once, source resumed, no destination QEMU, the workflow says why', async () => {
     const g = await runGuest(SRC, 't3', 128, 96);
-    const handle = await startMigration(cluster.client, { domain: 't3', domainUuid: g.uuid, sourceHost: SRC, destinationHost: DST, flags: ['live', 'tunnelled'], bandwidthMiBps: 8 });
+    const handle = await startMigration(cluster.client, {
+      domain: 't3',
+      domainUuid: g.uuid,
+      sourceHost: SRC,
+      destinationHost: DST,
+      flags: ['live', 'tunnelled'],
+      bandwidthMiBps: 8,
+    });
     await waitForPerform(handle);
     const t0 = Date.now();
     net!.cut();
@@ -277,7 +343,13 @@ describe('tunnelled migration between network namespaces', () => {
 
   it('refuses a client certificate from another CA (the job undone on both sides), a missing one, and a good one for another job', async () => {
     const g = await runGuest(ROGUE, 't4', 64, 16);
-    const handle = await startMigration(cluster.client, { domain: 't4', domainUuid: g.uuid, sourceHost: ROGUE, destinationHost: DST, flags: ['live', 'tunnelled'] });
+    const handle = await startMigration(cluster.client, {
+      domain: 't4',
+      domainUuid: g.uuid,
+      sourceHost: ROGUE,
+      destinationHost: DST,
+      flags: ['live', 'tunnelled'],
+    });
     const failure = await failureOf(handle.result());
     // Its own QEMU already refuses a certificate its CA file did not sign, before anything is dialled.
     expect(failure.type).toBe('ConfigUnsupported');
@@ -291,16 +363,25 @@ describe('tunnelled migration between network namespaces', () => {
     const before = logged(DST, 'tunnel connection refused: TLS handshake failed').length;
     const rogue = await sClient(certArgs(ROGUE), '{"v":1,"jobId":"x","name":"y","token":"z","channel":"control"}\n');
     expect(rogue).not.toContain('"ok":true');
-    await waitFor('the rogue refusal in the destination log', () => logged(DST, 'tunnel connection refused: TLS handshake failed').length > before, { timeoutMs: 5000, intervalMs: 50 });
+    await waitFor('the rogue refusal in the destination log', () => logged(DST, 'tunnel connection refused: TLS handshake failed').length > before, {
+      timeoutMs: 5000,
+      intervalMs: 50,
+    });
     // ... no certificate at all ...
     const noCert = await sClient([], '{"v":1,"jobId":"x","name":"y","token":"z","channel":"control"}\n');
     expect(noCert).not.toContain('"ok":true');
-    await waitFor('the refusal in the destination log', () => logged(DST, 'tunnel connection refused: TLS handshake failed').length > before + 1, { timeoutMs: 5000, intervalMs: 50 });
+    await waitFor('the refusal in the destination log', () => logged(DST, 'tunnel connection refused: TLS handshake failed').length > before + 1, {
+      timeoutMs: 5000,
+      intervalMs: 50,
+    });
     // ... and the source's good certificate, for a job the destination is not preparing.
     const wrongJob = await sClient(certArgs(SRC), '{"v":1,"jobId":"not-a-job","name":"t1","token":"guess","channel":"control"}\n');
     expect(wrongJob).toContain('"ok":false');
     expect(wrongJob).toMatch(/no tunnelled migration of 't1' for job not-a-job/);
-    await waitFor('the refusal of the unknown job in the destination log', () => logged(DST, 'tunnel connection refused').some((l) => l.job === 'not-a-job'), { timeoutMs: 5000, intervalMs: 50 });
+    await waitFor('the refusal of the unknown job in the destination log', () => logged(DST, 'tunnel connection refused').some((l) => l.job === 'not-a-job'), {
+      timeoutMs: 5000,
+      intervalMs: 50,
+    });
     expect(existsSync(runDir(DST))).toBe(true);
     expect(leftovers(DST)).toEqual([]);
   });
@@ -316,7 +397,13 @@ describe('tunnelled migration between network namespaces', () => {
     const hash = hashRange(dom.memoryBackingFile!, 16 * MiB);
     const move = async (from: string, to: string, flags: MigrateFlag[]): Promise<Buffer> =>
       captureLink(async () => {
-        const h = await startMigration(cluster.client, { domain: 't5', domainUuid: uuid, sourceHost: from, destinationHost: to, flags: ['live', 'persist-dest', 'undefine-source', ...flags] });
+        const h = await startMigration(cluster.client, {
+          domain: 't5',
+          domainUuid: uuid,
+          sourceHost: from,
+          destinationHost: to,
+          flags: ['live', 'persist-dest', 'undefine-source', ...flags],
+        });
         await h.result();
         dom = domainOf(await cluster.op(to, { op: 'info', name: 't5' }));
         expect(hashRange(dom.memoryBackingFile!, 16 * MiB)).toBe(hash);
@@ -331,14 +418,24 @@ describe('tunnelled migration between network namespaces', () => {
     expect(tls.length).toBeGreaterThan(8 * MiB);
     expect(countOf(tunnelled, marker)).toBe(0);
     expect(countOf(tls, marker)).toBe(0);
-    expect(logged(SRC, 'QEMU migration TLS on').filter((l) => l.domain === 't5')).toMatchObject([{ role: 'client', peer: DST }, { role: 'server', peer: 'O=vmferry-tests,CN=tun-dst' }]);
+    expect(logged(SRC, 'QEMU migration TLS on').filter((l) => l.domain === 't5')).toMatchObject([
+      { role: 'client', peer: DST },
+      { role: 'server', peer: 'O=vmferry-tests,CN=tun-dst' },
+    ]);
     await cluster.op(DST, { op: 'destroy', name: 't5' });
     await cluster.op(DST, { op: 'undefine', name: 't5' });
   });
 
-  it('kill -9 of the source worker mid-stream: the stream is QEMU\'s and goes on; the restarted worker watches it again and the migration completes', async () => {
+  it("kill -9 of the source worker mid-stream: the stream is QEMU's and goes on; the restarted worker watches it again and the migration completes", async () => {
     const g = await runGuest(SRC, 't6', 128, 96);
-    const handle = await startMigration(cluster.client, { domain: 't6', domainUuid: g.uuid, sourceHost: SRC, destinationHost: DST, flags: ['live', 'tunnelled'], bandwidthMiBps: 16 });
+    const handle = await startMigration(cluster.client, {
+      domain: 't6',
+      domainUuid: g.uuid,
+      sourceHost: SRC,
+      destinationHost: DST,
+      flags: ['live', 'tunnelled'],
+      bandwidthMiBps: 16,
+    });
     await waitForPerform(handle);
     const worker = cluster.hosts.get(SRC)!.worker!;
     process.kill(worker.pid, 'SIGKILL');
@@ -360,11 +457,27 @@ describe('tunnelled migration between network namespaces', () => {
 
   it('post-copy through the tunnel (the destination faults pages back over the same connection), then back compressed with auto-converge', async () => {
     const g = await runGuest(SRC, 't7', 96, 64);
-    const there = await (await startMigration(cluster.client, { domain: 't7', domainUuid: g.uuid, sourceHost: SRC, destinationHost: DST, flags: ['live', 'tunnelled', 'postcopy'] })).result();
+    const there = await (
+      await startMigration(cluster.client, {
+        domain: 't7',
+        domainUuid: g.uuid,
+        sourceHost: SRC,
+        destinationHost: DST,
+        flags: ['live', 'tunnelled', 'postcopy'],
+      })
+    ).result();
     expect(there.stats.postcopy).toBe(true);
     expect(there.destination).toMatchObject({ state: 'running', host: DST });
     expect(hashRange(there.destination.memoryBackingFile!, 64 * MiB)).toBe(g.hash);
-    const back = await (await startMigration(cluster.client, { domain: 't7', domainUuid: g.uuid, sourceHost: DST, destinationHost: SRC, flags: ['live', 'tunnelled', 'compressed', 'auto-converge'] })).result();
+    const back = await (
+      await startMigration(cluster.client, {
+        domain: 't7',
+        domainUuid: g.uuid,
+        sourceHost: DST,
+        destinationHost: SRC,
+        flags: ['live', 'tunnelled', 'compressed', 'auto-converge'],
+      })
+    ).result();
     expect(back.destination).toMatchObject({ state: 'running', host: SRC });
     expect(hashRange(back.destination.memoryBackingFile!, 64 * MiB)).toBe(g.hash);
     expect(leftovers(SRC)).toEqual([]);

@@ -62,9 +62,21 @@ describe('live migration', () => {
     fillRandom(g.ram, fill);
     const before = hashRange(g.ram, fill);
 
-    const handle = await startMigration(cluster.client, { domain: 'm1', domainUuid: g.uuid, sourceHost: A, destinationHost: B, flags: ['live', 'persist-dest', 'undefine-source'] });
+    const handle = await startMigration(cluster.client, {
+      domain: 'm1',
+      domainUuid: g.uuid,
+      sourceHost: A,
+      destinationHost: B,
+      flags: ['live', 'persist-dest', 'undefine-source'],
+    });
     const result = await handle.result();
-    expect(result).toMatchObject({ protocol: 3, domain: 'm1', persistent: true, sourceUndefined: true, destination: { state: 'running', reason: 'migrated', host: B } });
+    expect(result).toMatchObject({
+      protocol: 3,
+      domain: 'm1',
+      persistent: true,
+      sourceUndefined: true,
+      destination: { state: 'running', reason: 'migrated', host: B },
+    });
     expect(result.stats.transferredBytes).toBeGreaterThan(fill);
     expect(isProcessAlive(g.pid)).toBe(false);
     expect(namesOf(await cluster.op(A, { op: 'list' }))).not.toContain('m1');
@@ -102,7 +114,14 @@ describe('live migration', () => {
     const roDisk = `\n    <disk type='file' device='disk'><driver name='qemu' type='raw' cache='none'/><source file='${disk}'/><target dev='vdb' bus='virtio'/><readonly/></disk>`;
     const g = await runGuest(A, 'm2', 128, roDisk);
     fillRandom(g.ram, 96 * MiB);
-    const handle = await startMigration(cluster.client, { domain: 'm2', domainUuid: g.uuid, sourceHost: A, destinationHost: B, flags: ['live'], bandwidthMiBps: 8 });
+    const handle = await startMigration(cluster.client, {
+      domain: 'm2',
+      domainUuid: g.uuid,
+      sourceHost: A,
+      destinationHost: B,
+      flags: ['live'],
+      bandwidthMiBps: 8,
+    });
     const hb = await waitForPerform(handle);
     expect(hb.speedLimitMiBps).toBe(8);
 
@@ -111,15 +130,23 @@ describe('live migration', () => {
     const blk = await cluster.op(A, { op: 'blockstats', name: 'm2' });
     expect(blk).toMatchObject({ op: 'blockstats', stats: [expect.objectContaining({ device: 'vdb', wrBytes: 0 })] });
 
-    await expect(startMigration(cluster.client, { domain: 'm2', domainUuid: g.uuid, sourceHost: A, destinationHost: C })).rejects.toBeInstanceOf(WorkflowExecutionAlreadyStartedError);
+    await expect(startMigration(cluster.client, { domain: 'm2', domainUuid: g.uuid, sourceHost: A, destinationHost: C })).rejects.toBeInstanceOf(
+      WorkflowExecutionAlreadyStartedError,
+    );
 
     const signalled = Date.now();
     await handle.signal(setSpeedSignal, 16);
-    await waitFor('query-migrate-parameters to show 16 MiB/s', async () => (await performHeartbeat(handle))?.speedLimitMiBps === 16, { timeoutMs: 5000, intervalMs: 50 });
+    await waitFor('query-migrate-parameters to show 16 MiB/s', async () => (await performHeartbeat(handle))?.speedLimitMiBps === 16, {
+      timeoutMs: 5000,
+      intervalMs: 50,
+    });
     expect(Date.now() - signalled).toBeLessThan(3000);
     expect((await jobInfo(handle)).speedLimitMiBps).toBe(16);
     await handle.signal(setMaxDowntimeSignal, 1234);
-    await waitFor('query-migrate-parameters to show 1234 ms', async () => (await performHeartbeat(handle))?.maxDowntimeMs === 1234, { timeoutMs: 5000, intervalMs: 50 });
+    await waitFor('query-migrate-parameters to show 1234 ms', async () => (await performHeartbeat(handle))?.maxDowntimeMs === 1234, {
+      timeoutMs: 5000,
+      intervalMs: 50,
+    });
 
     await handle.signal(cancelSignal);
     const failure = await failureOf(handle.result());
@@ -142,11 +169,21 @@ describe('live migration', () => {
     const g = await runGuest(A, 'm4', 96);
     fillRandom(g.ram, 64 * MiB);
     const before = hashRange(g.ram, 64 * MiB);
-    const there = await (await startMigration(cluster.client, { domain: 'm4', domainUuid: g.uuid, sourceHost: A, destinationHost: B, flags: ['live', 'postcopy'] })).result();
+    const there = await (
+      await startMigration(cluster.client, { domain: 'm4', domainUuid: g.uuid, sourceHost: A, destinationHost: B, flags: ['live', 'postcopy'] })
+    ).result();
     expect(there.stats.postcopy).toBe(true);
     expect(there.destination.state).toBe('running');
     await cluster.op(B, { op: 'suspend', name: 'm4' });
-    const back = await (await startMigration(cluster.client, { domain: 'm4', domainUuid: g.uuid, sourceHost: B, destinationHost: A, flags: ['live', 'compressed', 'auto-converge'] })).result();
+    const back = await (
+      await startMigration(cluster.client, {
+        domain: 'm4',
+        domainUuid: g.uuid,
+        sourceHost: B,
+        destinationHost: A,
+        flags: ['live', 'compressed', 'auto-converge'],
+      })
+    ).result();
     expect(back.destination).toMatchObject({ state: 'paused', reason: 'user', host: A });
     expect(hashRange(back.destination.memoryBackingFile!, 64 * MiB)).toBe(before);
     await cluster.op(A, { op: 'destroy', name: 'm4' });
@@ -156,7 +193,13 @@ describe('live migration', () => {
   it('offline: only the persistent definition moves', async () => {
     const uuid = randomUUID();
     await cluster.op(A, { op: 'define', xml: guestXml({ name: 'm3', uuid }) });
-    const handle = await startMigration(cluster.client, { domain: 'm3', domainUuid: uuid, sourceHost: A, destinationHost: B, flags: ['offline', 'persist-dest', 'undefine-source'] });
+    const handle = await startMigration(cluster.client, {
+      domain: 'm3',
+      domainUuid: uuid,
+      sourceHost: A,
+      destinationHost: B,
+      flags: ['offline', 'persist-dest', 'undefine-source'],
+    });
     const r = await handle.result();
     expect(r).toMatchObject({ protocol: 3, persistent: true, sourceUndefined: true, destination: { state: 'shutoff', persistent: true } });
     expect(namesOf(await cluster.op(A, { op: 'list' }))).not.toContain('m3');

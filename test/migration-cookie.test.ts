@@ -1,11 +1,6 @@
 // The <qemu-migration> cookie: round trip, libvirt-shaped input, hostile input.
 import { describe, it, expect } from 'vitest';
-import {
-  MAX_COOKIE_BYTES,
-  formatMigrationCookie,
-  parseMigrationCookie,
-  type MigrationCookie,
-} from '../src/migration/cookie.js';
+import { MAX_COOKIE_BYTES, formatMigrationCookie, parseMigrationCookie, type MigrationCookie } from '../src/migration/cookie.js';
 import { ErrorType, isVmError } from '../src/common/errors.js';
 
 const NAME = 'web-01';
@@ -36,8 +31,19 @@ function fullCookie(): MigrationCookie {
     graphics: { type: 'spice', port: 5901, tlsPort: 5902, listen: '192.0.2.10', tlsSubject: 'C=GB,O=Example & Co,CN=host-b' },
     lockState: { driver: 'sanlock', leases: '__LIBVIRT__DISKS__:1/lease:0:5' },
     persistentXml: DOMAIN_XML,
-    network: { interfaces: [{ index: 0, vporttype: 'openvswitch', portdata: 'ovs-port-data<1>' }, { index: 2, vporttype: 'midonet' }] },
-    nbd: { port: 49153, disks: [{ target: 'vda', capacityBytes: 10737418240 }, { target: 'vdb', capacityBytes: 1048576 }] },
+    network: {
+      interfaces: [
+        { index: 0, vporttype: 'openvswitch', portdata: 'ovs-port-data<1>' },
+        { index: 2, vporttype: 'midonet' },
+      ],
+    },
+    nbd: {
+      port: 49153,
+      disks: [
+        { target: 'vda', capacityBytes: 10737418240 },
+        { target: 'vdb', capacityBytes: 1048576 },
+      ],
+    },
     stats: {
       started: 1700000000000,
       stopped: 1700000004200,
@@ -105,7 +111,20 @@ describe('migration cookie: format and parse', () => {
     const c = fullCookie();
     c.mandatory = [];
     const xml = formatMigrationCookie(c);
-    const order = ['<name>', '<uuid>', '<hostname>', '<hostuuid>', '<feature', '<graphics', '<lockstate', '<domain', '<network>', '<nbd', '<statistics>', '<capabilities>'];
+    const order = [
+      '<name>',
+      '<uuid>',
+      '<hostname>',
+      '<hostuuid>',
+      '<feature',
+      '<graphics',
+      '<lockstate',
+      '<domain',
+      '<network>',
+      '<nbd',
+      '<statistics>',
+      '<capabilities>',
+    ];
     const positions = order.map((tag) => xml.indexOf(tag));
     expect(positions.every((p) => p > 0)).toBe(true);
     expect([...positions].sort((a, b) => a - b)).toEqual(positions);
@@ -208,7 +227,10 @@ describe('migration cookie: format and parse', () => {
 
   it('keeps the raw persistent definition exactly, CRLF and entities included', () => {
     const domain = "<domain type='kvm'>\r\n  <name>a&amp;b</name>\r\n  <!-- </domain> -->\r\n  <description><![CDATA[</domain>]]></description>\r\n</domain>";
-    const xml = cookieWith(`<feature name='persistent'/>${domain}`, `<name>x&amp;y</name><uuid>${UUID}</uuid><hostname>h</hostname><hostuuid>${HOST_A}</hostuuid>`);
+    const xml = cookieWith(
+      `<feature name='persistent'/>${domain}`,
+      `<name>x&amp;y</name><uuid>${UUID}</uuid><hostname>h</hostname><hostuuid>${HOST_A}</hostuuid>`,
+    );
     const c = parseMigrationCookie(xml, { name: 'x&y', uuid: UUID });
     expect(c.persistentXml).toBe(domain);
   });
@@ -229,7 +251,11 @@ describe('migration cookie: format and parse', () => {
   });
 
   it('refuses to format inconsistent or oversized cookies', () => {
-    expectVmError(() => formatMigrationCookie({ ...fullCookie(), features: ['lockstate', 'persistent'] }), ErrorType.OperationInvalid, /'graphics' is not in features/);
+    expectVmError(
+      () => formatMigrationCookie({ ...fullCookie(), features: ['lockstate', 'persistent'] }),
+      ErrorType.OperationInvalid,
+      /'graphics' is not in features/,
+    );
     expectVmError(() => formatMigrationCookie({ ...fullCookie(), uuid: 'nope' }), ErrorType.OperationInvalid, /not a UUID/);
     expectVmError(
       () => formatMigrationCookie({ ...fullCookie(), persistentXml: `${DOMAIN_XML}<lockstate driver='evil'/>` }),
@@ -269,11 +295,19 @@ describe('migration cookie: hostile input is refused with a typed error', () => 
   });
 
   it('wrong root element', () => {
-    expectVmError(() => parseMigrationCookie(good.replace(/qemu-migration>/g, 'libxl-migration>'), EXPECT), ErrorType.XmlError, /root element is <libxl-migration>/);
+    expectVmError(
+      () => parseMigrationCookie(good.replace(/qemu-migration>/g, 'libxl-migration>'), EXPECT),
+      ErrorType.XmlError,
+      /root element is <libxl-migration>/,
+    );
   });
 
   it('a cookie about another domain (name)', () => {
-    expectVmError(() => parseMigrationCookie(good, { ...EXPECT, name: 'db-02' }), ErrorType.OperationInvalid, /about domain 'web-01', expected 'db-02' at \/qemu-migration\/name \(line 2/);
+    expectVmError(
+      () => parseMigrationCookie(good, { ...EXPECT, name: 'db-02' }),
+      ErrorType.OperationInvalid,
+      /about domain 'web-01', expected 'db-02' at \/qemu-migration\/name \(line 2/,
+    );
   });
 
   it('a cookie about another domain (UUID)', () => {
@@ -281,14 +315,26 @@ describe('migration cookie: hostile input is refused with a typed error', () => 
   });
 
   it('a bad UUID', () => {
-    expectVmError(() => parseMigrationCookie(good.replace(UUID, 'not-a-uuid'), EXPECT), ErrorType.XmlError, /<uuid> 'not-a-uuid' is not a UUID at \/qemu-migration\/uuid/);
+    expectVmError(
+      () => parseMigrationCookie(good.replace(UUID, 'not-a-uuid'), EXPECT),
+      ErrorType.XmlError,
+      /<uuid> 'not-a-uuid' is not a UUID at \/qemu-migration\/uuid/,
+    );
     expectVmError(() => parseMigrationCookie(good.replace(HOST_A, `${HOST_A}0`), EXPECT), ErrorType.XmlError, /<hostuuid> .* is not a UUID/);
   });
 
   it('an unknown mandatory feature is refused, an unknown optional element is accepted', () => {
-    expectVmError(() => parseMigrationCookie(cookieWith("<feature name='teleport'/>"), EXPECT), ErrorType.OperationInvalid, /unknown mandatory feature 'teleport'/);
+    expectVmError(
+      () => parseMigrationCookie(cookieWith("<feature name='teleport'/>"), EXPECT),
+      ErrorType.OperationInvalid,
+      /unknown mandatory feature 'teleport'/,
+    );
     // Known to libvirt but not understood in this phase.
-    expectVmError(() => parseMigrationCookie(cookieWith("<feature name='cpu-hotplug'/>"), EXPECT), ErrorType.OperationInvalid, /'cpu-hotplug' is not supported here/);
+    expectVmError(
+      () => parseMigrationCookie(cookieWith("<feature name='cpu-hotplug'/>"), EXPECT),
+      ErrorType.OperationInvalid,
+      /'cpu-hotplug' is not supported here/,
+    );
     expectVmError(() => parseMigrationCookie(cookieWith('<feature/>'), EXPECT), ErrorType.XmlError, /missing attribute 'name'/);
     const c = parseMigrationCookie(cookieWith("<teleport mode='instant'><beam/></teleport><allowReboot value='yes'/>"), EXPECT);
     expect(c.features).toEqual([]);
@@ -297,11 +343,19 @@ describe('migration cookie: hostile input is refused with a typed error', () => 
 
   it('missing hostuuid (and hostname)', () => {
     expectVmError(() => parseMigrationCookie(good.replace(/ *<hostuuid>.*<\/hostuuid>\n/, ''), EXPECT), ErrorType.XmlError, /missing <hostuuid> element/);
-    expectVmError(() => parseMigrationCookie(good.replace('<hostname>host-a.example</hostname>', '<hostname></hostname>'), EXPECT), ErrorType.XmlError, /<hostname> is empty/);
+    expectVmError(
+      () => parseMigrationCookie(good.replace('<hostname>host-a.example</hostname>', '<hostname></hostname>'), EXPECT),
+      ErrorType.XmlError,
+      /<hostname> is empty/,
+    );
   });
 
   it('a __proto__ element or attribute', () => {
-    expectVmError(() => parseMigrationCookie(cookieWith('<__proto__><polluted>1</polluted></__proto__>'), EXPECT), ErrorType.XmlError, /name '__proto__' is not allowed/);
+    expectVmError(
+      () => parseMigrationCookie(cookieWith('<__proto__><polluted>1</polluted></__proto__>'), EXPECT),
+      ErrorType.XmlError,
+      /name '__proto__' is not allowed/,
+    );
     expectVmError(() => parseMigrationCookie(cookieWith("<nbd constructor='1'/>"), EXPECT), ErrorType.XmlError, /name 'constructor' is not allowed/);
     expect(({} as Record<string, unknown>)['polluted']).toBeUndefined();
   });
@@ -312,8 +366,16 @@ describe('migration cookie: hostile input is refused with a typed error', () => 
   });
 
   it('persistent without a domain, or with two', () => {
-    expectVmError(() => parseMigrationCookie(cookieWith("<feature name='persistent'/>"), EXPECT), ErrorType.XmlError, /'persistent' is mandatory but there is no <domain>/);
-    expectVmError(() => parseMigrationCookie(cookieWith("<feature name='persistent'/><domain/><domain/>"), EXPECT), ErrorType.XmlError, /<domain> may appear only once/);
+    expectVmError(
+      () => parseMigrationCookie(cookieWith("<feature name='persistent'/>"), EXPECT),
+      ErrorType.XmlError,
+      /'persistent' is mandatory but there is no <domain>/,
+    );
+    expectVmError(
+      () => parseMigrationCookie(cookieWith("<feature name='persistent'/><domain/><domain/>"), EXPECT),
+      ErrorType.XmlError,
+      /<domain> may appear only once/,
+    );
   });
 
   it('same-host migration (host UUID equals ours)', () => {
@@ -322,15 +384,43 @@ describe('migration cookie: hostile input is refused with a typed error', () => 
   });
 
   it('bad values inside modelled elements', () => {
-    expectVmError(() => parseMigrationCookie(cookieWith("<graphics type='vnc' port='99999' listen='::'/>"), EXPECT), ErrorType.XmlError, /graphics port 99999 is out of range/);
+    expectVmError(
+      () => parseMigrationCookie(cookieWith("<graphics type='vnc' port='99999' listen='::'/>"), EXPECT),
+      ErrorType.XmlError,
+      /graphics port 99999 is out of range/,
+    );
     expectVmError(() => parseMigrationCookie(cookieWith("<graphics type='spice' port='1' listen='::'/>"), EXPECT), ErrorType.XmlError, /tlsPort/);
-    expectVmError(() => parseMigrationCookie(cookieWith("<graphics type='teletype' port='1' listen='::'/>"), EXPECT), ErrorType.XmlError, /unknown graphics type/);
-    expectVmError(() => parseMigrationCookie(cookieWith("<lockstate><leases>x</leases></lockstate>"), EXPECT), ErrorType.XmlError, /missing attribute 'driver' at \/qemu-migration\/lockstate\/@driver/);
-    expectVmError(() => parseMigrationCookie(cookieWith("<nbd><disk target='vda' capacity='12e3'/></nbd>"), EXPECT), ErrorType.XmlError, /disk capacity '12e3' is not an integer/);
-    expectVmError(() => parseMigrationCookie(cookieWith('<statistics><downtime>-1</downtime></statistics>'), EXPECT), ErrorType.XmlError, /downtime -1 is out of range/);
-    expectVmError(() => parseMigrationCookie(cookieWith('<statistics><downtime>99999999999999999</downtime></statistics>'), EXPECT), ErrorType.XmlError, /out of range/);
+    expectVmError(
+      () => parseMigrationCookie(cookieWith("<graphics type='teletype' port='1' listen='::'/>"), EXPECT),
+      ErrorType.XmlError,
+      /unknown graphics type/,
+    );
+    expectVmError(
+      () => parseMigrationCookie(cookieWith('<lockstate><leases>x</leases></lockstate>'), EXPECT),
+      ErrorType.XmlError,
+      /missing attribute 'driver' at \/qemu-migration\/lockstate\/@driver/,
+    );
+    expectVmError(
+      () => parseMigrationCookie(cookieWith("<nbd><disk target='vda' capacity='12e3'/></nbd>"), EXPECT),
+      ErrorType.XmlError,
+      /disk capacity '12e3' is not an integer/,
+    );
+    expectVmError(
+      () => parseMigrationCookie(cookieWith('<statistics><downtime>-1</downtime></statistics>'), EXPECT),
+      ErrorType.XmlError,
+      /downtime -1 is out of range/,
+    );
+    expectVmError(
+      () => parseMigrationCookie(cookieWith('<statistics><downtime>99999999999999999</downtime></statistics>'), EXPECT),
+      ErrorType.XmlError,
+      /out of range/,
+    );
     expectVmError(() => parseMigrationCookie(cookieWith('<network><interface index="0"/></network>'), EXPECT), ErrorType.XmlError, /vporttype/);
-    expectVmError(() => parseMigrationCookie(cookieWith('<capabilities><cap auto="yes"/></capabilities>'), EXPECT), ErrorType.XmlError, /missing attribute 'name'/);
+    expectVmError(
+      () => parseMigrationCookie(cookieWith('<capabilities><cap auto="yes"/></capabilities>'), EXPECT),
+      ErrorType.XmlError,
+      /missing attribute 'name'/,
+    );
   });
 
   it('deep nesting and non-string input', () => {

@@ -1,12 +1,6 @@
 // Migration URIs and listen addresses: QEMU syntax in, QEMU syntax out.
 import { describe, it, expect } from 'vitest';
-import {
-  MAX_MIGRATION_URI_LENGTH,
-  formatListenAddress,
-  formatMigrationUri,
-  parseMigrationUri,
-  type MigrationUri,
-} from '../src/migration/uri.js';
+import { MAX_MIGRATION_URI_LENGTH, formatListenAddress, formatMigrationUri, parseMigrationUri, type MigrationUri } from '../src/migration/uri.js';
 import { ErrorType, isVmError } from '../src/common/errors.js';
 
 function refused(input: string, message?: RegExp): void {

@@ -68,6 +68,10 @@ describe('no shell anywhere', () => {
       'spawn(process.env.SHELL!, [])',
       "import { $ } from 'zx'",
     ];
-    for (const s of samples) expect(FORBIDDEN.some(([re]) => re.test(s)), s).toBe(true);
+    for (const s of samples)
+      expect(
+        FORBIDDEN.some(([re]) => re.test(s)),
+        s,
+      ).toBe(true);
   });
 });

@@ -59,7 +59,11 @@ async function track(handle: WorkflowHandle, what: string): Promise<void> {
 
 /** Starts with `client`, reads the result through `reader` (results are encrypted by the worker whoever started it). */
 async function op(client: Client, host: string, operation: DomainOperation, what: string, reader: Client = client): Promise<DomainOperationResult> {
-  const handle = await client.workflow.start('domainOperation', { taskQueue: CONTROL_TASK_QUEUE, workflowId: `cl-codec-${process.pid}-${seq++}`, args: [{ host, operation }] });
+  const handle = await client.workflow.start('domainOperation', {
+    taskQueue: CONTROL_TASK_QUEUE,
+    workflowId: `cl-codec-${process.pid}-${seq++}`,
+    args: [{ host, operation }],
+  });
   runs.push({ workflowId: handle.workflowId, runId: handle.firstExecutionRunId, what });
   return (await reader.workflow.getHandle(handle.workflowId, handle.firstExecutionRunId).result()) as DomainOperationResult;
 }
@@ -114,7 +118,11 @@ describe('AES-256-GCM payload codec', () => {
     try {
       const url = await waitFor('the codec server to listen', () => /listening on (http:\/\/\S+)/.exec(stderr)?.[1], { timeoutMs: 15_000, intervalMs: 50 });
       const post = async (op: string, payloads: unknown): Promise<{ payloads: { metadata: Record<string, string>; data: string }[] }> => {
-        const r = await fetch(`${url}/${op}`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-namespace': 'default' }, body: JSON.stringify({ payloads }) });
+        const r = await fetch(`${url}/${op}`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', 'x-namespace': 'default' },
+          body: JSON.stringify({ payloads }),
+        });
         expect(r.status).toBe(200);
         return (await r.json()) as { payloads: { metadata: Record<string, string>; data: string }[] };
       };
@@ -125,10 +133,13 @@ describe('AES-256-GCM payload codec', () => {
       expect(Buffer.from(sealed.payloads[0]!.data, 'base64').includes(SECRET)).toBe(false);
       expect((await post('decode', sealed.payloads)).payloads).toEqual([plain]);
       // What the server sealed, this process's codec with the same key opens.
-      const [opened] = await codec.decode([{ metadata: { encoding: bytes(ENCODING), 'vmferry-key-id': bytes(keyId(key)) }, data: Buffer.from(sealed.payloads[0]!.data, 'base64') }]);
+      const [opened] = await codec.decode([
+        { metadata: { encoding: bytes(ENCODING), 'vmferry-key-id': bytes(keyId(key)) }, data: Buffer.from(sealed.payloads[0]!.data, 'base64') },
+      ]);
       expect(new TextDecoder().decode(opened!.data!)).toContain(SECRET);
 
-      const preflight = (origin: string): Promise<Response> => fetch(`${url}/decode`, { method: 'OPTIONS', headers: { origin, 'access-control-request-method': 'POST' } });
+      const preflight = (origin: string): Promise<Response> =>
+        fetch(`${url}/decode`, { method: 'OPTIONS', headers: { origin, 'access-control-request-method': 'POST' } });
       expect((await preflight('http://localhost:8233')).headers.get('access-control-allow-origin')).toBe('http://localhost:8233');
       expect((await preflight('http://evil.example')).headers.get('access-control-allow-origin')).toBeNull();
     } finally {
@@ -155,7 +166,13 @@ describe('a cluster with payload encryption', () => {
     await op(client, A, { op: 'define', xml: guestXml({ name: 'cl-c1', memoryMiB: 64, extraDevices: vnc }) }, 'define');
     const g = domainOf(await op(client, A, { op: 'start', name: 'cl-c1' }, 'start'));
 
-    const migration = await startMigration(client, { domain: 'cl-c1', domainUuid: g.uuid, sourceHost: A, destinationHost: B, flags: ['live', 'persist-dest', 'undefine-source'] });
+    const migration = await startMigration(client, {
+      domain: 'cl-c1',
+      domainUuid: g.uuid,
+      sourceHost: A,
+      destinationHost: B,
+      flags: ['live', 'persist-dest', 'undefine-source'],
+    });
     await track(migration, 'migrate');
     expect(await migration.result()).toMatchObject({ destination: { state: 'running' }, persistent: true });
 

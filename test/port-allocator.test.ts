@@ -34,7 +34,12 @@ async function freeRange(): Promise<{ min: number; max: number }> {
 }
 
 async function rejection(p: Promise<unknown>): Promise<unknown> {
-  return p.then((v) => { throw new Error(`expected a rejection, got ${JSON.stringify(v)}`); }, (err: unknown) => err);
+  return p.then(
+    (v) => {
+      throw new Error(`expected a rejection, got ${JSON.stringify(v)}`);
+    },
+    (err: unknown) => err,
+  );
 }
 
 describe('PortAllocator', () => {
@@ -44,7 +49,13 @@ describe('PortAllocator', () => {
     expect(await pa.acquire('job-a')).toBe(min);
     expect(await pa.acquire('job-b')).toBe(min + 1);
     expect(await pa.acquire('job-c')).toBe(min + 2);
-    expect(pa.owned()).toEqual(new Map([[min, 'job-a'], [min + 1, 'job-b'], [min + 2, 'job-c']]));
+    expect(pa.owned()).toEqual(
+      new Map([
+        [min, 'job-a'],
+        [min + 1, 'job-b'],
+        [min + 2, 'job-c'],
+      ]),
+    );
   });
 
   it('is idempotent per owner, also for concurrent retries', async () => {
@@ -110,11 +121,21 @@ describe('PortAllocator', () => {
 
   it('uses the isFree hook when given and validates its range', async () => {
     const probed: number[] = [];
-    const pa = new PortAllocator(100, 103, { isFree: (p) => { probed.push(p); return Promise.resolve(p % 2 === 1); } });
+    const pa = new PortAllocator(100, 103, {
+      isFree: (p) => {
+        probed.push(p);
+        return Promise.resolve(p % 2 === 1);
+      },
+    });
     expect(await pa.acquire('a')).toBe(101);
     expect(await pa.acquire('b')).toBe(103);
     expect(probed).toEqual([100, 101, 100, 102, 103]);
-    for (const [lo, hi] of [[0, 10], [10, 9], [1, 65536], [1.5, 3]]) {
+    for (const [lo, hi] of [
+      [0, 10],
+      [10, 9],
+      [1, 65536],
+      [1.5, 3],
+    ]) {
       expect(() => new PortAllocator(lo as number, hi as number)).toThrowError(/invalid migration port range/);
     }
     await expect(pa.acquire('')).rejects.toThrowError(/owner/);

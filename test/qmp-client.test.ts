@@ -20,12 +20,21 @@ async function setup(): Promise<{ qemu: BareQemu; qmp: QmpClient }> {
 }
 
 function resumeProcess(pid: number): void {
-  try { process.kill(pid, 'SIGCONT'); } catch { /* already gone */ }
+  try {
+    process.kill(pid, 'SIGCONT');
+  } catch {
+    /* already gone */
+  }
 }
 
 /** Resolves with the rejection reason; fails the test if `p` resolves. */
 async function rejection(p: Promise<unknown>): Promise<unknown> {
-  return p.then((v) => { throw new Error(`expected a rejection, got ${JSON.stringify(v)}`); }, (err: unknown) => err);
+  return p.then(
+    (v) => {
+      throw new Error(`expected a rejection, got ${JSON.stringify(v)}`);
+    },
+    (err: unknown) => err,
+  );
 }
 
 function expectVmError(err: unknown, type: ErrorType): asserts err is Error & { type: string; details?: unknown[] } {
@@ -46,10 +55,12 @@ describe('QmpClient (real QEMU)', { timeout: 30_000 }, () => {
   it('matches 50 concurrent commands by id, and reassembles a reply spread over many reads', async () => {
     const { qmp } = await setup();
     const kinds = ['query-status', 'query-name', 'query-version'] as const;
-    const results = await Promise.all(Array.from({ length: 50 }, async (_, i) => {
-      const cmd = kinds[i % kinds.length]!;
-      return { cmd, reply: await qmp.execute<Record<string, unknown>>(cmd) };
-    }));
+    const results = await Promise.all(
+      Array.from({ length: 50 }, async (_, i) => {
+        const cmd = kinds[i % kinds.length]!;
+        return { cmd, reply: await qmp.execute<Record<string, unknown>>(cmd) };
+      }),
+    );
     for (const { cmd, reply } of results) {
       if (cmd === 'query-status') expect(reply.status).toBe('prelaunch');
       if (cmd === 'query-name') expect(reply).toEqual({});
@@ -177,9 +188,14 @@ describe('QmpClient (real QEMU)', { timeout: 30_000 }, () => {
     writeFileSync(file, 'x');
     const fd = openSync(file, 'r');
     cleanups.push(() => closeSync(fd));
-    const qemuHolds = (): boolean => readdirSync(`/proc/${qemu.pid}/fd`).some((n) => {
-      try { return readlinkSync(`/proc/${qemu.pid}/fd/${n}`) === file; } catch { return false; }
-    });
+    const qemuHolds = (): boolean =>
+      readdirSync(`/proc/${qemu.pid}/fd`).some((n) => {
+        try {
+          return readlinkSync(`/proc/${qemu.pid}/fd/${n}`) === file;
+        } catch {
+          return false;
+        }
+      });
     expect(qemuHolds()).toBe(false);
 
     expect(await qmp.execute('getfd', { fdname: 'f1' }, { fds: [fd] })).toEqual({});

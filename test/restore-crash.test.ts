@@ -85,11 +85,18 @@ describe('kill -9 of the host worker during a restore', () => {
       const handle = await startJob(cluster.client, 'restore', dom.uuid, { host: HOST, path });
       const marker = heldMarker('restore.mid-stream', faultDir);
       let ended = false;
-      void handle.result().finally(() => (ended = true)).catch(() => undefined);
-      await waitFor('the worker held at restore.mid-stream', () => {
-        if (ended) throw new Error('the restore ended before reaching restore.mid-stream');
-        return existsSync(marker);
-      }, { timeoutMs: 30_000, intervalMs: 20 });
+      void handle
+        .result()
+        .finally(() => (ended = true))
+        .catch(() => undefined);
+      await waitFor(
+        'the worker held at restore.mid-stream',
+        () => {
+          if (ended) throw new Error('the restore ended before reaching restore.mid-stream');
+          return existsSync(marker);
+        },
+        { timeoutMs: 30_000, intervalMs: 20 },
+      );
       // What the crash interrupts: the incoming QEMU and the pipeline's helpers, as recorded for recovery.
       const host = cluster.hosts.get(HOST)!;
       const rec = JSON.parse(readFileSync(join(host.baseDir, 'state', 'jobs', `${name}.json`), 'utf8')) as SaveJobRecord;

@@ -71,7 +71,11 @@ describe('cancelling a save', () => {
         // One job per domain: a second one under the domain's job ID is refused by Temporal,
         // and one started under another ID is refused by the host.
         await expect(startJob(cluster.client, 'save', dom.uuid, { host: HOST, name, path: join(images, 'second.img') })).rejects.toThrow(/already/i);
-        const other = await cluster.client.workflow.start('save', { taskQueue: CONTROL_TASK_QUEUE, workflowId: `sc-second-${dom.uuid}`, args: [{ host: HOST, name, path: join(images, 'second.img') }] });
+        const other = await cluster.client.workflow.start('save', {
+          taskQueue: CONTROL_TASK_QUEUE,
+          workflowId: `sc-second-${dom.uuid}`,
+          args: [{ host: HOST, name, path: join(images, 'second.img') }],
+        });
         const busy = await failureOf(other.result());
         expect(busy.type).toBe('DomainBusy');
         expect(existsSync(join(images, 'second.img'))).toBe(false);

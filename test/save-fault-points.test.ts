@@ -49,10 +49,14 @@ async function reach(handle: JobHandle, point: string): Promise<() => void> {
     () => (ended = true),
     () => (ended = true),
   );
-  await waitFor(`worker held at ${point}`, () => {
-    if (ended) throw new Error(`the job ended before reaching ${point}`);
-    return existsSync(marker);
-  }, { timeoutMs: 30_000, intervalMs: 20 });
+  await waitFor(
+    `worker held at ${point}`,
+    () => {
+      if (ended) throw new Error(`the job ended before reaching ${point}`);
+      return existsSync(marker);
+    },
+    { timeoutMs: 30_000, intervalMs: 20 },
+  );
   return () => rmSync(marker);
 }
 

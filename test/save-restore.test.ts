@@ -2,7 +2,21 @@
 // with real QEMU: guest RAM filled with random bytes must come back byte for
 // byte, in the run state asked for; bad input is refused with a typed error
 // before the VM or any file is touched.
-import { copyFileSync, createReadStream, existsSync, mkdirSync, openSync, readdirSync, rmSync, closeSync, symlinkSync, truncateSync, writeFileSync, writeSync, readFileSync } from 'node:fs';
+import {
+  copyFileSync,
+  createReadStream,
+  existsSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  rmSync,
+  closeSync,
+  symlinkSync,
+  truncateSync,
+  writeFileSync,
+  writeSync,
+  readFileSync,
+} from 'node:fs';
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -139,7 +153,8 @@ describe('save and restore', () => {
     const name = 'sr-xml';
     const disks = ['a', 'b', 'c'].map((d) => join(images, `disk-${d}.raw`));
     for (const d of disks) writeFileSync(d, Buffer.alloc(1024 * 1024));
-    const disk = (file: string): string => `\n    <disk type='file' device='disk'>\n      <driver name='qemu' type='raw'/>\n      <source file='${file}'/>\n      <target dev='vda' bus='virtio'/>\n    </disk>`;
+    const disk = (file: string): string =>
+      `\n    <disk type='file' device='disk'>\n      <driver name='qemu' type='raw'/>\n      <source file='${file}'/>\n      <target dev='vda' bus='virtio'/>\n    </disk>`;
     const dom = await startGuest(name, disk(disks[0]!));
     const before = hashRange(dom.memoryBackingFile!, FILL);
     const path = join(images, `${name}.img`);
@@ -155,7 +170,9 @@ describe('save and restore', () => {
     const refused = await failureOf(runJob(cluster.client, 'restore', dom.uuid, { host: HOST, path, xml: bigger }));
     expect(refused.type).toBe('ConfigUnsupported');
     expect(refused.message).toMatch(/memory/);
-    const renamed = await failureOf(runJob(cluster.client, 'restore', dom.uuid, { host: HOST, path, xml: xml.replace(`<name>${name}</name>`, '<name>sr-other</name>') }));
+    const renamed = await failureOf(
+      runJob(cluster.client, 'restore', dom.uuid, { host: HOST, path, xml: xml.replace(`<name>${name}</name>`, '<name>sr-other</name>') }),
+    );
     expect(renamed.type).toBe('OperationInvalid');
     expect((await info(name)).state).toBe('shutoff');
 
@@ -165,7 +182,11 @@ describe('save and restore', () => {
     expect(await readSaveHeader(path)).toMatchObject({ complete: true, streamOffset });
     expect(await streamHash(path, streamOffset)).toBe(stream);
     const badDefine = await failureOf(
-      cluster.client.workflow.execute('saveImageXml', { taskQueue: CONTROL_TASK_QUEUE, workflowId: `sr-bad-define-${Date.now()}`, args: [{ host: HOST, op: 'define', path, xml: bigger }] }),
+      cluster.client.workflow.execute('saveImageXml', {
+        taskQueue: CONTROL_TASK_QUEUE,
+        workflowId: `sr-bad-define-${Date.now()}`,
+        args: [{ host: HOST, op: 'define', path, xml: bigger }],
+      }),
     );
     expect(badDefine.type).toBe('ConfigUnsupported');
 
@@ -196,7 +217,11 @@ describe('save and restore', () => {
     expect(existsSync(saved.path)).toBe(false);
 
     await runJob<SaveResult>(cluster.client, 'managedSave', dom.uuid, { host: HOST, name });
-    const removed = (await cluster.client.workflow.execute('managedSaveRemove', { taskQueue: CONTROL_TASK_QUEUE, workflowId: `sr-msr-${Date.now()}`, args: [{ host: HOST, name }] })) as ManagedSaveState;
+    const removed = (await cluster.client.workflow.execute('managedSaveRemove', {
+      taskQueue: CONTROL_TASK_QUEUE,
+      workflowId: `sr-msr-${Date.now()}`,
+      args: [{ host: HOST, name }],
+    })) as ManagedSaveState;
     expect(removed).toMatchObject({ removed: true, exists: false });
     expect(existsSync(saved.path)).toBe(false);
     const fresh = await runJob<RestoreResult>(cluster.client, 'managedStart', dom.uuid, { host: HOST, name, paused: true });

@@ -71,7 +71,9 @@ function expectInvalid(fn: () => unknown, message: RegExp): void {
 
 async function expectInvalidAsync(p: Promise<unknown>, message: RegExp): Promise<void> {
   const caught = await p.then(
-    (v) => { throw new Error(`expected a rejection, got ${JSON.stringify(v)}`); },
+    (v) => {
+      throw new Error(`expected a rejection, got ${JSON.stringify(v)}`);
+    },
     (err: unknown) => err,
   );
   expect(isVmError(caught, ErrorType.OperationInvalid), `expected OperationInvalid, got ${String(caught)}`).toBe(true);
@@ -110,7 +112,7 @@ describe('save image header: layout', () => {
     expect(paused.complete).toBe(false);
   });
 
-  it('uses libvirt\'s format numbers (zstd = 5) and compressor argument vectors', () => {
+  it("uses libvirt's format numbers (zstd = 5) and compressor argument vectors", () => {
     expect(SaveFormat).toEqual({ raw: 0, gzip: 1, bzip2: 2, xz: 3, lzop: 4, zstd: 5 });
     expect(saveFormatFromNumber(5)).toBe('zstd');
     expect(saveFormatFromNumber(6)).toBeUndefined();
@@ -120,7 +122,7 @@ describe('save image header: layout', () => {
     expect(compressorCommand('zstd')).toEqual({ program: 'zstd', compressArgs: ['-c'], decompressArgs: ['-dc'] });
   });
 
-  it('places every field where libvirt\'s struct puts it (92-byte header, XML at 92, stream after 64 KiB padding)', () => {
+  it("places every field where libvirt's struct puts it (92-byte header, XML at 92, stream after 64 KiB padding)", () => {
     expect(SAVE_HEADER_SIZE).toBe(16 + 4 * (5 + 14));
     for (const order of ['LE', 'BE'] as const) {
       const buf = encodeSaveHeader({ domainXml: XML, wasRunning: true, format: 'xz', cookie: COOKIE, byteOrder: order });
@@ -161,13 +163,13 @@ describe('save image header: layout', () => {
   it('matches hand-computed golden bytes (little-endian, Part, raw, no cookie)', () => {
     const golden = Buffer.from(
       '4c69627669727451656d756450617274' + // "LibvirtQemudPart"
-      '02000000' + // version 2
-      '0a000100' + // data_len = 10 + 65536 = 0x0001000a
-      '01000000' + // was_running 1
-      '00000000' + // format 0 = raw
-      '00000000' + // cookieOffset 0 = no cookie
-      '00'.repeat(56) + // unused[14]
-      '3c646f6d61696e2f3e00', // "<domain/>\0" at offset 92
+        '02000000' + // version 2
+        '0a000100' + // data_len = 10 + 65536 = 0x0001000a
+        '01000000' + // was_running 1
+        '00000000' + // format 0 = raw
+        '00000000' + // cookieOffset 0 = no cookie
+        '00'.repeat(56) + // unused[14]
+        '3c646f6d61696e2f3e00', // "<domain/>\0" at offset 92
       'hex',
     );
     const expected = Buffer.concat([golden, Buffer.alloc(65536)]);
@@ -176,21 +178,31 @@ describe('save image header: layout', () => {
     expect(ours.equals(expected)).toBe(true);
     // …and an image libvirt wrote with these bytes decodes as expected.
     const h = decodeSaveHeaderAllowPartial(Buffer.concat([expected, Buffer.from('QEVM')]));
-    expect(h).toMatchObject({ complete: false, version: 2, dataLen: 65546, wasRunning: true, format: 'raw', cookieOffset: 0, domainXml: '<domain/>', streamOffset: 65638, byteOrder: 'LE' });
+    expect(h).toMatchObject({
+      complete: false,
+      version: 2,
+      dataLen: 65546,
+      wasRunning: true,
+      format: 'raw',
+      cookieOffset: 0,
+      domainXml: '<domain/>',
+      streamOffset: 65638,
+      byteOrder: 'LE',
+    });
     expect(h.cookie).toBeUndefined();
   });
 
   it('matches hand-computed golden bytes (big-endian, Save, gzip, cookie), read the way libvirt reads a foreign-endian image', () => {
     const golden = Buffer.from(
       '4c69627669727451656d756453617665' + // "LibvirtQemudSave"
-      '00000002' + // version 2
-      '00010014' + // data_len = 10 + 10 + 65536
-      '00000000' + // was_running 0
-      '00000001' + // format 1 = gzip
-      '0000000a' + // cookieOffset 10 = strlen("<domain/>") + 1
-      '00'.repeat(56) +
-      '3c646f6d61696e2f3e00' + // "<domain/>\0"
-      '3c636f6f6b69652f3e00', // "<cookie/>\0"
+        '00000002' + // version 2
+        '00010014' + // data_len = 10 + 10 + 65536
+        '00000000' + // was_running 0
+        '00000001' + // format 1 = gzip
+        '0000000a' + // cookieOffset 10 = strlen("<domain/>") + 1
+        '00'.repeat(56) +
+        '3c646f6d61696e2f3e00' + // "<domain/>\0"
+        '3c636f6f6b69652f3e00', // "<cookie/>\0"
       'hex',
     );
     const expected = Buffer.concat([golden, Buffer.alloc(65536)]);
@@ -198,8 +210,16 @@ describe('save image header: layout', () => {
     expect(ours.equals(expected)).toBe(true);
     const h = decodeSaveHeader(Buffer.concat([expected, randomBytes(16)]));
     expect(h).toEqual({
-      complete: true, version: 2, dataLen: 65556, wasRunning: false, format: 'gzip', cookieOffset: 10,
-      domainXml: '<domain/>', cookie: '<cookie/>', streamOffset: 92 + 65556, byteOrder: 'BE',
+      complete: true,
+      version: 2,
+      dataLen: 65556,
+      wasRunning: false,
+      format: 'gzip',
+      cookieOffset: 10,
+      domainXml: '<domain/>',
+      cookie: '<cookie/>',
+      streamOffset: 92 + 65556,
+      byteOrder: 'BE',
     });
   });
 
@@ -288,7 +308,10 @@ describe('save image header: save-image-define (rewrite XML in place)', () => {
     for (const order of ['LE', 'BE'] as const) {
       const dir = await tempDir();
       const path = join(dir, 'vm1.save');
-      const { bytes, stream } = image(encodeSaveHeader({ domainXml: XML, cookie: COOKIE, wasRunning: true, format: 'lzop', complete: true, byteOrder: order }), 512 * 1024);
+      const { bytes, stream } = image(
+        encodeSaveHeader({ domainXml: XML, cookie: COOKIE, wasRunning: true, format: 'lzop', complete: true, byteOrder: order }),
+        512 * 1024,
+      );
       await writeFile(path, bytes);
       const before = await readSaveHeader(path);
 
@@ -322,7 +345,10 @@ describe('save image header: save-image-define (rewrite XML in place)', () => {
 
     const tooBig = `<domain>${'x'.repeat(room - 17 + 1)}</domain>`;
     expect(Buffer.byteLength(tooBig)).toBe(room + 1);
-    await expectInvalidAsync(rewriteSaveImageXml(path, tooBig), new RegExp(`does not fit in the save image: it is ${room + 1} bytes, the image has room for ${room}`));
+    await expectInvalidAsync(
+      rewriteSaveImageXml(path, tooBig),
+      new RegExp(`does not fit in the save image: it is ${room + 1} bytes, the image has room for ${room}`),
+    );
     expect((await readFile(path)).equals(bytes)).toBe(true);
 
     const exact = `<domain>${'x'.repeat(room - 17)}</domain>`;
@@ -364,7 +390,10 @@ describe('save image header: hostile input', () => {
     expectInvalid(() => decodeSaveHeader(setU32(good(), 28, 6)), /format 6 \(libvirt "sparse", QEMU mapped-ram\)/);
 
     const g = good();
-    expectInvalid(() => decodeSaveHeader(setU32(good(), 20, g.length - 92 + 1)), /image is truncated: header says the XML area is \d+ bytes, but only \d+ bytes follow the header/);
+    expectInvalid(
+      () => decodeSaveHeader(setU32(good(), 20, g.length - 92 + 1)),
+      /image is truncated: header says the XML area is \d+ bytes, but only \d+ bytes follow the header/,
+    );
     expectInvalid(() => decodeSaveHeader(setU32(good(), 20, 0xffffffff)), /header says the XML area is 4294967295 bytes/);
     expectInvalid(() => decodeSaveHeader(setU32(good(), 20, 0)), /data length is 0/);
 
@@ -419,7 +448,10 @@ describe('save image header: hostile input', () => {
 
     const over = join(dir, 'over.save');
     await writeFile(over, setU32(good(), 20, 1024 * 1024));
-    await expectInvalidAsync(readSaveHeader(over), /image is truncated: header says the XML area is 1048576 bytes, but .* holds only \d+ bytes after the header/);
+    await expectInvalidAsync(
+      readSaveHeader(over),
+      /image is truncated: header says the XML area is 1048576 bytes, but .* holds only \d+ bytes after the header/,
+    );
     await expectInvalidAsync(readSaveHeader(over, { maxHeaderBytes: 4096 }), /above the 4096-byte limit/);
 
     const short = join(dir, 'short.save');

@@ -73,11 +73,21 @@ class Recorder implements SecurityDriver {
     this.log.push(`${what} ${this.name} ${target}`);
     return this.failOn === what ? Promise.reject(new Error(`${this.name} refuses to ${what}`)) : Promise.resolve();
   }
-  labelPath(p: string) { return this.step('label', p); }
-  restorePath(p: string) { return this.step('restore', p); }
-  labelFd(fd: number) { return this.step('label', `fd${fd}`); }
-  restoreFd(fd: number) { return this.step('restore', `fd${fd}`); }
-  labelHandedFd(fd: number) { return this.step('label', `handed fd${fd}`); }
+  labelPath(p: string) {
+    return this.step('label', p);
+  }
+  restorePath(p: string) {
+    return this.step('restore', p);
+  }
+  labelFd(fd: number) {
+    return this.step('label', `fd${fd}`);
+  }
+  restoreFd(fd: number) {
+    return this.step('restore', `fd${fd}`);
+  }
+  labelHandedFd(fd: number) {
+    return this.step('label', `handed fd${fd}`);
+  }
 }
 
 describe('dac driver', () => {
@@ -109,7 +119,7 @@ describe('dac driver', () => {
     expect(after.rememberedFor(p)).toBeUndefined();
   });
 
-  it('keeps another driver object\'s remembered labels when both use one directory', async () => {
+  it("keeps another driver object's remembered labels when both use one directory", async () => {
     const remember = join(dir, 'remember-3');
     const a = new DacDriver({ user: 'nobody', rememberDir: remember });
     const b = new DacDriver({ user: 'nobody', rememberDir: remember });
@@ -264,8 +274,21 @@ describe('stack and factory', () => {
     await stack.restoreFd(7, ctx);
     await stack.labelHandedFd(8, ctx);
     expect(log).toEqual([
-      'label a /x', 'label b /x', 'label c /x', 'restore c /x', 'restore b /x', 'restore a /x', 'label a fd7', 'label b fd7', 'label c fd7', 'restore c fd7', 'restore b fd7', 'restore a fd7',
-      'label a handed fd8', 'label b handed fd8', 'label c handed fd8',
+      'label a /x',
+      'label b /x',
+      'label c /x',
+      'restore c /x',
+      'restore b /x',
+      'restore a /x',
+      'label a fd7',
+      'label b fd7',
+      'label c fd7',
+      'restore c fd7',
+      'restore b fd7',
+      'restore a fd7',
+      'label a handed fd8',
+      'label b handed fd8',
+      'label c handed fd8',
     ]);
   });
 
@@ -306,7 +329,9 @@ describe('stack and factory', () => {
 
   it('reads its settings from the environment, defaulting to none', () => {
     expect(securityConfigFromEnv({})).toEqual({ driver: 'none' });
-    expect(securityConfigFromEnv({ VMFERRY_SECURITY_DRIVER: 'dac', VMFERRY_QEMU_USER: 'nobody', VMFERRY_QEMU_GROUP: 'nogroup' }, { rememberDir: '/var/lib/x' })).toEqual({
+    expect(
+      securityConfigFromEnv({ VMFERRY_SECURITY_DRIVER: 'dac', VMFERRY_QEMU_USER: 'nobody', VMFERRY_QEMU_GROUP: 'nogroup' }, { rememberDir: '/var/lib/x' }),
+    ).toEqual({
       driver: 'dac',
       user: 'nobody',
       group: 'nogroup',

@@ -95,7 +95,10 @@ describe('README Temporal CLI examples', () => {
         fillRandom(dom.domain.memoryBackingFile!, 96 * 1024 * 1024);
       }
       if (words[2] === 'signal' && words.includes('setSpeed')) {
-        await waitFor('the migration to stream', async () => ((await performHeartbeat(handle))?.progress.dataProcessedBytes ?? 0) > 0, { timeoutMs: 30_000, intervalMs: 50 });
+        await waitFor('the migration to stream', async () => ((await performHeartbeat(handle))?.progress.dataProcessedBytes ?? 0) > 0, {
+          timeoutMs: 30_000,
+          intervalMs: 50,
+        });
       }
       if (words[2] === 'describe') {
         await waitFor('QEMU to apply the new speed', async () => (await performHeartbeat(handle))?.speedLimitMiBps === 16, { timeoutMs: 5000, intervalMs: 50 });

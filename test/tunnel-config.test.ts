@@ -18,7 +18,12 @@ afterAll(() => {
 });
 const load = (extra: Record<string, string>) =>
   loadHostConfig({ VMFERRY_HOST_NAME: 'tun-cfg', VMFERRY_HOST_BASE_DIR: base, VMFERRY_HOST_MEMORY_DIR: memory, ...extra });
-const full = { VMFERRY_HOST_TUNNEL_LISTEN: '10.0.0.1:7443', VMFERRY_HOST_TUNNEL_CA: '/etc/ca.crt', VMFERRY_HOST_TUNNEL_CERT: '/etc/h.crt', VMFERRY_HOST_TUNNEL_KEY: '/etc/h.key' };
+const full = {
+  VMFERRY_HOST_TUNNEL_LISTEN: '10.0.0.1:7443',
+  VMFERRY_HOST_TUNNEL_CA: '/etc/ca.crt',
+  VMFERRY_HOST_TUNNEL_CERT: '/etc/h.crt',
+  VMFERRY_HOST_TUNNEL_KEY: '/etc/h.key',
+};
 
 describe('tunnel configuration', () => {
   it('is absent by default, complete when all four are given, refused when partial or malformed', () => {

@@ -55,7 +55,7 @@ function usbDevice(def: DomainDef): string[] {
 }
 
 describe('USB controllers in the domain model', () => {
-  it('reads libvirt\'s default controller and formats the document back byte for byte', () => {
+  it("reads libvirt's default controller and formats the document back byte for byte", () => {
     const xml = domainXml([DISK, PIIX3, PCI_ROOT].join('\n'));
     const def = parseDomainXml(xml);
     expect(def.devices.usbControllers).toEqual([
@@ -89,12 +89,16 @@ describe('USB controllers in the domain model', () => {
   it('writes an edited model and address in place, nothing else', () => {
     const xml = domainXml([DISK, PIIX3, PCI_ROOT].join('\n'));
     const def = parseDomainXml(xml);
-    const out = formatDomainXml(withUsb(def, [{ index: 0, model: 'piix3-uhci', address: { type: 'pci', domain: '0x0000', bus: '0x00', slot: '0x05', function: '0x0' } }]));
+    const out = formatDomainXml(
+      withUsb(def, [{ index: 0, model: 'piix3-uhci', address: { type: 'pci', domain: '0x0000', bus: '0x00', slot: '0x05', function: '0x0' } }]),
+    );
     const before = xml.split('\n');
     const after = out.split('\n');
     expect(after.length).toBe(before.length);
     expect(after.filter((l, i) => l !== before[i])).toEqual(["      <address type='pci' domain='0x0000' bus='0x00' slot='0x05' function='0x0'/>"]);
-    expect(formatDomainXml(withUsb(def, [{ index: 0, model: 'none' }]))).toContain("<controller type='usb' index='0' model='none'>\n      <alias name='usb'/>\n    </controller>");
+    expect(formatDomainXml(withUsb(def, [{ index: 0, model: 'none' }]))).toContain(
+      "<controller type='usb' index='0' model='none'>\n      <alias name='usb'/>\n    </controller>",
+    );
   });
 
   it('removes controllers dropped from the list, adds new ones after the disks, leaves them alone when the list is absent', () => {
@@ -103,22 +107,48 @@ describe('USB controllers in the domain model', () => {
     expect(formatDomainXml(withUsb(def, []))).toBe(domainXml([DISK, PCI_ROOT].join('\n')));
     expect(formatDomainXml(withUsb(def, undefined))).toBe(xml);
     const bare = parseDomainXml(domainXml(DISK));
-    const added = formatDomainXml(withUsb(bare, [{ index: 0, model: 'piix3-uhci', address: { type: 'pci', domain: '0x0000', bus: '0x00', slot: '0x01', function: '0x2' } }]));
-    expect(added).toBe(domainXml([DISK, "    <controller type='usb' index='0' model='piix3-uhci'>\n      <address type='pci' domain='0x0000' bus='0x00' slot='0x01' function='0x2'/>\n    </controller>"].join('\n')));
-    expect(parseDomainXml(added).devices.usbControllers).toEqual([{ index: 0, model: 'piix3-uhci', address: { type: 'pci', domain: '0x0000', bus: '0x00', slot: '0x01', function: '0x2' } }]);
+    const added = formatDomainXml(
+      withUsb(bare, [{ index: 0, model: 'piix3-uhci', address: { type: 'pci', domain: '0x0000', bus: '0x00', slot: '0x01', function: '0x2' } }]),
+    );
+    expect(added).toBe(
+      domainXml(
+        [
+          DISK,
+          "    <controller type='usb' index='0' model='piix3-uhci'>\n      <address type='pci' domain='0x0000' bus='0x00' slot='0x01' function='0x2'/>\n    </controller>",
+        ].join('\n'),
+      ),
+    );
+    expect(parseDomainXml(added).devices.usbControllers).toEqual([
+      { index: 0, model: 'piix3-uhci', address: { type: 'pci', domain: '0x0000', bus: '0x00', slot: '0x01', function: '0x2' } },
+    ]);
   });
 
   it('refuses an unknown model, a bad index and a bad address, saying where', () => {
     const bad = failureOf(() => parseDomainXml(domainXml([PCI_ROOT, "    <controller type='usb' index='0' model='turbo-usb'/>"].join('\n'))));
     expect(bad.type).toBe('XmlError');
-    expect(bad.message).toMatch(/USB controller model 'turbo-usb' is not one of .*piix3-uhci.* at \/domain\/devices\/controller\[2\]\/@model \(line 10, column 5\)/);
+    expect(bad.message).toMatch(
+      /USB controller model 'turbo-usb' is not one of .*piix3-uhci.* at \/domain\/devices\/controller\[2\]\/@model \(line 10, column 5\)/,
+    );
     expect(failureOf(() => parseDomainXml(domainXml("    <controller type='usb' index='x'/>"))).message).toMatch(/controller index 'x' is not an integer/);
     expect(failureOf(() => parseDomainXml(domainXml("    <controller type='usb' index='-1'/>"))).message).toMatch(/controller index -1 is out of range/);
-    expect(failureOf(() => parseDomainXml(domainXml("    <controller type='usb'>\n      <address type='warp'/>\n    </controller>"))).message).toMatch(/address type 'warp'/);
+    expect(failureOf(() => parseDomainXml(domainXml("    <controller type='usb'>\n      <address type='warp'/>\n    </controller>"))).message).toMatch(
+      /address type 'warp'/,
+    );
     const def = parseDomainXml(domainXml(PIIX3));
     expect(failureOf(() => validateDomainDef(withUsb(def, [{ model: 'ehci2' as UsbControllerDef['model'] }]))).type).toBe('XmlError');
     // Two devices on one PCI address, as libvirt refuses it.
-    expect(failureOf(() => parseDomainXml(domainXml([PIIX3, "    <controller type='ide' index='0'>\n      <address type='pci' domain='0x0000' bus='0x00' slot='0x01' function='0x2'/>\n    </controller>"].join('\n')))).message).toMatch(/PCI address 0000:00:01.2 is already used/);
+    expect(
+      failureOf(() =>
+        parseDomainXml(
+          domainXml(
+            [
+              PIIX3,
+              "    <controller type='ide' index='0'>\n      <address type='pci' domain='0x0000' bus='0x00' slot='0x01' function='0x2'/>\n    </controller>",
+            ].join('\n'),
+          ),
+        ),
+      ).message,
+    ).toMatch(/PCI address 0000:00:01.2 is already used/);
   });
 });
 
@@ -138,7 +168,7 @@ describe('USB controllers on the QEMU command line', () => {
     expect(usbDevice(parsed(DISK, 'pc'))).toEqual(['piix3-usb-uhci,id=usb,bus=pci.0,addr=0x1.0x2']);
   });
 
-  it("builds no USB device for model none, nor on another machine type that names none", () => {
+  it('builds no USB device for model none, nor on another machine type that names none', () => {
     expect(usbDevice(parsed("    <controller type='usb' index='0' model='none'/>"))).toEqual([]);
     expect(buildQemuArgs(parsed("    <controller type='usb' model='none'/>"), { qmpSocket: '/run/x.sock' }).join(' ')).not.toMatch(/usb-|uhci/);
     expect(buildQemuArgs(parsed(PCI_ROOT, 'pc-q35-7.2'), { qmpSocket: '/run/x.sock' }).join(' ')).not.toMatch(/usb-|uhci/);
@@ -147,10 +177,18 @@ describe('USB controllers on the QEMU command line', () => {
   it('refuses every other USB controller with ConfigUnsupported, before QEMU runs', () => {
     const cases: [string, string | undefined, RegExp][] = [
       ["    <controller type='usb' index='0' model='qemu-xhci'/>", undefined, /USB controller model 'qemu-xhci' is not supported/],
-      ["    <controller type='usb' index='0' model='ich9-ehci1'/>\n    <controller type='usb' index='0' model='ich9-uhci1'/>", undefined, /only one USB controller is supported/],
+      [
+        "    <controller type='usb' index='0' model='ich9-ehci1'/>\n    <controller type='usb' index='0' model='ich9-uhci1'/>",
+        undefined,
+        /only one USB controller is supported/,
+      ],
       ["    <controller type='usb' index='1' model='piix3-uhci'/>", undefined, /USB controller index 1 is not supported/],
       ["    <controller type='usb' index='0'/>", 'pc-q35-7.2', /only supported on the pc \(i440fx\) machine, not 'pc-q35-7.2'/],
-      ["    <controller type='usb' index='0'>\n      <address type='pci' domain='0x0000' bus='0x01' slot='0x01' function='0x0'/>\n    </controller>", undefined, /root PCI bus/],
+      [
+        "    <controller type='usb' index='0'>\n      <address type='pci' domain='0x0000' bus='0x01' slot='0x01' function='0x0'/>\n    </controller>",
+        undefined,
+        /root PCI bus/,
+      ],
       ["    <controller type='usb' index='0'>\n      <address type='pci' slot='0x20'/>\n    </controller>", undefined, /slot '0x20' is not a PCI slot number/],
     ];
     for (const [devices, machine, message] of cases) {

@@ -23,7 +23,15 @@ beforeAll(async () => {
   await Promise.all([cluster.startHost(HOST, ports(49264)), cluster.startHost(HOST_B, ports(49272)), cluster.startControl()]);
   browser = await chromium.launch({
     executablePath: '/usr/bin/chromium',
-    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    args: [
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-quic',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+    ],
   });
 });
 
@@ -58,7 +66,13 @@ describe('Temporal Web UI', () => {
     const uuid = randomUUID();
     await cluster.op(HOST, { op: 'define', xml: guestXml({ name: 'ui-m1', uuid }) });
     await cluster.op(HOST, { op: 'start', name: 'ui-m1' });
-    const migration = await startMigration(cluster.client, { domain: 'ui-m1', domainUuid: uuid, sourceHost: HOST, destinationHost: HOST_B, flags: ['live', 'persist-dest', 'undefine-source'] });
+    const migration = await startMigration(cluster.client, {
+      domain: 'ui-m1',
+      domainUuid: uuid,
+      sourceHost: HOST,
+      destinationHost: HOST_B,
+      flags: ['live', 'persist-dest', 'undefine-source'],
+    });
     expect(await migration.result()).toMatchObject({ protocol: 3, destination: { host: HOST_B, state: 'running' } });
 
     const page = await browser.newPage({ viewport: { width: 1400, height: 1400 } });

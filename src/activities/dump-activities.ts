@@ -50,7 +50,12 @@ export interface DumpEndOptions {
 
 function progressOf(q: DumpStatus | undefined): JobProgress {
   if (!q || !q.total) return {};
-  return { dataTotalBytes: q.total, dataProcessedBytes: q.completed, dataRemainingBytes: q.total - q.completed, percent: Math.floor((q.completed / q.total) * 100) };
+  return {
+    dataTotalBytes: q.total,
+    dataProcessedBytes: q.completed,
+    dataRemainingBytes: q.total - q.completed,
+    percent: Math.floor((q.completed / q.total) * 100),
+  };
 }
 
 /** The guest was paused by this job (not by the user or QEMU): give it back. */
@@ -88,7 +93,10 @@ export function createDumpActivities(rt: HostRuntime, security: SecurityDriver =
       const format = opts.format ?? 'elf';
       const caps = await dom.qmp.execute<{ formats: string[] }>('query-dump-guest-memory-capability');
       if (!caps.formats.includes(format)) {
-        throw vmError(ErrorType.ConfigUnsupported, `this QEMU cannot write ${format} dumps (it has ${caps.formats.join(', ')})`, { format, formats: caps.formats });
+        throw vmError(ErrorType.ConfigUnsupported, `this QEMU cannot write ${format} dumps (it has ${caps.formats.join(', ')})`, {
+          format,
+          formats: caps.formats,
+        });
       }
       const existing = rt.locks.job(name);
       if (existing?.id !== jobId) {
@@ -145,8 +153,12 @@ export function createDumpActivities(rt: HostRuntime, security: SecurityDriver =
         let ended: QmpEvent | undefined;
         let gone: unknown;
         const completed = dom.qmp.waitForEvent('DUMP_COMPLETED', { signal: stopWaiting.signal }).then(
-          (ev) => { ended = ev; },
-          (err: unknown) => { gone = err; },
+          (ev) => {
+            ended = ev;
+          },
+          (err: unknown) => {
+            gone = err;
+          },
         );
         const fdname = `vmferry-dump-${createHash('sha256').update(jobId).digest('hex').slice(0, 12)}`;
         await dom.qmp.execute('getfd', { fdname }, { fds: [pipe.writeFd!] });
@@ -172,7 +184,9 @@ export function createDumpActivities(rt: HostRuntime, security: SecurityDriver =
             await breakPipe();
           }
           if (aborted && Date.now() - abortedAt > ABORT_DEADLINE_MS) {
-            throw vmError(ErrorType.OperationFailed, `QEMU did not end the dump of '${name}' within ${ABORT_DEADLINE_MS} ms of its output closing`, { domain: name });
+            throw vmError(ErrorType.OperationFailed, `QEMU did not end the dump of '${name}' within ${ABORT_DEADLINE_MS} ms of its output closing`, {
+              domain: name,
+            });
           }
           last = (await dom.qmp.execute<DumpStatus>('query-dump').catch(() => undefined)) ?? last;
           job.progress = progressOf(last);

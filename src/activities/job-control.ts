@@ -22,7 +22,10 @@ export function createJobControlActivities(rt: HostRuntime) {
       job.abortRequested = true;
       const dom = rt.getRunning(name);
       if (dom && !dom.qmp.isClosed) {
-        const acked = await dom.qmp.execute('migrate_cancel').then(() => true, () => false);
+        const acked = await dom.qmp.execute('migrate_cancel').then(
+          () => true,
+          () => false,
+        );
         // The moment QEMU took the cancel: what a cancel's latency is measured to (bench/save-restore.ts).
         if (acked) rt.log.info({ domain: name, job: jobId }, 'QEMU acknowledged the abort');
       }

@@ -51,7 +51,9 @@ export function restoreJobActivities(deps: SaveDeps, recovered: Promise<void>) {
     if (rt.getRunning(def.name)) throw vmError(ErrorType.OperationInvalid, `domain '${def.name}' is already running`, { domain: def.name });
     for (const other of rt.list()) {
       if (other.name === def.name && other.uuid !== def.uuid) {
-        throw vmError(ErrorType.DomainExists, `domain '${def.name}' already exists with uuid ${other.uuid}; the image holds uuid ${def.uuid}`, { domain: def.name });
+        throw vmError(ErrorType.DomainExists, `domain '${def.name}' already exists with uuid ${other.uuid}; the image holds uuid ${def.uuid}`, {
+          domain: def.name,
+        });
       }
       if (other.uuid === def.uuid && other.name !== def.name) {
         throw vmError(ErrorType.DomainExists, `domain '${other.name}' already has uuid ${def.uuid}; the image names it '${def.name}'`, { domain: other.name });
@@ -72,7 +74,10 @@ export function restoreJobActivities(deps: SaveDeps, recovered: Promise<void>) {
       def = alt;
     }
     if (args.managedName !== undefined && def.name !== args.managedName) {
-      throw vmError(ErrorType.OperationInvalid, `the managed-save image of '${args.managedName}' holds domain '${def.name}'`, { domain: args.managedName, path });
+      throw vmError(ErrorType.OperationInvalid, `the managed-save image of '${args.managedName}' holds domain '${def.name}'`, {
+        domain: args.managedName,
+        path,
+      });
     }
     if (args.domainUuid !== undefined && normalizeUuid(String(args.domainUuid)) !== def.uuid) {
       throw vmError(ErrorType.OperationInvalid, `image ${path} holds domain uuid ${def.uuid}, not ${String(args.domainUuid)}`, { path });
@@ -84,10 +89,16 @@ export function restoreJobActivities(deps: SaveDeps, recovered: Promise<void>) {
     checkNoConflict(def);
     rt.locks.beginJob(def.name, jobId, managed ? 'managedStart' : 'restore', 'begin');
     return {
-      jobId, name: def.name, uuid: def.uuid, path, format: header.format, bypassCache: args.bypassCache === true,
+      jobId,
+      name: def.name,
+      uuid: def.uuid,
+      path,
+      format: header.format,
+      bypassCache: args.bypassCache === true,
       streamOffset: header.streamOffset,
       startRunning: args.running === true ? true : args.paused === true ? false : header.wasRunning,
-      xml: formatDomainXml(def), managed,
+      xml: formatDomainXml(def),
+      managed,
     };
   }
 
@@ -95,8 +106,17 @@ export function restoreJobActivities(deps: SaveDeps, recovered: Promise<void>) {
     const started = Date.now();
     const sctx = securityContext(plan.name, plan.uuid);
     const rec = records.write({
-      kind: 'restore', type: plan.managed ? 'managedStart' : 'restore', jobId: plan.jobId, name: plan.name, uuid: plan.uuid, path: plan.path,
-      state: 'running', helpers: [], managed: plan.managed, startRunning: plan.startRunning, updatedAtMs: 0,
+      kind: 'restore',
+      type: plan.managed ? 'managedStart' : 'restore',
+      jobId: plan.jobId,
+      name: plan.name,
+      uuid: plan.uuid,
+      path: plan.path,
+      state: 'running',
+      helpers: [],
+      managed: plan.managed,
+      startRunning: plan.startRunning,
+      updatedAtMs: 0,
     });
     const aborted = (): boolean => job.abortRequested || signal.aborted;
     let dom: RunningDomain | undefined;
@@ -148,7 +168,10 @@ export function restoreJobActivities(deps: SaveDeps, recovered: Promise<void>) {
       if (plan.managed) removeManagedSave(rt.config.stateDir, plan.name);
       records.update(rec, { state: 'completed' });
       rt.locks.endJob(plan.name, plan.jobId);
-      deps.log.info({ domain: plan.name, job: plan.jobId, path: plan.path, format: plan.format, durationMs: result.durationMs, running: plan.startRunning }, 'domain restored');
+      deps.log.info(
+        { domain: plan.name, job: plan.jobId, path: plan.path, format: plan.format, durationMs: result.durationMs, running: plan.startRunning },
+        'domain restored',
+      );
       return { ...result, domain: rt.info(plan.name) };
     } catch (err) {
       const wasAborted = aborted();
@@ -212,7 +235,14 @@ export function restoreJobActivities(deps: SaveDeps, recovered: Promise<void>) {
         return { bootReason: 'force boot' };
       }
       const plan = await begin(
-        { jobId: args.jobId, path: managedSavePath(stateDir, name), managedName: name, domainUuid: args.domainUuid, bypassCache: args.bypassCache, paused: args.paused === true ? true : undefined },
+        {
+          jobId: args.jobId,
+          path: managedSavePath(stateDir, name),
+          managedName: name,
+          domainUuid: args.domainUuid,
+          bypassCache: args.bypassCache,
+          paused: args.paused === true ? true : undefined,
+        },
         managedSavePath(stateDir, name),
         true,
       );

@@ -41,7 +41,7 @@ import { finishSave, recoverSaveJobs, rollBackAndThrow, settledRecord, settleJob
 const fsyncAsync = promisify(fsync);
 
 function writeAll(fd: number, buf: Buffer): void {
-  for (let done = 0; done < buf.length; ) done += writeSync(fd, buf, done, buf.length - done, null);
+  for (let done = 0; done < buf.length;) done += writeSync(fd, buf, done, buf.length - done, null);
 }
 
 function openImageForWrite(path: string, overwrite: boolean): number {
@@ -70,9 +70,19 @@ export function saveJobActivities(deps: SaveDeps, recovered: Promise<void>) {
     try {
       // One durable record of all a rollback needs, before the first change to the VM.
       rec = records.write({
-        kind: 'save', type: plan.managed ? 'managedSave' : 'save', jobId: plan.jobId, name: plan.name, uuid: plan.uuid, path: plan.path,
-        state: 'running', resumeCpus: dom.state === 'running', bandwidthBytes: params['max-bandwidth'], imageCreated: true,
-        helpers: [], managed: plan.managed, updatedAtMs: 0,
+        kind: 'save',
+        type: plan.managed ? 'managedSave' : 'save',
+        jobId: plan.jobId,
+        name: plan.name,
+        uuid: plan.uuid,
+        path: plan.path,
+        state: 'running',
+        resumeCpus: dom.state === 'running',
+        bandwidthBytes: params['max-bandwidth'],
+        imageCreated: true,
+        helpers: [],
+        managed: plan.managed,
+        updatedAtMs: 0,
       });
     } catch (err) {
       closeSync(imageFd);
@@ -123,13 +133,21 @@ export function saveJobActivities(deps: SaveDeps, recovered: Promise<void>) {
       await faultPoint('save.after-stream');
       await markSaveImageComplete(plan.path);
       const result: SaveResult = {
-        name: plan.name, uuid: plan.uuid, path: plan.path, format: plan.format,
-        sizeBytes: statSync(plan.path).size, streamBytes: stream.streamBytes, durationMs: Date.now() - started,
+        name: plan.name,
+        uuid: plan.uuid,
+        path: plan.path,
+        format: plan.format,
+        sizeBytes: statSync(plan.path).size,
+        streamBytes: stream.streamBytes,
+        durationMs: Date.now() - started,
       };
       beats.update({ phase: 'stop', status: 'completed' });
       await finishSave(deps, rec, result);
       rt.locks.endJob(plan.name, plan.jobId);
-      deps.log.info({ domain: plan.name, job: plan.jobId, path: plan.path, format: plan.format, sizeBytes: result.sizeBytes, durationMs: result.durationMs }, 'domain saved');
+      deps.log.info(
+        { domain: plan.name, job: plan.jobId, path: plan.path, format: plan.format, sizeBytes: result.sizeBytes, durationMs: result.durationMs },
+        'domain saved',
+      );
       return { ...result, durationMs: Date.now() - started };
     } catch (err) {
       const wasAborted = aborted();
@@ -152,8 +170,10 @@ export function saveJobActivities(deps: SaveDeps, recovered: Promise<void>) {
       if (args.domainUuid !== undefined && normalizeUuid(String(args.domainUuid)) !== dom.uuid) {
         throw vmError(ErrorType.OperationInvalid, `domain '${name}' has uuid ${dom.uuid}, not ${String(args.domainUuid)}`, { domain: name });
       }
-      if (dom.state !== 'running' && dom.state !== 'paused') throw vmError(ErrorType.OperationInvalid, `domain '${name}' is ${dom.state}: only a running or paused domain can be saved`, { domain: name });
-      if (dom.reason === 'incoming migration') throw vmError(ErrorType.OperationInvalid, `domain '${name}' is still receiving its state: it cannot be saved`, { domain: name });
+      if (dom.state !== 'running' && dom.state !== 'paused')
+        throw vmError(ErrorType.OperationInvalid, `domain '${name}' is ${dom.state}: only a running or paused domain can be saved`, { domain: name });
+      if (dom.reason === 'incoming migration')
+        throw vmError(ErrorType.OperationInvalid, `domain '${name}' is still receiving its state: it cannot be saved`, { domain: name });
       let path: string;
       if (args.managed) {
         if (!rt.defs.has(name)) throw vmError(ErrorType.OperationInvalid, `cannot do managed save of transient domain '${name}'`, { domain: name });
@@ -175,9 +195,16 @@ export function saveJobActivities(deps: SaveDeps, recovered: Promise<void>) {
       }
       rt.locks.beginJob(name, jobId, args.managed ? 'managedSave' : 'save', 'begin');
       return {
-        jobId, name, uuid: dom.uuid, path, format, bypassCache: args.bypassCache === true,
+        jobId,
+        name,
+        uuid: dom.uuid,
+        path,
+        format,
+        bypassCache: args.bypassCache === true,
         wasRunning: args.running === true ? true : args.paused === true ? false : dom.state === 'running',
-        xml, managed: args.managed === true, overwrite: args.managed === true || args.overwrite === true,
+        xml,
+        managed: args.managed === true,
+        overwrite: args.managed === true || args.overwrite === true,
       };
     },
 
@@ -195,7 +222,8 @@ export function saveJobActivities(deps: SaveDeps, recovered: Promise<void>) {
           const job = rt.locks.beginJob(plan.name, plan.jobId, plan.managed ? 'managedSave' : 'save', 'perform');
           if (job.abortRequested) throw abortedError('save');
           const dom = rt.requireRunning(plan.name);
-          if (dom.uuid !== plan.uuid) throw vmError(ErrorType.OperationInvalid, `domain '${plan.name}' now has uuid ${dom.uuid}, not ${plan.uuid}`, { domain: plan.name });
+          if (dom.uuid !== plan.uuid)
+            throw vmError(ErrorType.OperationInvalid, `domain '${plan.name}' now has uuid ${dom.uuid}, not ${plan.uuid}`, { domain: plan.name });
           return await performSave(plan, dom, job, signal, beats);
         });
       } finally {

@@ -25,7 +25,11 @@ export function parseCommandLine(args: string[], options: OptionSpec): CommandLi
     parsed = parseArgs({ args: masked, options, allowPositionals: true, strict: true });
   } catch (err) {
     // parseArgs' own hint ("place it after '--'") would name a masked token: show the first line only.
-    throw new UsageError(String((err as Error).message).split('\n')[0]!.replace(/\u0000(\d+)/g, (_, n: string) => hidden[Number(n)] ?? ''));
+    throw new UsageError(
+      String((err as Error).message)
+        .split('\n')[0]!
+        .replace(/\u0000(\d+)/g, (_, n: string) => hidden[Number(n)] ?? ''),
+    );
   }
   const reveal = (v: string): string => (v.startsWith(HIDDEN) ? (hidden[Number(v.slice(1))] ?? v) : v);
   const values: CommandLine['values'] = {};

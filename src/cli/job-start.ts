@@ -64,10 +64,17 @@ export async function startJob(client: Client, type: string, uuid: string, domai
     const running = await client.workflow
       .getHandle(workflowId)
       .describe()
-      .then((d) => (d.searchAttributes as Record<string, unknown[] | undefined>).JobType?.[0], () => undefined);
-    throw vmError(ErrorType.DomainBusy, `domain '${domain}' is busy with ${running ? `a ${String(running)} job` : 'another job'} (${workflowId}); see vmferry domjobinfo ${domain}`, {
-      domain,
-      job: workflowId,
-    });
+      .then(
+        (d) => (d.searchAttributes as Record<string, unknown[] | undefined>).JobType?.[0],
+        () => undefined,
+      );
+    throw vmError(
+      ErrorType.DomainBusy,
+      `domain '${domain}' is busy with ${running ? `a ${String(running)} job` : 'another job'} (${workflowId}); see vmferry domjobinfo ${domain}`,
+      {
+        domain,
+        job: workflowId,
+      },
+    );
   }
 }

@@ -27,7 +27,15 @@ const GLOBAL_OPTIONS: OptionSpec = {
   help: { type: 'boolean', short: 'h' },
 };
 
-const VERBS: Record<string, Verb> = { ...domainVerbs, start: startVerb, ...saveVerbs, dump: dumpVerb, migrate: migrateVerb, ...jobVerbs, 'codec-server': codecServerVerb };
+const VERBS: Record<string, Verb> = {
+  ...domainVerbs,
+  start: startVerb,
+  ...saveVerbs,
+  dump: dumpVerb,
+  migrate: migrateVerb,
+  ...jobVerbs,
+  'codec-server': codecServerVerb,
+};
 
 function usage(): string {
   const verbs = Object.entries(VERBS).map(([name, v]) => `  ${name.padEnd(26)}${v.summary}`);

@@ -51,7 +51,8 @@ export function formatProgress(label: string, info: JobInfo, bytesPerSec: number
   const remaining = info.dataRemainingBytes ?? (total !== undefined && processed !== undefined ? Math.max(0, total - processed) : undefined);
   const percent = info.percent ?? (total && processed !== undefined ? Math.min(100, (processed * 100) / total) : undefined);
   if (percent !== undefined) parts.push(`${percent.toFixed(0).padStart(3)}%`);
-  if (processed !== undefined) parts.push(total ? `(${(processed / MIB).toFixed(1)}/${(total / MIB).toFixed(1)} MiB)` : `(${(processed / MIB).toFixed(1)} MiB)`);
+  if (processed !== undefined)
+    parts.push(total ? `(${(processed / MIB).toFixed(1)}/${(total / MIB).toFixed(1)} MiB)` : `(${(processed / MIB).toFixed(1)} MiB)`);
   if (bytesPerSec !== undefined) parts.push(`${(bytesPerSec / MIB).toFixed(1)} MiB/s`);
   if (bytesPerSec && remaining !== undefined && info.status === 'running') parts.push(`ETA ${formatDuration(remaining / bytesPerSec)}`);
   return parts.join(' ');

@@ -93,7 +93,8 @@ export class AesGcmPayloadCodec implements PayloadCodec {
       if (!encoding || dec.decode(encoding) !== ENCODING) return p;
       const id = p.metadata?.[KEY_ID] ? dec.decode(p.metadata[KEY_ID]) : '';
       const key = this.keys.get(id);
-      if (!key) throw new Error(`payload was encrypted with key ${id || '(unnamed)'}, which this process does not have (it has ${[...this.keys.keys()].join(', ')})`);
+      if (!key)
+        throw new Error(`payload was encrypted with key ${id || '(unnamed)'}, which this process does not have (it has ${[...this.keys.keys()].join(', ')})`);
       const data = Buffer.from(p.data ?? new Uint8Array());
       if (data.length < IV_BYTES + TAG_BYTES) throw new Error('encrypted payload is truncated');
       const decipher = createDecipheriv('aes-256-gcm', key, data.subarray(0, IV_BYTES));

@@ -51,7 +51,8 @@ export function createCodecServer(codec: PayloadCodec, opts: { allowedOrigins: s
     }
     if (req.method === 'OPTIONS') return void res.writeHead(204).end();
     const op = req.url?.replace(/\?.*$/, '').replace(/\/+$/, '').split('/').pop();
-    if (req.method !== 'POST' || (op !== 'encode' && op !== 'decode')) return void res.writeHead(404, { 'content-type': 'text/plain' }).end('POST /encode or /decode\n');
+    if (req.method !== 'POST' || (op !== 'encode' && op !== 'decode'))
+      return void res.writeHead(404, { 'content-type': 'text/plain' }).end('POST /encode or /decode\n');
     void (async () => {
       try {
         const parsed = JSON.parse(await body(req)) as { payloads?: JsonPayload[] };

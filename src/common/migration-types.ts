@@ -275,7 +275,10 @@ function checkName(what: string, v: unknown): void {
 export function validateMigrateInput(input: MigrateInput): MigrateFlag[] {
   if (input === null || typeof input !== 'object') throw invalid('migrate needs an input object');
   checkName('domain name', input.domain);
-  for (const [what, h] of [['source host', input.sourceHost], ['destination host', input.destinationHost]] as const) {
+  for (const [what, h] of [
+    ['source host', input.sourceHost],
+    ['destination host', input.destinationHost],
+  ] as const) {
     if (typeof h !== 'string' || !HOST_NAME_PATTERN.test(h)) throw invalid(`bad ${what} name ${JSON.stringify(h)}`);
   }
   if (input.sourceHost === input.destinationHost) {

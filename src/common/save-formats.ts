@@ -16,9 +16,7 @@ export type SaveFormatName = keyof typeof SaveFormat;
  */
 export const LIBVIRT_SPARSE_FORMAT = 6;
 
-const BY_NUMBER: ReadonlyMap<number, SaveFormatName> = new Map(
-  (Object.entries(SaveFormat) as [SaveFormatName, number][]).map(([name, n]) => [n, name]),
-);
+const BY_NUMBER: ReadonlyMap<number, SaveFormatName> = new Map((Object.entries(SaveFormat) as [SaveFormatName, number][]).map(([name, n]) => [n, name]));
 
 export function saveFormatFromNumber(n: number): SaveFormatName | undefined {
   return BY_NUMBER.get(n);

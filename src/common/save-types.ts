@@ -73,8 +73,7 @@ export interface ManagedSaveRemoveInput {
 
 export type SaveImageXmlInput =
   /** securityInfo: keep graphics passwords in the answer (libvirt's --security-info); stripped otherwise. */
-  | { host: string; op: 'dumpxml'; path: string; securityInfo?: boolean }
-  | { host: string; op: 'define'; path: string; xml: string };
+  { host: string; op: 'dumpxml'; path: string; securityInfo?: boolean } | { host: string; op: 'define'; path: string; xml: string };
 
 // ---- host activity plans ---------------------------------------------------
 

@@ -26,9 +26,7 @@ const HOST = /^[A-Za-z0-9.:%_-]{1,255}$/;
 const SIMPLE_NAME = /^[A-Za-z0-9._-]{1,255}$/;
 const ALIAS = /^[A-Za-z0-9._:-]{1,255}$/;
 const XML_NAME = /^[A-Za-z_][A-Za-z0-9._-]*$/;
-const ADDRESS_TYPES = [
-  'pci', 'drive', 'virtio-serial', 'ccid', 'usb', 'spapr-vio', 'virtio-s390', 'ccw', 'virtio-mmio', 'isa', 'dimm', 'unassigned',
-] as const;
+const ADDRESS_TYPES = ['pci', 'drive', 'virtio-serial', 'ccid', 'usb', 'spapr-vio', 'virtio-s390', 'ccw', 'virtio-mmio', 'isa', 'dimm', 'unassigned'] as const;
 
 function checkAlias(c: Checker, alias: unknown, path: string): void {
   c.pattern(alias, ALIAS, `${path}/alias/@name`, 'device alias');

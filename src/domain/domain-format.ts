@@ -33,15 +33,47 @@ import { serializeXml, type XmlElement, type XmlNode } from '../xml/xml-tree.js'
 
 /** libvirt's order of the children of <domain>. */
 export const DOMAIN_ORDER = [
-  'name', 'uuid', 'genid', 'title', 'description', 'metadata', 'maxMemory', 'memory', 'currentMemory', 'blkiotune',
-  'memtune', 'memoryBacking', 'vcpu', 'vcpus', 'iothreads', 'iothreadids', 'defaultiothread', 'cputune', 'numatune',
-  'resource', 'sysinfo', 'bootloader', 'bootloader_args', 'os', 'idmap', 'throttlegroups', 'features', 'cpu', 'clock',
-  'on_poweroff', 'on_reboot', 'on_crash', 'on_lockfailure', 'pm', 'perf', 'devices', 'seclabel', 'keywrap',
+  'name',
+  'uuid',
+  'genid',
+  'title',
+  'description',
+  'metadata',
+  'maxMemory',
+  'memory',
+  'currentMemory',
+  'blkiotune',
+  'memtune',
+  'memoryBacking',
+  'vcpu',
+  'vcpus',
+  'iothreads',
+  'iothreadids',
+  'defaultiothread',
+  'cputune',
+  'numatune',
+  'resource',
+  'sysinfo',
+  'bootloader',
+  'bootloader_args',
+  'os',
+  'idmap',
+  'throttlegroups',
+  'features',
+  'cpu',
+  'clock',
+  'on_poweroff',
+  'on_reboot',
+  'on_crash',
+  'on_lockfailure',
+  'pm',
+  'perf',
+  'devices',
+  'seclabel',
+  'keywrap',
   'launchSecurity',
 ] as const;
-const OS_ORDER = [
-  'type', 'firmware', 'loader', 'nvram', 'kernel', 'initrd', 'cmdline', 'shim', 'dtb', 'acpi', 'boot', 'bootmenu', 'smbios', 'bios',
-] as const;
+const OS_ORDER = ['type', 'firmware', 'loader', 'nvram', 'kernel', 'initrd', 'cmdline', 'shim', 'dtb', 'acpi', 'boot', 'bootmenu', 'smbios', 'bios'] as const;
 const CPU_ORDER = ['model', 'vendor', 'topology', 'cache', 'maxphysaddr', 'feature', 'numa'] as const;
 const MEMORY_BACKING_ORDER = ['hugepages', 'nosharepages', 'locked', 'source', 'access', 'allocation', 'discard'] as const;
 
@@ -68,8 +100,7 @@ export function formatTreeDef(def: DomainDef<TreeForm>): string {
 
 /** The document nodes for a (validated) definition. */
 export function buildDomainNodes(def: DomainDef<TreeForm>): XmlNode[] {
-  const nodes: XmlNode[] =
-    def.preserved !== undefined ? structuredClone(def.preserved) : [createElement('domain'), { kind: 'text', raw: '\n' }];
+  const nodes: XmlNode[] = def.preserved !== undefined ? structuredClone(def.preserved) : [createElement('domain'), { kind: 'text', raw: '\n' }];
   const root = nodes.find((n): n is XmlElement => n.kind === 'element');
   if (root?.name !== 'domain') throw xmlError('preserved domain XML has no <domain> root element', { path: '/domain' });
   applyDomain(root, def);
@@ -162,7 +193,12 @@ function applyOs(os: XmlElement, def: DomainDef<TreeForm>): void {
   setChildText(os, 'initrd', def.os.initrd, 1, OS_ORDER);
   setChildText(os, 'cmdline', def.os.cmdline, 1, OS_ORDER);
   const boots = childElements(os, 'boot');
-  if (!sameList(def.os.boot, boots.map((b) => getAttr(b, 'dev')))) {
+  if (
+    !sameList(
+      def.os.boot,
+      boots.map((b) => getAttr(b, 'dev')),
+    )
+  ) {
     for (const b of boots) removeChild(os, b);
     for (const dev of def.os.boot) {
       const b = createElement('boot');

@@ -67,7 +67,21 @@ export const GRAPHICS_LISTEN_TYPES = ['address', 'network', 'socket', 'none'] as
 export type GraphicsListenType = (typeof GRAPHICS_LISTEN_TYPES)[number];
 
 export const CHARDEV_TYPES = [
-  'null', 'vc', 'pty', 'dev', 'file', 'pipe', 'stdio', 'udp', 'tcp', 'unix', 'spicevmc', 'spiceport', 'nmdm', 'qemu-vdagent', 'dbus',
+  'null',
+  'vc',
+  'pty',
+  'dev',
+  'file',
+  'pipe',
+  'stdio',
+  'udp',
+  'tcp',
+  'unix',
+  'spicevmc',
+  'spiceport',
+  'nmdm',
+  'qemu-vdagent',
+  'dbus',
 ] as const;
 export type CharDevType = (typeof CHARDEV_TYPES)[number];
 
@@ -76,8 +90,20 @@ export type MemballoonModel = (typeof MEMBALLOON_MODELS)[number];
 
 /** libvirt's USB controller models; which of them QEMU can be given is the command line's business. */
 export const USB_CONTROLLER_MODELS = [
-  'piix3-uhci', 'piix4-uhci', 'ehci', 'ich9-ehci1', 'ich9-uhci1', 'ich9-uhci2', 'ich9-uhci3', 'vt82c686b-uhci',
-  'pci-ohci', 'nec-xhci', 'qusb1', 'qusb2', 'qemu-xhci', 'none',
+  'piix3-uhci',
+  'piix4-uhci',
+  'ehci',
+  'ich9-ehci1',
+  'ich9-uhci1',
+  'ich9-uhci2',
+  'ich9-uhci3',
+  'vt82c686b-uhci',
+  'pci-ohci',
+  'nec-xhci',
+  'qusb1',
+  'qusb2',
+  'qemu-xhci',
+  'none',
 ] as const;
 export type UsbControllerModel = (typeof USB_CONTROLLER_MODELS)[number];
 

@@ -43,8 +43,22 @@ export const DEVICE_LISTS = { disk: 'disks', graphics: 'graphics', serial: 'seri
 export type DeviceListElement = keyof typeof DEVICE_LISTS;
 
 const TOP_SINGLETONS = [
-  'name', 'uuid', 'title', 'description', 'memory', 'currentMemory', 'vcpu', 'os', 'cpu', 'features', 'clock',
-  'on_poweroff', 'on_reboot', 'on_crash', 'memoryBacking', 'devices',
+  'name',
+  'uuid',
+  'title',
+  'description',
+  'memory',
+  'currentMemory',
+  'vcpu',
+  'os',
+  'cpu',
+  'features',
+  'clock',
+  'on_poweroff',
+  'on_reboot',
+  'on_crash',
+  'memoryBacking',
+  'devices',
 ] as const;
 
 export function parseDomainXml(xml: string, opts?: ParseDomainOptions): DomainDef {

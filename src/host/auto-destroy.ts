@@ -47,10 +47,16 @@ export function startAutoDestroyReaper(rt: HostRuntime, connection: ConnectionLi
       if ((await workflowStatus(client, rec)) !== 'closed') continue;
       try {
         if (rec.role === 'in') {
-          rt.log.warn({ domain: rec.name, job: rec.jobId, workflowId: rec.workflowId }, 'auto-destroy: the migration workflow closed without Finish; killing the incoming QEMU');
+          rt.log.warn(
+            { domain: rec.name, job: rec.jobId, workflowId: rec.workflowId },
+            'auto-destroy: the migration workflow closed without Finish; killing the incoming QEMU',
+          );
           await abortDestination(deps, rec.name, rec.jobId);
         } else {
-          rt.log.warn({ domain: rec.name, job: rec.jobId, workflowId: rec.workflowId }, 'auto-destroy: the migration workflow closed without Confirm; undoing the source side');
+          rt.log.warn(
+            { domain: rec.name, job: rec.jobId, workflowId: rec.workflowId },
+            'auto-destroy: the migration workflow closed without Confirm; undoing the source side',
+          );
           await abortSource(rt, rec.name, rec.jobId, { resumeAfterCompletion: false });
         }
         reaped++;

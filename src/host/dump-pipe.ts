@@ -18,9 +18,13 @@ function mkfifo(path: string): Promise<void> {
     const child = spawn('mkfifo', ['-m', '600', '--', path], { stdio: ['ignore', 'ignore', 'pipe'] });
     let stderr = '';
     child.stderr.setEncoding('utf8');
-    child.stderr.on('data', (s: string) => { stderr += s; });
+    child.stderr.on('data', (s: string) => {
+      stderr += s;
+    });
     child.once('error', reject);
-    child.once('close', (code) => (code === 0 ? resolve() : reject(vmError(ErrorType.OperationFailed, `mkfifo ${path} failed: ${stderr.trim() || `exit ${String(code)}`}`))));
+    child.once('close', (code) =>
+      code === 0 ? resolve() : reject(vmError(ErrorType.OperationFailed, `mkfifo ${path} failed: ${stderr.trim() || `exit ${String(code)}`}`)),
+    );
   });
 }
 
@@ -94,7 +98,7 @@ export class DumpPipe {
     try {
       for await (const chunk of this.sock) {
         const buf = chunk as Buffer;
-        for (let off = 0; off < buf.length; ) {
+        for (let off = 0; off < buf.length;) {
           const { bytesWritten } = await file.write(buf, off, buf.length - off);
           off += bytesWritten;
         }

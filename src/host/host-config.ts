@@ -59,7 +59,13 @@ export function loadHostConfig(env: NodeJS.ProcessEnv = process.env): HostConfig
     portMin: Number(env.VMFERRY_HOST_MIGRATION_PORT_MIN ?? file.migration?.portMin ?? 49152),
     portMax: Number(env.VMFERRY_HOST_MIGRATION_PORT_MAX ?? file.migration?.portMax ?? 49215),
   };
-  if (!(Number.isInteger(migration.portMin) && Number.isInteger(migration.portMax) && migration.portMin > 0 && migration.portMin <= migration.portMax && migration.portMax < 65536)) {
+  if (!(
+    Number.isInteger(migration.portMin) &&
+    Number.isInteger(migration.portMax) &&
+    migration.portMin > 0 &&
+    migration.portMin <= migration.portMax &&
+    migration.portMax < 65536
+  )) {
     throw new HostConfigError(`bad migration port range ${migration.portMin}-${migration.portMax}`);
   }
   const tunnel = tunnelConfig(env, file.tunnel);
@@ -80,10 +86,12 @@ export function loadHostConfig(env: NodeJS.ProcessEnv = process.env): HostConfig
     emulators,
     protocolVersions,
     migration,
-    saveDirs: (env.VMFERRY_SAVE_DIRS?.split(':') ?? file.saveDirs ?? []).filter((d) => d.length > 0).map((d) => {
-      if (!isAbsolute(d)) throw new HostConfigError(`save directory ${JSON.stringify(d)} must be absolute`);
-      return resolve(d);
-    }),
+    saveDirs: (env.VMFERRY_SAVE_DIRS?.split(':') ?? file.saveDirs ?? [])
+      .filter((d) => d.length > 0)
+      .map((d) => {
+        if (!isAbsolute(d)) throw new HostConfigError(`save directory ${JSON.stringify(d)} must be absolute`);
+        return resolve(d);
+      }),
     temporal: {
       address: env.TEMPORAL_ADDRESS ?? file.temporal?.address ?? '127.0.0.1:7233',
       namespace: env.TEMPORAL_NAMESPACE ?? file.temporal?.namespace ?? 'default',
@@ -103,7 +111,8 @@ function tunnelConfig(env: NodeJS.ProcessEnv, file: Partial<TunnelConfig> | unde
   if (given.length !== 4 || !listen || !caFile || !certFile || !keyFile) {
     throw new HostConfigError('tunnel needs listen, caFile, certFile and keyFile together (VMFERRY_HOST_TUNNEL_LISTEN, _CA, _CERT, _KEY)');
   }
-  if (!/^(\[[0-9a-fA-F:.]+\]|[^:\s]+):\d{1,5}$/.test(listen)) throw new HostConfigError(`tunnel listen must be ADDR:PORT ([v6]:PORT), got ${JSON.stringify(listen)}`);
+  if (!/^(\[[0-9a-fA-F:.]+\]|[^:\s]+):\d{1,5}$/.test(listen))
+    throw new HostConfigError(`tunnel listen must be ADDR:PORT ([v6]:PORT), got ${JSON.stringify(listen)}`);
   for (const f of [caFile, certFile, keyFile]) {
     if (!isAbsolute(f)) throw new HostConfigError(`tunnel certificate path ${JSON.stringify(f)} must be absolute`);
   }
@@ -116,10 +125,12 @@ function loadEmulators(configured: unknown, qemuBinary: string, pathEnv: string 
     return own === undefined ? [] : [own];
   }
   if (!Array.isArray(configured)) throw new HostConfigError(`emulators must be a list of absolute paths, got ${JSON.stringify(configured)}`);
-  return configured.filter((e) => e !== '').map((e: unknown) => {
-    if (typeof e !== 'string' || !isAbsolute(e)) throw new HostConfigError(`emulator ${JSON.stringify(e)} must be an absolute path`);
-    return normalize(e);
-  });
+  return configured
+    .filter((e) => e !== '')
+    .map((e: unknown) => {
+      if (typeof e !== 'string' || !isAbsolute(e)) throw new HostConfigError(`emulator ${JSON.stringify(e)} must be an absolute path`);
+      return normalize(e);
+    });
 }
 
 /** Same-host migration is refused by host UUID, so it must survive worker restarts. */

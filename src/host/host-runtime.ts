@@ -129,7 +129,15 @@ export class HostRuntime {
   info(name: string): DomainInfo {
     const live = this.running.get(name);
     const def = this.definition(name);
-    const base = { name: def.name, uuid: def.uuid, persistent: this.defs.has(name), memoryKiB: def.memoryKiB, currentMemoryKiB: def.currentMemoryKiB, vcpus: def.vcpus, host: this.config.name };
+    const base = {
+      name: def.name,
+      uuid: def.uuid,
+      persistent: this.defs.has(name),
+      memoryKiB: def.memoryKiB,
+      currentMemoryKiB: def.currentMemoryKiB,
+      vcpus: def.vcpus,
+      host: this.config.name,
+    };
     if (!live) return { ...base, state: 'shutoff', reason: 'shutdown' };
     return { ...base, state: live.state, reason: live.reason, pid: live.pid, qmpSocket: live.qmpSocket, memoryBackingFile: live.memoryBackingFile };
   }
@@ -143,7 +151,13 @@ export class HostRuntime {
   }
 
   hostInfo(): HostInfo {
-    return { name: this.config.name, hostUuid: this.config.hostUuid, hostname: hostname(), protocolVersions: this.config.protocolVersions, qemuVersion: this.qemuVersion };
+    return {
+      name: this.config.name,
+      hostUuid: this.config.hostUuid,
+      hostname: hostname(),
+      protocolVersions: this.config.protocolVersions,
+      qemuVersion: this.qemuVersion,
+    };
   }
 
   /** Graphics passwords are left out unless `securityInfo` (libvirt's dumpxml --security-info). */
@@ -241,7 +255,18 @@ export class HostRuntime {
     const { pid, qmp } = await launchQemu({ binary: def.devices.emulator ?? this.config.qemuBinary, args, qmpSocket, logFile });
     const dom = this.track(
       new RunningDomain(
-        { name, uuid: def.uuid, pid, qmp, qmpSocket, memoryBackingFile, startRequestId: opts.requestId, state: 'paused', reason: opts.incoming ? 'incoming migration' : 'starting up', domainXml: formatDomainXml(def) },
+        {
+          name,
+          uuid: def.uuid,
+          pid,
+          qmp,
+          qmpSocket,
+          memoryBackingFile,
+          startRequestId: opts.requestId,
+          state: 'paused',
+          reason: opts.incoming ? 'incoming migration' : 'starting up',
+          domainXml: formatDomainXml(def),
+        },
         this.config.runDir,
         (d) => this.onGone(d),
       ),
@@ -283,7 +308,17 @@ export class HostRuntime {
   private infoAfterStop(name: string, dom: RunningDomain): DomainInfo {
     if (this.defs.has(name)) return { ...this.info(name), reason: 'destroyed' };
     const def = parseDomainXml(dom.domainXml);
-    return { name, uuid: def.uuid, persistent: false, state: 'shutoff', reason: 'destroyed', memoryKiB: def.memoryKiB, currentMemoryKiB: def.currentMemoryKiB, vcpus: def.vcpus, host: this.config.name };
+    return {
+      name,
+      uuid: def.uuid,
+      persistent: false,
+      state: 'shutoff',
+      reason: 'destroyed',
+      memoryKiB: def.memoryKiB,
+      currentMemoryKiB: def.currentMemoryKiB,
+      vcpus: def.vcpus,
+      host: this.config.name,
+    };
   }
 
   async suspend(name: string): Promise<DomainInfo> {
@@ -308,6 +343,8 @@ export class HostRuntime {
 
   /** For tests and diagnostics: is any file of this domain still on disk? */
   leftovers(name: string, uuid: string): string[] {
-    return [join(this.config.runDir, `${name}.xml`), join(this.config.runDir, `${name}.qmp`), join(this.config.memoryBackingDir, `${uuid}.ram`)].filter((p) => existsSync(p));
+    return [join(this.config.runDir, `${name}.xml`), join(this.config.runDir, `${name}.qmp`), join(this.config.memoryBackingDir, `${uuid}.ram`)].filter((p) =>
+      existsSync(p),
+    );
   }
 }

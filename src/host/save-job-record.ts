@@ -61,7 +61,8 @@ export class SaveJobRecords {
       return undefined;
     }
     const rec = JSON.parse(text) as SaveJobRecord;
-    if (typeof rec !== 'object' || rec === null || rec.name !== name || typeof rec.jobId !== 'string') throw new Error(`job record ${this.file(name)} is malformed`);
+    if (typeof rec !== 'object' || rec === null || rec.name !== name || typeof rec.jobId !== 'string')
+      throw new Error(`job record ${this.file(name)} is malformed`);
     return rec;
   }
 

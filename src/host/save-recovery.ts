@@ -57,7 +57,9 @@ export async function saveImageComplete(rec: SaveJobRecord): Promise<boolean> {
 }
 
 async function restoreLabel(deps: SaveDeps, rec: SaveJobRecord): Promise<void> {
-  await deps.security.restorePath(rec.path, securityContext(rec.name, rec.uuid)).catch((err: unknown) => deps.log.warn({ domain: rec.name, path: rec.path, err }, 'restoring the image label failed'));
+  await deps.security
+    .restorePath(rec.path, securityContext(rec.name, rec.uuid))
+    .catch((err: unknown) => deps.log.warn({ domain: rec.name, path: rec.path, err }, 'restoring the image label failed'));
 }
 
 export async function rollbackSave(deps: SaveDeps, rec: SaveJobRecord): Promise<void> {
@@ -89,7 +91,12 @@ async function stopQemu(deps: SaveDeps, dom: RunningDomain): Promise<void> {
   );
   if (quit) {
     let timer: NodeJS.Timeout | undefined;
-    const gone = await Promise.race([dom.gone.then(() => true), new Promise<boolean>((resolve) => { timer = setTimeout(() => resolve(false), 5000); })]);
+    const gone = await Promise.race([
+      dom.gone.then(() => true),
+      new Promise<boolean>((resolve) => {
+        timer = setTimeout(() => resolve(false), 5000);
+      }),
+    ]);
     clearTimeout(timer);
     if (gone) return;
   }
@@ -102,7 +109,16 @@ export async function finishSave(deps: SaveDeps, rec: SaveJobRecord, result?: Sa
   const dom = liveDomainOf(deps, rec);
   if (dom) await stopQemu(deps, dom);
   await restoreLabel(deps, rec);
-  const saveResult = result ?? rec.saveResult ?? { name: rec.name, uuid: rec.uuid, path: rec.path, format: (await readSaveHeader(rec.path)).format, sizeBytes: statSync(rec.path).size, streamBytes: 0, durationMs: 0 };
+  const saveResult = result ??
+    rec.saveResult ?? {
+      name: rec.name,
+      uuid: rec.uuid,
+      path: rec.path,
+      format: (await readSaveHeader(rec.path)).format,
+      sizeBytes: statSync(rec.path).size,
+      streamBytes: 0,
+      durationMs: 0,
+    };
   deps.records.update(rec, { state: 'completed', helpers: [], saveResult });
   deps.log.info({ domain: rec.name, job: rec.jobId, path: rec.path }, 'save finished');
 }

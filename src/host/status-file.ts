@@ -49,7 +49,15 @@ const parser = new XMLParser({
 export function parseStatus(xml: string): DomainStatus {
   const doc = parser.parse(xml) as { domstatus?: Record<string, unknown> };
   const root = doc.domstatus as
-    | { state?: string; reason?: string; pid?: string; startRequestId?: string; monitor?: { path?: string }; memoryBacking?: { path?: string }; definition?: string }
+    | {
+        state?: string;
+        reason?: string;
+        pid?: string;
+        startRequestId?: string;
+        monitor?: { path?: string };
+        memoryBacking?: { path?: string };
+        definition?: string;
+      }
     | undefined;
   if (!root?.state || !root.pid || !root.monitor?.path || typeof root.definition !== 'string') {
     throw new Error('status file is incomplete');

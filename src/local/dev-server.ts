@@ -29,7 +29,15 @@ export interface DevServer {
   stop(): Promise<void>;
 }
 
-const TYPE_NAMES: Record<string, string> = { KEYWORD: 'Keyword', TEXT: 'Text', INT: 'Int', DOUBLE: 'Double', BOOL: 'Bool', DATETIME: 'Datetime', KEYWORD_LIST: 'KeywordList' };
+const TYPE_NAMES: Record<string, string> = {
+  KEYWORD: 'Keyword',
+  TEXT: 'Text',
+  INT: 'Int',
+  DOUBLE: 'Double',
+  BOOL: 'Bool',
+  DATETIME: 'Datetime',
+  KEYWORD_LIST: 'KeywordList',
+};
 
 export function searchAttributeArgs(): string[] {
   return ALL_SEARCH_ATTRIBUTES.flatMap((k) => ['--search-attribute', `${k.name}=${TYPE_NAMES[k.type] ?? 'Keyword'}`]);
@@ -43,13 +51,20 @@ export async function startDevServer(opts: DevServerOptions): Promise<DevServer>
   const dbFilename = opts.dbFilename ?? join(opts.stateDir, 'temporal.sqlite');
   const logFile = join(opts.stateDir, 'temporal-server.log');
   const args = [
-    'server', 'start-dev',
-    '--ip', ip,
-    '--port', String(port),
-    '--db-filename', dbFilename,
-    '--namespace', DEFAULT_NAMESPACE,
-    '--log-level', 'warn',
-    '--dynamic-config-value', 'frontend.enableServerVersionCheck=false',
+    'server',
+    'start-dev',
+    '--ip',
+    ip,
+    '--port',
+    String(port),
+    '--db-filename',
+    dbFilename,
+    '--namespace',
+    DEFAULT_NAMESPACE,
+    '--log-level',
+    'warn',
+    '--dynamic-config-value',
+    'frontend.enableServerVersionCheck=false',
     ...searchAttributeArgs(),
     ...(opts.headless ? ['--headless'] : ['--ui-port', String(uiPort), '--ui-ip', ip]),
   ];
@@ -73,10 +88,7 @@ export async function startDevServer(opts: DevServerOptions): Promise<DevServer>
     clearTimeout(timer);
   };
   try {
-    await Promise.race([
-      waitUntilServing(address, opts.startTimeoutMs ?? 60_000),
-      exited.then((why) => Promise.reject(new Error(why))),
-    ]);
+    await Promise.race([waitUntilServing(address, opts.startTimeoutMs ?? 60_000), exited.then((why) => Promise.reject(new Error(why)))]);
   } catch (err) {
     await stop();
     throw err;

@@ -33,7 +33,13 @@ const FOR_TESTS: Record<string, string> = {
 
 export function missingHostPackages(forTests = false): string[] {
   const wanted = { ...REQUIRED, ...(forTests ? FOR_TESTS : {}) };
-  return [...new Set(Object.entries(wanted).filter(([cmd]) => !which(cmd)).map(([, pkg]) => pkg))];
+  return [
+    ...new Set(
+      Object.entries(wanted)
+        .filter(([cmd]) => !which(cmd))
+        .map(([, pkg]) => pkg),
+    ),
+  ];
 }
 
 export function ensureHostPackages(log: (line: string) => void, forTests = false): void {

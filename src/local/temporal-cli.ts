@@ -65,7 +65,12 @@ function goVersion(go: string): [number, number] | undefined {
 
 export async function buildTemporalCli(log: (line: string) => void): Promise<string> {
   // VMFERRY_GO names a toolchain explicitly; /usr/local/go is where the official tarball installs.
-  const go = process.env.VMFERRY_GO !== undefined ? (existsSync(process.env.VMFERRY_GO) ? process.env.VMFERRY_GO : undefined) : (which('go') ?? (existsSync('/usr/local/go/bin/go') ? '/usr/local/go/bin/go' : undefined));
+  const go =
+    process.env.VMFERRY_GO !== undefined
+      ? existsSync(process.env.VMFERRY_GO)
+        ? process.env.VMFERRY_GO
+        : undefined
+      : (which('go') ?? (existsSync('/usr/local/go/bin/go') ? '/usr/local/go/bin/go' : undefined));
   const need = `Go >= ${MIN_GO.join('.')} (Debian: apt-get install golang-go is too old on bookworm; install Go from the official tarball or a backport), or set VMFERRY_TEMPORAL_CLI to a temporal CLI >= ${TEMPORAL_CLI_VERSION}`;
   if (!go) throw new SetupError(`No temporal CLI found and no Go toolchain to build one. Install ${need}.`);
   const v = goVersion(go);

@@ -12,7 +12,11 @@ import { childElements, findChild, getAttr } from '../xml/xml-edit.js';
 
 function mismatch(what: string, dest: unknown, src: unknown): Error {
   const show = (v: unknown): string => (v === undefined ? 'none' : typeof v === 'string' ? `'${v}'` : JSON.stringify(v));
-  return vmError(ErrorType.ConfigUnsupported, `target domain ${what} ${show(dest)} does not match source ${show(src)}`, { what, destination: dest ?? null, source: src ?? null });
+  return vmError(ErrorType.ConfigUnsupported, `target domain ${what} ${show(dest)} does not match source ${show(src)}`, {
+    what,
+    destination: dest ?? null,
+    source: src ?? null,
+  });
 }
 
 function same(what: string, dest: unknown, src: unknown): void {
@@ -61,7 +65,9 @@ function guestView(el: XmlElement): Record<string, unknown> {
   if (mac) view.mac = getAttr(mac, 'address')?.toLowerCase();
   const target = findChild(el, 'target');
   if (target && el.name !== 'interface') {
-    view.target = sortKeys(Object.fromEntries(target.attrs.filter((a) => a.name !== 'dev' && a.name !== 'state').map((a) => [a.name, getAttr(target, a.name) ?? a.raw])));
+    view.target = sortKeys(
+      Object.fromEntries(target.attrs.filter((a) => a.name !== 'dev' && a.name !== 'state').map((a) => [a.name, getAttr(target, a.name) ?? a.raw])),
+    );
   }
   const address = findChild(el, 'address');
   if (address) view.address = sortKeys(Object.fromEntries(address.attrs.map((a) => [a.name, getAttr(address, a.name) ?? a.raw])));
@@ -125,7 +131,10 @@ export function checkAbiStability(dest: DomainDef, src: DomainDef): void {
     same(`${what} device`, d.device, s.device);
     sameAddress(what, d.address, s.address);
   });
-  for (const [kind, dl, sl] of [['serial', dest.devices.serials, src.devices.serials], ['console', dest.devices.consoles, src.devices.consoles]] as const) {
+  for (const [kind, dl, sl] of [
+    ['serial', dest.devices.serials, src.devices.serials],
+    ['console', dest.devices.consoles, src.devices.consoles],
+  ] as const) {
     same(`${kind} count`, dl.length, sl.length);
     dl.forEach((d, i) => {
       same(`${kind}[${i}] target type`, d.targetType, sl[i]!.targetType);

@@ -61,7 +61,8 @@ export function snapshotCount(stateDir: string, name: string): number {
 
 export function checkNoSnapshots(stateDir: string, name: string): void {
   const n = snapshotCount(stateDir, name);
-  if (n > 0) throw vmError(ErrorType.OperationInvalid, `cannot migrate domain '${name}' with ${n} snapshot${n === 1 ? '' : 's'}`, { domain: name, snapshots: n });
+  if (n > 0)
+    throw vmError(ErrorType.OperationInvalid, `cannot migrate domain '${name}' with ${n} snapshot${n === 1 ? '' : 's'}`, { domain: name, snapshots: n });
 }
 
 /** The same host answers to two names (or the cookie came from here): migrating there is refused. */
@@ -79,7 +80,11 @@ export function checkSourceState(name: string, state: string, reason: string, fl
   if (flags.includes('offline')) return;
   if (reason === 'incoming migration') throw vmError(ErrorType.OperationInvalid, `domain '${name}' is still being migrated in`, { domain: name });
   if (state !== 'running' && state !== 'paused') {
-    throw vmError(ErrorType.OperationInvalid, `domain '${name}' is ${state}: only a running or paused domain migrates live (use 'offline' for the definition alone)`, { domain: name, state });
+    throw vmError(
+      ErrorType.OperationInvalid,
+      `domain '${name}' is ${state}: only a running or paused domain migrates live (use 'offline' for the definition alone)`,
+      { domain: name, state },
+    );
   }
   // Post-copy hands the running guest over mid-stream: a paused or stopped guest has nothing to hand over.
   if (flags.includes('postcopy') && (!flags.includes('live') || state !== 'running')) {

@@ -33,15 +33,7 @@ export const COOKIE_FEATURES = [
 export type CookieFeature = (typeof COOKIE_FEATURES)[number];
 
 /** The features whose data this module reads and writes; the default for `understood`. */
-export const MODELLED_FEATURES: readonly CookieFeature[] = [
-  'graphics',
-  'lockstate',
-  'persistent',
-  'network',
-  'nbd',
-  'statistics',
-  'capabilities',
-];
+export const MODELLED_FEATURES: readonly CookieFeature[] = ['graphics', 'lockstate', 'persistent', 'network', 'nbd', 'statistics', 'capabilities'];
 
 // libvirt's RPC caps a cookie at 4 MiB (REMOTE_MIGRATE_COOKIE_MAX, 16 KiB in old releases); ours stays at 16 KiB, so a persistent <domain> over ~15 KiB cannot travel in a cookie.
 export const MAX_COOKIE_BYTES = 16 * 1024;
@@ -407,14 +399,21 @@ export function parseMigrationCookie(xml: string, expect: CookieExpectation): Mi
   // Size first, before the text is looked at any further.
   const sizeBytes = xml.length > MAX_COOKIE_BYTES ? xml.length : Buffer.byteLength(xml, 'utf8');
   if (sizeBytes > MAX_COOKIE_BYTES) {
-    throw vmError(ErrorType.XmlError, `migration cookie is too large: ${xml.length > MAX_COOKIE_BYTES ? 'more than ' : ''}${sizeBytes} bytes, limit ${MAX_COOKIE_BYTES}`, {
-      sizeBytes,
-      maxBytes: MAX_COOKIE_BYTES,
-    });
+    throw vmError(
+      ErrorType.XmlError,
+      `migration cookie is too large: ${xml.length > MAX_COOKIE_BYTES ? 'more than ' : ''}${sizeBytes} bytes, limit ${MAX_COOKIE_BYTES}`,
+      {
+        sizeBytes,
+        maxBytes: MAX_COOKIE_BYTES,
+      },
+    );
   }
   const expectedUuid = normalizeUuid(String(expect.uuid));
   if (typeof expect.name !== 'string' || expect.name === '' || expectedUuid === undefined) {
-    throw vmError(ErrorType.InternalError, `parseMigrationCookie needs the expected domain's name and UUID, got '${String(expect.name)}' / '${String(expect.uuid)}'`);
+    throw vmError(
+      ErrorType.InternalError,
+      `parseMigrationCookie needs the expected domain's name and UUID, got '${String(expect.name)}' / '${String(expect.uuid)}'`,
+    );
   }
   const localHostUuid = expect.localHostUuid === undefined ? undefined : normalizeUuid(expect.localHostUuid);
   if (expect.localHostUuid !== undefined && localHostUuid === undefined) {
@@ -496,7 +495,8 @@ export function parseMigrationCookie(xml: string, expect: CookieExpectation): Mi
 
   const domain = section('persistent', 'domain');
   if (domain) cookie.persistentXml = xml.slice(domain.start, domain.end);
-  else if (mandatory.has('persistent')) throw r.xml_("feature 'persistent' is mandatory but there is no <domain> element", { path: `${root.path}/domain`, offset: root.start });
+  else if (mandatory.has('persistent'))
+    throw r.xml_("feature 'persistent' is mandatory but there is no <domain> element", { path: `${root.path}/domain`, offset: root.start });
 
   const network = section('network', 'network');
   if (network) {
@@ -520,7 +520,14 @@ export function parseMigrationCookie(xml: string, expect: CookieExpectation): Mi
       ...(port !== undefined && port !== 0 ? { port } : {}),
       disks: children(nbd, 'disk').map((d) => ({
         target: requiredAttr(r, d, 'target'),
-        capacityBytes: integer(r, requiredAttr(r, d, 'capacity'), { path: `${d.path}/@capacity`, offset: d.start }, 'disk capacity', 0, Number.MAX_SAFE_INTEGER),
+        capacityBytes: integer(
+          r,
+          requiredAttr(r, d, 'capacity'),
+          { path: `${d.path}/@capacity`, offset: d.start },
+          'disk capacity',
+          0,
+          Number.MAX_SAFE_INTEGER,
+        ),
       })),
     };
   }
@@ -684,7 +691,9 @@ export function formatMigrationCookie(c: MigrationCookie): string {
     } else {
       out.push(`  <nbd${port}>`);
       for (const d of nbd.disks) {
-        out.push(`    <disk target='${escapeAttr(checkText('NBD disk target', d.target))}' capacity='${checkInt('NBD disk capacity', d.capacityBytes, 0, Number.MAX_SAFE_INTEGER)}'/>`);
+        out.push(
+          `    <disk target='${escapeAttr(checkText('NBD disk target', d.target))}' capacity='${checkInt('NBD disk capacity', d.capacityBytes, 0, Number.MAX_SAFE_INTEGER)}'/>`,
+        );
       }
       out.push('  </nbd>');
     }
@@ -715,10 +724,13 @@ export function formatMigrationCookie(c: MigrationCookie): string {
   const text = out.join('\n');
   const sizeBytes = Buffer.byteLength(text, 'utf8');
   if (sizeBytes > MAX_COOKIE_BYTES) {
-    throw formatError(`the cookie would be ${sizeBytes} bytes, over the ${MAX_COOKIE_BYTES}-byte limit${c.persistentXml !== undefined ? ' (the persistent definition is too large to travel in a cookie)' : ''}`, {
-      sizeBytes,
-      maxBytes: MAX_COOKIE_BYTES,
-    });
+    throw formatError(
+      `the cookie would be ${sizeBytes} bytes, over the ${MAX_COOKIE_BYTES}-byte limit${c.persistentXml !== undefined ? ' (the persistent definition is too large to travel in a cookie)' : ''}`,
+      {
+        sizeBytes,
+        maxBytes: MAX_COOKIE_BYTES,
+      },
+    );
   }
   return text;
 }

@@ -69,7 +69,10 @@ export class PortAllocator {
   ) {
     const ok = (p: number): boolean => Number.isInteger(p) && p >= 1 && p <= 65535;
     if (!ok(min) || !ok(max) || min > max) {
-      throw vmError(ErrorType.OperationInvalid, `invalid migration port range ${String(min)}-${String(max)}: need integers 1 <= min <= max <= 65535`, { min, max });
+      throw vmError(ErrorType.OperationInvalid, `invalid migration port range ${String(min)}-${String(max)}: need integers 1 <= min <= max <= 65535`, {
+        min,
+        max,
+      });
     }
     this.bindHost = opts.bindHost;
     this.isFree = opts.isFree ?? ((port) => canBind(port, this.bindHost));
@@ -105,14 +108,18 @@ export class PortAllocator {
       }
       busy++;
     }
-    throw vmError(ErrorType.OperationFailed, `no free migration port in ${this.min}-${this.max} for ${owner}: ${this.held.size} held by jobs here, ${busy} in use by other programs`, {
-      min: this.min,
-      max: this.max,
-      owner,
-      heldByUs: this.held.size,
-      busyElsewhere: busy,
-      bindHost: this.bindHost ?? null,
-    });
+    throw vmError(
+      ErrorType.OperationFailed,
+      `no free migration port in ${this.min}-${this.max} for ${owner}: ${this.held.size} held by jobs here, ${busy} in use by other programs`,
+      {
+        min: this.min,
+        max: this.max,
+        owner,
+        heldByUs: this.held.size,
+        busyElsewhere: busy,
+        bindHost: this.bindHost ?? null,
+      },
+    );
   }
 
   /** Gives `port` back; releasing a port that is not held does nothing (compensation may run twice). */

@@ -7,10 +7,7 @@ import { isIPv4, isIPv6 } from 'node:net';
 import type { ApplicationFailure } from '@temporalio/common';
 import { ErrorType, vmError } from '../common/errors.js';
 
-export type MigrationUri =
-  | { transport: 'tcp'; host: string; port: number }
-  | { transport: 'unix'; path: string }
-  | { transport: 'fd'; name: string };
+export type MigrationUri = { transport: 'tcp'; host: string; port: number } | { transport: 'unix'; path: string } | { transport: 'fd'; name: string };
 
 /** Longest URI accepted, in characters. */
 export const MAX_MIGRATION_URI_LENGTH = 1024;
@@ -27,7 +24,10 @@ function invalid(message: string, input: string, details?: Record<string, unknow
 }
 
 function invalidAddress(message: string, host: string, details?: Record<string, unknown>): ApplicationFailure {
-  return vmError(ErrorType.OperationInvalid, `invalid listen address ${JSON.stringify(host.slice(0, 80))}: ${message}`, { host: host.slice(0, 80), ...details });
+  return vmError(ErrorType.OperationInvalid, `invalid listen address ${JSON.stringify(host.slice(0, 80))}: ${message}`, {
+    host: host.slice(0, 80),
+    ...details,
+  });
 }
 
 // C0 controls, DEL and the C1 range; no whitespace is ever meaningful in a URI either.

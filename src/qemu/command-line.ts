@@ -91,14 +91,21 @@ export function buildQemuArgs(def: DomainDef, paths: CommandLinePaths & { spiceP
   const accel = accelFor(def);
   const machine = [def.os.machine ?? 'pc', `accel=${accel}`, 'usb=off', 'dump-guest-core=off', `acpi=${def.features.includes('acpi') ? 'on' : 'off'}`];
   const args: string[] = [
-    '-name', `guest=${q(def.name)},debug-threads=on`,
-    '-uuid', def.uuid,
-    '-nodefaults', '-no-user-config',
+    '-name',
+    `guest=${q(def.name)},debug-threads=on`,
+    '-uuid',
+    def.uuid,
+    '-nodefaults',
+    '-no-user-config',
     '-S',
-    '-msg', 'timestamp=on',
-    '-display', 'none',
-    '-chardev', `socket,id=charmonitor,path=${q(paths.qmpSocket)},server=on,wait=off`,
-    '-mon', 'chardev=charmonitor,id=monitor,mode=control',
+    '-msg',
+    'timestamp=on',
+    '-display',
+    'none',
+    '-chardev',
+    `socket,id=charmonitor,path=${q(paths.qmpSocket)},server=on,wait=off`,
+    '-mon',
+    'chardev=charmonitor,id=monitor,mode=control',
   ];
   if (def.memoryBacking?.sourceType === 'file') {
     if (!paths.memoryBackingFile) throw vmError(ErrorType.InternalError, 'file memory backing needs a path');
@@ -131,7 +138,8 @@ export function buildQemuArgs(def: DomainDef, paths: CommandLinePaths & { spiceP
   });
   for (const c of def.devices.consoles) {
     // A serial-type console is the first serial port seen from the other side: libvirt formats both.
-    if (c.targetType !== undefined && c.targetType !== 'serial') throw vmError(ErrorType.ConfigUnsupported, `console target '${c.targetType}' is not supported`);
+    if (c.targetType !== undefined && c.targetType !== 'serial')
+      throw vmError(ErrorType.ConfigUnsupported, `console target '${c.targetType}' is not supported`);
   }
   const balloon = def.devices.memballoon?.model;
   if (balloon && balloon !== 'none') {

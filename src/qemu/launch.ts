@@ -30,7 +30,10 @@ export function logTail(logFile: string, bytes = 2000): string {
   try {
     const size = statSync(logFile).size;
     const buf = readFileSync(logFile);
-    return buf.subarray(Math.max(0, size - bytes)).toString('utf8').trim();
+    return buf
+      .subarray(Math.max(0, size - bytes))
+      .toString('utf8')
+      .trim();
   } catch {
     return '';
   }

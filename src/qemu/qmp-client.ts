@@ -71,9 +71,13 @@ export class QmpClient {
     let timer: NodeJS.Timeout | undefined;
     const deadline = new Promise<never>((_, reject) => {
       timer = setTimeout(() => {
-        reject(vmError(ErrorType.QmpTimeout,
-          `QMP handshake on ${socketPath} did not finish within ${timeoutMs} ms (QEMU hung, or another client holds the monitor)`,
-          { socketPath, timeoutMs }));
+        reject(
+          vmError(
+            ErrorType.QmpTimeout,
+            `QMP handshake on ${socketPath} did not finish within ${timeoutMs} ms (QEMU hung, or another client holds the monitor)`,
+            { socketPath, timeoutMs },
+          ),
+        );
       }, timeoutMs);
     });
     try {
@@ -100,11 +104,19 @@ export class QmpClient {
   private nextId = 1;
   private _version: QmpVersion = { qemu: { major: 0, minor: 0, micro: 0 }, package: '' };
 
-  private constructor(private readonly socketPath: string, private readonly commandTimeoutMs: number) {
-    this.closed = new Promise<Error>((resolve) => { this.resolveClosed = resolve; });
+  private constructor(
+    private readonly socketPath: string,
+    private readonly commandTimeoutMs: number,
+  ) {
+    this.closed = new Promise<Error>((resolve) => {
+      this.resolveClosed = resolve;
+    });
     // usocket emits 'close' only after a local end(); a peer EOF surfaces as 'end', a failed
     // connect or read as 'error' (then 'close'), and a failed write only through its callback.
-    this.sock.on('error', (err: Error) => { this.connecting = false; this.finish(`QMP socket error: ${err.message}`, err); });
+    this.sock.on('error', (err: Error) => {
+      this.connecting = false;
+      this.finish(`QMP socket error: ${err.message}`, err);
+    });
     this.sock.on('close', () => this.finish('QMP socket closed'));
     this.sock.on('end', () => this.finish('QEMU closed the QMP connection'));
     this.sock.once('connected', () => {
@@ -117,8 +129,12 @@ export class QmpClient {
     });
   }
 
-  get version(): QmpVersion { return this._version; }
-  get isClosed(): boolean { return this.goneError !== undefined; }
+  get version(): QmpVersion {
+    return this._version;
+  }
+  get isClosed(): boolean {
+    return this.goneError !== undefined;
+  }
 
   execute<T = unknown>(command: string, args?: Record<string, unknown>, opts: QmpExecuteOptions = {}): Promise<T> {
     return new Promise<T>((resolve, reject) => {
@@ -151,7 +167,9 @@ export class QmpClient {
   onEvent(listener: (ev: QmpEvent) => void): () => void {
     const entry = (ev: QmpEvent): void => listener(ev); // a fresh entry, so subscribing twice is two listeners
     if (!this.goneError) this.listeners.add(entry);
-    return () => { this.listeners.delete(entry); };
+    return () => {
+      this.listeners.delete(entry);
+    };
   }
 
   waitForEvent(name: string, opts: QmpWaitOptions = {}): Promise<QmpEvent> {
@@ -181,8 +199,10 @@ export class QmpClient {
       this.goneHooks.add(onGone);
       signal?.addEventListener('abort', onAbort, { once: true });
       if (timeoutMs !== undefined) {
-        timer = setTimeout(() => settle(() => reject(
-          vmError(ErrorType.QmpTimeout, `QMP event ${name} did not arrive within ${timeoutMs} ms`, { event: name, timeoutMs }))), timeoutMs);
+        timer = setTimeout(
+          () => settle(() => reject(vmError(ErrorType.QmpTimeout, `QMP event ${name} did not arrive within ${timeoutMs} ms`, { event: name, timeoutMs }))),
+          timeoutMs,
+        );
       }
     });
   }
@@ -245,7 +265,8 @@ export class QmpClient {
       clearTimeout(p.timer);
       if ('error' in m) {
         const e = (m.error ?? {}) as { class?: unknown; desc?: unknown };
-        const cls = String(e.class), desc = String(e.desc);
+        const cls = String(e.class),
+          desc = String(e.desc);
         p.reject(vmError(ErrorType.QmpError, `QMP ${p.command} failed: ${cls}: ${desc}`, { command: p.command, class: cls, desc }));
       } else {
         p.resolve(m.return);

@@ -117,7 +117,11 @@ export async function helperFailure(helper: Helper, what: string): Promise<Error
   const r = await helper.exited;
   if (r.code === 0) return undefined;
   const how = r.signal ? `was killed by ${r.signal}` : r.code === null ? 'could not be started' : `exited with status ${r.code}`;
-  return vmError(ErrorType.OperationFailed, `${what} (${helper.program}) ${how}${r.stderr ? `: ${r.stderr}` : ''}`, { program: helper.program, code: r.code, signal: r.signal });
+  return vmError(ErrorType.OperationFailed, `${what} (${helper.program}) ${how}${r.stderr ? `: ${r.stderr}` : ''}`, {
+    program: helper.program,
+    code: r.code,
+    signal: r.signal,
+  });
 }
 
 export async function expectSuccess(helper: Helper, what: string): Promise<void> {

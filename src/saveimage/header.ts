@@ -212,7 +212,12 @@ function parseFixed(buf: Buffer, opts: DecodeOptions): FixedHeader {
       if (formatNumber === LIBVIRT_SPARSE_FORMAT) {
         throw invalid(`unsupported save image format ${formatNumber} (libvirt "sparse", QEMU mapped-ram): vmferry cannot restore it`, { format: formatNumber });
       }
-      throw invalid(`unknown save image format number ${formatNumber} (known: ${Object.entries(SaveFormat).map(([k, v]) => `${v} ${k}`).join(', ')})`, { format: formatNumber });
+      throw invalid(
+        `unknown save image format number ${formatNumber} (known: ${Object.entries(SaveFormat)
+          .map(([k, v]) => `${v} ${k}`)
+          .join(', ')})`,
+        { format: formatNumber },
+      );
     }
     format = name;
   }
@@ -241,7 +246,10 @@ function nulTerminatedText(what: string, area: Buffer, areaOffset: number): stri
 function decodeWithFixed(buf: Buffer, fixed: FixedHeader): SaveImageHeader {
   const available = buf.length - SAVE_HEADER_SIZE;
   if (fixed.dataLen > available) {
-    throw invalid(`image is truncated: header says the XML area is ${fixed.dataLen} bytes, but only ${available} bytes follow the header`, { dataLen: fixed.dataLen, available });
+    throw invalid(`image is truncated: header says the XML area is ${fixed.dataLen} bytes, but only ${available} bytes follow the header`, {
+      dataLen: fixed.dataLen,
+      available,
+    });
   }
   const area = buf.subarray(SAVE_HEADER_SIZE, SAVE_HEADER_SIZE + fixed.dataLen);
   const xmlEnd = fixed.cookieOffset === 0 ? fixed.dataLen : fixed.cookieOffset;
@@ -365,10 +373,17 @@ async function readHeaderFrom(fh: FileHandle, path: string, size: number, opts: 
   const fixedBytes = await readExactly(fh, path, SAVE_HEADER_SIZE, 0);
   const fixed = parseFixed(fixedBytes, opts);
   if (fixed.dataLen > limit) {
-    throw invalid(`save image header of ${path} claims a ${fixed.dataLen}-byte XML area, above the ${limit}-byte limit (corrupt or hostile image)`, { path, dataLen: fixed.dataLen, limit });
+    throw invalid(`save image header of ${path} claims a ${fixed.dataLen}-byte XML area, above the ${limit}-byte limit (corrupt or hostile image)`, {
+      path,
+      dataLen: fixed.dataLen,
+      limit,
+    });
   }
   if (SAVE_HEADER_SIZE + fixed.dataLen > size) {
-    throw invalid(`image is truncated: header says the XML area is ${fixed.dataLen} bytes, but ${path} holds only ${size - SAVE_HEADER_SIZE} bytes after the header`, { path, dataLen: fixed.dataLen, size });
+    throw invalid(
+      `image is truncated: header says the XML area is ${fixed.dataLen} bytes, but ${path} holds only ${size - SAVE_HEADER_SIZE} bytes after the header`,
+      { path, dataLen: fixed.dataLen, size },
+    );
   }
   const raw = Buffer.concat([fixedBytes, await readExactly(fh, path, fixed.dataLen, SAVE_HEADER_SIZE)]);
   return { header: decodeWithFixed(raw, fixed), raw };
@@ -383,7 +398,11 @@ export async function readSaveHeader(path: string, opts: ReadSaveHeaderOptions =
   try {
     const { header } = await readHeaderFrom(fh, path, size, opts);
     if (header.complete && size <= header.streamOffset) {
-      throw invalid(`save image ${path} has no migration stream after its header (file ends at byte ${size})`, { path, size, streamOffset: header.streamOffset });
+      throw invalid(`save image ${path} has no migration stream after its header (file ends at byte ${size})`, {
+        path,
+        size,
+        streamOffset: header.streamOffset,
+      });
     }
     return header;
   } finally {
@@ -432,9 +451,15 @@ export async function rewriteSaveImageXml(path: string, newXml: string): Promise
     const cookieBytes = cookie ? cookie.length + 1 : 0;
     if (xml.length + 1 + cookieBytes > header.dataLen) {
       const room = header.dataLen - cookieBytes - 1;
-      throw invalid(`new domain XML does not fit in the save image: it is ${xml.length} bytes, the image has room for ${room} (the XML area is sized when the image is written)`, {
-        path, xmlBytes: xml.length, room, dataLen: header.dataLen,
-      });
+      throw invalid(
+        `new domain XML does not fit in the save image: it is ${xml.length} bytes, the image has room for ${room} (the XML area is sized when the image is written)`,
+        {
+          path,
+          xmlBytes: xml.length,
+          room,
+          dataLen: header.dataLen,
+        },
+      );
     }
     const out = Buffer.from(raw);
     writeU32(out, OFFSET.cookieOffset, cookie ? xml.length + 1 : 0, header.byteOrder);

@@ -15,7 +15,8 @@ function checkSyntax(path: unknown): string {
   if (Buffer.byteLength(path) > MAX_PATH_BYTES) throw invalid(`image path is longer than ${MAX_PATH_BYTES} bytes`, path.slice(0, 200));
   if (!isAbsolute(path)) throw invalid(`image path ${JSON.stringify(path)} is not absolute`, path);
   if (path.split(sep).includes('..')) throw invalid(`image path ${JSON.stringify(path)} contains '..'`, path);
-  if (normalize(path) !== path || path.endsWith(sep)) throw invalid(`image path ${JSON.stringify(path)} is not in normal form (write ${JSON.stringify(normalize(path).replace(/\/+$/, ''))})`, path);
+  if (normalize(path) !== path || path.endsWith(sep))
+    throw invalid(`image path ${JSON.stringify(path)} is not in normal form (write ${JSON.stringify(normalize(path).replace(/\/+$/, ''))})`, path);
   return path;
 }
 

@@ -13,7 +13,11 @@ export const RELAY_HEAD_BYTES = 1024 * 1024;
 export const RELAY_PROGRAM = 'mid-stream relay';
 
 function headCommand(): FilterCommand {
-  return { program: RELAY_PROGRAM, path: requireProgram('dd', 'a mid-stream fault point'), args: [`bs=${RELAY_HEAD_BYTES}`, 'count=1', 'iflag=fullblock', 'status=none'] };
+  return {
+    program: RELAY_PROGRAM,
+    path: requireProgram('dd', 'a mid-stream fault point'),
+    args: [`bs=${RELAY_HEAD_BYTES}`, 'count=1', 'iflag=fullblock', 'status=none'],
+  };
 }
 
 function restCommand(): FilterCommand {

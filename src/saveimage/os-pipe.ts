@@ -18,8 +18,12 @@ export interface OsPipe {
 
 export function openPipe(dir: string): OsPipe {
   const path = join(dir, `pipe-${randomBytes(6).toString('hex')}.fifo`);
-  const made = spawnSync(requireProgram('mkfifo', 'a save or restore pipeline'), ['-m', '600', '--', path], { encoding: 'utf8', stdio: ['ignore', 'ignore', 'pipe'] });
-  if (made.status !== 0) throw vmError(ErrorType.OperationFailed, `cannot make a pipe in ${dir}: ${made.stderr?.trim() || made.error?.message || `mkfifo exited ${made.status}`}`);
+  const made = spawnSync(requireProgram('mkfifo', 'a save or restore pipeline'), ['-m', '600', '--', path], {
+    encoding: 'utf8',
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  if (made.status !== 0)
+    throw vmError(ErrorType.OperationFailed, `cannot make a pipe in ${dir}: ${made.stderr?.trim() || made.error?.message || `mkfifo exited ${made.status}`}`);
   let both: number | undefined;
   let readFd: number | undefined;
   try {

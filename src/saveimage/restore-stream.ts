@@ -40,13 +40,14 @@ export interface RestoreStreamResult {
   imageBytes: number;
 }
 
-const helperWhat = (h: Helper): string => (h.program === 'dd' ? 'reading the image with O_DIRECT' : h.program === RELAY_PROGRAM ? 'relaying the stream' : 'decompressing the image');
+const helperWhat = (h: Helper): string =>
+  h.program === 'dd' ? 'reading the image with O_DIRECT' : h.program === RELAY_PROGRAM ? 'relaying the stream' : 'decompressing the image';
 
 /** Opens the image and moves its file offset past the header (read(), not pread(), so the offset moves). */
 function openAtStream(path: string, offset: number): number {
   const fd = openSync(path, constants.O_RDONLY);
   const buf = Buffer.allocUnsafe(Math.min(offset, 1 << 20));
-  for (let done = 0; done < offset; ) {
+  for (let done = 0; done < offset;) {
     const n = readSync(fd, buf, 0, Math.min(buf.length, offset - done), null);
     if (n === 0) throw vmError(ErrorType.OperationInvalid, `image ${path} ends inside its header`, { path });
     done += n;
@@ -90,7 +91,7 @@ export async function runRestoreStream(spec: RestoreStreamSpec): Promise<Restore
       fds.close(relay.sink);
     }
 
-    for (let done = false; !done; ) {
+    for (let done = false; !done;) {
       const ev = await watcher.next(probe);
       switch (ev.kind) {
         case 'status':
@@ -115,7 +116,9 @@ export async function runRestoreStream(spec: RestoreStreamSpec): Promise<Restore
         const err = await helperFailure(h, helperWhat(h));
         if (err) throw err;
       }
-      throw vmError(ErrorType.OperationFailed, `QEMU could not load the stream of ${spec.path}: ${q?.['error-desc'] ?? watcher.status ?? 'unknown error'}`, { path: spec.path });
+      throw vmError(ErrorType.OperationFailed, `QEMU could not load the stream of ${spec.path}: ${q?.['error-desc'] ?? watcher.status ?? 'unknown error'}`, {
+        path: spec.path,
+      });
     }
     // QEMU has read its last byte: a helper with more to write must fail (EPIPE), not wait on our reader.
     await pipeLabel.release();

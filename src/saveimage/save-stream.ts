@@ -48,7 +48,8 @@ export interface SaveStreamResult {
 /** Bound on waiting for QEMU to acknowledge a cancel once the consumers are gone. */
 const CANCEL_SETTLE_MS = 10_000;
 
-const helperWhat = (h: Helper): string => (h.program === 'dd' ? 'writing the image with O_DIRECT' : h.program === RELAY_PROGRAM ? 'relaying the stream' : 'compressing the image');
+const helperWhat = (h: Helper): string =>
+  h.program === 'dd' ? 'writing the image with O_DIRECT' : h.program === RELAY_PROGRAM ? 'relaying the stream' : 'compressing the image';
 
 export async function runSaveStream(spec: SaveStreamSpec): Promise<SaveStreamResult> {
   const { qmp } = spec;
@@ -87,7 +88,7 @@ export async function runSaveStream(spec: SaveStreamSpec): Promise<SaveStreamRes
     }
 
     let stop: { aborted: true } | { failure: Error } | undefined;
-    for (let done = false; !done && !stop; ) {
+    for (let done = false; !done && !stop;) {
       const ev = await watcher.next(probe);
       switch (ev.kind) {
         case 'status':
@@ -112,7 +113,8 @@ export async function runSaveStream(spec: SaveStreamSpec): Promise<SaveStreamRes
       for (const h of helpers) h.kill();
       await qmp.execute('migrate_cancel', undefined, { timeoutMs: 5000 }).catch(() => undefined);
       const settled = await watcher.settled(probe, CANCEL_SETTLE_MS);
-      if (settled === undefined && !watcher.gone) throw vmError(ErrorType.InternalError, `QEMU did not stop its migration to ${spec.path} within ${CANCEL_SETTLE_MS} ms of migrate_cancel`);
+      if (settled === undefined && !watcher.gone)
+        throw vmError(ErrorType.InternalError, `QEMU did not stop its migration to ${spec.path} within ${CANCEL_SETTLE_MS} ms of migrate_cancel`);
       throw 'aborted' in stop ? abortedError('save') : stop.failure;
     }
 
@@ -125,7 +127,9 @@ export async function runSaveStream(spec: SaveStreamSpec): Promise<SaveStreamRes
         if (err) throw err;
       }
       if (watcher.status === 'cancelled') throw abortedError('save');
-      throw vmError(ErrorType.OperationFailed, `QEMU's migration to ${spec.path} failed: ${q?.['error-desc'] ?? watcher.status ?? 'unknown error'}`, { path: spec.path });
+      throw vmError(ErrorType.OperationFailed, `QEMU's migration to ${spec.path} failed: ${q?.['error-desc'] ?? watcher.status ?? 'unknown error'}`, {
+        path: spec.path,
+      });
     }
 
     // QEMU is done; the helpers still flush what it gave them.

@@ -31,11 +31,7 @@ export function abortedError(what: string): Error {
   return vmError(ErrorType.OperationAborted, `${what} aborted by the user`);
 }
 
-export type StreamEvent =
-  | { kind: 'status'; status: string }
-  | { kind: 'helper'; helper: Helper }
-  | { kind: 'gone' }
-  | { kind: 'aborted' };
+export type StreamEvent = { kind: 'status'; status: string } | { kind: 'helper'; helper: Helper } | { kind: 'gone' } | { kind: 'aborted' };
 
 /**
  * Follows one pipeline: QEMU's MIGRATION events (subscribe before the migration

@@ -65,5 +65,10 @@ export function fileReadProgress(streamOffset: number, fileSize: number, positio
   const total = Math.max(0, fileSize - streamOffset);
   if (position === undefined) return { dataTotalBytes: total };
   const processed = Math.min(total, Math.max(0, position - streamOffset));
-  return { dataTotalBytes: total, dataProcessedBytes: processed, dataRemainingBytes: total - processed, percent: total ? Math.floor((processed * 100) / total) : 100 };
+  return {
+    dataTotalBytes: total,
+    dataProcessedBytes: processed,
+    dataRemainingBytes: total - processed,
+    percent: total ? Math.floor((processed * 100) / total) : 100,
+  };
 }

@@ -52,7 +52,8 @@ export class DacDriver implements SecurityDriver {
     this.uid = user.uid;
     if (config.group !== undefined) this.gid = resolveGroup(config.group, files);
     else if (user.primaryGid !== undefined) this.gid = user.primaryGid;
-    else throw vmError(ErrorType.ConfigUnsupported, `security driver 'dac': user ${String(config.user)} has no primary group; set the group (VMFERRY_QEMU_GROUP)`);
+    else
+      throw vmError(ErrorType.ConfigUnsupported, `security driver 'dac': user ${String(config.user)} has no primary group; set the group (VMFERRY_QEMU_GROUP)`);
     this.remembered = new RememberedLabels('dac', config.rememberDir);
   }
 
@@ -135,8 +136,12 @@ export class DacDriver implements SecurityDriver {
   /** Owner and mode both get their try; the first failure is reported. */
   private async put(ops: Ops, orig: DacOriginal): Promise<void> {
     let first: unknown;
-    await ops.chown(orig.uid, orig.gid).catch((err: unknown) => { first ??= err; });
-    await ops.chmod(orig.mode).catch((err: unknown) => { first ??= err; });
+    await ops.chown(orig.uid, orig.gid).catch((err: unknown) => {
+      first ??= err;
+    });
+    await ops.chmod(orig.mode).catch((err: unknown) => {
+      first ??= err;
+    });
     if (first !== undefined) throw first;
   }
 }

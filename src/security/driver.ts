@@ -59,7 +59,10 @@ export function createSecurityDriver(config: SecurityConfig = {}): SecurityDrive
       const members: string[] = config.stack ?? [];
       if (members.length === 0) throw vmError(ErrorType.ConfigUnsupported, "security driver 'stack' needs at least one member driver");
       const bad = members.find((m) => !(STACKABLE as readonly string[]).includes(m));
-      if (bad !== undefined) throw vmError(ErrorType.ConfigUnsupported, `security driver ${JSON.stringify(bad)} cannot be stacked (one of ${STACKABLE.join(', ')})`, { driver: bad });
+      if (bad !== undefined)
+        throw vmError(ErrorType.ConfigUnsupported, `security driver ${JSON.stringify(bad)} cannot be stacked (one of ${STACKABLE.join(', ')})`, {
+          driver: bad,
+        });
       return new StackDriver(members.map((m) => createSecurityDriver({ ...config, driver: m as StackableDriverName })));
     }
     default:

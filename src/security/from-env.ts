@@ -13,7 +13,11 @@ import type { SecurityConfig, SecurityDriverName, StackableDriverName } from './
  */
 export function securityConfigFromEnv(env: NodeJS.ProcessEnv = process.env, defaults: { rememberDir?: string } = {}): SecurityConfig {
   const raw = (env.VMFERRY_SECURITY_DRIVER ?? '').trim() || 'none';
-  const list = (v: string): StackableDriverName[] => v.split(',').map((s) => s.trim()).filter(Boolean) as StackableDriverName[];
+  const list = (v: string): StackableDriverName[] =>
+    v
+      .split(',')
+      .map((s) => s.trim())
+      .filter(Boolean) as StackableDriverName[];
   const config: SecurityConfig = raw.includes(',')
     ? { driver: 'stack', stack: list(raw) }
     : { driver: raw as SecurityDriverName, ...(env.VMFERRY_SECURITY_STACK ? { stack: list(env.VMFERRY_SECURITY_STACK) } : {}) };

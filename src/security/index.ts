@@ -1,4 +1,11 @@
-export { createSecurityDriver, type SecurityConfig, type SecurityContext, type SecurityDriver, type SecurityDriverName, type StackableDriverName } from './driver.js';
+export {
+  createSecurityDriver,
+  type SecurityConfig,
+  type SecurityContext,
+  type SecurityDriver,
+  type SecurityDriverName,
+  type StackableDriverName,
+} from './driver.js';
 export { NoneDriver } from './none.js';
 export { DacDriver, type DacOriginal } from './dac.js';
 export { SelinuxDriver, SELINUX_ATTR, defaultImageLabel, mcsCategories, selinuxKernelEnabled, type SelinuxOptions } from './selinux.js';

@@ -10,7 +10,11 @@ export class StackDriver implements SecurityDriver {
   constructor(readonly members: readonly SecurityDriver[]) {}
 
   labelPath(path: string, ctx: SecurityContext): Promise<void> {
-    return this.label(path, (d) => d.labelPath(path, ctx), (d) => d.restorePath(path, ctx));
+    return this.label(
+      path,
+      (d) => d.labelPath(path, ctx),
+      (d) => d.restorePath(path, ctx),
+    );
   }
 
   restorePath(path: string, ctx: SecurityContext): Promise<void> {
@@ -18,7 +22,11 @@ export class StackDriver implements SecurityDriver {
   }
 
   labelFd(fd: number, ctx: SecurityContext): Promise<void> {
-    return this.label(`fd ${fd}`, (d) => d.labelFd(fd, ctx), (d) => d.restoreFd(fd, ctx));
+    return this.label(
+      `fd ${fd}`,
+      (d) => d.labelFd(fd, ctx),
+      (d) => d.restoreFd(fd, ctx),
+    );
   }
 
   restoreFd(fd: number, ctx: SecurityContext): Promise<void> {
@@ -41,7 +49,10 @@ export class StackDriver implements SecurityDriver {
         const rollback = await this.tryAll(target, done.reverse(), undo);
         if (rollback.length === 0) throw err;
         const details = ((err as { details?: unknown[] }).details?.[0] ?? { driver: d.name, target, step: 'label' }) as Record<string, unknown>;
-        throw vmError(ErrorType.OperationFailed, `${errnoMessage(err)} (and rolling back ${rollback.map((f) => f.driver).join(', ')} failed)`, { ...details, restoreFailures: rollback });
+        throw vmError(ErrorType.OperationFailed, `${errnoMessage(err)} (and rolling back ${rollback.map((f) => f.driver).join(', ')} failed)`, {
+          ...details,
+          restoreFailures: rollback,
+        });
       }
     }
   }

@@ -45,7 +45,9 @@ function run(binary: string, args: string[]): Promise<Run> {
     let stderr = '';
     child.stdout.on('data', (c: Buffer) => out.push(c));
     child.stderr.setEncoding('utf8');
-    child.stderr.on('data', (s: string) => { stderr += s; });
+    child.stderr.on('data', (s: string) => {
+      stderr += s;
+    });
     child.once('error', reject);
     child.once('close', (code) => resolve({ code, stdout: Buffer.concat(out), stderr: stderr.trim() }));
   });

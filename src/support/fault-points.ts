@@ -14,7 +14,10 @@ export type FaultAction = 'crash' | 'fail' | 'hold';
 
 export function parseFaults(spec: string | undefined): Map<string, FaultAction> {
   const faults = new Map<string, FaultAction>();
-  for (const item of (spec ?? '').split(',').map((s) => s.trim()).filter(Boolean)) {
+  for (const item of (spec ?? '')
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean)) {
     const [point, action] = item.split('=');
     if (!point || (action !== 'crash' && action !== 'fail' && action !== 'hold')) throw new Error(`bad VMFERRY_FAULTS entry ${JSON.stringify(item)}`);
     faults.set(point, action);

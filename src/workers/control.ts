@@ -19,7 +19,9 @@ async function main(): Promise<void> {
     dataConverter,
     taskQueue: CONTROL_TASK_QUEUE,
     // A prebuilt bundle (tests, deployments) skips webpack at start-up.
-    ...(process.env.VMFERRY_WORKFLOW_BUNDLE ? { workflowBundle: { codePath: process.env.VMFERRY_WORKFLOW_BUNDLE } } : { workflowsPath: workflowsPath(), interceptors: { workflowModules: workflowInterceptorModules() } }),
+    ...(process.env.VMFERRY_WORKFLOW_BUNDLE
+      ? { workflowBundle: { codePath: process.env.VMFERRY_WORKFLOW_BUNDLE } }
+      : { workflowsPath: workflowsPath(), interceptors: { workflowModules: workflowInterceptorModules() } }),
     identity: `control-worker@${process.pid}`,
     // After a control worker dies, its workflows' next tasks wait this long on its sticky queue before
     // any other worker gets them (SDK default 10 s); a supervisor that restarts it fast may want less.

@@ -36,7 +36,13 @@ async function main(): Promise<void> {
     namespace: config.temporal.namespace,
     dataConverter,
     taskQueue: hostTaskQueue(config.name),
-    activities: { ...createDomainActivities(rt), ...createJobControlActivities(rt), ...createMigrationActivities(rt), ...createDumpActivities(rt), ...createSaveActivities(rt) },
+    activities: {
+      ...createDomainActivities(rt),
+      ...createJobControlActivities(rt),
+      ...createMigrationActivities(rt),
+      ...createDumpActivities(rt),
+      ...createSaveActivities(rt),
+    },
     // Long activities (saves, migrations) get time to reach a safe point on shutdown.
     shutdownGraceTime: '10 seconds',
     // Cancellation reaches an activity with a heartbeat response: keep that under a second or two.
@@ -48,7 +54,17 @@ async function main(): Promise<void> {
   const stop = (): void => worker.shutdown();
   process.once('SIGINT', stop);
   process.once('SIGTERM', stop);
-  log.info({ taskQueue: hostTaskQueue(config.name), stateDir: config.stateDir, runDir: config.runDir, auditLog: auditPath, domains: rt.list().length, payloadEncryption: dataConverter !== undefined }, 'host worker ready');
+  log.info(
+    {
+      taskQueue: hostTaskQueue(config.name),
+      stateDir: config.stateDir,
+      runDir: config.runDir,
+      auditLog: auditPath,
+      domains: rt.list().length,
+      payloadEncryption: dataConverter !== undefined,
+    },
+    'host worker ready',
+  );
   try {
     await worker.run();
   } finally {

@@ -59,7 +59,9 @@ export async function coreDump(input: CoreDumpInput): Promise<CoreDumpResult> {
       onSetSpeed: async (mibps) => void (await short.dumpSetSpeed(name, jobId, mibps)),
     });
     const opts = { path: input.path, live: input.live, wasRunning: begun.wasRunning };
-    const performed = await scope.run(() => long.dumpPerform(name, jobId, { ...opts, format, bandwidthMiBps: tracker.info.speedLimitMiBps ?? input.bandwidthMiBps }));
+    const performed = await scope.run(() =>
+      long.dumpPerform(name, jobId, { ...opts, format, bandwidthMiBps: tracker.info.speedLimitMiBps ?? input.bandwidthMiBps }),
+    );
     tracker.progress({ dataTotalBytes: performed.dataTotalBytes, dataProcessedBytes: performed.dataTotalBytes, dataRemainingBytes: 0, percent: 100 });
     // A cancel that arrived as the dump completed still means "no dump".
     if (tracker.cancelRequested) throw abortedByUser();

@@ -85,7 +85,10 @@ async function runDomainOperation(input: DomainOperationInput): Promise<DomainOp
       case 'dumpxml':
         return {
           op: 'dumpxml',
-          xml: await run('dumpDomainXml', [operation.name, { inactive: operation.inactive, migratable: operation.migratable, securityInfo: operation.securityInfo === true }]),
+          xml: await run('dumpDomainXml', [
+            operation.name,
+            { inactive: operation.inactive, migratable: operation.migratable, securityInfo: operation.securityInfo === true },
+          ]),
         };
       default:
         throw vmError(ErrorType.OperationInvalid, `unknown operation ${JSON.stringify((operation as { op: unknown }).op)}`);

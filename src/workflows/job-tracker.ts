@@ -2,7 +2,16 @@
 // query, the control signals, and the first-error rule (cleanup errors are
 // attached, never substituted).
 import { ApplicationFailure, isCancellation, log, setHandler, upsertSearchAttributes, workflowInfo } from '@temporalio/workflow';
-import { cancelSignal, invalidDowntime, invalidSpeed, jobInfoQuery, setMaxDowntimeSignal, setMaxDowntimeUpdate, setSpeedSignal, setSpeedUpdate } from '../common/job-messages.js';
+import {
+  cancelSignal,
+  invalidDowntime,
+  invalidSpeed,
+  jobInfoQuery,
+  setMaxDowntimeSignal,
+  setMaxDowntimeUpdate,
+  setSpeedSignal,
+  setSpeedUpdate,
+} from '../common/job-messages.js';
 import type { JobError, JobInfo, JobProgress, JobType } from '../common/job-types.js';
 import { ErrorType } from '../common/errors.js';
 import { DomainName, DomainUuid, JobPhase, JobType as JobTypeKey } from '../common/search-attributes.js';
@@ -19,7 +28,10 @@ export class JobTracker {
   readonly info: JobInfo;
   private cancelled = false;
 
-  constructor(init: { jobType: JobType; domain: string; domainUuid: string; phase: string }, private readonly hooks: JobHooks = {}) {
+  constructor(
+    init: { jobType: JobType; domain: string; domainUuid: string; phase: string },
+    private readonly hooks: JobHooks = {},
+  ) {
     const startedAtMs = workflowInfo().startTime.getTime();
     this.info = { jobType: init.jobType, domain: init.domain, domainUuid: init.domainUuid, status: 'running', phase: init.phase, startedAtMs, elapsedMs: 0 };
     upsertSearchAttributes([
@@ -40,8 +52,12 @@ export class JobTracker {
       if (why) return void log.warn('setMaxDowntime ignored', { why });
       await this.applyMaxDowntime(ms);
     });
-    setHandler(setSpeedUpdate, async (mibps) => ({ speedLimitMiBps: await this.applySpeed(mibps) }), { validator: (mibps) => refuseIf(invalidSpeed(mibps), this.info.status) });
-    setHandler(setMaxDowntimeUpdate, async (ms) => ({ maxDowntimeMs: await this.applyMaxDowntime(ms) }), { validator: (ms) => refuseIf(invalidDowntime(ms), this.info.status) });
+    setHandler(setSpeedUpdate, async (mibps) => ({ speedLimitMiBps: await this.applySpeed(mibps) }), {
+      validator: (mibps) => refuseIf(invalidSpeed(mibps), this.info.status),
+    });
+    setHandler(setMaxDowntimeUpdate, async (ms) => ({ maxDowntimeMs: await this.applyMaxDowntime(ms) }), {
+      validator: (ms) => refuseIf(invalidDowntime(ms), this.info.status),
+    });
   }
 
   private async applySpeed(mibps: number): Promise<number> {

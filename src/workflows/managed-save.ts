@@ -30,7 +30,17 @@ export async function managedSave(input: ManagedSaveInput): Promise<SaveResult> 
     hostJob,
     begin: () =>
       acts.saveBegin.executeWithOptions({ ...hostJob.begin, summary: `check managed save of '${name}' on ${host}` }, [
-        { jobId, name, domainUuid: input.domainUuid, managed: true, format, overwrite: true, bypassCache: input.bypassCache === true, running: input.running, paused: input.paused },
+        {
+          jobId,
+          name,
+          domainUuid: input.domainUuid,
+          managed: true,
+          format,
+          overwrite: true,
+          bypassCache: input.bypassCache === true,
+          running: input.running,
+          paused: input.paused,
+        },
       ]),
     perform: (plan) => acts.savePerform.executeWithOptions({ ...hostJob.long, summary: `managed save of '${name}' (${format}) on ${host}` }, [plan]),
   });
@@ -65,7 +75,10 @@ export async function managedStart(input: ManagedStartInput): Promise<RestoreRes
   tracker.phase('boot');
   let domain: DomainInfo;
   try {
-    domain = await acts.startDomain.executeWithOptions({ ...hostJob.short, summary: `start '${name}' on ${host} (${begun.bootReason ?? 'no image'})` }, [name, { paused: input.paused === true }]);
+    domain = await acts.startDomain.executeWithOptions({ ...hostJob.short, summary: `start '${name}' on ${host} (${begun.bootReason ?? 'no image'})` }, [
+      name,
+      { paused: input.paused === true },
+    ]);
   } catch (err) {
     throw tracker.fail(unwrapActivityError(err, { host, step: 'boot' }), 'boot');
   }

@@ -68,9 +68,14 @@ export async function migrate(input: MigrateInput): Promise<MigrateResult> {
         );
       }
     },
-    onSetSpeed: (mibps) => (sourceJobLive ? enqueue(() => on(src, 'control', 'setJobSpeed', [domain, job.jobId, mibps], `speed ${mibps} MiB/s for '${domain}' on ${src}`)) : Promise.resolve()),
+    onSetSpeed: (mibps) =>
+      sourceJobLive
+        ? enqueue(() => on(src, 'control', 'setJobSpeed', [domain, job.jobId, mibps], `speed ${mibps} MiB/s for '${domain}' on ${src}`))
+        : Promise.resolve(),
     onSetMaxDowntime: (ms) =>
-      sourceJobLive ? enqueue(() => on(src, 'control', 'setJobMaxDowntime', [domain, job.jobId, ms], `max downtime ${ms} ms for '${domain}' on ${src}`)) : Promise.resolve(),
+      sourceJobLive
+        ? enqueue(() => on(src, 'control', 'setJobMaxDowntime', [domain, job.jobId, ms], `max downtime ${ms} ms for '${domain}' on ${src}`))
+        : Promise.resolve(),
   });
 
   let protocol = 3 as MigrationProtocol;
@@ -96,9 +101,13 @@ export async function migrate(input: MigrateInput): Promise<MigrateResult> {
       const killDestination = async (): Promise<boolean> => {
         if (!prepareStarted || sourceGone) return true;
         try {
-          await on(dst, 'cleanup', protocol === 3 ? 'migrateFinish' : 'migrateFinish2', [
-            { ...job, name: destName, domain, uuid: begun?.uuid ?? input.domainUuid ?? '', success: false, flags, wasRunning: false, protocol },
-          ], `kill the incoming '${destName}' on ${dst}`);
+          await on(
+            dst,
+            'cleanup',
+            protocol === 3 ? 'migrateFinish' : 'migrateFinish2',
+            [{ ...job, name: destName, domain, uuid: begun?.uuid ?? input.domainUuid ?? '', success: false, flags, wasRunning: false, protocol }],
+            `kill the incoming '${destName}' on ${dst}`,
+          );
           return true;
         } catch (err) {
           tracker.cleanupError(err, 'finish');
@@ -122,7 +131,13 @@ export async function migrate(input: MigrateInput): Promise<MigrateResult> {
       } else if (await killDestination()) {
         await resumeSource();
       } else {
-        tracker.cleanupError(vmError(ErrorType.OperationFailed, `'${domain}' stays paused on ${src}: the destination ${dst} could not be confirmed dead, and resuming could run two copies`), 'confirm');
+        tracker.cleanupError(
+          vmError(
+            ErrorType.OperationFailed,
+            `'${domain}' stays paused on ${src}: the destination ${dst} could not be confirmed dead, and resuming could run two copies`,
+          ),
+          'confirm',
+        );
       }
     });
   };
@@ -146,12 +161,25 @@ export async function migrate(input: MigrateInput): Promise<MigrateResult> {
       // Begin and the destination probe run together: both are read-mostly, and a refusal below undoes Begin.
       beginStarted = true;
       const [b, d] = await Promise.allSettled([
-        on(src, 'begin', 'migrateBegin', [
-          {
-            ...job, domain, domainUuid: input.domainUuid, protocol: input.maxProtocol ?? 3, flags, destinationXml: input.destinationXml, dname: input.dname,
-            bandwidthMiBps: tracker.info.speedLimitMiBps, maxDowntimeMs: tracker.info.maxDowntimeMs,
-          },
-        ], `Begin: check '${domain}' and take the job on ${src}`),
+        on(
+          src,
+          'begin',
+          'migrateBegin',
+          [
+            {
+              ...job,
+              domain,
+              domainUuid: input.domainUuid,
+              protocol: input.maxProtocol ?? 3,
+              flags,
+              destinationXml: input.destinationXml,
+              dname: input.dname,
+              bandwidthMiBps: tracker.info.speedLimitMiBps,
+              maxDowntimeMs: tracker.info.maxDowntimeMs,
+            },
+          ],
+          `Begin: check '${domain}' and take the job on ${src}`,
+        ),
         on(dst, 'probe', 'hostInfo', [], `host info of ${dst}`),
       ]);
       if (b.status === 'rejected') {
@@ -163,25 +191,37 @@ export async function migrate(input: MigrateInput): Promise<MigrateResult> {
       if (d.status === 'rejected') throw d.reason;
       const di = d.value;
       if (begun.hostUuid === di.hostUuid) {
-        throw vmError(ErrorType.OperationInvalid, `attempt to migrate to the same host: '${src}' and '${dst}' have the same host UUID ${di.hostUuid}`, { hostUuid: di.hostUuid });
+        throw vmError(ErrorType.OperationInvalid, `attempt to migrate to the same host: '${src}' and '${dst}' have the same host UUID ${di.hostUuid}`, {
+          hostUuid: di.hostUuid,
+        });
       }
       const p = pickProtocol(begun.protocolVersions, di.protocolVersions, input.maxProtocol);
       if (p === undefined) {
-        throw vmError(ErrorType.ConfigUnsupported, `no migration protocol in common: ${src} speaks v${begun.protocolVersions.join('/v')}, ${dst} speaks v${di.protocolVersions.join('/v')}`);
+        throw vmError(
+          ErrorType.ConfigUnsupported,
+          `no migration protocol in common: ${src} speaks v${begun.protocolVersions.join('/v')}, ${dst} speaks v${di.protocolVersions.join('/v')}`,
+        );
       }
       protocol = p;
       if (protocol === 2 && has('offline')) throw vmError(ErrorType.ConfigUnsupported, `offline migration needs protocol v3; ${dst} speaks only v2`);
       if (protocol === 2 && has('persist-dest') && begun.persistentDiffers) {
         // Without cookies the destination could only persist the live definition, silently dropping the difference.
-        throw vmError(ErrorType.ConfigUnsupported, `'persist-dest' needs the persistent definition of '${domain}', which differs from the live one, and ${dst} speaks only protocol v2 (no cookies)`);
+        throw vmError(
+          ErrorType.ConfigUnsupported,
+          `'persist-dest' needs the persistent definition of '${domain}', which differs from the live one, and ${dst} speaks only protocol v2 (no cookies)`,
+        );
       }
       sourceJobLive = !has('offline');
       tracker.info.domainUuid = begun.uuid;
       upsertSearchAttributes([{ key: DomainUuid, value: begun.uuid }]);
-      if (wf.workflowId !== jobWorkflowId(begun.uuid)) log.warn('migration not started under the domain job ID; cluster-wide one-job-per-domain is not enforced for it', { expected: jobWorkflowId(begun.uuid) });
+      if (wf.workflowId !== jobWorkflowId(begun.uuid))
+        log.warn('migration not started under the domain job ID; cluster-wide one-job-per-domain is not enforced for it', {
+          expected: jobWorkflowId(begun.uuid),
+        });
       // Signals that arrived while Begin ran were recorded but not applied.
       const speed = tracker.info.speedLimitMiBps ?? 0;
-      if (sourceJobLive && speed !== begun.bandwidthMiBps) void enqueue(() => on(src, 'control', 'setJobSpeed', [domain, job.jobId, speed], `speed ${speed} MiB/s on ${src}`));
+      if (sourceJobLive && speed !== begun.bandwidthMiBps)
+        void enqueue(() => on(src, 'control', 'setJobSpeed', [domain, job.jobId, speed], `speed ${speed} MiB/s on ${src}`));
       const downtime = tracker.info.maxDowntimeMs;
       if (sourceJobLive && downtime !== undefined && downtime !== begun.maxDowntimeMs) {
         void enqueue(() => on(src, 'control', 'setJobMaxDowntime', [domain, job.jobId, downtime], `max downtime ${downtime} ms on ${src}`));
@@ -189,10 +229,28 @@ export async function migrate(input: MigrateInput): Promise<MigrateResult> {
 
       tracker.phase('prepare');
       prepareStarted = true;
-      prepared = await on(dst, 'step', protocol === 3 ? 'migratePrepare' : 'migratePrepare2', [
-        { ...job, domain, uuid: begun.uuid, xml: begun.xml, cookie: protocol === 3 ? begun.cookie : undefined, dname: input.dname, flags, sourceHostUuid: begun.hostUuid, uri: input.uri, protocol, sourceHost: src,
-          ...(sourceTlsIdentity !== undefined ? { sourceTlsIdentity } : {}) },
-      ], `v${protocol} Prepare: start '${destName}' paused with -incoming on ${dst}`);
+      prepared = await on(
+        dst,
+        'step',
+        protocol === 3 ? 'migratePrepare' : 'migratePrepare2',
+        [
+          {
+            ...job,
+            domain,
+            uuid: begun.uuid,
+            xml: begun.xml,
+            cookie: protocol === 3 ? begun.cookie : undefined,
+            dname: input.dname,
+            flags,
+            sourceHostUuid: begun.hostUuid,
+            uri: input.uri,
+            protocol,
+            sourceHost: src,
+            ...(sourceTlsIdentity !== undefined ? { sourceTlsIdentity } : {}),
+          },
+        ],
+        `v${protocol} Prepare: start '${destName}' paused with -incoming on ${dst}`,
+      );
       destName = prepared.name;
 
       if (!has('offline')) {
@@ -231,7 +289,14 @@ export async function migrate(input: MigrateInput): Promise<MigrateResult> {
         if (!performEnded) performScope.cancel();
       });
     const args = {
-      ...job, domain, uuid: begun!.uuid, uri: prep.uri, cookie: prep.cookie, flags, protocol, destinationHost: dst,
+      ...job,
+      domain,
+      uuid: begun!.uuid,
+      uri: prep.uri,
+      cookie: prep.cookie,
+      flags,
+      protocol,
+      destinationHost: dst,
       ...(prep.tunnel ? { tunnel: prep.tunnel } : {}),
       ...(input.timeoutSuspendSeconds !== undefined ? { timeoutSuspendSeconds: input.timeoutSuspendSeconds } : {}),
     };
@@ -258,9 +323,13 @@ export async function migrate(input: MigrateInput): Promise<MigrateResult> {
   let finished: FinishResult;
   try {
     finished = await CancellationScope.nonCancellable(() =>
-      on(dst, 'step', protocol === 3 ? 'migrateFinish' : 'migrateFinish2', [
-        { ...job, name: destName, domain, uuid: b.uuid, success: true, cookie: performed?.cookie, flags, wasRunning: b.wasRunning, protocol },
-      ], `v${protocol} Finish: ${has('paused') || !b.wasRunning ? 'keep' : 'start'} '${destName}' on ${dst}`),
+      on(
+        dst,
+        'step',
+        protocol === 3 ? 'migrateFinish' : 'migrateFinish2',
+        [{ ...job, name: destName, domain, uuid: b.uuid, success: true, cookie: performed?.cookie, flags, wasRunning: b.wasRunning, protocol }],
+        `v${protocol} Finish: ${has('paused') || !b.wasRunning ? 'keep' : 'start'} '${destName}' on ${dst}`,
+      ),
     );
   } catch (err) {
     tracker.fail(err, 'finish');
@@ -272,15 +341,21 @@ export async function migrate(input: MigrateInput): Promise<MigrateResult> {
   let sourceUndefined = has('undefine-source') && b.persistent && protocol === 2;
   if (protocol === 2) {
     // Bookkeeping only (the reaper would do it later): the job is over on the source too.
-    await CancellationScope.nonCancellable(() => on(src, 'cleanup', 'migrateForgetSource', [domain, job.jobId], `forget the finished job on ${src}`)).catch((err: unknown) =>
-      log.warn('migrateForgetSource failed; the reaper will clean up', { err: message(err) }),
+    await CancellationScope.nonCancellable(() => on(src, 'cleanup', 'migrateForgetSource', [domain, job.jobId], `forget the finished job on ${src}`)).catch(
+      (err: unknown) => log.warn('migrateForgetSource failed; the reaper will clean up', { err: message(err) }),
     );
   }
   if (protocol === 3) {
     tracker.phase('confirm');
     try {
       const confirmed = await CancellationScope.nonCancellable(() =>
-        on(src, 'step', 'migrateConfirm', [{ ...job, domain, uuid: b.uuid, success: true, cookie: finished.cookie, flags }], `v3 Confirm: stop '${domain}' on ${src}`),
+        on(
+          src,
+          'step',
+          'migrateConfirm',
+          [{ ...job, domain, uuid: b.uuid, success: true, cookie: finished.cookie, flags }],
+          `v3 Confirm: stop '${domain}' on ${src}`,
+        ),
       );
       sourceUndefined = confirmed.sourceUndefined;
     } catch (err) {

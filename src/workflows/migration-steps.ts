@@ -46,10 +46,22 @@ function options(host: string, kind: StepKind): ActivityOptions {
       return { ...base, startToCloseTimeout: '10 seconds', scheduleToStartTimeout: FIRST_STEP_WAIT, retry: { ...base.retry, maximumAttempts: 2 } };
     case 'begin':
       // The first step on the source doubles as its probe: an unknown source host is reported as quickly.
-      return { ...base, startToCloseTimeout: '2 minutes', heartbeatTimeout: STEP_HEARTBEAT, scheduleToStartTimeout: FIRST_STEP_WAIT, cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED };
+      return {
+        ...base,
+        startToCloseTimeout: '2 minutes',
+        heartbeatTimeout: STEP_HEARTBEAT,
+        scheduleToStartTimeout: FIRST_STEP_WAIT,
+        cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+      };
     case 'step':
       // The workflow must know a step has stopped before it undoes it.
-      return { ...base, startToCloseTimeout: '2 minutes', heartbeatTimeout: STEP_HEARTBEAT, scheduleToStartTimeout: '1 minute', cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED };
+      return {
+        ...base,
+        startToCloseTimeout: '2 minutes',
+        heartbeatTimeout: STEP_HEARTBEAT,
+        scheduleToStartTimeout: '1 minute',
+        cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+      };
     case 'long':
       return {
         ...base,
@@ -80,12 +92,20 @@ export async function on<K extends keyof HostActivities>(
   const opts = options(host, kind);
   const acts = proxyActivities<HostActivities>(opts);
   try {
-    return await (acts[act] as unknown as { executeWithOptions: (o: ActivityOptions, a: unknown[]) => Promise<Awaited<ReturnType<HostActivities[K]>>> }).executeWithOptions({ ...opts, summary }, args);
+    return await (
+      acts[act] as unknown as { executeWithOptions: (o: ActivityOptions, a: unknown[]) => Promise<Awaited<ReturnType<HostActivities[K]>>> }
+    ).executeWithOptions({ ...opts, summary }, args);
   } catch (err) {
     // Cancellations stay cancellations: the tracker turns the user's into OperationAborted.
     if (isCancellation(err)) throw err;
     const typed = unwrapActivityError(err, { host, step: String(act) });
-    if (err instanceof ActivityFailure && err.cause instanceof TimeoutFailure && err.cause.timeoutType === TimeoutType.SCHEDULE_TO_START && typeof typed === 'object' && typed !== null) {
+    if (
+      err instanceof ActivityFailure &&
+      err.cause instanceof TimeoutFailure &&
+      err.cause.timeoutType === TimeoutType.SCHEDULE_TO_START &&
+      typeof typed === 'object' &&
+      typed !== null
+    ) {
       NOT_TAKEN.add(typed);
     }
     throw typed;

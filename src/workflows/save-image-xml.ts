@@ -22,7 +22,10 @@ export async function saveImageXml(input: SaveImageXmlInput): Promise<SaveImageX
   try {
     switch (input.op) {
       case 'dumpxml':
-        return await acts.saveImageDumpXml.executeWithOptions({ ...begin, summary: `read the XML of ${path} on ${host}` }, [path, { securityInfo: input.securityInfo === true }]);
+        return await acts.saveImageDumpXml.executeWithOptions({ ...begin, summary: `read the XML of ${path} on ${host}` }, [
+          path,
+          { securityInfo: input.securityInfo === true },
+        ]);
       case 'define':
         if (typeof input.xml !== 'string') throw vmError(ErrorType.OperationInvalid, 'define needs xml');
         return await acts.saveImageDefineXml.executeWithOptions({ ...begin, summary: `replace the XML of ${path} on ${host}` }, [path, input.xml]);

@@ -97,7 +97,9 @@ export async function runSaveJob<P extends JobPlanRef, R>(opts: {
     onCancel: () => {
       const p = plan;
       if (p) {
-        void CancellationScope.nonCancellable(() => acts.abortJob.executeWithOptions({ ...hostJob.short, summary: `abort job on '${p.name}' at ${host}` }, [p.name, p.jobId])).catch(() => undefined);
+        void CancellationScope.nonCancellable(() =>
+          acts.abortJob.executeWithOptions({ ...hostJob.short, summary: `abort job on '${p.name}' at ${host}` }, [p.name, p.jobId]),
+        ).catch(() => undefined);
       }
       performScope.cancel();
     },
@@ -136,7 +138,12 @@ export async function runSaveJob<P extends JobPlanRef, R>(opts: {
 }
 
 /** The opening every save-family job shares: its host-side job id, its tracker and the host's activities. */
-export function openSaveJob(jobType: JobType, host: string, domain: string, domainUuid: string | undefined): { jobId: string; tracker: JobTracker; hostJob: SaveJobHost } {
+export function openSaveJob(
+  jobType: JobType,
+  host: string,
+  domain: string,
+  domainUuid: string | undefined,
+): { jobId: string; tracker: JobTracker; hostJob: SaveJobHost } {
   const wf = workflowInfo();
   const tracker = new JobTracker({ jobType, domain, domainUuid: domainUuid ?? uuidOfJobWorkflowId(wf.workflowId) ?? '', phase: 'begin' });
   upsertSearchAttributes([{ key: SourceHost, value: host }]);

@@ -16,7 +16,18 @@ export async function save(input: SaveInput): Promise<SaveResult> {
     hostJob,
     begin: () =>
       acts.saveBegin.executeWithOptions({ ...hostJob.begin, summary: `check save of '${name}' to ${path} on ${host}` }, [
-        { jobId, name, domainUuid: input.domainUuid, path, format, overwrite: input.overwrite === true, bypassCache: input.bypassCache === true, xml: input.xml, running: input.running, paused: input.paused },
+        {
+          jobId,
+          name,
+          domainUuid: input.domainUuid,
+          path,
+          format,
+          overwrite: input.overwrite === true,
+          bypassCache: input.bypassCache === true,
+          xml: input.xml,
+          running: input.running,
+          paused: input.paused,
+        },
       ]),
     perform: (plan) => acts.savePerform.executeWithOptions({ ...hostJob.long, summary: `save '${name}' (${format}) to ${path} on ${host}` }, [plan]),
   });

@@ -143,13 +143,7 @@ export function ensureChild(parent: XmlElement, name: string, depth: number, ord
 }
 
 /** Sets the text of a child element, creating it, or removing it for undefined. */
-export function setChildText(
-  parent: XmlElement,
-  name: string,
-  value: string | undefined,
-  depth: number,
-  order: readonly string[],
-): void {
+export function setChildText(parent: XmlElement, name: string, value: string | undefined, depth: number, order: readonly string[]): void {
   const found = findChild(parent, name);
   if (value === undefined) {
     if (found !== undefined) removeChild(parent, found);

@@ -79,7 +79,11 @@ export class TestCluster {
   }
 
   async startControl(extraEnv: Record<string, string> = {}): Promise<WorkerProcess> {
-    this.control = await startWorkerProcess('control', { TEMPORAL_ADDRESS: this.address, VMFERRY_WORKFLOW_BUNDLE: inject('workflowBundle'), ...extraEnv }, 'control worker ready');
+    this.control = await startWorkerProcess(
+      'control',
+      { TEMPORAL_ADDRESS: this.address, VMFERRY_WORKFLOW_BUNDLE: inject('workflowBundle'), ...extraEnv },
+      'control worker ready',
+    );
     return this.control;
   }
 

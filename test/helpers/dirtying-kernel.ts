@@ -26,13 +26,31 @@ export function writeDirtyingKernel(path: string, startBytes: number, endBytes: 
   header.writeUInt32LE(0, 24); // bss_end_addr: none
   header.writeUInt32LE(LOAD_ADDR + HEADER_BYTES, 28); // entry: right after the header
   const code = Buffer.from([
-    0xbf, 0, 0, 0, 0, //        mov edi, START
-    0x89, 0xfe, //              outer: mov esi, edi
-    0xff, 0x06, //              inner: inc dword [esi]
-    0x81, 0xc6, 0x00, 0x10, 0x00, 0x00, // add esi, 4096
-    0x81, 0xfe, 0, 0, 0, 0, //  cmp esi, END
-    0x72, 0xf0, //              jb inner
-    0xeb, 0xec, //              jmp outer
+    0xbf,
+    0,
+    0,
+    0,
+    0, //        mov edi, START
+    0x89,
+    0xfe, //              outer: mov esi, edi
+    0xff,
+    0x06, //              inner: inc dword [esi]
+    0x81,
+    0xc6,
+    0x00,
+    0x10,
+    0x00,
+    0x00, // add esi, 4096
+    0x81,
+    0xfe,
+    0,
+    0,
+    0,
+    0, //  cmp esi, END
+    0x72,
+    0xf0, //              jb inner
+    0xeb,
+    0xec, //              jmp outer
   ]);
   code.writeUInt32LE(startBytes, 1);
   code.writeUInt32LE(endBytes, 17);

@@ -25,7 +25,7 @@ export function hashRange(file: string, length: number, offset = FILL_OFFSET): s
   try {
     const h = createHash('sha256');
     const chunk = Buffer.alloc(4 * 1024 * 1024);
-    for (let done = 0; done < length; ) {
+    for (let done = 0; done < length;) {
       const n = readSync(fd, chunk, 0, Math.min(chunk.length, length - done), offset + done);
       if (n === 0) throw new Error(`${file} ended at ${offset + done}`);
       h.update(chunk.subarray(0, n));

@@ -47,8 +47,16 @@ export async function startHostileSource(address: string, name: string): Promise
       async migrateBegin(a: BeginArgs): Promise<BeginResult> {
         const s = scriptOf(a.domain);
         return {
-          xml: guestXml({ name: a.domain, uuid: s.uuid }), cookie: s.beginCookie, uuid: s.uuid, wasRunning: true, persistent: false,
-          hostUuid, hostname: name, protocolVersions: [3], persistentDiffers: false, bandwidthMiBps: 0,
+          xml: guestXml({ name: a.domain, uuid: s.uuid }),
+          cookie: s.beginCookie,
+          uuid: s.uuid,
+          wasRunning: true,
+          persistent: false,
+          hostUuid,
+          hostname: name,
+          protocolVersions: [3],
+          persistentDiffers: false,
+          bandwidthMiBps: 0,
         };
       },
       async migratePerform(a: { domain: string }): Promise<PerformResult> {

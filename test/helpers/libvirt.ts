@@ -27,7 +27,8 @@ export function account(name: string): Account {
 
 /** Why libvirt cannot be used here, or undefined when it can. */
 export function libvirtMissing(): string | undefined {
-  for (const program of ['libvirtd', 'virsh']) if (!which(program)) return `'${program}' is not installed (setup --for-tests installs libvirt-daemon and libvirt-clients)`;
+  for (const program of ['libvirtd', 'virsh'])
+    if (!which(program)) return `'${program}' is not installed (setup --for-tests installs libvirt-daemon and libvirt-clients)`;
   return undefined;
 }
 
@@ -77,10 +78,14 @@ export class LibvirtDaemon {
     this.exited = new Promise((resolve) => child.once('exit', () => resolve()));
     let gone = false;
     void this.exited.then(() => (gone = true));
-    await waitFor('libvirtd answering', () => {
-      if (gone) throw new Error(`libvirtd exited: ${this.stderr}`);
-      return this.virshResult(['version']).status === 0;
-    }, { timeoutMs: 30_000, intervalMs: 100 });
+    await waitFor(
+      'libvirtd answering',
+      () => {
+        if (gone) throw new Error(`libvirtd exited: ${this.stderr}`);
+        return this.virshResult(['version']).status === 0;
+      },
+      { timeoutMs: 30_000, intervalMs: 100 },
+    );
   }
 
   /** Stops the daemon it started (SIGTERM, then SIGKILL) and waits for it to exit. */
@@ -101,7 +106,13 @@ export class LibvirtDaemon {
   }
 
   private virshResult(args: string[]) {
-    return spawnSync(which('virsh')!, ['-q', '-c', 'qemu:///session', ...args], { env: this.env, uid: this.user.uid, gid: this.user.gid, encoding: 'utf8', timeout: 120_000 });
+    return spawnSync(which('virsh')!, ['-q', '-c', 'qemu:///session', ...args], {
+      env: this.env,
+      uid: this.user.uid,
+      gid: this.user.gid,
+      encoding: 'utf8',
+      timeout: 120_000,
+    });
   }
 
   /** Runs virsh; its stdout, or an error with its stderr. */

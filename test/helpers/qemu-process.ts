@@ -28,27 +28,49 @@ export async function startBareQemu(opts: StartBareQemuOptions = {}): Promise<Ba
   const dir = await mkdtemp(join(tmpdir(), 'vmferry-qemu-'));
   const qmpPath = join(dir, 'qmp.sock');
   const args = [
-    '-nodefaults', '-machine', 'pc,accel=tcg', '-m', '64', '-display', 'none',
-    '-serial', 'none', '-monitor', 'none',
-    '-qmp', `unix:${qmpPath},server=on,wait=off`,
+    '-nodefaults',
+    '-machine',
+    'pc,accel=tcg',
+    '-m',
+    '64',
+    '-display',
+    'none',
+    '-serial',
+    'none',
+    '-monitor',
+    'none',
+    '-qmp',
+    `unix:${qmpPath},server=on,wait=off`,
     ...(opts.paused === false ? [] : ['-S']),
     ...(opts.extraArgs ?? []),
   ];
   const child = spawn(opts.qemuBinary ?? 'qemu-system-x86_64', args, { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   child.stderr.setEncoding('utf8');
-  child.stderr.on('data', (s: string) => { stderr += s; });
+  child.stderr.on('data', (s: string) => {
+    stderr += s;
+  });
   let hasExited = false;
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
-    child.once('exit', (code, signal) => { hasExited = true; resolve({ code, signal }); });
-    child.once('error', () => { hasExited = true; resolve({ code: null, signal: null }); });
+    child.once('exit', (code, signal) => {
+      hasExited = true;
+      resolve({ code, signal });
+    });
+    child.once('error', () => {
+      hasExited = true;
+      resolve({ code: null, signal: null });
+    });
   });
 
   let stopped: Promise<void> | undefined;
   const stop = (): Promise<void> => {
     stopped ??= (async () => {
       if (!hasExited && child.pid !== undefined) {
-        try { process.kill(child.pid, 'SIGKILL'); } catch { /* already gone */ }
+        try {
+          process.kill(child.pid, 'SIGKILL');
+        } catch {
+          /* already gone */
+        }
       }
       await withDeadline(exited, 10_000, `QEMU ${child.pid} did not exit after SIGKILL`);
       await rm(dir, { recursive: true, force: true });
@@ -84,7 +106,9 @@ async function isListening(path: string): Promise<boolean> {
 
 export async function withDeadline<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
-  const deadline = new Promise<never>((_, reject) => { timer = setTimeout(() => reject(new Error(what)), ms); });
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(what)), ms);
+  });
   try {
     return await Promise.race([p, deadline]);
   } finally {

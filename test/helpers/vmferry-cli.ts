@@ -80,6 +80,10 @@ sys.exit(os.waitstatus_to_exitcode(status))
 
 export function startVmferryInPty(e: CliEnv, args: string[]): CliProcess {
   return collect(
-    spawn('python3', ['-c', PTY_RUNNER, process.execPath, 'bin/vmferry.js', ...args], { cwd: PROJECT_ROOT, env: { ...envFor(e), TERM: 'xterm' }, stdio: ['ignore', 'pipe', 'pipe'] }),
+    spawn('python3', ['-c', PTY_RUNNER, process.execPath, 'bin/vmferry.js', ...args], {
+      cwd: PROJECT_ROOT,
+      env: { ...envFor(e), TERM: 'xterm' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    }),
   );
 }

@@ -23,7 +23,12 @@ export const codecServerVerb: Verb = {
   async run(ctx, _args, opts) {
     const keyFiles = process.env[PAYLOAD_KEY_FILE_ENV];
     if (!keyFiles) throw new UsageError(`set ${PAYLOAD_KEY_FILE_ENV} to the key file the workers use`);
-    const codec = new AesGcmPayloadCodec(keyFiles.split(':').filter((p) => p).map(readPayloadKey));
+    const codec = new AesGcmPayloadCodec(
+      keyFiles
+        .split(':')
+        .filter((p) => p)
+        .map(readPayloadKey),
+    );
     const { host, port } = listenAddress(stringOpt(opts.listen) ?? '127.0.0.1:8888');
     const origins = Array.isArray(opts['ui-origin']) ? opts['ui-origin'] : ['http://localhost:8233', 'http://127.0.0.1:8233'];
     const server = createCodecServer(codec, { allowedOrigins: origins });

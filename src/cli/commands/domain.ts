@@ -93,7 +93,8 @@ export const domainVerbs: Record<string, Verb> = {
     async run(ctx, args) {
       const r = await runOperation(ctx.client, ctx.host, { op: 'blockstats', name: oneDomain(args, 'domblkstat') });
       const stats = 'stats' in r ? r.stats : [];
-      for (const b of stats) ctx.out(`${b.device} rd_req ${b.rdOps} rd_bytes ${b.rdBytes} wr_req ${b.wrOps} wr_bytes ${b.wrBytes} flush_operations ${b.flushOps}`);
+      for (const b of stats)
+        ctx.out(`${b.device} rd_req ${b.rdOps} rd_bytes ${b.rdBytes} wr_req ${b.wrOps} wr_bytes ${b.wrBytes} flush_operations ${b.flushOps}`);
       return stats;
     },
   },
@@ -103,7 +104,13 @@ export const domainVerbs: Record<string, Verb> = {
     options: { inactive: { type: 'boolean' }, migratable: { type: 'boolean' }, 'security-info': { type: 'boolean' } },
     async run(ctx, args, opts) {
       const name = oneDomain(args, 'dumpxml');
-      const r = await runOperation(ctx.client, ctx.host, { op: 'dumpxml', name, inactive: opts.inactive === true, migratable: opts.migratable === true, securityInfo: opts['security-info'] === true });
+      const r = await runOperation(ctx.client, ctx.host, {
+        op: 'dumpxml',
+        name,
+        inactive: opts.inactive === true,
+        migratable: opts.migratable === true,
+        securityInfo: opts['security-info'] === true,
+      });
       const xml = 'xml' in r ? r.xml : '';
       if (!ctx.json) ctx.out(xml.trimEnd());
       return { xml };

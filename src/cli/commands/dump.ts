@@ -12,14 +12,24 @@ import type { Verb } from '../verb.js';
 export const dumpVerb: Verb = {
   summary: "dump a domain's memory to a file on its host (--memory-only)",
   usage: `vmferry dump DOMAIN FILE --memory-only [--format ${CORE_DUMP_FORMATS.join('|')}] [--live] [--bandwidth MIBPS]`,
-  options: { 'memory-only': { type: 'boolean' }, format: { type: 'string' }, live: { type: 'boolean' }, bandwidth: { type: 'string' }, verbose: { type: 'boolean' } },
+  options: {
+    'memory-only': { type: 'boolean' },
+    format: { type: 'string' },
+    live: { type: 'boolean' },
+    bandwidth: { type: 'string' },
+    verbose: { type: 'boolean' },
+  },
   async run(ctx, args, opts) {
     const [name, path] = positionals(args, 2, this.usage) as [string, string];
     if (opts['memory-only'] !== true) {
-      throw vmError(ErrorType.ConfigUnsupported, 'only memory-only dumps are supported: give --memory-only (a full dump of the migration stream is not implemented)');
+      throw vmError(
+        ErrorType.ConfigUnsupported,
+        'only memory-only dumps are supported: give --memory-only (a full dump of the migration stream is not implemented)',
+      );
     }
     const f = stringOpt(opts.format);
-    if (f !== undefined && !(CORE_DUMP_FORMATS as readonly string[]).includes(f)) throw new UsageError(`unknown dump format ${JSON.stringify(f)} (one of ${CORE_DUMP_FORMATS.join(', ')})`);
+    if (f !== undefined && !(CORE_DUMP_FORMATS as readonly string[]).includes(f))
+      throw new UsageError(`unknown dump format ${JSON.stringify(f)} (one of ${CORE_DUMP_FORMATS.join(', ')})`);
     const bandwidthMiBps = wholeNumber(opts.bandwidth, '--bandwidth');
     const host = requireHost(ctx.host);
     return await inForeground(ctx, async (job) => {

@@ -89,7 +89,9 @@ export const jobVerbs: Record<string, Verb> = {
       ctx.out(` ${'Domain'.padEnd(16)} ${'Job'.padEnd(12)} ${'Phase'.padEnd(12)} ${'Status'.padEnd(11)} ${'Hosts'.padEnd(20)} Started`);
       for (const r of rows) {
         const hosts = [r.source, r.destination].filter(Boolean).join(' -> ');
-        ctx.out(` ${String(r.domain ?? '').padEnd(16)} ${String(r.jobType ?? '').padEnd(12)} ${String(r.phase ?? '').padEnd(12)} ${String(r.status).padEnd(11)} ${hosts.padEnd(20)} ${String(r.started)}`);
+        ctx.out(
+          ` ${String(r.domain ?? '').padEnd(16)} ${String(r.jobType ?? '').padEnd(12)} ${String(r.phase ?? '').padEnd(12)} ${String(r.status).padEnd(11)} ${hosts.padEnd(20)} ${String(r.started)}`,
+        );
       }
       return rows;
     },
@@ -100,11 +102,14 @@ export const jobVerbs: Record<string, Verb> = {
     options: { completed: { type: 'boolean' } },
     async run(ctx, args, opts) {
       const domain = oneDomain(args, this.usage);
-      const job = opts.completed === true ? await lastCompletedJob(ctx.client, domain) : await jobOf(ctx, domain).catch((err: unknown) => {
-        // virsh answers "Job type: None" for an idle domain rather than failing.
-        if (isVmError(err, ErrorType.OperationInvalid)) return undefined;
-        throw err;
-      });
+      const job =
+        opts.completed === true
+          ? await lastCompletedJob(ctx.client, domain)
+          : await jobOf(ctx, domain).catch((err: unknown) => {
+              // virsh answers "Job type: None" for an idle domain rather than failing.
+              if (isVmError(err, ErrorType.OperationInvalid)) return undefined;
+              throw err;
+            });
       if (!job) {
         ctx.out(`${'Job type:'.padEnd(20)}None`);
         return { jobType: 'none' };

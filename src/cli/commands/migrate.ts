@@ -80,8 +80,11 @@ export const migrateVerb: Verb = {
       const r = await job.follow<MigrateResult>(handle, `migrate ${domain} ${sourceHost} -> ${destinationHost}`);
       const s = r.stats;
       const downtime = s.downtimeMs !== undefined ? `, downtime ${s.downtimeMs} ms` : '';
-      if (s.timeoutSuspendedAtMs !== undefined) ctx.out(`Domain '${domain}' was suspended on ${r.sourceHost} after the ${timeout ?? '?'} s timeout so the migration could converge`);
-      ctx.out(`Domain '${domain}' migrated from ${r.sourceHost} to ${r.destinationHost} as '${r.domain}' (protocol v${r.protocol}, ${mib(s.transferredBytes ?? 0)} sent${downtime}); it is ${r.destination.state} there`);
+      if (s.timeoutSuspendedAtMs !== undefined)
+        ctx.out(`Domain '${domain}' was suspended on ${r.sourceHost} after the ${timeout ?? '?'} s timeout so the migration could converge`);
+      ctx.out(
+        `Domain '${domain}' migrated from ${r.sourceHost} to ${r.destinationHost} as '${r.domain}' (protocol v${r.protocol}, ${mib(s.transferredBytes ?? 0)} sent${downtime}); it is ${r.destination.state} there`,
+      );
       return r;
     });
   },

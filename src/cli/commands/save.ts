@@ -14,7 +14,8 @@ const FORMATS = SAVE_FORMAT_NAMES.join('|');
 function format(opts: Opts): SaveFormatName | undefined {
   const f = stringOpt(opts.format);
   if (f === undefined) return undefined;
-  if (!(SAVE_FORMAT_NAMES as readonly string[]).includes(f)) throw new UsageError(`unknown save image format ${JSON.stringify(f)} (one of ${SAVE_FORMAT_NAMES.join(', ')})`);
+  if (!(SAVE_FORMAT_NAMES as readonly string[]).includes(f))
+    throw new UsageError(`unknown save image format ${JSON.stringify(f)} (one of ${SAVE_FORMAT_NAMES.join(', ')})`);
   return f as SaveFormatName;
 }
 
@@ -22,10 +23,25 @@ export const saveVerbs: Record<string, Verb> = {
   save: {
     summary: "save a domain's memory to a file on its host; the domain stops",
     usage: `vmferry save DOMAIN FILE [--bypass-cache] [--running|--paused] [--format ${FORMATS}] [--xml FILE] [--overwrite]`,
-    options: { ...RUN_STATE, 'bypass-cache': { type: 'boolean' }, format: { type: 'string' }, xml: { type: 'string' }, overwrite: { type: 'boolean' }, verbose: { type: 'boolean' } },
+    options: {
+      ...RUN_STATE,
+      'bypass-cache': { type: 'boolean' },
+      format: { type: 'string' },
+      xml: { type: 'string' },
+      overwrite: { type: 'boolean' },
+      verbose: { type: 'boolean' },
+    },
     async run(ctx, args, opts) {
       const [name, path] = positionals(args, 2, this.usage) as [string, string];
-      const input = { name, path, format: format(opts) ?? 'raw', bypassCache: opts['bypass-cache'] === true, overwrite: opts.overwrite === true, xml: readXmlFile(stringOpt(opts.xml)), ...runState(opts) };
+      const input = {
+        name,
+        path,
+        format: format(opts) ?? 'raw',
+        bypassCache: opts['bypass-cache'] === true,
+        overwrite: opts.overwrite === true,
+        xml: readXmlFile(stringOpt(opts.xml)),
+        ...runState(opts),
+      };
       const host = requireHost(ctx.host);
       return await inForeground(ctx, async (job) => {
         const dom = await domainInfo(ctx.client, host, name);

@@ -63,7 +63,13 @@ export async function prepare(d: DestinationDeps, a: PrepareArgs): Promise<Prepa
   const again = recordOf(rt.config.runDir, destName, a.jobId);
   if (again && (again.flags.includes('offline') || (rt.getRunning(destName)?.pid === again.pid && again.uri !== undefined))) {
     const tunnel = again.tunnel ? { tunnel: { endpoint: again.tunnel.endpoint, token: again.tunnel.token, name: destName } } : {};
-    return { name: destName, uri: again.uri ?? '', ...(again.port !== undefined ? { port: again.port } : {}), ...(again.cookie ? { cookie: again.cookie } : {}), ...tunnel };
+    return {
+      name: destName,
+      uri: again.uri ?? '',
+      ...(again.port !== undefined ? { port: again.port } : {}),
+      ...(again.cookie ? { cookie: again.cookie } : {}),
+      ...tunnel,
+    };
   }
   const tunnelled = a.flags.includes('tunnelled') && !a.flags.includes('offline');
   const tls = streamEncrypted(a.flags);
@@ -101,13 +107,23 @@ export async function prepare(d: DestinationDeps, a: PrepareArgs): Promise<Prepa
     persistentXml = formatDomainXml(p);
   }
   const override = a.uri === undefined ? undefined : parseMigrationUri(a.uri);
-  if (override && override.transport !== 'tcp') throw vmError(ErrorType.ConfigUnsupported, `only tcp: migration URIs are supported, got ${override.transport}:`);
+  if (override && override.transport !== 'tcp')
+    throw vmError(ErrorType.ConfigUnsupported, `only tcp: migration URIs are supported, got ${override.transport}:`);
 
   rt.locks.beginJob(destName, a.jobId, 'migrateIn', 'prepare');
   // Registered for auto-destroy before QEMU exists: a crash in between leaves a record, never an orphan.
   writeRecord(rt.config.runDir, {
-    role: 'in', name: destName, uuid, jobId: a.jobId, workflowId: a.workflowId, runId: a.runId, protocol: a.protocol,
-    flags: a.flags, createdAtMs: Date.now(), sourceName: a.domain, ...(persistentXml !== undefined ? { persistentXml } : {}),
+    role: 'in',
+    name: destName,
+    uuid,
+    jobId: a.jobId,
+    workflowId: a.workflowId,
+    runId: a.runId,
+    protocol: a.protocol,
+    flags: a.flags,
+    createdAtMs: Date.now(),
+    sourceName: a.domain,
+    ...(persistentXml !== undefined ? { persistentXml } : {}),
   });
   let dom: RunningDomain | undefined;
   try {
@@ -146,8 +162,13 @@ export async function prepare(d: DestinationDeps, a: PrepareArgs): Promise<Prepa
 async function prepareCookie(rt: HostRuntime, dom: RunningDomain, def: DomainDef, a: PrepareArgs, uuid: string): Promise<string> {
   const graphics = await graphicsFor(dom, def);
   return formatMigrationCookie({
-    name: a.domain, uuid, hostname: rt.config.name, hostuuid: rt.config.hostUuid,
-    features: graphics ? ['graphics'] : [], mandatory: [], ...(graphics ? { graphics } : {}),
+    name: a.domain,
+    uuid,
+    hostname: rt.config.name,
+    hostuuid: rt.config.hostUuid,
+    features: graphics ? ['graphics'] : [],
+    mandatory: [],
+    ...(graphics ? { graphics } : {}),
   });
 }
 
@@ -176,7 +197,15 @@ export async function watchIncoming(d: DestinationDeps, name: string, jobId: str
     if (status === 'failed') throw vmError(ErrorType.OperationFailed, `loading the incoming migration of '${name}' failed on ${rt.config.name}`);
     ctx?.heartbeat({ phase: 'perform', status: status ?? 'unknown' });
     const tick = new Promise<'tick'>((r) => setTimeout(() => r('tick'), 1000).unref());
-    const outcome = await Promise.race([tick, dom.gone.then(() => 'gone' as const), dom.qmp.waitForEvent('MIGRATION', { timeoutMs: 1000 }).then(() => 'event' as const, () => 'tick' as const), cancelled.then((e) => ({ cancelled: e }))]);
+    const outcome = await Promise.race([
+      tick,
+      dom.gone.then(() => 'gone' as const),
+      dom.qmp.waitForEvent('MIGRATION', { timeoutMs: 1000 }).then(
+        () => 'event' as const,
+        () => 'tick' as const,
+      ),
+      cancelled.then((e) => ({ cancelled: e })),
+    ]);
     if (typeof outcome === 'object') throw outcome.cancelled;
   }
 }
@@ -207,7 +236,8 @@ async function waitIncomingComplete(dom: RunningDomain, name: string): Promise<v
     if (status === 'completed') return;
     if (dom.qmp.isClosed) throw vmError(ErrorType.OperationFailed, `the incoming QEMU for '${name}' exited before the migration completed`);
     if (status === 'failed') throw vmError(ErrorType.OperationFailed, `loading the incoming migration of '${name}' failed`);
-    if (Date.now() > deadline) throw vmError(ErrorType.OperationFailed, `the incoming migration of '${name}' did not complete within 30 s of the source finishing (status ${status})`);
+    if (Date.now() > deadline)
+      throw vmError(ErrorType.OperationFailed, `the incoming migration of '${name}' did not complete within 30 s of the source finishing (status ${status})`);
     await dom.qmp.waitForEvent('MIGRATION', { timeoutMs: 250 }).catch(() => undefined);
   }
 }

@@ -45,7 +45,13 @@ export async function graphicsFor(dom: RunningDomain, def: DomainDef): Promise<C
 }
 
 /** `migrate-incoming` on a port from the range; a port someone grabbed since the probe costs one more try. */
-export async function listenIncoming(rt: HostRuntime, ports: PortAllocator, dom: RunningDomain, jobId: string, override: { host: string; port: number } | undefined): Promise<{ host: string; port: number }> {
+export async function listenIncoming(
+  rt: HostRuntime,
+  ports: PortAllocator,
+  dom: RunningDomain,
+  jobId: string,
+  override: { host: string; port: number } | undefined,
+): Promise<{ host: string; port: number }> {
   const host = override?.host ?? rt.config.migration.address;
   for (let attempt = 1; ; attempt++) {
     const port = override?.port ?? (await ports.acquire(jobId));

@@ -222,7 +222,10 @@ export async function monitorMigration(opts: MonitorOptions): Promise<MigrationS
       if (moved !== lastMoved.bytes) lastMoved = { bytes: moved, atMs: Date.now() };
       else if (status === 'active' && Date.now() - lastMoved.atMs > (opts.stallTimeoutMs ?? 60_000)) {
         await cancel();
-        throw vmError(ErrorType.OperationFailed, `migration stalled: no data moved for ${opts.stallTimeoutMs ?? 60_000} ms (the destination stopped receiving)`);
+        throw vmError(
+          ErrorType.OperationFailed,
+          `migration stalled: no data moved for ${opts.stallTimeoutMs ?? 60_000} ms (the destination stopped receiving)`,
+        );
       }
       if (await timeout.check(dom, status)) opts.onTimeoutSuspend?.();
       if (opts.postcopy && !postcopyStarted && status === 'active') {
@@ -231,7 +234,13 @@ export async function monitorMigration(opts: MonitorOptions): Promise<MigrationS
         await qmp.execute('migrate-start-postcopy');
       }
       const limits = await readLimits(qmp).catch(() => undefined);
-      opts.heartbeat({ phase: 'perform', status, progress, ...(limits ?? {}), ...(timeout.suspendedAtMs !== undefined ? { timeoutSuspendedAtMs: timeout.suspendedAtMs } : {}) });
+      opts.heartbeat({
+        phase: 'perform',
+        status,
+        progress,
+        ...(limits ?? {}),
+        ...(timeout.suspendedAtMs !== undefined ? { timeoutSuspendedAtMs: timeout.suspendedAtMs } : {}),
+      });
       await wake.wait(interval);
     }
   } finally {
@@ -253,9 +262,7 @@ async function settle(opts: MonitorOptions): Promise<void> {
   while (Date.now() < deadline) {
     const info = await opts.dom.qmp.execute<QemuMigrationInfo>('query-migrate').catch(() => undefined);
     if (!info || !isMigrationActive(info.status)) break;
-    await opts.dom.qmp
-      .waitForEvent('MIGRATION', { timeoutMs: Math.min(200, Math.max(1, deadline - Date.now())) })
-      .catch(() => undefined);
+    await opts.dom.qmp.waitForEvent('MIGRATION', { timeoutMs: Math.min(200, Math.max(1, deadline - Date.now())) }).catch(() => undefined);
   }
 }
 

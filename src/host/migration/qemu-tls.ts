@@ -106,7 +106,9 @@ async function writeCredsDir(rt: HostRuntime, tls: TunnelTls, sctx: SecurityCont
 
 async function dropCredsDir(rt: HostRuntime, c: { dir: string; labelled: string[] }, sctx: SecurityContext): Promise<void> {
   for (const p of c.labelled.reverse()) {
-    await rt.security.restorePath(p, sctx).catch((err: unknown) => rt.log.warn({ path: p, err: String(err) }, 'restoring the label of a TLS credential file failed'));
+    await rt.security
+      .restorePath(p, sctx)
+      .catch((err: unknown) => rt.log.warn({ path: p, err: String(err) }, 'restoring the label of a TLS credential file failed'));
   }
   rmSync(c.dir, { recursive: true, force: true });
 }

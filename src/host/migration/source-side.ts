@@ -53,7 +53,10 @@ function stallTimeoutMs(): number | undefined {
 }
 
 function noJob(name: string, jobId: string): Error {
-  return vmError(ErrorType.OperationInvalid, `domain '${name}' has no migration job ${jobId} on this host (Begin did not run, or the job already ended)`, { domain: name, jobId });
+  return vmError(ErrorType.OperationInvalid, `domain '${name}' has no migration job ${jobId} on this host (Begin did not run, or the job already ended)`, {
+    domain: name,
+    jobId,
+  });
 }
 
 export async function begin(rt: HostRuntime, a: BeginArgs): Promise<BeginResult> {
@@ -70,7 +73,8 @@ export async function begin(rt: HostRuntime, a: BeginArgs): Promise<BeginResult>
   if (!again) checkSourceState(name, info.state, info.reason, flags);
   checkNoSnapshots(rt.config.stateDir, name);
   const persistent = rt.defs.has(name);
-  if (offline && !persistent) throw vmError(ErrorType.OperationInvalid, `offline migration needs a persistent domain; '${name}' is transient`, { domain: name });
+  if (offline && !persistent)
+    throw vmError(ErrorType.OperationInvalid, `offline migration needs a persistent domain; '${name}' is transient`, { domain: name });
   const liveDef = rt.definition(name);
   const persistentDef = persistent ? rt.definition(name, { inactive: true }) : undefined;
   const sourceDef = offline && persistentDef ? persistentDef : liveDef;
@@ -103,8 +107,16 @@ export async function begin(rt: HostRuntime, a: BeginArgs): Promise<BeginResult>
     await faultPoint('migrate.begin');
     if (!again) {
       writeRecord(rt.config.runDir, {
-        role: 'out', name, uuid: info.uuid, jobId: a.jobId, workflowId: a.workflowId, runId: a.runId,
-        protocol: a.protocol, flags, createdAtMs: Date.now(), wasRunning,
+        role: 'out',
+        name,
+        uuid: info.uuid,
+        jobId: a.jobId,
+        workflowId: a.workflowId,
+        runId: a.runId,
+        protocol: a.protocol,
+        flags,
+        createdAtMs: Date.now(),
+        wasRunning,
       });
     }
     if (dom && !offline) await setLimits(dom.qmp, { bandwidthMiBps: a.bandwidthMiBps, maxDowntimeMs: a.maxDowntimeMs });
@@ -115,9 +127,17 @@ export async function begin(rt: HostRuntime, a: BeginArgs): Promise<BeginResult>
   }
   rt.log.info({ domain: name, job: a.jobId, phase: 'begin', protocol: a.protocol, flags }, 'migration begun');
   return {
-    xml, cookie, uuid: info.uuid, wasRunning, persistent, hostUuid: rt.config.hostUuid, hostname: rt.config.name,
-    protocolVersions: rt.config.protocolVersions, persistentDiffers,
-    bandwidthMiBps: a.bandwidthMiBps ?? 0, ...(a.maxDowntimeMs !== undefined ? { maxDowntimeMs: a.maxDowntimeMs } : {}),
+    xml,
+    cookie,
+    uuid: info.uuid,
+    wasRunning,
+    persistent,
+    hostUuid: rt.config.hostUuid,
+    hostname: rt.config.name,
+    protocolVersions: rt.config.protocolVersions,
+    persistentDiffers,
+    bandwidthMiBps: a.bandwidthMiBps ?? 0,
+    ...(a.maxDowntimeMs !== undefined ? { maxDowntimeMs: a.maxDowntimeMs } : {}),
   };
 }
 
@@ -245,7 +265,15 @@ async function performed(rt: HostRuntime, a: PerformArgs, job: HostJob, stats: M
     if (stats.memTotalBytes !== undefined) s.memory_total = stats.memTotalBytes;
     if (stats.memProcessedBytes !== undefined) s.memory_processed = stats.memProcessedBytes;
     if (stats.memRemainingBytes !== undefined) s.memory_remaining = stats.memRemainingBytes;
-    cookie = formatMigrationCookie({ name, uuid: a.uuid, hostname: rt.config.name, hostuuid: rt.config.hostUuid, features: ['statistics'], mandatory: [], stats: s });
+    cookie = formatMigrationCookie({
+      name,
+      uuid: a.uuid,
+      hostname: rt.config.name,
+      hostuuid: rt.config.hostUuid,
+      features: ['statistics'],
+      mandatory: [],
+      stats: s,
+    });
   }
   rt.log.info({ domain: name, job: a.jobId, phase: 'perform', stats }, 'migration completed on the source');
   return { stats, cookie };

@@ -70,6 +70,10 @@ export function timeoutOptions(rt: HostRuntime, name: string, a: PerformArgs): {
   const seconds = a.timeoutSuspendSeconds;
   return {
     timeoutSuspendMs: seconds * 1000,
-    onTimeoutSuspend: () => rt.log.info({ domain: name, job: a.jobId, phase: 'perform', timeoutS: seconds }, 'migration timeout: guest suspended on the source so the migration can converge'),
+    onTimeoutSuspend: () =>
+      rt.log.info(
+        { domain: name, job: a.jobId, phase: 'perform', timeoutS: seconds },
+        'migration timeout: guest suspended on the source so the migration can converge',
+      ),
   };
 }

@@ -10,11 +10,19 @@ import { parseAnswer, readLine, writeLine, type TunnelHello } from './wire.js';
 // Inside Perform's 10 s heartbeat timeout, so a refusal is reported as such rather than as a lost worker.
 const CONNECT_TIMEOUT_MS = 8_000;
 
-export async function openChannel(tls: TunnelTls, endpoint: string, destinationHost: string, hello: TunnelHello): Promise<{ sock: TLSSocket; ticket?: string }> {
+export async function openChannel(
+  tls: TunnelTls,
+  endpoint: string,
+  destinationHost: string,
+  hello: TunnelHello,
+): Promise<{ sock: TLSSocket; ticket?: string }> {
   const { host, port } = parseEndpoint(endpoint);
   const sock = connect(clientOptions(tls, host, port, destinationHost));
   const refused = (why: string): Error =>
-    vmError(ErrorType.OperationFailed, `the tunnel to destination host '${destinationHost}' (${endpoint}) was refused: ${why}`, { host: destinationHost, endpoint });
+    vmError(ErrorType.OperationFailed, `the tunnel to destination host '${destinationHost}' (${endpoint}) was refused: ${why}`, {
+      host: destinationHost,
+      endpoint,
+    });
   try {
     await new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`no TLS session within ${CONNECT_TIMEOUT_MS} ms`)), CONNECT_TIMEOUT_MS);

@@ -141,7 +141,8 @@ export class TunnelServer {
       return this.refuse(sock, `bad greeting: ${(err as Error).message}`, { peerHosts });
     }
     const fields = { job: hello.jobId, domain: hello.name, channel: hello.channel, peerHosts };
-    if (hello.channel !== 'control') return this.refuse(sock, 'the data stream does not go through TLS to this worker: open a data connection with the ticket', fields);
+    if (hello.channel !== 'control')
+      return this.refuse(sock, 'the data stream does not go through TLS to this worker: open a data connection with the ticket', fields);
     const grant = this.host.authorizeControl(hello, peerHosts);
     if (!grant.ok) return this.refuse(sock, grant.why, fields);
     // A source worker that restarted dials again: the newest control channel is the one that counts.

@@ -76,7 +76,13 @@ export class SourceTunnel {
   }
 
   private static async dialControl(spec: SourceTunnelSpec): Promise<SourceTunnel> {
-    const { sock: control, ticket } = await openChannel(spec.tls, spec.endpoint, spec.destinationHost, { v: 1, jobId: spec.jobId, name: spec.name, token: spec.token, channel: 'control' });
+    const { sock: control, ticket } = await openChannel(spec.tls, spec.endpoint, spec.destinationHost, {
+      v: 1,
+      jobId: spec.jobId,
+      name: spec.name,
+      token: spec.token,
+      channel: 'control',
+    });
     if (!ticket) {
       control.destroy();
       throw vmError(ErrorType.OperationFailed, `destination host '${spec.destinationHost}' opened the tunnel without a ticket for the data connection`);
@@ -86,10 +92,14 @@ export class SourceTunnel {
   }
 
   private refused(why: string): Error {
-    return vmError(ErrorType.OperationFailed, `the tunnel data connection to destination host '${this.spec.destinationHost}' (${this.spec.endpoint}) was refused: ${why}`, {
-      host: this.spec.destinationHost,
-      endpoint: this.spec.endpoint,
-    });
+    return vmError(
+      ErrorType.OperationFailed,
+      `the tunnel data connection to destination host '${this.spec.destinationHost}' (${this.spec.endpoint}) was refused: ${why}`,
+      {
+        host: this.spec.destinationHost,
+        endpoint: this.spec.endpoint,
+      },
+    );
   }
 
   /** Plain TCP with the ticket; ready when the destination says so on the control channel. */
@@ -154,7 +164,9 @@ export class SourceTunnel {
   }
 
   private startPings(): void {
-    this.control.once('close', () => this.markLost(`the tunnel control connection to destination host '${this.spec.destinationHost}' closed during the migration`));
+    this.control.once('close', () =>
+      this.markLost(`the tunnel control connection to destination host '${this.spec.destinationHost}' closed during the migration`),
+    );
     let heardAt = Date.now();
     this.control.on('data', () => (heardAt = Date.now()));
     // The greeting left it paused; a 'data' listener does not undo an explicit pause.
@@ -164,7 +176,8 @@ export class SourceTunnel {
       setInterval(() => {
         this.control.write(Buffer.of(0x50));
         const silent = Date.now() - heardAt;
-        if (silent > liveness) this.markLost(`destination host '${this.spec.destinationHost}' stopped answering on the tunnel for ${silent} ms (the link or its worker is gone)`);
+        if (silent > liveness)
+          this.markLost(`destination host '${this.spec.destinationHost}' stopped answering on the tunnel for ${silent} ms (the link or its worker is gone)`);
       }, PING_MS),
     );
   }

@@ -51,7 +51,12 @@ export function certHostNames(cert: PeerCertificate | undefined): string[] {
 
 export function serverOptions(t: TunnelTls): TlsOptions {
   return {
-    ca: t.ca, cert: t.cert, key: t.key, requestCert: true, rejectUnauthorized: true, minVersion: 'TLSv1.3',
+    ca: t.ca,
+    cert: t.cert,
+    key: t.key,
+    requestCert: true,
+    rejectUnauthorized: true,
+    minVersion: 'TLSv1.3',
     // A peer that connects and never finishes the handshake is dropped soon (Node's default is 2 minutes).
     handshakeTimeout: 10_000,
   };
@@ -81,7 +86,8 @@ export function clientOptions(t: TunnelTls, host: string, port: number, expected
 export function parseEndpoint(endpoint: string): { host: string; port: number } {
   const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:\s[\]]+)):(\d{1,5})$/.exec(endpoint);
   const port = Number(m?.[3]);
-  if (!m || !(port > 0 && port < 65536)) throw vmError(ErrorType.OperationInvalid, `bad tunnel endpoint ${JSON.stringify(endpoint)} (want HOST:PORT or [V6]:PORT)`);
+  if (!m || !(port > 0 && port < 65536))
+    throw vmError(ErrorType.OperationInvalid, `bad tunnel endpoint ${JSON.stringify(endpoint)} (want HOST:PORT or [V6]:PORT)`);
   return { host: (m[1] ?? m[2])!, port };
 }
 

@@ -68,7 +68,10 @@ export function domainWorld(cluster: TestCluster, hosts: string[], uuid: string,
   for (const host of hosts) {
     const h = cluster.hosts.get(host)!;
     // A zombie is gone: its parent (the worker) may not have reaped it yet.
-    qemu.set(host, qemuPids([join(h.memoryDir, `${uuid}.ram`)]).filter((pid) => isProcessAlive(pid)));
+    qemu.set(
+      host,
+      qemuPids([join(h.memoryDir, `${uuid}.ram`)]).filter((pid) => isProcessAlive(pid)),
+    );
     run.set(host, files(join(h.baseDir, 'run')));
     shm.set(host, files(h.memoryDir));
   }

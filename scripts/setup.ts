@@ -2,6 +2,7 @@
 // Temporal CLI (found or built into the user cache). Prints the CLI path last.
 import { ensureHostPackages } from '../src/local/qemu-install.js';
 import { ensureTemporalCli, SetupError } from '../src/local/temporal-cli.js';
+import { ensureLinuxGuest } from '../src/local/linux-guest.js';
 
 const log = (line: string): void => console.error(`[setup] ${line}`);
 
@@ -9,6 +10,7 @@ try {
   const started = Date.now();
   ensureHostPackages(log, process.argv.includes('--for-tests'));
   const cli = await ensureTemporalCli(log);
+  log(`Linux guest: ${ensureLinuxGuest(log).dir}`);
   log(`temporal CLI: ${cli}; setup took ${((Date.now() - started) / 1000).toFixed(1)} s`);
 } catch (err) {
   if (err instanceof SetupError) {

@@ -1,7 +1,7 @@
 // The Linux test guest on plain QEMU (TCG), before vmferry builds NICs itself: it boots from
 // the kernel and initrd setup built, joins a bridged segment in host A's namespace, streams its
-// counter to a client in a third namespace without a gap, and every disk record it reported
-// durable is in the image after an ACPI power-off.
+// counter to a client in a third namespace without a gap, its memory dirtier runs, and every
+// disk record it reported durable is in the image after an ACPI power-off.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
@@ -53,7 +53,14 @@ beforeAll(() => {
   net = createGuestNetwork();
   const tap = net.addTap(net.a);
   truncateSync((writeFileSync(disk, ''), disk), 16 * 1024 * 1024);
-  const cmdline = guestCmdline({ ip: `${net.guestAddr(0)}/${net.prefixLen}`, disk: '/dev/vda', diskIntervalMs: 50 });
+  const cmdline = guestCmdline({
+    ip: `${net.guestAddr(0)}/${net.prefixLen}`,
+    disk: '/dev/vda',
+    diskIntervalMs: 50,
+    dirtyMib: 16,
+    dirtyRateMibS: 32,
+    dirtyReportS: 1,
+  });
   // prettier-ignore
   const args = [
     '-nodefaults', '-machine', 'pc,accel=tcg', '-m', '256', '-display', 'none',
@@ -88,7 +95,7 @@ afterAll(async () => {
 });
 
 describe('Linux test guest on plain QEMU', () => {
-  it('boots, streams its counter to a client in a third namespace with no gap, and keeps every acknowledged disk write', async () => {
+  it('boots, streams its counter to a client in a third namespace with no gap, dirties memory, and keeps every acknowledged disk write', async () => {
     const ready = await waitForSerial(serialLog, /^VMFERRY-GUEST-(READY|FAILED).*$/m, 90_000, exited);
     expect(ready).not.toMatch(/VMFERRY-GUEST-FAILED/);
     const readyAt = Date.now();
@@ -106,6 +113,8 @@ describe('Linux test guest on plain QEMU', () => {
     expect(report.gaps).toEqual([]);
     expect(report.lastSeq).toBeGreaterThanOrEqual(first.seq + 200);
     await client.close();
+    // 16 MiB at 32 MiB/s: a pass every half second or so, reported each second.
+    await waitForSerial(serialLog, /^VMFERRY-DIRTY passes=[1-9]/m, 20_000, exited);
 
     // The ACPI power button: the guest's acpid powers off, QEMU exits on its own.
     await qmp('system_powerdown');

@@ -22,6 +22,8 @@ export interface GuestOptions {
   intervalMs?: number;
   dirtyMib?: number;
   dirtyRateMibS?: number;
+  /** Seconds between the dirtier's "VMFERRY-DIRTY passes=N" console lines (default 5). */
+  dirtyReportS?: number;
   /** Block device the writer appends to (e.g. /dev/vda); none: no writer. */
   disk?: string;
   diskIntervalMs?: number;
@@ -45,6 +47,7 @@ export function guestCmdline(o: GuestOptions = {}): string {
   put('interval_ms', o.intervalMs);
   put('dirty_mib', o.dirtyMib);
   put('dirty_rate', o.dirtyRateMibS);
+  put('report_s', o.dirtyReportS);
   put('disk', o.disk);
   put('disk_interval_ms', o.diskIntervalMs);
   return words.join(' ');

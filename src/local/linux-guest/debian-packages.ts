@@ -36,12 +36,20 @@ function candidate(pkg: string): string | undefined {
 
 /** What apt would fetch now, from its lists alone (no network); undefined when they name none. */
 export function lookUpGuestPackages(): GuestPackages | undefined {
-  const deps = run('apt-cache', ['depends', KERNEL_META]);
-  const kernelPackage = /^\s*Depends:\s*(linux-image-\d\S*)/m.exec(deps.out)?.[1];
-  if (!kernelPackage) return undefined;
-  const kernelVersion = candidate(kernelPackage);
-  const busyboxVersion = candidate(BUSYBOX);
-  if (!kernelVersion || !busyboxVersion) return undefined;
+  // One apt-cache run (each costs about a second here: it rebuilds its cache every time).
+  const show = run('apt-cache', ['show', '--no-all-versions', KERNEL_META, BUSYBOX]);
+  const stanzas = show.out.split(/\n\s*\n/);
+  const field = (pkg: string, name: string): string | undefined => {
+    const stanza = stanzas.find((st) => new RegExp(`^Package: ${pkg}$`, 'm').test(st));
+    return stanza && new RegExp(`^${name}: (.*)$`, 'm').exec(stanza)?.[1];
+  };
+  // linux-image-amd64 depends on one versioned image at exactly the version to take.
+  const dep = /(linux-image-\d[^\s,(]*)\s*(?:\(=\s*([^)\s]+)\))?/.exec(field(KERNEL_META, 'Depends') ?? '');
+  const busyboxVersion = field(BUSYBOX, 'Version');
+  if (!dep?.[1] || !busyboxVersion) return undefined;
+  const kernelPackage = dep[1];
+  const kernelVersion = dep[2] ?? candidate(kernelPackage);
+  if (!kernelVersion) return undefined;
   return { kernelPackage, kernelVersion, kernelRelease: kernelPackage.slice('linux-image-'.length), busyboxVersion };
 }
 

@@ -71,17 +71,17 @@ static void say(const char *fmt, ...) {
   (void)w;
 }
 
+static int64_t ns_of(const struct timespec *t) { return (int64_t)t->tv_sec * 1000000000LL + t->tv_nsec; }
+
 static void sleep_until(struct timespec *next, long step_ns) {
-  next->tv_nsec += step_ns;
-  while (next->tv_nsec >= 1000000000L) {
-    next->tv_nsec -= 1000000000L;
-    next->tv_sec++;
-  }
   struct timespec now;
   clock_gettime(CLOCK_MONOTONIC, &now);
-  /* After a pause (migration downtime, a stopped VM) start afresh from now instead of
-     bursting the missed ticks: the pause must show in the arrival times. */
-  if (now.tv_sec > next->tv_sec + 1) *next = now;
+  int64_t due = ns_of(next) + step_ns;
+  /* Late by more than a step (migration downtime, a stopped VM, a busy host): go on from now
+     instead of bursting the missed steps, so a pause shows as one in the arrival times. */
+  if (ns_of(&now) > due) due = ns_of(&now);
+  next->tv_sec = due / 1000000000LL;
+  next->tv_nsec = due % 1000000000LL;
   while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, next, NULL) == EINTR) {
   }
 }

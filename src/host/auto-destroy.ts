@@ -11,9 +11,6 @@ import { abortSource } from './migration/source-side.js';
 import type { HostRuntime } from './host-runtime.js';
 import { portsFor } from './migration/ports.js';
 
-export const AUTO_DESTROY_INTERVAL_ENV = 'VMFERRY_AUTO_DESTROY_INTERVAL_MS';
-const DEFAULT_INTERVAL_MS = 10_000;
-
 export interface AutoDestroyReaper {
   /** One pass now (tests, shutdown); resolves when it is done. */
   sweep(): Promise<number>;
@@ -33,10 +30,9 @@ async function workflowStatus(client: Client, rec: MigrationRecord): Promise<Sta
   }
 }
 
-export function startAutoDestroyReaper(rt: HostRuntime, connection: ConnectionLike | Client, opts: { intervalMs?: number } = {}): AutoDestroyReaper {
+export function startAutoDestroyReaper(rt: HostRuntime, connection: ConnectionLike | Client, opts: { intervalMs: number }): AutoDestroyReaper {
   const client = connection instanceof Client ? connection : new Client({ connection, namespace: rt.config.temporal.namespace });
-  const fromEnv = Number(process.env[AUTO_DESTROY_INTERVAL_ENV]);
-  const intervalMs = opts.intervalMs ?? (Number.isFinite(fromEnv) && fromEnv > 0 ? fromEnv : DEFAULT_INTERVAL_MS);
+  const { intervalMs } = opts;
   const deps = { rt, ports: portsFor(rt) };
   let running: Promise<number> | undefined;
 

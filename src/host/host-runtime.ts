@@ -19,7 +19,7 @@ import { isOurProcess, terminate } from '../support/proc.js';
 import { RunningDomain } from './running-domain.js';
 import { listStatusNames, readStatus, removeStatus } from './status-file.js';
 import type { Logger } from 'pino';
-import { createSecurityDriver, securityConfigFromEnv, type SecurityDriver } from '../security/index.js';
+import { createSecurityDriver, type SecurityDriver } from '../security/index.js';
 import { checkEmulator } from './emulators.js';
 
 export class HostRuntime {
@@ -35,7 +35,7 @@ export class HostRuntime {
     readonly log: Logger,
   ) {
     this.defs = new DefinitionStore(config.stateDir);
-    this.security = createSecurityDriver(securityConfigFromEnv(process.env, { rememberDir: join(config.stateDir, 'security') }));
+    this.security = createSecurityDriver(config.security);
   }
 
   // ---- recovery --------------------------------------------------------

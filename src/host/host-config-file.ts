@@ -8,7 +8,7 @@ import { HostConfigError } from './host-env.js';
 
 const port = fileNumber({ integer: true, min: 1, max: 65535 });
 
-const hostConfigFileSchema = z.strictObject({
+export const hostConfigFileSchema = z.strictObject({
   name: z.string(),
   hostUuid: z.string(),
   stateDir: z.string(),

@@ -701,8 +701,12 @@ describe('hostile and malformed input', () => {
     ['empty input', () => parseDomainXml(''), /^domain XML is empty \(line 1, column 1\)$/],
     ['blank input', () => parseDomainXml('  \n '), /^domain XML is empty/],
     ['not a string', () => parseDomainXml(null as unknown as string), /must be a string/],
-    ['unclosed tag', () => parseDomainXml("<domain type='kvm'>\n  <name>x</name>\n  <os>\n</domain>\n"), /^malformed XML: .*\(line 4, column \d+\)$/],
-    ['unclosed root', () => parseDomainXml("<domain type='kvm'>\n  <name>x</name>\n"), /^malformed XML: Unclosed tag 'domain'\. \(line 1, column 1\)$/],
+    ['unclosed tag', () => parseDomainXml("<domain type='kvm'>\n  <name>x</name>\n  <os>\n</domain>\n"), /^XML is not well-formed: .*\(line 4, column \d+\)$/],
+    [
+      'unclosed root',
+      () => parseDomainXml("<domain type='kvm'>\n  <name>x</name>\n"),
+      /^XML is not well-formed: Unclosed tag 'domain'\. \(line 1, column 1\)$/,
+    ],
     ['billion laughs', () => parseDomainXml(billionLaughs), /^<!DOCTYPE> declarations are not accepted .*\(line 2, column 1\)$/],
     ['external entity', () => parseDomainXml(externalEntity), /^<!DOCTYPE> declarations are not accepted .*\(line 1, column 1\)$/],
     [
@@ -713,7 +717,7 @@ describe('hostile and malformed input', () => {
     [
       'undefined entity',
       () => parseDomainXml(domainXml({ name: '  <name>&xxe;</name>' })),
-      /^undefined entity '&xxe;' at \/domain\/name \(line 2, column 3\)$/,
+      /^entity '&xxe;' is not defined \(no DTDs\) at \/domain\/name \(line 2, column 3\)$/,
     ],
     [
       '10 MB input',
@@ -804,7 +808,7 @@ describe('hostile and malformed input', () => {
     [
       'garbage after the root',
       () => parseDomainXml(`${domainXml()}trailing garbage`),
-      /^(malformed XML: Extra text at the end|content after the root element is not allowed) \(line 16, column 1\)$/,
+      /^(XML is not well-formed: Extra text at the end|content after the root element is not allowed) \(line 16, column 1\)$/,
     ],
     [
       'garbage after an empty root',
@@ -812,7 +816,7 @@ describe('hostile and malformed input', () => {
       /^content after the root element is not allowed \(line 1, column 21\)$/,
     ],
     ['second root element', () => parseDomainXml(`${domainXml()}<domain type='kvm'/>`), /2 root elements/],
-    ['text before the root', () => parseDomainXml(`junk${domainXml()}`), /^malformed XML: .*\(line 1, column 1\)$/],
+    ['text before the root', () => parseDomainXml(`junk${domainXml()}`), /^XML is not well-formed: .*\(line 1, column 1\)$/],
     ['deep nesting', () => parseDomainXml(deep), /^XML parser refused the document: Maximum nested tags exceeded/],
     [
       'raw control character',

@@ -15,8 +15,8 @@ import {
   COOKIE_FEATURES,
   COOKIE_ROOT,
   COOKIE_STATS_FIELDS,
-  FEATURE_SET,
-  GRAPHICS_SET,
+  isCookieFeature,
+  isGraphicsType,
   MAX_COOKIE_BYTES,
   MODELLED_ELEMENTS,
   STATS_FIELD_SET,
@@ -96,7 +96,7 @@ function checkUnmodelled(raw: unknown): { name: string; text: string } {
 export function formatMigrationCookie(c: MigrationCookie): string {
   const features = new Set<string>(c.features);
   for (const f of [...c.features, ...c.mandatory]) {
-    if (!FEATURE_SET.has(f)) throw formatError(`unknown feature '${String(f)}'`);
+    if (!isCookieFeature(f)) throw formatError(`unknown feature '${String(f)}'`);
   }
   const needs = (feature: CookieFeature, present: boolean): boolean => {
     if (present && !features.has(feature)) throw formatError(`data for '${feature}' is present but '${feature}' is not in features`, { feature });
@@ -121,7 +121,7 @@ export function formatMigrationCookie(c: MigrationCookie): string {
   const data = new Map<string, string[]>();
   const g = c.graphics;
   if (needs('graphics', g !== undefined) && g) {
-    if (!GRAPHICS_SET.has(g.type)) throw formatError(`unknown graphics type '${String(g.type)}'`);
+    if (!isGraphicsType(g.type)) throw formatError(`unknown graphics type '${String(g.type)}'`);
     let attrs = ` type='${g.type}' port='${checkInt('graphics port', g.port, -1, 65535)}' listen='${attr('graphics listen address', g.listen)}'`;
     if (g.type === 'spice') attrs += ` tlsPort='${checkInt('graphics TLS port', g.tlsPort ?? -1, -1, 65535)}'`;
     data.set(
@@ -192,12 +192,11 @@ export function formatMigrationCookie(c: MigrationCookie): string {
   }
 
   const unmodelled = (c.unmodelled ?? []).map(checkUnmodelled);
-  const ordered: readonly string[] = COOKIE_ELEMENT_ORDER;
-  for (const name of ordered) {
+  for (const name of COOKIE_ELEMENT_ORDER) {
     out.push(...(data.get(name) ?? []));
     for (const u of unmodelled) if (u.name === name) out.push(`  ${u.text}`);
   }
-  for (const u of unmodelled) if (!ordered.includes(u.name)) out.push(`  ${u.text}`);
+  for (const u of unmodelled) if (!COOKIE_ELEMENT_ORDER.includes(u.name)) out.push(`  ${u.text}`);
 
   out.push(`</${COOKIE_ROOT}>`, '');
   const cookie = out.join('\n');

@@ -146,8 +146,16 @@ export interface CookieExpectation {
   localHostUuid?: string;
 }
 
-export const FEATURE_SET: ReadonlySet<string> = new Set(COOKIE_FEATURES);
-export const GRAPHICS_SET: ReadonlySet<string> = new Set(GRAPHICS_TYPES);
+const FEATURE_SET: ReadonlySet<unknown> = new Set(COOKIE_FEATURES);
+const GRAPHICS_SET: ReadonlySet<unknown> = new Set(GRAPHICS_TYPES);
+
+export function isCookieFeature(name: unknown): name is CookieFeature {
+  return FEATURE_SET.has(name);
+}
+
+export function isGraphicsType(type: unknown): type is GraphicsType {
+  return GRAPHICS_SET.has(type);
+}
 export const COOKIE_ROOT = 'qemu-migration';
 /** How deep the cookie nests outside the persistent definition (which is a domain's business). */
 export const MAX_COOKIE_DEPTH = 8;
@@ -157,6 +165,23 @@ export function statsFieldMin(field: string): number {
   return field === 'delta' || field === 'auto_converge_throttle' ? Number.MIN_SAFE_INTEGER : 0;
 }
 
+/** The data element of each feature that has one (memory- and cpu-hotplug are flags only). */
+export const FEATURE_ELEMENT: Readonly<Partial<Record<CookieFeature, string>>> = {
+  graphics: 'graphics',
+  lockstate: 'lockstate',
+  persistent: 'domain',
+  network: 'network',
+  nbd: 'nbd',
+  statistics: 'statistics',
+  cpu: 'cpu',
+  allowReboot: 'allowReboot',
+  capabilities: 'capabilities',
+  'block-dirty-bitmaps': 'blockDirtyBitmaps',
+};
+
+/** Where the data elements stand after the <feature> list: libvirt writes them in feature order. */
+export const COOKIE_ELEMENT_ORDER: readonly string[] = COOKIE_FEATURES.flatMap((f) => FEATURE_ELEMENT[f] ?? []);
+
 /** Top-level elements with a field in MigrationCookie; every other one is unmodelled. */
 export const MODELLED_ELEMENTS: ReadonlySet<string> = new Set([
   'name',
@@ -164,28 +189,5 @@ export const MODELLED_ELEMENTS: ReadonlySet<string> = new Set([
   'hostname',
   'hostuuid',
   'feature',
-  'graphics',
-  'lockstate',
-  'domain',
-  'network',
-  'nbd',
-  'statistics',
-  'capabilities',
+  ...MODELLED_FEATURES.flatMap((f) => FEATURE_ELEMENT[f] ?? []),
 ]);
-
-/**
- * Where the data elements stand after the <feature> list, in libvirt's order
- * (the order of COOKIE_FEATURES), modelled or not; other names go last.
- */
-export const COOKIE_ELEMENT_ORDER = [
-  'graphics',
-  'lockstate',
-  'domain',
-  'network',
-  'nbd',
-  'statistics',
-  'cpu',
-  'allowReboot',
-  'capabilities',
-  'blockDirtyBitmaps',
-] as const;

@@ -16,8 +16,9 @@ import {
   COOKIE_FEATURES,
   COOKIE_ROOT,
   COOKIE_STATS_FIELDS,
-  FEATURE_SET,
-  GRAPHICS_SET,
+  FEATURE_ELEMENT,
+  isCookieFeature,
+  isGraphicsType,
   MAX_COOKIE_BYTES,
   MAX_COOKIE_DEPTH,
   MODELLED_ELEMENTS,
@@ -28,7 +29,6 @@ import {
   type CookieGraphics,
   type CookieNbd,
   type CookieNetInterface,
-  type GraphicsType,
   type MigrationCookie,
 } from './cookie-model.js';
 
@@ -87,7 +87,7 @@ export function parseMigrationCookie(xml: string, expect: CookieExpectation): Mi
     checkXmlInput(xml, MAX_COOKIE_BYTES, 'migration cookie');
     const { expectedUuid, localHostUuid } = checkExpectation(expect);
     const doc = parseXmlDocument(xml);
-    const r = new XmlReader(doc.locate);
+    const r: XmlReader = new XmlReader(doc.locate);
     const root = doc.root;
     const P = `/${root.name}`;
     checkCookieDepth(r, root, P, 1);
@@ -123,29 +123,30 @@ export function parseMigrationCookie(xml: string, expect: CookieExpectation): Mi
     const mandatory = new Set<CookieFeature>();
     for (const [f, fpath] of childrenWithPaths(root, P, 'feature')) {
       const fname = requiredAttr(r, f, 'name', fpath);
-      if (!FEATURE_SET.has(fname)) r.refuse(ErrorType.OperationInvalid, `unknown mandatory feature '${fname}'`, `${fpath}/@name`, { feature: fname });
-      if (!understood.has(fname as CookieFeature)) {
+      if (!isCookieFeature(fname)) r.refuse(ErrorType.OperationInvalid, `unknown mandatory feature '${fname}'`, `${fpath}/@name`, { feature: fname });
+      if (!understood.has(fname)) {
         r.refuse(ErrorType.OperationInvalid, `mandatory feature '${fname}' is not supported here`, `${fpath}/@name`, {
           feature: fname,
           understood: [...understood],
         });
       }
-      mandatory.add(fname as CookieFeature);
+      mandatory.add(fname);
     }
 
     const cookie: MigrationCookie = { name: name.value, uuid: uuid.value, hostname, hostuuid: hostuuid.value, features: [], mandatory: [] };
     const present = new Set<CookieFeature>(mandatory);
-    const section = (feature: CookieFeature, element: string): XmlElement | undefined => {
-      if (!understood.has(feature)) return undefined;
+    const section = (feature: CookieFeature): XmlElement | undefined => {
+      const element = FEATURE_ELEMENT[feature];
+      if (!understood.has(feature) || element === undefined) return undefined;
       const el = r.optional(root, element, P);
       if (el !== undefined) present.add(feature);
       return el;
     };
 
-    const graphics = section('graphics', 'graphics');
+    const graphics = section('graphics');
     if (graphics !== undefined) cookie.graphics = readGraphics(r, graphics, `${P}/graphics`);
 
-    const lock = section('lockstate', 'lockstate');
+    const lock = section('lockstate');
     if (lock !== undefined) {
       const path = `${P}/lockstate`;
       const driver = requiredAttr(r, lock, 'driver', path);
@@ -154,7 +155,7 @@ export function parseMigrationCookie(xml: string, expect: CookieExpectation): Mi
       cookie.lockState = leases !== '' ? { driver, leases } : { driver };
     }
 
-    const domain = section('persistent', 'domain');
+    const domain = section('persistent');
     if (domain !== undefined) {
       const span = doc.span(domain);
       if (span === undefined) throw vmError(ErrorType.InternalError, 'XML parser gave no position for <domain>');
@@ -164,13 +165,13 @@ export function parseMigrationCookie(xml: string, expect: CookieExpectation): Mi
       r.fail("feature 'persistent' is mandatory but there is no <domain> element", `${P}/domain`);
     }
 
-    const network = section('network', 'network');
+    const network = section('network');
     if (network !== undefined) cookie.network = { interfaces: childrenWithPaths(network, `${P}/network`, 'interface').map(([i, p]) => readInterface(r, i, p)) };
 
-    const nbd = section('nbd', 'nbd');
+    const nbd = section('nbd');
     if (nbd !== undefined) cookie.nbd = readNbd(r, nbd, `${P}/nbd`);
 
-    const stats = section('statistics', 'statistics');
+    const stats = section('statistics');
     if (stats !== undefined) {
       const values: Record<string, number> = {};
       for (const field of COOKIE_STATS_FIELDS) {
@@ -181,7 +182,7 @@ export function parseMigrationCookie(xml: string, expect: CookieExpectation): Mi
       cookie.stats = values;
     }
 
-    const caps = section('capabilities', 'capabilities');
+    const caps = section('capabilities');
     if (caps !== undefined) {
       cookie.capabilities = childrenWithPaths(caps, `${P}/capabilities`, 'cap').map(([c, p]) => ({
         name: requiredAttr(r, c, 'name', p),
@@ -202,11 +203,11 @@ export function parseMigrationCookie(xml: string, expect: CookieExpectation): Mi
 
 function readGraphics(r: XmlReader, el: XmlElement, path: string): CookieGraphics {
   const type = requiredAttr(r, el, 'type', path);
-  if (!GRAPHICS_SET.has(type)) r.fail(`unknown graphics type '${type}'`, `${path}/@type`);
+  if (!isGraphicsType(type)) r.fail(`unknown graphics type '${type}'`, `${path}/@type`);
   const port = intAttr(r, el, 'port', path, 'graphics port', -1, 65535);
   if (port === undefined) r.fail("missing attribute 'port'", `${path}/@port`);
   const listen = requiredAttr(r, el, 'listen', path);
-  const g: CookieGraphics = { type: type as GraphicsType, port, listen };
+  const g: CookieGraphics = { type, port, listen };
   if (type === 'spice') {
     const tlsPort = intAttr(r, el, 'tlsPort', path, 'graphics TLS port', -1, 65535);
     if (tlsPort === undefined) r.fail("missing attribute 'tlsPort' (required for spice)", `${path}/@tlsPort`);

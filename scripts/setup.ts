@@ -3,6 +3,7 @@
 import { ensureHostPackages } from '../src/local/qemu-install.js';
 import { ensureTemporalCli, SetupError } from '../src/local/temporal-cli.js';
 import { ensureLinuxGuest } from '../src/local/linux-guest.js';
+import { ConfigError } from '../src/common/config-schema.js';
 
 const log = (line: string): void => console.error(`[setup] ${line}`);
 
@@ -13,7 +14,7 @@ try {
   log(`Linux guest: ${ensureLinuxGuest(log).dir}`);
   log(`temporal CLI: ${cli}; setup took ${((Date.now() - started) / 1000).toFixed(1)} s`);
 } catch (err) {
-  if (err instanceof SetupError) {
+  if (err instanceof SetupError || err instanceof ConfigError) {
     log(`cannot continue: ${err.message}`);
     process.exit(2);
   }

@@ -26,8 +26,10 @@ import { checkAbiStability, checkDestinationName } from '../../migration/abi-che
 import { checkDiskSafety, checkNoSnapshots, checkSourceState } from '../../migration/checks.js';
 import { formatMigrationCookie, parseMigrationCookie, type MigrationCookie } from '../../migration/cookie.js';
 import { recordOf, removeRecord, updateRecord, writeRecord } from '../../migration/job-record.js';
-import { isMigrationActive, monitorMigration, type QemuMigrationInfo } from './monitor.js';
-import { setCapabilities, setLimits, sourceCapabilities } from '../../migration/params.js';
+import { monitorMigration } from './monitor.js';
+import { cancelMigration, queryMigration, startMigration } from '../../qemu/migration-engine.js';
+import { isMigrationActive } from '../../qemu/migration-info.js';
+import { setCapabilities, setLimits, sourceCapabilities } from '../../qemu/migration-params.js';
 import { requireTunnel } from './host-tunnel.js';
 import { disableMigrationTls, enableMigrationTls } from './qemu-tls.js';
 import { SourceTunnel, type SourceTunnelSpec } from '../../migration/tunnel/source-session.js';
@@ -212,7 +214,7 @@ export async function perform(rt: HostRuntime, a: PerformArgs): Promise<PerformR
       }
       updateRecord(rt.config.runDir, name, a.jobId, { performStarted: true, protocol: a.protocol });
       rt.log.info({ domain: name, job: a.jobId, phase: 'perform', uri: a.uri, tunnelled }, 'starting migration');
-      await dom.qmp.execute('migrate', { uri });
+      await startMigration(dom.qmp, uri);
       await faultPoint('migrate.perform');
     } else if (tunnelled) {
       // A restarted worker: the stream is QEMU's and goes on; only the destination's liveness watch is dialled again.
@@ -352,7 +354,7 @@ async function killFinishedSource(rt: HostRuntime, dom: RunningDomain): Promise<
 }
 
 async function migrationStatus(dom: RunningDomain): Promise<string | undefined> {
-  const info = await dom.qmp.execute<QemuMigrationInfo>('query-migrate').catch(() => undefined);
+  const info = await queryMigration(dom.qmp).catch(() => undefined);
   return info?.status;
 }
 
@@ -368,7 +370,7 @@ export async function abortSource(rt: HostRuntime, name: string, jobId: string, 
   if (rec && dom && !rec.flags.includes('offline')) {
     let status = await migrationStatus(dom);
     if (isMigrationActive(status)) {
-      await dom.qmp.execute('migrate_cancel').catch(() => undefined);
+      await cancelMigration(dom.qmp).catch(() => undefined);
       const deadline = Date.now() + 15_000;
       while (isMigrationActive(status) && Date.now() < deadline) {
         await dom.qmp.waitForEvent('MIGRATION', { timeoutMs: 250 }).catch(() => undefined);

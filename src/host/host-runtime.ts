@@ -14,6 +14,7 @@ import { findFreePort } from './graphics-ports.js';
 import { QmpClient } from '../qemu/qmp-client.js';
 import { DefinitionStore } from './definition-store.js';
 import { DomainLocks } from './domain-lock.js';
+import { JobRecords } from './jobs/records.js';
 import type { HostConfig } from './host-config.js';
 import { isOurProcess, terminate } from '../support/proc.js';
 import { RunningDomain } from './running-domain.js';
@@ -25,6 +26,8 @@ import { checkEmulator } from './emulators.js';
 export class HostRuntime {
   readonly defs: DefinitionStore;
   readonly locks = new DomainLocks();
+  /** Work in flight, on disk: what a restarted worker or the reaper must finish or undo (jobs/recovery.ts). */
+  readonly jobs: JobRecords;
   /** Labels what QEMU touches (images, sockets, descriptors); one per host so remembered labels are shared. */
   readonly security: SecurityDriver;
   private readonly running = new Map<string, RunningDomain>();
@@ -35,6 +38,7 @@ export class HostRuntime {
     readonly log: Logger,
   ) {
     this.defs = new DefinitionStore(config.stateDir);
+    this.jobs = new JobRecords(config.stateDir);
     this.security = createSecurityDriver(securityConfigFromEnv(process.env, { rememberDir: join(config.stateDir, 'security') }));
   }
 

@@ -10,6 +10,8 @@ import { createDumpActivities } from '../activities/dump-activities.js';
 import { createSaveActivities } from '../activities/save-activities.js';
 import { loadHostConfig } from '../host/host-config.js';
 import { HostRuntime } from '../host/host-runtime.js';
+import { createJobDeps } from '../host/jobs/deps.js';
+import { recoverJobs } from '../host/jobs/recovery.js';
 import { createLogger, installTemporalLogging } from './logging.js';
 import { startTunnelServer } from '../host/migration/host-tunnel.js';
 import { auditInterceptor, createAuditLogger } from './audit.js';
@@ -26,10 +28,13 @@ async function main(): Promise<void> {
   const auditPath = process.env.VMFERRY_AUDIT_LOG ?? join(config.logDir, 'audit.log');
   const audit = createAuditLogger(auditPath);
   await rt.reconnectAll();
+  const jobs = createJobDeps(rt);
+  // Jobs a killed worker left are recovered now; the save family's activities wait for it before new work.
+  const recovered = recoverJobs(jobs).catch((err: unknown) => jobs.log.error({ err }, 'recovering jobs left by a previous worker failed'));
   // Tunnelled migration's listener, when certificates are configured (before the worker takes tasks).
   const tunnel = await startTunnelServer(rt);
   const connection = await NativeConnection.connect({ address: config.temporal.address });
-  const reaper = startAutoDestroyReaper(rt, connection);
+  const reaper = startAutoDestroyReaper(jobs, connection);
   const dataConverter = dataConverterFromEnv();
   const worker = await Worker.create({
     connection,
@@ -39,9 +44,9 @@ async function main(): Promise<void> {
     activities: {
       ...createDomainActivities(rt),
       ...createJobControlActivities(rt),
-      ...createMigrationActivities(rt),
-      ...createDumpActivities(rt),
-      ...createSaveActivities(rt),
+      ...createMigrationActivities(rt, jobs.ports),
+      ...createDumpActivities(jobs),
+      ...createSaveActivities(jobs, recovered),
     },
     // Long activities (saves, migrations) get time to reach a safe point on shutdown.
     shutdownGraceTime: '10 seconds',

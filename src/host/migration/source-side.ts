@@ -25,7 +25,6 @@ import type { RunningDomain } from '../running-domain.js';
 import { checkAbiStability, checkDestinationName } from '../../migration/abi-check.js';
 import { checkDiskSafety, checkNoSnapshots, checkSourceState } from '../../migration/checks.js';
 import { formatMigrationCookie, parseMigrationCookie, type MigrationCookie } from '../../migration/cookie.js';
-import { recordOf, removeRecord, updateRecord, writeRecord } from '../../migration/job-record.js';
 import { monitorMigration } from './monitor.js';
 import { cancelMigration, queryMigration, startMigration } from '../../qemu/migration-engine.js';
 import { isMigrationActive } from '../../qemu/migration-info.js';
@@ -70,7 +69,7 @@ export async function begin(rt: HostRuntime, a: BeginArgs): Promise<BeginResult>
   if (a.domainUuid !== undefined && normalizeUuid(a.domainUuid) !== info.uuid) {
     throw vmError(ErrorType.OperationInvalid, `domain '${name}' has UUID ${info.uuid}, not ${a.domainUuid}`, { domain: name });
   }
-  const again = recordOf(rt.config.runDir, name, a.jobId);
+  const again = rt.jobs.find(name, a.jobId, 'migrate-out');
   if (!offline && !dom) throw vmError(ErrorType.OperationInvalid, `domain '${name}' is not running (use 'offline' to move its definition)`, { domain: name });
   if (!again) checkSourceState(name, info.state, info.reason, flags);
   checkNoSnapshots(rt.config.stateDir, name);
@@ -108,8 +107,8 @@ export async function begin(rt: HostRuntime, a: BeginArgs): Promise<BeginResult>
   try {
     await faultPoint('migrate.begin');
     if (!again) {
-      writeRecord(rt.config.runDir, {
-        role: 'out',
+      rt.jobs.write({
+        kind: 'migrate-out',
         name,
         uuid: info.uuid,
         jobId: a.jobId,
@@ -123,7 +122,7 @@ export async function begin(rt: HostRuntime, a: BeginArgs): Promise<BeginResult>
     }
     if (dom && !offline) await setLimits(dom.qmp, { bandwidthMiBps: a.bandwidthMiBps, maxDowntimeMs: a.maxDowntimeMs });
   } catch (err) {
-    removeRecord(rt.config.runDir, name, a.jobId);
+    rt.jobs.remove(name, a.jobId);
     rt.locks.endJob(name, a.jobId);
     throw err;
   }
@@ -163,7 +162,7 @@ async function relocateGraphics(rt: HostRuntime, dom: RunningDomain, cookie: Mig
 export async function perform(rt: HostRuntime, a: PerformArgs): Promise<PerformResult> {
   const name = a.domain;
   const dom = rt.requireRunning(name);
-  const rec = recordOf(rt.config.runDir, name, a.jobId);
+  const rec = rt.jobs.find(name, a.jobId, 'migrate-out');
   if (!rec) throw noJob(name, a.jobId);
   const timeoutOpts = timeoutOptions(rt, name, a);
   const job = rt.locks.beginJob(name, a.jobId, 'migrateOut', 'perform');
@@ -212,7 +211,7 @@ export async function perform(rt: HostRuntime, a: PerformArgs): Promise<PerformR
       } else if (dom.state === 'running') {
         dom.setState('running', 'migrating');
       }
-      updateRecord(rt.config.runDir, name, a.jobId, { performStarted: true, protocol: a.protocol });
+      rt.jobs.patch(name, a.jobId, 'migrate-out', { performStarted: true, protocol: a.protocol });
       rt.log.info({ domain: name, job: a.jobId, phase: 'perform', uri: a.uri, tunnelled }, 'starting migration');
       await startMigration(dom.qmp, uri);
       await faultPoint('migrate.perform');
@@ -236,7 +235,7 @@ export async function perform(rt: HostRuntime, a: PerformArgs): Promise<PerformR
       abortOnIoError: a.flags.includes('abort-on-error'),
       stallTimeoutMs: stallTimeoutMs(),
       postcopy: a.flags.includes('postcopy'),
-      onPostcopy: () => updateRecord(rt.config.runDir, name, a.jobId, { postcopyStarted: true }),
+      onPostcopy: () => rt.jobs.patch(name, a.jobId, 'migrate-out', { postcopyStarted: true }),
       ...(tunnel ? { lost: tunnel.lost.signal, afterCancel: () => tunnel?.destroy() } : {}),
       ...timeoutOpts,
     }).catch(async (err: unknown) => {
@@ -288,10 +287,10 @@ async function performed(rt: HostRuntime, a: PerformArgs, job: HostJob, stats: M
  * the reaper once the workflow has closed.
  */
 export async function perform2(rt: HostRuntime, a: PerformArgs): Promise<PerformResult> {
-  const done = recordOf(rt.config.runDir, a.domain, a.jobId);
+  const done = rt.jobs.find(a.domain, a.jobId, 'migrate-out');
   if (done?.completedStats && !rt.getRunning(a.domain)) return { stats: done.completedStats };
   const result = await perform(rt, a);
-  updateRecord(rt.config.runDir, a.domain, a.jobId, { completedStats: result.stats });
+  rt.jobs.patch(a.domain, a.jobId, 'migrate-out', { completedStats: result.stats });
   const dom = rt.getRunning(a.domain);
   if (dom) await killFinishedSource(rt, dom);
   if (a.flags.includes('undefine-source') && rt.defs.has(a.domain)) rt.defs.remove(a.domain);
@@ -302,15 +301,15 @@ export async function perform2(rt: HostRuntime, a: PerformArgs): Promise<Perform
 
 /** v2, after Finish2: drops the record Perform2 left, once the source is really gone. */
 export function forgetSource(rt: HostRuntime, name: string, jobId: string): void {
-  if (rt.getRunning(name) && recordOf(rt.config.runDir, name, jobId)?.completedStats === undefined) return;
-  removeRecord(rt.config.runDir, name, jobId);
+  if (rt.getRunning(name) && rt.jobs.find(name, jobId, 'migrate-out')?.completedStats === undefined) return;
+  rt.jobs.remove(name, jobId);
   if (rt.locks.job(name)?.id === jobId) rt.locks.endJob(name, jobId);
 }
 
 export async function confirm(rt: HostRuntime, a: ConfirmArgs): Promise<ConfirmResult> {
   const name = a.domain;
   if (!a.success) return await abortSource(rt, name, a.jobId, { resumeAfterCompletion: true });
-  const rec = recordOf(rt.config.runDir, name, a.jobId);
+  const rec = rt.jobs.find(name, a.jobId, 'migrate-out');
   if (a.cookie !== undefined) {
     // The destination runs the guest now; a malformed cookie is worth a warning, not a second running copy.
     try {
@@ -332,7 +331,7 @@ export async function confirm(rt: HostRuntime, a: ConfirmArgs): Promise<ConfirmR
     rt.defs.remove(name);
     sourceUndefined = true;
   }
-  removeRecord(rt.config.runDir, name, a.jobId);
+  rt.jobs.remove(name, a.jobId);
   rt.locks.endJob(name, a.jobId);
   rt.log.info({ domain: name, job: a.jobId, phase: 'confirm', sourceUndefined }, 'migration confirmed; source stopped');
   return { sourceUndefined, resumed: false };
@@ -364,7 +363,7 @@ async function migrationStatus(dom: RunningDomain): Promise<string | undefined> 
  * stream only when the caller knows the destination is dead), ends the job.
  */
 export async function abortSource(rt: HostRuntime, name: string, jobId: string, opts: { resumeAfterCompletion: boolean }): Promise<ConfirmResult> {
-  const rec = recordOf(rt.config.runDir, name, jobId);
+  const rec = rt.jobs.find(name, jobId, 'migrate-out');
   const dom = rt.getRunning(name);
   let resumed = false;
   if (rec && dom && !rec.flags.includes('offline')) {
@@ -392,7 +391,7 @@ export async function abortSource(rt: HostRuntime, name: string, jobId: string, 
       dom.setState('running', 'migration-canceled');
     }
   }
-  removeRecord(rt.config.runDir, name, jobId);
+  rt.jobs.remove(name, jobId);
   if (rt.locks.job(name)?.id === jobId) rt.locks.endJob(name, jobId);
   if (rec) rt.log.info({ domain: name, job: jobId, resumed }, 'migration undone on the source');
   return { sourceUndefined: false, resumed };

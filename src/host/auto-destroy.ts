@@ -8,9 +8,6 @@ import { Client, WorkflowNotFoundError, type ConnectionLike } from '@temporalio/
 import type { JobDeps } from './jobs/deps.js';
 import { recoveryStep } from './jobs/recovery.js';
 
-export const AUTO_DESTROY_INTERVAL_ENV = 'VMFERRY_AUTO_DESTROY_INTERVAL_MS';
-const DEFAULT_INTERVAL_MS = 10_000;
-
 export interface AutoDestroyReaper {
   /** One pass now (tests, shutdown); resolves when it is done. */
   sweep(): Promise<number>;
@@ -30,11 +27,10 @@ async function workflowStatus(client: Client, owner: { workflowId: string; runId
   }
 }
 
-export function startAutoDestroyReaper(deps: JobDeps, connection: ConnectionLike | Client, opts: { intervalMs?: number } = {}): AutoDestroyReaper {
+export function startAutoDestroyReaper(deps: JobDeps, connection: ConnectionLike | Client, opts: { intervalMs: number }): AutoDestroyReaper {
   const { rt } = deps;
   const client = connection instanceof Client ? connection : new Client({ connection, namespace: rt.config.temporal.namespace });
-  const fromEnv = Number(process.env[AUTO_DESTROY_INTERVAL_ENV]);
-  const intervalMs = opts.intervalMs ?? (Number.isFinite(fromEnv) && fromEnv > 0 ? fromEnv : DEFAULT_INTERVAL_MS);
+  const { intervalMs } = opts;
   let running: Promise<number> | undefined;
 
   const pass = async (): Promise<number> => {

@@ -20,7 +20,7 @@ import { isOurProcess, terminate } from '../support/proc.js';
 import { RunningDomain } from './running-domain.js';
 import { listStatusNames, readStatus, removeStatus } from './status-file.js';
 import type { Logger } from 'pino';
-import { createSecurityDriver, securityConfigFromEnv, type SecurityDriver } from '../security/index.js';
+import { createSecurityDriver, type SecurityDriver } from '../security/index.js';
 import { checkEmulator } from './emulators.js';
 
 export class HostRuntime {
@@ -39,7 +39,7 @@ export class HostRuntime {
   ) {
     this.defs = new DefinitionStore(config.stateDir);
     this.jobs = new JobRecords(config.stateDir);
-    this.security = createSecurityDriver(securityConfigFromEnv(process.env, { rememberDir: join(config.stateDir, 'security') }));
+    this.security = createSecurityDriver(config.security);
   }
 
   // ---- recovery --------------------------------------------------------

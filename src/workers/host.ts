@@ -15,17 +15,18 @@ import { recoverJobs } from '../host/jobs/recovery.js';
 import { createLogger, installTemporalLogging } from './logging.js';
 import { startTunnelServer } from '../host/migration/host-tunnel.js';
 import { auditInterceptor, createAuditLogger } from './audit.js';
-import { join } from 'node:path';
-import { dataConverterFromEnv } from '../codec/key-file.js';
+import { dataConverterFor } from '../codec/key-file.js';
+import { armFaults } from '../support/fault-points.js';
 
 async function main(): Promise<void> {
   // Everything this worker and its QEMUs create (sockets, images, logs) is private to the service user.
   process.umask(0o077);
   const config = loadHostConfig();
-  const log = createLogger({ host: config.name, role: 'host-worker' });
-  installTemporalLogging(log);
+  armFaults(config.faults);
+  const log = createLogger({ host: config.name, role: 'host-worker' }, config.worker.logLevel);
+  installTemporalLogging(log, config.worker.metricsAddress);
   const rt = new HostRuntime(config, log);
-  const auditPath = process.env.VMFERRY_AUDIT_LOG ?? join(config.logDir, 'audit.log');
+  const auditPath = config.worker.auditLog;
   const audit = createAuditLogger(auditPath);
   await rt.reconnectAll();
   const jobs = createJobDeps(rt);
@@ -34,8 +35,8 @@ async function main(): Promise<void> {
   // Tunnelled migration's listener, when certificates are configured (before the worker takes tasks).
   const tunnel = await startTunnelServer(rt);
   const connection = await NativeConnection.connect({ address: config.temporal.address });
-  const reaper = startAutoDestroyReaper(jobs, connection);
-  const dataConverter = dataConverterFromEnv();
+  const reaper = startAutoDestroyReaper(jobs, connection, { intervalMs: config.worker.autoDestroyIntervalMs });
+  const dataConverter = dataConverterFor(config.worker.payloadKeyFiles);
   const worker = await Worker.create({
     connection,
     namespace: config.temporal.namespace,

@@ -44,15 +44,6 @@ function activityContext(): Context | undefined {
   }
 }
 
-/**
- * How long an active stream may move no byte before Perform gives up (a cut network
- * stalls TCP for minutes without an error). VMFERRY_MIGRATION_STALL_TIMEOUT_MS, default 60 s.
- */
-function stallTimeoutMs(): number | undefined {
-  const ms = Number(process.env.VMFERRY_MIGRATION_STALL_TIMEOUT_MS);
-  return Number.isInteger(ms) && ms > 0 ? ms : undefined;
-}
-
 function noJob(name: string, jobId: string): Error {
   return vmError(ErrorType.OperationInvalid, `domain '${name}' has no migration job ${jobId} on this host (Begin did not run, or the job already ended)`, {
     domain: name,
@@ -233,7 +224,8 @@ export async function perform(rt: HostRuntime, a: PerformArgs): Promise<PerformR
       },
       heartbeat: (hb: MigrationHeartbeat) => ctx?.heartbeat(hb),
       abortOnIoError: a.flags.includes('abort-on-error'),
-      stallTimeoutMs: stallTimeoutMs(),
+      // A cut network stalls TCP for minutes without an error: the host's limit on a stream that moves no byte.
+      stallTimeoutMs: rt.config.migration.stallTimeoutMs,
       postcopy: a.flags.includes('postcopy'),
       onPostcopy: () => rt.jobs.patch(name, a.jobId, 'migrate-out', { postcopyStarted: true }),
       ...(tunnel ? { lost: tunnel.lost.signal, afterCancel: () => tunnel?.destroy() } : {}),

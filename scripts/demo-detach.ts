@@ -8,9 +8,9 @@ import { constants } from 'node:os';
 
 const DETACHED_ENV = 'VMFERRY_DEMO_DETACHED';
 
-/** In the launcher: runs the detached copy and never returns. In the copy: returns at once. */
-export async function runDetached(): Promise<void> {
-  if (process.env[DETACHED_ENV] === '1') return;
+/** In the launcher: runs the detached copy and never returns. In the copy (`detached`): returns at once. */
+export async function runDetached(detached: boolean): Promise<void> {
+  if (detached) return;
   const copy = spawn(process.execPath, [...process.execArgv, ...process.argv.slice(1)], {
     detached: true,
     stdio: ['ignore', 'inherit', 'inherit'],

@@ -12,23 +12,21 @@ import type { DomainInfo, DomainOperation, DomainOperationResult } from '../src/
 import { cancelSignal } from '../src/common/job-messages.js';
 import { jobWorkflowId } from '../src/common/job-types.js';
 import { startDevServer } from '../src/local/dev-server.js';
-import { projectStateDir } from '../src/local/paths.js';
+import { loadLocalConfig } from '../src/local/local-config.js';
 import { findTemporalCli } from '../src/local/temporal-cli.js';
 import { startWorkerProcess, type WorkerProcess } from '../src/local/worker-process.js';
 import { runDetached } from './demo-detach.js';
 import { runDemoMigration } from './demo-migration.js';
 import { runDemoSaveRestore } from './demo-save.js';
 
-await runDetached();
+const local = loadLocalConfig();
+await runDetached(local.demoDetached);
 
 const say = (line: string): void => console.log(`[demo] ${line}`);
-const stateDir = projectStateDir();
-const port = Number(process.env.VMFERRY_TEMPORAL_PORT ?? 7233);
-const uiPort = Number(process.env.VMFERRY_UI_PORT ?? port + 1000);
+const { stateDir, temporalPort: port, uiPort, demoGuest: GUEST } = local;
 const headless = process.env.CI === 'true' || process.argv.includes('--headless');
-const GUEST = process.env.VMFERRY_DEMO_GUEST ?? 'demo1';
 
-const cli = findTemporalCli();
+const cli = findTemporalCli(local);
 if (!cli) {
   console.error('[demo] no temporal CLI; run `npm run setup`');
   process.exit(2);

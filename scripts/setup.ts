@@ -3,6 +3,7 @@
 // time-skipping test server (resolved by Maven into the same cache). Prints the CLI path last.
 import { ensureHostPackages } from '../src/local/qemu-install.js';
 import { ensureTemporalCli, SetupError } from '../src/local/temporal-cli.js';
+import { ConfigError } from '../src/common/config-schema.js';
 import { ensureTestServer } from '../src/local/test-server.js';
 
 const log = (line: string): void => console.error(`[setup] ${line}`);
@@ -15,7 +16,7 @@ try {
   if (forTests) log(`time-skipping test server: ${await ensureTestServer(log)}`);
   log(`temporal CLI: ${cli}; setup took ${((Date.now() - started) / 1000).toFixed(1)} s`);
 } catch (err) {
-  if (err instanceof SetupError) {
+  if (err instanceof SetupError || err instanceof ConfigError) {
     log(`cannot continue: ${err.message}`);
     process.exit(2);
   }

@@ -5,7 +5,7 @@
 // errors before anything changes (unsafe disk, snapshot metadata, same host, ABI
 // or name change in the destination XML, a cookie over 16 KiB, an unknown host).
 import { randomUUID } from 'node:crypto';
-import { closeSync, mkdirSync, mkdtempSync, openSync, readdirSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
@@ -70,8 +70,14 @@ async function runGuest(
   return { uuid, pid: started.pid!, ram: started.memoryBackingFile! };
 }
 
+/** What a host still has in its run directory, and its job records (a migration's record lives in state/jobs). */
 function runDirOf(host: string): string[] {
-  return readdirSync(join(cluster.hosts.get(host)!.baseDir, 'run'));
+  const base = cluster.hosts.get(host)!.baseDir;
+  return [...readdirSync(join(base, 'run')), ...jobRecordsOf(base).map((f) => `state/jobs/${f}`)];
+}
+
+function jobRecordsOf(baseDir: string): string[] {
+  return existsSync(join(baseDir, 'state', 'jobs')) ? readdirSync(join(baseDir, 'state', 'jobs')) : [];
 }
 
 /** The source is untouched: same QEMU, running, not busy (a suspend/resume goes through). */
@@ -126,7 +132,7 @@ describe('migration faults', () => {
     expect(runDirOf(B)).toEqual([]);
     // The restarted source worker finds its half of the dead job and undoes it.
     await cluster.startHost(A);
-    await waitFor('the source reaper to end the job', () => !readdirSync(join(cluster.hosts.get(A)!.baseDir, 'run')).includes('migrations'), {
+    await waitFor('the source reaper to end the job', () => !jobRecordsOf(cluster.hosts.get(A)!.baseDir).includes('f2.json'), {
       timeoutMs: 15_000,
       intervalMs: 100,
     });

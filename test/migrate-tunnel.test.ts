@@ -93,9 +93,11 @@ async function runGuest(host: string, name: string, memoryMiB: number, fillMiB: 
 }
 
 const runDir = (host: string): string => join(cluster.hosts.get(host)!.baseDir, 'run');
+const jobsDir = (host: string): string => join(cluster.hosts.get(host)!.baseDir, 'state', 'jobs');
 /** Tunnel sockets and migration records a host still has. */
 function leftovers(host: string): string[] {
-  return readdirSync(runDir(host)).filter((f) => f.startsWith('tun-') || f === 'migrations');
+  const records = existsSync(jobsDir(host)) ? readdirSync(jobsDir(host)) : [];
+  return [...readdirSync(runDir(host)).filter((f) => f.startsWith('tun-')), ...records];
 }
 const workerPid = (host: string): number => cluster.hosts.get(host)!.worker!.pid;
 const logged = (host: string, msg: string): Record<string, unknown>[] => cluster.hosts.get(host)!.worker!.logs.filter((l) => l.msg === msg);
@@ -230,7 +232,7 @@ describe('tunnelled migration between network namespaces', () => {
     expect(logged(SRC, 'QEMU migration TLS on').filter((l) => l.domain === 't1')).toMatchObject([{ role: 'client', peer: DST }]);
 
     // The job's token opens a control channel only with the source host's certificate; a data connection needs the ticket.
-    const rec = JSON.parse(readFileSync(join(runDir(DST), 'migrations', 't1.json'), 'utf8')) as { jobId: string; tunnel: { token: string } };
+    const rec = JSON.parse(readFileSync(join(jobsDir(DST), 't1.json'), 'utf8')) as { jobId: string; tunnel: { token: string } };
     const hello = `${JSON.stringify({ v: 1, jobId: rec.jobId, name: 't1', token: rec.tunnel.token, channel: 'control' })}\n`;
     expect(await sClient(certArgs(OTHER), hello)).toMatch(/"ok":false.*the certificate is for tun-other, but job .* migrates from 'tun-src'/);
     expect(await plainClient(`${JSON.stringify({ v: 1, jobId: rec.jobId, name: 't1', token: rec.tunnel.token, channel: 'data' })}\n`)).toMatch(

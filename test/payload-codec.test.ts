@@ -9,7 +9,8 @@ import { Client, type WorkflowHandle } from '@temporalio/client';
 import type { Payload } from '@temporalio/common';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AesGcmPayloadCodec, ENCODING, keyId } from '../src/codec/aes-gcm-codec.js';
-import { dataConverterFromEnv, PayloadKeyError, readPayloadKey } from '../src/codec/key-file.js';
+import { dataConverterFor, PayloadKeyError, readPayloadKey } from '../src/codec/key-file.js';
+import { loadCliConfig } from '../src/cli/cli-config.js';
 import { CONTROL_TASK_QUEUE } from '../src/common/constants.js';
 import type { DomainOperation, DomainOperationResult } from '../src/common/domain-types.js';
 import type { RestoreResult } from '../src/common/save-types.js';
@@ -106,7 +107,7 @@ describe('AES-256-GCM payload codec', () => {
     expect(() => readPayloadKey(hex)).toThrow(/must hold 32 bytes/);
     chmodSync(raw, 0o644);
     expect(() => readPayloadKey(raw)).toThrow(PayloadKeyError);
-    expect(dataConverterFromEnv({})).toBeUndefined();
+    expect(dataConverterFor(loadCliConfig({}).payloadKeyFiles)).toBeUndefined();
   });
 
   it('vmferry codec-server encodes and decodes over HTTP, with CORS for the Web UI origin only', async () => {
@@ -152,7 +153,7 @@ describe('AES-256-GCM payload codec', () => {
 describe('a cluster with payload encryption', () => {
   beforeAll(async () => {
     writeFileSync(keyFile, randomBytes(32), { mode: 0o600 });
-    await cluster.connect(dataConverterFromEnv(KEY_ENV));
+    await cluster.connect(dataConverterFor(loadCliConfig(KEY_ENV).payloadKeyFiles));
     await Promise.all([cluster.startHost(A, KEY_ENV), cluster.startHost(B, KEY_ENV), cluster.startControl(KEY_ENV)]);
   });
 

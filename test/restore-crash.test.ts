@@ -13,7 +13,7 @@ import type { DomainInfo, DomainOperationResult } from '../src/common/domain-typ
 import type { RestoreResult } from '../src/common/save-types.js';
 import { heldMarker } from '../src/support/fault-points.js';
 import { isProcessAlive } from '../src/support/proc.js';
-import type { SaveJobRecord } from '../src/host/save-job-record.js';
+import type { SaveJobRecord } from '../src/host/jobs/records.js';
 import { waitFor } from '../src/support/wait.js';
 import { TestCluster } from './helpers/cluster.js';
 import { fillRandom, hashRange } from './helpers/guest-memory.js';

@@ -12,13 +12,13 @@ import {
   DacDriver,
   defaultImageLabel,
   restoreFailuresOf,
-  securityConfigFromEnv,
   selinuxKernelEnabled,
   SelinuxDriver,
   StackDriver,
   type SecurityContext,
   type SecurityDriver,
 } from '../src/security/index.js';
+import { securityConfigFromEnv } from '../src/host/host-env.js';
 
 const NOBODY = 65534;
 const ctx: SecurityContext = { domain: 'sec1', uuid: '6a1f4c1e-0b5e-4c1d-9a55-3f1e2d3c4b5a' };

@@ -1,18 +1,8 @@
 // Host activities for domain lifecycle. Built by a factory over the host's
 // runtime so the worker decides what they touch (samples-typescript's pattern).
-import { Context } from '@temporalio/activity';
 import type { BlockStats, DomainInfo, DomainSummary, HostInfo } from '../common/domain-types.js';
 import type { HostRuntime } from '../host/host-runtime.js';
-
-/** Stable across retries of one activity, distinct between activities. */
-function requestId(): string | undefined {
-  try {
-    const { workflowExecution: wf, activityId } = Context.current().info;
-    return wf ? `${wf.workflowId}/${wf.runId}/${activityId}` : undefined;
-  } catch {
-    return undefined;
-  }
-}
+import { activityRequestId } from '../support/activity-request-id.js';
 
 export function createDomainActivities(rt: HostRuntime) {
   return {
@@ -26,7 +16,7 @@ export function createDomainActivities(rt: HostRuntime) {
       return rt.undefine(name);
     },
     async startDomain(name: string, opts: { paused?: boolean } = {}): Promise<DomainInfo> {
-      return await rt.start(name, { paused: opts.paused, requestId: requestId() });
+      return await rt.start(name, { paused: opts.paused, requestId: activityRequestId() });
     },
     async destroyDomain(name: string): Promise<DomainInfo> {
       return await rt.destroy(name);

@@ -26,8 +26,7 @@ import type { PortAllocator } from '../migration/port-allocator.js';
 import { portsFor } from '../host/migration/ports.js';
 import { readLimits, type AppliedLimits } from '../migration/params.js';
 import { abortSource, begin, confirm, forgetSource, perform, perform2 } from '../host/migration/source-side.js';
-import { hostTunnel } from '../host/migration/host-tunnel.js';
-import { tlsIdentity } from '../host/migration/qemu-tls.js';
+import { tunnelSupport } from '../host/migration/host-tunnel.js';
 import type { HostRuntime } from '../host/host-runtime.js';
 import { whileHeartbeating } from '../support/step-heartbeat.js';
 
@@ -79,8 +78,7 @@ export function createMigrationActivities(rt: HostRuntime, ports: PortAllocator 
     },
     /** Read-only: whether this host can carry a tunnelled or TLS migration (certificates configured), where peers dial it, and its TLS identity. */
     async migrateTunnelSupport(): Promise<TunnelSupport> {
-      const t = hostTunnel(rt);
-      return { host: rt.config.name, configured: t !== undefined, ...(t ? { endpoint: t.endpoint, identity: tlsIdentity(t.tls.cert) } : {}) };
+      return tunnelSupport(rt);
     },
     /** Read-only: the speed and downtime limits QEMU applies now (query-migrate-parameters). */
     async migrationParams(name: string): Promise<AppliedLimits> {

@@ -1,8 +1,8 @@
-// Connection options with the Temporal CLI's names and environment variables, so
-// an operator's existing TEMPORAL_* settings just work.
+// Connection options with the Temporal CLI's names (cli-config.ts reads its
+// environment variables), so an operator's existing TEMPORAL_* settings just work.
 import { readFileSync } from 'node:fs';
 import { Client, Connection } from '@temporalio/client';
-import { dataConverterFromEnv } from '../codec/key-file.js';
+import { dataConverterFor } from '../codec/key-file.js';
 import { DEFAULT_NAMESPACE, DEFAULT_TEMPORAL_ADDRESS } from '../common/constants.js';
 import { defaultRequester, requestedByInterceptor } from './requested-by.js';
 
@@ -15,18 +15,10 @@ export interface ConnectionOptions {
   tlsServerName?: string;
 }
 
-export function connectionOptionsFromEnv(env: NodeJS.ProcessEnv = process.env): ConnectionOptions {
-  return {
-    address: env.TEMPORAL_ADDRESS,
-    namespace: env.TEMPORAL_NAMESPACE,
-    tlsCertPath: env.TEMPORAL_TLS_CLIENT_CERT_PATH ?? env.TEMPORAL_TLS_CERT,
-    tlsKeyPath: env.TEMPORAL_TLS_CLIENT_KEY_PATH ?? env.TEMPORAL_TLS_KEY,
-    tlsCaPath: env.TEMPORAL_TLS_SERVER_CA_CERT_PATH ?? env.TEMPORAL_TLS_CA,
-    tlsServerName: env.TEMPORAL_TLS_SERVER_NAME,
-  };
-}
-
-export async function connect(opts: ConnectionOptions): Promise<{ client: Client; close: () => Promise<void> }> {
+export async function connect(
+  opts: ConnectionOptions,
+  client: { payloadKeyFiles?: string[]; requestedBy?: string },
+): Promise<{ client: Client; close: () => Promise<void> }> {
   const useTls = Boolean(opts.tlsCertPath || opts.tlsCaPath);
   const connection = await Connection.connect({
     address: opts.address ?? DEFAULT_TEMPORAL_ADDRESS,
@@ -39,12 +31,12 @@ export async function connect(opts: ConnectionOptions): Promise<{ client: Client
         }
       : undefined,
   });
-  const client = new Client({
+  const c = new Client({
     connection,
     namespace: opts.namespace ?? DEFAULT_NAMESPACE,
-    // VMFERRY_PAYLOAD_KEY_FILE: the same payload key as the workers, or they could not read what this client sends.
-    dataConverter: dataConverterFromEnv(),
-    interceptors: { workflow: [requestedByInterceptor(defaultRequester())] },
+    // The same payload key as the workers, or they could not read what this client sends.
+    dataConverter: dataConverterFor(client.payloadKeyFiles),
+    interceptors: { workflow: [requestedByInterceptor(client.requestedBy ?? defaultRequester())] },
   });
-  return { client, close: () => connection.close() };
+  return { client: c, close: () => connection.close() };
 }

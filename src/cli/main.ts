@@ -11,7 +11,8 @@ import { migrateVerb } from './commands/migrate.js';
 import { saveVerbs } from './commands/save.js';
 import { startVerb } from './commands/start.js';
 import { parseCommandLine } from './command-line.js';
-import { connect, connectionOptionsFromEnv } from './connection.js';
+import { loadCliConfig } from './cli-config.js';
+import { connect } from './connection.js';
 import { EXIT_FAILED, EXIT_INVALID, EXIT_OK, exitCodeFor, UsageError } from './exit-codes.js';
 import type { OptionSpec, Verb } from './verb.js';
 
@@ -72,24 +73,29 @@ async function main(argv: string[]): Promise<number> {
   const json = opts.json === true;
   const out = (line: string): void => void (json ? undefined : process.stdout.write(`${line}\n`));
   const err = (line: string): void => void process.stderr.write(`${line}\n`);
-  const host = (opts.host as string | undefined) ?? process.env.VMFERRY_HOST;
+  const config = loadCliConfig();
+  const host = (opts.host as string | undefined) ?? config.host;
+  const payloadKeyFiles = config.payloadKeyFiles;
   if (verb.local) {
     // No server needed (codec-server): no connection to fail on or to hold open.
-    const result = await verb.run({ client: undefined as never, host, json, out, err }, parsed.positionals, opts);
+    const result = await verb.run({ client: undefined as never, host, payloadKeyFiles, json, out, err }, parsed.positionals, opts);
     if (json) process.stdout.write(`${JSON.stringify(result ?? null, null, 2)}\n`);
     return EXIT_OK;
   }
-  const env = connectionOptionsFromEnv();
-  const { client, close } = await connect({
-    address: (opts.address as string | undefined) ?? env.address,
-    namespace: (opts.namespace as string | undefined) ?? env.namespace,
-    tlsCertPath: (opts['tls-cert-path'] as string | undefined) ?? env.tlsCertPath,
-    tlsKeyPath: (opts['tls-key-path'] as string | undefined) ?? env.tlsKeyPath,
-    tlsCaPath: (opts['tls-ca-path'] as string | undefined) ?? env.tlsCaPath,
-    tlsServerName: (opts['tls-server-name'] as string | undefined) ?? env.tlsServerName,
-  });
+  const env = config.connection;
+  const { client, close } = await connect(
+    {
+      address: (opts.address as string | undefined) ?? env.address,
+      namespace: (opts.namespace as string | undefined) ?? env.namespace,
+      tlsCertPath: (opts['tls-cert-path'] as string | undefined) ?? env.tlsCertPath,
+      tlsKeyPath: (opts['tls-key-path'] as string | undefined) ?? env.tlsKeyPath,
+      tlsCaPath: (opts['tls-ca-path'] as string | undefined) ?? env.tlsCaPath,
+      tlsServerName: (opts['tls-server-name'] as string | undefined) ?? env.tlsServerName,
+    },
+    { payloadKeyFiles, requestedBy: config.requestedBy },
+  );
   try {
-    const result = await verb.run({ client, host, json, out, err }, parsed.positionals, opts);
+    const result = await verb.run({ client, host, payloadKeyFiles, json, out, err }, parsed.positionals, opts);
     if (json) process.stdout.write(`${JSON.stringify(result ?? null, null, 2)}\n`);
     return EXIT_OK;
   } finally {

@@ -4,8 +4,9 @@ import { userInfo, hostname } from 'node:os';
 import type { WorkflowClientInterceptor } from '@temporalio/client';
 import { REQUESTED_BY_HEADER, encodeRequestedBy } from '../common/requested-by.js';
 
+/** Who asked, when VMFERRY_REQUESTED_BY does not say: the local user at this machine. */
 export function defaultRequester(): string {
-  return process.env.VMFERRY_REQUESTED_BY ?? `${userInfo().username}@${hostname()}`;
+  return `${userInfo().username}@${hostname()}`;
 }
 
 export function requestedByInterceptor(who: string): WorkflowClientInterceptor {

@@ -6,6 +6,8 @@ export interface VerbContext {
   client: Client;
   /** The host the verb acts on (--host, VMFERRY_HOST). */
   host?: string;
+  /** VMFERRY_PAYLOAD_KEY_FILE's files, for verbs that encode or decode payloads themselves. */
+  payloadKeyFiles?: string[];
   json: boolean;
   out: (line: string) => void;
   err: (line: string) => void;

@@ -1,12 +1,10 @@
-// Where processes get the payload key: VMFERRY_PAYLOAD_KEY_FILE names a file of
-// 32 random bytes (raw, or as 64 hex digits), e.g. `head -c 32 /dev/urandom`.
-// A colon-separated list adds older keys that still decrypt (rotation). Unset:
+// Where processes get the payload key: a file of 32 random bytes (raw, or as 64 hex
+// digits), e.g. `head -c 32 /dev/urandom`, named by VMFERRY_PAYLOAD_KEY_FILE in each
+// process's config. More files add older keys that still decrypt (rotation). None:
 // no codec, payloads travel as plain JSON.
 import { readFileSync, statSync } from 'node:fs';
 import type { DataConverter } from '@temporalio/common';
 import { AesGcmPayloadCodec } from './aes-gcm-codec.js';
-
-export const PAYLOAD_KEY_FILE_ENV = 'VMFERRY_PAYLOAD_KEY_FILE';
 
 export class PayloadKeyError extends Error {
   override readonly name = 'PayloadKeyError';
@@ -27,13 +25,12 @@ export function readPayloadKey(path: string): Buffer {
   throw new PayloadKeyError(`payload key file ${path} must hold 32 bytes (raw, or 64 hex digits), got ${raw.length} bytes`);
 }
 
-/** The data converter for a process: with the codec when a key file is configured, else Temporal's default. */
-export function dataConverterFromEnv(env: NodeJS.ProcessEnv = process.env): DataConverter | undefined {
-  const spec = env[PAYLOAD_KEY_FILE_ENV];
-  if (!spec) return undefined;
-  const keys = spec
-    .split(':')
-    .filter((p) => p.length > 0)
-    .map(readPayloadKey);
-  return { payloadCodecs: [new AesGcmPayloadCodec(keys)] };
+/** The codec over these key files, the first encrypting, all decrypting. */
+export function payloadCodecFor(keyFiles: readonly string[]): AesGcmPayloadCodec {
+  return new AesGcmPayloadCodec(keyFiles.map(readPayloadKey));
+}
+
+/** The data converter for a process: with the codec when key files are configured, else Temporal's default. */
+export function dataConverterFor(keyFiles: readonly string[] | undefined): DataConverter | undefined {
+  return keyFiles ? { payloadCodecs: [payloadCodecFor(keyFiles)] } : undefined;
 }

@@ -1,18 +1,12 @@
-// The auto-destroy reaper: every host worker looks at the migrations it has a
-// part in (its records) and asks Temporal whether the workflow that owns each
-// one is still running. An incoming QEMU whose workflow closed without Finish
-// (terminated, timed out, failed mid-way) is killed, never left paused forever;
-// an outgoing job whose workflow closed without Confirm is undone on the source
-// (a stream that completed is left paused: the destination may run the guest).
+// The auto-destroy reaper: every host worker looks at the jobs it has a part in
+// (its job records) that a workflow owns, and asks Temporal whether that
+// workflow is still running. A job whose workflow closed without ending it is
+// handed to recovery (jobs/recovery.ts): an incoming QEMU is killed, never left
+// paused forever; an outgoing migration is undone on the source (a stream that
+// completed is left paused: the destination may run the guest).
 import { Client, WorkflowNotFoundError, type ConnectionLike } from '@temporalio/client';
-import { listRecords, type MigrationRecord } from '../migration/job-record.js';
-import { abortDestination } from './migration/destination-side.js';
-import { abortSource } from './migration/source-side.js';
-import type { HostRuntime } from './host-runtime.js';
-import { portsFor } from './migration/ports.js';
-
-export const AUTO_DESTROY_INTERVAL_ENV = 'VMFERRY_AUTO_DESTROY_INTERVAL_MS';
-const DEFAULT_INTERVAL_MS = 10_000;
+import type { JobDeps } from './jobs/deps.js';
+import { recoveryStep } from './jobs/recovery.js';
 
 export interface AutoDestroyReaper {
   /** One pass now (tests, shutdown); resolves when it is done. */
@@ -22,9 +16,9 @@ export interface AutoDestroyReaper {
 
 type Status = 'running' | 'closed' | 'unknown';
 
-async function workflowStatus(client: Client, rec: MigrationRecord): Promise<Status> {
+async function workflowStatus(client: Client, owner: { workflowId: string; runId: string }): Promise<Status> {
   try {
-    const d = await client.workflow.getHandle(rec.workflowId, rec.runId).describe();
+    const d = await client.workflow.getHandle(owner.workflowId, owner.runId).describe();
     return d.status.name === 'RUNNING' ? 'running' : 'closed';
   } catch (err) {
     // Gone from the server altogether (retention elapsed): closed long ago.
@@ -33,32 +27,20 @@ async function workflowStatus(client: Client, rec: MigrationRecord): Promise<Sta
   }
 }
 
-export function startAutoDestroyReaper(rt: HostRuntime, connection: ConnectionLike | Client, opts: { intervalMs?: number } = {}): AutoDestroyReaper {
+export function startAutoDestroyReaper(deps: JobDeps, connection: ConnectionLike | Client, opts: { intervalMs: number }): AutoDestroyReaper {
+  const { rt } = deps;
   const client = connection instanceof Client ? connection : new Client({ connection, namespace: rt.config.temporal.namespace });
-  const fromEnv = Number(process.env[AUTO_DESTROY_INTERVAL_ENV]);
-  const intervalMs = opts.intervalMs ?? (Number.isFinite(fromEnv) && fromEnv > 0 ? fromEnv : DEFAULT_INTERVAL_MS);
-  const deps = { rt, ports: portsFor(rt) };
+  const { intervalMs } = opts;
   let running: Promise<number> | undefined;
 
   const pass = async (): Promise<number> => {
     let reaped = 0;
-    for (const rec of listRecords(rt.config.runDir)) {
+    for (const rec of deps.records.list()) {
+      const step = recoveryStep(deps, rec, 'workflow-closed');
       // Unknown (server unreachable) is not closed: never kill a guest on a guess.
-      if ((await workflowStatus(client, rec)) !== 'closed') continue;
+      if (!step?.owner || (await workflowStatus(client, step.owner)) !== 'closed') continue;
       try {
-        if (rec.role === 'in') {
-          rt.log.warn(
-            { domain: rec.name, job: rec.jobId, workflowId: rec.workflowId },
-            'auto-destroy: the migration workflow closed without Finish; killing the incoming QEMU',
-          );
-          await abortDestination(deps, rec.name, rec.jobId);
-        } else {
-          rt.log.warn(
-            { domain: rec.name, job: rec.jobId, workflowId: rec.workflowId },
-            'auto-destroy: the migration workflow closed without Confirm; undoing the source side',
-          );
-          await abortSource(rt, rec.name, rec.jobId, { resumeAfterCompletion: false });
-        }
+        await step.run();
         reaped++;
       } catch (err) {
         rt.log.error({ domain: rec.name, job: rec.jobId, err: String(err) }, 'auto-destroy: cleanup failed; will try again');

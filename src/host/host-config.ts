@@ -1,10 +1,16 @@
 // A host worker is configured by a small JSON file and/or environment variables;
-// every default works for one simulated host on one machine.
+// every default works for one simulated host on one machine. This is the one place
+// the host worker reads either: the rest of it gets the typed HostConfig.
 import type { TunnelConfig } from '../migration/tunnel/tls.js';
+import type { SecurityConfig } from '../security/driver.js';
+import type { FaultAction } from '../support/fault-points.js';
+import type { Env, LogLevel } from '../common/config-schema.js';
 import { randomUUID } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync, chmodSync } from 'node:fs';
 import { isAbsolute, join, normalize, resolve } from 'node:path';
-import { HOST_NAME_PATTERN } from '../common/constants.js';
+import { DEFAULT_NAMESPACE, DEFAULT_TEMPORAL_ADDRESS, HOST_NAME_PATTERN } from '../common/constants.js';
+import { readHostConfigFile, type HostConfigFile } from './host-config-file.js';
+import { HostConfigError, readHostEnv, securityConfigOf } from './host-env.js';
 import { resolveOnPath } from './emulators.js';
 
 export interface HostConfig {
@@ -23,61 +29,68 @@ export interface HostConfig {
   emulators: string[];
   /** Migration protocol versions this host speaks (libvirt's v2, v3). */
   protocolVersions: number[];
-  migration: { address: string; portMin: number; portMax: number };
+  /** stallTimeoutMs: how long an active outgoing stream may move no byte (absent: the monitor's default). */
+  migration: { address: string; portMin: number; portMax: number; stallTimeoutMs?: number };
   /** When non-empty, save images and dumps may only be written below these directories. */
   saveDirs: string[];
   temporal: { address: string; namespace: string };
   /** Tunnelled migration: this worker's TLS listener and its certificates; absent = tunnelled refused. */
   tunnel?: TunnelConfig;
-}
-
-export type HostConfigFile = Partial<Omit<HostConfig, 'hostUuid'>> & { hostUuid?: string };
-
-export class HostConfigError extends Error {
-  override readonly name = 'HostConfigError';
-}
-
-function envList(v: string | undefined): number[] | undefined {
-  return v ? v.split(',').map((s) => Number(s.trim())) : undefined;
-}
-
-export function loadHostConfig(env: NodeJS.ProcessEnv = process.env): HostConfig {
-  const file: HostConfigFile = env.VMFERRY_HOST_CONFIG ? (JSON.parse(readFileSync(env.VMFERRY_HOST_CONFIG, 'utf8')) as HostConfigFile) : {};
-  const name = env.VMFERRY_HOST_NAME ?? file.name ?? 'host-a';
-  if (!HOST_NAME_PATTERN.test(name)) throw new HostConfigError(`host name ${JSON.stringify(name)} must match ${HOST_NAME_PATTERN}`);
-  const base = resolve(env.VMFERRY_HOST_BASE_DIR ?? join(process.cwd(), '.state', 'hosts', name));
-  const stateDir = resolve(env.VMFERRY_HOST_STATE_DIR ?? file.stateDir ?? join(base, 'state'));
-  const runDir = resolve(env.VMFERRY_HOST_RUN_DIR ?? file.runDir ?? join(base, 'run'));
-  const logDir = resolve(env.VMFERRY_HOST_LOG_DIR ?? file.logDir ?? join(base, 'log'));
-  const memoryBackingDir = resolve(env.VMFERRY_HOST_MEMORY_DIR ?? file.memoryBackingDir ?? join('/dev/shm', `vmferry-${name}`));
-  const protocolVersions = envList(env.VMFERRY_HOST_PROTOCOLS) ?? file.protocolVersions ?? [2, 3];
-  if (!protocolVersions.length || protocolVersions.some((v) => v !== 2 && v !== 3)) {
-    throw new HostConfigError(`protocolVersions must be a non-empty subset of [2, 3], got ${JSON.stringify(protocolVersions)}`);
-  }
-  const migration = {
-    address: env.VMFERRY_HOST_MIGRATION_ADDRESS ?? file.migration?.address ?? '127.0.0.1',
-    portMin: Number(env.VMFERRY_HOST_MIGRATION_PORT_MIN ?? file.migration?.portMin ?? 49152),
-    portMax: Number(env.VMFERRY_HOST_MIGRATION_PORT_MAX ?? file.migration?.portMax ?? 49215),
+  security: SecurityConfig;
+  /** Settings of the worker process around the runtime (logging, metrics, payload codec, audit, reaper). */
+  worker: {
+    logLevel: LogLevel;
+    /** host:port of the Prometheus endpoint; absent = no metrics served. */
+    metricsAddress?: string;
+    /** Payload key files, the first encrypting; absent = payloads in clear. */
+    payloadKeyFiles?: string[];
+    auditLog: string;
+    autoDestroyIntervalMs: number;
   };
-  if (!(
-    Number.isInteger(migration.portMin) &&
-    Number.isInteger(migration.portMax) &&
-    migration.portMin > 0 &&
-    migration.portMin <= migration.portMax &&
-    migration.portMax < 65536
-  )) {
-    throw new HostConfigError(`bad migration port range ${migration.portMin}-${migration.portMax}`);
-  }
-  const tunnel = tunnelConfig(env, file.tunnel);
-  const qemuBinary = env.VMFERRY_QEMU_BINARY ?? file.qemuBinary ?? 'qemu-system-x86_64';
-  const emulators = loadEmulators(env.VMFERRY_HOST_EMULATORS?.split(':') ?? file.emulators, qemuBinary, env.PATH);
+  /** Test-only fault points armed in this worker (support/fault-points.ts). */
+  faults: { points: ReadonlyMap<string, FaultAction>; dir: string };
+}
+
+export { HostConfigError } from './host-env.js';
+export type { HostConfigFile } from './host-config-file.js';
+
+/** The host worker's whole configuration, from its environment (`env`) and the file it names; nothing else reads either. */
+export function loadHostConfig(env: Env = process.env): HostConfig {
+  const e = readHostEnv(env);
+  const file: HostConfigFile = e.VMFERRY_HOST_CONFIG ? readHostConfigFile(e.VMFERRY_HOST_CONFIG) : {};
+  const name = e.VMFERRY_HOST_NAME ?? file.name ?? 'host-a';
+  if (!HOST_NAME_PATTERN.test(name)) throw new HostConfigError(`host name ${JSON.stringify(name)} must match ${HOST_NAME_PATTERN}`);
+  const base = resolve(e.VMFERRY_HOST_BASE_DIR ?? join(process.cwd(), '.state', 'hosts', name));
+  const stateDir = resolve(e.VMFERRY_HOST_STATE_DIR ?? file.stateDir ?? join(base, 'state'));
+  const runDir = resolve(e.VMFERRY_HOST_RUN_DIR ?? file.runDir ?? join(base, 'run'));
+  const logDir = resolve(e.VMFERRY_HOST_LOG_DIR ?? file.logDir ?? join(base, 'log'));
+  const memoryBackingDir = resolve(e.VMFERRY_HOST_MEMORY_DIR ?? file.memoryBackingDir ?? join('/dev/shm', `vmferry-${name}`));
+  const protocolVersions = e.VMFERRY_HOST_PROTOCOLS ?? file.protocolVersions ?? [2, 3];
+  const migration = {
+    address: e.VMFERRY_HOST_MIGRATION_ADDRESS ?? file.migration?.address ?? '127.0.0.1',
+    portMin: e.VMFERRY_HOST_MIGRATION_PORT_MIN ?? file.migration?.portMin ?? 49152,
+    portMax: e.VMFERRY_HOST_MIGRATION_PORT_MAX ?? file.migration?.portMax ?? 49215,
+    ...(e.VMFERRY_MIGRATION_STALL_TIMEOUT_MS !== undefined ? { stallTimeoutMs: e.VMFERRY_MIGRATION_STALL_TIMEOUT_MS } : {}),
+  };
+  if (migration.portMin > migration.portMax) throw new HostConfigError(`bad migration port range ${migration.portMin}-${migration.portMax}`);
+  const tunnel = tunnelConfig(
+    {
+      listen: e.VMFERRY_HOST_TUNNEL_LISTEN,
+      caFile: e.VMFERRY_HOST_TUNNEL_CA,
+      certFile: e.VMFERRY_HOST_TUNNEL_CERT,
+      keyFile: e.VMFERRY_HOST_TUNNEL_KEY,
+    },
+    file.tunnel,
+  );
+  const qemuBinary = e.VMFERRY_QEMU_BINARY ?? file.qemuBinary ?? 'qemu-system-x86_64';
+  const emulators = loadEmulators(e.VMFERRY_HOST_EMULATORS ?? file.emulators, qemuBinary, env.PATH);
   for (const dir of [stateDir, runDir, logDir, memoryBackingDir]) {
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     chmodSync(dir, 0o700);
   }
   return {
     name,
-    hostUuid: env.VMFERRY_HOST_UUID ?? file.hostUuid ?? persistentHostUuid(stateDir),
+    hostUuid: e.VMFERRY_HOST_UUID ?? file.hostUuid ?? persistentHostUuid(stateDir),
     stateDir,
     runDir,
     logDir,
@@ -86,26 +99,35 @@ export function loadHostConfig(env: NodeJS.ProcessEnv = process.env): HostConfig
     emulators,
     protocolVersions,
     migration,
-    saveDirs: (env.VMFERRY_SAVE_DIRS?.split(':') ?? file.saveDirs ?? [])
+    saveDirs: (e.VMFERRY_SAVE_DIRS ?? file.saveDirs ?? [])
       .filter((d) => d.length > 0)
       .map((d) => {
         if (!isAbsolute(d)) throw new HostConfigError(`save directory ${JSON.stringify(d)} must be absolute`);
         return resolve(d);
       }),
     temporal: {
-      address: env.TEMPORAL_ADDRESS ?? file.temporal?.address ?? '127.0.0.1:7233',
-      namespace: env.TEMPORAL_NAMESPACE ?? file.temporal?.namespace ?? 'default',
+      address: e.TEMPORAL_ADDRESS ?? file.temporal?.address ?? DEFAULT_TEMPORAL_ADDRESS,
+      namespace: e.TEMPORAL_NAMESPACE ?? file.temporal?.namespace ?? DEFAULT_NAMESPACE,
     },
     ...(tunnel ? { tunnel } : {}),
+    security: securityConfigOf(e, { rememberDir: join(stateDir, 'security') }),
+    worker: {
+      logLevel: e.VMFERRY_LOG_LEVEL,
+      ...(e.VMFERRY_METRICS_ADDRESS ? { metricsAddress: e.VMFERRY_METRICS_ADDRESS } : {}),
+      ...(e.VMFERRY_PAYLOAD_KEY_FILE ? { payloadKeyFiles: e.VMFERRY_PAYLOAD_KEY_FILE } : {}),
+      auditLog: e.VMFERRY_AUDIT_LOG ?? join(logDir, 'audit.log'),
+      autoDestroyIntervalMs: e.VMFERRY_AUTO_DESTROY_INTERVAL_MS,
+    },
+    faults: { points: e.VMFERRY_FAULTS, dir: e.VMFERRY_FAULT_DIR },
   };
 }
 
 /** All four settings or none: a half-configured tunnel is an error at start, not a surprise at migration time. */
-function tunnelConfig(env: NodeJS.ProcessEnv, file: Partial<TunnelConfig> | undefined): TunnelConfig | undefined {
-  const listen = env.VMFERRY_HOST_TUNNEL_LISTEN ?? file?.listen;
-  const caFile = env.VMFERRY_HOST_TUNNEL_CA ?? file?.caFile;
-  const certFile = env.VMFERRY_HOST_TUNNEL_CERT ?? file?.certFile;
-  const keyFile = env.VMFERRY_HOST_TUNNEL_KEY ?? file?.keyFile;
+function tunnelConfig(fromEnv: Partial<TunnelConfig>, file: Partial<TunnelConfig> | undefined): TunnelConfig | undefined {
+  const listen = fromEnv.listen ?? file?.listen;
+  const caFile = fromEnv.caFile ?? file?.caFile;
+  const certFile = fromEnv.certFile ?? file?.certFile;
+  const keyFile = fromEnv.keyFile ?? file?.keyFile;
   const given = [listen, caFile, certFile, keyFile].filter((v) => v !== undefined && v !== '');
   if (given.length === 0) return undefined;
   if (given.length !== 4 || !listen || !caFile || !certFile || !keyFile) {
@@ -119,16 +141,15 @@ function tunnelConfig(env: NodeJS.ProcessEnv, file: Partial<TunnelConfig> | unde
   return { listen, caFile, certFile, keyFile };
 }
 
-function loadEmulators(configured: unknown, qemuBinary: string, pathEnv: string | undefined): string[] {
+function loadEmulators(configured: string[] | undefined, qemuBinary: string, pathEnv: string | undefined): string[] {
   if (configured === undefined) {
     const own = resolveOnPath(qemuBinary, pathEnv);
     return own === undefined ? [] : [own];
   }
-  if (!Array.isArray(configured)) throw new HostConfigError(`emulators must be a list of absolute paths, got ${JSON.stringify(configured)}`);
   return configured
     .filter((e) => e !== '')
-    .map((e: unknown) => {
-      if (typeof e !== 'string' || !isAbsolute(e)) throw new HostConfigError(`emulator ${JSON.stringify(e)} must be an absolute path`);
+    .map((e) => {
+      if (!isAbsolute(e)) throw new HostConfigError(`emulator ${JSON.stringify(e)} must be an absolute path`);
       return normalize(e);
     });
 }

@@ -14,17 +14,20 @@ import { findFreePort } from './graphics-ports.js';
 import { QmpClient } from '../qemu/qmp-client.js';
 import { DefinitionStore } from './definition-store.js';
 import { DomainLocks } from './domain-lock.js';
+import { JobRecords } from './jobs/records.js';
 import type { HostConfig } from './host-config.js';
 import { isOurProcess, terminate } from '../support/proc.js';
 import { RunningDomain } from './running-domain.js';
 import { listStatusNames, readStatus, removeStatus } from './status-file.js';
 import type { Logger } from 'pino';
-import { createSecurityDriver, securityConfigFromEnv, type SecurityDriver } from '../security/index.js';
+import { createSecurityDriver, type SecurityDriver } from '../security/index.js';
 import { checkEmulator } from './emulators.js';
 
 export class HostRuntime {
   readonly defs: DefinitionStore;
   readonly locks = new DomainLocks();
+  /** Work in flight, on disk: what a restarted worker or the reaper must finish or undo (jobs/recovery.ts). */
+  readonly jobs: JobRecords;
   /** Labels what QEMU touches (images, sockets, descriptors); one per host so remembered labels are shared. */
   readonly security: SecurityDriver;
   private readonly running = new Map<string, RunningDomain>();
@@ -35,7 +38,8 @@ export class HostRuntime {
     readonly log: Logger,
   ) {
     this.defs = new DefinitionStore(config.stateDir);
-    this.security = createSecurityDriver(securityConfigFromEnv(process.env, { rememberDir: join(config.stateDir, 'security') }));
+    this.jobs = new JobRecords(config.stateDir);
+    this.security = createSecurityDriver(config.security);
   }
 
   // ---- recovery --------------------------------------------------------

@@ -6,6 +6,7 @@ import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { TEMPORAL_CLI_VERSION } from '../common/constants.js';
+import { loadLocalConfig, type LocalConfig } from './local-config.js';
 import { userCacheDir } from './paths.js';
 import { which } from '../support/which.js';
 
@@ -29,9 +30,9 @@ function cliVersion(path: string): string | undefined {
   }
 }
 
-/** The env variable wins, then PATH (only at the pinned version or newer), then the cache. */
-export function findTemporalCli(): string | undefined {
-  const fromEnv = process.env.VMFERRY_TEMPORAL_CLI;
+/** The configured CLI (VMFERRY_TEMPORAL_CLI) wins, then PATH (only at the pinned version or newer), then the cache. */
+export function findTemporalCli(local: LocalConfig = loadLocalConfig()): string | undefined {
+  const fromEnv = local.temporalCli;
   if (fromEnv) {
     if (!existsSync(fromEnv)) throw new SetupError(`VMFERRY_TEMPORAL_CLI=${fromEnv} does not exist`);
     return fromEnv;
@@ -63,12 +64,12 @@ function goVersion(go: string): [number, number] | undefined {
   }
 }
 
-export async function buildTemporalCli(log: (line: string) => void): Promise<string> {
+export async function buildTemporalCli(log: (line: string) => void, local: LocalConfig = loadLocalConfig()): Promise<string> {
   // VMFERRY_GO names a toolchain explicitly; /usr/local/go is where the official tarball installs.
   const go =
-    process.env.VMFERRY_GO !== undefined
-      ? existsSync(process.env.VMFERRY_GO)
-        ? process.env.VMFERRY_GO
+    local.go !== undefined
+      ? existsSync(local.go)
+        ? local.go
         : undefined
       : (which('go') ?? (existsSync('/usr/local/go/bin/go') ? '/usr/local/go/bin/go' : undefined));
   const need = `Go >= ${MIN_GO.join('.')} (Debian: apt-get install golang-go is too old on bookworm; install Go from the official tarball or a backport), or set VMFERRY_TEMPORAL_CLI to a temporal CLI >= ${TEMPORAL_CLI_VERSION}`;
@@ -98,6 +99,6 @@ export async function buildTemporalCli(log: (line: string) => void): Promise<str
   return target;
 }
 
-export async function ensureTemporalCli(log: (line: string) => void): Promise<string> {
-  return findTemporalCli() ?? (await buildTemporalCli(log));
+export async function ensureTemporalCli(log: (line: string) => void, local: LocalConfig = loadLocalConfig()): Promise<string> {
+  return findTemporalCli(local) ?? (await buildTemporalCli(log, local));
 }

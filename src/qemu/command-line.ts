@@ -3,8 +3,13 @@
 // /proc/<pid>/cmdline would show them) and then starts the CPUs itself.
 import { accessSync, constants } from 'node:fs';
 import { ErrorType, vmError } from '../common/errors.js';
-import type { DiskDef, DomainDef, GraphicsDef } from '../domain/domain-model.js';
-import { usbControllerArgs } from './usb-controller.js';
+import type { DomainDef } from '../domain/domain-model.js';
+import { balloonArgs } from './devices/balloon.js';
+import { diskArgs } from './devices/disk.js';
+import { graphicsArgs } from './devices/graphics.js';
+import { q } from './devices/quote.js';
+import { serialArgs } from './devices/serial.js';
+import { usbControllerArgs } from './devices/usb-controller.js';
 
 export interface CommandLinePaths {
   qmpSocket: string;
@@ -12,11 +17,6 @@ export interface CommandLinePaths {
   memoryBackingFile?: string;
   /** Extra devices/options the caller adds (e.g. -incoming defer). */
   extra?: string[];
-}
-
-/** QEMU's option parser treats ',' as a separator; a literal comma is written twice. */
-function q(value: string): string {
-  return value.replace(/,/g, ',,');
 }
 
 const BOOT_LETTERS: Record<string, string> = { hd: 'c', cdrom: 'd', network: 'n', fd: 'a' };
@@ -37,54 +37,6 @@ function cpuArgs(def: DomainDef, accel: string): string[] {
   if (cpu.mode === 'host-passthrough' || cpu.mode === 'host-model') return ['-cpu', accel === 'kvm' ? 'host' : 'max'];
   if (cpu.mode === 'maximum') return ['-cpu', 'max'];
   return cpu.model ? ['-cpu', q(cpu.model)] : [];
-}
-
-function diskArgs(disk: DiskDef, index: number, state: { ahci: boolean }): string[] {
-  const dev = disk.target.dev;
-  if (disk.type !== 'file') throw vmError(ErrorType.ConfigUnsupported, `disk ${dev}: only type='file' disks are supported`);
-  const drive = [`if=none`, `id=drive-${dev}`];
-  if (disk.source?.file) drive.unshift(`file=${q(disk.source.file)}`);
-  if (disk.driver?.type) drive.push(`format=${disk.driver.type}`);
-  if (disk.driver?.cache && disk.driver.cache !== 'default') drive.push(`cache=${disk.driver.cache}`);
-  if (disk.readonly || disk.device === 'cdrom') drive.push('readonly=on');
-  const bus = disk.target.bus ?? (dev.startsWith('vd') ? 'virtio' : 'ide');
-  const args = ['-drive', drive.join(',')];
-  const id = `ua-${dev}`;
-  switch (bus) {
-    case 'virtio':
-      if (disk.device === 'cdrom') throw vmError(ErrorType.ConfigUnsupported, `disk ${dev}: a cdrom cannot sit on a virtio bus`);
-      return [...args, '-device', `virtio-blk-pci,drive=drive-${dev},id=${id}`];
-    case 'ide':
-      return [...args, '-device', `${disk.device === 'cdrom' ? 'ide-cd' : 'ide-hd'},drive=drive-${dev},id=${id}`];
-    case 'sata': {
-      const pre = state.ahci ? [] : ['-device', 'ahci,id=sata0'];
-      state.ahci = true;
-      return [...pre, ...args, '-device', `${disk.device === 'cdrom' ? 'ide-cd' : 'ide-hd'},drive=drive-${dev},id=${id},bus=sata0.${index}`];
-    }
-    default:
-      throw vmError(ErrorType.ConfigUnsupported, `disk ${dev}: bus '${bus}' is not supported`);
-  }
-}
-
-function listenAddress(g: GraphicsDef): string {
-  return g.listens.find((l) => l.type === 'address')?.address ?? g.listen ?? '127.0.0.1';
-}
-
-function graphicsArgs(g: GraphicsDef, spicePort: number | undefined): string[] {
-  const addr = listenAddress(g);
-  const host = addr.includes(':') ? `[${addr}]` : addr;
-  if (g.type === 'vnc') {
-    const auto = g.autoport || g.port === undefined || g.port < 0;
-    // to=99 lets QEMU pick the first free display itself: no race with another guest.
-    const display = auto ? `${host}:0,to=99` : `${host}:${(g.port ?? 5900) - 5900}`;
-    return ['-vnc', `${display}${g.passwd !== undefined ? ',password=on' : ''}`];
-  }
-  if (g.type === 'spice') {
-    const opts = [`port=${spicePort ?? g.port}`, `addr=${addr}`];
-    if (g.passwd === undefined) opts.push('disable-ticketing=on');
-    return ['-spice', opts.join(',')];
-  }
-  throw vmError(ErrorType.ConfigUnsupported, `graphics type '${g.type}' is not supported`);
 }
 
 export function buildQemuArgs(def: DomainDef, paths: CommandLinePaths & { spicePorts?: number[] }): string[] {
@@ -132,20 +84,7 @@ export function buildQemuArgs(def: DomainDef, paths: CommandLinePaths & { spiceP
   for (const g of def.devices.graphics) {
     args.push(...graphicsArgs(g, g.type === 'spice' ? paths.spicePorts?.[spiceIndex++] : undefined));
   }
-  def.devices.serials.forEach((s, i) => {
-    if (s.type !== 'pty') throw vmError(ErrorType.ConfigUnsupported, `serial ${i}: only type='pty' is supported`);
-    args.push('-chardev', `pty,id=charserial${i}`, '-device', `isa-serial,chardev=charserial${i},id=serial${i}`);
-  });
-  for (const c of def.devices.consoles) {
-    // A serial-type console is the first serial port seen from the other side: libvirt formats both.
-    if (c.targetType !== undefined && c.targetType !== 'serial')
-      throw vmError(ErrorType.ConfigUnsupported, `console target '${c.targetType}' is not supported`);
-  }
-  const balloon = def.devices.memballoon?.model;
-  if (balloon && balloon !== 'none') {
-    if (!balloon.startsWith('virtio')) throw vmError(ErrorType.ConfigUnsupported, `memballoon model '${balloon}' is not supported`);
-    args.push('-device', 'virtio-balloon-pci,id=balloon0');
-  }
+  args.push(...serialArgs(def), ...balloonArgs(def));
   args.push(...(paths.extra ?? []));
   return args;
 }

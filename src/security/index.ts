@@ -12,4 +12,3 @@ export { SelinuxDriver, SELINUX_ATTR, defaultImageLabel, mcsCategories, selinuxK
 export { StackDriver } from './stack.js';
 export { AttrToolsXattr, XattrError, type XattrBackend } from './xattr.js';
 export { restoreFailuresOf, type RestoreFailure } from './errors.js';
-export { securityConfigFromEnv } from './from-env.js';

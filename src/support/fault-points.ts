@@ -1,10 +1,11 @@
 // Test-only fault injection at named steps of a job, so a test can fail a component
-// at an exact phase instead of guessing with timing. Off unless VMFERRY_FAULTS is set
-// (never set it in production). Format: comma-separated `point=action`, where action is
+// at an exact phase instead of guessing with timing. Off unless the host worker arms
+// points at start (from VMFERRY_FAULTS, through its config; never set in production).
+// Format: comma-separated `point=action`, where action is
 //   crash  the host worker process dies at once (SIGKILL to itself: no cleanup runs)
 //   fail   the step throws OperationFailed
 //   hold   the step waits until the test removes the marker file
-//          <VMFERRY_FAULT_DIR>/<point>.held, which it creates when it gets there
+//          <fault dir>/<point>.held (VMFERRY_FAULT_DIR), which it creates when it gets there
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ErrorType, vmError } from '../common/errors.js';
@@ -25,9 +26,17 @@ export function parseFaults(spec: string | undefined): Map<string, FaultAction> 
   return faults;
 }
 
-const faults = parseFaults(process.env.VMFERRY_FAULTS);
+// Process-wide on purpose: the points sit deep in job steps, and only the worker's entry point arms them.
+let faults: ReadonlyMap<string, FaultAction> = new Map();
+let faultDir = '/tmp';
 
-export function heldMarker(point: string, dir = process.env.VMFERRY_FAULT_DIR ?? '/tmp'): string {
+/** Arms the points for this process (the host worker, once, from its config). */
+export function armFaults(config: { points: ReadonlyMap<string, FaultAction>; dir: string }): void {
+  faults = config.points;
+  faultDir = config.dir;
+}
+
+export function heldMarker(point: string, dir = faultDir): string {
   return join(dir, `${point}.held`);
 }
 

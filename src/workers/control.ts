@@ -1,17 +1,18 @@
 // Control worker: runs the workflows on task queue vmferry-control. It holds no
 // host state; everything it learns comes back from host activities.
 import { NativeConnection, Worker } from '@temporalio/worker';
-import { CONTROL_TASK_QUEUE, DEFAULT_NAMESPACE, DEFAULT_TEMPORAL_ADDRESS } from '../common/constants.js';
-import { dataConverterFromEnv } from '../codec/key-file.js';
+import { CONTROL_TASK_QUEUE } from '../common/constants.js';
+import { dataConverterFor } from '../codec/key-file.js';
+import { loadControlConfig } from './control-config.js';
 import { createLogger, installTemporalLogging } from './logging.js';
 import { workflowInterceptorModules, workflowsPath } from './workflows-path.js';
 
 async function main(): Promise<void> {
-  const log = createLogger({ role: 'control-worker' });
-  installTemporalLogging(log);
-  const address = process.env.TEMPORAL_ADDRESS ?? DEFAULT_TEMPORAL_ADDRESS;
-  const namespace = process.env.TEMPORAL_NAMESPACE ?? DEFAULT_NAMESPACE;
-  const dataConverter = dataConverterFromEnv();
+  const config = loadControlConfig();
+  const log = createLogger({ role: 'control-worker' }, config.logLevel);
+  installTemporalLogging(log, config.metricsAddress);
+  const { address, namespace } = config.temporal;
+  const dataConverter = dataConverterFor(config.payloadKeyFiles);
   const connection = await NativeConnection.connect({ address });
   const worker = await Worker.create({
     connection,
@@ -19,13 +20,13 @@ async function main(): Promise<void> {
     dataConverter,
     taskQueue: CONTROL_TASK_QUEUE,
     // A prebuilt bundle (tests, deployments) skips webpack at start-up.
-    ...(process.env.VMFERRY_WORKFLOW_BUNDLE
-      ? { workflowBundle: { codePath: process.env.VMFERRY_WORKFLOW_BUNDLE } }
+    ...(config.workflowBundle
+      ? { workflowBundle: { codePath: config.workflowBundle } }
       : { workflowsPath: workflowsPath(), interceptors: { workflowModules: workflowInterceptorModules() } }),
     identity: `control-worker@${process.pid}`,
     // After a control worker dies, its workflows' next tasks wait this long on its sticky queue before
     // any other worker gets them (SDK default 10 s); a supervisor that restarts it fast may want less.
-    ...(process.env.VMFERRY_STICKY_QUEUE_TIMEOUT_MS ? { stickyQueueScheduleToStartTimeout: Number(process.env.VMFERRY_STICKY_QUEUE_TIMEOUT_MS) } : {}),
+    ...(config.stickyQueueTimeoutMs !== undefined ? { stickyQueueScheduleToStartTimeout: config.stickyQueueTimeoutMs } : {}),
   });
   const stop = (): void => worker.shutdown();
   process.once('SIGINT', stop);

@@ -10,27 +10,33 @@ import { createDumpActivities } from '../activities/dump-activities.js';
 import { createSaveActivities } from '../activities/save-activities.js';
 import { loadHostConfig } from '../host/host-config.js';
 import { HostRuntime } from '../host/host-runtime.js';
+import { createJobDeps } from '../host/jobs/deps.js';
+import { recoverJobs } from '../host/jobs/recovery.js';
 import { createLogger, installTemporalLogging } from './logging.js';
 import { startTunnelServer } from '../host/migration/host-tunnel.js';
 import { auditInterceptor, createAuditLogger } from './audit.js';
-import { join } from 'node:path';
-import { dataConverterFromEnv } from '../codec/key-file.js';
+import { dataConverterFor } from '../codec/key-file.js';
+import { armFaults } from '../support/fault-points.js';
 
 async function main(): Promise<void> {
   // Everything this worker and its QEMUs create (sockets, images, logs) is private to the service user.
   process.umask(0o077);
   const config = loadHostConfig();
-  const log = createLogger({ host: config.name, role: 'host-worker' });
-  installTemporalLogging(log);
+  armFaults(config.faults);
+  const log = createLogger({ host: config.name, role: 'host-worker' }, config.worker.logLevel);
+  installTemporalLogging(log, config.worker.metricsAddress);
   const rt = new HostRuntime(config, log);
-  const auditPath = process.env.VMFERRY_AUDIT_LOG ?? join(config.logDir, 'audit.log');
+  const auditPath = config.worker.auditLog;
   const audit = createAuditLogger(auditPath);
   await rt.reconnectAll();
+  const jobs = createJobDeps(rt);
+  // Jobs a killed worker left are recovered now; the save family's activities wait for it before new work.
+  const recovered = recoverJobs(jobs).catch((err: unknown) => jobs.log.error({ err }, 'recovering jobs left by a previous worker failed'));
   // Tunnelled migration's listener, when certificates are configured (before the worker takes tasks).
   const tunnel = await startTunnelServer(rt);
   const connection = await NativeConnection.connect({ address: config.temporal.address });
-  const reaper = startAutoDestroyReaper(rt, connection);
-  const dataConverter = dataConverterFromEnv();
+  const reaper = startAutoDestroyReaper(jobs, connection, { intervalMs: config.worker.autoDestroyIntervalMs });
+  const dataConverter = dataConverterFor(config.worker.payloadKeyFiles);
   const worker = await Worker.create({
     connection,
     namespace: config.temporal.namespace,
@@ -39,9 +45,9 @@ async function main(): Promise<void> {
     activities: {
       ...createDomainActivities(rt),
       ...createJobControlActivities(rt),
-      ...createMigrationActivities(rt),
-      ...createDumpActivities(rt),
-      ...createSaveActivities(rt),
+      ...createMigrationActivities(rt, jobs.ports),
+      ...createDumpActivities(jobs),
+      ...createSaveActivities(jobs, recovered),
     },
     // Long activities (saves, migrations) get time to reach a safe point on shutdown.
     shutdownGraceTime: '10 seconds',

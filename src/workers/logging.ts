@@ -2,9 +2,10 @@
 // Runtime logger) come out as the same one-JSON-line-per-event stream.
 import { DefaultLogger, Runtime, makeTelemetryFilterString, type LogLevel, type LogMetadata } from '@temporalio/worker';
 import { pino, type Logger } from 'pino';
+import type { LogLevel as PinoLevel } from '../common/config-schema.js';
 
-export function createLogger(bindings: Record<string, unknown>): Logger {
-  return pino({ level: process.env.VMFERRY_LOG_LEVEL ?? 'info', base: { pid: process.pid, ...bindings } });
+export function createLogger(bindings: Record<string, unknown>, level: PinoLevel): Logger {
+  return pino({ level, base: { pid: process.pid, ...bindings } });
 }
 
 const PINO_LEVEL: Record<LogLevel, 'trace' | 'debug' | 'info' | 'warn' | 'error'> = {
@@ -16,10 +17,10 @@ const PINO_LEVEL: Record<LogLevel, 'trace' | 'debug' | 'info' | 'warn' | 'error'
 };
 
 /**
- * Routes the SDK's logs through pino and, when VMFERRY_METRICS_ADDRESS (host:port) is
- * set, serves the runtime's metrics, ours included, for Prometheus at /metrics.
+ * Routes the SDK's logs through pino and, given a metrics address (host:port,
+ * VMFERRY_METRICS_ADDRESS), serves the runtime's metrics, ours included, for Prometheus at /metrics.
  */
-export function installTemporalLogging(log: Logger, metricsAddress = process.env.VMFERRY_METRICS_ADDRESS): void {
+export function installTemporalLogging(log: Logger, metricsAddress: string | undefined): void {
   const sdkLog = log.child({ component: 'temporal-sdk' });
   Runtime.install({
     logger: new DefaultLogger('INFO', (entry) => {

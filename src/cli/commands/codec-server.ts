@@ -1,9 +1,8 @@
 // vmferry codec-server: serves the payload codec (VMFERRY_PAYLOAD_KEY_FILE) to the
 // Web UI and the Temporal CLI until interrupted. Needs no Temporal connection.
 import type { AddressInfo } from 'node:net';
-import { AesGcmPayloadCodec } from '../../codec/aes-gcm-codec.js';
 import { createCodecServer } from '../../codec/codec-server.js';
-import { PAYLOAD_KEY_FILE_ENV, readPayloadKey } from '../../codec/key-file.js';
+import { payloadCodecFor } from '../../codec/key-file.js';
 import { stringOpt } from '../args.js';
 import { UsageError } from '../exit-codes.js';
 import type { Verb } from '../verb.js';
@@ -21,14 +20,8 @@ export const codecServerVerb: Verb = {
   options: { listen: { type: 'string' }, 'ui-origin': { type: 'string', multiple: true } },
   local: true,
   async run(ctx, _args, opts) {
-    const keyFiles = process.env[PAYLOAD_KEY_FILE_ENV];
-    if (!keyFiles) throw new UsageError(`set ${PAYLOAD_KEY_FILE_ENV} to the key file the workers use`);
-    const codec = new AesGcmPayloadCodec(
-      keyFiles
-        .split(':')
-        .filter((p) => p)
-        .map(readPayloadKey),
-    );
+    if (!ctx.payloadKeyFiles) throw new UsageError('set VMFERRY_PAYLOAD_KEY_FILE to the key file the workers use');
+    const codec = payloadCodecFor(ctx.payloadKeyFiles);
     const { host, port } = listenAddress(stringOpt(opts.listen) ?? '127.0.0.1:8888');
     const origins = Array.isArray(opts['ui-origin']) ? opts['ui-origin'] : ['http://localhost:8233', 'http://127.0.0.1:8233'];
     const server = createCodecServer(codec, { allowedOrigins: origins });

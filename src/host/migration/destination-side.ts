@@ -15,7 +15,6 @@ import type { RunningDomain } from '../running-domain.js';
 import type { QmpEvent } from '../../qemu/qmp-client.js';
 import { checkDiskSafety, checkNotSameHost } from '../../migration/checks.js';
 import { formatMigrationCookie, parseMigrationCookie, type MigrationCookie } from '../../migration/cookie.js';
-import { recordOf, removeRecord, updateRecord, writeRecord } from '../../migration/job-record.js';
 import { eventTimeMs, type QemuMigrationInfo } from './monitor.js';
 import { graphicsFor, listenIncoming, preallocate } from './incoming-qemu.js';
 import { destinationCapabilities, setCapabilities } from '../../migration/params.js';
@@ -60,7 +59,7 @@ export async function prepare(d: DestinationDeps, a: PrepareArgs): Promise<Prepa
   const destName = a.dname ?? a.domain;
   const uuid = normalizeUuid(a.uuid);
   if (uuid === undefined) throw vmError(ErrorType.OperationInvalid, `bad domain UUID '${a.uuid}'`);
-  const again = recordOf(rt.config.runDir, destName, a.jobId);
+  const again = rt.jobs.find(destName, a.jobId, 'migrate-in');
   if (again && (again.flags.includes('offline') || (rt.getRunning(destName)?.pid === again.pid && again.uri !== undefined))) {
     const tunnel = again.tunnel ? { tunnel: { endpoint: again.tunnel.endpoint, token: again.tunnel.token, name: destName } } : {};
     return {
@@ -112,8 +111,8 @@ export async function prepare(d: DestinationDeps, a: PrepareArgs): Promise<Prepa
 
   rt.locks.beginJob(destName, a.jobId, 'migrateIn', 'prepare');
   // Registered for auto-destroy before QEMU exists: a crash in between leaves a record, never an orphan.
-  writeRecord(rt.config.runDir, {
-    role: 'in',
+  rt.jobs.write({
+    kind: 'migrate-in',
     name: destName,
     uuid,
     jobId: a.jobId,
@@ -130,7 +129,7 @@ export async function prepare(d: DestinationDeps, a: PrepareArgs): Promise<Prepa
     if (a.flags.includes('offline')) return { name: destName, uri: '' };
     if (running) throw vmError(ErrorType.OperationInvalid, `domain '${destName}' is already active on this host`);
     dom = await rt.launch(def, { incoming: true, requestId: a.jobId });
-    updateRecord(rt.config.runDir, destName, a.jobId, { pid: dom.pid });
+    rt.jobs.patch(destName, a.jobId, 'migrate-in', { pid: dom.pid });
     await faultPoint('migrate.prepare');
     await setCapabilities(dom.qmp, destinationCapabilities(a.flags));
     await preallocate(rt, dom, def);
@@ -140,9 +139,9 @@ export async function prepare(d: DestinationDeps, a: PrepareArgs): Promise<Prepa
       const { endpoint } = hostTls;
       const uri = `tunnel:${endpoint}`;
       const token = randomBytes(32).toString('base64url');
-      updateRecord(rt.config.runDir, destName, a.jobId, { tunnel: { endpoint, token, sourceHost: a.sourceHost! } });
+      rt.jobs.patch(destName, a.jobId, 'migrate-in', { tunnel: { endpoint, token, sourceHost: a.sourceHost! } });
       const cookie = a.protocol === 3 ? await prepareCookie(rt, dom, def, a, uuid) : undefined;
-      updateRecord(rt.config.runDir, destName, a.jobId, { uri, ...(cookie ? { cookie } : {}) });
+      rt.jobs.patch(destName, a.jobId, 'migrate-in', { uri, ...(cookie ? { cookie } : {}) });
       rt.log.info({ domain: destName, job: a.jobId, phase: 'prepare', endpoint, source: a.sourceHost, pid: dom.pid }, 'incoming tunnelled migration prepared');
       return { name: destName, uri, tunnel: { endpoint, token, name: destName }, ...(cookie ? { cookie } : {}) };
     }
@@ -150,7 +149,7 @@ export async function prepare(d: DestinationDeps, a: PrepareArgs): Promise<Prepa
     // A wildcard listen is reached through the host's name.
     const uri = formatMigrationUri({ transport: 'tcp', host: WILDCARDS.has(bound.host) ? osHostname() : bound.host, port: bound.port });
     const cookie = a.protocol === 3 ? await prepareCookie(rt, dom, def, a, uuid) : undefined;
-    updateRecord(rt.config.runDir, destName, a.jobId, { port: bound.port, uri, ...(cookie ? { cookie } : {}) });
+    rt.jobs.patch(destName, a.jobId, 'migrate-in', { port: bound.port, uri, ...(cookie ? { cookie } : {}) });
     rt.log.info({ domain: destName, job: a.jobId, phase: 'prepare', uri, pid: dom.pid }, 'incoming migration prepared');
     return { name: destName, uri, port: bound.port, ...(cookie ? { cookie } : {}) };
   } catch (err) {
@@ -184,7 +183,7 @@ async function incomingStatus(dom: RunningDomain): Promise<string | undefined> {
  */
 export async function watchIncoming(d: DestinationDeps, name: string, jobId: string): Promise<void> {
   const { rt } = d;
-  const rec = recordOf(rt.config.runDir, name, jobId);
+  const rec = rt.jobs.find(name, jobId, 'migrate-in');
   const dom = rt.getRunning(name);
   if (!rec) throw vmError(ErrorType.OperationFailed, `no incoming migration of '${name}' for job ${jobId} on ${rt.config.name}`);
   if (!dom || dom.pid !== rec.pid) throw vmError(ErrorType.OperationFailed, `the incoming QEMU for '${name}' on ${rt.config.name} is gone`);
@@ -212,15 +211,15 @@ export async function watchIncoming(d: DestinationDeps, name: string, jobId: str
 
 function forgetIncoming(d: DestinationDeps, name: string, jobId: string): void {
   d.ports.releaseOwner(jobId);
-  const t = recordOf(d.rt.config.runDir, name, jobId)?.tunnel;
+  const t = d.rt.jobs.find(name, jobId, 'migrate-in')?.tunnel;
   if (t) hostTunnel(d.rt)?.server?.dropJob(jobId);
-  removeRecord(d.rt.config.runDir, name, jobId);
+  d.rt.jobs.remove(name, jobId);
   if (d.rt.locks.job(name)?.id === jobId) d.rt.locks.endJob(name, jobId);
 }
 
 /** Kills the incoming QEMU this job started (and only that one), frees its port, forgets the job. */
 export async function abortDestination(d: DestinationDeps, name: string, jobId: string): Promise<void> {
-  const rec = recordOf(d.rt.config.runDir, name, jobId);
+  const rec = d.rt.jobs.find(name, jobId, 'migrate-in');
   const dom = d.rt.getRunning(name);
   if (dom && ((rec?.pid !== undefined && dom.pid === rec.pid) || dom.startRequestId === jobId)) {
     await d.rt.kill(dom);
@@ -249,7 +248,7 @@ export async function finish(d: DestinationDeps, a: FinishArgs): Promise<FinishR
     await abortDestination(d, name, a.jobId);
     return { persistent: rt.defs.has(name) };
   }
-  const rec = recordOf(rt.config.runDir, name, a.jobId);
+  const rec = rt.jobs.find(name, a.jobId, 'migrate-in');
   const dom = rt.getRunning(name);
   if (!rec) {
     // A retried Finish whose first attempt completed.

@@ -5,8 +5,9 @@
 // certificates serve QEMU's own TLS (the tunnel's data and --tls).
 import { hostname } from 'node:os';
 import { ErrorType, vmError } from '../../common/errors.js';
+import type { TunnelSupport } from '../../common/migration-types.js';
 import type { HostRuntime } from '../host-runtime.js';
-import { recordOf } from '../../migration/job-record.js';
+import { tlsIdentity } from './qemu-tls.js';
 import { TunnelServer, type ControlGrant, type DataGrant } from '../../migration/tunnel/server.js';
 import { formatEndpoint, loadTunnelTls, parseEndpoint, type TunnelTls } from '../../migration/tunnel/tls.js';
 import { sameSecret, type TunnelHello } from '../../migration/tunnel/wire.js';
@@ -48,8 +49,8 @@ export function requireTunnel(rt: HostRuntime, what: 'tunnelled' | 'TLS' = 'tunn
 
 /** Whether a control channel may open for a job: a tunnelled job being prepared here, its token, its source host's certificate. */
 export function authorizeControl(rt: HostRuntime, hello: TunnelHello, peerHosts: string[]): ControlGrant {
-  const rec = recordOf(rt.config.runDir, hello.name, hello.jobId);
-  const t = rec?.role === 'in' ? rec.tunnel : undefined;
+  const rec = rt.jobs.find(hello.name, hello.jobId, 'migrate-in');
+  const t = rec?.tunnel;
   if (!rec || !t) return { ok: false, why: `no tunnelled migration of '${hello.name}' for job ${hello.jobId} is being prepared on ${rt.config.name}` };
   if (!sameSecret(hello.token, t.token)) return { ok: false, why: `wrong token for job ${hello.jobId}` };
   if (!peerHosts.includes(t.sourceHost)) {
@@ -62,7 +63,7 @@ const FD_NAME = 'vmf-tunnel-in';
 
 /** The data connection goes to the incoming QEMU of the job, labelled for it, as `migrate-incoming fd:`. */
 export function authorizeData(rt: HostRuntime, hello: TunnelHello): DataGrant {
-  const rec = recordOf(rt.config.runDir, hello.name, hello.jobId);
+  const rec = rt.jobs.find(hello.name, hello.jobId, 'migrate-in');
   const dom = rt.getRunning(hello.name);
   if (!rec?.tunnel || !dom || dom.pid !== rec.pid) return { ok: false, why: `the incoming QEMU for '${hello.name}' is gone` };
   const sctx = { domain: dom.name, uuid: rec.uuid };
@@ -90,4 +91,10 @@ export async function startTunnelServer(rt: HostRuntime): Promise<{ close(): Pro
   t.server = server;
   rt.log.info({ listen: formatEndpoint(bound.host, bound.port), endpoint: t.endpoint }, 'tunnel listener ready');
   return { close: () => server.close() };
+}
+
+/** Whether this host can carry a tunnelled or TLS migration, where peers dial it, and its TLS identity. */
+export function tunnelSupport(rt: HostRuntime): TunnelSupport {
+  const t = hostTunnel(rt);
+  return { host: rt.config.name, configured: t !== undefined, ...(t ? { endpoint: t.endpoint, identity: tlsIdentity(t.tls.cert) } : {}) };
 }

@@ -25,7 +25,6 @@ import type { RunningDomain } from '../running-domain.js';
 import { checkAbiStability, checkDestinationName } from '../../migration/abi-check.js';
 import { checkDiskSafety, checkNoSnapshots, checkSourceState } from '../../migration/checks.js';
 import { formatMigrationCookie, parseMigrationCookie, type MigrationCookie } from '../../migration/cookie.js';
-import { recordOf, removeRecord, updateRecord, writeRecord } from '../../migration/job-record.js';
 import { isMigrationActive, monitorMigration, type QemuMigrationInfo } from './monitor.js';
 import { setCapabilities, setLimits, sourceCapabilities } from '../../migration/params.js';
 import { requireTunnel } from './host-tunnel.js';
@@ -41,15 +40,6 @@ function activityContext(): Context | undefined {
   } catch {
     return undefined;
   }
-}
-
-/**
- * How long an active stream may move no byte before Perform gives up (a cut network
- * stalls TCP for minutes without an error). VMFERRY_MIGRATION_STALL_TIMEOUT_MS, default 60 s.
- */
-function stallTimeoutMs(): number | undefined {
-  const ms = Number(process.env.VMFERRY_MIGRATION_STALL_TIMEOUT_MS);
-  return Number.isInteger(ms) && ms > 0 ? ms : undefined;
 }
 
 function noJob(name: string, jobId: string): Error {
@@ -68,7 +58,7 @@ export async function begin(rt: HostRuntime, a: BeginArgs): Promise<BeginResult>
   if (a.domainUuid !== undefined && normalizeUuid(a.domainUuid) !== info.uuid) {
     throw vmError(ErrorType.OperationInvalid, `domain '${name}' has UUID ${info.uuid}, not ${a.domainUuid}`, { domain: name });
   }
-  const again = recordOf(rt.config.runDir, name, a.jobId);
+  const again = rt.jobs.find(name, a.jobId, 'migrate-out');
   if (!offline && !dom) throw vmError(ErrorType.OperationInvalid, `domain '${name}' is not running (use 'offline' to move its definition)`, { domain: name });
   if (!again) checkSourceState(name, info.state, info.reason, flags);
   checkNoSnapshots(rt.config.stateDir, name);
@@ -106,8 +96,8 @@ export async function begin(rt: HostRuntime, a: BeginArgs): Promise<BeginResult>
   try {
     await faultPoint('migrate.begin');
     if (!again) {
-      writeRecord(rt.config.runDir, {
-        role: 'out',
+      rt.jobs.write({
+        kind: 'migrate-out',
         name,
         uuid: info.uuid,
         jobId: a.jobId,
@@ -121,7 +111,7 @@ export async function begin(rt: HostRuntime, a: BeginArgs): Promise<BeginResult>
     }
     if (dom && !offline) await setLimits(dom.qmp, { bandwidthMiBps: a.bandwidthMiBps, maxDowntimeMs: a.maxDowntimeMs });
   } catch (err) {
-    removeRecord(rt.config.runDir, name, a.jobId);
+    rt.jobs.remove(name, a.jobId);
     rt.locks.endJob(name, a.jobId);
     throw err;
   }
@@ -161,7 +151,7 @@ async function relocateGraphics(rt: HostRuntime, dom: RunningDomain, cookie: Mig
 export async function perform(rt: HostRuntime, a: PerformArgs): Promise<PerformResult> {
   const name = a.domain;
   const dom = rt.requireRunning(name);
-  const rec = recordOf(rt.config.runDir, name, a.jobId);
+  const rec = rt.jobs.find(name, a.jobId, 'migrate-out');
   if (!rec) throw noJob(name, a.jobId);
   const timeoutOpts = timeoutOptions(rt, name, a);
   const job = rt.locks.beginJob(name, a.jobId, 'migrateOut', 'perform');
@@ -210,7 +200,7 @@ export async function perform(rt: HostRuntime, a: PerformArgs): Promise<PerformR
       } else if (dom.state === 'running') {
         dom.setState('running', 'migrating');
       }
-      updateRecord(rt.config.runDir, name, a.jobId, { performStarted: true, protocol: a.protocol });
+      rt.jobs.patch(name, a.jobId, 'migrate-out', { performStarted: true, protocol: a.protocol });
       rt.log.info({ domain: name, job: a.jobId, phase: 'perform', uri: a.uri, tunnelled }, 'starting migration');
       await dom.qmp.execute('migrate', { uri });
       await faultPoint('migrate.perform');
@@ -232,9 +222,10 @@ export async function perform(rt: HostRuntime, a: PerformArgs): Promise<PerformR
       },
       heartbeat: (hb: MigrationHeartbeat) => ctx?.heartbeat(hb),
       abortOnIoError: a.flags.includes('abort-on-error'),
-      stallTimeoutMs: stallTimeoutMs(),
+      // A cut network stalls TCP for minutes without an error: the host's limit on a stream that moves no byte.
+      stallTimeoutMs: rt.config.migration.stallTimeoutMs,
       postcopy: a.flags.includes('postcopy'),
-      onPostcopy: () => updateRecord(rt.config.runDir, name, a.jobId, { postcopyStarted: true }),
+      onPostcopy: () => rt.jobs.patch(name, a.jobId, 'migrate-out', { postcopyStarted: true }),
       ...(tunnel ? { lost: tunnel.lost.signal, afterCancel: () => tunnel?.destroy() } : {}),
       ...timeoutOpts,
     }).catch(async (err: unknown) => {
@@ -286,10 +277,10 @@ async function performed(rt: HostRuntime, a: PerformArgs, job: HostJob, stats: M
  * the reaper once the workflow has closed.
  */
 export async function perform2(rt: HostRuntime, a: PerformArgs): Promise<PerformResult> {
-  const done = recordOf(rt.config.runDir, a.domain, a.jobId);
+  const done = rt.jobs.find(a.domain, a.jobId, 'migrate-out');
   if (done?.completedStats && !rt.getRunning(a.domain)) return { stats: done.completedStats };
   const result = await perform(rt, a);
-  updateRecord(rt.config.runDir, a.domain, a.jobId, { completedStats: result.stats });
+  rt.jobs.patch(a.domain, a.jobId, 'migrate-out', { completedStats: result.stats });
   const dom = rt.getRunning(a.domain);
   if (dom) await killFinishedSource(rt, dom);
   if (a.flags.includes('undefine-source') && rt.defs.has(a.domain)) rt.defs.remove(a.domain);
@@ -300,15 +291,15 @@ export async function perform2(rt: HostRuntime, a: PerformArgs): Promise<Perform
 
 /** v2, after Finish2: drops the record Perform2 left, once the source is really gone. */
 export function forgetSource(rt: HostRuntime, name: string, jobId: string): void {
-  if (rt.getRunning(name) && recordOf(rt.config.runDir, name, jobId)?.completedStats === undefined) return;
-  removeRecord(rt.config.runDir, name, jobId);
+  if (rt.getRunning(name) && rt.jobs.find(name, jobId, 'migrate-out')?.completedStats === undefined) return;
+  rt.jobs.remove(name, jobId);
   if (rt.locks.job(name)?.id === jobId) rt.locks.endJob(name, jobId);
 }
 
 export async function confirm(rt: HostRuntime, a: ConfirmArgs): Promise<ConfirmResult> {
   const name = a.domain;
   if (!a.success) return await abortSource(rt, name, a.jobId, { resumeAfterCompletion: true });
-  const rec = recordOf(rt.config.runDir, name, a.jobId);
+  const rec = rt.jobs.find(name, a.jobId, 'migrate-out');
   if (a.cookie !== undefined) {
     // The destination runs the guest now; a malformed cookie is worth a warning, not a second running copy.
     try {
@@ -330,7 +321,7 @@ export async function confirm(rt: HostRuntime, a: ConfirmArgs): Promise<ConfirmR
     rt.defs.remove(name);
     sourceUndefined = true;
   }
-  removeRecord(rt.config.runDir, name, a.jobId);
+  rt.jobs.remove(name, a.jobId);
   rt.locks.endJob(name, a.jobId);
   rt.log.info({ domain: name, job: a.jobId, phase: 'confirm', sourceUndefined }, 'migration confirmed; source stopped');
   return { sourceUndefined, resumed: false };
@@ -362,7 +353,7 @@ async function migrationStatus(dom: RunningDomain): Promise<string | undefined> 
  * stream only when the caller knows the destination is dead), ends the job.
  */
 export async function abortSource(rt: HostRuntime, name: string, jobId: string, opts: { resumeAfterCompletion: boolean }): Promise<ConfirmResult> {
-  const rec = recordOf(rt.config.runDir, name, jobId);
+  const rec = rt.jobs.find(name, jobId, 'migrate-out');
   const dom = rt.getRunning(name);
   let resumed = false;
   if (rec && dom && !rec.flags.includes('offline')) {
@@ -390,7 +381,7 @@ export async function abortSource(rt: HostRuntime, name: string, jobId: string, 
       dom.setState('running', 'migration-canceled');
     }
   }
-  removeRecord(rt.config.runDir, name, jobId);
+  rt.jobs.remove(name, jobId);
   if (rt.locks.job(name)?.id === jobId) rt.locks.endJob(name, jobId);
   if (rec) rt.log.info({ domain: name, job: jobId, resumed }, 'migration undone on the source');
   return { sourceUndefined: false, resumed };

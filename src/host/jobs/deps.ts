@@ -1,29 +1,35 @@
-// What the save, restore and image activities of one host worker share.
+// What the job code of one host worker shares: the runtime, the job records,
+// the attempts running here, the security driver and the migration ports (the
+// reaper undoes an incoming migration with them).
 import type { Logger } from 'pino';
-import { ErrorType, vmError } from '../common/errors.js';
-import type { SecurityContext, SecurityDriver } from '../security/index.js';
-import type { FdLabeller } from '../saveimage/pipe-label.js';
-import type { HostRuntime } from './host-runtime.js';
-import { JobAttempts } from './job-attempts.js';
-import { SaveJobRecords } from './save-job-record.js';
+import { ErrorType, vmError } from '../../common/errors.js';
+import type { PortAllocator } from '../../migration/port-allocator.js';
+import type { SecurityContext, SecurityDriver } from '../../security/index.js';
+import type { FdLabeller } from '../../saveimage/pipe-label.js';
+import type { HostRuntime } from '../host-runtime.js';
+import { portsFor } from '../migration/ports.js';
+import { JobAttempts } from './attempts.js';
+import type { JobRecords } from './records.js';
 
-export interface SaveDeps {
+export interface JobDeps {
   rt: HostRuntime;
   log: Logger;
-  records: SaveJobRecords;
+  records: JobRecords;
   attempts: JobAttempts;
   security: SecurityDriver;
+  ports: PortAllocator;
   /** When non-empty, saves and dumps may write only below these directories (HostConfig.saveDirs). */
   allowedDirs: string[];
 }
 
-export function createSaveDeps(rt: HostRuntime): SaveDeps {
+export function createJobDeps(rt: HostRuntime): JobDeps {
   return {
     rt,
     log: rt.log.child({ component: 'save' }),
-    records: new SaveJobRecords(rt.config.stateDir),
+    records: rt.jobs,
     attempts: new JobAttempts(),
     security: rt.security,
+    ports: portsFor(rt),
     allowedDirs: rt.config.saveDirs,
   };
 }
@@ -37,7 +43,7 @@ export function checkJobId(jobId: unknown): string {
   return jobId;
 }
 
-export function fdLabeller(deps: SaveDeps, ctx: SecurityContext): FdLabeller {
+export function fdLabeller(deps: JobDeps, ctx: SecurityContext): FdLabeller {
   return {
     labelFd: (fd) => deps.security.labelFd(fd, ctx),
     restoreFd: (fd) => deps.security.restoreFd(fd, ctx),

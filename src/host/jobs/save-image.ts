@@ -3,16 +3,16 @@
 // remove it). The XML is rewritten in place inside the header's data area; the
 // memory stream after it is never read or written.
 import { realpathSync } from 'node:fs';
-import { ErrorType, vmError } from '../common/errors.js';
-import type { ManagedSaveState, SaveImageXmlResult } from '../common/save-types.js';
-import { formatDomainXml, parseDomainXml, withoutSecrets } from '../domain/index.js';
-import { checkAbiStability, checkDestinationName } from '../migration/abi-check.js';
-import { readSaveHeader, rewriteSaveImageXml } from '../saveimage/header.js';
-import { checkImageSource, checkInsideDirs } from '../saveimage/image-path.js';
-import { hasManagedSave, managedSavePath, removeManagedSave } from '../saveimage/managed-save.js';
-import type { SaveDeps } from '../host/save-deps.js';
+import { ErrorType, vmError } from '../../common/errors.js';
+import type { ManagedSaveState, SaveImageXmlResult } from '../../common/save-types.js';
+import { formatDomainXml, parseDomainXml, withoutSecrets } from '../../domain/index.js';
+import { checkAbiStability, checkDestinationName } from '../../migration/abi-check.js';
+import { readSaveHeader, rewriteSaveImageXml } from '../../saveimage/header.js';
+import { checkImageSource, checkInsideDirs } from '../../saveimage/image-path.js';
+import { hasManagedSave, managedSavePath, removeManagedSave } from '../../saveimage/managed-save.js';
+import type { JobDeps } from './deps.js';
 
-export function saveImageActivities(deps: SaveDeps, recovered: Promise<void>) {
+export function saveImageJobs(deps: JobDeps, recovered: Promise<void>) {
   const { rt } = deps;
   return {
     /** Graphics passwords are left out unless `securityInfo` (libvirt's save-image-dumpxml --security-info). */

@@ -1,13 +1,13 @@
-// Host activities of the restore job (restore from a file, and the start of a
-// domain from its managed-save image). restoreBegin validates the image header
-// and XML and takes the domain's job; restorePerform starts QEMU waiting for
-// its state, feeds the stream through the decompressor, and starts the CPUs or
+// The restore job (restore from a file, and the start of a domain from its
+// managed-save image), behind the restore activities. restoreBegin validates
+// the image header and XML and takes the domain's job; restorePerform starts
+// QEMU waiting for its state, feeds the stream through the decompressor, and starts the CPUs or
 // leaves them paused as asked. A failed or cancelled restore kills the QEMU it
 // started: never a half-loaded guest. Retries answer from the job record.
 import { statSync } from 'node:fs';
 import { join } from 'node:path';
-import { Context } from '@temporalio/activity';
-import { ErrorType, isVmError, vmError } from '../common/errors.js';
+import type { Context } from '@temporalio/activity';
+import { ErrorType, isVmError, vmError } from '../../common/errors.js';
 import {
   checkRunState,
   type ManagedStartBeginArgs,
@@ -15,24 +15,24 @@ import {
   type RestoreBeginArgs,
   type RestorePlan,
   type RestoreResult,
-} from '../common/save-types.js';
-import { formatDomainXml, normalizeUuid, parseDomainXml, type DomainDef } from '../domain/index.js';
-import { checkAbiStability, checkDestinationName } from '../migration/abi-check.js';
-import { logTail } from '../qemu/launch.js';
-import { filterCommand } from '../saveimage/compressor.js';
-import { directReader } from '../saveimage/direct-io.js';
-import { readSaveHeader } from '../saveimage/header.js';
-import { checkImageSource } from '../saveimage/image-path.js';
-import { hasManagedSave, managedSavePath, removeManagedSave } from '../saveimage/managed-save.js';
-import { runRestoreStream } from '../saveimage/restore-stream.js';
-import { abortedError } from '../saveimage/stream-control.js';
-import { Heartbeats } from '../support/activity-heartbeat.js';
-import { faultArmed, faultPoint } from '../support/fault-points.js';
-import type { HostJob } from '../host/domain-lock.js';
-import type { RunningDomain } from '../host/running-domain.js';
-import { checkJobId, fdLabeller, securityContext, type SaveDeps } from '../host/save-deps.js';
-import { rollBackAndThrow, settledRecord } from '../host/save-recovery.js';
-import { checkEmulator } from '../host/emulators.js';
+} from '../../common/save-types.js';
+import { formatDomainXml, normalizeUuid, parseDomainXml, type DomainDef } from '../../domain/index.js';
+import { checkAbiStability, checkDestinationName } from '../../migration/abi-check.js';
+import { logTail } from '../../qemu/launch.js';
+import { filterCommand } from '../../saveimage/compressor.js';
+import { directReader } from '../../saveimage/direct-io.js';
+import { readSaveHeader } from '../../saveimage/header.js';
+import { checkImageSource } from '../../saveimage/image-path.js';
+import { hasManagedSave, managedSavePath, removeManagedSave } from '../../saveimage/managed-save.js';
+import { runRestoreStream } from '../../saveimage/restore-stream.js';
+import { abortedError } from '../../saveimage/stream-control.js';
+import { Heartbeats } from '../../support/activity-heartbeat.js';
+import { faultArmed, faultPoint } from '../../support/fault-points.js';
+import type { HostJob } from '../domain-lock.js';
+import type { RunningDomain } from '../running-domain.js';
+import { checkJobId, fdLabeller, securityContext, type JobDeps } from './deps.js';
+import { rollBackAndThrow, settledRecord } from './save-settle.js';
+import { checkEmulator } from '../emulators.js';
 
 /** How long a failed restore waits for its QEMU to exit and say why. */
 const QEMU_EXIT_GRACE_MS = 2000;
@@ -43,7 +43,7 @@ async function settledWithin(p: Promise<unknown>, ms: number): Promise<void> {
   clearTimeout(timer);
 }
 
-export function restoreJobActivities(deps: SaveDeps, recovered: Promise<void>) {
+export function restoreJobs(deps: JobDeps, recovered: Promise<void>) {
   const { rt, records } = deps;
 
   /** Refuses a restore that would make a second copy of a domain or clash with another's name or UUID. */
@@ -192,9 +192,8 @@ export function restoreJobActivities(deps: SaveDeps, recovered: Promise<void>) {
       return await begin(args, checkImageSource(args.path), false);
     },
 
-    async restorePerform(plan: RestorePlan): Promise<RestoreResult> {
+    async restorePerform(plan: RestorePlan, ctx: Context): Promise<RestoreResult> {
       await recovered;
-      const ctx = Context.current();
       const beats = new Heartbeats(ctx, 'perform');
       try {
         return await deps.attempts.run(plan.name, plan.jobId, ctx.cancellationSignal, async (signal) => {

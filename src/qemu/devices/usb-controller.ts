@@ -4,8 +4,8 @@
 // bridge and IDE). The device must sit at the address the guest saw: a saved
 // or migrated stream names it by its PCI path, and QEMU refuses a stream with a
 // section it has no device for. Every other model is refused before QEMU runs.
-import { ErrorType, vmError } from '../common/errors.js';
-import type { DeviceAddress, DomainDef, UsbControllerDef } from '../domain/domain-model.js';
+import { ErrorType, vmError } from '../../common/errors.js';
+import type { DeviceAddress, DomainDef, UsbControllerDef } from '../../domain/domain-model.js';
 
 const DEFAULT_SLOT = 1;
 const DEFAULT_FUNCTION = 2;

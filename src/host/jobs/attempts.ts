@@ -3,7 +3,7 @@
 // (its heartbeats lapsed, say, during a long stall): the new attempt first stops
 // the old one and waits until it has cleaned up, so two pipelines never touch
 // one domain and one image.
-import { ErrorType, vmError } from '../common/errors.js';
+import { ErrorType, vmError } from '../../common/errors.js';
 
 interface Attempt {
   jobId: string;

@@ -1,27 +1,27 @@
 // Bringing a save or restore job back to a consistent state: after a failure in
-// this worker, on the workflow's compensation, and at start-up for jobs a killed
-// worker left behind. A save either finished (its image is complete: the QEMU
+// this worker, on the workflow's compensation, and at start-up (recovery.ts) for
+// jobs a killed worker left behind. A save either finished (its image is complete: the QEMU
 // that was saved must be gone) or is rolled back (partial image removed, QEMU's
 // migration stopped, bandwidth restored, CPUs running again if they ran). A
 // restore either finished (the QEMU it launched holds the whole stream) or its
 // QEMU is killed. Every step is safe to repeat.
 import { rmSync, statSync } from 'node:fs';
 import { setTimeout as delay } from 'node:timers/promises';
-import { killOrphan } from '../saveimage/compressor.js';
-import { readSaveHeader } from '../saveimage/header.js';
-import { abortedError } from '../saveimage/stream-control.js';
-import { removeManagedSave } from '../saveimage/managed-save.js';
-import { queryMigrate } from '../saveimage/stream-progress.js';
-import type { RunningDomain } from './running-domain.js';
-import { securityContext, type SaveDeps } from './save-deps.js';
-import { ErrorType, isVmError } from '../common/errors.js';
-import type { SaveJobRecord } from './save-job-record.js';
-import type { SaveResult } from '../common/save-types.js';
+import { killOrphan } from '../../saveimage/compressor.js';
+import { readSaveHeader } from '../../saveimage/header.js';
+import { abortedError } from '../../saveimage/stream-control.js';
+import { removeManagedSave } from '../../saveimage/managed-save.js';
+import { queryMigrate } from '../../saveimage/stream-progress.js';
+import type { RunningDomain } from '../running-domain.js';
+import { securityContext, type JobDeps } from './deps.js';
+import { ErrorType, isVmError } from '../../common/errors.js';
+import type { SaveJobRecord } from './records.js';
+import type { SaveResult } from '../../common/save-types.js';
 
 const IDLE_STATUSES = new Set(['none', 'completed', 'failed', 'cancelled']);
 const CANCEL_SETTLE_MS = 10_000;
 
-function liveDomainOf(deps: SaveDeps, rec: SaveJobRecord): RunningDomain | undefined {
+function liveDomainOf(deps: JobDeps, rec: SaveJobRecord): RunningDomain | undefined {
   const dom = deps.rt.getRunning(rec.name);
   if (!dom || dom.uuid !== rec.uuid || dom.qmp.isClosed) return undefined;
   if (rec.kind === 'restore') {
@@ -56,13 +56,13 @@ export async function saveImageComplete(rec: SaveJobRecord): Promise<boolean> {
   }
 }
 
-async function restoreLabel(deps: SaveDeps, rec: SaveJobRecord): Promise<void> {
+async function restoreLabel(deps: JobDeps, rec: SaveJobRecord): Promise<void> {
   await deps.security
     .restorePath(rec.path, securityContext(rec.name, rec.uuid))
     .catch((err: unknown) => deps.log.warn({ domain: rec.name, path: rec.path, err }, 'restoring the image label failed'));
 }
 
-export async function rollbackSave(deps: SaveDeps, rec: SaveJobRecord): Promise<void> {
+export async function rollbackSave(deps: JobDeps, rec: SaveJobRecord): Promise<void> {
   for (const h of rec.helpers) killOrphan(h);
   const dom = liveDomainOf(deps, rec);
   if (dom) {
@@ -84,7 +84,7 @@ export async function rollbackSave(deps: SaveDeps, rec: SaveJobRecord): Promise<
  * QEMU's own `quit` ends it at once (a SIGTERM is only noticed by polling /proc);
  * the worker's kill is the fallback when the monitor does not answer.
  */
-async function stopQemu(deps: SaveDeps, dom: RunningDomain): Promise<void> {
+async function stopQemu(deps: JobDeps, dom: RunningDomain): Promise<void> {
   const quit = await dom.qmp.execute('quit', undefined, { timeoutMs: 2000 }).then(
     () => true,
     () => false,
@@ -104,7 +104,7 @@ async function stopQemu(deps: SaveDeps, dom: RunningDomain): Promise<void> {
 }
 
 /** The image is complete: the saved QEMU must not run on (a saved domain is shut off). */
-export async function finishSave(deps: SaveDeps, rec: SaveJobRecord, result?: SaveResult): Promise<void> {
+export async function finishSave(deps: JobDeps, rec: SaveJobRecord, result?: SaveResult): Promise<void> {
   for (const h of rec.helpers) killOrphan(h);
   const dom = liveDomainOf(deps, rec);
   if (dom) await stopQemu(deps, dom);
@@ -123,7 +123,7 @@ export async function finishSave(deps: SaveDeps, rec: SaveJobRecord, result?: Sa
   deps.log.info({ domain: rec.name, job: rec.jobId, path: rec.path }, 'save finished');
 }
 
-export async function rollbackRestore(deps: SaveDeps, rec: SaveJobRecord): Promise<void> {
+export async function rollbackRestore(deps: JobDeps, rec: SaveJobRecord): Promise<void> {
   for (const h of rec.helpers) killOrphan(h);
   const dom = liveDomainOf(deps, rec);
   if (dom) await deps.rt.kill(dom);
@@ -133,7 +133,7 @@ export async function rollbackRestore(deps: SaveDeps, rec: SaveJobRecord): Promi
 }
 
 /** A restore whose QEMU has the whole stream: finish it as the activity would have. */
-async function finishRestoreIfLoaded(deps: SaveDeps, rec: SaveJobRecord): Promise<boolean> {
+async function finishRestoreIfLoaded(deps: JobDeps, rec: SaveJobRecord): Promise<boolean> {
   const dom = liveDomainOf(deps, rec);
   if (!dom || rec.qemuPid === undefined) return false;
   const q = await queryMigrate(dom.qmp).catch(() => undefined);
@@ -150,7 +150,7 @@ async function finishRestoreIfLoaded(deps: SaveDeps, rec: SaveJobRecord): Promis
 }
 
 /** Settles a job that was left running: finish what is finished, undo the rest. */
-export async function settleJob(deps: SaveDeps, rec: SaveJobRecord): Promise<void> {
+export async function settleJob(deps: JobDeps, rec: SaveJobRecord): Promise<void> {
   if (rec.state !== 'running') return;
   if (rec.kind === 'save') {
     if (await saveImageComplete(rec)) await finishSave(deps, rec);
@@ -161,18 +161,18 @@ export async function settleJob(deps: SaveDeps, rec: SaveJobRecord): Promise<voi
 }
 
 /** The job's record once an earlier attempt that a killed worker left running has been settled. */
-export async function settledRecord(deps: SaveDeps, name: string, jobId: string): Promise<SaveJobRecord | undefined> {
-  const prior = deps.records.readJob(name, jobId);
+export async function settledRecord(deps: JobDeps, name: string, jobId: string): Promise<SaveJobRecord | undefined> {
+  const prior = deps.records.readJob(name, jobId, 'save', 'restore');
   if (prior?.state !== 'running') return prior;
   await settleJob(deps, prior);
-  return deps.records.readJob(name, jobId);
+  return deps.records.readJob(name, jobId, 'save', 'restore');
 }
 
 /**
  * A stream that failed: its job is rolled back (a rollback that fails is left to the
  * job's cleanup step), then the first error is reported, or the abort behind it.
  */
-export async function rollBackAndThrow(deps: SaveDeps, rec: SaveJobRecord, err: unknown, wasAborted: boolean): Promise<never> {
+export async function rollBackAndThrow(deps: JobDeps, rec: SaveJobRecord, err: unknown, wasAborted: boolean): Promise<never> {
   try {
     await (rec.kind === 'save' ? rollbackSave(deps, rec) : rollbackRestore(deps, rec));
   } catch (rollbackErr) {
@@ -180,33 +180,4 @@ export async function rollBackAndThrow(deps: SaveDeps, rec: SaveJobRecord, err: 
   }
   if (wasAborted && !isVmError(err, ErrorType.OperationAborted)) throw abortedError(rec.kind);
   throw err;
-}
-
-/**
- * At worker start-up, after reconnectAll: settles every job a previous worker
- * left running. The domains are held for the duration (taken before the first
- * await, so no activity slips in), then released: the workflow's retried
- * activity takes its job again and finds the record settled.
- */
-export async function recoverSaveJobs(deps: SaveDeps): Promise<void> {
-  const todo: SaveJobRecord[] = [];
-  for (const name of deps.records.names()) {
-    try {
-      const rec = deps.records.read(name);
-      if (!rec || rec.state !== 'running') continue;
-      deps.rt.locks.beginJob(name, rec.jobId, rec.type, 'recovery');
-      todo.push(rec);
-    } catch (err) {
-      deps.log.error({ domain: name, err }, 'cannot read or take a job left by a previous worker');
-    }
-  }
-  for (const rec of todo) {
-    try {
-      await settleJob(deps, rec);
-    } catch (err) {
-      deps.log.error({ domain: rec.name, job: rec.jobId, err }, 'recovering a job left by a previous worker failed; the workflow retries it');
-    } finally {
-      deps.rt.locks.endJob(rec.name, rec.jobId);
-    }
-  }
 }

@@ -1,0 +1,49 @@
+// Job control that must reach a running QEMU within a second: abort, speed and
+// max downtime. Each is its own short activity on the domain's host, so a
+// signal to the workflow turns into a QMP command without waiting for the long
+// activity's next heartbeat.
+import { ErrorType, vmError } from '../../common/errors.js';
+import { invalidDowntime, invalidSpeed } from '../../common/job-messages.js';
+import type { HostRuntime } from '../host-runtime.js';
+import { bandwidthBytes } from '../../migration/params.js';
+
+function jobOf(rt: HostRuntime, name: string, jobId: string) {
+  const job = rt.locks.job(name);
+  if (!job || job.id !== jobId) return undefined;
+  return job;
+}
+
+export function jobControl(rt: HostRuntime) {
+  return {
+    /** Idempotent: aborting a job that already ended, or twice, is fine. */
+    async abortJob(name: string, jobId: string): Promise<{ aborted: boolean }> {
+      const job = jobOf(rt, name, jobId);
+      if (!job) return { aborted: false };
+      job.abortRequested = true;
+      const dom = rt.getRunning(name);
+      if (dom && !dom.qmp.isClosed) {
+        const acked = await dom.qmp.execute('migrate_cancel').then(
+          () => true,
+          () => false,
+        );
+        // The moment QEMU took the cancel: what a cancel's latency is measured to (bench/save-restore.ts).
+        if (acked) rt.log.info({ domain: name, job: jobId }, 'QEMU acknowledged the abort');
+      }
+      return { aborted: true };
+    },
+
+    async setJobSpeed(name: string, jobId: string, mibps: number): Promise<void> {
+      const why = invalidSpeed(mibps);
+      if (why) throw vmError(ErrorType.OperationInvalid, why);
+      if (!jobOf(rt, name, jobId)) throw vmError(ErrorType.OperationInvalid, `domain '${name}' has no job ${jobId} on this host`);
+      await rt.requireRunning(name).qmp.execute('migrate-set-parameters', { 'max-bandwidth': bandwidthBytes(mibps) });
+    },
+
+    async setJobMaxDowntime(name: string, jobId: string, ms: number): Promise<void> {
+      const why = invalidDowntime(ms);
+      if (why) throw vmError(ErrorType.OperationInvalid, why);
+      if (!jobOf(rt, name, jobId)) throw vmError(ErrorType.OperationInvalid, `domain '${name}' has no job ${jobId} on this host`);
+      await rt.requireRunning(name).qmp.execute('migrate-set-parameters', { 'downtime-limit': ms });
+    },
+  };
+}

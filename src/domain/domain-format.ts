@@ -4,6 +4,7 @@
 // spelling and place. A definition built in code (no preserved tree) comes out
 // in libvirt's element order.
 import { ErrorType, isVmError } from '../common/errors.js';
+import { applyCpu } from './cpu-xml.js';
 import { readGraphics } from './devices-parse.js';
 import { applyDevices } from './devices-format.js';
 import type { DomainDef, GraphicsDef, TreeForm } from './domain-model.js';
@@ -74,7 +75,6 @@ export const DOMAIN_ORDER = [
   'launchSecurity',
 ] as const;
 const OS_ORDER = ['type', 'firmware', 'loader', 'nvram', 'kernel', 'initrd', 'cmdline', 'shim', 'dtb', 'acpi', 'boot', 'bootmenu', 'smbios', 'bios'] as const;
-const CPU_ORDER = ['model', 'vendor', 'topology', 'cache', 'maxphysaddr', 'feature', 'numa'] as const;
 const MEMORY_BACKING_ORDER = ['hugepages', 'nosharepages', 'locked', 'source', 'access', 'allocation', 'discard'] as const;
 
 export function formatDomainXml(def: DomainDef): string {
@@ -153,14 +153,7 @@ function applyDomain(root: XmlElement, def: DomainDef<TreeForm>): void {
   applyOs(findChild(root, 'os') ?? ensureChild(root, 'os', 0, DOMAIN_ORDER), def);
   applyFeatures(root, def.features);
 
-  const cpu = findChild(root, 'cpu');
-  if (def.cpu === undefined) {
-    if (cpu !== undefined) removeChild(root, cpu);
-  } else {
-    const c = cpu ?? ensureChild(root, 'cpu', 0, DOMAIN_ORDER);
-    setAttr(c, 'mode', def.cpu.mode);
-    setChildText(c, 'model', def.cpu.model, 1, CPU_ORDER);
-  }
+  applyCpu(root, def.cpu, (name) => ensureChild(root, name, 0, DOMAIN_ORDER));
 
   const clock = findChild(root, 'clock');
   if (def.clock === undefined) {

@@ -7,8 +7,14 @@ export type {
   CharDevType,
   ClockDef,
   ClockOffset,
+  CpuCheck,
   CpuDef,
+  CpuFallback,
+  CpuFeatureDef,
+  CpuFeaturePolicy,
+  CpuMatch,
   CpuMode,
+  CpuTopologyDef,
   CrashAction,
   DeviceAddress,
   DevicesDef,
@@ -31,6 +37,7 @@ export type {
   MemoryAccessMode,
   MemoryBackingDef,
   MemorySourceType,
+  NumaCellDef,
   OsDef,
   OsType,
   PreservedForm,
@@ -41,6 +48,7 @@ export type {
   VcpuPlacement,
 } from './domain-model.js';
 export { cloneDomainDef } from './domain-model.js';
+export { unmodelledCpuContent } from './cpu-xml.js';
 export { parseDomainXml, type ParseDomainOptions } from './domain-parse.js';
 export { formatDomainXml } from './domain-format.js';
 export { migratableDomainDef, migratableDomainXml } from './migratable.js';

@@ -2,6 +2,7 @@
 // hostile input. Pure code, no Temporal server or QEMU needed.
 import { ApplicationFailure } from '@temporalio/common';
 import { describe, expect, it } from 'vitest';
+import { ErrorType } from '../src/common/errors.js';
 import { cloneDomainDef, formatDomainXml, memoryToKiB, migratableDomainDef, migratableDomainXml, parseDomainXml, type DomainDef } from '../src/domain/index.js';
 
 /** A live domain as `virsh dumpxml` prints it for a running guest. */
@@ -161,17 +162,21 @@ function changedLines(before: string, after: string): { line: number; before: st
   return a.flatMap((l, i) => (l === b[i] ? [] : [{ line: i + 1, before: l, after: b[i] ?? '' }]));
 }
 
-function catchXmlError(fn: () => unknown): ApplicationFailure {
+function catchVmError(fn: () => unknown, type: ErrorType): ApplicationFailure {
   try {
     fn();
   } catch (err) {
     expect(err).toBeInstanceOf(ApplicationFailure);
     const failure = err as ApplicationFailure;
-    expect(failure.type).toBe('XmlError');
+    expect(failure.type).toBe(type);
     expect(failure.nonRetryable).toBe(true);
     return failure;
   }
-  throw new Error('expected an XmlError, nothing was thrown');
+  throw new Error(`expected ${type}, nothing was thrown`);
+}
+
+function catchXmlError(fn: () => unknown): ApplicationFailure {
+  return catchVmError(fn, ErrorType.XmlError);
 }
 
 /** A small valid domain, with pieces replaceable for the hostile cases. */
@@ -697,12 +702,18 @@ describe('hostile and malformed input', () => {
   const externalEntity = '<!DOCTYPE domain [ <!ENTITY xxe SYSTEM "file:///etc/passwd"> ]>\n<domain type="kvm"><name>&xxe;</name></domain>';
   const deep = `<domain type='kvm'><name>d</name><metadata>${'<a>'.repeat(150)}${'</a>'.repeat(150)}</metadata></domain>`;
 
-  const cases: [string, () => unknown, RegExp][] = [
+  // A fourth entry names the error type when it is not XmlError: well-formed XML
+  // asking for something vmferry does not support is ConfigUnsupported.
+  const cases: [string, () => unknown, RegExp, ErrorType?][] = [
     ['empty input', () => parseDomainXml(''), /^domain XML is empty \(line 1, column 1\)$/],
     ['blank input', () => parseDomainXml('  \n '), /^domain XML is empty/],
     ['not a string', () => parseDomainXml(null as unknown as string), /must be a string/],
-    ['unclosed tag', () => parseDomainXml("<domain type='kvm'>\n  <name>x</name>\n  <os>\n</domain>\n"), /^malformed XML: .*\(line 4, column \d+\)$/],
-    ['unclosed root', () => parseDomainXml("<domain type='kvm'>\n  <name>x</name>\n"), /^malformed XML: Unclosed tag 'domain'\. \(line 1, column 1\)$/],
+    ['unclosed tag', () => parseDomainXml("<domain type='kvm'>\n  <name>x</name>\n  <os>\n</domain>\n"), /^XML is not well-formed: .*\(line 4, column \d+\)$/],
+    [
+      'unclosed root',
+      () => parseDomainXml("<domain type='kvm'>\n  <name>x</name>\n"),
+      /^XML is not well-formed: Unclosed tag 'domain'\. \(line 1, column 1\)$/,
+    ],
     ['billion laughs', () => parseDomainXml(billionLaughs), /^<!DOCTYPE> declarations are not accepted .*\(line 2, column 1\)$/],
     ['external entity', () => parseDomainXml(externalEntity), /^<!DOCTYPE> declarations are not accepted .*\(line 1, column 1\)$/],
     [
@@ -713,7 +724,7 @@ describe('hostile and malformed input', () => {
     [
       'undefined entity',
       () => parseDomainXml(domainXml({ name: '  <name>&xxe;</name>' })),
-      /^undefined entity '&xxe;' at \/domain\/name \(line 2, column 3\)$/,
+      /^entity '&xxe;' is not defined \(no DTDs\) at \/domain\/name \(line 2, column 3\)$/,
     ],
     [
       '10 MB input',
@@ -795,6 +806,7 @@ describe('hostile and malformed input', () => {
       'unsupported disk format',
       () => parseDomainXml(domainXml({ devices: disk('vda', "      <driver name='qemu' type='vmdk'/>\n") })),
       /^disk format 'vmdk' .* at \/domain\/devices\/disk\/driver\/@type/,
+      ErrorType.ConfigUnsupported,
     ],
     [
       'relative disk path',
@@ -804,7 +816,7 @@ describe('hostile and malformed input', () => {
     [
       'garbage after the root',
       () => parseDomainXml(`${domainXml()}trailing garbage`),
-      /^(malformed XML: Extra text at the end|content after the root element is not allowed) \(line 16, column 1\)$/,
+      /^(XML is not well-formed: Extra text at the end|content after the root element is not allowed) \(line 16, column 1\)$/,
     ],
     [
       'garbage after an empty root',
@@ -812,7 +824,7 @@ describe('hostile and malformed input', () => {
       /^content after the root element is not allowed \(line 1, column 21\)$/,
     ],
     ['second root element', () => parseDomainXml(`${domainXml()}<domain type='kvm'/>`), /2 root elements/],
-    ['text before the root', () => parseDomainXml(`junk${domainXml()}`), /^malformed XML: .*\(line 1, column 1\)$/],
+    ['text before the root', () => parseDomainXml(`junk${domainXml()}`), /^XML is not well-formed: .*\(line 1, column 1\)$/],
     ['deep nesting', () => parseDomainXml(deep), /^XML parser refused the document: Maximum nested tags exceeded/],
     [
       'raw control character',
@@ -829,6 +841,7 @@ describe('hostile and malformed input', () => {
       'two vnc graphics',
       () => parseDomainXml(domainXml({ devices: "    <graphics type='vnc' port='-1'/>\n    <graphics type='vnc' port='-1'/>" })),
       /only one <graphics type='vnc'> is supported .* at \/domain\/devices\/graphics\[2\]\/@type/,
+      ErrorType.ConfigUnsupported,
     ],
     [
       'listen mismatch',
@@ -869,17 +882,19 @@ describe('hostile and malformed input', () => {
       'cdrom on virtio',
       () => parseDomainXml(domainXml({ devices: disk('vdb').replace("device='disk'", "device='cdrom'") })),
       /cdrom cannot use bus 'virtio' at \/domain\/devices\/disk\/target\/@bus/,
+      ErrorType.ConfigUnsupported,
     ],
     [
       'bad domain type',
       () => parseDomainXml(domainXml({ root: "domain type='xen'" })),
       /domain type 'xen' is not one of kvm, qemu at \/domain\/@type \(line 1, column 1\)$/,
+      ErrorType.ConfigUnsupported,
     ],
     ['size limit is configurable', () => parseDomainXml(domainXml(), { maxBytes: 100 }), /^domain XML is too large: at least \d+ bytes, limit 100$/],
   ];
 
-  it.each(cases)('%s', (_label, fn, re) => {
-    expect(catchXmlError(fn).message).toMatch(re);
+  it.each(cases)('%s', (_label, fn, re, type = ErrorType.XmlError) => {
+    expect(catchVmError(fn, type).message).toMatch(re);
   });
 
   it('has at least 14 hostile cases', () => {

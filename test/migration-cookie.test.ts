@@ -448,3 +448,83 @@ describe('migration cookie: hostile input is refused with a typed error', () => 
     }
   });
 });
+
+describe('migration cookie: elements vmferry does not model pass through', () => {
+  // As libvirt writes them (its indentation), some in double quotes.
+  const CPU = `<cpu mode="host-model" check='partial'>\n    <model fallback='allow'>Skylake-Client</model>\n    <feature policy="require" name='x2apic'/>\n  </cpu>`;
+  const REBOOT = `<allowReboot value="yes"/>`;
+  const BITMAPS = `<blockDirtyBitmaps>\n    <disk target='vda'>\n      <bitmap name='b1' alias='libvirt-vda-b1'/>\n    </disk>\n  </blockDirtyBitmaps>`;
+  const FUTURE = `<teleport mode='instant'><!-- later --><beam power="9"/>x &amp; y</teleport>`;
+  const singleQuoted = (s: string): string => s.replace(/"/g, "'");
+
+  it('parse then format gives the elements back byte-equal apart from quote style', () => {
+    const xml = cookieWith(`\n  <feature name='lockstate'/>\n  <lockstate driver='sanlock'/>\n  ${CPU}\n  ${REBOOT}\n  ${BITMAPS}\n  ${FUTURE}\n`);
+    const c = parseMigrationCookie(xml, EXPECT);
+    expect(c.unmodelled).toEqual([CPU, REBOOT, BITMAPS, FUTURE].map(singleQuoted));
+    const out = formatMigrationCookie(c);
+    for (const el of [CPU, REBOOT, BITMAPS, FUTURE]) expect(out).toContain(`\n  ${singleQuoted(el)}\n`);
+    // libvirt's order: cpu and allowReboot before capabilities, blockDirtyBitmaps after; unknown last.
+    const at = (s: string) => out.indexOf(s);
+    expect(at('<lockstate')).toBeLessThan(at('<cpu'));
+    expect(at('<cpu')).toBeLessThan(at('<allowReboot'));
+    expect(at('<allowReboot')).toBeLessThan(at('<blockDirtyBitmaps'));
+    expect(at('<blockDirtyBitmaps')).toBeLessThan(at('<teleport'));
+    // And a second trip changes nothing.
+    expect(formatMigrationCookie(parseMigrationCookie(out, EXPECT))).toBe(out);
+    expect(parseMigrationCookie(out, EXPECT)).toEqual(c);
+  });
+
+  it('keeps them next to modelled data in libvirt order', () => {
+    const c = { ...fullCookie(), unmodelled: [singleQuoted(BITMAPS), singleQuoted(REBOOT), singleQuoted(CPU)] };
+    const out = formatMigrationCookie(c);
+    const order = ['<statistics>', '<cpu', '<allowReboot', '<capabilities>', '<blockDirtyBitmaps>'].map((t) => out.indexOf(t));
+    expect([...order].sort((a, b) => a - b)).toEqual(order);
+    expect(parseMigrationCookie(out, EXPECT).unmodelled).toEqual([CPU, REBOOT, BITMAPS].map(singleQuoted));
+  });
+
+  it('leaves out data of modelled features the phase does not understand, like libvirt', () => {
+    const xml = formatMigrationCookie({ ...fullCookie(), mandatory: [], unmodelled: [REBOOT] });
+    const c = parseMigrationCookie(xml, { ...EXPECT, understood: ['lockstate', 'persistent'] });
+    expect(c.unmodelled).toEqual([singleQuoted(REBOOT)]);
+    expect(c.graphics).toBeUndefined();
+  });
+
+  it('hostile content inside an unmodelled element is still refused with the same typed errors', () => {
+    expectVmError(() => parseMigrationCookie(cookieWith('<cpu mode="&xxe;"/>'), EXPECT), ErrorType.XmlError, /entity '&xxe;' is not defined/);
+    expectVmError(() => parseMigrationCookie(cookieWith('<cpu>&xxe;</cpu>'), EXPECT), ErrorType.XmlError, /entity '&xxe;' is not defined/);
+    expectVmError(
+      () => parseMigrationCookie(`<!DOCTYPE qemu-migration [<!ENTITY a "aaaa">]>${cookieWith('<cpu>&a;</cpu>')}`, EXPECT),
+      ErrorType.XmlError,
+      /DOCTYPE/,
+    );
+    expectVmError(
+      () => parseMigrationCookie(cookieWith(`<blockDirtyBitmaps>${'<disk/>'.repeat(3000)}</blockDirtyBitmaps>`), EXPECT),
+      ErrorType.XmlError,
+      /too large/,
+    );
+    const deep = `<blockDirtyBitmaps>${'<d>'.repeat(7)}${'</d>'.repeat(7)}</blockDirtyBitmaps>`;
+    expectVmError(
+      () => parseMigrationCookie(cookieWith(deep), EXPECT),
+      ErrorType.XmlError,
+      /nested deeper than 8 levels at \/qemu-migration\/blockDirtyBitmaps\/d/,
+    );
+    expectVmError(() => parseMigrationCookie(cookieWith('<cpu><__proto__/></cpu>'), EXPECT), ErrorType.XmlError, /name '__proto__' is not allowed/);
+    expectVmError(() => parseMigrationCookie(cookieWith("<cpu toString='x'/>"), EXPECT), ErrorType.XmlError, /name 'toString' is not allowed/);
+    // Six levels below the root element are fine.
+    const ok = `<blockDirtyBitmaps>${'<d>'.repeat(6)}${'</d>'.repeat(6)}</blockDirtyBitmaps>`;
+    expect(parseMigrationCookie(cookieWith(ok), EXPECT).unmodelled).toEqual([ok.replace(/<d><\/d>/, '<d/>')]);
+  });
+
+  it('refuses to format unmodelled XML the receiver would refuse', () => {
+    const refuse = (unmodelled: string[], re: RegExp) =>
+      expectVmError(() => formatMigrationCookie({ ...fullCookie(), unmodelled }), ErrorType.OperationInvalid, re);
+    refuse(['<cpu>&xxe;</cpu>'], /unmodelled element is not usable: entity '&xxe;' is not defined/);
+    refuse(['<!DOCTYPE cpu [<!ENTITY a "b">]><cpu>&a;</cpu>'], /DOCTYPE/);
+    refuse(['<cpu/><allowReboot/>'], /one root element/);
+    refuse(['<!-- c --><cpu/>'], /single element/);
+    refuse(["<graphics type='vnc' port='1' listen='::'/>"], /<graphics> is modelled/);
+    refuse([`<a>${'<d>'.repeat(7)}${'</d>'.repeat(7)}</a>`], /nested deeper/);
+    refuse(['<cpu>'], /not well-formed/);
+    refuse([`<blob>${'x'.repeat(MAX_COOKIE_BYTES)}</blob>`], /too large/);
+  });
+});

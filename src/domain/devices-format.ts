@@ -13,9 +13,11 @@ import {
   removeChild,
   removeIfEmpty,
   setAttr,
+  setChildAttr,
   setChildText,
   setFlagChild,
   setIntAttr,
+  syncChild,
 } from '../xml/xml-edit.js';
 import type { XmlElement, XmlNode } from '../xml/xml-tree.js';
 
@@ -83,12 +85,7 @@ function setAttrDefault(el: XmlElement, name: string, value: string, dflt: strin
 }
 
 function applyAlias(el: XmlElement, alias: string | undefined, order: readonly string[]): void {
-  const found = findChild(el, 'alias');
-  if (alias === undefined) {
-    if (found !== undefined) removeChild(el, found);
-    return;
-  }
-  setAttr(found ?? ensureChild(el, 'alias', DEVICE_DEPTH, order), 'name', alias);
+  setChildAttr(el, 'alias', 'name', alias, DEVICE_DEPTH, order);
 }
 
 function sameAddress(el: XmlElement | undefined, address: DeviceAddress | undefined): boolean {
@@ -98,16 +95,12 @@ function sameAddress(el: XmlElement | undefined, address: DeviceAddress | undefi
 }
 
 function applyAddress(el: XmlElement, address: DeviceAddress | undefined, order: readonly string[]): void {
-  const found = findChild(el, 'address');
-  if (sameAddress(found, address)) return;
-  if (address === undefined) {
-    if (found !== undefined) removeChild(el, found);
-    return;
-  }
-  const target = found ?? ensureChild(el, 'address', DEVICE_DEPTH, order);
-  target.attrs = [];
-  setAttr(target, 'type', address.type);
-  for (const [k, v] of Object.entries(address)) if (k !== 'type') setAttr(target, k, v);
+  if (sameAddress(findChild(el, 'address'), address)) return;
+  syncChild(el, 'address', address, DEVICE_DEPTH, order, (target, a) => {
+    target.attrs = [];
+    setAttr(target, 'type', a.type);
+    for (const [k, v] of Object.entries(a)) if (k !== 'type') setAttr(target, k, v);
+  });
 }
 
 export function formatDisk(d: DiskDef<TreeForm>): XmlElement {
@@ -116,24 +109,14 @@ export function formatDisk(d: DiskDef<TreeForm>): XmlElement {
   setAttrDefault(el, 'type', d.type, 'file', fresh);
   setAttrDefault(el, 'device', d.device, 'disk', fresh);
 
-  const driver = findChild(el, 'driver');
-  if (d.driver === undefined) {
-    if (driver !== undefined) removeChild(el, driver);
-  } else {
-    const target = driver ?? ensureChild(el, 'driver', DEVICE_DEPTH, DISK_ORDER);
-    setAttr(target, 'name', d.driver.name);
-    setAttr(target, 'type', d.driver.type);
-    setAttr(target, 'cache', d.driver.cache);
-  }
-
+  syncChild(el, 'driver', d.driver, DEVICE_DEPTH, DISK_ORDER, (driver, v) => {
+    setAttr(driver, 'name', v.name);
+    setAttr(driver, 'type', v.type);
+    setAttr(driver, 'cache', v.cache);
+  });
   if (d.type === 'file' || d.type === 'block') {
-    const source = findChild(el, 'source');
-    if (d.source === undefined) {
-      if (source !== undefined) removeChild(el, source);
-    } else {
-      const target = source ?? ensureChild(el, 'source', DEVICE_DEPTH, DISK_ORDER);
-      setAttr(target, d.type === 'file' ? 'file' : 'dev', d.type === 'file' ? d.source.file : d.source.dev);
-    }
+    const attr = d.type === 'file' ? 'file' : 'dev';
+    syncChild(el, 'source', d.source, DEVICE_DEPTH, DISK_ORDER, (source, v) => setAttr(source, attr, v[attr]));
   }
 
   const target = ensureChild(el, 'target', DEVICE_DEPTH, DISK_ORDER);
@@ -237,12 +220,7 @@ export function applyDevices(root: XmlElement, devices: DevicesDef<TreeForm>, do
   el ??= ensureChild(root, 'devices', 0, domainOrder);
 
   setChildText(el, 'emulator', devices.emulator, 1, DEVICE_ORDER);
-  const balloon = findChild(el, 'memballoon');
-  if (devices.memballoon === undefined) {
-    if (balloon !== undefined) removeChild(el, balloon);
-  } else {
-    setAttr(balloon ?? ensureChild(el, 'memballoon', 1, DEVICE_ORDER), 'model', devices.memballoon.model);
-  }
+  syncChild(el, 'memballoon', devices.memballoon, 1, DEVICE_ORDER, (balloon, v) => setAttr(balloon, 'model', v.model));
   applyUsbControllers(el, devices.usbControllers);
 
   const queues = new Map<string, XmlElement[]>([

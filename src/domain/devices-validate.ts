@@ -9,6 +9,8 @@ import {
   DISK_TYPES,
   GRAPHICS_LISTEN_TYPES,
   GRAPHICS_TYPES,
+  LIBVIRT_DISK_DRIVER_NAME,
+  LIBVIRT_DISK_FORMATS,
   USB_CONTROLLER_MODELS,
   type CharDevDef,
   type DeviceAddress,
@@ -38,8 +40,8 @@ export function checkDisk(c: Checker, d: DiskDef<TreeForm>, p: string): void {
   c.oneOf(DISK_DEVICES, d.device, `${p}/@device`, 'disk device', true);
   if (d.driver !== undefined) {
     c.object(d.driver, `${p}/driver`, 'disk driver');
-    c.oneOf(DISK_DRIVER_NAMES, d.driver.name, `${p}/driver/@name`, 'disk driver name');
-    c.oneOf(DISK_FORMATS, d.driver.type, `${p}/driver/@type`, 'disk format');
+    c.supported(DISK_DRIVER_NAMES, LIBVIRT_DISK_DRIVER_NAME, d.driver.name, `${p}/driver/@name`, 'disk driver name');
+    c.supported(DISK_FORMATS, LIBVIRT_DISK_FORMATS, d.driver.type, `${p}/driver/@type`, 'disk format');
     c.oneOf(DISK_CACHE_MODES, d.driver.cache, `${p}/driver/@cache`, 'disk cache mode');
   }
   if (d.source !== undefined) {
@@ -55,7 +57,8 @@ export function checkDisk(c: Checker, d: DiskDef<TreeForm>, p: string): void {
   c.object(d.target, `${p}/target`, 'disk target');
   c.pattern(c.str(d.target.dev, `${p}/target/@dev`, 'disk target'), DISK_TARGET, `${p}/target/@dev`, 'disk target');
   c.oneOf(DISK_BUSES, d.target.bus, `${p}/target/@bus`, 'disk bus');
-  if (d.device === 'cdrom' && d.target.bus === 'virtio') c.fail(`a cdrom cannot use bus 'virtio'`, `${p}/target/@bus`);
+  // virtio-blk has no removable media: QEMU cannot do it, the XML is fine.
+  if (d.device === 'cdrom' && d.target.bus === 'virtio') c.unsupported(`a cdrom cannot use bus 'virtio'`, `${p}/target/@bus`);
   if (d.device === 'floppy' && d.target.bus !== undefined && d.target.bus !== 'fdc') {
     c.fail(`a floppy must use bus 'fdc', not '${d.target.bus}'`, `${p}/target/@bus`);
   }

@@ -22,9 +22,11 @@ import {
   insertChild,
   removeChild,
   setAttr,
+  setChildAttr,
   setChildText,
   setIntAttr,
   setText,
+  syncChild,
   textContent,
 } from '../xml/xml-edit.js';
 import { xmlError } from '../xml/xml-errors.js';
@@ -131,14 +133,10 @@ function applyDomain(root: XmlElement, def: DomainDef<TreeForm>): void {
     setMemory(root, 'currentMemory', def.currentMemoryKiB);
   }
 
-  const memoryBacking = findChild(root, 'memoryBacking');
-  if (def.memoryBacking === undefined) {
-    if (memoryBacking !== undefined) removeChild(root, memoryBacking);
-  } else {
-    const mb = memoryBacking ?? ensureChild(root, 'memoryBacking', 0, DOMAIN_ORDER);
-    applyTypedChild(mb, 'source', 'type', def.memoryBacking.sourceType, MEMORY_BACKING_ORDER);
-    applyTypedChild(mb, 'access', 'mode', def.memoryBacking.accessMode, MEMORY_BACKING_ORDER);
-  }
+  syncChild(root, 'memoryBacking', def.memoryBacking, 0, DOMAIN_ORDER, (el, mb) => {
+    setChildAttr(el, 'source', 'type', mb.sourceType, 1, MEMORY_BACKING_ORDER);
+    setChildAttr(el, 'access', 'mode', mb.accessMode, 1, MEMORY_BACKING_ORDER);
+  });
 
   let vcpu = findChild(root, 'vcpu');
   const wantVcpu = def.preserved === undefined || def.vcpus !== 1 || def.vcpuPlacement !== undefined || def.vcpusCurrent !== undefined;
@@ -154,27 +152,11 @@ function applyDomain(root: XmlElement, def: DomainDef<TreeForm>): void {
   applyFeatures(root, def.features);
 
   applyCpu(root, def.cpu, (name) => ensureChild(root, name, 0, DOMAIN_ORDER));
-
-  const clock = findChild(root, 'clock');
-  if (def.clock === undefined) {
-    if (clock !== undefined) removeChild(root, clock);
-  } else {
-    setAttr(clock ?? ensureChild(root, 'clock', 0, DOMAIN_ORDER), 'offset', def.clock.offset);
-  }
+  syncChild(root, 'clock', def.clock, 0, DOMAIN_ORDER, (el, clock) => setAttr(el, 'offset', clock.offset));
   setChildText(root, 'on_poweroff', def.onPoweroff, 0, DOMAIN_ORDER);
   setChildText(root, 'on_reboot', def.onReboot, 0, DOMAIN_ORDER);
   setChildText(root, 'on_crash', def.onCrash, 0, DOMAIN_ORDER);
   applyDevices(root, def.devices, DOMAIN_ORDER);
-}
-
-/** `<name attr='value'/>` inside parent, removed when value is undefined. */
-function applyTypedChild(parent: XmlElement, name: string, attr: string, value: string | undefined, order: readonly string[]): void {
-  const found = findChild(parent, name);
-  if (value === undefined) {
-    if (found !== undefined) removeChild(parent, found);
-    return;
-  }
-  setAttr(found ?? ensureChild(parent, name, 1, order), attr, value);
 }
 
 function applyOs(os: XmlElement, def: DomainDef<TreeForm>): void {

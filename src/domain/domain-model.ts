@@ -20,14 +20,36 @@ export interface TreeForm {
 }
 export type PreservedForm = TextForm | TreeForm;
 
+// Where vmferry takes only part of what libvirt's schema allows, the LIBVIRT_*
+// list says what libvirt knows: a value there but not in vmferry's list is a
+// request vmferry does not support (ConfigUnsupported), a value in neither is
+// invalid XML (XmlError).
+
 export const DOMAIN_TYPES = ['kvm', 'qemu'] as const;
 export type DomainType = (typeof DOMAIN_TYPES)[number];
+export const LIBVIRT_DOMAIN_TYPES = [
+  ...DOMAIN_TYPES,
+  'kqemu',
+  'xen',
+  'lxc',
+  'uml',
+  'openvz',
+  'test',
+  'vmware',
+  'hyperv',
+  'vbox',
+  'phyp',
+  'vz',
+  'bhyve',
+  'hvf',
+] as const;
 
 export const VCPU_PLACEMENTS = ['static', 'auto'] as const;
 export type VcpuPlacement = (typeof VCPU_PLACEMENTS)[number];
 
 export const OS_TYPES = ['hvm'] as const;
 export type OsType = (typeof OS_TYPES)[number];
+export const LIBVIRT_OS_TYPES = [...OS_TYPES, 'xen', 'linux', 'xenpvh', 'exe', 'uml'] as const;
 
 export const BOOT_DEVICES = ['fd', 'hd', 'cdrom', 'network'] as const;
 export type BootDevice = (typeof BOOT_DEVICES)[number];
@@ -56,10 +78,31 @@ export const DISK_BUSES = ['ide', 'scsi', 'virtio', 'xen', 'usb', 'uml', 'sata',
 export type DiskBus = (typeof DISK_BUSES)[number];
 export const DISK_FORMATS = ['raw', 'qcow2'] as const;
 export type DiskFormat = (typeof DISK_FORMATS)[number];
+/** libvirt's image formats for <driver type=...>. */
+export const LIBVIRT_DISK_FORMATS = [
+  ...DISK_FORMATS,
+  'dir',
+  'bochs',
+  'cloop',
+  'dmg',
+  'iso',
+  'vpc',
+  'vdi',
+  'fat',
+  'vhd',
+  'ploop',
+  'cow',
+  'qcow',
+  'qed',
+  'vmdk',
+  'luks',
+] as const;
 export const DISK_CACHE_MODES = ['default', 'none', 'writethrough', 'writeback', 'directsync', 'unsafe'] as const;
 export type DiskCacheMode = (typeof DISK_CACHE_MODES)[number];
 export const DISK_DRIVER_NAMES = ['qemu'] as const;
 export type DiskDriverName = (typeof DISK_DRIVER_NAMES)[number];
+/** libvirt takes any driver name of this shape (each hypervisor driver knows its own). */
+export const LIBVIRT_DISK_DRIVER_NAME = /^[A-Za-z0-9_.+-]{1,64}$/;
 
 export const GRAPHICS_TYPES = ['vnc', 'spice', 'sdl', 'rdp', 'desktop', 'egl-headless', 'dbus'] as const;
 export type GraphicsType = (typeof GRAPHICS_TYPES)[number];

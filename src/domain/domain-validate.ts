@@ -11,6 +11,8 @@ import {
   CLOCK_OFFSETS,
   CRASH_ACTIONS,
   DOMAIN_TYPES,
+  LIBVIRT_DOMAIN_TYPES,
+  LIBVIRT_OS_TYPES,
   LIFECYCLE_ACTIONS,
   MEMBALLOON_MODELS,
   MEMORY_ACCESS_MODES,
@@ -47,7 +49,7 @@ export function validateTreeDef(def: DomainDef<TreeForm>, locate?: XmlLocator): 
   const c = new Checker(locate);
   c.object(def, '/domain', 'domain definition');
   const P = '/domain';
-  c.oneOf(DOMAIN_TYPES, def.type, `${P}/@type`, 'domain type', true);
+  c.supported(DOMAIN_TYPES, LIBVIRT_DOMAIN_TYPES, def.type, `${P}/@type`, 'domain type', true);
   c.optInt(def.id, -1, 2 ** 31 - 1, `${P}/@id`, 'domain id');
   checkName(c, def.name);
   if (normalizeUuid(c.str(def.uuid, `${P}/uuid`, 'UUID')) === undefined) c.fail(`invalid UUID '${def.uuid}'`, `${P}/uuid`);
@@ -64,7 +66,7 @@ export function validateTreeDef(def: DomainDef<TreeForm>, locate?: XmlLocator): 
   c.optInt(def.vcpusCurrent, 1, def.vcpus, `${P}/vcpu/@current`, 'current vcpu count');
 
   c.object(def.os, `${P}/os`, 'os');
-  c.oneOf(OS_TYPES, def.os.type, `${P}/os/type`, 'os type', true);
+  c.supported(OS_TYPES, LIBVIRT_OS_TYPES, def.os.type, `${P}/os/type`, 'os type', true);
   c.pattern(def.os.arch, ARCH, `${P}/os/type/@arch`, 'architecture');
   c.pattern(def.os.machine, MACHINE, `${P}/os/type/@machine`, 'machine type');
   const boot = c.list<unknown>(def.os.boot, `${P}/os/boot`, 'boot devices');
@@ -117,7 +119,7 @@ export function validateTreeDef(def: DomainDef<TreeForm>, locate?: XmlLocator): 
     const p = `${D}/${pathStep('graphics', i, graphics.length)}`;
     checkGraphics(c, g, p);
     const other = graphicsTypes.get(g.type);
-    if (other !== undefined) c.fail(`only one <graphics type='${g.type}'> is supported (first at ${other})`, `${p}/@type`);
+    if (other !== undefined) c.unsupported(`only one <graphics type='${g.type}'> is supported (first at ${other})`, `${p}/@type`);
     graphicsTypes.set(g.type, p);
   });
   serials.forEach((s, i) => checkCharDev(c, s, `${D}/${pathStep('serial', i, serials.length)}`));

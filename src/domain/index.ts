@@ -1,52 +1,7 @@
 // Domain XML: parse libvirt domain XML into a typed, editable, JSON-friendly
 // model, format it back (unmodelled content untouched), produce the migratable
-// form.
-export type {
-  BootDevice,
-  CharDevDef,
-  CharDevType,
-  ClockDef,
-  ClockOffset,
-  CpuCheck,
-  CpuDef,
-  CpuFallback,
-  CpuFeatureDef,
-  CpuFeaturePolicy,
-  CpuMatch,
-  CpuMode,
-  CpuTopologyDef,
-  CrashAction,
-  DeviceAddress,
-  DevicesDef,
-  DiskBus,
-  DiskCacheMode,
-  DiskDef,
-  DiskDevice,
-  DiskDriverName,
-  DiskFormat,
-  DiskType,
-  DomainDef,
-  DomainType,
-  GraphicsDef,
-  GraphicsListenDef,
-  GraphicsListenType,
-  GraphicsType,
-  LifecycleAction,
-  MemballoonDef,
-  MemballoonModel,
-  MemoryAccessMode,
-  MemoryBackingDef,
-  MemorySourceType,
-  NumaCellDef,
-  OsDef,
-  OsType,
-  PreservedForm,
-  TextForm,
-  TreeForm,
-  UsbControllerDef,
-  UsbControllerModel,
-  VcpuPlacement,
-} from './domain-model.js';
+// form. Every type of the model is public; its value lists stay internal.
+export type * from './domain-model.js';
 export { cloneDomainDef } from './domain-model.js';
 export { unmodelledCpuContent } from './cpu-xml.js';
 export { parseDomainXml, type ParseDomainOptions } from './domain-parse.js';

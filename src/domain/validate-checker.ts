@@ -1,12 +1,14 @@
 // The small checking vocabulary shared by the validators: every failure is an
-// XmlError at a path, with line and column when a locator is at hand.
+// error at a path, with line and column when a locator is at hand; XmlError
+// for an invalid value, ConfigUnsupported for a valid request vmferry does not
+// take.
+import { ErrorType } from '../common/errors.js';
 import { isOneOf } from './domain-model.js';
-import { xmlError, type XmlLocator } from '../xml/xml-errors.js';
+import { locatedError, xmlError, type XmlLocator } from '../xml/xml-errors.js';
+import { findNonXmlChar } from '../xml/xml-safety.js';
 
 const MAX_PATH_LENGTH = 4096;
 
-// Characters XML 1.0 cannot carry at all, even escaped.
-const NON_XML_CHAR = /[\u0000-\u0008\u000B\u000C\u000E-\u001F\uFFFE\uFFFF]|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
 export const CONTROL_CHAR = /[\u0000-\u001F\u007F]/;
 
 export class Checker {
@@ -16,9 +18,14 @@ export class Checker {
     throw xmlError(message, { path, ...(this.locate?.(path) ?? {}) });
   }
 
+  /** Well-formed and valid for libvirt, but not something vmferry supports. */
+  unsupported(message: string, path: string): never {
+    throw locatedError(ErrorType.ConfigUnsupported, message, { path, ...(this.locate?.(path) ?? {}) });
+  }
+
   str(v: unknown, path: string, what: string): string {
     if (typeof v !== 'string') this.fail(`${what} must be a string`, path);
-    const bad = NON_XML_CHAR.exec(v);
+    const bad = findNonXmlChar(v);
     if (bad) this.fail(`${what} contains a character XML cannot carry (U+${bad[0].charCodeAt(0).toString(16).padStart(4, '0')})`, path);
     return v;
   }
@@ -36,6 +43,16 @@ export class Checker {
   oneOf(values: readonly string[], v: unknown, path: string, what: string, required = false): void {
     if (v === undefined && !required) return;
     if (!isOneOf(values, v)) this.fail(`${what} '${String(v)}' is not one of ${values.join(', ')}`, path);
+  }
+
+  /** oneOf for a value where vmferry takes part of what libvirt knows: the rest is unsupported, not invalid. */
+  supported(values: readonly string[], known: readonly string[] | RegExp, v: unknown, path: string, what: string, required = false): void {
+    if (v === undefined && !required) return;
+    if (isOneOf(values, v)) return;
+    const message = `${what} '${String(v)}' is not one of ${values.join(', ')}`;
+    const isKnown = typeof v === 'string' && (known instanceof RegExp ? known.test(v) : known.includes(v));
+    if (isKnown) this.unsupported(message, path);
+    this.fail(message, path);
   }
 
   int(v: unknown, min: number, max: number, path: string, what: string): void {

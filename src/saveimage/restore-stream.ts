@@ -9,6 +9,8 @@ import { randomBytes } from 'node:crypto';
 import { constants, openSync, readSync } from 'node:fs';
 import { ErrorType, vmError } from '../common/errors.js';
 import type { JobProgress } from '../common/job-types.js';
+import { queryMigration, startIncomingMigration } from '../qemu/migration-engine.js';
+import { enableMigrationEvents } from '../qemu/migration-params.js';
 import type { QmpClient } from '../qemu/qmp-client.js';
 import { expectSuccess, filterCommand, helperFailure, spawnHelper, type Helper } from './compressor.js';
 import { directReader, isDirectAligned } from './direct-io.js';
@@ -17,7 +19,7 @@ import { relayAroundPoint, RELAY_PROGRAM } from './mid-stream-relay.js';
 import { FdBag, openPipe } from './os-pipe.js';
 import { PipeLabel, type FdLabeller } from './pipe-label.js';
 import { abortedError, StreamWatcher, type StreamControl } from './stream-control.js';
-import { fileReadProgress, queryMigrate, readPosition } from './stream-progress.js';
+import { fileReadProgress, readPosition, STREAM_QMP_DEADLINE } from './stream-progress.js';
 
 export interface RestoreStreamSpec {
   qmp: QmpClient;
@@ -70,15 +72,15 @@ export async function runRestoreStream(spec: RestoreStreamSpec): Promise<Restore
     watcher.watch(helpers);
     const probe = async (): Promise<{ progress: JobProgress; status?: string }> => {
       const progress = fileReadProgress(spec.streamOffset, spec.fileSize, readPosition(readerPid, spec.path));
-      const q = await queryMigrate(qmp);
+      const q = await queryMigration(qmp, STREAM_QMP_DEADLINE);
       return { progress, status: q.status };
     };
-    await qmp.execute('migrate-set-capabilities', { capabilities: [{ capability: 'events', state: true }] });
+    await enableMigrationEvents(qmp);
     if (isPipe) await pipeLabel.hold(qemuFd);
     await qmp.execute('getfd', { fdname }, { fds: [qemuFd] });
     fdWithQemu = true;
     if (!isPipe) fds.close(qemuFd);
-    await qmp.execute('migrate-incoming', { uri: `fd:${fdname}` });
+    await startIncomingMigration(qmp, `fd:${fdname}`);
     fdWithQemu = false;
     if (relay && spec.control.midStream) {
       await relayAroundPoint(relay.source, relay.sink, spec.control.midStream, (h) => {
@@ -111,7 +113,7 @@ export async function runRestoreStream(spec: RestoreStreamSpec): Promise<Restore
       }
     }
     if (watcher.status !== 'completed') {
-      const q = await queryMigrate(qmp).catch(() => undefined);
+      const q = await queryMigration(qmp, STREAM_QMP_DEADLINE).catch(() => undefined);
       for (const h of helpers.filter((x) => x.hasExited())) {
         const err = await helperFailure(h, helperWhat(h));
         if (err) throw err;

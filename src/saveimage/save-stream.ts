@@ -14,6 +14,8 @@
 import { randomBytes } from 'node:crypto';
 import { ErrorType, vmError } from '../common/errors.js';
 import type { JobProgress } from '../common/job-types.js';
+import { cancelMigration, queryMigration, startMigration } from '../qemu/migration-engine.js';
+import type { MigrationInfo } from '../qemu/migration-info.js';
 import type { QmpClient } from '../qemu/qmp-client.js';
 import { expectSuccess, filterCommand, helperFailure, spawnHelper, type Helper } from './compressor.js';
 import { directWriter } from './direct-io.js';
@@ -22,7 +24,7 @@ import { relayAroundPoint, RELAY_PROGRAM } from './mid-stream-relay.js';
 import { FdBag, openPipe } from './os-pipe.js';
 import { PipeLabel, type FdLabeller } from './pipe-label.js';
 import { abortedError, StreamWatcher, type StreamControl } from './stream-control.js';
-import { migrationProgress, queryMigrate, type QueryMigrate } from './stream-progress.js';
+import { migrationProgress, STREAM_QMP_DEADLINE } from './stream-progress.js';
 
 export interface SaveStreamSpec {
   qmp: QmpClient;
@@ -42,7 +44,7 @@ export interface SaveStreamSpec {
 export interface SaveStreamResult {
   /** QEMU's stream, before compression. */
   streamBytes: number;
-  final: QueryMigrate;
+  final: MigrationInfo;
 }
 
 /** Bound on waiting for QEMU to acknowledge a cancel once the consumers are gone. */
@@ -61,7 +63,7 @@ export async function runSaveStream(spec: SaveStreamSpec): Promise<SaveStreamRes
   let fdWithQemu = false;
   let last: JobProgress = {};
   const probe = async (): Promise<{ progress: JobProgress; status?: string }> => {
-    const q = await queryMigrate(qmp);
+    const q = await queryMigration(qmp, STREAM_QMP_DEADLINE);
     last = migrationProgress(q);
     return { progress: last, status: q.status };
   };
@@ -75,7 +77,7 @@ export async function runSaveStream(spec: SaveStreamSpec): Promise<SaveStreamRes
     fdWithQemu = true;
     // Our copy of the pipe's write end would keep the compressor from ever seeing EOF.
     if (qemuFd !== spec.imageFd) fds.close(qemuFd);
-    await qmp.execute('migrate', { uri: `fd:${fdname}` });
+    await startMigration(qmp, `fd:${fdname}`);
     fdWithQemu = false; // QEMU took it by name
     if (relaySink !== undefined && pipeReadFd !== undefined && spec.control.midStream) {
       await relayAroundPoint(pipeReadFd, relaySink, spec.control.midStream, (h) => {
@@ -111,7 +113,7 @@ export async function runSaveStream(spec: SaveStreamSpec): Promise<SaveStreamRes
       // Readers first: a QEMU blocked writing into a stalled pipe notices the cancel only once that write fails.
       await pipeLabel.release();
       for (const h of helpers) h.kill();
-      await qmp.execute('migrate_cancel', undefined, { timeoutMs: 5000 }).catch(() => undefined);
+      await cancelMigration(qmp, STREAM_QMP_DEADLINE).catch(() => undefined);
       const settled = await watcher.settled(probe, CANCEL_SETTLE_MS);
       if (settled === undefined && !watcher.gone)
         throw vmError(ErrorType.InternalError, `QEMU did not stop its migration to ${spec.path} within ${CANCEL_SETTLE_MS} ms of migrate_cancel`);
@@ -120,7 +122,7 @@ export async function runSaveStream(spec: SaveStreamSpec): Promise<SaveStreamRes
 
     if (watcher.status !== 'completed') {
       await pipeLabel.release();
-      const q = await queryMigrate(qmp).catch(() => undefined);
+      const q = await queryMigration(qmp, STREAM_QMP_DEADLINE).catch(() => undefined);
       // A helper that failed on its own explains a failed stream better than QEMU's EPIPE.
       for (const h of helpers.filter((x) => x.hasExited())) {
         const err = await helperFailure(h, helperWhat(h));
@@ -141,7 +143,7 @@ export async function runSaveStream(spec: SaveStreamSpec): Promise<SaveStreamRes
       throw abortedError('save');
     }
     for (const h of helpers) await expectSuccess(h, helperWhat(h));
-    const final = await queryMigrate(qmp);
+    const final = await queryMigration(qmp, STREAM_QMP_DEADLINE);
     return { streamBytes: final.ram?.transferred ?? 0, final };
   } finally {
     watcher.dispose();

@@ -142,6 +142,32 @@ export function ensureChild(parent: XmlElement, name: string, depth: number, ord
   return el;
 }
 
+/**
+ * Keeps a child in step with a model value: removed when the value is
+ * undefined, otherwise found (or created in canonical position) and handed to
+ * `write` with the value.
+ */
+export function syncChild<T>(
+  parent: XmlElement,
+  name: string,
+  value: T | undefined,
+  depth: number,
+  order: readonly string[],
+  write: (el: XmlElement, value: T) => void,
+): void {
+  if (value === undefined) {
+    const found = findChild(parent, name);
+    if (found !== undefined) removeChild(parent, found);
+    return;
+  }
+  write(ensureChild(parent, name, depth, order), value);
+}
+
+/** `<name attr='value'/>` inside parent, the child removed (with whatever else it held) when value is undefined. */
+export function setChildAttr(parent: XmlElement, name: string, attr: string, value: string | undefined, depth: number, order: readonly string[]): void {
+  syncChild(parent, name, value, depth, order, (el, v) => setAttr(el, attr, v));
+}
+
 /** Sets the text of a child element, creating it, or removing it for undefined. */
 export function setChildText(parent: XmlElement, name: string, value: string | undefined, depth: number, order: readonly string[]): void {
   const found = findChild(parent, name);

@@ -1,9 +1,11 @@
-// Every problem with domain XML leaves as one typed error (XmlError) whose
-// message says where: an element path in libvirt's XPath style
+// Every problem with an XML document leaves as one typed error whose message
+// says where: an element path in libvirt's XPath style
 // (/domain/devices/disk[2]/target/@dev) and, when the text is at hand, the line
-// and column of the element in the input.
+// and column of the element in the input. Malformed or invalid XML is an
+// XmlError; well-formed XML asking for something vmferry does not support is
+// ConfigUnsupported, so a caller can tell a broken document from a refused one.
 import type { ApplicationFailure } from '@temporalio/common';
-import { ErrorType, vmError } from '../common/errors.js';
+import { ErrorType, isVmError, vmError } from '../common/errors.js';
 
 export interface XmlWhere {
   /** Element path, XPath style, attributes as a last `@name` segment. */
@@ -18,13 +20,18 @@ export interface XmlWhere {
 export type XmlLocator = (path: string) => { line: number; column: number } | undefined;
 
 export function xmlError(message: string, where?: XmlWhere, details?: Record<string, unknown>): ApplicationFailure {
+  return locatedError(ErrorType.XmlError, message, where, details);
+}
+
+/** An error of any type about a place in a document, worded like xmlError. */
+export function locatedError(type: ErrorType, message: string, where?: XmlWhere, details?: Record<string, unknown>): ApplicationFailure {
   const parts: string[] = [];
   if (where?.path !== undefined) parts.push(`at ${where.path}`);
   if (where?.line !== undefined) {
     parts.push(where.column !== undefined ? `(line ${where.line}, column ${where.column})` : `(line ${where.line})`);
   }
   const suffix = parts.length > 0 ? ` ${parts.join(' ')}` : '';
-  return vmError(ErrorType.XmlError, `${message}${suffix}`, {
+  return vmError(type, `${message}${suffix}`, {
     ...details,
     ...(where?.path !== undefined ? { path: where.path } : {}),
     ...(where?.line !== undefined ? { line: where.line } : {}),
@@ -50,4 +57,19 @@ export function lineColumnAt(text: string, offset: number): { line: number; colu
     lineStart = i + 1;
   }
   return { line, column: end - lineStart + 1 };
+}
+
+/**
+ * Runs `read` and names the document in every typed error it throws
+ * ("migration cookie: ..."), keeping type and details, so one reader can
+ * serve several kinds of document.
+ */
+export function inDocument<T>(what: string, read: () => T): T {
+  try {
+    return read();
+  } catch (err) {
+    if (!isVmError(err) || err.message.startsWith(what)) throw err;
+    const details = err.details?.[0];
+    throw vmError((err.type ?? ErrorType.InternalError) as ErrorType, `${what}: ${err.message}`, details as Record<string, unknown> | undefined);
+  }
 }

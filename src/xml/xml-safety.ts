@@ -31,14 +31,20 @@ export function isForbiddenXmlName(name: string): boolean {
 
 // C0 controls other than tab, LF and CR, U+FFFE/U+FFFF and unpaired surrogates
 // are not XML 1.0 characters.
-const BAD_CHAR = /[\u0000-\u0008\u000B\u000C\u000E-\u001F\uFFFE\uFFFF]|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+const NON_XML_CHAR = /[\u0000-\u0008\u000B\u000C\u000E-\u001F\uFFFE\uFFFF]|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
 const DTD_KEYWORD = /<!\s*(DOCTYPE|ENTITY|ELEMENT|ATTLIST|NOTATION)/i;
 const COMMENT_OR_CDATA = /<!--[\s\S]*?-->|<!\[CDATA\[[\s\S]*?\]\]>/g;
 const TAG_NAME = /<\/?\s*([^\s/>!?]+)/g;
 
-export function checkXmlInput(xml: unknown, maxBytes: number = DEFAULT_MAX_XML_BYTES): asserts xml is string {
+/** The first character XML 1.0 cannot carry at all, even escaped, or null. */
+export function findNonXmlChar(s: string): RegExpExecArray | null {
+  return NON_XML_CHAR.exec(s);
+}
+
+/** `what` names the document in the messages that speak of it as a whole. */
+export function checkXmlInput(xml: unknown, maxBytes: number = DEFAULT_MAX_XML_BYTES, what = 'domain XML'): asserts xml is string {
   if (typeof xml !== 'string') {
-    throw xmlError(`domain XML must be a string, got ${xml === null ? 'null' : typeof xml}`);
+    throw xmlError(`${what} must be a string, got ${xml === null ? 'null' : typeof xml}`);
   }
   if (!Number.isSafeInteger(maxBytes) || maxBytes <= 0) {
     throw xmlError(`XML size limit must be a positive integer, got ${String(maxBytes)}`);
@@ -47,15 +53,15 @@ export function checkXmlInput(xml: unknown, maxBytes: number = DEFAULT_MAX_XML_B
   // cheap lower bound that refuses huge input without encoding it.
   const sizeBytes = xml.length > maxBytes ? xml.length : Buffer.byteLength(xml, 'utf8');
   if (sizeBytes > maxBytes) {
-    throw xmlError(`domain XML is too large: ${xml.length > maxBytes ? 'at least ' : ''}${sizeBytes} bytes, limit ${maxBytes}`, undefined, {
+    throw xmlError(`${what} is too large: ${xml.length > maxBytes ? 'at least ' : ''}${sizeBytes} bytes, limit ${maxBytes}`, undefined, {
       sizeBytes,
       maxBytes,
     });
   }
   if (xml.trim() === '') {
-    throw xmlError('domain XML is empty', { line: 1, column: 1 });
+    throw xmlError(`${what} is empty`, { line: 1, column: 1 });
   }
-  const bad = BAD_CHAR.exec(xml);
+  const bad = findNonXmlChar(xml);
   if (bad) {
     const code = bad[0].charCodeAt(0).toString(16).toUpperCase().padStart(4, '0');
     throw xmlError(`character U+${code} is not allowed in XML`, lineColumnAt(xml, bad.index));

@@ -31,7 +31,7 @@ export function decodeXmlRaw(raw: string): { value: string } | { error: string }
     }
     const replacement = Object.prototype.hasOwnProperty.call(PREDEFINED, ref) ? PREDEFINED[ref] : undefined;
     if (replacement === undefined) {
-      error = `undefined entity '&${ref};'`;
+      error = `entity '&${ref};' is not defined (no DTDs)`;
       return whole;
     }
     return replacement;

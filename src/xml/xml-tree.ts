@@ -51,6 +51,12 @@ export interface ParsedXmlDocument {
   root: XmlElement;
   /** Line and column of an element path (attributes resolve to their element). */
   locate: XmlLocator;
+  /**
+   * Where an element of this document stands in the input string, start of
+   * its '<' to just after its last '>', for a caller that must hand a part on
+   * byte for byte (line breaks and quotes as written).
+   */
+  span: (el: XmlElement) => { start: number; end: number } | undefined;
 }
 
 const parser = new XMLParser({
@@ -102,12 +108,27 @@ export interface ParseXmlOptions {
 
 /** Parses text into the ordered tree. The text must have passed checkXmlInput. */
 export function parseXmlDocument(input: string, opts: ParseXmlOptions = {}): ParsedXmlDocument {
-  let text = input.startsWith('\uFEFF') ? input.slice(1) : input;
-  text = text.replace(/\r\n?/g, '\n');
+  const bom = input.startsWith('\uFEFF') ? 1 : 0;
+  // Offsets in `text` map back to the input through the CR LF pairs that became LF.
+  const joined: number[] = [];
+  const text = input.slice(bom).replace(/\r\n?/g, (m: string, at: number) => {
+    if (m.length === 2) joined.push(at - joined.length);
+    return '\n';
+  });
+  const inputOffset = (at: number): number => {
+    let lo = 0;
+    let hi = joined.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if ((joined[mid] ?? at) < at) lo = mid + 1;
+      else hi = mid;
+    }
+    return at + bom + lo;
+  };
 
   const verdict = XMLValidator.validate(text, { allowBooleanAttributes: false });
   if (verdict !== true) {
-    throw xmlError(`malformed XML: ${verdict.err.msg}`, { line: verdict.err.line, column: verdict.err.col });
+    throw xmlError(`XML is not well-formed: ${verdict.err.msg}`, { line: verdict.err.line, column: verdict.err.col });
   }
 
   let top: unknown;
@@ -124,7 +145,7 @@ export function parseXmlDocument(input: string, opts: ParseXmlOptions = {}): Par
     return !k.startsWith('#') && !k.startsWith('?');
   });
   if (roots.length !== 1 || roots[0] === undefined) {
-    throw xmlError(roots.length === 0 ? 'document has no root element' : `document has ${roots.length} root elements, expected one`);
+    throw xmlError(roots.length === 0 ? 'document has no root element' : `document has ${roots.length} root elements, expected one root element`);
   }
   const rootNode = roots[0];
   const meta = rootNode[META] as Meta | undefined;
@@ -144,8 +165,10 @@ export function parseXmlDocument(input: string, opts: ParseXmlOptions = {}): Par
     }
   };
 
+  const spans = new WeakMap<XmlElement, { start: number; end: number }>();
   const convert = (node: FxpNode, name: string, path: string): XmlElement => {
-    const at = (node[META] as Meta | undefined)?.startIndex;
+    const nodeMeta = node[META] as Meta | undefined;
+    const at = nodeMeta?.startIndex;
     if (at !== undefined) positions.set(path, at);
     const where = () => ({ path, ...(at !== undefined ? lineColumnAt(text, at) : {}) });
     if (isForbiddenXmlName(name)) throw xmlError(`element name '${name}' is not allowed`, where());
@@ -197,13 +220,19 @@ export function parseXmlDocument(input: string, opts: ParseXmlOptions = {}): Par
         children.push(convert(child, k, `${path}/${pathStep(k, index, counts.get(k) ?? 1)}`));
       }
     }
-    return { kind: 'element', name, attrs, children };
+    const el: XmlElement = { kind: 'element', name, attrs, children };
+    if (at !== undefined && nodeMeta?.endIndex !== undefined) spans.set(el, { start: at, end: nodeMeta.endIndex });
+    return el;
   };
 
   const rootName = nodeKey(rootNode);
   const root = convert(rootNode, rootName, `/${rootName}`);
   const nodes: XmlNode[] = [...scanOutside(text, 0, start, true), root, ...scanOutside(text, end, text.length, false)];
-  return { nodes, root, locate };
+  const span = (el: XmlElement) => {
+    const s = spans.get(el);
+    return s === undefined ? undefined : { start: inputOffset(s.start), end: inputOffset(s.end) };
+  };
+  return { nodes, root, locate, span };
 }
 
 const DECL_ATTR = /\s+([A-Za-z]+)\s*=\s*(?:'([^']*)'|"([^"]*)")/g;

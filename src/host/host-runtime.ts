@@ -22,6 +22,9 @@ import { listStatusNames, readStatus, removeStatus } from './status-file.js';
 import type { Logger } from 'pino';
 import { createSecurityDriver, type SecurityDriver } from '../security/index.js';
 import { checkEmulator } from './emulators.js';
+import { checkCpuOnHost, probeBinary, qemuInfo } from './host-cpu.js';
+import type { QemuProbe } from '../qemu/probe.js';
+import { checkCpuBuildable } from '../qemu/devices/cpu.js';
 
 export class HostRuntime {
   readonly defs: DefinitionStore;
@@ -32,6 +35,7 @@ export class HostRuntime {
   readonly security: SecurityDriver;
   private readonly running = new Map<string, RunningDomain>();
   private qemuVersion?: string;
+  private qemuProbe?: QemuProbe;
 
   constructor(
     readonly config: HostConfig,
@@ -160,8 +164,20 @@ export class HostRuntime {
       hostUuid: this.config.hostUuid,
       hostname: hostname(),
       protocolVersions: this.config.protocolVersions,
-      qemuVersion: this.qemuVersion,
+      qemuVersion: this.qemuVersion ?? this.qemuProbe?.version,
+      ...(this.qemuProbe ? { qemu: qemuInfo(this.qemuProbe) } : {}),
     };
+  }
+
+  /** Probes the host's QEMU (at worker start; cached per binary and mtime). */
+  async probeQemu(): Promise<QemuProbe> {
+    this.qemuProbe = await probeBinary(this.config.qemuBinary, this.config.runDir);
+    return this.qemuProbe;
+  }
+
+  /** Refuses a definition whose CPU this host's QEMU cannot run (before anything is touched). */
+  async checkCpu(def: DomainDef): Promise<QemuProbe | undefined> {
+    return await checkCpuOnHost(def, this.config.qemuBinary, this.config.runDir);
   }
 
   /** Graphics passwords are left out unless `securityInfo` (libvirt's dumpxml --security-info). */
@@ -192,6 +208,7 @@ export class HostRuntime {
   define(xml: string): DomainSummary {
     const def = parseDomainXml(xml);
     checkEmulator(this.config.emulators, def);
+    checkCpuBuildable(def);
     for (const other of new Set([...this.defs.names(), ...this.running.keys()])) {
       const o = this.definition(other);
       if (o.name === def.name && o.uuid !== def.uuid) {
@@ -246,6 +263,7 @@ export class HostRuntime {
     if (this.running.has(name)) throw vmError(ErrorType.OperationInvalid, `domain '${name}' is already running`, { domain: name });
     // Every spawn passes here (start, restore, Prepare), whatever its caller checked earlier.
     checkEmulator(this.config.emulators, def);
+    const probe = await this.checkCpu(def);
     const qmpSocket = join(this.config.runDir, `${name}.qmp`);
     const memoryBackingFile = def.memoryBacking?.sourceType === 'file' ? join(this.config.memoryBackingDir, `${def.uuid}.ram`) : undefined;
     const spicePorts: number[] = [];
@@ -253,7 +271,8 @@ export class HostRuntime {
       if (g.type === 'spice') spicePorts.push(g.autoport || g.port === undefined || g.port < 0 ? await findFreePort(5900, 65535, spicePorts) : g.port);
     }
     const extra = [...(opts.incoming ? ['-incoming', 'defer'] : []), ...(opts.extraArgs ?? [])];
-    const args = buildQemuArgs(def, { qmpSocket, memoryBackingFile, spicePorts, extra });
+    const cpuFacts = probe?.accels[def.type === 'kvm' ? 'kvm' : 'tcg'];
+    const args = buildQemuArgs(def, { qmpSocket, memoryBackingFile, spicePorts, extra, ...(cpuFacts ? { cpuFacts } : {}) });
     const logFile = join(this.config.logDir, `${name}.log`);
     this.log.info({ domain: name, args }, 'starting QEMU');
     const { pid, qmp } = await launchQemu({ binary: def.devices.emulator ?? this.config.qemuBinary, args, qmpSocket, logFile });

@@ -6,7 +6,7 @@ import { hostname } from 'node:os';
 import { join } from 'node:path';
 import type { BlockStats, DomainInfo, DomainSummary, HostInfo } from '../common/domain-types.js';
 import { ErrorType, vmError } from '../common/errors.js';
-import { parseDomainXml, formatDomainXml, migratableDomainXml, withoutSecrets, type DomainDef } from '../domain/index.js';
+import { checkBuilt, parseDomainXml, formatDomainXml, migratableDomainXml, withoutSecrets, type DomainDef } from '../domain/index.js';
 import { buildQemuArgs } from '../qemu/command-line.js';
 import { launchQemu } from '../qemu/launch.js';
 import { applyGraphicsPasswords, readLiveFacts } from '../qemu/live-config.js';
@@ -192,6 +192,7 @@ export class HostRuntime {
   define(xml: string): DomainSummary {
     const def = parseDomainXml(xml);
     checkEmulator(this.config.emulators, def);
+    checkBuilt(def);
     for (const other of new Set([...this.defs.names(), ...this.running.keys()])) {
       const o = this.definition(other);
       if (o.name === def.name && o.uuid !== def.uuid) {

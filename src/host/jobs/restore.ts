@@ -16,7 +16,7 @@ import {
   type RestorePlan,
   type RestoreResult,
 } from '../../common/save-types.js';
-import { formatDomainXml, normalizeUuid, parseDomainXml, type DomainDef } from '../../domain/index.js';
+import { checkBuilt, formatDomainXml, normalizeUuid, parseDomainXml, type DomainDef } from '../../domain/index.js';
 import { checkAbiStability, checkDestinationName } from '../../migration/abi-check.js';
 import { logTail } from '../../qemu/launch.js';
 import { filterCommand } from '../../saveimage/compressor.js';
@@ -83,6 +83,7 @@ export function restoreJobs(deps: JobDeps, recovered: Promise<void>) {
       throw vmError(ErrorType.OperationInvalid, `image ${path} holds domain uuid ${def.uuid}, not ${String(args.domainUuid)}`, { path });
     }
     checkEmulator(rt.config.emulators, def);
+    checkBuilt(def);
     filterCommand(header.format, 'decompress');
     if (args.bypassCache) directReader(path, 0);
     // No await from here to beginJob: the checks hold when the job is taken.

@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { hostname as osHostname } from 'node:os';
 import { ErrorType, isVmError, vmError } from '../../common/errors.js';
 import { streamEncrypted, type FinishArgs, type FinishResult, type PrepareArgs, type PrepareResult } from '../../common/migration-types.js';
-import { formatDomainXml, migratableDomainXml, normalizeUuid, parseDomainXml, type DomainDef } from '../../domain/index.js';
+import { checkBuilt, formatDomainXml, migratableDomainXml, normalizeUuid, parseDomainXml, type DomainDef } from '../../domain/index.js';
 import { faultPoint } from '../../support/fault-points.js';
 import type { HostRuntime } from '../host-runtime.js';
 import type { RunningDomain } from '../running-domain.js';
@@ -96,12 +96,14 @@ export async function prepare(d: DestinationDeps, a: PrepareArgs): Promise<Prepa
   def.name = destName;
   checkDiskSafety(def, a.flags);
   checkEmulator(rt.config.emulators, def);
+  checkBuilt(def);
   checkNoConflict(rt, def);
   let persistentXml: string | undefined;
   if (srcCookie?.persistentXml !== undefined) {
     const p = parseDomainXml(srcCookie.persistentXml);
     if (p.uuid !== uuid) throw vmError(ErrorType.OperationInvalid, 'the persistent definition in the cookie is for another domain');
     checkEmulator(rt.config.emulators, p);
+    checkBuilt(p);
     p.name = destName;
     persistentXml = formatDomainXml(p);
   }

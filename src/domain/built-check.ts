@@ -66,7 +66,10 @@ class Walk {
       const cp = `${path}/${pathStep(c.name, i, counts.get(c.name) ?? 1)}`;
       const cr = own(rule.children, c.name);
       if (cr === undefined) {
-        this.refuse(`<${c.name}> (${cp.replace(/^\/domain\//, '')}) is not supported: vmferry does not build it into QEMU, and will not run the domain without it`, cp);
+        this.refuse(
+          `<${c.name}> (${cp.replace(/^\/domain\//, '')}) is not supported: vmferry does not build it into QEMU, and will not run the domain without it`,
+          cp,
+        );
       }
       this.element(c, cr, cp);
     }

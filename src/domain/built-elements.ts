@@ -57,7 +57,10 @@ const DISK_FILE: ElementRule = {
       },
     },
     // libvirt's live XML says "no backing chain" this way; a chain it names is refused (QEMU would open the image's own).
-    backingStore: { why: 'empty: the image has no backing file', refuse: (el) => (childNames(el).length > 0 ? 'a backing chain named in the XML is not built' : undefined) },
+    backingStore: {
+      why: 'empty: the image has no backing file',
+      refuse: (el) => (childNames(el).length > 0 ? 'a backing chain named in the XML is not built' : undefined),
+    },
     target: { why: 'the device name and bus', attrs: { dev: 'drive id', bus: { why: 'the buses built', values: ['virtio', 'ide', 'sata', 'fdc'] } } },
     readonly: { ...EMPTY, why: 'readonly=on' },
     shareable: { ...EMPTY, why: "honoured by vmferry's disk lease and migration safety checks" },
@@ -103,7 +106,10 @@ export const DOMAIN_RULE: ElementRule = {
     memoryBacking: {
       why: 'the RAM backend',
       children: {
-        source: { why: 'memory-backend-file for file', attrs: { type: { why: 'file is a shared file, anonymous the default', values: ['file', 'anonymous'] } } },
+        source: {
+          why: 'memory-backend-file for file',
+          attrs: { type: { why: 'file is a shared file, anonymous the default', values: ['file', 'anonymous'] } },
+        },
         access: { why: 'share= of the file backend', attrs: { mode: 'share=on|off' } },
       },
       // Shared anonymous memory needs a memfd or /dev/shm backend, which is not built.
@@ -225,7 +231,11 @@ export const DOMAIN_RULE: ElementRule = {
                 children: { alias: ALIAS },
               },
               // The pc machine's built-in PIIX3 IDE controller at 00:01.1.
-              ide: { why: "the pc machine's IDE controller", attrs: { index: { why: 'the built-in one', values: ['0'] } }, children: { address: { why: 'fixed by the machine', opaque: true }, alias: ALIAS } },
+              ide: {
+                why: "the pc machine's IDE controller",
+                attrs: { index: { why: 'the built-in one', values: ['0'] } },
+                children: { address: { why: 'fixed by the machine', opaque: true }, alias: ALIAS },
+              },
             },
           },
         },

@@ -94,9 +94,9 @@ export async function prepare(d: DestinationDeps, a: PrepareArgs): Promise<Prepa
     throw vmError(ErrorType.OperationInvalid, `target domain name '${def.name}' does not match source '${a.domain}'${a.dname ? ` or dname '${a.dname}'` : ''}`);
   }
   def.name = destName;
+  checkBuilt(def);
   checkDiskSafety(def, a.flags);
   checkEmulator(rt.config.emulators, def);
-  checkBuilt(def);
   checkNoConflict(rt, def);
   let persistentXml: string | undefined;
   if (srcCookie?.persistentXml !== undefined) {

@@ -43,6 +43,9 @@ class Walk {
   element(el: XmlElement, given: ElementRule, path: string): void {
     const rel = path.replace(/^\/domain\/?/, '') || 'domain';
     const { rule, selector } = this.resolve(el, given, path, rel);
+    const reason = rule.refuse?.(el);
+    if (reason !== undefined) this.refuse(`${rel}: ${reason}`, path);
+    if (rule.opaque) return;
     for (const a of el.attrs) {
       if (a.name === selector || isNamespaceDeclaration(a.name)) continue;
       const ar: AttrRule | undefined = own(rule.attrs, a.name);
@@ -53,9 +56,6 @@ class Walk {
         this.refuse(`${rel}/@${a.name}='${value}' is not supported: vmferry builds ${ar.values.join(', ')} only (${ar.why})`, ap);
       }
     }
-    const reason = rule.refuse?.(el);
-    if (reason !== undefined) this.refuse(`${rel}: ${reason}`, path);
-    if (rule.opaque) return;
     const children = childElements(el);
     const counts = new Map<string, number>();
     for (const c of children) counts.set(c.name, (counts.get(c.name) ?? 0) + 1);

@@ -15,7 +15,10 @@ export interface ElementRule {
   why: string;
   attrs?: Readonly<Record<string, AttrRule>>;
   children?: Readonly<Record<string, ElementRule>>;
-  /** Free-form content nobody reads (metadata): nothing below is looked at. */
+  /**
+   * Neither its attributes nor anything below are looked at: free-form content
+   * nobody reads (metadata), or an element whose builder checks it whole.
+   */
   opaque?: true;
   /**
    * The rule depends on an attribute's value (a device's type): a value not

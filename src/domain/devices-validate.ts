@@ -26,6 +26,8 @@ import { isForbiddenXmlName } from '../xml/xml-safety.js';
 const DISK_TARGET = /^(?:(?:fd|hd|sd|vd|xvd|ubd)[a-z]{1,3}|nvme[0-9]{1,3}n[0-9]{1,3})$/;
 const HOST = /^[A-Za-z0-9.:%_-]{1,255}$/;
 const SIMPLE_NAME = /^[A-Za-z0-9._-]{1,255}$/;
+/** libvirt takes any network name without '/' (it names a file); length bounded like a domain name. */
+const NETWORK_NAME = /^[^/]{1,255}$/u;
 const ALIAS = /^[A-Za-z0-9._:-]{1,255}$/;
 const XML_NAME = /^[A-Za-z_][A-Za-z0-9._-]*$/;
 const ADDRESS_TYPES = ['pci', 'drive', 'virtio-serial', 'ccid', 'usb', 'spapr-vio', 'virtio-s390', 'ccw', 'virtio-mmio', 'isa', 'dimm', 'unassigned'] as const;
@@ -102,7 +104,7 @@ export function checkGraphics(c: Checker, g: GraphicsDef<TreeForm>, p: string): 
     c.object(l, lp, 'listen');
     c.oneOf(GRAPHICS_LISTEN_TYPES, l.type, `${lp}/@type`, 'listen type', true);
     c.pattern(l.address, HOST, `${lp}/@address`, 'listen address');
-    c.pattern(l.network, SIMPLE_NAME, `${lp}/@network`, 'network name');
+    c.pattern(l.network, NETWORK_NAME, `${lp}/@network`, 'network name');
     c.absPath(l.socket, `${lp}/@socket`, 'listen socket');
     if (l.type === 'network' && l.network === undefined) c.fail(`listen type 'network' needs a network`, `${lp}/@network`);
     if (l.type !== 'socket' && l.socket !== undefined) c.fail(`socket is only valid for listen type 'socket'`, `${lp}/@socket`);

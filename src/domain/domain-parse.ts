@@ -75,6 +75,24 @@ export function readMemoryElement(r: XmlReader, el: XmlElement, path: string): n
   return parseMemoryKiB(r.text(el, path), r.attr(el, 'unit'), r.where(path));
 }
 
+/**
+ * Total guest memory from NUMA cells (cpu/numa/cell memory + unit), as libvirt
+ * takes it: with cells, their sum is the domain's memory and <memory> may be
+ * absent. Undefined without cells.
+ */
+export function readNumaMemoryKiB(r: XmlReader, cpu: XmlElement | undefined, path: string): number | undefined {
+  const numa = cpu === undefined ? undefined : r.optional(cpu, 'numa', path);
+  if (numa === undefined) return undefined;
+  const cells = childElements(numa, 'cell');
+  if (cells.length === 0) return undefined;
+  let total = 0;
+  cells.forEach((cell, i) => {
+    const cp = `${path}/numa/${pathStep('cell', i, cells.length)}`;
+    total += parseMemoryKiB(r.requiredAttr(cell, 'memory', cp), r.attr(cell, 'unit'), r.where(`${cp}/@memory`));
+  });
+  return total;
+}
+
 export function readVcpu(r: XmlReader, el: XmlElement, path: string): Pick<DomainDef, 'vcpus' | 'vcpuPlacement' | 'vcpusCurrent'> {
   return compact({
     vcpus: r.integer(r.text(el, path), path, 'vcpu count'),
@@ -180,10 +198,17 @@ export function domainFromTree(r: XmlReader, root: XmlElement): DomainDef<TreeFo
     uuid = normal;
   }
 
-  const memoryKiB = readMemoryElement(r, r.required(root, 'memory', P), `${P}/memory`);
+  const cpuEl = r.optional(root, 'cpu', P);
+  // NUMA cells, when present, say how much memory the guest has; <memory> is then only a summary.
+  const numaKiB = readNumaMemoryKiB(r, cpuEl, `${P}/cpu`);
+  const memoryEl = r.optional(root, 'memory', P);
+  const memoryKiB =
+    numaKiB ??
+    (memoryEl === undefined
+      ? r.fail('missing <memory> element (and no NUMA cells with memory)', `${P}/memory`)
+      : readMemoryElement(r, memoryEl, `${P}/memory`));
   const currentEl = r.optional(root, 'currentMemory', P);
   const vcpuEl = r.optional(root, 'vcpu', P);
-  const cpuEl = r.optional(root, 'cpu', P);
   const featuresEl = r.optional(root, 'features', P);
   const clockEl = r.optional(root, 'clock', P);
   const backingEl = r.optional(root, 'memoryBacking', P);

@@ -6,6 +6,7 @@ import {
   DISK_DEVICES,
   DISK_DRIVER_NAMES,
   DISK_FORMATS,
+  DISK_STARTUP_POLICIES,
   DISK_TYPES,
   GRAPHICS_LISTEN_TYPES,
   GRAPHICS_TYPES,
@@ -52,6 +53,7 @@ export function checkDisk(c: Checker, d: DiskDef<TreeForm>, p: string): void {
     if (d.source.dev !== undefined && d.type !== 'block') c.fail(`source dev is only valid for type='block' disks`, `${p}/source/@dev`);
     c.absPath(d.source.file, `${p}/source/@file`, 'disk source file');
     c.absPath(d.source.dev, `${p}/source/@dev`, 'disk source device');
+    c.oneOf(DISK_STARTUP_POLICIES, d.source.startupPolicy, `${p}/source/@startupPolicy`, 'startup policy');
   }
   if ((d.device === 'disk' || d.device === 'lun') && (d.type === 'file' || d.type === 'block') && d.source?.file === undefined && d.source?.dev === undefined) {
     c.fail(`a ${d.type} disk of device '${d.device}' needs a source`, `${p}/source`);

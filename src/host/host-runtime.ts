@@ -22,6 +22,7 @@ import { listStatusNames, readStatus, removeStatus } from './status-file.js';
 import type { Logger } from 'pino';
 import { createSecurityDriver, type SecurityDriver } from '../security/index.js';
 import { checkEmulator } from './emulators.js';
+import { applyStartupPolicy } from './startup-policy.js';
 
 export class HostRuntime {
   readonly defs: DefinitionStore;
@@ -242,11 +243,14 @@ export class HostRuntime {
    * `incoming`, QEMU waits for `migrate-incoming` (restore, migration Prepare) and
    * stays paused; the caller holds whatever lock or job covers the domain.
    */
-  async launch(def: DomainDef, opts: { paused?: boolean; incoming?: boolean; requestId?: string; extraArgs?: string[] }): Promise<RunningDomain> {
-    const name = def.name;
+  async launch(requested: DomainDef, opts: { paused?: boolean; incoming?: boolean; requestId?: string; extraArgs?: string[] }): Promise<RunningDomain> {
+    const name = requested.name;
     if (this.running.has(name)) throw vmError(ErrorType.OperationInvalid, `domain '${name}' is already running`, { domain: name });
     // Every spawn passes here (start, restore, Prepare), whatever its caller checked earlier.
-    checkEmulator(this.config.emulators, def);
+    checkEmulator(this.config.emulators, requested);
+    // Missing disk sources as the disks' startupPolicy says; the live definition shows what was dropped.
+    const { def, dropped } = applyStartupPolicy(requested, opts.incoming ? 'incoming' : 'start');
+    if (dropped.length > 0) this.log.warn({ domain: name, disks: dropped }, 'missing disk sources dropped (startupPolicy)');
     const qmpSocket = join(this.config.runDir, `${name}.qmp`);
     const memoryBackingFile = def.memoryBacking?.sourceType === 'file' ? join(this.config.memoryBackingDir, `${def.uuid}.ram`) : undefined;
     const spicePorts: number[] = [];

@@ -33,6 +33,7 @@ import type { RunningDomain } from '../running-domain.js';
 import { checkJobId, fdLabeller, securityContext, type JobDeps } from './deps.js';
 import { rollBackAndThrow, settledRecord } from './save-settle.js';
 import { checkEmulator } from '../emulators.js';
+import { applyStartupPolicy } from '../startup-policy.js';
 
 /** How long a failed restore waits for its QEMU to exit and say why. */
 const QEMU_EXIT_GRACE_MS = 2000;
@@ -84,6 +85,7 @@ export function restoreJobs(deps: JobDeps, recovered: Promise<void>) {
     }
     checkEmulator(rt.config.emulators, def);
     checkBuilt(def);
+    applyStartupPolicy(def, 'incoming');
     filterCommand(header.format, 'decompress');
     if (args.bypassCache) directReader(path, 0);
     // No await from here to beginJob: the checks hold when the job is taken.

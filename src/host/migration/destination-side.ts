@@ -23,6 +23,7 @@ import { formatMigrationUri, parseMigrationUri } from '../../migration/uri.js';
 import { enableMigrationTls } from './qemu-tls.js';
 import { hostTunnel, requireTunnel } from './host-tunnel.js';
 import { checkEmulator } from '../emulators.js';
+import { applyStartupPolicy } from '../startup-policy.js';
 
 export interface DestinationDeps {
   rt: HostRuntime;
@@ -95,6 +96,8 @@ export async function prepare(d: DestinationDeps, a: PrepareArgs): Promise<Prepa
   }
   def.name = destName;
   checkBuilt(def);
+  // Refused here rather than after the job is taken (launch applies the policy again).
+  if (!a.flags.includes('offline')) applyStartupPolicy(def, 'incoming');
   checkDiskSafety(def, a.flags);
   checkEmulator(rt.config.emulators, def);
   checkNoConflict(rt, def);

@@ -44,7 +44,7 @@ const text = (why: string, attrs?: Record<string, AttrRule>): ElementRule => ({ 
 const DISK_FILE: ElementRule = {
   why: 'a -drive file backend and its device (qemu/devices/disk.ts)',
   attrs: {
-    device: { why: 'the device kind', values: ['disk', 'cdrom', 'floppy'] },
+    device: { why: 'the device kinds built', values: ['disk', 'cdrom'] },
   },
   children: {
     driver: {
@@ -64,16 +64,10 @@ const DISK_FILE: ElementRule = {
       why: 'empty: the image has no backing file',
       refuse: (el) => (childNames(el).length > 0 ? 'a backing chain named in the XML is not built' : undefined),
     },
-    target: { why: 'the device name and bus', attrs: { dev: 'drive id', bus: { why: 'the buses built', values: ['virtio', 'ide', 'sata', 'fdc'] } } },
+    target: { why: 'the device name and bus', attrs: { dev: 'drive id', bus: { why: 'the buses built', values: ['virtio', 'ide', 'sata'] } } },
     readonly: { ...EMPTY, why: 'readonly=on' },
     shareable: { ...EMPTY, why: "honoured by vmferry's disk lease and migration safety checks" },
     alias: ALIAS,
-  },
-  refuse: (el) => {
-    const bus = attr(childNamed(el, 'target'), 'bus');
-    const device = attr(el, 'device') ?? 'disk';
-    if (device === 'cdrom' && bus === 'virtio') return "a cdrom cannot use bus 'virtio' (virtio-blk has no removable media)";
-    return undefined;
   },
 };
 

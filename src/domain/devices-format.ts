@@ -116,7 +116,10 @@ export function formatDisk(d: DiskDef<TreeForm>): XmlElement {
   });
   if (d.type === 'file' || d.type === 'block') {
     const attr = d.type === 'file' ? 'file' : 'dev';
-    syncChild(el, 'source', d.source, DEVICE_DEPTH, DISK_ORDER, (source, v) => setAttr(source, attr, v[attr]));
+    syncChild(el, 'source', d.source, DEVICE_DEPTH, DISK_ORDER, (source, v) => {
+      setAttr(source, attr, v[attr]);
+      setAttr(source, 'startupPolicy', v.startupPolicy);
+    });
   }
 
   const target = ensureChild(el, 'target', DEVICE_DEPTH, DISK_ORDER);

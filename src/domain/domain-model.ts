@@ -97,6 +97,9 @@ export const LIBVIRT_DISK_FORMATS = [
   'vmdk',
   'luks',
 ] as const;
+/** libvirt's startupPolicy of a disk source: what to do when the file is missing. */
+export const DISK_STARTUP_POLICIES = ['mandatory', 'requisite', 'optional'] as const;
+export type DiskStartupPolicy = (typeof DISK_STARTUP_POLICIES)[number];
 export const DISK_CACHE_MODES = ['default', 'none', 'writethrough', 'writeback', 'directsync', 'unsafe'] as const;
 export type DiskCacheMode = (typeof DISK_CACHE_MODES)[number];
 export const DISK_DRIVER_NAMES = ['qemu'] as const;
@@ -227,7 +230,7 @@ export interface DiskDef<F extends PreservedForm = TextForm> {
    * `<source>` of a file disk (`file`) or block disk (`dev`). Undefined for an
    * empty drive. For other disk types the source is not modelled and is kept as is.
    */
-  source?: { file?: string; dev?: string };
+  source?: { file?: string; dev?: string; startupPolicy?: DiskStartupPolicy };
   target: { dev: string; bus?: DiskBus };
   readonly: boolean;
   shareable: boolean;

@@ -9,6 +9,7 @@ export { formatDomainXml } from './domain-format.js';
 export { migratableDomainDef, migratableDomainXml } from './migratable.js';
 export { withoutSecrets } from './security-info.js';
 export { validateDomainDef } from './domain-validate.js';
+export { checkBuilt } from './built-check.js';
 export { memoryToKiB, memoryUnitBytes, MAX_MEMORY_KIB } from './memory-units.js';
 export { normalizeUuid } from './uuid.js';
 export { DEFAULT_MAX_XML_BYTES } from '../xml/xml-safety.js';

@@ -6,7 +6,7 @@ import { hostname } from 'node:os';
 import { join } from 'node:path';
 import type { BlockStats, DomainInfo, DomainSummary, HostInfo } from '../common/domain-types.js';
 import { ErrorType, vmError } from '../common/errors.js';
-import { parseDomainXml, formatDomainXml, migratableDomainXml, withoutSecrets, type DomainDef } from '../domain/index.js';
+import { checkBuilt, parseDomainXml, formatDomainXml, migratableDomainXml, withoutSecrets, type DomainDef } from '../domain/index.js';
 import { buildQemuArgs } from '../qemu/command-line.js';
 import { launchQemu } from '../qemu/launch.js';
 import { applyGraphicsPasswords, readLiveFacts } from '../qemu/live-config.js';
@@ -25,6 +25,7 @@ import { checkEmulator } from './emulators.js';
 import { checkCpuOnHost, probeBinary, qemuInfo } from './host-cpu.js';
 import type { QemuProbe } from '../qemu/probe.js';
 import { checkCpuBuildable } from '../qemu/devices/cpu.js';
+import { applyStartupPolicy } from './startup-policy.js';
 
 export class HostRuntime {
   readonly defs: DefinitionStore;
@@ -208,6 +209,7 @@ export class HostRuntime {
   define(xml: string): DomainSummary {
     const def = parseDomainXml(xml);
     checkEmulator(this.config.emulators, def);
+    checkBuilt(def);
     checkCpuBuildable(def);
     for (const other of new Set([...this.defs.names(), ...this.running.keys()])) {
       const o = this.definition(other);
@@ -258,11 +260,14 @@ export class HostRuntime {
    * `incoming`, QEMU waits for `migrate-incoming` (restore, migration Prepare) and
    * stays paused; the caller holds whatever lock or job covers the domain.
    */
-  async launch(def: DomainDef, opts: { paused?: boolean; incoming?: boolean; requestId?: string; extraArgs?: string[] }): Promise<RunningDomain> {
-    const name = def.name;
+  async launch(requested: DomainDef, opts: { paused?: boolean; incoming?: boolean; requestId?: string; extraArgs?: string[] }): Promise<RunningDomain> {
+    const name = requested.name;
     if (this.running.has(name)) throw vmError(ErrorType.OperationInvalid, `domain '${name}' is already running`, { domain: name });
     // Every spawn passes here (start, restore, Prepare), whatever its caller checked earlier.
-    checkEmulator(this.config.emulators, def);
+    checkEmulator(this.config.emulators, requested);
+    // Missing disk sources as the disks' startupPolicy says; the live definition shows what was dropped.
+    const { def, dropped } = applyStartupPolicy(requested, opts.incoming ? 'incoming' : 'start');
+    if (dropped.length > 0) this.log.warn({ domain: name, disks: dropped }, 'missing disk sources dropped (startupPolicy)');
     const probe = await this.checkCpu(def);
     const qmpSocket = join(this.config.runDir, `${name}.qmp`);
     const memoryBackingFile = def.memoryBacking?.sourceType === 'file' ? join(this.config.memoryBackingDir, `${def.uuid}.ram`) : undefined;

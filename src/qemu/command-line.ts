@@ -3,6 +3,7 @@
 // /proc/<pid>/cmdline would show them) and then starts the CPUs itself.
 import { accessSync, constants } from 'node:fs';
 import { ErrorType, vmError } from '../common/errors.js';
+import { checkBuilt } from '../domain/built-check.js';
 import type { DomainDef } from '../domain/domain-model.js';
 import type { AccelProbe } from './probe.js';
 import { balloonArgs } from './devices/balloon.js';
@@ -36,6 +37,8 @@ function accelFor(def: DomainDef): string {
 }
 
 export function buildQemuArgs(def: DomainDef, paths: CommandLinePaths & { spicePorts?: number[] }): string[] {
+  // Whatever a caller checked before: nothing reaches QEMU that is not built.
+  checkBuilt(def);
   const accel = accelFor(def);
   const machine = [def.os.machine ?? 'pc', `accel=${accel}`, 'usb=off', 'dump-guest-core=off', `acpi=${def.features.includes('acpi') ? 'on' : 'off'}`];
   const args: string[] = [

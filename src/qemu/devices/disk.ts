@@ -8,7 +8,8 @@ export function diskArgs(disk: DiskDef, index: number, state: { ahci: boolean })
   if (disk.type !== 'file') throw vmError(ErrorType.ConfigUnsupported, `disk ${dev}: only type='file' disks are supported`);
   const drive = [`if=none`, `id=drive-${dev}`];
   if (disk.source?.file) drive.unshift(`file=${q(disk.source.file)}`);
-  if (disk.driver?.type) drive.push(`format=${disk.driver.type}`);
+  // An empty drive (a cdrom without a medium) takes no format: QEMU refuses one without a file.
+  if (disk.driver?.type && disk.source?.file) drive.push(`format=${disk.driver.type}`);
   if (disk.driver?.cache && disk.driver.cache !== 'default') drive.push(`cache=${disk.driver.cache}`);
   if (disk.readonly || disk.device === 'cdrom') drive.push('readonly=on');
   const bus = disk.target.bus ?? (dev.startsWith('vd') ? 'virtio' : 'ide');

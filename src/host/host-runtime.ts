@@ -6,7 +6,7 @@ import { hostname } from 'node:os';
 import { join } from 'node:path';
 import type { BlockStats, DomainInfo, DomainSummary, HostInfo } from '../common/domain-types.js';
 import { ErrorType, vmError } from '../common/errors.js';
-import { parseDomainXml, formatDomainXml, migratableDomainXml, withoutSecrets, type DomainDef } from '../domain/index.js';
+import { assignAddresses, parseDomainXml, formatDomainXml, migratableDomainXml, withoutSecrets, type DomainDef } from '../domain/index.js';
 import { buildQemuArgs } from '../qemu/command-line.js';
 import { launchQemu } from '../qemu/launch.js';
 import { applyGraphicsPasswords, readLiveFacts } from '../qemu/live-config.js';
@@ -22,6 +22,7 @@ import { listStatusNames, readStatus, removeStatus } from './status-file.js';
 import type { Logger } from 'pino';
 import { createSecurityDriver, type SecurityDriver } from '../security/index.js';
 import { checkEmulator } from './emulators.js';
+import { prepareDevices, removeChannelDir } from './device-setup.js';
 
 export class HostRuntime {
   readonly defs: DefinitionStore;
@@ -94,6 +95,7 @@ export class HostRuntime {
 
   private onGone(dom: RunningDomain): void {
     if (this.running.get(dom.name) === dom) this.running.delete(dom.name);
+    removeChannelDir(this.config.runDir, dom);
     this.log.info({ domain: dom.name, pid: dom.pid }, 'QEMU is gone');
   }
 
@@ -190,7 +192,8 @@ export class HostRuntime {
   // ---- definitions -----------------------------------------------------
 
   define(xml: string): DomainSummary {
-    const def = parseDomainXml(xml);
+    // Device addresses are settled at define and kept in the definition, as libvirt does.
+    const def = assignAddresses(parseDomainXml(xml));
     checkEmulator(this.config.emulators, def);
     for (const other of new Set([...this.defs.names(), ...this.running.keys()])) {
       const o = this.definition(other);
@@ -241,11 +244,13 @@ export class HostRuntime {
    * `incoming`, QEMU waits for `migrate-incoming` (restore, migration Prepare) and
    * stays paused; the caller holds whatever lock or job covers the domain.
    */
-  async launch(def: DomainDef, opts: { paused?: boolean; incoming?: boolean; requestId?: string; extraArgs?: string[] }): Promise<RunningDomain> {
-    const name = def.name;
+  async launch(input: DomainDef, opts: { paused?: boolean; incoming?: boolean; requestId?: string; extraArgs?: string[] }): Promise<RunningDomain> {
+    const name = input.name;
     if (this.running.has(name)) throw vmError(ErrorType.OperationInvalid, `domain '${name}' is already running`, { domain: name });
     // Every spawn passes here (start, restore, Prepare), whatever its caller checked earlier.
-    checkEmulator(this.config.emulators, def);
+    checkEmulator(this.config.emulators, input);
+    // Addresses the definition lacks (one defined before they were assigned, a restored or incoming one) and channel sockets.
+    const def = prepareDevices(input, this.config.runDir);
     const qmpSocket = join(this.config.runDir, `${name}.qmp`);
     const memoryBackingFile = def.memoryBacking?.sourceType === 'file' ? join(this.config.memoryBackingDir, `${def.uuid}.ram`) : undefined;
     const spicePorts: number[] = [];

@@ -24,7 +24,7 @@ import type {
 import { abortDestination, finish, prepare, watchIncoming, type DestinationDeps } from '../host/migration/destination-side.js';
 import type { PortAllocator } from '../migration/port-allocator.js';
 import { portsFor } from '../host/migration/ports.js';
-import { readLimits, type AppliedLimits } from '../migration/params.js';
+import { readLimits, type AppliedLimits } from '../qemu/migration-params.js';
 import { abortSource, begin, confirm, forgetSource, perform, perform2 } from '../host/migration/source-side.js';
 import { tunnelSupport } from '../host/migration/host-tunnel.js';
 import type { HostRuntime } from '../host/host-runtime.js';

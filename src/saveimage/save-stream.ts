@@ -11,18 +11,20 @@
 // crash, and (3) every descriptor is opened by the worker, so a cancel can
 // break the pipe by killing the reader, which is what unblocks a QEMU stuck on
 // a stalled compressor (migrate_cancel alone waits for the write to finish).
-import { randomBytes } from 'node:crypto';
 import { ErrorType, vmError } from '../common/errors.js';
 import type { JobProgress } from '../common/job-types.js';
+import { cancelMigration, queryMigration, startMigration } from '../qemu/migration-engine.js';
+import type { MigrationInfo } from '../qemu/migration-info.js';
 import type { QmpClient } from '../qemu/qmp-client.js';
 import { expectSuccess, filterCommand, helperFailure, spawnHelper, type Helper } from './compressor.js';
 import { directWriter } from './direct-io.js';
 import type { SaveFormatName } from '../common/save-formats.js';
-import { relayAroundPoint, RELAY_PROGRAM } from './mid-stream-relay.js';
-import { FdBag, openPipe } from './os-pipe.js';
-import { PipeLabel, type FdLabeller } from './pipe-label.js';
-import { abortedError, StreamWatcher, type StreamControl } from './stream-control.js';
-import { migrationProgress, queryMigrate, type QueryMigrate } from './stream-progress.js';
+import { RELAY_PROGRAM } from './mid-stream-relay.js';
+import { openPipe, type FdBag } from './os-pipe.js';
+import type { FdLabeller } from './pipe-label.js';
+import { abortedError, type StreamControl } from './stream-control.js';
+import { StreamSession } from './stream-session.js';
+import { migrationProgress, STREAM_QMP_DEADLINE } from './stream-progress.js';
 
 export interface SaveStreamSpec {
   qmp: QmpClient;
@@ -42,7 +44,7 @@ export interface SaveStreamSpec {
 export interface SaveStreamResult {
   /** QEMU's stream, before compression. */
   streamBytes: number;
-  final: QueryMigrate;
+  final: MigrationInfo;
 }
 
 /** Bound on waiting for QEMU to acknowledge a cancel once the consumers are gone. */
@@ -53,36 +55,22 @@ const helperWhat = (h: Helper): string =>
 
 export async function runSaveStream(spec: SaveStreamSpec): Promise<SaveStreamResult> {
   const { qmp } = spec;
-  const fds = new FdBag();
-  const pipeLabel = new PipeLabel(fds, spec.labeller);
-  const helpers: Helper[] = [];
-  const watcher = new StreamWatcher(qmp, spec.control);
-  const fdname = `vmferry-save-${randomBytes(4).toString('hex')}`;
-  let fdWithQemu = false;
+  const session = new StreamSession(qmp, spec.control, spec.labeller, 'save');
+  const { fds, pipeLabel, helpers, watcher } = session;
   let last: JobProgress = {};
   const probe = async (): Promise<{ progress: JobProgress; status?: string }> => {
-    const q = await queryMigrate(qmp);
+    const q = await queryMigration(qmp, STREAM_QMP_DEADLINE);
     last = migrationProgress(q);
     return { progress: last, status: q.status };
   };
   try {
     const { qemuFd, pipeReadFd, relaySink } = buildPipeline(spec, fds, helpers);
-    const recordHelpers = (): void => spec.control.onHelpers(helpers.map(({ program, pid, startTime }) => ({ program, pid, startTime })));
-    recordHelpers();
-    watcher.watch(helpers);
+    session.watchHelpers();
     if (pipeReadFd !== undefined) await pipeLabel.hold(pipeReadFd);
-    await qmp.execute('getfd', { fdname }, { fds: [qemuFd] });
-    fdWithQemu = true;
-    // Our copy of the pipe's write end would keep the compressor from ever seeing EOF.
-    if (qemuFd !== spec.imageFd) fds.close(qemuFd);
-    await qmp.execute('migrate', { uri: `fd:${fdname}` });
-    fdWithQemu = false; // QEMU took it by name
+    // A raw image is QEMU's own descriptor; the pipe's write end we must let go of.
+    await session.handOver(qemuFd, qemuFd === spec.imageFd, startMigration);
     if (relaySink !== undefined && pipeReadFd !== undefined && spec.control.midStream) {
-      await relayAroundPoint(pipeReadFd, relaySink, spec.control.midStream, (h) => {
-        helpers.push(h);
-        recordHelpers();
-        watcher.watch([h]);
-      });
+      await session.relay(pipeReadFd, relaySink, spec.control.midStream);
       // The rest-relay has its own copy; ours would keep the next stage from seeing EOF.
       if (relaySink !== spec.imageFd) fds.close(relaySink);
     }
@@ -110,8 +98,8 @@ export async function runSaveStream(spec: SaveStreamSpec): Promise<SaveStreamRes
     if (stop) {
       // Readers first: a QEMU blocked writing into a stalled pipe notices the cancel only once that write fails.
       await pipeLabel.release();
-      for (const h of helpers) h.kill();
-      await qmp.execute('migrate_cancel', undefined, { timeoutMs: 5000 }).catch(() => undefined);
+      session.killHelpers();
+      await cancelMigration(qmp, STREAM_QMP_DEADLINE).catch(() => undefined);
       const settled = await watcher.settled(probe, CANCEL_SETTLE_MS);
       if (settled === undefined && !watcher.gone)
         throw vmError(ErrorType.InternalError, `QEMU did not stop its migration to ${spec.path} within ${CANCEL_SETTLE_MS} ms of migrate_cancel`);
@@ -120,7 +108,7 @@ export async function runSaveStream(spec: SaveStreamSpec): Promise<SaveStreamRes
 
     if (watcher.status !== 'completed') {
       await pipeLabel.release();
-      const q = await queryMigrate(qmp).catch(() => undefined);
+      const q = await queryMigration(qmp, STREAM_QMP_DEADLINE).catch(() => undefined);
       // A helper that failed on its own explains a failed stream better than QEMU's EPIPE.
       for (const h of helpers.filter((x) => x.hasExited())) {
         const err = await helperFailure(h, helperWhat(h));
@@ -141,14 +129,10 @@ export async function runSaveStream(spec: SaveStreamSpec): Promise<SaveStreamRes
       throw abortedError('save');
     }
     for (const h of helpers) await expectSuccess(h, helperWhat(h));
-    const final = await queryMigrate(qmp);
+    const final = await queryMigration(qmp, STREAM_QMP_DEADLINE);
     return { streamBytes: final.ram?.transferred ?? 0, final };
   } finally {
-    watcher.dispose();
-    await pipeLabel.release();
-    for (const h of helpers) h.kill();
-    fds.closeAll();
-    if (fdWithQemu) await qmp.execute('closefd', { fdname }).catch(() => undefined);
+    await session.close();
   }
 }
 

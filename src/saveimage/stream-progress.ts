@@ -5,21 +5,15 @@
 // /proc/<pid>/fdinfo: that is exactly the bytes of the image consumed so far.
 import { readFileSync, readdirSync, readlinkSync } from 'node:fs';
 import type { JobProgress } from '../common/job-types.js';
-import type { QmpClient } from '../qemu/qmp-client.js';
+import type { MigrationInfo } from '../qemu/migration-info.js';
 
-export interface QueryMigrate {
-  status?: string;
-  'error-desc'?: string;
-  'total-time'?: number;
-  'setup-time'?: number;
-  downtime?: number;
-  ram?: { total?: number; remaining?: number; transferred?: number; mbps?: number; 'dirty-pages-rate'?: number };
-}
+/** How long a save or restore waits for QEMU to answer query-migrate or migrate_cancel. */
+export const STREAM_QMP_DEADLINE = { timeoutMs: 5000 } as const;
 
 const percentOf = (total: number | undefined, remaining: number | undefined): number | undefined =>
   total && remaining !== undefined ? Math.min(100, Math.max(0, Math.floor(((total - remaining) * 100) / total))) : undefined;
 
-export function migrationProgress(q: QueryMigrate): JobProgress {
+export function migrationProgress(q: MigrationInfo): JobProgress {
   const ram = q.ram ?? {};
   const p: JobProgress = {
     dataTotalBytes: ram.total,
@@ -35,10 +29,6 @@ export function migrationProgress(q: QueryMigrate): JobProgress {
     percent: q.status === 'completed' ? 100 : percentOf(ram.total, ram.remaining),
   };
   return Object.fromEntries(Object.entries(p).filter(([, v]) => v !== undefined)) as JobProgress;
-}
-
-export async function queryMigrate(qmp: QmpClient): Promise<QueryMigrate> {
-  return await qmp.execute<QueryMigrate>('query-migrate', undefined, { timeoutMs: 5000 });
 }
 
 /** The file offset of `pid`'s descriptor open on `path`, or undefined. */

@@ -5,7 +5,8 @@
 import { ErrorType, vmError } from '../../common/errors.js';
 import { invalidDowntime, invalidSpeed } from '../../common/job-messages.js';
 import type { HostRuntime } from '../host-runtime.js';
-import { bandwidthBytes } from '../../migration/params.js';
+import { cancelMigration } from '../../qemu/migration-engine.js';
+import { setDowntimeLimit, setSpeedLimit } from '../../qemu/migration-params.js';
 
 function jobOf(rt: HostRuntime, name: string, jobId: string) {
   const job = rt.locks.job(name);
@@ -22,7 +23,7 @@ export function jobControl(rt: HostRuntime) {
       job.abortRequested = true;
       const dom = rt.getRunning(name);
       if (dom && !dom.qmp.isClosed) {
-        const acked = await dom.qmp.execute('migrate_cancel').then(
+        const acked = await cancelMigration(dom.qmp).then(
           () => true,
           () => false,
         );
@@ -36,14 +37,14 @@ export function jobControl(rt: HostRuntime) {
       const why = invalidSpeed(mibps);
       if (why) throw vmError(ErrorType.OperationInvalid, why);
       if (!jobOf(rt, name, jobId)) throw vmError(ErrorType.OperationInvalid, `domain '${name}' has no job ${jobId} on this host`);
-      await rt.requireRunning(name).qmp.execute('migrate-set-parameters', { 'max-bandwidth': bandwidthBytes(mibps) });
+      await setSpeedLimit(rt.requireRunning(name).qmp, mibps);
     },
 
     async setJobMaxDowntime(name: string, jobId: string, ms: number): Promise<void> {
       const why = invalidDowntime(ms);
       if (why) throw vmError(ErrorType.OperationInvalid, why);
       if (!jobOf(rt, name, jobId)) throw vmError(ErrorType.OperationInvalid, `domain '${name}' has no job ${jobId} on this host`);
-      await rt.requireRunning(name).qmp.execute('migrate-set-parameters', { 'downtime-limit': ms });
+      await setDowntimeLimit(rt.requireRunning(name).qmp, ms);
     },
   };
 }

@@ -11,7 +11,9 @@ import { killOrphan } from '../../saveimage/compressor.js';
 import { readSaveHeader } from '../../saveimage/header.js';
 import { abortedError } from '../../saveimage/stream-control.js';
 import { removeManagedSave } from '../../saveimage/managed-save.js';
-import { queryMigrate } from '../../saveimage/stream-progress.js';
+import { STREAM_QMP_DEADLINE } from '../../saveimage/stream-progress.js';
+import { cancelMigration, queryMigration } from '../../qemu/migration-engine.js';
+import { setMaxBandwidthBytes } from '../../qemu/migration-params.js';
 import type { RunningDomain } from '../running-domain.js';
 import { securityContext, type JobDeps } from './deps.js';
 import { ErrorType, isVmError } from '../../common/errors.js';
@@ -34,12 +36,12 @@ function liveDomainOf(deps: JobDeps, rec: SaveJobRecord): RunningDomain | undefi
 
 /** Stops QEMU's outgoing stream if one runs and waits until QEMU says it stopped. */
 async function stopMigration(dom: RunningDomain): Promise<void> {
-  const q = await queryMigrate(dom.qmp).catch(() => undefined);
+  const q = await queryMigration(dom.qmp, STREAM_QMP_DEADLINE).catch(() => undefined);
   if (!q?.status || IDLE_STATUSES.has(q.status)) return;
-  await dom.qmp.execute('migrate_cancel').catch(() => undefined);
+  await cancelMigration(dom.qmp).catch(() => undefined);
   const deadline = Date.now() + CANCEL_SETTLE_MS;
   while (Date.now() < deadline) {
-    const now = await queryMigrate(dom.qmp).catch(() => undefined);
+    const now = await queryMigration(dom.qmp, STREAM_QMP_DEADLINE).catch(() => undefined);
     if (!now?.status || IDLE_STATUSES.has(now.status)) return;
     await delay(50); // QEMU emits no event we could wait on without the events capability
   }
@@ -67,7 +69,7 @@ export async function rollbackSave(deps: JobDeps, rec: SaveJobRecord): Promise<v
   const dom = liveDomainOf(deps, rec);
   if (dom) {
     await stopMigration(dom);
-    if (rec.bandwidthBytes !== undefined) await dom.qmp.execute('migrate-set-parameters', { 'max-bandwidth': rec.bandwidthBytes });
+    if (rec.bandwidthBytes !== undefined) await setMaxBandwidthBytes(dom.qmp, rec.bandwidthBytes);
     if (rec.resumeCpus) {
       const st = await dom.qmp.execute<{ running: boolean }>('query-status');
       if (!st.running) await dom.qmp.execute('cont');
@@ -136,7 +138,7 @@ export async function rollbackRestore(deps: JobDeps, rec: SaveJobRecord): Promis
 async function finishRestoreIfLoaded(deps: JobDeps, rec: SaveJobRecord): Promise<boolean> {
   const dom = liveDomainOf(deps, rec);
   if (!dom || rec.qemuPid === undefined) return false;
-  const q = await queryMigrate(dom.qmp).catch(() => undefined);
+  const q = await queryMigration(dom.qmp, STREAM_QMP_DEADLINE).catch(() => undefined);
   const st = await dom.qmp.execute<{ running: boolean }>('query-status').catch(() => undefined);
   if (!st || (q?.status !== 'completed' && !st.running)) return false;
   for (const h of rec.helpers) killOrphan(h);

@@ -28,7 +28,7 @@ import { abortedError } from '../../saveimage/stream-control.js';
 import { BackgroundFlush } from '../../saveimage/background-flush.js';
 import { Heartbeats } from '../../support/activity-heartbeat.js';
 import { faultArmed, faultPoint } from '../../support/fault-points.js';
-import { UNLIMITED_BANDWIDTH_BYTES } from '../../migration/params.js';
+import { enableMigrationEvents, readMaxBandwidthBytes, setMaxBandwidthBytes, UNLIMITED_BANDWIDTH_BYTES } from '../../qemu/migration-params.js';
 import type { RunningDomain } from '../running-domain.js';
 import { checkJobId, fdLabeller, securityContext, type JobDeps } from './deps.js';
 import type { SaveJobRecord } from './records.js';
@@ -60,7 +60,7 @@ export function saveJobs(deps: JobDeps, recovered: Promise<void>) {
     const started = Date.now();
     const sctx = securityContext(plan.name, plan.uuid);
     const aborted = (): boolean => job.abortRequested || signal.aborted;
-    const params = await dom.qmp.execute<{ 'max-bandwidth'?: number }>('query-migrate-parameters');
+    const savedBandwidthBytes = await readMaxBandwidthBytes(dom.qmp);
     let imageFd: number | undefined = openImageForWrite(plan.path, plan.overwrite);
     let rec: SaveJobRecord;
     try {
@@ -74,7 +74,7 @@ export function saveJobs(deps: JobDeps, recovered: Promise<void>) {
         path: plan.path,
         state: 'running',
         resumeCpus: dom.state === 'running',
-        bandwidthBytes: params['max-bandwidth'],
+        bandwidthBytes: savedBandwidthBytes,
         imageCreated: true,
         helpers: [],
         managed: plan.managed,
@@ -92,8 +92,8 @@ export function saveJobs(deps: JobDeps, recovered: Promise<void>) {
         await dom.qmp.execute('stop');
         dom.setState('paused', 'save');
       }
-      await dom.qmp.execute('migrate-set-parameters', { 'max-bandwidth': UNLIMITED_BANDWIDTH_BYTES });
-      await dom.qmp.execute('migrate-set-capabilities', { capabilities: [{ capability: 'events', state: true }] });
+      await setMaxBandwidthBytes(dom.qmp, UNLIMITED_BANDWIDTH_BYTES);
+      await enableMigrationEvents(dom.qmp);
       if (aborted()) throw abortedError('save');
 
       const header = encodeAlignedSaveHeader({ domainXml: plan.xml, wasRunning: plan.wasRunning, format: plan.format });

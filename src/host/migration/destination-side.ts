@@ -15,9 +15,10 @@ import type { RunningDomain } from '../running-domain.js';
 import type { QmpEvent } from '../../qemu/qmp-client.js';
 import { checkDiskSafety, checkNotSameHost } from '../../migration/checks.js';
 import { formatMigrationCookie, parseMigrationCookie, type MigrationCookie } from '../../migration/cookie.js';
-import { eventTimeMs, type QemuMigrationInfo } from './monitor.js';
+import { eventTimeMs } from './monitor.js';
+import { queryMigration } from '../../qemu/migration-engine.js';
 import { graphicsFor, listenIncoming, preallocate } from './incoming-qemu.js';
-import { destinationCapabilities, setCapabilities } from '../../migration/params.js';
+import { destinationCapabilities, setCapabilities } from '../../qemu/migration-params.js';
 import type { PortAllocator } from '../../migration/port-allocator.js';
 import { formatMigrationUri, parseMigrationUri } from '../../migration/uri.js';
 import { enableMigrationTls } from './qemu-tls.js';
@@ -172,7 +173,7 @@ async function prepareCookie(rt: HostRuntime, dom: RunningDomain, def: DomainDef
 }
 
 async function incomingStatus(dom: RunningDomain): Promise<string | undefined> {
-  const info = await dom.qmp.execute<QemuMigrationInfo>('query-migrate').catch(() => undefined);
+  const info = await queryMigration(dom.qmp).catch(() => undefined);
   return info?.status;
 }
 

@@ -11,6 +11,7 @@ import { tlsIdentity } from './qemu-tls.js';
 import { TunnelServer, type ControlGrant, type DataGrant } from '../../migration/tunnel/server.js';
 import { formatEndpoint, loadTunnelTls, parseEndpoint, type TunnelTls } from '../../migration/tunnel/tls.js';
 import { sameSecret, type TunnelHello } from '../../migration/tunnel/wire.js';
+import { startIncomingMigration } from '../../qemu/migration-engine.js';
 
 export interface HostTunnel {
   tls: TunnelTls;
@@ -72,7 +73,7 @@ export function authorizeData(rt: HostRuntime, hello: TunnelHello): DataGrant {
     handoff: async (fd) => {
       await rt.security.labelHandedFd(fd, sctx);
       await dom.qmp.execute('getfd', { fdname: FD_NAME }, { fds: [fd] });
-      await dom.qmp.execute('migrate-incoming', { uri: `fd:${FD_NAME}` });
+      await startIncomingMigration(dom.qmp, `fd:${FD_NAME}`);
     },
   };
 }

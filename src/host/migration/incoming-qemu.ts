@@ -8,6 +8,7 @@ import type { RunningDomain } from '../running-domain.js';
 import type { CookieGraphics } from '../../migration/cookie.js';
 import type { PortAllocator } from '../../migration/port-allocator.js';
 import { formatMigrationUri } from '../../migration/uri.js';
+import { startIncomingMigration } from '../../qemu/migration-engine.js';
 
 const PREALLOC_MAX_KIB = 8 * 1024 * 1024;
 
@@ -56,7 +57,7 @@ export async function listenIncoming(
   for (let attempt = 1; ; attempt++) {
     const port = override?.port ?? (await ports.acquire(jobId));
     try {
-      await dom.qmp.execute('migrate-incoming', { uri: formatMigrationUri({ transport: 'tcp', host, port }) });
+      await startIncomingMigration(dom.qmp, formatMigrationUri({ transport: 'tcp', host, port }));
       return { host, port };
     } catch (err) {
       const inUse = isVmError(err) && /in use/i.test(err.message);

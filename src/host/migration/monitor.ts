@@ -11,37 +11,13 @@ import type { HostJob } from '../domain-lock.js';
 import { faultPoint } from '../../support/fault-points.js';
 import type { RunningDomain } from '../running-domain.js';
 import type { QmpEvent } from '../../qemu/qmp-client.js';
-import { readLimits } from '../../migration/params.js';
+import { cancelMigration, queryMigration, startPostcopy } from '../../qemu/migration-engine.js';
+import { isMigrationActive, type MigrationInfo } from '../../qemu/migration-info.js';
+import { readLimits } from '../../qemu/migration-params.js';
 import { TimeoutSuspend } from './timeout-action.js';
 
-/** The parts of QEMU's MigrationInfo the job reports. */
-export interface QemuMigrationInfo {
-  status?: string;
-  'total-time'?: number;
-  downtime?: number;
-  'expected-downtime'?: number;
-  'setup-time'?: number;
-  'error-desc'?: string;
-  'cpu-throttle-percentage'?: number;
-  ram?: {
-    transferred?: number;
-    remaining?: number;
-    total?: number;
-    'dirty-pages-rate'?: number;
-    mbps?: number;
-    'dirty-sync-count'?: number;
-    'postcopy-requests'?: number;
-  };
-}
-
-const ACTIVE = new Set(['setup', 'active', 'postcopy-active', 'postcopy-paused', 'postcopy-recover', 'pre-switchover', 'device', 'wait-unplug', 'cancelling']);
-
-export function isMigrationActive(status: string | undefined): boolean {
-  return status !== undefined && ACTIVE.has(status);
-}
-
 /** libvirt's domjobinfo fields from query-migrate. */
-export function progressOf(info: QemuMigrationInfo): JobProgress {
+export function progressOf(info: MigrationInfo): JobProgress {
   const ram = info.ram ?? {};
   const p: JobProgress = {};
   if (ram.total !== undefined) p.dataTotalBytes = p.memTotalBytes = ram.total;
@@ -59,7 +35,7 @@ export function progressOf(info: QemuMigrationInfo): JobProgress {
   return p;
 }
 
-export function statsOf(info: QemuMigrationInfo): MigrationStats {
+export function statsOf(info: MigrationInfo): MigrationStats {
   return {
     ...progressOf(info),
     ...(info['total-time'] !== undefined ? { totalTimeMs: info['total-time'] } : {}),
@@ -167,7 +143,7 @@ export async function monitorMigration(opts: MonitorOptions): Promise<MigrationS
   const cancel = async (): Promise<void> => {
     if (cancelSent) return;
     cancelSent = true;
-    await qmp.execute('migrate_cancel').catch(() => undefined);
+    await cancelMigration(qmp).catch(() => undefined);
     opts.afterCancel?.();
   };
   try {
@@ -191,7 +167,7 @@ export async function monitorMigration(opts: MonitorOptions): Promise<MigrationS
         await cancel();
         throw vmError(ErrorType.OperationFailed, `migration aborted: I/O error on ${ioError} (abort-on-error)`, { device: ioError });
       }
-      const info = await qmp.execute<QemuMigrationInfo>('query-migrate');
+      const info = await queryMigration(qmp);
       const status = info.status ?? 'none';
       timeout.arm(info['total-time']);
       const progress = progressOf(info);
@@ -231,7 +207,7 @@ export async function monitorMigration(opts: MonitorOptions): Promise<MigrationS
       if (opts.postcopy && !postcopyStarted && status === 'active') {
         postcopyStarted = true;
         opts.onPostcopy?.();
-        await qmp.execute('migrate-start-postcopy');
+        await startPostcopy(qmp);
       }
       const limits = await readLimits(qmp).catch(() => undefined);
       opts.heartbeat({
@@ -260,7 +236,7 @@ async function settle(opts: MonitorOptions): Promise<void> {
   const deadline = Date.now() + (opts.cancelDeadlineMs ?? 5_000);
   // Wait for QEMU's final word, but never past the deadline: a stalled destination may hold it for long.
   while (Date.now() < deadline) {
-    const info = await opts.dom.qmp.execute<QemuMigrationInfo>('query-migrate').catch(() => undefined);
+    const info = await queryMigration(opts.dom.qmp).catch(() => undefined);
     if (!info || !isMigrationActive(info.status)) break;
     await opts.dom.qmp.waitForEvent('MIGRATION', { timeoutMs: Math.min(200, Math.max(1, deadline - Date.now())) }).catch(() => undefined);
   }
@@ -275,7 +251,7 @@ async function completed(opts: MonitorOptions, stoppedAtMs: number | undefined, 
     if (st.status === 'postmigrate' || Date.now() > deadline) break;
     await new Promise((r) => setTimeout(r, 10)); // no event marks the settling
   }
-  const info = await dom.qmp.execute<QemuMigrationInfo>('query-migrate');
+  const info = await queryMigration(dom.qmp);
   dom.setState('paused', 'migration');
   const stats = statsOf(info);
   opts.job.progress = stats;

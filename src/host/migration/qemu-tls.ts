@@ -13,6 +13,7 @@ import type { HostRuntime } from '../host-runtime.js';
 import type { RunningDomain } from '../running-domain.js';
 import type { SecurityContext } from '../../security/index.js';
 import type { QmpClient } from '../../qemu/qmp-client.js';
+import { setTlsParameters } from '../../qemu/migration-params.js';
 import type { TunnelTls } from '../../migration/tunnel/tls.js';
 
 const CREDS_ID = 'vmf-migration-tls';
@@ -130,16 +131,16 @@ export async function enableMigrationTls(rt: HostRuntime, dom: RunningDomain, tl
   }
   if (end.role === 'server') {
     await qmp.execute('object-add', { 'qom-type': 'authz-simple', id: AUTHZ_ID, identity: end.peerIdentity });
-    await qmp.execute('migrate-set-parameters', { 'tls-creds': CREDS_ID, 'tls-authz': AUTHZ_ID, 'tls-hostname': '' });
+    await setTlsParameters(qmp, { creds: CREDS_ID, hostname: '', authz: AUTHZ_ID });
   } else {
-    await qmp.execute('migrate-set-parameters', { 'tls-creds': CREDS_ID, 'tls-hostname': end.peerHost, 'tls-authz': '' });
+    await setTlsParameters(qmp, { creds: CREDS_ID, hostname: end.peerHost, authz: '' });
   }
   rt.log.info({ domain: dom.name, role: end.role, peer: end.role === 'server' ? end.peerIdentity : end.peerHost }, 'QEMU migration TLS on');
 }
 
 /** Back to a stream in clear (the next migration decides again), and QEMU's copy of the key dropped. */
 export async function disableMigrationTls(qmp: QmpClient): Promise<void> {
-  await qmp.execute('migrate-set-parameters', { 'tls-creds': '', 'tls-hostname': '', 'tls-authz': '' });
+  await setTlsParameters(qmp, { creds: '', hostname: '', authz: '' });
   await objectDel(qmp, AUTHZ_ID);
   await objectDel(qmp, CREDS_ID);
 }

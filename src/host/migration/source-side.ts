@@ -25,8 +25,10 @@ import type { RunningDomain } from '../running-domain.js';
 import { checkAbiStability, checkDestinationName } from '../../migration/abi-check.js';
 import { checkDiskSafety, checkNoSnapshots, checkSourceState } from '../../migration/checks.js';
 import { formatMigrationCookie, parseMigrationCookie, type MigrationCookie } from '../../migration/cookie.js';
-import { isMigrationActive, monitorMigration, type QemuMigrationInfo } from './monitor.js';
-import { setCapabilities, setLimits, sourceCapabilities } from '../../migration/params.js';
+import { monitorMigration } from './monitor.js';
+import { cancelMigration, queryMigration, startMigration } from '../../qemu/migration-engine.js';
+import { isMigrationActive } from '../../qemu/migration-info.js';
+import { setCapabilities, setLimits, sourceCapabilities } from '../../qemu/migration-params.js';
 import { requireTunnel } from './host-tunnel.js';
 import { disableMigrationTls, enableMigrationTls } from './qemu-tls.js';
 import { SourceTunnel, type SourceTunnelSpec } from '../../migration/tunnel/source-session.js';
@@ -202,7 +204,7 @@ export async function perform(rt: HostRuntime, a: PerformArgs): Promise<PerformR
       }
       rt.jobs.patch(name, a.jobId, 'migrate-out', { performStarted: true, protocol: a.protocol });
       rt.log.info({ domain: name, job: a.jobId, phase: 'perform', uri: a.uri, tunnelled }, 'starting migration');
-      await dom.qmp.execute('migrate', { uri });
+      await startMigration(dom.qmp, uri);
       await faultPoint('migrate.perform');
     } else if (tunnelled) {
       // A restarted worker: the stream is QEMU's and goes on; only the destination's liveness watch is dialled again.
@@ -343,7 +345,7 @@ async function killFinishedSource(rt: HostRuntime, dom: RunningDomain): Promise<
 }
 
 async function migrationStatus(dom: RunningDomain): Promise<string | undefined> {
-  const info = await dom.qmp.execute<QemuMigrationInfo>('query-migrate').catch(() => undefined);
+  const info = await queryMigration(dom.qmp).catch(() => undefined);
   return info?.status;
 }
 
@@ -359,7 +361,7 @@ export async function abortSource(rt: HostRuntime, name: string, jobId: string, 
   if (rec && dom && !rec.flags.includes('offline')) {
     let status = await migrationStatus(dom);
     if (isMigrationActive(status)) {
-      await dom.qmp.execute('migrate_cancel').catch(() => undefined);
+      await cancelMigration(dom.qmp).catch(() => undefined);
       const deadline = Date.now() + 15_000;
       while (isMigrationActive(status) && Date.now() < deadline) {
         await dom.qmp.waitForEvent('MIGRATION', { timeoutMs: 250 }).catch(() => undefined);

@@ -1,0 +1,128 @@
+// Migration flags and parameters in QEMU's terms: which capabilities a migration
+// runs with (migrate-set-capabilities), its speed and downtime limits and TLS
+// settings (migrate-set-parameters), and what QEMU applies now
+// (query-migrate-parameters). A migration's capabilities are written in full,
+// so one migration's choice never leaks into the next.
+import { ErrorType, isVmError, vmError } from '../common/errors.js';
+import type { MigrateFlag } from '../common/migration-types.js';
+import type { QmpClient } from './qmp-client.js';
+
+/** libvirt's "unlimited": the largest MiB/s whose byte count QEMU's int64 holds, capped to JS's exact integers. */
+export const UNLIMITED_BANDWIDTH_BYTES = Number.MAX_SAFE_INTEGER;
+
+export function bandwidthBytes(mibps: number): number {
+  return mibps === 0 ? UNLIMITED_BANDWIDTH_BYTES : Math.min(mibps * 1024 * 1024, UNLIMITED_BANDWIDTH_BYTES);
+}
+
+export type CapabilityName = 'events' | 'auto-converge' | 'xbzrle' | 'postcopy-ram';
+
+/** The source's capabilities for these flags. `events` always: the monitor waits on MIGRATION events. */
+export function sourceCapabilities(flags: readonly MigrateFlag[]): Record<CapabilityName, boolean> {
+  return {
+    events: true,
+    'auto-converge': flags.includes('auto-converge'),
+    xbzrle: flags.includes('compressed'),
+    'postcopy-ram': flags.includes('postcopy'),
+  };
+}
+
+/** The destination must agree to post-copy before the stream starts; the rest is the source's business. */
+export function destinationCapabilities(flags: readonly MigrateFlag[]): Partial<Record<CapabilityName, boolean>> {
+  return { events: true, 'postcopy-ram': flags.includes('postcopy') };
+}
+
+export async function setCapabilities(qmp: QmpClient, caps: Partial<Record<CapabilityName, boolean>>): Promise<void> {
+  const capabilities = Object.entries(caps).map(([capability, state]) => ({ capability, state }));
+  try {
+    await qmp.execute('migrate-set-capabilities', { capabilities });
+  } catch (err) {
+    // QEMU refuses a capability the host cannot do (post-copy without userfaultfd): a configuration problem, not a fault.
+    if (isVmError(err, ErrorType.QmpError)) {
+      throw vmError(ErrorType.ConfigUnsupported, `QEMU refused migration capabilities ${JSON.stringify(caps)}: ${err.message}`, { capabilities: caps });
+    }
+    throw err;
+  }
+}
+
+/**
+ * Only `events`, for a save or restore stream (its progress is watched through
+ * MIGRATION events). QEMU has no reason to refuse it, so its error stays as QEMU's.
+ */
+export async function enableMigrationEvents(qmp: QmpClient): Promise<void> {
+  await qmp.execute('migrate-set-capabilities', { capabilities: [{ capability: 'events', state: true }] });
+}
+
+export interface MigrationLimits {
+  /** 0 or absent = unlimited. */
+  bandwidthMiBps?: number;
+  maxDowntimeMs?: number;
+}
+
+/** migrate-set-parameters arguments for a speed (MiB/s, 0 = unlimited) and max downtime (ms). */
+function limitParameters(limits: MigrationLimits): Record<string, number> {
+  const out: Record<string, number> = {};
+  // QEMU's default is 32 MiB/s; libvirt's (and ours) is unlimited unless asked.
+  out['max-bandwidth'] = bandwidthBytes(limits.bandwidthMiBps ?? 0);
+  if (limits.maxDowntimeMs !== undefined) out['downtime-limit'] = limits.maxDowntimeMs;
+  return out;
+}
+
+/** A migration's limits before it starts: an absent speed is unlimited, an absent downtime is left as QEMU has it. */
+export async function setLimits(qmp: QmpClient, limits: MigrationLimits): Promise<void> {
+  await qmp.execute('migrate-set-parameters', limitParameters(limits));
+}
+
+/** The speed limit alone, in bytes/s as QEMU takes it (a save stores and restores the caller's value this way). */
+export async function setMaxBandwidthBytes(qmp: QmpClient, bytes: number): Promise<void> {
+  await qmp.execute('migrate-set-parameters', { 'max-bandwidth': bytes });
+}
+
+/** The speed limit alone, in MiB/s (0 = unlimited), e.g. a running job's migrate-setspeed. */
+export async function setSpeedLimit(qmp: QmpClient, mibps: number): Promise<void> {
+  await setMaxBandwidthBytes(qmp, bandwidthBytes(mibps));
+}
+
+/** The max downtime alone, e.g. a running job's migrate-setmaxdowntime. */
+export async function setDowntimeLimit(qmp: QmpClient, ms: number): Promise<void> {
+  await qmp.execute('migrate-set-parameters', { 'downtime-limit': ms });
+}
+
+/** QEMU's migration TLS settings; empty strings turn each one off. */
+export interface MigrationTlsParameters {
+  creds: string;
+  hostname: string;
+  authz: string;
+}
+
+export async function setTlsParameters(qmp: QmpClient, p: MigrationTlsParameters): Promise<void> {
+  await qmp.execute('migrate-set-parameters', { 'tls-creds': p.creds, 'tls-hostname': p.hostname, 'tls-authz': p.authz });
+}
+
+interface QueriedParameters {
+  'max-bandwidth'?: number;
+  'downtime-limit'?: number;
+}
+
+async function queryParameters(qmp: QmpClient): Promise<QueriedParameters> {
+  return await qmp.execute<QueriedParameters>('query-migrate-parameters');
+}
+
+/** QEMU's speed limit in bytes/s as it stands, to be put back later with setMaxBandwidthBytes. */
+export async function readMaxBandwidthBytes(qmp: QmpClient): Promise<number | undefined> {
+  return (await queryParameters(qmp))['max-bandwidth'];
+}
+
+export interface AppliedLimits {
+  speedLimitMiBps: number;
+  maxDowntimeMs: number;
+}
+
+/** What QEMU applies now, in our units. */
+export async function readLimits(qmp: QmpClient): Promise<AppliedLimits> {
+  const p = await queryParameters(qmp);
+  const bytes = p['max-bandwidth'] ?? 0;
+  return {
+    speedLimitMiBps: bytes >= bandwidthBytes(0) ? 0 : Math.round(bytes / (1024 * 1024)),
+    maxDowntimeMs: p['downtime-limit'] ?? 0,
+  };
+}

@@ -2,7 +2,7 @@
 // (byte for byte, through JSON), address assignment in libvirt's order, the
 // migratable form, and the QEMU arguments each device becomes.
 import { describe, expect, it } from 'vitest';
-import { assignAddresses, formatDomainXml, migratableDomainXml, parseDomainXml, type DomainDef } from '../src/domain/index.js';
+import { assignAddresses, formatDomainXml, migratableDomainXml, parseDomainXml, type DeviceAddress, type DomainDef } from '../src/domain/index.js';
 import { buildQemuArgs } from '../src/qemu/command-line.js';
 
 function domainXml(devices: string, machine = 'pc-i440fx-7.2'): string {
@@ -113,7 +113,7 @@ describe('device XML', () => {
     </memballoon>`),
       ),
     );
-    const slot = (a: { address?: { slot?: string } } | undefined) => a?.address?.slot;
+    const slot = (a: { address?: DeviceAddress } | undefined) => a?.address?.slot;
     expect(slot(def.devices.videos?.[0])).toBe('0x02');
     expect(slot(def.devices.usbControllers?.[0])).toBe('0x03');
     expect(slot(def.devices.disks[0])).toBe('0x05');

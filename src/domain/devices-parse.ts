@@ -119,7 +119,7 @@ export function readCharDev(r: XmlReader, el: XmlElement, path: string): CharDev
 }
 
 export function readMemballoon(r: XmlReader, el: XmlElement, path: string): MemballoonDef {
-  return { model: r.requiredAttr(el, 'model', path) as MemballoonModel };
+  return compact({ model: r.requiredAttr(el, 'model', path) as MemballoonModel, address: readAddress(r, el, path) });
 }
 
 /** The only controller type vmferry models; the others stay preserved XML. */

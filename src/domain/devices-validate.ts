@@ -72,7 +72,7 @@ export function checkDisk(c: Checker, d: DiskDef<TreeForm>, p: string): void {
   checkAlias(c, d.alias, p);
 }
 
-function checkAddress(c: Checker, address: DeviceAddress | undefined, p: string): void {
+export function checkAddress(c: Checker, address: DeviceAddress | undefined, p: string): void {
   if (address === undefined) return;
   c.object(address, `${p}/address`, 'device address');
   c.oneOf(ADDRESS_TYPES, address.type, `${p}/address/@type`, 'address type', true);

@@ -6,6 +6,7 @@
 // preserved parts are XML text, about the size of the input): it crosses
 // Temporal activity boundaries as is. While the domain code works on a
 // definition it holds the preserved parts as ordered trees (TreeForm).
+import type { MoreDevicesDef } from './devices-more-model.js';
 import type { XmlElement, XmlNode } from '../xml/xml-tree.js';
 
 /** Preserved XML as text: the public, serialisable form. */
@@ -278,6 +279,7 @@ export interface CharDevDef<F extends PreservedForm = TextForm> {
 
 export interface MemballoonDef {
   model: MemballoonModel;
+  address?: DeviceAddress;
 }
 
 /**
@@ -292,7 +294,8 @@ export interface UsbControllerDef {
   address?: DeviceAddress;
 }
 
-export interface DevicesDef<F extends PreservedForm = TextForm> {
+/** The list devices, plus the in-document families of MoreDevicesDef (video, input, channel, ...). */
+export interface DevicesDef<F extends PreservedForm = TextForm> extends MoreDevicesDef {
   emulator?: string;
   disks: DiskDef<F>[];
   graphics: GraphicsDef<F>[];

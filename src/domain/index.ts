@@ -2,6 +2,8 @@
 // model, format it back (unmodelled content untouched), produce the migratable
 // form. Every type of the model is public; its value lists stay internal.
 export type * from './domain-model.js';
+export type * from './devices-more-model.js';
+export { assignAddresses } from './assign-addresses.js';
 export { cloneDomainDef } from './domain-model.js';
 export { unmodelledCpuContent } from './cpu-xml.js';
 export { parseDomainXml, type ParseDomainOptions } from './domain-parse.js';

@@ -6,7 +6,7 @@ import { hostname } from 'node:os';
 import { join } from 'node:path';
 import type { BlockStats, DomainInfo, DomainSummary, HostInfo } from '../common/domain-types.js';
 import { ErrorType, vmError } from '../common/errors.js';
-import { checkBuilt, parseDomainXml, formatDomainXml, migratableDomainXml, withoutSecrets, type DomainDef } from '../domain/index.js';
+import { assignAddresses, checkBuilt, parseDomainXml, formatDomainXml, migratableDomainXml, withoutSecrets, type DomainDef } from '../domain/index.js';
 import { buildQemuArgs } from '../qemu/command-line.js';
 import { launchQemu } from '../qemu/launch.js';
 import { applyGraphicsPasswords, readLiveFacts } from '../qemu/live-config.js';
@@ -26,6 +26,7 @@ import { checkCpuOnHost, probeBinary, qemuInfo } from './host-cpu.js';
 import type { QemuProbe } from '../qemu/probe.js';
 import { checkCpuBuildable } from '../qemu/devices/cpu.js';
 import { applyStartupPolicy } from './startup-policy.js';
+import { prepareDevices, removeChannelDir } from './device-setup.js';
 
 export class HostRuntime {
   readonly defs: DefinitionStore;
@@ -99,6 +100,7 @@ export class HostRuntime {
 
   private onGone(dom: RunningDomain): void {
     if (this.running.get(dom.name) === dom) this.running.delete(dom.name);
+    removeChannelDir(this.config.runDir, dom);
     this.log.info({ domain: dom.name, pid: dom.pid }, 'QEMU is gone');
   }
 
@@ -207,7 +209,8 @@ export class HostRuntime {
   // ---- definitions -----------------------------------------------------
 
   define(xml: string): DomainSummary {
-    const def = parseDomainXml(xml);
+    // Device addresses are settled at define and kept in the definition, as libvirt does.
+    const def = assignAddresses(parseDomainXml(xml));
     checkEmulator(this.config.emulators, def);
     checkBuilt(def);
     checkCpuBuildable(def);
@@ -266,8 +269,10 @@ export class HostRuntime {
     // Every spawn passes here (start, restore, Prepare), whatever its caller checked earlier.
     checkEmulator(this.config.emulators, requested);
     // Missing disk sources as the disks' startupPolicy says; the live definition shows what was dropped.
-    const { def, dropped } = applyStartupPolicy(requested, opts.incoming ? 'incoming' : 'start');
+    const { def: present, dropped } = applyStartupPolicy(requested, opts.incoming ? 'incoming' : 'start');
     if (dropped.length > 0) this.log.warn({ domain: name, disks: dropped }, 'missing disk sources dropped (startupPolicy)');
+    // Addresses the definition lacks (one defined before they were assigned, a restored or incoming one) and channel sockets.
+    const def = prepareDevices(present, this.config.runDir);
     const probe = await this.checkCpu(def);
     const qmpSocket = join(this.config.runDir, `${name}.qmp`);
     const memoryBackingFile = def.memoryBacking?.sourceType === 'file' ? join(this.config.memoryBackingDir, `${def.uuid}.ram`) : undefined;

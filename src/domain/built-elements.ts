@@ -5,71 +5,12 @@
 // with a device quietly missing. Adding a device means adding its line here
 // next to its builder in src/qemu/devices/; `why` says what builds it or why
 // it changes nothing in the guest.
-import { childElements, getAttr, textContent } from '../xml/xml-edit.js';
-import type { XmlElement } from '../xml/xml-tree.js';
+import { ALIAS, attr, childNamed, EMPTY, text, textOf, type AttrRule, type ElementRule } from './built-rule.js';
+import { DEVICE_RULES, DEVICES_REFUSE } from './built-devices.js';
 
-/** An attribute: why it is fine, and when only some of libvirt's values are built, which. */
-export type AttrRule = string | { why: string; values: readonly string[] };
+export type { AttrRule, ElementRule } from './built-rule.js';
 
-export interface ElementRule {
-  why: string;
-  attrs?: Readonly<Record<string, AttrRule>>;
-  children?: Readonly<Record<string, ElementRule>>;
-  /**
-   * Neither its attributes nor anything below are looked at: free-form content
-   * nobody reads (metadata), or an element whose builder checks it whole.
-   */
-  opaque?: true;
-  /**
-   * The rule depends on an attribute's value (a device's type): a value not
-   * listed is refused. `absent` is the value libvirt assumes when it is missing.
-   */
-  byAttr?: { attr: string; absent?: string; cases: Readonly<Record<string, ElementRule>> };
-  /** A combination attributes alone cannot express: the reason it is refused, else undefined. */
-  refuse?: (el: XmlElement) => string | undefined;
-}
-
-const attr = (el: XmlElement | undefined, name: string): string | undefined => (el === undefined ? undefined : getAttr(el, name));
-const childNamed = (el: XmlElement, name: string): XmlElement | undefined => childElements(el, name)[0];
-const childNames = (el: XmlElement): string[] => childElements(el).map((c) => c.name);
-const textOf = textContent;
-
-const ALIAS: ElementRule = { why: 'QEMU device id; the guest does not see it', attrs: { name: 'the id' } };
-const EMPTY: ElementRule = { why: 'a flag element' };
 const UNIT = 'memory unit, applied when the size is read';
-
-/** Elements holding only text, read by the domain model and built from it. */
-const text = (why: string, attrs?: Record<string, AttrRule>): ElementRule => ({ why, ...(attrs ? { attrs } : {}) });
-
-const DISK_FILE: ElementRule = {
-  why: 'a -drive file backend and its device (qemu/devices/disk.ts)',
-  attrs: {
-    device: { why: 'the device kinds built', values: ['disk', 'cdrom'] },
-  },
-  children: {
-    driver: {
-      why: 'the -drive options',
-      attrs: { name: "only 'qemu' is accepted by the model", type: 'format=', cache: 'cache=' },
-    },
-    source: {
-      why: 'file=',
-      attrs: {
-        file: 'file=',
-        startupPolicy: 'applied before QEMU starts (host/startup-policy.ts)',
-        index: 'libvirt run-time numbering of the chain, nothing in QEMU',
-      },
-    },
-    // libvirt's live XML says "no backing chain" this way; a chain it names is refused (QEMU would open the image's own).
-    backingStore: {
-      why: 'empty: the image has no backing file',
-      refuse: (el) => (childNames(el).length > 0 ? 'a backing chain named in the XML is not built' : undefined),
-    },
-    target: { why: 'the device name and bus', attrs: { dev: 'drive id', bus: { why: 'the buses built', values: ['virtio', 'ide', 'sata'] } } },
-    readonly: { ...EMPTY, why: 'readonly=on' },
-    shareable: { ...EMPTY, why: "honoured by vmferry's disk lease and migration safety checks" },
-    alias: ALIAS,
-  },
-};
 
 const LISTEN: ElementRule = {
   why: 'the address the server listens on',
@@ -161,9 +102,10 @@ export const DOMAIN_RULE: ElementRule = {
     on_crash: text('inert: no panic device reports a crash'),
     devices: {
       why: 'the devices',
+      refuse: DEVICES_REFUSE,
       children: {
         emulator: text('the QEMU binary (checked against the allow-list)'),
-        disk: { why: 'a disk', byAttr: { attr: 'type', absent: 'file', cases: { file: DISK_FILE } } },
+        ...DEVICE_RULES,
         graphics: {
           why: 'a display server',
           byAttr: {
@@ -207,41 +149,8 @@ export const DOMAIN_RULE: ElementRule = {
             },
           },
         },
-        controller: {
-          why: 'a controller',
-          byAttr: {
-            attr: 'type',
-            cases: {
-              usb: {
-                why: 'piix3-usb-uhci (qemu/devices/usb-controller.ts checks model, index and machine)',
-                attrs: { index: 'controller index', model: 'controller model' },
-                children: { address: { why: 'its PCI address', opaque: true }, alias: ALIAS },
-              },
-              // The machine's own host bridge: libvirt names it, QEMU's pc and q35 machines have it.
-              pci: {
-                why: "the machine's PCI root",
-                attrs: { index: { why: 'the root', values: ['0'] }, model: { why: 'the root of pc / q35', values: ['pci-root', 'pcie-root'] } },
-                children: { alias: ALIAS },
-              },
-              // The pc machine's built-in PIIX3 IDE controller at 00:01.1.
-              ide: {
-                why: "the pc machine's IDE controller",
-                attrs: { index: { why: 'the built-in one', values: ['0'] } },
-                children: { address: { why: 'fixed by the machine', opaque: true }, alias: ALIAS },
-              },
-            },
-          },
-        },
-        // libvirt names the PS/2 devices every x86 machine has (i8042).
-        input: {
-          why: 'an input device',
-          attrs: { type: { why: "the machine's PS/2 devices", values: ['mouse', 'keyboard'] }, bus: { why: 'PS/2 on the machine', values: ['ps2'] } },
-          refuse: (el) => (attr(el, 'bus') !== undefined ? undefined : 'an input device needs bus=ps2 (the only bus built)'),
-          children: { alias: ALIAS },
-        },
         // libvirt adds <audio type='none'/> to guests without sound: no backend, nothing to build.
         audio: { why: 'inert: no audio backend', attrs: { id: 'audio backend id', type: { why: 'no backend', values: ['none'] } } },
-        memballoon: { why: 'virtio-balloon-pci (qemu/devices/balloon.ts)', attrs: { model: 'balloon model' }, children: { alias: ALIAS } },
       },
     },
     // vmferry's security driver labels with dynamic labels, which is what type='dynamic' asks for.

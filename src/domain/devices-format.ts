@@ -19,6 +19,7 @@ import {
   setFlagChild,
   setIntAttr,
   syncChild,
+  syncChildAttrs,
 } from '../xml/xml-edit.js';
 import type { XmlElement, XmlNode } from '../xml/xml-tree.js';
 
@@ -164,28 +165,8 @@ export function formatCharDev(name: 'serial' | 'console', d: CharDevDef<TreeForm
   setAttrDefault(el, 'type', d.type, 'pty', fresh);
   setAttr(el, 'tty', d.tty);
 
-  const source = childElements(el, 'source')[0];
-  if (d.sourcePath === undefined) {
-    if (source !== undefined) {
-      setAttr(source, 'path', undefined);
-      removeIfEmpty(el, source);
-    }
-  } else {
-    setAttr(source ?? ensureChild(el, 'source', DEVICE_DEPTH, CHARDEV_ORDER), 'path', d.sourcePath);
-  }
-
-  const target = findChild(el, 'target');
-  if (d.targetType === undefined && d.targetPort === undefined) {
-    if (target !== undefined) {
-      setAttr(target, 'type', undefined);
-      setAttr(target, 'port', undefined);
-      removeIfEmpty(el, target);
-    }
-  } else {
-    const t = target ?? ensureChild(el, 'target', DEVICE_DEPTH, CHARDEV_ORDER);
-    setAttr(t, 'type', d.targetType);
-    setIntAttr(t, 'port', d.targetPort);
-  }
+  syncChildAttrs(el, 'source', { path: d.sourcePath }, DEVICE_DEPTH, CHARDEV_ORDER);
+  syncChildAttrs(el, 'target', { type: d.targetType, port: d.targetPort }, DEVICE_DEPTH, CHARDEV_ORDER);
   applyAlias(el, d.alias, CHARDEV_ORDER);
   return el;
 }

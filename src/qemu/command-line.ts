@@ -10,6 +10,7 @@ import { graphicsArgs } from './devices/graphics.js';
 import { q } from './devices/quote.js';
 import { serialArgs } from './devices/serial.js';
 import { usbControllerArgs } from './devices/usb-controller.js';
+import { lifecycleActionArgs } from './lifecycle-args.js';
 
 export interface CommandLinePaths {
   qmpSocket: string;
@@ -69,8 +70,7 @@ export function buildQemuArgs(def: DomainDef, paths: CommandLinePaths & { spiceP
   args.push(...cpuArgs(def, accel));
   if (def.clock?.offset === 'localtime') args.push('-rtc', 'base=localtime');
   else args.push('-rtc', 'base=utc');
-  if (def.onReboot === 'destroy') args.push('-no-reboot');
-  if (def.onPoweroff === 'preserve') args.push('-no-shutdown');
+  args.push(...lifecycleActionArgs(def));
   if (def.os.kernel) args.push('-kernel', def.os.kernel);
   if (def.os.initrd) args.push('-initrd', def.os.initrd);
   if (def.os.cmdline !== undefined) args.push('-append', def.os.cmdline);

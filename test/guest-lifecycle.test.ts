@@ -73,6 +73,8 @@ async function bootLinux(name: string, opts: Omit<LinuxDomain, 'name' | 'serial'
   return { serial, info: started };
 }
 
+const workerLogs = (): Record<string, unknown>[] => cluster.hosts.get(HOST)!.worker!.logs;
+
 const readyCount = (serial: string): number => (readFileSync(serial, 'utf8').match(/VMFERRY-GUEST-READY/g) ?? []).length;
 
 async function waitForState(name: string, state: string, reason?: string, timeoutMs = 60_000): Promise<DomainInfo> {
@@ -189,6 +191,8 @@ describe('guest lifecycle (real QEMU, Linux test guest)', () => {
     const { serial, info: started } = await bootLinux('gl-crash-r', { guest: { panicMs: 3000 }, devices: PANIC, on: { crash: 'restart' } });
     await waitForSerial(serial, /VMFERRY-GUEST-PANIC[\s\S]*VMFERRY-GUEST-READY/, BOOT_MS);
     expect(await info('gl-crash-r')).toMatchObject({ pid: started.pid });
+    // The worker reset it (the kernel's own panic=-1 reboot would look the same on the console).
+    expect(workerLogs()).toContainEqual(expect.objectContaining({ domain: 'gl-crash-r', what: 'panic', action: 'restart' }));
     await remove('gl-crash-r');
   });
 
@@ -207,6 +211,7 @@ describe('guest lifecycle (real QEMU, Linux test guest)', () => {
     const { info: started } = await bootLinux('gl-wd', { guest: { watchdogS: 2 }, devices: "\n    <watchdog model='i6300esb' action='pause'/>" });
     const after = await waitForState('gl-wd', 'paused', 'watchdog');
     expect(after.pid).toBe(started.pid);
+    expect(workerLogs()).toContainEqual(expect.objectContaining({ domain: 'gl-wd', event: 'WATCHDOG', data: expect.objectContaining({ action: 'pause' }) }));
     await remove('gl-wd');
   });
 

@@ -9,7 +9,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DomainInfo, DomainOperationResult } from '../src/common/domain-types.js';
-import { readStatus } from '../src/host/status-file.js';
+import { parseDomainXml } from '../src/domain/index.js';
+import { formatStatus, parseStatus, readStatus } from '../src/host/status-file.js';
+import { buildQemuArgs } from '../src/qemu/command-line.js';
 import { waitFor } from '../src/support/wait.js';
 import { TestCluster } from './helpers/cluster.js';
 import { guestXml } from './helpers/guest-xml.js';
@@ -226,5 +228,28 @@ describe('guest lifecycle (real QEMU, Linux test guest)', () => {
       const err = await failureOf(cluster.op(HOST, { op: 'define', xml: linuxXml({ name: 'gl-bad', serial: join(files, 'bad.log'), on }) }));
       expect(err.type, JSON.stringify(on)).toBe('ConfigUnsupported');
     }
+  });
+});
+
+describe('guest lifecycle (pure code)', () => {
+  it('QEMU only pauses on a guest poweroff or panic; a reboot is a reset unless on_reboot is destroy', () => {
+    const args = (on: LinuxDomain['on']): string => {
+      const a = buildQemuArgs(
+        parseDomainXml(guestXml({ name: 'p1' }).replace(/<on_reboot>\w+<\/on_reboot>/, `<on_reboot>${on?.reboot ?? 'restart'}</on_reboot>`)),
+        {
+          qmpSocket: '/run/p1.qmp',
+          memoryBackingFile: '/dev/shm/p1',
+        },
+      );
+      return a[a.indexOf('-action') + 1]!;
+    };
+    expect(args({ reboot: 'restart' })).toBe('shutdown=pause,reboot=reset,panic=pause');
+    expect(args({ reboot: 'destroy' })).toBe('shutdown=pause,reboot=shutdown,panic=pause');
+  });
+
+  it('a pending reboot survives the status file round trip', () => {
+    const st = { state: 'running' as const, reason: 'booted', pid: 42, qmpSocket: '/run/x.qmp', domainXml: '<domain/>' };
+    expect(parseStatus(formatStatus({ ...st, fakeReboot: true })).fakeReboot).toBe(true);
+    expect(parseStatus(formatStatus(st)).fakeReboot).toBeUndefined();
   });
 });

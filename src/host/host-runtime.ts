@@ -24,6 +24,9 @@ import { createSecurityDriver, type SecurityDriver } from '../security/index.js'
 import { checkEmulator } from './emulators.js';
 import { happeningOf, happeningOfRunState, reactTo, type LifecycleHost } from './guest-lifecycle.js';
 import type { QmpEvent } from '../qemu/qmp-client.js';
+import { checkCpuOnHost, probeBinary, qemuInfo } from './host-cpu.js';
+import type { QemuProbe } from '../qemu/probe.js';
+import { checkCpuBuildable } from '../qemu/devices/cpu.js';
 
 export class HostRuntime implements LifecycleHost {
   readonly defs: DefinitionStore;
@@ -36,6 +39,7 @@ export class HostRuntime implements LifecycleHost {
   /** Why each domain stopped last (destroyed, shutdown, crashed), for dominfo; in memory, as libvirt keeps it. */
   private readonly stopReasons = new Map<string, string>();
   private qemuVersion?: string;
+  private qemuProbe?: QemuProbe;
 
   constructor(
     readonly config: HostConfig,
@@ -187,8 +191,20 @@ export class HostRuntime implements LifecycleHost {
       hostUuid: this.config.hostUuid,
       hostname: hostname(),
       protocolVersions: this.config.protocolVersions,
-      qemuVersion: this.qemuVersion,
+      qemuVersion: this.qemuVersion ?? this.qemuProbe?.version,
+      ...(this.qemuProbe ? { qemu: qemuInfo(this.qemuProbe) } : {}),
     };
+  }
+
+  /** Probes the host's QEMU (at worker start; cached per binary and mtime). */
+  async probeQemu(): Promise<QemuProbe> {
+    this.qemuProbe = await probeBinary(this.config.qemuBinary, this.config.runDir);
+    return this.qemuProbe;
+  }
+
+  /** Refuses a definition whose CPU this host's QEMU cannot run (before anything is touched). */
+  async checkCpu(def: DomainDef): Promise<QemuProbe | undefined> {
+    return await checkCpuOnHost(def, this.config.qemuBinary, this.config.runDir);
   }
 
   /** Graphics passwords are left out unless `securityInfo` (libvirt's dumpxml --security-info). */
@@ -219,6 +235,7 @@ export class HostRuntime implements LifecycleHost {
   define(xml: string): DomainSummary {
     const def = parseDomainXml(xml);
     checkEmulator(this.config.emulators, def);
+    checkCpuBuildable(def);
     for (const other of new Set([...this.defs.names(), ...this.running.keys()])) {
       const o = this.definition(other);
       if (o.name === def.name && o.uuid !== def.uuid) {
@@ -273,6 +290,7 @@ export class HostRuntime implements LifecycleHost {
     if (this.running.has(name)) throw vmError(ErrorType.OperationInvalid, `domain '${name}' is already running`, { domain: name });
     // Every spawn passes here (start, restore, Prepare), whatever its caller checked earlier.
     checkEmulator(this.config.emulators, def);
+    const probe = await this.checkCpu(def);
     const qmpSocket = join(this.config.runDir, `${name}.qmp`);
     const memoryBackingFile = def.memoryBacking?.sourceType === 'file' ? join(this.config.memoryBackingDir, `${def.uuid}.ram`) : undefined;
     const spicePorts: number[] = [];
@@ -280,7 +298,8 @@ export class HostRuntime implements LifecycleHost {
       if (g.type === 'spice') spicePorts.push(g.autoport || g.port === undefined || g.port < 0 ? await findFreePort(5900, 65535, spicePorts) : g.port);
     }
     const extra = [...(opts.incoming ? ['-incoming', 'defer'] : []), ...(opts.extraArgs ?? [])];
-    const args = buildQemuArgs(def, { qmpSocket, memoryBackingFile, spicePorts, extra });
+    const cpuFacts = probe?.accels[def.type === 'kvm' ? 'kvm' : 'tcg'];
+    const args = buildQemuArgs(def, { qmpSocket, memoryBackingFile, spicePorts, extra, ...(cpuFacts ? { cpuFacts } : {}) });
     const logFile = join(this.config.logDir, `${name}.log`);
     this.log.info({ domain: name, args }, 'starting QEMU');
     const { pid, qmp } = await launchQemu({ binary: def.devices.emulator ?? this.config.qemuBinary, args, qmpSocket, logFile });

@@ -3,7 +3,10 @@
 import type { BlockStats, DomainInfo, DomainSummary, HostInfo } from '../common/domain-types.js';
 import { changeMedia, type ChangeMediaOptions } from '../host/change-media.js';
 import type { HostRuntime } from '../host/host-runtime.js';
+import { Context } from '@temporalio/activity';
+import { rebootDomain, resetDomain, shutdownDomain, waitForShutoff } from '../host/power.js';
 import { activityRequestId } from '../support/activity-request-id.js';
+import { whileHeartbeating } from '../support/step-heartbeat.js';
 
 export function createDomainActivities(rt: HostRuntime) {
   return {
@@ -21,6 +24,19 @@ export function createDomainActivities(rt: HostRuntime) {
     },
     async destroyDomain(name: string): Promise<DomainInfo> {
       return await rt.destroy(name);
+    },
+    async shutdownDomain(name: string): Promise<DomainInfo> {
+      return await shutdownDomain(rt, name);
+    },
+    async rebootDomain(name: string): Promise<DomainInfo> {
+      return await rebootDomain(rt, name);
+    },
+    async resetDomain(name: string): Promise<DomainInfo> {
+      return await resetDomain(rt, name);
+    },
+    /** Long: heartbeats, so a worker restart is noticed and the retry waits out the same deadline. */
+    async waitDomainShutoff(name: string, deadlineMs: number): Promise<DomainInfo> {
+      return await whileHeartbeating(() => waitForShutoff(rt, name, deadlineMs, Context.current().cancellationSignal));
     },
     async suspendDomain(name: string): Promise<DomainInfo> {
       return await rt.suspend(name);

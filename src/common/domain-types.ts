@@ -64,11 +64,20 @@ export interface HostQemuInfo {
   durationMs: number;
 }
 
+/** Longest shutdown wait a request may ask for. */
+export const MAX_SHUTDOWN_TIMEOUT_S = 3600;
+
 export type DomainOperation =
   | { op: 'define'; xml: string }
   | { op: 'undefine'; name: string }
   | { op: 'start'; name: string; paused?: boolean }
   | { op: 'destroy'; name: string }
+  /** ACPI power button; with timeoutSeconds, waits that long for the guest to stop (never forces it). */
+  | { op: 'shutdown'; name: string; timeoutSeconds?: number }
+  /** ACPI power button, then a reset instead of a stop when the guest powers off (libvirt's fake reboot). */
+  | { op: 'reboot'; name: string }
+  /** system_reset: the hard reset button. */
+  | { op: 'reset'; name: string }
   | { op: 'suspend'; name: string }
   | { op: 'resume'; name: string }
   | { op: 'info'; name: string }
@@ -86,7 +95,7 @@ export interface DomainOperationInput {
 
 export type DomainOperationResult =
   | { op: 'define'; domain: DomainSummary }
-  | { op: 'undefine' | 'start' | 'destroy' | 'suspend' | 'resume' | 'info' | 'change-media'; domain: DomainInfo }
+  | { op: 'undefine' | 'start' | 'destroy' | 'shutdown' | 'reboot' | 'reset' | 'suspend' | 'resume' | 'info' | 'change-media'; domain: DomainInfo }
   | { op: 'list'; domains: DomainSummary[] }
   | { op: 'blockstats'; stats: BlockStats[] }
   | { op: 'dumpxml'; xml: string };

@@ -27,6 +27,7 @@ import {
   type TreeForm,
   type UsbControllerDef,
 } from './domain-model.js';
+import { checkLifecycleActions } from './lifecycle-validate.js';
 import { MAX_MEMORY_KIB } from './memory-units.js';
 import { expandDomainDef } from './preserved.js';
 import { normalizeUuid } from './uuid.js';
@@ -95,6 +96,7 @@ export function validateTreeDef(def: DomainDef<TreeForm>, locate?: XmlLocator): 
   c.oneOf(LIFECYCLE_ACTIONS, def.onPoweroff, `${P}/on_poweroff`, 'on_poweroff action');
   c.oneOf(LIFECYCLE_ACTIONS, def.onReboot, `${P}/on_reboot`, 'on_reboot action');
   c.oneOf(CRASH_ACTIONS, def.onCrash, `${P}/on_crash`, 'on_crash action');
+  checkLifecycleActions(c, def, P);
   if (def.memoryBacking !== undefined) {
     c.oneOf(MEMORY_SOURCE_TYPES, def.memoryBacking.sourceType, `${P}/memoryBacking/source/@type`, 'memory source type');
     c.oneOf(MEMORY_ACCESS_MODES, def.memoryBacking.accessMode, `${P}/memoryBacking/access/@mode`, 'memory access mode');

@@ -22,13 +22,15 @@ import { listStatusNames, readStatus, removeStatus } from './status-file.js';
 import type { Logger } from 'pino';
 import { createSecurityDriver, type SecurityDriver } from '../security/index.js';
 import { checkEmulator } from './emulators.js';
+import { happeningOf, happeningOfRunState, reactTo, type LifecycleHost } from './guest-lifecycle.js';
+import type { QmpEvent } from '../qemu/qmp-client.js';
 import { checkCpuOnHost, probeBinary, qemuInfo } from './host-cpu.js';
 import type { QemuProbe } from '../qemu/probe.js';
 import { checkCpuBuildable } from '../qemu/devices/cpu.js';
 import { applyStartupPolicy } from './startup-policy.js';
 import { prepareDevices, removeChannelDir } from './device-setup.js';
 
-export class HostRuntime {
+export class HostRuntime implements LifecycleHost {
   readonly defs: DefinitionStore;
   readonly locks = new DomainLocks();
   /** Work in flight, on disk: what a restarted worker or the reaper must finish or undo (jobs/recovery.ts). */
@@ -36,6 +38,8 @@ export class HostRuntime {
   /** Labels what QEMU touches (images, sockets, descriptors); one per host so remembered labels are shared. */
   readonly security: SecurityDriver;
   private readonly running = new Map<string, RunningDomain>();
+  /** Why each domain stopped last (destroyed, shutdown, crashed), for dominfo; in memory, as libvirt keeps it. */
+  private readonly stopReasons = new Map<string, string>();
   private qemuVersion?: string;
   private qemuProbe?: QemuProbe;
 
@@ -69,7 +73,14 @@ export class HostRuntime {
       try {
         const qmp = await QmpClient.connect(status.qmpSocket, { timeoutMs: 5000 });
         const def = parseDomainXml(status.domainXml);
-        const dom = this.track(new RunningDomain({ ...status, name, uuid: def.uuid, qmp }, this.config.runDir, (d) => this.onGone(d)));
+        const dom = this.track(
+          new RunningDomain(
+            { ...status, name, uuid: def.uuid, qmp },
+            this.config.runDir,
+            (d) => this.onGone(d),
+            (d, ev) => this.onGuestEvent(d, ev),
+          ),
+        );
         await this.syncState(dom);
         this.log.info({ domain: name, pid: status.pid, state: dom.state }, 'reconnected to running QEMU');
       } catch (err) {
@@ -85,12 +96,28 @@ export class HostRuntime {
     if (memoryFile) rmSync(memoryFile, { force: true });
   }
 
-  /** QEMU's own word on run state; events may have been missed while nobody listened. */
+  /**
+   * QEMU's own word on run state; events may have been missed while nobody listened.
+   * A guest that powered off or panicked meanwhile waits, paused, for its action,
+   * and a reboot asked for before the restart (fakeReboot, from the status file)
+   * still turns the poweroff into a reset.
+   */
   private async syncState(dom: RunningDomain): Promise<void> {
     const st = await dom.qmp.execute<{ running: boolean; status: string }>('query-status');
     if (st.running && dom.state !== 'running') dom.setState('running', 'unpaused');
+    else if (st.status === 'watchdog' && dom.state === 'running') dom.setState('paused', 'watchdog');
     else if (!st.running && dom.state === 'running') dom.setState('paused', st.status);
     else dom.persist();
+    void reactTo(this, dom, happeningOfRunState(st.status), { at: 'reconnect', runState: st.status });
+  }
+
+  private onGuestEvent(dom: RunningDomain, ev: QmpEvent): void {
+    this.log.info({ domain: dom.name, event: ev.event, data: ev.data }, 'guest lifecycle event');
+    void reactTo(this, dom, happeningOf(ev), { event: ev.event, data: ev.data });
+  }
+
+  recordStop(name: string, reason: string): void {
+    this.stopReasons.set(name, reason);
   }
 
   private track(dom: RunningDomain): RunningDomain {
@@ -149,7 +176,7 @@ export class HostRuntime {
       vcpus: def.vcpus,
       host: this.config.name,
     };
-    if (!live) return { ...base, state: 'shutoff', reason: 'shutdown' };
+    if (!live) return { ...base, state: 'shutoff', reason: this.stopReasons.get(name) ?? 'shutdown' };
     return { ...base, state: live.state, reason: live.reason, pid: live.pid, qmpSocket: live.qmpSocket, memoryBackingFile: live.memoryBackingFile };
   }
 
@@ -302,8 +329,10 @@ export class HostRuntime {
         },
         this.config.runDir,
         (d) => this.onGone(d),
+        (d, ev) => this.onGuestEvent(d, ev),
       ),
     );
+    this.stopReasons.delete(name);
     dom.persist();
     try {
       this.qemuVersion ??= `${qmp.version.qemu.major}.${qmp.version.qemu.minor}.${qmp.version.qemu.micro}`;
@@ -333,20 +362,22 @@ export class HostRuntime {
   async destroy(name: string): Promise<DomainInfo> {
     const dom = this.requireRunning(name);
     return await this.locks.with(name, 'destroy', async () => {
+      this.recordStop(name, 'destroyed');
       await this.kill(dom);
       return this.infoAfterStop(name, dom);
     });
   }
 
-  private infoAfterStop(name: string, dom: RunningDomain): DomainInfo {
-    if (this.defs.has(name)) return { ...this.info(name), reason: 'destroyed' };
+  /** A stopped domain's info, also for a transient one (gone from every list once QEMU is). */
+  infoAfterStop(name: string, dom: RunningDomain): DomainInfo {
+    if (this.defs.has(name)) return this.info(name);
     const def = parseDomainXml(dom.domainXml);
     return {
       name,
       uuid: def.uuid,
       persistent: false,
       state: 'shutoff',
-      reason: 'destroyed',
+      reason: this.stopReasons.get(name) ?? 'shutdown',
       memoryKiB: def.memoryKiB,
       currentMemoryKiB: def.currentMemoryKiB,
       vcpus: def.vcpus,

@@ -20,6 +20,7 @@ import { rngArgs } from './devices/rng.js';
 import { usbControllerArgs } from './devices/usb-controller.js';
 import { videoArgs } from './devices/video.js';
 import { watchdogArgs } from './devices/watchdog.js';
+import { lifecycleActionArgs } from './lifecycle-args.js';
 
 export interface CommandLinePaths {
   qmpSocket: string;
@@ -75,8 +76,7 @@ export function buildQemuArgs(def: DomainDef, paths: CommandLinePaths & { spiceP
   args.push(...cpuArgs(def, accel === 'kvm' ? 'kvm' : 'tcg', paths.cpuFacts), ...numaArgs(def));
   if (def.clock?.offset === 'localtime') args.push('-rtc', 'base=localtime');
   else args.push('-rtc', 'base=utc');
-  if (def.onReboot === 'destroy') args.push('-no-reboot');
-  if (def.onPoweroff === 'preserve') args.push('-no-shutdown');
+  args.push(...lifecycleActionArgs(def));
   if (def.os.kernel) args.push('-kernel', def.os.kernel);
   if (def.os.initrd) args.push('-initrd', def.os.initrd);
   if (def.os.cmdline !== undefined) args.push('-append', def.os.cmdline);

@@ -22,7 +22,7 @@ import { listStatusNames, readStatus, removeStatus } from './status-file.js';
 import type { Logger } from 'pino';
 import { createSecurityDriver, type SecurityDriver } from '../security/index.js';
 import { checkEmulator } from './emulators.js';
-import { checkCpuOnHost, probeBinary, qemuInfo } from './host-cpu.js';
+import { checkCpuOnHost, probeBinary, qemuInfo, startingDef } from './host-cpu.js';
 import type { QemuProbe } from '../qemu/probe.js';
 import { checkCpuBuildable } from '../qemu/devices/cpu.js';
 
@@ -258,12 +258,14 @@ export class HostRuntime {
    * `incoming`, QEMU waits for `migrate-incoming` (restore, migration Prepare) and
    * stays paused; the caller holds whatever lock or job covers the domain.
    */
-  async launch(def: DomainDef, opts: { paused?: boolean; incoming?: boolean; requestId?: string; extraArgs?: string[] }): Promise<RunningDomain> {
-    const name = def.name;
+  async launch(given: DomainDef, opts: { paused?: boolean; incoming?: boolean; requestId?: string; extraArgs?: string[] }): Promise<RunningDomain> {
+    const name = given.name;
     if (this.running.has(name)) throw vmError(ErrorType.OperationInvalid, `domain '${name}' is already running`, { domain: name });
     // Every spawn passes here (start, restore, Prepare), whatever its caller checked earlier.
-    checkEmulator(this.config.emulators, def);
-    const probe = await this.checkCpu(def);
+    checkEmulator(this.config.emulators, given);
+    const probe = await this.checkCpu(given);
+    // host-model starts as the concrete CPU standing for this host: what runs, and so what migrates and is saved.
+    const def = startingDef(given, probe);
     const qmpSocket = join(this.config.runDir, `${name}.qmp`);
     const memoryBackingFile = def.memoryBacking?.sourceType === 'file' ? join(this.config.memoryBackingDir, `${def.uuid}.ram`) : undefined;
     const spicePorts: number[] = [];

@@ -139,9 +139,17 @@ describe('host-model CPUs start as the concrete CPU that stands for the host, an
     const memoryDir = cluster.hosts.get(I386)!.memoryDir;
     expect(existsSync(memoryDir) ? readdirSync(memoryDir) : []).toEqual([]);
 
-    const result = await (
-      await startMigration(cluster.client, { domain: 'hm-mig', domainUuid: uuid, sourceHost: A, destinationHost: B, flags: ['live'] })
-    ).result();
+    // The destination XML given is the persistent one: its host-model means the CPU the guest runs.
+    const destinationXml = await dumpxml(A, 'hm-mig', true);
+    const migration = await startMigration(cluster.client, {
+      domain: 'hm-mig',
+      domainUuid: uuid,
+      sourceHost: A,
+      destinationHost: B,
+      flags: ['live'],
+      destinationXml,
+    });
+    const result = await migration.result();
     expect(result.destination).toMatchObject({ state: 'running', host: B });
     expect(parseDomainXml(await dumpxml(B, 'hm-mig')).cpu).toEqual(liveCpu);
     expect(await cpuIdentity(B, 'hm-mig')).toEqual(before);

@@ -235,7 +235,7 @@ describe('round trip', () => {
     });
     const { devices } = def;
     expect(devices.emulator).toBe('/usr/bin/qemu-system-x86_64');
-    expect(devices.memballoon).toEqual({ model: 'virtio' });
+    expect(devices.memballoon).toMatchObject({ model: 'virtio', address: { type: 'pci' } });
     expect(devices.disks.map(({ preserved: _p, ...d }) => d)).toEqual([
       {
         type: 'file',

@@ -27,6 +27,7 @@ import { readSaveHeader } from '../src/saveimage/header.js';
 import { which } from '../src/support/which.js';
 import { TestCluster } from './helpers/cluster.js';
 import { fillRandom, hashRange } from './helpers/guest-memory.js';
+import { waitGuestIdle, writeIdleKernel } from './helpers/idle-kernel.js';
 import { guestXml } from './helpers/guest-xml.js';
 import { failureOf, magicOf, runJob, startJob } from './helpers/save.js';
 
@@ -36,6 +37,7 @@ const HOST = 'sr-a';
 const BARE_HOST = 'sr-bare';
 const FILL = 32 * 1024 * 1024;
 let images: string;
+let idleKernel: string;
 
 function domainOf(r: DomainOperationResult): DomainInfo {
   if (!('domain' in r)) throw new Error(`no domain in ${JSON.stringify(r)}`);
@@ -47,8 +49,10 @@ async function info(name: string, host = HOST): Promise<DomainInfo> {
 }
 
 async function startGuest(name: string, extraDevices?: string, host = HOST): Promise<DomainInfo> {
-  await cluster.op(host, { op: 'define', xml: guestXml({ name, memoryMiB: 64, extraDevices }) });
+  await cluster.op(host, { op: 'define', xml: guestXml({ name, memoryMiB: 64, extraDevices, kernel: idleKernel }) });
   const dom = domainOf(await cluster.op(host, { op: 'start', name }));
+  // Firmware still running would change the range between the hash and the save.
+  await waitGuestIdle(dom.memoryBackingFile!);
   fillRandom(dom.memoryBackingFile!, FILL);
   return dom;
 }
@@ -86,6 +90,8 @@ beforeAll(async () => {
   ]);
   images = join(cluster.root, 'images');
   mkdirSync(images);
+  idleKernel = join(cluster.root, 'idle-kernel.bin');
+  writeIdleKernel(idleKernel);
 });
 
 afterAll(async () => {

@@ -80,10 +80,16 @@ describe('USB controllers in the domain model', () => {
     expect(formatDomainXml(def)).toBe(xml);
   });
 
-  it('has no usbControllers when the document has none; other controllers stay unmodelled', () => {
+  it('has no usbControllers when the document has none; other controllers are in their own list', () => {
     const def = parseDomainXml(domainXml([DISK, PCI_ROOT].join('\n')));
     expect(def.devices.usbControllers).toBeUndefined();
-    expect(def.devices).toEqual({ disks: [expect.anything()], graphics: [], serials: [], consoles: [] });
+    expect(def.devices).toEqual({
+      disks: [expect.anything()],
+      graphics: [],
+      serials: [],
+      consoles: [],
+      controllers: [{ type: 'pci', index: 0, model: 'pci-root' }],
+    });
   });
 
   it('writes an edited model and address in place, nothing else', () => {
@@ -168,6 +174,19 @@ describe('USB controllers on the QEMU command line', () => {
     expect(usbDevice(parsed(DISK, 'pc'))).toEqual(['piix3-usb-uhci,id=usb,bus=pci.0,addr=0x1.0x2']);
   });
 
+  it('builds qemu-xhci at its address; refuses a slot past 31 as bad XML', () => {
+    expect(
+      buildQemuArgs(parsed("    <controller type='usb' index='0' model='qemu-xhci'>\n      <address type='pci' slot='0x05'/>\n    </controller>"), {
+        qmpSocket: '/run/x.sock',
+      }),
+    ).toContain('qemu-xhci,id=usb,bus=pci.0,addr=0x5.0x0');
+    const f = failureOf(() =>
+      buildQemuArgs(parsed("    <controller type='usb' index='0'>\n      <address type='pci' slot='0x20'/>\n    </controller>"), { qmpSocket: '/run/x.sock' }),
+    );
+    expect(f.type).toBe('XmlError');
+    expect(f.message).toMatch(/PCI address slot '0x20' is not a number in 0..31/);
+  });
+
   it('builds no USB device for model none, nor on another machine type that names none', () => {
     expect(usbDevice(parsed("    <controller type='usb' index='0' model='none'/>"))).toEqual([]);
     expect(buildQemuArgs(parsed("    <controller type='usb' model='none'/>"), { qmpSocket: '/run/x.sock' }).join(' ')).not.toMatch(/usb-|uhci/);
@@ -176,7 +195,7 @@ describe('USB controllers on the QEMU command line', () => {
 
   it('refuses every other USB controller with ConfigUnsupported, before QEMU runs', () => {
     const cases: [string, string | undefined, RegExp][] = [
-      ["    <controller type='usb' index='0' model='qemu-xhci'/>", undefined, /USB controller model 'qemu-xhci' is not supported/],
+      ["    <controller type='usb' index='0' model='nec-xhci'/>", undefined, /USB controller model 'nec-xhci' is not supported/],
       [
         "    <controller type='usb' index='0' model='ich9-ehci1'/>\n    <controller type='usb' index='0' model='ich9-uhci1'/>",
         undefined,
@@ -189,7 +208,6 @@ describe('USB controllers on the QEMU command line', () => {
         undefined,
         /root PCI bus/,
       ],
-      ["    <controller type='usb' index='0'>\n      <address type='pci' slot='0x20'/>\n    </controller>", undefined, /slot '0x20' is not a PCI slot number/],
     ];
     for (const [devices, machine, message] of cases) {
       const f = failureOf(() => buildQemuArgs(parsed(devices, machine), { qmpSocket: '/run/x.sock' }));

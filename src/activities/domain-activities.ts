@@ -1,6 +1,7 @@
 // Host activities for domain lifecycle. Built by a factory over the host's
 // runtime so the worker decides what they touch (samples-typescript's pattern).
 import type { BlockStats, DomainInfo, DomainSummary, HostInfo } from '../common/domain-types.js';
+import { changeMedia, type ChangeMediaOptions } from '../host/change-media.js';
 import type { HostRuntime } from '../host/host-runtime.js';
 import { activityRequestId } from '../support/activity-request-id.js';
 
@@ -32,6 +33,9 @@ export function createDomainActivities(rt: HostRuntime) {
     },
     async blockStats(name: string): Promise<BlockStats[]> {
       return await rt.blockStats(name);
+    },
+    async changeMedia(name: string, opts: ChangeMediaOptions): Promise<DomainInfo> {
+      return await changeMedia(rt, name, opts);
     },
     async listDomains(): Promise<DomainSummary[]> {
       return rt.list();

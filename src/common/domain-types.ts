@@ -73,6 +73,8 @@ export type DomainOperation =
   | { op: 'resume'; name: string }
   | { op: 'info'; name: string }
   | { op: 'blockstats'; name: string }
+  /** virsh change-media DOMAIN PATH --source FILE | --eject: PATH is the cdrom's target or current source. */
+  | { op: 'change-media'; name: string; path: string; source?: string; eject?: boolean }
   | { op: 'list' }
   /** securityInfo: keep graphics passwords in the XML (libvirt's --security-info); stripped otherwise. */
   | { op: 'dumpxml'; name: string; inactive?: boolean; migratable?: boolean; securityInfo?: boolean };
@@ -84,7 +86,7 @@ export interface DomainOperationInput {
 
 export type DomainOperationResult =
   | { op: 'define'; domain: DomainSummary }
-  | { op: 'undefine' | 'start' | 'destroy' | 'suspend' | 'resume' | 'info'; domain: DomainInfo }
+  | { op: 'undefine' | 'start' | 'destroy' | 'suspend' | 'resume' | 'info' | 'change-media'; domain: DomainInfo }
   | { op: 'list'; domains: DomainSummary[] }
   | { op: 'blockstats'; stats: BlockStats[] }
   | { op: 'dumpxml'; xml: string };

@@ -1,5 +1,6 @@
 // Writes the modelled devices back into their elements (the preserved one, or a
 // fresh one for a device added in code) and the device lists into <devices>.
+import { applyMoreDevices, hasMoreDevices } from './devices-more-format.js';
 import { isUsbController } from './devices-parse.js';
 import type { CharDevDef, DeviceAddress, DevicesDef, DiskDef, GraphicsDef, TreeForm, UsbControllerDef } from './domain-model.js';
 import {
@@ -78,7 +79,7 @@ const DISK_ORDER = [
 const GRAPHICS_ORDER = ['listen', 'channel', 'image', 'jpeg', 'zlib', 'playback', 'streaming', 'clipboard', 'mouse', 'filetransfer', 'gl', 'audio'] as const;
 const CHARDEV_ORDER = ['source', 'protocol', 'log', 'target', 'alias', 'address'] as const;
 const CONTROLLER_ORDER = ['model', 'driver', 'master', 'target', 'pcihole64', 'alias', 'address'] as const;
-const DEVICE_DEPTH = 2;
+export const DEVICE_DEPTH = 2;
 
 function setAttrDefault(el: XmlElement, name: string, value: string, dflt: string, fresh: boolean): void {
   if (fresh || (getAttr(el, name) ?? dflt) !== value) setAttr(el, name, value);
@@ -94,7 +95,7 @@ function sameAddress(el: XmlElement | undefined, address: DeviceAddress | undefi
   return el.attrs.length === keys.length && keys.every((k) => getAttr(el, k) === address[k]);
 }
 
-function applyAddress(el: XmlElement, address: DeviceAddress | undefined, order: readonly string[]): void {
+export function applyAddress(el: XmlElement, address: DeviceAddress | undefined, order: readonly string[]): void {
   if (sameAddress(findChild(el, 'address'), address)) return;
   syncChild(el, 'address', address, DEVICE_DEPTH, order, (target, a) => {
     target.attrs = [];
@@ -116,7 +117,10 @@ export function formatDisk(d: DiskDef<TreeForm>): XmlElement {
   });
   if (d.type === 'file' || d.type === 'block') {
     const attr = d.type === 'file' ? 'file' : 'dev';
-    syncChild(el, 'source', d.source, DEVICE_DEPTH, DISK_ORDER, (source, v) => setAttr(source, attr, v[attr]));
+    syncChild(el, 'source', d.source, DEVICE_DEPTH, DISK_ORDER, (source, v) => {
+      setAttr(source, attr, v[attr]);
+      setAttr(source, 'startupPolicy', v.startupPolicy);
+    });
   }
 
   const target = ensureChild(el, 'target', DEVICE_DEPTH, DISK_ORDER);
@@ -215,13 +219,18 @@ export function applyDevices(root: XmlElement, devices: DevicesDef<TreeForm>, do
     devices.emulator !== undefined ||
     devices.memballoon !== undefined ||
     (devices.usbControllers?.length ?? 0) > 0 ||
+    hasMoreDevices(devices) ||
     devices.disks.length + devices.graphics.length + devices.serials.length + devices.consoles.length > 0;
   if (el === undefined && !hasContent) return;
   el ??= ensureChild(root, 'devices', 0, domainOrder);
 
   setChildText(el, 'emulator', devices.emulator, 1, DEVICE_ORDER);
-  syncChild(el, 'memballoon', devices.memballoon, 1, DEVICE_ORDER, (balloon, v) => setAttr(balloon, 'model', v.model));
+  syncChild(el, 'memballoon', devices.memballoon, 1, DEVICE_ORDER, (balloon, v) => {
+    setAttr(balloon, 'model', v.model);
+    applyAddress(balloon, v.address, CONTROLLER_ORDER);
+  });
   applyUsbControllers(el, devices.usbControllers);
+  applyMoreDevices(el, devices);
 
   const queues = new Map<string, XmlElement[]>([
     ['disk', devices.disks.map(formatDisk)],

@@ -9,6 +9,7 @@ import type {
   DiskDevice,
   DiskDriverName,
   DiskFormat,
+  DiskStartupPolicy,
   DiskType,
   GraphicsDef,
   GraphicsListenType,
@@ -72,6 +73,7 @@ export function readDisk(r: XmlReader, el: XmlElement, path: string): DiskDef<Tr
     disk.source = compact({
       file: type === 'file' ? r.attr(sourceEl, 'file') : undefined,
       dev: type === 'block' ? r.attr(sourceEl, 'dev') : undefined,
+      startupPolicy: r.attr(sourceEl, 'startupPolicy') as DiskStartupPolicy | undefined,
     });
   }
   const address = readAddress(r, el, path);
@@ -117,7 +119,7 @@ export function readCharDev(r: XmlReader, el: XmlElement, path: string): CharDev
 }
 
 export function readMemballoon(r: XmlReader, el: XmlElement, path: string): MemballoonDef {
-  return { model: r.requiredAttr(el, 'model', path) as MemballoonModel };
+  return compact({ model: r.requiredAttr(el, 'model', path) as MemballoonModel, address: readAddress(r, el, path) });
 }
 
 /** The only controller type vmferry models; the others stay preserved XML. */

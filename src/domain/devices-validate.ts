@@ -6,6 +6,7 @@ import {
   DISK_DEVICES,
   DISK_DRIVER_NAMES,
   DISK_FORMATS,
+  DISK_STARTUP_POLICIES,
   DISK_TYPES,
   GRAPHICS_LISTEN_TYPES,
   GRAPHICS_TYPES,
@@ -26,6 +27,8 @@ import { isForbiddenXmlName } from '../xml/xml-safety.js';
 const DISK_TARGET = /^(?:(?:fd|hd|sd|vd|xvd|ubd)[a-z]{1,3}|nvme[0-9]{1,3}n[0-9]{1,3})$/;
 const HOST = /^[A-Za-z0-9.:%_-]{1,255}$/;
 const SIMPLE_NAME = /^[A-Za-z0-9._-]{1,255}$/;
+/** libvirt takes any network name without '/' (it names a file); length bounded like a domain name. */
+const NETWORK_NAME = /^[^/]{1,255}$/u;
 const ALIAS = /^[A-Za-z0-9._:-]{1,255}$/;
 const XML_NAME = /^[A-Za-z_][A-Za-z0-9._-]*$/;
 const ADDRESS_TYPES = ['pci', 'drive', 'virtio-serial', 'ccid', 'usb', 'spapr-vio', 'virtio-s390', 'ccw', 'virtio-mmio', 'isa', 'dimm', 'unassigned'] as const;
@@ -50,6 +53,7 @@ export function checkDisk(c: Checker, d: DiskDef<TreeForm>, p: string): void {
     if (d.source.dev !== undefined && d.type !== 'block') c.fail(`source dev is only valid for type='block' disks`, `${p}/source/@dev`);
     c.absPath(d.source.file, `${p}/source/@file`, 'disk source file');
     c.absPath(d.source.dev, `${p}/source/@dev`, 'disk source device');
+    c.oneOf(DISK_STARTUP_POLICIES, d.source.startupPolicy, `${p}/source/@startupPolicy`, 'startup policy');
   }
   if ((d.device === 'disk' || d.device === 'lun') && (d.type === 'file' || d.type === 'block') && d.source?.file === undefined && d.source?.dev === undefined) {
     c.fail(`a ${d.type} disk of device '${d.device}' needs a source`, `${p}/source`);
@@ -68,7 +72,7 @@ export function checkDisk(c: Checker, d: DiskDef<TreeForm>, p: string): void {
   checkAlias(c, d.alias, p);
 }
 
-function checkAddress(c: Checker, address: DeviceAddress | undefined, p: string): void {
+export function checkAddress(c: Checker, address: DeviceAddress | undefined, p: string): void {
   if (address === undefined) return;
   c.object(address, `${p}/address`, 'device address');
   c.oneOf(ADDRESS_TYPES, address.type, `${p}/address/@type`, 'address type', true);
@@ -102,7 +106,7 @@ export function checkGraphics(c: Checker, g: GraphicsDef<TreeForm>, p: string): 
     c.object(l, lp, 'listen');
     c.oneOf(GRAPHICS_LISTEN_TYPES, l.type, `${lp}/@type`, 'listen type', true);
     c.pattern(l.address, HOST, `${lp}/@address`, 'listen address');
-    c.pattern(l.network, SIMPLE_NAME, `${lp}/@network`, 'network name');
+    c.pattern(l.network, NETWORK_NAME, `${lp}/@network`, 'network name');
     c.absPath(l.socket, `${lp}/@socket`, 'listen socket');
     if (l.type === 'network' && l.network === undefined) c.fail(`listen type 'network' needs a network`, `${lp}/@network`);
     if (l.type !== 'socket' && l.socket !== undefined) c.fail(`socket is only valid for listen type 'socket'`, `${lp}/@socket`);

@@ -6,6 +6,7 @@
 // preserved parts are XML text, about the size of the input): it crosses
 // Temporal activity boundaries as is. While the domain code works on a
 // definition it holds the preserved parts as ordered trees (TreeForm).
+import type { MoreDevicesDef } from './devices-more-model.js';
 import type { XmlElement, XmlNode } from '../xml/xml-tree.js';
 
 /** Preserved XML as text: the public, serialisable form. */
@@ -97,6 +98,9 @@ export const LIBVIRT_DISK_FORMATS = [
   'vmdk',
   'luks',
 ] as const;
+/** libvirt's startupPolicy of a disk source: what to do when the file is missing. */
+export const DISK_STARTUP_POLICIES = ['mandatory', 'requisite', 'optional'] as const;
+export type DiskStartupPolicy = (typeof DISK_STARTUP_POLICIES)[number];
 export const DISK_CACHE_MODES = ['default', 'none', 'writethrough', 'writeback', 'directsync', 'unsafe'] as const;
 export type DiskCacheMode = (typeof DISK_CACHE_MODES)[number];
 export const DISK_DRIVER_NAMES = ['qemu'] as const;
@@ -227,7 +231,7 @@ export interface DiskDef<F extends PreservedForm = TextForm> {
    * `<source>` of a file disk (`file`) or block disk (`dev`). Undefined for an
    * empty drive. For other disk types the source is not modelled and is kept as is.
    */
-  source?: { file?: string; dev?: string };
+  source?: { file?: string; dev?: string; startupPolicy?: DiskStartupPolicy };
   target: { dev: string; bus?: DiskBus };
   readonly: boolean;
   shareable: boolean;
@@ -275,6 +279,7 @@ export interface CharDevDef<F extends PreservedForm = TextForm> {
 
 export interface MemballoonDef {
   model: MemballoonModel;
+  address?: DeviceAddress;
 }
 
 /**
@@ -289,7 +294,8 @@ export interface UsbControllerDef {
   address?: DeviceAddress;
 }
 
-export interface DevicesDef<F extends PreservedForm = TextForm> {
+/** The list devices, plus the in-document families of MoreDevicesDef (video, input, channel, ...). */
+export interface DevicesDef<F extends PreservedForm = TextForm> extends MoreDevicesDef {
   emulator?: string;
   disks: DiskDef<F>[];
   graphics: GraphicsDef<F>[];

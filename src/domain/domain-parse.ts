@@ -2,6 +2,7 @@
 // it (list devices cut out into slots, each keeping its own element), then
 // validation with line and column for every complaint.
 import { compact, isUsbController, readCharDev, readDisk, readGraphics, readMemballoon, readUsbController } from './devices-parse.js';
+import { readMoreDevices } from './devices-more-parse.js';
 import type {
   BootDevice,
   CharDevDef,
@@ -123,6 +124,7 @@ function readDevices(r: XmlReader, el: XmlElement | undefined, path: string): De
   const controllers = childElements(el, 'controller');
   const usb = controllers.flatMap((c, i) => (isUsbController(c) ? [readUsbController(r, c, `${path}/${pathStep('controller', i, controllers.length)}`)] : []));
   if (usb.length > 0) devices.usbControllers = usb;
+  Object.assign(devices, readMoreDevices(r, el, path));
 
   const counts = new Map<string, number>();
   for (const c of childElements(el)) counts.set(c.name, (counts.get(c.name) ?? 0) + 1);

@@ -4,6 +4,7 @@
 // targets, two graphics of one type, and the device cross-checks.
 import { checkAcrossDevices } from './devices-crosscheck.js';
 import { checkCpu } from './cpu-xml.js';
+import { checkMoreDevices } from './devices-more-validate.js';
 import { isUsbController } from './devices-parse.js';
 import { checkCharDev, checkDisk, checkGraphics, checkUsbController } from './devices-validate.js';
 import {
@@ -132,6 +133,7 @@ export function validateTreeDef(def: DomainDef<TreeForm>, locate?: XmlLocator): 
   if (def.devices.memballoon !== undefined) {
     c.oneOf(MEMBALLOON_MODELS, def.devices.memballoon.model, `${D}/memballoon/@model`, 'memballoon model', true);
   }
+  checkMoreDevices(c, def);
   checkAcrossDevices(c, def);
 }
 

@@ -3,7 +3,8 @@
 // id, pty paths (source path, tty), device aliases other than user aliases
 // (ua-*), automatically allocated graphics ports, auto-generated interface
 // target names (vnetN, macvtapN), dynamic security labels, channel connection
-// state, disk source indexes and status-only graphics listen attributes.
+// state, disk source indexes, status-only graphics listen attributes and
+// channel socket paths the host generated.
 import type { CharDevDef, DomainDef, TreeForm } from './domain-model.js';
 import { formatTreeDef } from './domain-format.js';
 import { expandDomainDef } from './preserved.js';
@@ -12,6 +13,7 @@ import { DEFAULT_MAX_XML_BYTES } from '../xml/xml-safety.js';
 import { childElements, findChild, getAttr, removeChild, removeIfEmpty, setAttr } from '../xml/xml-edit.js';
 import type { XmlElement } from '../xml/xml-tree.js';
 
+const GENERATED_CHANNEL = /\/channel\/target\/domain-[^/]+\/[^/]+$/;
 const AUTO_IFNAME = /^(vnet|macvtap|macvlan)[0-9]+$/;
 const PTY_LIKE = new Set(['serial', 'console', 'parallel', 'channel']);
 
@@ -96,6 +98,10 @@ function stripRuntime(def: DomainDef): DomainDef<TreeForm> {
     if (first?.type === 'network' && g.listen === first.address) delete g.listen;
     for (const l of g.listens) if (l.type === 'network') delete l.address;
     if (g.preserved !== undefined) stripDeviceElement(g.preserved);
+  }
+  // A channel socket the host generated (libvirt's channel/target/domain-*/ layout) is chosen again where the domain lands.
+  for (const ch of m.devices.channels ?? []) {
+    if (ch.sourceMode === 'bind' && ch.sourcePath !== undefined && GENERATED_CHANNEL.test(ch.sourcePath)) delete ch.sourcePath;
   }
   m.devices.serials.forEach(stripCharDev);
   m.devices.consoles.forEach(stripCharDev);

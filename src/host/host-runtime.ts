@@ -6,7 +6,7 @@ import { hostname } from 'node:os';
 import { join } from 'node:path';
 import type { BlockStats, DomainInfo, DomainSummary, HostInfo } from '../common/domain-types.js';
 import { ErrorType, vmError } from '../common/errors.js';
-import { parseDomainXml, formatDomainXml, migratableDomainXml, withoutSecrets, type DomainDef } from '../domain/index.js';
+import { assignAddresses, checkBuilt, parseDomainXml, formatDomainXml, migratableDomainXml, withoutSecrets, type DomainDef } from '../domain/index.js';
 import { buildQemuArgs } from '../qemu/command-line.js';
 import { launchQemu } from '../qemu/launch.js';
 import { applyGraphicsPasswords, readLiveFacts } from '../qemu/live-config.js';
@@ -25,6 +25,8 @@ import { checkEmulator } from './emulators.js';
 import { checkCpuOnHost, probeBinary, qemuInfo, startingDef } from './host-cpu.js';
 import type { QemuProbe } from '../qemu/probe.js';
 import { checkCpuBuildable } from '../qemu/devices/cpu.js';
+import { applyStartupPolicy } from './startup-policy.js';
+import { prepareDevices, removeChannelDir } from './device-setup.js';
 
 export class HostRuntime {
   readonly defs: DefinitionStore;
@@ -98,6 +100,7 @@ export class HostRuntime {
 
   private onGone(dom: RunningDomain): void {
     if (this.running.get(dom.name) === dom) this.running.delete(dom.name);
+    removeChannelDir(this.config.runDir, dom);
     this.log.info({ domain: dom.name, pid: dom.pid }, 'QEMU is gone');
   }
 
@@ -206,8 +209,10 @@ export class HostRuntime {
   // ---- definitions -----------------------------------------------------
 
   define(xml: string): DomainSummary {
-    const def = parseDomainXml(xml);
+    // Device addresses are settled at define and kept in the definition, as libvirt does.
+    const def = assignAddresses(parseDomainXml(xml));
     checkEmulator(this.config.emulators, def);
+    checkBuilt(def);
     checkCpuBuildable(def);
     for (const other of new Set([...this.defs.names(), ...this.running.keys()])) {
       const o = this.definition(other);
@@ -258,14 +263,19 @@ export class HostRuntime {
    * `incoming`, QEMU waits for `migrate-incoming` (restore, migration Prepare) and
    * stays paused; the caller holds whatever lock or job covers the domain.
    */
-  async launch(given: DomainDef, opts: { paused?: boolean; incoming?: boolean; requestId?: string; extraArgs?: string[] }): Promise<RunningDomain> {
-    const name = given.name;
+  async launch(requested: DomainDef, opts: { paused?: boolean; incoming?: boolean; requestId?: string; extraArgs?: string[] }): Promise<RunningDomain> {
+    const name = requested.name;
     if (this.running.has(name)) throw vmError(ErrorType.OperationInvalid, `domain '${name}' is already running`, { domain: name });
     // Every spawn passes here (start, restore, Prepare), whatever its caller checked earlier.
-    checkEmulator(this.config.emulators, given);
-    const probe = await this.checkCpu(given);
+    checkEmulator(this.config.emulators, requested);
+    // Missing disk sources as the disks' startupPolicy says; the live definition shows what was dropped.
+    const { def: present, dropped } = applyStartupPolicy(requested, opts.incoming ? 'incoming' : 'start');
+    if (dropped.length > 0) this.log.warn({ domain: name, disks: dropped }, 'missing disk sources dropped (startupPolicy)');
+    // Addresses the definition lacks (one defined before they were assigned, a restored or incoming one) and channel sockets.
+    const prepared = prepareDevices(present, this.config.runDir);
+    const probe = await this.checkCpu(prepared);
     // host-model starts as the concrete CPU standing for this host: what runs, and so what migrates and is saved.
-    const def = startingDef(given, probe);
+    const def = startingDef(prepared, probe);
     const qmpSocket = join(this.config.runDir, `${name}.qmp`);
     const memoryBackingFile = def.memoryBacking?.sourceType === 'file' ? join(this.config.memoryBackingDir, `${def.uuid}.ram`) : undefined;
     const spicePorts: number[] = [];

@@ -3,15 +3,23 @@
 // /proc/<pid>/cmdline would show them) and then starts the CPUs itself.
 import { accessSync, constants } from 'node:fs';
 import { ErrorType, vmError } from '../common/errors.js';
+import { checkBuilt } from '../domain/built-check.js';
 import type { DomainDef } from '../domain/domain-model.js';
 import type { AccelProbe } from './probe.js';
 import { balloonArgs } from './devices/balloon.js';
 import { cpuArgs, numaArgs, smpArgs } from './devices/cpu.js';
+import { channelArgs } from './devices/channel.js';
+import { controllerArgs } from './devices/controllers.js';
 import { diskArgs } from './devices/disk.js';
 import { graphicsArgs } from './devices/graphics.js';
+import { inputArgs } from './devices/input.js';
+import { panicArgs } from './devices/panic.js';
 import { q } from './devices/quote.js';
 import { serialArgs } from './devices/serial.js';
+import { rngArgs } from './devices/rng.js';
 import { usbControllerArgs } from './devices/usb-controller.js';
+import { videoArgs } from './devices/video.js';
+import { watchdogArgs } from './devices/watchdog.js';
 
 export interface CommandLinePaths {
   qmpSocket: string;
@@ -36,6 +44,8 @@ function accelFor(def: DomainDef): string {
 }
 
 export function buildQemuArgs(def: DomainDef, paths: CommandLinePaths & { spicePorts?: number[] }): string[] {
+  // Whatever a caller checked before: nothing reaches QEMU that is not built.
+  checkBuilt(def);
   const accel = accelFor(def);
   const machine = [def.os.machine ?? 'pc', `accel=${accel}`, 'usb=off', 'dump-guest-core=off', `acpi=${def.features.includes('acpi') ? 'on' : 'off'}`];
   const args: string[] = [
@@ -73,14 +83,13 @@ export function buildQemuArgs(def: DomainDef, paths: CommandLinePaths & { spiceP
   const order = def.os.boot.map((b) => BOOT_LETTERS[b]).join('');
   if (order) args.push('-boot', `order=${order}`);
   // Before the devices QEMU places itself, so none of them can take the controller's slot.
-  args.push(...usbControllerArgs(def));
-  const diskState = { ahci: false };
-  def.devices.disks.forEach((d, i) => args.push(...diskArgs(d, i, diskState)));
+  args.push(...usbControllerArgs(def), ...videoArgs(def), ...controllerArgs(def));
+  for (const d of def.devices.disks) args.push(...diskArgs(def, d));
   let spiceIndex = 0;
   for (const g of def.devices.graphics) {
     args.push(...graphicsArgs(g, g.type === 'spice' ? paths.spicePorts?.[spiceIndex++] : undefined));
   }
-  args.push(...serialArgs(def), ...balloonArgs(def));
+  args.push(...serialArgs(def), ...channelArgs(def), ...inputArgs(def), ...balloonArgs(def), ...rngArgs(def), ...watchdogArgs(def), ...panicArgs(def));
   args.push(...(paths.extra ?? []));
   return args;
 }

@@ -11,7 +11,7 @@ import { unwrapActivityError } from './activity-errors.js';
 import { recordJobEnd } from './job-metrics.js';
 
 const NON_RETRYABLE = Object.values(ErrorType).filter((t) => t !== ErrorType.QmpTimeout);
-const NAMED_OPS: ReadonlySet<string> = new Set(['undefine', 'start', 'destroy', 'suspend', 'resume', 'info', 'blockstats', 'dumpxml']);
+const NAMED_OPS: ReadonlySet<string> = new Set(['undefine', 'start', 'destroy', 'suspend', 'resume', 'info', 'blockstats', 'dumpxml', 'change-media']);
 const KNOWN_OPS: ReadonlySet<string> = new Set([...NAMED_OPS, 'define', 'list']);
 
 function hostActivities(host: string): { acts: DomainActivities; options: ActivityOptions } {
@@ -80,6 +80,12 @@ async function runDomainOperation(input: DomainOperationInput): Promise<DomainOp
         return { op: 'info', domain: await run('domainInfo', [operation.name]) };
       case 'blockstats':
         return { op: 'blockstats', stats: await run('blockStats', [operation.name]) };
+      case 'change-media': {
+        const { path, source, eject } = operation;
+        if (typeof path !== 'string' || (source !== undefined && typeof source !== 'string'))
+          throw vmError(ErrorType.OperationInvalid, 'change-media needs a path');
+        return { op: 'change-media', domain: await run('changeMedia', [operation.name, { path, source, eject: eject === true }]) };
+      }
       case 'list':
         return { op: 'list', domains: await run('listDomains', []) };
       case 'dumpxml':

@@ -3,10 +3,7 @@
 // word in every 4 KiB page of a range, over and over, so the whole range is dirty
 // again long before a bandwidth-limited pass has sent it. Hand-assembled (the
 // machine code is below, with its assembly), so the tests need no cross compiler.
-import { writeFileSync } from 'node:fs';
-
-const LOAD_ADDR = 0x100000; // 1 MiB: where multiboot kernels live
-const HEADER_BYTES = 32;
+import { writeMultibootKernel } from './multiboot.js';
 
 /**
  * Writes the kernel to `path`. It dirties [startBytes, endBytes) of guest RAM;
@@ -14,17 +11,6 @@ const HEADER_BYTES = 32;
  * it change while the guest runs.
  */
 export function writeDirtyingKernel(path: string, startBytes: number, endBytes: number): void {
-  const magic = 0x1badb002;
-  const flags = 0x00010000; // the load addresses below are valid (no ELF needed)
-  const header = Buffer.alloc(HEADER_BYTES);
-  header.writeUInt32LE(magic, 0);
-  header.writeUInt32LE(flags, 4);
-  header.writeUInt32LE((0x100000000 - ((magic + flags) % 0x100000000)) % 0x100000000, 8);
-  header.writeUInt32LE(LOAD_ADDR, 12); // header_addr (the header is the file's first bytes)
-  header.writeUInt32LE(LOAD_ADDR, 16); // load_addr
-  header.writeUInt32LE(0, 20); // load_end_addr: the whole file
-  header.writeUInt32LE(0, 24); // bss_end_addr: none
-  header.writeUInt32LE(LOAD_ADDR + HEADER_BYTES, 28); // entry: right after the header
   const code = Buffer.from([
     0xbf,
     0,
@@ -54,5 +40,5 @@ export function writeDirtyingKernel(path: string, startBytes: number, endBytes: 
   ]);
   code.writeUInt32LE(startBytes, 1);
   code.writeUInt32LE(endBytes, 17);
-  writeFileSync(path, Buffer.concat([header, code]));
+  writeMultibootKernel(path, code);
 }

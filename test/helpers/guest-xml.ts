@@ -6,9 +6,10 @@ import { randomUUID } from 'node:crypto';
  * piix3-uhci). Tests hash guest RAM across jobs, and one CI run with the controller in
  * every guest saw five raw save/restore round trips come back with different RAM (not
  * reproduced in three reruns, cause not found): a device that SeaBIOS drives by DMA has
- * no place in a guest whose memory must stay still.
+ * no place in a guest whose memory must stay still. `kernel` boots a multiboot kernel
+ * (idle-kernel.ts) instead of leaving SeaBIOS looking for a boot disk.
  */
-export function guestXml(opts: { name: string; uuid?: string; memoryMiB?: number; extraDevices?: string; usb?: boolean }): string {
+export function guestXml(opts: { name: string; uuid?: string; memoryMiB?: number; extraDevices?: string; usb?: boolean; kernel?: string }): string {
   return `<domain type='qemu'>
   <name>${opts.name}</name>
   <uuid>${opts.uuid ?? randomUUID()}</uuid>
@@ -21,7 +22,7 @@ export function guestXml(opts: { name: string; uuid?: string; memoryMiB?: number
   <vcpu placement='static'>1</vcpu>
   <os>
     <type arch='x86_64' machine='pc'>hvm</type>
-    <boot dev='hd'/>
+    <boot dev='hd'/>${opts.kernel !== undefined ? `\n    <kernel>${opts.kernel}</kernel>` : ''}
   </os>
   <features>
     <acpi/>

@@ -15,6 +15,8 @@ export interface HostileScript {
   beginCookie: string;
   /** Perform's cookie, which Finish parses. */
   performCookie?: string;
+  /** Begin's domain XML (default: the test guest's). */
+  xml?: string;
 }
 
 export interface HostileSource {
@@ -47,7 +49,7 @@ export async function startHostileSource(address: string, name: string): Promise
       async migrateBegin(a: BeginArgs): Promise<BeginResult> {
         const s = scriptOf(a.domain);
         return {
-          xml: guestXml({ name: a.domain, uuid: s.uuid }),
+          xml: s.xml ?? guestXml({ name: a.domain, uuid: s.uuid }),
           cookie: s.beginCookie,
           uuid: s.uuid,
           wasRunning: true,

@@ -87,6 +87,21 @@ export const domainVerbs: Record<string, Verb> = {
   destroy: simple('destroy', (n) => `Domain '${n}' destroyed`),
   suspend: simple('suspend', (n) => `Domain '${n}' suspended`),
   resume: simple('resume', (n) => `Domain '${n}' resumed`),
+  'change-media': {
+    summary: "change or eject a cdrom's medium",
+    usage: 'vmferry change-media DOMAIN PATH (--source FILE | --eject)',
+    options: { source: { type: 'string' }, eject: { type: 'boolean' } },
+    async run(ctx, args, opts) {
+      const usage = 'usage: vmferry change-media DOMAIN PATH (--source FILE | --eject)';
+      if (args.length !== 2 || !args[0] || !args[1]) throw new UsageError(usage);
+      const source = typeof opts.source === 'string' ? opts.source : undefined;
+      if ((opts.eject === true) === (source !== undefined)) throw new UsageError(usage);
+      const [name, path] = args;
+      const r = await runOperation(ctx.client, ctx.host, { op: 'change-media', name, path, ...(source !== undefined ? { source } : { eject: true }) });
+      ctx.out(source !== undefined ? 'Successfully inserted media.' : 'Successfully ejected media.');
+      return domainOf(r);
+    },
+  },
   domblkstat: {
     summary: "a domain's disk I/O counters (answers during a job)",
     usage: 'vmferry domblkstat DOMAIN',

@@ -16,7 +16,7 @@ import {
   type RestorePlan,
   type RestoreResult,
 } from '../../common/save-types.js';
-import { formatDomainXml, normalizeUuid, parseDomainXml, type DomainDef } from '../../domain/index.js';
+import { checkBuilt, formatDomainXml, normalizeUuid, parseDomainXml, type DomainDef } from '../../domain/index.js';
 import { checkAbiStability, checkDestinationName } from '../../migration/abi-check.js';
 import { logTail } from '../../qemu/launch.js';
 import { filterCommand } from '../../saveimage/compressor.js';
@@ -33,6 +33,7 @@ import type { RunningDomain } from '../running-domain.js';
 import { checkJobId, fdLabeller, securityContext, type JobDeps } from './deps.js';
 import { rollBackAndThrow, settledRecord } from './save-settle.js';
 import { checkEmulator } from '../emulators.js';
+import { applyStartupPolicy } from '../startup-policy.js';
 
 /** How long a failed restore waits for its QEMU to exit and say why. */
 const QEMU_EXIT_GRACE_MS = 2000;
@@ -83,6 +84,8 @@ export function restoreJobs(deps: JobDeps, recovered: Promise<void>) {
       throw vmError(ErrorType.OperationInvalid, `image ${path} holds domain uuid ${def.uuid}, not ${String(args.domainUuid)}`, { path });
     }
     checkEmulator(rt.config.emulators, def);
+    checkBuilt(def);
+    applyStartupPolicy(def, 'incoming');
     // The image's CPU must run here: refused before the job is taken or QEMU started.
     await rt.checkCpu(def);
     filterCommand(header.format, 'decompress');

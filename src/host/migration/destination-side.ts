@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { hostname as osHostname } from 'node:os';
 import { ErrorType, isVmError, vmError } from '../../common/errors.js';
 import { streamEncrypted, type FinishArgs, type FinishResult, type PrepareArgs, type PrepareResult } from '../../common/migration-types.js';
-import { formatDomainXml, migratableDomainXml, normalizeUuid, parseDomainXml, type DomainDef } from '../../domain/index.js';
+import { checkBuilt, formatDomainXml, migratableDomainXml, normalizeUuid, parseDomainXml, type DomainDef } from '../../domain/index.js';
 import { faultPoint } from '../../support/fault-points.js';
 import type { HostRuntime } from '../host-runtime.js';
 import type { RunningDomain } from '../running-domain.js';
@@ -24,6 +24,7 @@ import { formatMigrationUri, parseMigrationUri } from '../../migration/uri.js';
 import { enableMigrationTls } from './qemu-tls.js';
 import { hostTunnel, requireTunnel } from './host-tunnel.js';
 import { checkEmulator } from '../emulators.js';
+import { applyStartupPolicy } from '../startup-policy.js';
 
 export interface DestinationDeps {
   rt: HostRuntime;
@@ -95,6 +96,9 @@ export async function prepare(d: DestinationDeps, a: PrepareArgs): Promise<Prepa
     throw vmError(ErrorType.OperationInvalid, `target domain name '${def.name}' does not match source '${a.domain}'${a.dname ? ` or dname '${a.dname}'` : ''}`);
   }
   def.name = destName;
+  checkBuilt(def);
+  // Refused here rather than after the job is taken (launch applies the policy again).
+  if (!a.flags.includes('offline')) applyStartupPolicy(def, 'incoming');
   checkDiskSafety(def, a.flags);
   checkEmulator(rt.config.emulators, def);
   checkNoConflict(rt, def);
@@ -105,6 +109,7 @@ export async function prepare(d: DestinationDeps, a: PrepareArgs): Promise<Prepa
     const p = parseDomainXml(srcCookie.persistentXml);
     if (p.uuid !== uuid) throw vmError(ErrorType.OperationInvalid, 'the persistent definition in the cookie is for another domain');
     checkEmulator(rt.config.emulators, p);
+    checkBuilt(p);
     p.name = destName;
     persistentXml = formatDomainXml(p);
   }

@@ -16,7 +16,7 @@ import type {
   PerformResult,
 } from '../../common/migration-types.js';
 import { streamEncrypted } from '../../common/migration-types.js';
-import { formatDomainXml, migratableDomainDef, migratableDomainXml, normalizeUuid, parseDomainXml } from '../../domain/index.js';
+import { checkBuilt, formatDomainXml, migratableDomainDef, migratableDomainXml, normalizeUuid, parseDomainXml } from '../../domain/index.js';
 import { faultPoint } from '../../support/fault-points.js';
 import { whileHeartbeating } from '../../support/step-heartbeat.js';
 import type { HostJob } from '../domain-lock.js';
@@ -79,6 +79,8 @@ export async function begin(rt: HostRuntime, a: BeginArgs): Promise<BeginResult>
   let xml = migratableDomainXml(await withConcreteCpu(liveQmp, sourceDef));
   if (a.destinationXml !== undefined) {
     const dest = withLiveCpu(parseDomainXml(a.destinationXml), sourceDef);
+    // Refused here, before the job is taken, rather than at the destination's Prepare.
+    checkBuilt(dest);
     checkDestinationName(dest, name, a.dname);
     checkAbiStability(dest, migratableDomainDef(sourceDef));
     xml = migratableDomainXml(await withConcreteCpu(liveQmp, dest));

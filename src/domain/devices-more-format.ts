@@ -1,0 +1,120 @@
+// Writes the in-document device families back: the i-th item of a list into
+// the i-th matching element (a fresh one, in libvirt's place, for an item
+// added in code), extra elements removed. A list left undefined leaves its
+// elements as they are.
+import { applyAddress, DEVICE_DEPTH, DEVICE_ORDER } from './devices-format.js';
+import type { ChannelDef, ControllerDef, InputDef, MoreDevicesDef, PanicDef, RngDef, VideoDef, WatchdogDef } from './devices-more-model.js';
+import { familyElements, MORE_FAMILIES, type MoreFamily } from './devices-more-parse.js';
+import { createElement, ensureChild, findChild, insertChild, removeChild, removeIfEmpty, setAttr, setIntAttr, setText, syncChild } from '../xml/xml-edit.js';
+import type { XmlElement } from '../xml/xml-tree.js';
+
+const VIDEO_ORDER = ['model', 'driver', 'alias', 'address'] as const;
+const SIMPLE_ORDER = ['model', 'driver', 'source', 'protocol', 'log', 'target', 'alias', 'address'] as const;
+const RNG_ORDER = ['rate', 'backend', 'driver', 'alias', 'address'] as const;
+const yesNo = (v: boolean | undefined) => (v === undefined ? undefined : v ? 'yes' : 'no');
+
+function writeVideo(el: XmlElement, v: VideoDef): void {
+  const model = ensureChild(el, 'model', DEVICE_DEPTH, VIDEO_ORDER);
+  setAttr(model, 'type', v.model);
+  setIntAttr(model, 'vram', v.vramKiB);
+  setIntAttr(model, 'heads', v.heads);
+  setAttr(model, 'primary', yesNo(v.primary));
+  applyAddress(el, v.address, VIDEO_ORDER);
+}
+
+function writeInput(el: XmlElement, v: InputDef): void {
+  setAttr(el, 'type', v.type);
+  setAttr(el, 'bus', v.bus);
+  applyAddress(el, v.address, SIMPLE_ORDER);
+}
+
+function writeController(el: XmlElement, v: ControllerDef): void {
+  setAttr(el, 'type', v.type);
+  setIntAttr(el, 'index', v.index);
+  setAttr(el, 'model', v.model);
+  setIntAttr(el, 'ports', v.ports);
+  applyAddress(el, v.address, SIMPLE_ORDER);
+}
+
+function writeChannel(el: XmlElement, v: ChannelDef): void {
+  setAttr(el, 'type', v.type);
+  const source = findChild(el, 'source');
+  if (v.sourceMode === undefined && v.sourcePath === undefined) {
+    if (source !== undefined) {
+      setAttr(source, 'mode', undefined);
+      setAttr(source, 'path', undefined);
+      removeIfEmpty(el, source);
+    }
+  } else {
+    const s = source ?? ensureChild(el, 'source', DEVICE_DEPTH, SIMPLE_ORDER);
+    setAttr(s, 'mode', v.sourceMode);
+    setAttr(s, 'path', v.sourcePath);
+  }
+  const target = findChild(el, 'target');
+  if (v.targetType !== undefined || v.targetName !== undefined || target !== undefined) {
+    const t = target ?? ensureChild(el, 'target', DEVICE_DEPTH, SIMPLE_ORDER);
+    setAttr(t, 'type', v.targetType);
+    setAttr(t, 'name', v.targetName);
+    removeIfEmpty(el, t);
+  }
+  applyAddress(el, v.address, SIMPLE_ORDER);
+}
+
+function writeRng(el: XmlElement, v: RngDef): void {
+  setAttr(el, 'model', v.model);
+  const rate = v.rateBytes === undefined && v.ratePeriodMs === undefined ? undefined : v;
+  syncChild(el, 'rate', rate, DEVICE_DEPTH, RNG_ORDER, (r, x) => {
+    setIntAttr(r, 'bytes', x.rateBytes);
+    setIntAttr(r, 'period', x.ratePeriodMs);
+  });
+  const backend = ensureChild(el, 'backend', DEVICE_DEPTH, RNG_ORDER);
+  setAttr(backend, 'model', v.backendModel);
+  if (v.backendSource !== undefined) setText(backend, v.backendSource);
+  applyAddress(el, v.address, RNG_ORDER);
+}
+
+function writeWatchdog(el: XmlElement, v: WatchdogDef): void {
+  setAttr(el, 'model', v.model);
+  setAttr(el, 'action', v.action);
+  applyAddress(el, v.address, SIMPLE_ORDER);
+}
+
+function writePanic(el: XmlElement, v: PanicDef): void {
+  setAttr(el, 'model', v.model);
+  applyAddress(el, v.address, SIMPLE_ORDER);
+}
+
+const WRITERS: { [K in MoreFamily]: (el: XmlElement, v: NonNullable<MoreDevicesDef[K]>[number]) => void } = {
+  videos: writeVideo,
+  inputs: writeInput,
+  controllers: writeController,
+  channels: writeChannel,
+  rngs: writeRng,
+  watchdogs: writeWatchdog,
+  panics: writePanic,
+};
+
+function applyFamily<K extends MoreFamily>(devices: XmlElement, family: K, list: MoreDevicesDef[K]): void {
+  if (list === undefined) return;
+  const existing = familyElements(devices, '', family).map(([el]) => el);
+  const write = WRITERS[family] as (el: XmlElement, v: unknown) => void;
+  list.forEach((item, i) => {
+    let el = existing[i];
+    if (el === undefined) {
+      el = createElement(MORE_FAMILIES[family].element);
+      // Insert after the last element of the same name, where libvirt lists them.
+      insertChild(devices, el, 1, DEVICE_ORDER);
+    }
+    write(el, item);
+  });
+  for (const extra of existing.slice(list.length)) removeChild(devices, extra);
+}
+
+export function applyMoreDevices(devices: XmlElement, def: MoreDevicesDef): void {
+  for (const family of Object.keys(WRITERS) as MoreFamily[]) applyFamily(devices, family, def[family]);
+}
+
+/** True when any in-document family has an item (so <devices> must exist). */
+export function hasMoreDevices(def: MoreDevicesDef): boolean {
+  return (Object.keys(WRITERS) as MoreFamily[]).some((f) => (def[f]?.length ?? 0) > 0);
+}

@@ -24,7 +24,7 @@ import { createSecurityDriver, type SecurityDriver } from '../security/index.js'
 import { checkEmulator } from './emulators.js';
 import { happeningOf, happeningOfRunState, reactTo, type LifecycleHost } from './guest-lifecycle.js';
 import type { QmpEvent } from '../qemu/qmp-client.js';
-import { checkCpuOnHost, probeBinary, qemuInfo } from './host-cpu.js';
+import { checkCpuOnHost, probeBinary, qemuInfo, startingDef } from './host-cpu.js';
 import type { QemuProbe } from '../qemu/probe.js';
 import { checkCpuBuildable } from '../qemu/devices/cpu.js';
 import { applyStartupPolicy } from './startup-policy.js';
@@ -299,8 +299,10 @@ export class HostRuntime implements LifecycleHost {
     const { def: present, dropped } = applyStartupPolicy(requested, opts.incoming ? 'incoming' : 'start');
     if (dropped.length > 0) this.log.warn({ domain: name, disks: dropped }, 'missing disk sources dropped (startupPolicy)');
     // Addresses the definition lacks (one defined before they were assigned, a restored or incoming one) and channel sockets.
-    const def = prepareDevices(present, this.config.runDir);
-    const probe = await this.checkCpu(def);
+    const prepared = prepareDevices(present, this.config.runDir);
+    const probe = await this.checkCpu(prepared);
+    // host-model starts as the concrete CPU standing for this host: what runs, and so what migrates and is saved.
+    const def = startingDef(prepared, probe);
     const qmpSocket = join(this.config.runDir, `${name}.qmp`);
     const memoryBackingFile = def.memoryBacking?.sourceType === 'file' ? join(this.config.memoryBackingDir, `${def.uuid}.ram`) : undefined;
     const spicePorts: number[] = [];

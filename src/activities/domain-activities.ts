@@ -2,6 +2,7 @@
 // runtime so the worker decides what they touch (samples-typescript's pattern).
 import type { BlockStats, DomainInfo, DomainSummary, HostInfo } from '../common/domain-types.js';
 import type { HostRuntime } from '../host/host-runtime.js';
+import { setInterfaceLink } from '../host/interface-link.js';
 import { activityRequestId } from '../support/activity-request-id.js';
 
 export function createDomainActivities(rt: HostRuntime) {
@@ -29,6 +30,9 @@ export function createDomainActivities(rt: HostRuntime) {
     },
     async domainInfo(name: string): Promise<DomainInfo> {
       return rt.info(name);
+    },
+    async setInterfaceLink(name: string, iface: string, state: 'up' | 'down'): Promise<DomainInfo> {
+      return await setInterfaceLink(rt, name, iface, state);
     },
     async blockStats(name: string): Promise<BlockStats[]> {
       return await rt.blockStats(name);

@@ -52,6 +52,8 @@ export type DomainOperation =
   | { op: 'resume'; name: string }
   | { op: 'info'; name: string }
   | { op: 'blockstats'; name: string }
+  /** virsh domif-setlink: `interface` is the NIC's host device (target dev) or its MAC. */
+  | { op: 'domif-setlink'; name: string; interface: string; state: 'up' | 'down' }
   | { op: 'list' }
   /** securityInfo: keep graphics passwords in the XML (libvirt's --security-info); stripped otherwise. */
   | { op: 'dumpxml'; name: string; inactive?: boolean; migratable?: boolean; securityInfo?: boolean };
@@ -63,7 +65,7 @@ export interface DomainOperationInput {
 
 export type DomainOperationResult =
   | { op: 'define'; domain: DomainSummary }
-  | { op: 'undefine' | 'start' | 'destroy' | 'suspend' | 'resume' | 'info'; domain: DomainInfo }
+  | { op: 'undefine' | 'start' | 'destroy' | 'suspend' | 'resume' | 'info' | 'domif-setlink'; domain: DomainInfo }
   | { op: 'list'; domains: DomainSummary[] }
   | { op: 'blockstats'; stats: BlockStats[] }
   | { op: 'dumpxml'; xml: string };

@@ -1,6 +1,7 @@
 // Writes the modelled devices back into their elements (the preserved one, or a
 // fresh one for a device added in code) and the device lists into <devices>.
 import { isUsbController } from './devices-parse.js';
+import { applyInterfaces } from './interface-parse.js';
 import type { CharDevDef, DeviceAddress, DevicesDef, DiskDef, GraphicsDef, TreeForm, UsbControllerDef } from './domain-model.js';
 import {
   childElements,
@@ -215,6 +216,7 @@ export function applyDevices(root: XmlElement, devices: DevicesDef<TreeForm>, do
     devices.emulator !== undefined ||
     devices.memballoon !== undefined ||
     (devices.usbControllers?.length ?? 0) > 0 ||
+    (devices.interfaces?.length ?? 0) > 0 ||
     devices.disks.length + devices.graphics.length + devices.serials.length + devices.consoles.length > 0;
   if (el === undefined && !hasContent) return;
   el ??= ensureChild(root, 'devices', 0, domainOrder);
@@ -222,6 +224,7 @@ export function applyDevices(root: XmlElement, devices: DevicesDef<TreeForm>, do
   setChildText(el, 'emulator', devices.emulator, 1, DEVICE_ORDER);
   syncChild(el, 'memballoon', devices.memballoon, 1, DEVICE_ORDER, (balloon, v) => setAttr(balloon, 'model', v.model));
   applyUsbControllers(el, devices.usbControllers);
+  applyInterfaces(el, devices.interfaces, DEVICE_ORDER);
 
   const queues = new Map<string, XmlElement[]>([
     ['disk', devices.disks.map(formatDisk)],

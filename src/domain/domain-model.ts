@@ -6,6 +6,7 @@
 // preserved parts are XML text, about the size of the input): it crosses
 // Temporal activity boundaries as is. While the domain code works on a
 // definition it holds the preserved parts as ordered trees (TreeForm).
+import type { InterfaceDef } from './interface-model.js';
 import type { XmlElement, XmlNode } from '../xml/xml-tree.js';
 
 /** Preserved XML as text: the public, serialisable form. */
@@ -262,6 +263,8 @@ export interface DevicesDef<F extends PreservedForm = TextForm> {
    * definition from code that predates the field), and removes them for [].
    */
   usbControllers?: UsbControllerDef[];
+  /** Guest NICs in document order (interface-model.ts); absent when the document has none. */
+  interfaces?: InterfaceDef[];
   memballoon?: MemballoonDef;
 }
 

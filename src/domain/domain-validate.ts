@@ -5,6 +5,7 @@
 import { checkAcrossDevices } from './devices-crosscheck.js';
 import { isUsbController } from './devices-parse.js';
 import { checkCharDev, checkDisk, checkGraphics, checkUsbController } from './devices-validate.js';
+import { checkInterfaces } from './interface-validate.js';
 import {
   BOOT_DEVICES,
   CLOCK_OFFSETS,
@@ -129,6 +130,7 @@ export function validateTreeDef(def: DomainDef<TreeForm>, locate?: XmlLocator): 
     const paths = usbControllerPaths(def, usb.length);
     usb.forEach((u, i) => checkUsbController(c, u, paths[i] ?? `${D}/controller`));
   }
+  checkInterfaces(c, def.devices.interfaces, D);
   if (def.devices.memballoon !== undefined) {
     c.oneOf(MEMBALLOON_MODELS, def.devices.memballoon.model, `${D}/memballoon/@model`, 'memballoon model', true);
   }

@@ -9,7 +9,7 @@ import { ErrorType, vmError } from '../common/errors.js';
 import { parseDomainXml, formatDomainXml, migratableDomainXml, withoutSecrets, type DomainDef } from '../domain/index.js';
 import { buildQemuArgs } from '../qemu/command-line.js';
 import { launchQemu } from '../qemu/launch.js';
-import { applyGraphicsPasswords, readLiveFacts } from '../qemu/live-config.js';
+import { applyGraphicsPasswords, applyLinkStates, readLiveFacts } from '../qemu/live-config.js';
 import { findFreePort } from './graphics-ports.js';
 import { QmpClient } from '../qemu/qmp-client.js';
 import { DefinitionStore } from './definition-store.js';
@@ -22,6 +22,7 @@ import { listStatusNames, readStatus, removeStatus } from './status-file.js';
 import type { Logger } from 'pino';
 import { createSecurityDriver, type SecurityDriver } from '../security/index.js';
 import { checkEmulator } from './emulators.js';
+import { HostTaps } from './taps.js';
 
 export class HostRuntime {
   readonly defs: DefinitionStore;
@@ -30,6 +31,8 @@ export class HostRuntime {
   readonly jobs: JobRecords;
   /** Labels what QEMU touches (images, sockets, descriptors); one per host so remembered labels are shared. */
   readonly security: SecurityDriver;
+  /** Taps of ethernet / bridge interfaces this worker created (host/taps.ts). */
+  readonly taps: HostTaps;
   private readonly running = new Map<string, RunningDomain>();
   private qemuVersion?: string;
 
@@ -40,6 +43,7 @@ export class HostRuntime {
     this.defs = new DefinitionStore(config.stateDir);
     this.jobs = new JobRecords(config.stateDir);
     this.security = createSecurityDriver(config.security);
+    this.taps = new HostTaps(config.runDir, log);
   }
 
   // ---- recovery --------------------------------------------------------
@@ -71,6 +75,8 @@ export class HostRuntime {
         this.log.error({ domain: name, pid: status.pid, err }, 'QEMU alive but its monitor did not answer; left untouched');
       }
     }
+    // What is left with a status file has a live QEMU (tracked or left untouched); every other ledger is an orphan.
+    this.taps.cleanOrphans(new Set(listStatusNames(this.config.runDir)));
   }
 
   private clearLeftovers(name: string, qmpSocket: string, memoryFile?: string): void {
@@ -93,7 +99,10 @@ export class HostRuntime {
   }
 
   private onGone(dom: RunningDomain): void {
-    if (this.running.get(dom.name) === dom) this.running.delete(dom.name);
+    const current = this.running.get(dom.name);
+    if (current === dom) this.running.delete(dom.name);
+    // The taps went with this QEMU (a newer QEMU of the same name owns the ledger now).
+    if (current === undefined || current === dom) this.taps.removeCreated(dom.name);
     this.log.info({ domain: dom.name, pid: dom.pid }, 'QEMU is gone');
   }
 
@@ -253,10 +262,27 @@ export class HostRuntime {
       if (g.type === 'spice') spicePorts.push(g.autoport || g.port === undefined || g.port < 0 ? await findFreePort(5900, 65535, spicePorts) : g.port);
     }
     const extra = [...(opts.incoming ? ['-incoming', 'defer'] : []), ...(opts.extraArgs ?? [])];
-    const args = buildQemuArgs(def, { qmpSocket, memoryBackingFile, spicePorts, extra });
-    const logFile = join(this.config.logDir, `${name}.log`);
-    this.log.info({ domain: name, args }, 'starting QEMU');
-    const { pid, qmp } = await launchQemu({ binary: def.devices.emulator ?? this.config.qemuBinary, args, qmpSocket, logFile });
+    const taps = await this.taps.prepare(name, def);
+    let launched;
+    try {
+      const args = buildQemuArgs(def, { qmpSocket, memoryBackingFile, spicePorts, extra, taps });
+      this.log.info({ domain: name, args }, 'starting QEMU');
+      launched = await launchQemu({
+        binary: def.devices.emulator ?? this.config.qemuBinary,
+        args,
+        qmpSocket,
+        logFile: join(this.config.logDir, `${name}.log`),
+      });
+    } catch (err) {
+      this.taps.removeCreated(name);
+      throw err;
+    }
+    const { pid, qmp } = launched;
+    // The live definition names the taps in use, as libvirt's does (the migratable form drops generated names).
+    def = structuredClone(def);
+    (def.devices.interfaces ?? []).forEach((n, i) => {
+      if (taps[i] !== undefined) n.targetDev = taps[i];
+    });
     const dom = this.track(
       new RunningDomain(
         {
@@ -279,6 +305,7 @@ export class HostRuntime {
     try {
       this.qemuVersion ??= `${qmp.version.qemu.major}.${qmp.version.qemu.minor}.${qmp.version.qemu.micro}`;
       await applyGraphicsPasswords(qmp, def);
+      await applyLinkStates(qmp, def);
       dom.domainXml = formatDomainXml(await readLiveFacts(qmp, def));
       if (opts.incoming) {
         dom.persist();

@@ -7,6 +7,7 @@ import type { DomainDef } from '../domain/domain-model.js';
 import { balloonArgs } from './devices/balloon.js';
 import { diskArgs } from './devices/disk.js';
 import { graphicsArgs } from './devices/graphics.js';
+import { interfaceArgs } from './devices/interface.js';
 import { q } from './devices/quote.js';
 import { serialArgs } from './devices/serial.js';
 import { usbControllerArgs } from './devices/usb-controller.js';
@@ -17,6 +18,8 @@ export interface CommandLinePaths {
   memoryBackingFile?: string;
   /** Extra devices/options the caller adds (e.g. -incoming defer). */
   extra?: string[];
+  /** Host tap of each interface (by index) for ethernet and bridge types, ready before QEMU starts. */
+  taps?: (string | undefined)[];
 }
 
 const BOOT_LETTERS: Record<string, string> = { hd: 'c', cdrom: 'd', network: 'n', fd: 'a' };
@@ -80,6 +83,7 @@ export function buildQemuArgs(def: DomainDef, paths: CommandLinePaths & { spiceP
   args.push(...usbControllerArgs(def));
   const diskState = { ahci: false };
   def.devices.disks.forEach((d, i) => args.push(...diskArgs(d, i, diskState)));
+  args.push(...interfaceArgs(def, paths.taps));
   let spiceIndex = 0;
   for (const g of def.devices.graphics) {
     args.push(...graphicsArgs(g, g.type === 'spice' ? paths.spicePorts?.[spiceIndex++] : undefined));

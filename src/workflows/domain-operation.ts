@@ -11,7 +11,7 @@ import { unwrapActivityError } from './activity-errors.js';
 import { recordJobEnd } from './job-metrics.js';
 
 const NON_RETRYABLE = Object.values(ErrorType).filter((t) => t !== ErrorType.QmpTimeout);
-const NAMED_OPS: ReadonlySet<string> = new Set(['undefine', 'start', 'destroy', 'suspend', 'resume', 'info', 'blockstats', 'dumpxml']);
+const NAMED_OPS: ReadonlySet<string> = new Set(['undefine', 'start', 'destroy', 'suspend', 'resume', 'info', 'blockstats', 'dumpxml', 'domif-setlink']);
 const KNOWN_OPS: ReadonlySet<string> = new Set([...NAMED_OPS, 'define', 'list']);
 
 function hostActivities(host: string): { acts: DomainActivities; options: ActivityOptions } {
@@ -78,6 +78,8 @@ async function runDomainOperation(input: DomainOperationInput): Promise<DomainOp
         return { op: 'resume', domain: await run('resumeDomain', [operation.name]) };
       case 'info':
         return { op: 'info', domain: await run('domainInfo', [operation.name]) };
+      case 'domif-setlink':
+        return { op: 'domif-setlink', domain: await run('setInterfaceLink', [operation.name, operation.interface, operation.state]) };
       case 'blockstats':
         return { op: 'blockstats', stats: await run('blockStats', [operation.name]) };
       case 'list':

@@ -18,7 +18,7 @@ import { formatMigrationCookie, parseMigrationCookie, type MigrationCookie } fro
 import { eventTimeMs } from './monitor.js';
 import { queryMigration } from '../../qemu/migration-engine.js';
 import { graphicsFor, listenIncoming, preallocate } from './incoming-qemu.js';
-import { destinationCapabilities, setCapabilities } from '../../qemu/migration-params.js';
+import { destinationCapabilities, ensureSelfAnnounce, setCapabilities } from '../../qemu/migration-params.js';
 import type { PortAllocator } from '../../migration/port-allocator.js';
 import { formatMigrationUri, parseMigrationUri } from '../../migration/uri.js';
 import { enableMigrationTls } from './qemu-tls.js';
@@ -133,6 +133,7 @@ export async function prepare(d: DestinationDeps, a: PrepareArgs): Promise<Prepa
     rt.jobs.patch(destName, a.jobId, 'migrate-in', { pid: dom.pid });
     await faultPoint('migrate.prepare');
     await setCapabilities(dom.qmp, destinationCapabilities(a.flags));
+    if ((def.devices.interfaces?.length ?? 0) > 0) await ensureSelfAnnounce(dom.qmp);
     await preallocate(rt, dom, def);
     if (hostTls) await enableMigrationTls(rt, dom, hostTls.tls, { role: 'server', peerIdentity: a.sourceTlsIdentity! }, { domain: destName, uuid });
     if (tunnelled && hostTls) {

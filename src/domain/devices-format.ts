@@ -168,7 +168,9 @@ export function formatCharDev(name: 'serial' | 'console', d: CharDevDef<TreeForm
       removeIfEmpty(el, source);
     }
   } else {
-    setAttr(source ?? ensureChild(el, 'source', DEVICE_DEPTH, CHARDEV_ORDER), 'path', d.sourcePath);
+    const s = source ?? ensureChild(el, 'source', DEVICE_DEPTH, CHARDEV_ORDER);
+    setAttr(s, 'path', d.sourcePath);
+    setAttr(s, 'append', d.sourceAppend);
   }
 
   const target = findChild(el, 'target');

@@ -226,6 +226,8 @@ export interface CharDevDef<F extends PreservedForm = TextForm> {
   type: CharDevType;
   /** `<source path=...>`: for pty the host side assigned at run time. */
   sourcePath?: string;
+  /** `<source append=...>` of a file chardev: on keeps what the file holds (a migration destination opens the same log). */
+  sourceAppend?: 'on' | 'off';
   /** `tty` attribute of a pty console / serial, run time only. */
   tty?: string;
   targetType?: string;

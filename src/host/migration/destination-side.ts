@@ -21,7 +21,7 @@ import { graphicsFor, listenIncoming, preallocate } from './incoming-qemu.js';
 import { destinationCapabilities, ensureSelfAnnounce, setCapabilities } from '../../qemu/migration-params.js';
 import type { PortAllocator } from '../../migration/port-allocator.js';
 import { formatMigrationUri, parseMigrationUri } from '../../migration/uri.js';
-import { enableMigrationTls } from './qemu-tls.js';
+import { disableMigrationTls, enableMigrationTls } from './qemu-tls.js';
 import { hostTunnel, requireTunnel } from './host-tunnel.js';
 import { checkEmulator } from '../emulators.js';
 
@@ -300,6 +300,13 @@ export async function finish(d: DestinationDeps, a: FinishArgs): Promise<FinishR
     }
     await abortDestination(d, name, a.jobId).catch(() => undefined);
     throw isVmError(err) ? err : vmError(ErrorType.OperationFailed, messageOf(err));
+  }
+  if (dom && !offline && (rec.flags.includes('tunnelled') || rec.flags.includes('tls'))) {
+    // The incoming stream's TLS settings would make this QEMU's next outgoing stream (a save, a
+    // migration in clear) a TLS server endpoint that cannot dial: back to clear, as libvirt resets them.
+    await disableMigrationTls(dom.qmp).catch((err: unknown) =>
+      rt.log.warn({ domain: name, err }, 'could not reset migration TLS after the incoming migration'),
+    );
   }
   forgetIncoming(d, name, a.jobId);
   const cookie =

@@ -181,8 +181,12 @@ async function migrate(from: string, to: string, flags: MigrateFlag[]): Promise<
   await client!.waitForSeq(last + 100, 30_000).catch((err: unknown) => {
     const fdb = (ns: string) => spawnSync('bridge', ['-n', ns, 'fdb', 'show', 'br', BRIDGE], { encoding: 'utf8' }).stdout;
     console.log(
-      `DIAG announces ${JSON.stringify(announces)}\nA fdb ${fdb(pair!.a)}\nB fdb ${fdb(pair!.b)}\nA taps ${tapsOn(pair!.a)} B taps ${tapsOn(pair!.b)}\nserial tail ${readFileSync(serialLog, 'utf8').slice(-600)}`,
+      `on failure: announces ${JSON.stringify(announces)}\nA fdb ${fdb(pair!.a)}\nB fdb ${fdb(pair!.b)}\nA taps ${tapsOn(pair!.a)} B taps ${tapsOn(pair!.b)}\nserial tail ${readFileSync(serialLog, 'utf8').slice(-4000)}`,
     );
+    const c = net!.prefix(net!.client);
+    const ping = spawnSync(c[0]!, [...c.slice(1), 'ping', '-c', '2', '-W', '1', net!.guestAddr(0)], { encoding: 'utf8' }).stdout;
+    const ss = spawnSync(c[0]!, [...c.slice(1), 'ss', '-tnoi'], { encoding: 'utf8' }).stdout;
+    console.log(`on failure: last sample at ${new Date(client!.samples.at(-1)!.at).toISOString()} now ${new Date().toISOString()}\nping ${ping}\nss ${ss}`);
     throw err;
   });
   const during = client!.samples.slice(Math.max(0, before - 1));

@@ -1,17 +1,21 @@
 // One idempotent step for a fresh machine: Debian packages for QEMU, then the
-// Temporal CLI (found or built into the user cache). Prints the CLI path last.
+// Temporal CLI (found or built into the user cache), and for the tests the
+// time-skipping test server (resolved by Maven into the same cache). Prints the CLI path last.
 import { ensureHostPackages } from '../src/local/qemu-install.js';
 import { ensureTemporalCli, SetupError } from '../src/local/temporal-cli.js';
 import { ensureLinuxGuest } from '../src/local/linux-guest.js';
 import { ConfigError } from '../src/common/config-schema.js';
+import { ensureTestServer } from '../src/local/test-server.js';
 
 const log = (line: string): void => console.error(`[setup] ${line}`);
 
 try {
   const started = Date.now();
-  ensureHostPackages(log, process.argv.includes('--for-tests'));
+  const forTests = process.argv.includes('--for-tests');
+  ensureHostPackages(log, forTests);
   const cli = await ensureTemporalCli(log);
   log(`Linux guest: ${ensureLinuxGuest(log).dir}`);
+  if (forTests) log(`time-skipping test server: ${await ensureTestServer(log)}`);
   log(`temporal CLI: ${cli}; setup took ${((Date.now() - started) / 1000).toFixed(1)} s`);
 } catch (err) {
   if (err instanceof SetupError || err instanceof ConfigError) {

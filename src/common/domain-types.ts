@@ -41,6 +41,27 @@ export interface HostInfo {
   hostname: string;
   protocolVersions: number[];
   qemuVersion?: string;
+  /** What probing the host's QEMU found (absent until the probe has run). */
+  qemu?: HostQemuInfo;
+}
+
+export interface HostQemuInfo {
+  binary: string;
+  version: string;
+  package: string;
+  machines: string[];
+  defaultMachine?: string;
+  accels: {
+    accel: 'kvm' | 'tcg';
+    /** The model host-model stands for there: host (KVM), max (TCG). */
+    hostModel: string;
+    usableCpuModels: string[];
+    unusableCpuModels: string[];
+    /** Features the host model has on. */
+    hostCpuFeatures: string[];
+  }[];
+  probedAtMs: number;
+  durationMs: number;
 }
 
 export type DomainOperation =

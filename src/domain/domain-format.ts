@@ -4,6 +4,7 @@
 // spelling and place. A definition built in code (no preserved tree) comes out
 // in libvirt's element order.
 import { ErrorType, isVmError } from '../common/errors.js';
+import { applyCpu } from './cpu-xml.js';
 import { readGraphics } from './devices-parse.js';
 import { applyDevices } from './devices-format.js';
 import type { DomainDef, GraphicsDef, TreeForm } from './domain-model.js';
@@ -76,7 +77,6 @@ export const DOMAIN_ORDER = [
   'launchSecurity',
 ] as const;
 const OS_ORDER = ['type', 'firmware', 'loader', 'nvram', 'kernel', 'initrd', 'cmdline', 'shim', 'dtb', 'acpi', 'boot', 'bootmenu', 'smbios', 'bios'] as const;
-const CPU_ORDER = ['model', 'vendor', 'topology', 'cache', 'maxphysaddr', 'feature', 'numa'] as const;
 const MEMORY_BACKING_ORDER = ['hugepages', 'nosharepages', 'locked', 'source', 'access', 'allocation', 'discard'] as const;
 
 export function formatDomainXml(def: DomainDef): string {
@@ -151,10 +151,7 @@ function applyDomain(root: XmlElement, def: DomainDef<TreeForm>): void {
   applyOs(findChild(root, 'os') ?? ensureChild(root, 'os', 0, DOMAIN_ORDER), def);
   applyFeatures(root, def.features);
 
-  syncChild(root, 'cpu', def.cpu, 0, DOMAIN_ORDER, (el, cpu) => {
-    setAttr(el, 'mode', cpu.mode);
-    setChildText(el, 'model', cpu.model, 1, CPU_ORDER);
-  });
+  applyCpu(root, def.cpu, (name) => ensureChild(root, name, 0, DOMAIN_ORDER));
   syncChild(root, 'clock', def.clock, 0, DOMAIN_ORDER, (el, clock) => setAttr(el, 'offset', clock.offset));
   setChildText(root, 'on_poweroff', def.onPoweroff, 0, DOMAIN_ORDER);
   setChildText(root, 'on_reboot', def.onReboot, 0, DOMAIN_ORDER);

@@ -162,10 +162,49 @@ export interface OsDef {
   cmdline?: string;
 }
 
+export const CPU_MATCHES = ['minimum', 'exact', 'strict'] as const;
+export type CpuMatch = (typeof CPU_MATCHES)[number];
+export const CPU_CHECKS = ['none', 'partial', 'full'] as const;
+export type CpuCheck = (typeof CPU_CHECKS)[number];
+export const CPU_FALLBACKS = ['allow', 'forbid'] as const;
+export type CpuFallback = (typeof CPU_FALLBACKS)[number];
+export const CPU_FEATURE_POLICIES = ['force', 'require', 'optional', 'disable', 'forbid'] as const;
+export type CpuFeaturePolicy = (typeof CPU_FEATURE_POLICIES)[number];
+
+/** `<feature policy name>` inside `<cpu>`; libvirt reads a missing policy as 'require'. */
+export interface CpuFeatureDef {
+  policy?: CpuFeaturePolicy;
+  name: string;
+}
+
+/** `<topology>`: sockets x dies x clusters x cores x threads must equal the vCPU count. */
+export interface CpuTopologyDef {
+  sockets: number;
+  dies?: number;
+  clusters?: number;
+  cores: number;
+  threads: number;
+}
+
+/** `<numa><cell>`: a guest NUMA node, its vCPUs (libvirt's list syntax, e.g. 0-1,4) and memory. */
+export interface NumaCellDef {
+  id?: number;
+  cpus?: string;
+  memoryKiB: number;
+}
+
 export interface CpuDef {
   mode?: CpuMode;
-  /** Text of `<model>`. */
+  match?: CpuMatch;
+  check?: CpuCheck;
+  /** Text of `<model>`; absent or empty in libvirt's `<model fallback='allow'/>`. */
   model?: string;
+  fallback?: CpuFallback;
+  /** `<feature>` elements in document order; absent means none. */
+  features?: CpuFeatureDef[];
+  topology?: CpuTopologyDef;
+  /** `<numa>` cells; when present, the guest's memory is their sum (libvirt's rule). */
+  numaCells?: NumaCellDef[];
 }
 
 export interface ClockDef {

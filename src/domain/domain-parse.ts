@@ -6,8 +6,6 @@ import type {
   BootDevice,
   CharDevDef,
   ClockOffset,
-  CpuDef,
-  CpuMode,
   CrashAction,
   DevicesDef,
   DiskDef,
@@ -23,6 +21,7 @@ import type {
   TreeForm,
   VcpuPlacement,
 } from './domain-model.js';
+import { readCpu } from './cpu-xml.js';
 import { validateTreeDef } from './domain-validate.js';
 import { readInterfaces } from './interface-parse.js';
 import { collapseDomainDef } from './preserved.js';
@@ -102,14 +101,6 @@ export function readOs(r: XmlReader, el: XmlElement, path: string): OsDef {
   });
 }
 
-export function readCpu(r: XmlReader, el: XmlElement, path: string): CpuDef {
-  const model = r.optional(el, 'model', path);
-  return compact({
-    mode: r.attr(el, 'mode') as CpuMode | undefined,
-    model: model === undefined ? undefined : r.text(model, `${path}/model`),
-  });
-}
-
 export function readMemoryBacking(r: XmlReader, el: XmlElement, path: string): MemoryBackingDef {
   const source = r.optional(el, 'source', path);
   const access = r.optional(el, 'access', path);
@@ -183,10 +174,13 @@ export function domainFromTree(r: XmlReader, root: XmlElement): DomainDef<TreeFo
     uuid = normal;
   }
 
-  const memoryKiB = readMemoryElement(r, r.required(root, 'memory', P), `${P}/memory`);
+  const cpuEl = r.optional(root, 'cpu', P);
+  const cpu = cpuEl === undefined ? undefined : readCpu(r, cpuEl, `${P}/cpu`);
+  // libvirt: with NUMA cells the guest's memory is their sum, and <memory> may be left out.
+  const memoryEl = cpu?.numaMemoryKiB === undefined ? r.required(root, 'memory', P) : r.optional(root, 'memory', P);
+  const memoryKiB = cpu?.numaMemoryKiB ?? readMemoryElement(r, memoryEl!, `${P}/memory`);
   const currentEl = r.optional(root, 'currentMemory', P);
   const vcpuEl = r.optional(root, 'vcpu', P);
-  const cpuEl = r.optional(root, 'cpu', P);
   const featuresEl = r.optional(root, 'features', P);
   const clockEl = r.optional(root, 'clock', P);
   const backingEl = r.optional(root, 'memoryBacking', P);
@@ -203,7 +197,7 @@ export function domainFromTree(r: XmlReader, root: XmlElement): DomainDef<TreeFo
     currentMemoryKiB: currentEl === undefined ? memoryKiB : readMemoryElement(r, currentEl, `${P}/currentMemory`),
     ...(vcpuEl === undefined ? { vcpus: 1 } : readVcpu(r, vcpuEl, `${P}/vcpu`)),
     os: readOs(r, r.required(root, 'os', P), `${P}/os`),
-    cpu: cpuEl === undefined ? undefined : readCpu(r, cpuEl, `${P}/cpu`),
+    cpu: cpu?.cpu,
     features: featuresEl === undefined ? [] : readFeatures(featuresEl),
     clock: clockEl === undefined ? undefined : compact({ offset: r.attr(clockEl, 'offset') as ClockOffset | undefined }),
     onPoweroff: text('on_poweroff') as LifecycleAction | undefined,

@@ -3,13 +3,13 @@
 // Value checks first, then what libvirt rejects across elements: duplicate disk
 // targets, two graphics of one type, and the device cross-checks.
 import { checkAcrossDevices } from './devices-crosscheck.js';
+import { checkCpu } from './cpu-xml.js';
 import { isUsbController } from './devices-parse.js';
 import { checkCharDev, checkDisk, checkGraphics, checkUsbController } from './devices-validate.js';
 import { checkInterfaces } from './interface-validate.js';
 import {
   BOOT_DEVICES,
   CLOCK_OFFSETS,
-  CPU_MODES,
   CRASH_ACTIONS,
   DOMAIN_TYPES,
   LIBVIRT_DOMAIN_TYPES,
@@ -40,7 +40,6 @@ export const MAX_VCPUS = 4096;
 export const MAX_NAME_BYTES = 255;
 const ARCH = /^[A-Za-z0-9_]{1,32}$/;
 const MACHINE = /^[A-Za-z0-9._+-]{1,64}$/;
-const CPU_MODEL = /^[A-Za-z0-9._+-]{1,64}$/;
 const FEATURE = /^[A-Za-z][A-Za-z0-9_-]{0,63}$/;
 
 export function validateDomainDef(def: DomainDef): void {
@@ -78,9 +77,10 @@ export function validateTreeDef(def: DomainDef<TreeForm>, locate?: XmlLocator): 
   c.optStr(def.os.cmdline, `${P}/os/cmdline`, 'kernel command line');
 
   if (def.cpu !== undefined) {
-    c.object(def.cpu, `${P}/cpu`, 'cpu');
-    c.oneOf(CPU_MODES, def.cpu.mode, `${P}/cpu/@mode`, 'cpu mode');
-    c.pattern(def.cpu.model, CPU_MODEL, `${P}/cpu/model`, 'cpu model');
+    checkCpu(c, def.cpu, def.vcpus, `${P}/cpu`);
+    const cells = def.cpu.numaCells;
+    const total = cells?.reduce((sum, cell) => sum + cell.memoryKiB, 0);
+    if (total !== undefined && total !== def.memoryKiB) c.fail(`memory (${def.memoryKiB} KiB) is not the sum of the NUMA cells (${total} KiB)`, `${P}/memory`);
   }
   const features = c.list<unknown>(def.features, `${P}/features`, 'features');
   const seenFeatures = new Set<string>();

@@ -3,6 +3,7 @@
 // form. Every type of the model is public; its value lists stay internal.
 export type * from './domain-model.js';
 export { cloneDomainDef } from './domain-model.js';
+export { unmodelledCpuContent } from './cpu-xml.js';
 export { parseDomainXml, type ParseDomainOptions } from './domain-parse.js';
 export { formatDomainXml } from './domain-format.js';
 export { migratableDomainDef, migratableDomainXml } from './migratable.js';

@@ -23,6 +23,9 @@ import type { Logger } from 'pino';
 import { createSecurityDriver, type SecurityDriver } from '../security/index.js';
 import { checkEmulator } from './emulators.js';
 import { HostTaps } from './taps.js';
+import { checkCpuOnHost, probeBinary, qemuInfo } from './host-cpu.js';
+import type { QemuProbe } from '../qemu/probe.js';
+import { checkCpuBuildable } from '../qemu/devices/cpu.js';
 
 export class HostRuntime {
   readonly defs: DefinitionStore;
@@ -35,6 +38,7 @@ export class HostRuntime {
   readonly taps: HostTaps;
   private readonly running = new Map<string, RunningDomain>();
   private qemuVersion?: string;
+  private qemuProbe?: QemuProbe;
 
   constructor(
     readonly config: HostConfig,
@@ -169,8 +173,20 @@ export class HostRuntime {
       hostUuid: this.config.hostUuid,
       hostname: hostname(),
       protocolVersions: this.config.protocolVersions,
-      qemuVersion: this.qemuVersion,
+      qemuVersion: this.qemuVersion ?? this.qemuProbe?.version,
+      ...(this.qemuProbe ? { qemu: qemuInfo(this.qemuProbe) } : {}),
     };
+  }
+
+  /** Probes the host's QEMU (at worker start; cached per binary and mtime). */
+  async probeQemu(): Promise<QemuProbe> {
+    this.qemuProbe = await probeBinary(this.config.qemuBinary, this.config.runDir);
+    return this.qemuProbe;
+  }
+
+  /** Refuses a definition whose CPU this host's QEMU cannot run (before anything is touched). */
+  async checkCpu(def: DomainDef): Promise<QemuProbe | undefined> {
+    return await checkCpuOnHost(def, this.config.qemuBinary, this.config.runDir);
   }
 
   /** Graphics passwords are left out unless `securityInfo` (libvirt's dumpxml --security-info). */
@@ -201,6 +217,7 @@ export class HostRuntime {
   define(xml: string): DomainSummary {
     const def = parseDomainXml(xml);
     checkEmulator(this.config.emulators, def);
+    checkCpuBuildable(def);
     for (const other of new Set([...this.defs.names(), ...this.running.keys()])) {
       const o = this.definition(other);
       if (o.name === def.name && o.uuid !== def.uuid) {
@@ -255,6 +272,7 @@ export class HostRuntime {
     if (this.running.has(name)) throw vmError(ErrorType.OperationInvalid, `domain '${name}' is already running`, { domain: name });
     // Every spawn passes here (start, restore, Prepare), whatever its caller checked earlier.
     checkEmulator(this.config.emulators, def);
+    const probe = await this.checkCpu(def);
     const qmpSocket = join(this.config.runDir, `${name}.qmp`);
     const memoryBackingFile = def.memoryBacking?.sourceType === 'file' ? join(this.config.memoryBackingDir, `${def.uuid}.ram`) : undefined;
     const spicePorts: number[] = [];
@@ -263,9 +281,10 @@ export class HostRuntime {
     }
     const extra = [...(opts.incoming ? ['-incoming', 'defer'] : []), ...(opts.extraArgs ?? [])];
     const taps = await this.taps.prepare(name, def);
+    const cpuFacts = probe?.accels[def.type === 'kvm' ? 'kvm' : 'tcg'];
     let launched;
     try {
-      const args = buildQemuArgs(def, { qmpSocket, memoryBackingFile, spicePorts, extra, taps });
+      const args = buildQemuArgs(def, { qmpSocket, memoryBackingFile, spicePorts, extra, taps, ...(cpuFacts ? { cpuFacts } : {}) });
       this.log.info({ domain: name, args }, 'starting QEMU');
       launched = await launchQemu({
         binary: def.devices.emulator ?? this.config.qemuBinary,

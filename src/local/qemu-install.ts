@@ -29,6 +29,9 @@ const FOR_TESTS: Record<string, string> = {
   virsh: 'libvirt-clients',
   // The tunnel test captures the migration link to prove the stream is encrypted.
   tcpdump: 'tcpdump',
+  // The workflow-logic tests run on Temporal's Java test server, which Maven resolves (test-server.ts).
+  java: 'default-jre-headless',
+  mvn: 'maven',
 };
 
 export function missingHostPackages(forTests = false): string[] {

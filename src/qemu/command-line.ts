@@ -4,7 +4,9 @@
 import { accessSync, constants } from 'node:fs';
 import { ErrorType, vmError } from '../common/errors.js';
 import type { DomainDef } from '../domain/domain-model.js';
+import type { AccelProbe } from './probe.js';
 import { balloonArgs } from './devices/balloon.js';
+import { cpuArgs, numaArgs, smpArgs } from './devices/cpu.js';
 import { diskArgs } from './devices/disk.js';
 import { graphicsArgs } from './devices/graphics.js';
 import { interfaceArgs } from './devices/interface.js';
@@ -20,6 +22,8 @@ export interface CommandLinePaths {
   extra?: string[];
   /** Host tap of each interface (by index) for ethernet and bridge types, ready before QEMU starts. */
   taps?: (string | undefined)[];
+  /** The host's probe for the domain's accelerator: settles optional CPU features. */
+  cpuFacts?: AccelProbe;
 }
 
 const BOOT_LETTERS: Record<string, string> = { hd: 'c', cdrom: 'd', network: 'n', fd: 'a' };
@@ -32,14 +36,6 @@ function accelFor(def: DomainDef): string {
     throw vmError(ErrorType.ConfigUnsupported, `domain '${def.name}' is type='kvm' but /dev/kvm is not usable on this host; use type='qemu' for emulation`);
   }
   return 'kvm';
-}
-
-function cpuArgs(def: DomainDef, accel: string): string[] {
-  const cpu = def.cpu;
-  if (!cpu?.mode && !cpu?.model) return [];
-  if (cpu.mode === 'host-passthrough' || cpu.mode === 'host-model') return ['-cpu', accel === 'kvm' ? 'host' : 'max'];
-  if (cpu.mode === 'maximum') return ['-cpu', 'max'];
-  return cpu.model ? ['-cpu', q(cpu.model)] : [];
 }
 
 export function buildQemuArgs(def: DomainDef, paths: CommandLinePaths & { spicePorts?: number[] }): string[] {
@@ -68,8 +64,8 @@ export function buildQemuArgs(def: DomainDef, paths: CommandLinePaths & { spiceP
     args.push('-object', `memory-backend-file,id=pc.ram,mem-path=${q(paths.memoryBackingFile)},size=${def.memoryKiB}K,share=${share}`);
     machine.push('memory-backend=pc.ram');
   }
-  args.push('-machine', machine.join(','), '-m', `size=${def.memoryKiB}k`, '-smp', String(def.vcpusCurrent ?? def.vcpus));
-  args.push(...cpuArgs(def, accel));
+  args.push('-machine', machine.join(','), '-m', `size=${def.memoryKiB}k`, ...smpArgs(def));
+  args.push(...cpuArgs(def, accel === 'kvm' ? 'kvm' : 'tcg', paths.cpuFacts), ...numaArgs(def));
   if (def.clock?.offset === 'localtime') args.push('-rtc', 'base=localtime');
   else args.push('-rtc', 'base=utc');
   if (def.onReboot === 'destroy') args.push('-no-reboot');

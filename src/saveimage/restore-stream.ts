@@ -5,7 +5,6 @@
 // the mirror of save-stream.ts: for a raw image QEMU gets the image file itself,
 // positioned at the stream; otherwise the read end of a pipe the decompressor
 // (fed by the file, or by dd with --bypass-cache) writes into.
-import { randomBytes } from 'node:crypto';
 import { constants, openSync, readSync } from 'node:fs';
 import { ErrorType, vmError } from '../common/errors.js';
 import type { JobProgress } from '../common/job-types.js';
@@ -15,10 +14,11 @@ import type { QmpClient } from '../qemu/qmp-client.js';
 import { expectSuccess, filterCommand, helperFailure, spawnHelper, type Helper } from './compressor.js';
 import { directReader, isDirectAligned } from './direct-io.js';
 import type { SaveFormatName } from '../common/save-formats.js';
-import { relayAroundPoint, RELAY_PROGRAM } from './mid-stream-relay.js';
-import { FdBag, openPipe } from './os-pipe.js';
-import { PipeLabel, type FdLabeller } from './pipe-label.js';
-import { abortedError, StreamWatcher, type StreamControl } from './stream-control.js';
+import { RELAY_PROGRAM } from './mid-stream-relay.js';
+import { openPipe, type FdBag } from './os-pipe.js';
+import type { FdLabeller } from './pipe-label.js';
+import { abortedError, type StreamControl } from './stream-control.js';
+import { StreamSession } from './stream-session.js';
 import { fileReadProgress, readPosition, STREAM_QMP_DEADLINE } from './stream-progress.js';
 
 export interface RestoreStreamSpec {
@@ -59,17 +59,11 @@ function openAtStream(path: string, offset: number): number {
 
 export async function runRestoreStream(spec: RestoreStreamSpec): Promise<RestoreStreamResult> {
   const { qmp } = spec;
-  const fds = new FdBag();
-  const pipeLabel = new PipeLabel(fds, spec.labeller);
-  const helpers: Helper[] = [];
-  const watcher = new StreamWatcher(qmp, spec.control);
-  const fdname = `vmferry-restore-${randomBytes(4).toString('hex')}`;
-  let fdWithQemu = false;
+  const session = new StreamSession(qmp, spec.control, spec.labeller, 'restore');
+  const { fds, pipeLabel, helpers, watcher } = session;
   try {
     const { qemuFd, readerPid, isPipe, relay } = buildPipeline(spec, fds, helpers);
-    const recordHelpers = (): void => spec.control.onHelpers(helpers.map(({ program, pid, startTime }) => ({ program, pid, startTime })));
-    recordHelpers();
-    watcher.watch(helpers);
+    session.watchHelpers();
     const probe = async (): Promise<{ progress: JobProgress; status?: string }> => {
       const progress = fileReadProgress(spec.streamOffset, spec.fileSize, readPosition(readerPid, spec.path));
       const q = await queryMigration(qmp, STREAM_QMP_DEADLINE);
@@ -77,17 +71,10 @@ export async function runRestoreStream(spec: RestoreStreamSpec): Promise<Restore
     };
     await enableMigrationEvents(qmp);
     if (isPipe) await pipeLabel.hold(qemuFd);
-    await qmp.execute('getfd', { fdname }, { fds: [qemuFd] });
-    fdWithQemu = true;
-    if (!isPipe) fds.close(qemuFd);
-    await startIncomingMigration(qmp, `fd:${fdname}`);
-    fdWithQemu = false;
+    // A pipe's read end stays ours while its label is held; the image file QEMU alone reads.
+    await session.handOver(qemuFd, isPipe, startIncomingMigration);
     if (relay && spec.control.midStream) {
-      await relayAroundPoint(relay.source, relay.sink, spec.control.midStream, (h) => {
-        helpers.push(h);
-        recordHelpers();
-        watcher.watch([h]);
-      });
+      await session.relay(relay.source, relay.sink, spec.control.midStream);
       // Only the rest-relay may hold these now, or QEMU would never see the stream's end.
       fds.close(relay.source);
       fds.close(relay.sink);
@@ -103,7 +90,7 @@ export async function runRestoreStream(spec: RestoreStreamSpec): Promise<Restore
           throw vmError(ErrorType.OperationFailed, `QEMU exited while loading ${spec.path}`, { path: spec.path });
         case 'aborted':
           // The caller kills the incoming QEMU; QEMU 7.2 cannot cancel an incoming migration.
-          for (const h of helpers) h.kill();
+          session.killHelpers();
           throw abortedError('restore');
         case 'helper': {
           const err = await helperFailure(ev.helper, helperWhat(ev.helper));
@@ -129,11 +116,7 @@ export async function runRestoreStream(spec: RestoreStreamSpec): Promise<Restore
     for (const h of helpers) await expectSuccess(h, helperWhat(h));
     return { imageBytes: spec.fileSize - spec.streamOffset };
   } finally {
-    watcher.dispose();
-    await pipeLabel.release();
-    for (const h of helpers) h.kill();
-    fds.closeAll();
-    if (fdWithQemu) await qmp.execute('closefd', { fdname }).catch(() => undefined);
+    await session.close();
   }
 }
 

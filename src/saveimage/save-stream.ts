@@ -11,7 +11,6 @@
 // crash, and (3) every descriptor is opened by the worker, so a cancel can
 // break the pipe by killing the reader, which is what unblocks a QEMU stuck on
 // a stalled compressor (migrate_cancel alone waits for the write to finish).
-import { randomBytes } from 'node:crypto';
 import { ErrorType, vmError } from '../common/errors.js';
 import type { JobProgress } from '../common/job-types.js';
 import { cancelMigration, queryMigration, startMigration } from '../qemu/migration-engine.js';
@@ -20,10 +19,11 @@ import type { QmpClient } from '../qemu/qmp-client.js';
 import { expectSuccess, filterCommand, helperFailure, spawnHelper, type Helper } from './compressor.js';
 import { directWriter } from './direct-io.js';
 import type { SaveFormatName } from '../common/save-formats.js';
-import { relayAroundPoint, RELAY_PROGRAM } from './mid-stream-relay.js';
-import { FdBag, openPipe } from './os-pipe.js';
-import { PipeLabel, type FdLabeller } from './pipe-label.js';
-import { abortedError, StreamWatcher, type StreamControl } from './stream-control.js';
+import { RELAY_PROGRAM } from './mid-stream-relay.js';
+import { openPipe, type FdBag } from './os-pipe.js';
+import type { FdLabeller } from './pipe-label.js';
+import { abortedError, type StreamControl } from './stream-control.js';
+import { StreamSession } from './stream-session.js';
 import { migrationProgress, STREAM_QMP_DEADLINE } from './stream-progress.js';
 
 export interface SaveStreamSpec {
@@ -55,12 +55,8 @@ const helperWhat = (h: Helper): string =>
 
 export async function runSaveStream(spec: SaveStreamSpec): Promise<SaveStreamResult> {
   const { qmp } = spec;
-  const fds = new FdBag();
-  const pipeLabel = new PipeLabel(fds, spec.labeller);
-  const helpers: Helper[] = [];
-  const watcher = new StreamWatcher(qmp, spec.control);
-  const fdname = `vmferry-save-${randomBytes(4).toString('hex')}`;
-  let fdWithQemu = false;
+  const session = new StreamSession(qmp, spec.control, spec.labeller, 'save');
+  const { fds, pipeLabel, helpers, watcher } = session;
   let last: JobProgress = {};
   const probe = async (): Promise<{ progress: JobProgress; status?: string }> => {
     const q = await queryMigration(qmp, STREAM_QMP_DEADLINE);
@@ -69,22 +65,12 @@ export async function runSaveStream(spec: SaveStreamSpec): Promise<SaveStreamRes
   };
   try {
     const { qemuFd, pipeReadFd, relaySink } = buildPipeline(spec, fds, helpers);
-    const recordHelpers = (): void => spec.control.onHelpers(helpers.map(({ program, pid, startTime }) => ({ program, pid, startTime })));
-    recordHelpers();
-    watcher.watch(helpers);
+    session.watchHelpers();
     if (pipeReadFd !== undefined) await pipeLabel.hold(pipeReadFd);
-    await qmp.execute('getfd', { fdname }, { fds: [qemuFd] });
-    fdWithQemu = true;
-    // Our copy of the pipe's write end would keep the compressor from ever seeing EOF.
-    if (qemuFd !== spec.imageFd) fds.close(qemuFd);
-    await startMigration(qmp, `fd:${fdname}`);
-    fdWithQemu = false; // QEMU took it by name
+    // A raw image is QEMU's own descriptor; the pipe's write end we must let go of.
+    await session.handOver(qemuFd, qemuFd === spec.imageFd, startMigration);
     if (relaySink !== undefined && pipeReadFd !== undefined && spec.control.midStream) {
-      await relayAroundPoint(pipeReadFd, relaySink, spec.control.midStream, (h) => {
-        helpers.push(h);
-        recordHelpers();
-        watcher.watch([h]);
-      });
+      await session.relay(pipeReadFd, relaySink, spec.control.midStream);
       // The rest-relay has its own copy; ours would keep the next stage from seeing EOF.
       if (relaySink !== spec.imageFd) fds.close(relaySink);
     }
@@ -112,7 +98,7 @@ export async function runSaveStream(spec: SaveStreamSpec): Promise<SaveStreamRes
     if (stop) {
       // Readers first: a QEMU blocked writing into a stalled pipe notices the cancel only once that write fails.
       await pipeLabel.release();
-      for (const h of helpers) h.kill();
+      session.killHelpers();
       await cancelMigration(qmp, STREAM_QMP_DEADLINE).catch(() => undefined);
       const settled = await watcher.settled(probe, CANCEL_SETTLE_MS);
       if (settled === undefined && !watcher.gone)
@@ -146,11 +132,7 @@ export async function runSaveStream(spec: SaveStreamSpec): Promise<SaveStreamRes
     const final = await queryMigration(qmp, STREAM_QMP_DEADLINE);
     return { streamBytes: final.ram?.transferred ?? 0, final };
   } finally {
-    watcher.dispose();
-    await pipeLabel.release();
-    for (const h of helpers) h.kill();
-    fds.closeAll();
-    if (fdWithQemu) await qmp.execute('closefd', { fdname }).catch(() => undefined);
+    await session.close();
   }
 }
 

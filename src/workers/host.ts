@@ -29,6 +29,11 @@ async function main(): Promise<void> {
   const auditPath = config.worker.auditLog;
   const audit = createAuditLogger(auditPath);
   await rt.reconnectAll();
+  // Once per worker (and per QEMU upgrade): what this host's QEMU offers, for hostInfo and the CPU checks.
+  await rt.probeQemu().then(
+    (p) => log.info({ qemu: p.binary, version: p.version, accels: Object.keys(p.accels), durationMs: p.durationMs }, 'QEMU probed'),
+    (err: unknown) => log.error({ err }, 'probing QEMU failed; CPU checks will probe again when needed'),
+  );
   const jobs = createJobDeps(rt);
   // Jobs a killed worker left are recovered now; the save family's activities wait for it before new work.
   const recovered = recoverJobs(jobs).catch((err: unknown) => jobs.log.error({ err }, 'recovering jobs left by a previous worker failed'));

@@ -5,8 +5,8 @@ import { CORE_DUMP_FORMATS, type CoreDumpFormat, type CoreDumpResult } from '../
 import { ErrorType, vmError } from '../../common/errors.js';
 import { mib, positionals, stringOpt, wholeNumber } from '../args.js';
 import { UsageError } from '../exit-codes.js';
-import { inForeground } from '../foreground.js';
-import { domainInfo, requireHost, startJob } from '../job-start.js';
+import { followDomainJob } from '../domain-job.js';
+import { domainInfo, requireHost } from '../job-start.js';
 import type { Verb } from '../verb.js';
 
 export const dumpVerb: Verb = {
@@ -32,14 +32,12 @@ export const dumpVerb: Verb = {
       throw new UsageError(`unknown dump format ${JSON.stringify(f)} (one of ${CORE_DUMP_FORMATS.join(', ')})`);
     const bandwidthMiBps = wholeNumber(opts.bandwidth, '--bandwidth');
     const host = requireHost(ctx.host);
-    return await inForeground(ctx, async (job) => {
-      const dom = await domainInfo(ctx.client, host, name);
-      job.notInterrupted();
-      const input = { host, name, uuid: dom.uuid, path, format: f as CoreDumpFormat | undefined, live: opts.live === true, bandwidthMiBps };
-      const handle = await startJob(ctx.client, 'coreDump', dom.uuid, name, input);
-      const r = await job.follow<CoreDumpResult>(handle, `dump ${name}`);
-      ctx.out(`Domain '${name}' dumped to ${r.path} (${r.format}, ${mib(r.sizeBytes)}); it is ${r.domainState}`);
-      return r;
+    return await followDomainJob<CoreDumpResult>(ctx, {
+      resolve: () => domainInfo(ctx.client, host, name),
+      workflow: 'coreDump',
+      input: (dom) => ({ host, name, uuid: dom.uuid, path, format: f as CoreDumpFormat | undefined, live: opts.live === true, bandwidthMiBps }),
+      label: () => `dump ${name}`,
+      report: (r) => ctx.out(`Domain '${name}' dumped to ${r.path} (${r.format}, ${mib(r.sizeBytes)}); it is ${r.domainState}`),
     });
   },
 };

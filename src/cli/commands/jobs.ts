@@ -58,6 +58,26 @@ function requireControl(job: FoundJob, domain: string, allowed: Set<string>, wha
   }
 }
 
+/**
+ * migrate-setspeed and migrate-setmaxdowntime: an update, not a signal, so the
+ * job's validator answers and a refusal reaches the operator.
+ */
+async function setJobLimit(
+  ctx: VerbContext,
+  args: string[],
+  usage: string,
+  spec: { validate: (n: number) => string | undefined; jobs: Set<string>; what: string; update: typeof setSpeedUpdate },
+): Promise<{ workflowId: string; value: number }> {
+  const value = numberArg(args[1], usage);
+  const why = spec.validate(value);
+  if (why) throw new UsageError(why);
+  const domain = oneDomain(args, usage);
+  const job = await jobOf(ctx, domain);
+  requireControl(job, domain, spec.jobs, spec.what);
+  await job.handle.executeUpdate(spec.update, { args: [value] });
+  return { workflowId: job.handle.workflowId, value };
+}
+
 export const jobVerbs: Record<string, Verb> = {
   jobs: {
     summary: 'recent and running jobs',
@@ -134,15 +154,8 @@ export const jobVerbs: Record<string, Verb> = {
     summary: "set the running migration's (or dump's) bandwidth (MiB/s, 0 = unlimited)",
     usage: 'vmferry migrate-setspeed DOMAIN MIBPS',
     async run(ctx, args) {
-      const speed = numberArg(args[1], this.usage);
-      const why = invalidSpeed(speed);
-      if (why) throw new UsageError(why);
-      const domain = oneDomain(args, this.usage);
-      const job = await jobOf(ctx, domain);
-      requireControl(job, domain, SPEED_JOBS, 'speed');
-      // An update, not a signal: the job's validator answers, so a refusal reaches the operator.
-      await job.handle.executeUpdate(setSpeedUpdate, { args: [speed] });
-      return { workflowId: job.handle.workflowId, speedMiBps: speed };
+      const r = await setJobLimit(ctx, args, this.usage, { validate: invalidSpeed, jobs: SPEED_JOBS, what: 'speed', update: setSpeedUpdate });
+      return { workflowId: r.workflowId, speedMiBps: r.value };
     },
   },
   'migrate-getspeed': {
@@ -159,14 +172,8 @@ export const jobVerbs: Record<string, Verb> = {
     summary: "set the running migration's max downtime (ms)",
     usage: 'vmferry migrate-setmaxdowntime DOMAIN MS',
     async run(ctx, args) {
-      const ms = numberArg(args[1], this.usage);
-      const why = invalidDowntime(ms);
-      if (why) throw new UsageError(why);
-      const domain = oneDomain(args, this.usage);
-      const job = await jobOf(ctx, domain);
-      requireControl(job, domain, DOWNTIME_JOBS, 'downtime');
-      await job.handle.executeUpdate(setMaxDowntimeUpdate, { args: [ms] });
-      return { workflowId: job.handle.workflowId, maxDowntimeMs: ms };
+      const r = await setJobLimit(ctx, args, this.usage, { validate: invalidDowntime, jobs: DOWNTIME_JOBS, what: 'downtime', update: setMaxDowntimeUpdate });
+      return { workflowId: r.workflowId, maxDowntimeMs: r.value };
     },
   },
   'migrate-getmaxdowntime': {

@@ -8,8 +8,8 @@ import { ErrorType, vmError } from '../../common/errors.js';
 import { invalidTimeout, type MigrateFlag, type MigrateInput, type MigrateResult } from '../../common/migration-types.js';
 import { mib, positionals, readXmlFile, stringOpt, wholeNumber, type Opts } from '../args.js';
 import { UsageError } from '../exit-codes.js';
-import { inForeground } from '../foreground.js';
-import { domainInfo, requireHost, startJob } from '../job-start.js';
+import { followDomainJob } from '../domain-job.js';
+import { domainInfo, requireHost } from '../job-start.js';
 import type { OptionSpec, Verb } from '../verb.js';
 
 /** virsh option -> workflow flag. */
@@ -73,19 +73,20 @@ export const migrateVerb: Verb = {
       uri: stringOpt(opts.migrateuri),
       timeoutSuspendSeconds: timeout,
     };
-    return await inForeground(ctx, async (job) => {
-      const dom = await domainInfo(ctx.client, sourceHost, domain);
-      job.notInterrupted();
-      const handle = await startJob(ctx.client, 'migrate', dom.uuid, domain, { ...input, domainUuid: dom.uuid });
-      const r = await job.follow<MigrateResult>(handle, `migrate ${domain} ${sourceHost} -> ${destinationHost}`);
-      const s = r.stats;
-      const downtime = s.downtimeMs !== undefined ? `, downtime ${s.downtimeMs} ms` : '';
-      if (s.timeoutSuspendedAtMs !== undefined)
-        ctx.out(`Domain '${domain}' was suspended on ${r.sourceHost} after the ${timeout ?? '?'} s timeout so the migration could converge`);
-      ctx.out(
-        `Domain '${domain}' migrated from ${r.sourceHost} to ${r.destinationHost} as '${r.domain}' (protocol v${r.protocol}, ${mib(s.transferredBytes ?? 0)} sent${downtime}); it is ${r.destination.state} there`,
-      );
-      return r;
+    return await followDomainJob<MigrateResult>(ctx, {
+      resolve: () => domainInfo(ctx.client, sourceHost, domain),
+      workflow: 'migrate',
+      input: (dom) => ({ ...input, domainUuid: dom.uuid }),
+      label: () => `migrate ${domain} ${sourceHost} -> ${destinationHost}`,
+      report: (r) => {
+        const s = r.stats;
+        const downtime = s.downtimeMs !== undefined ? `, downtime ${s.downtimeMs} ms` : '';
+        if (s.timeoutSuspendedAtMs !== undefined)
+          ctx.out(`Domain '${domain}' was suspended on ${r.sourceHost} after the ${timeout ?? '?'} s timeout so the migration could converge`);
+        ctx.out(
+          `Domain '${domain}' migrated from ${r.sourceHost} to ${r.destinationHost} as '${r.domain}' (protocol v${r.protocol}, ${mib(s.transferredBytes ?? 0)} sent${downtime}); it is ${r.destination.state} there`,
+        );
+      },
     });
   },
 };

@@ -4,8 +4,8 @@
 import { SAVE_FORMAT_NAMES, type ManagedSaveState, type RestoreResult, type SaveFormatName, type SaveResult } from '../../common/save-types.js';
 import { mib, positionals, readXmlFile, runState, stringOpt, type Opts } from '../args.js';
 import { UsageError } from '../exit-codes.js';
-import { inForeground } from '../foreground.js';
-import { domainInfo, imageDomain, requireHost, runShort, saveImageXml, startJob } from '../job-start.js';
+import { followDomainJob } from '../domain-job.js';
+import { domainInfo, imageDomain, requireHost, runShort, saveImageXml } from '../job-start.js';
 import type { Verb } from '../verb.js';
 
 const RUN_STATE = { running: { type: 'boolean' }, paused: { type: 'boolean' } } as const;
@@ -43,13 +43,12 @@ export const saveVerbs: Record<string, Verb> = {
         ...runState(opts),
       };
       const host = requireHost(ctx.host);
-      return await inForeground(ctx, async (job) => {
-        const dom = await domainInfo(ctx.client, host, name);
-        job.notInterrupted();
-        const handle = await startJob(ctx.client, 'save', dom.uuid, name, { host, domainUuid: dom.uuid, ...input });
-        const r = await job.follow<SaveResult>(handle, `save ${name}`);
-        ctx.out(`Domain '${name}' saved to ${r.path} (${r.format}, ${mib(r.sizeBytes)} in ${(r.durationMs / 1000).toFixed(1)} s)`);
-        return r;
+      return await followDomainJob<SaveResult>(ctx, {
+        resolve: () => domainInfo(ctx.client, host, name),
+        workflow: 'save',
+        input: (dom) => ({ host, domainUuid: dom.uuid, ...input }),
+        label: () => `save ${name}`,
+        report: (r) => ctx.out(`Domain '${name}' saved to ${r.path} (${r.format}, ${mib(r.sizeBytes)} in ${(r.durationMs / 1000).toFixed(1)} s)`),
       });
     },
   },
@@ -62,14 +61,13 @@ export const saveVerbs: Record<string, Verb> = {
       const [path] = positionals(args, 1, this.usage) as [string];
       const input = { path, bypassCache: opts['bypass-cache'] === true, xml: readXmlFile(stringOpt(opts.xml)), ...runState(opts) };
       const host = requireHost(ctx.host);
-      return await inForeground(ctx, async (job) => {
-        // The job is the domain's, and the domain is named by the image.
-        const dom = await imageDomain(ctx.client, host, path);
-        job.notInterrupted();
-        const handle = await startJob(ctx.client, 'restore', dom.uuid, dom.name, { host, ...input });
-        const r = await job.follow<RestoreResult>(handle, `restore ${dom.name}`);
-        ctx.out(`Domain '${r.domain.name}' restored from ${r.path} (${r.domain.state})`);
-        return r;
+      // The job is the domain's, and the domain is named by the image.
+      return await followDomainJob<RestoreResult>(ctx, {
+        resolve: () => imageDomain(ctx.client, host, path),
+        workflow: 'restore',
+        input: () => ({ host, ...input }),
+        label: (dom) => `restore ${dom.name}`,
+        report: (r) => ctx.out(`Domain '${r.domain.name}' restored from ${r.path} (${r.domain.state})`),
       });
     },
   },
@@ -82,13 +80,12 @@ export const saveVerbs: Record<string, Verb> = {
       const [name] = positionals(args, 1, this.usage) as [string];
       const input = { name, format: format(opts), bypassCache: opts['bypass-cache'] === true, ...runState(opts) };
       const host = requireHost(ctx.host);
-      return await inForeground(ctx, async (job) => {
-        const dom = await domainInfo(ctx.client, host, name);
-        job.notInterrupted();
-        const handle = await startJob(ctx.client, 'managedSave', dom.uuid, name, { host, domainUuid: dom.uuid, ...input });
-        const r = await job.follow<SaveResult>(handle, `managedsave ${name}`);
-        ctx.out(`Domain '${name}' state saved by vmferry (${r.format}, ${mib(r.sizeBytes)})`);
-        return r;
+      return await followDomainJob<SaveResult>(ctx, {
+        resolve: () => domainInfo(ctx.client, host, name),
+        workflow: 'managedSave',
+        input: (dom) => ({ host, domainUuid: dom.uuid, ...input }),
+        label: () => `managedsave ${name}`,
+        report: (r) => ctx.out(`Domain '${name}' state saved by vmferry (${r.format}, ${mib(r.sizeBytes)})`),
       });
     },
   },

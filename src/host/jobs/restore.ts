@@ -83,6 +83,8 @@ export function restoreJobs(deps: JobDeps, recovered: Promise<void>) {
       throw vmError(ErrorType.OperationInvalid, `image ${path} holds domain uuid ${def.uuid}, not ${String(args.domainUuid)}`, { path });
     }
     checkEmulator(rt.config.emulators, def);
+    // The image's CPU must run here: refused before the job is taken or QEMU started.
+    await rt.checkCpu(def);
     filterCommand(header.format, 'decompress');
     if (args.bypassCache) directReader(path, 0);
     // No await from here to beginJob: the checks hold when the job is taken.

@@ -32,6 +32,7 @@ import { enableMigrationEvents, readMaxBandwidthBytes, setMaxBandwidthBytes, UNL
 import type { RunningDomain } from '../running-domain.js';
 import { checkJobId, fdLabeller, securityContext, type JobDeps } from './deps.js';
 import type { SaveJobRecord } from './records.js';
+import { withConcreteCpu } from '../host-cpu.js';
 import { finishSave, rollBackAndThrow, settledRecord, settleJob } from './save-settle.js';
 
 const fsyncAsync = promisify(fsync);
@@ -182,12 +183,13 @@ export function saveJobs(deps: JobDeps, recovered: Promise<void>) {
       filterCommand(format, 'compress');
       if (args.bypassCache) directWriter(path, 0);
       const live = parseDomainXml(dom.domainXml);
-      let xml = migratableDomainXml(live);
+      // A host-model CPU is saved as the concrete CPU the guest runs (host-cpu.ts): the image restores anywhere that can run it.
+      let xml = migratableDomainXml(await withConcreteCpu(dom.qmp, live));
       if (args.xml !== undefined) {
         const alt = parseDomainXml(args.xml);
         checkDestinationName(alt, name, undefined);
         checkAbiStability(alt, migratableDomainDef(live));
-        xml = formatDomainXml(alt);
+        xml = formatDomainXml(await withConcreteCpu(dom.qmp, alt));
       }
       rt.locks.beginJob(name, jobId, args.managed ? 'managedSave' : 'save', 'begin');
       return {

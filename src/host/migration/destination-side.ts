@@ -98,6 +98,8 @@ export async function prepare(d: DestinationDeps, a: PrepareArgs): Promise<Prepa
   checkDiskSafety(def, a.flags);
   checkEmulator(rt.config.emulators, def);
   checkNoConflict(rt, def);
+  // The CPU the source sent must run here: refused now, before any record, port or QEMU.
+  if (!a.flags.includes('offline')) await rt.checkCpu(def);
   let persistentXml: string | undefined;
   if (srcCookie?.persistentXml !== undefined) {
     const p = parseDomainXml(srcCookie.persistentXml);

@@ -33,6 +33,7 @@ import { requireTunnel } from './host-tunnel.js';
 import { disableMigrationTls, enableMigrationTls } from './qemu-tls.js';
 import { SourceTunnel, type SourceTunnelSpec } from '../../migration/tunnel/source-session.js';
 import { timeoutOptions } from './timeout-action.js';
+import { withConcreteCpu } from '../host-cpu.js';
 
 const TUNNEL_FD_NAME = 'vmf-tunnel-out';
 
@@ -72,12 +73,14 @@ export async function begin(rt: HostRuntime, a: BeginArgs): Promise<BeginResult>
   const sourceDef = offline && persistentDef ? persistentDef : liveDef;
   checkDiskSafety(sourceDef, flags);
 
-  let xml = migratableDomainXml(sourceDef);
+  // A host-model CPU leaves as the concrete CPU the guest runs (host-cpu.ts), as libvirt's migratable XML does.
+  const liveQmp = offline ? undefined : dom?.qmp;
+  let xml = migratableDomainXml(await withConcreteCpu(liveQmp, sourceDef));
   if (a.destinationXml !== undefined) {
     const dest = parseDomainXml(a.destinationXml);
     checkDestinationName(dest, name, a.dname);
     checkAbiStability(dest, migratableDomainDef(sourceDef));
-    xml = migratableDomainXml(dest);
+    xml = migratableDomainXml(await withConcreteCpu(liveQmp, dest));
   }
 
   const wantPersistent = flags.includes('persist-dest') && persistentDef !== undefined;

@@ -1,0 +1,159 @@
+// What a host's QEMU can do, asked of QEMU itself (features come from probing,
+// never from version numbers): one short-lived QEMU per accelerator with no
+// machine (`-machine none`), queried over QMP and told to quit. The answer is
+// cached per binary path and modification time, so a package upgrade is seen
+// at the next use and an unchanged binary is probed once per worker.
+import { accessSync, constants, mkdtempSync, rmSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { ErrorType, vmError } from '../common/errors.js';
+import { terminate, waitForExit } from '../support/proc.js';
+import { launchQemu } from './launch.js';
+import type { QmpClient } from './qmp-client.js';
+
+export type Accel = 'kvm' | 'tcg';
+
+export interface CpuModelInfo {
+  name: string;
+  /** Features this accelerator cannot give the model (`unavailable-features`); empty = usable. */
+  unavailableFeatures: string[];
+  migrationSafe?: boolean;
+  static?: boolean;
+  deprecated?: boolean;
+}
+
+export interface AccelProbe {
+  accel: Accel;
+  /** The model that stands for the host here: `host` under KVM, `max` under TCG. */
+  hostModelName: string;
+  cpuModels: CpuModelInfo[];
+  /** Every boolean property of the host model (full expansion, aliases included) and whether it is on. */
+  hostCpuFeatures: Record<string, boolean>;
+}
+
+export interface QemuProbe {
+  binary: string;
+  mtimeMs: number;
+  version: string;
+  package: string;
+  machines: { name: string; alias?: string; isDefault?: boolean; deprecated?: boolean }[];
+  accels: Partial<Record<Accel, AccelProbe>>;
+  probedAtMs: number;
+  durationMs: number;
+}
+
+export const HOST_MODEL_NAME: Record<Accel, string> = { kvm: 'host', tcg: 'max' };
+
+export function kvmUsable(): boolean {
+  try {
+    accessSync('/dev/kvm', constants.R_OK | constants.W_OK);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+interface RawCpuDefinition {
+  name: string;
+  'unavailable-features'?: string[];
+  'migration-safe'?: boolean;
+  static?: boolean;
+  deprecated?: boolean;
+}
+interface RawMachine {
+  name: string;
+  alias?: string;
+  'is-default'?: boolean;
+  deprecated?: boolean;
+}
+
+async function probeAccel(qmp: QmpClient, accel: Accel): Promise<AccelProbe> {
+  const defs = await qmp.execute<RawCpuDefinition[]>('query-cpu-definitions');
+  const hostModelName = HOST_MODEL_NAME[accel];
+  const expansion = await qmp.execute<{ model: { props?: Record<string, unknown> } }>('query-cpu-model-expansion', {
+    type: 'full',
+    model: { name: hostModelName },
+  });
+  const hostCpuFeatures: Record<string, boolean> = {};
+  for (const [k, v] of Object.entries(expansion.model.props ?? {})) if (typeof v === 'boolean') hostCpuFeatures[k] = v;
+  return {
+    accel,
+    hostModelName,
+    cpuModels: defs.map((d) => ({
+      name: d.name,
+      unavailableFeatures: d['unavailable-features'] ?? [],
+      ...(d['migration-safe'] !== undefined ? { migrationSafe: d['migration-safe'] } : {}),
+      ...(d.static !== undefined ? { static: d.static } : {}),
+      ...(d.deprecated !== undefined ? { deprecated: d.deprecated } : {}),
+    })),
+    hostCpuFeatures,
+  };
+}
+
+/** Runs one QEMU under `accel`, asks it everything `fill` wants, and makes it quit. */
+async function withProbeQemu<T>(binary: string, accel: Accel, workDir: string, fill: (qmp: QmpClient) => Promise<T>): Promise<T> {
+  const qmpSocket = join(workDir, `${accel}.qmp`);
+  const args = ['-machine', `none,accel=${accel}`, '-nodefaults', '-no-user-config', '-S', '-display', 'none'];
+  args.push('-chardev', `socket,id=mon,path=${qmpSocket},server=on,wait=off`, '-mon', 'chardev=mon,mode=control');
+  const { pid, qmp } = await launchQemu({ binary, args, qmpSocket, logFile: join(workDir, `${accel}.log`), timeoutMs: 15_000 });
+  try {
+    return await fill(qmp);
+  } finally {
+    await qmp.execute('quit').catch(() => undefined);
+    await qmp.close().catch(() => undefined);
+    await waitForExit(pid, 5000).catch(() => terminate(pid));
+  }
+}
+
+/** Probes `binary` now (no cache). `scratchDir` holds its socket and log for the few hundred ms it runs. */
+export async function probeQemu(binary: string, scratchDir: string, opts: { accels?: Accel[] } = {}): Promise<QemuProbe> {
+  let mtimeMs: number;
+  try {
+    mtimeMs = statSync(binary).mtimeMs;
+  } catch (err) {
+    throw vmError(ErrorType.ConfigUnsupported, `QEMU binary ${binary} cannot be probed: ${(err as Error).message}`, { binary });
+  }
+  const accels = opts.accels ?? (kvmUsable() ? ['tcg', 'kvm'] : ['tcg']);
+  const started = Date.now();
+  const workDir = mkdtempSync(join(scratchDir, 'probe-'));
+  try {
+    const probe: QemuProbe = { binary, mtimeMs, version: '', package: '', machines: [], accels: {}, probedAtMs: started, durationMs: 0 };
+    for (const accel of accels) {
+      probe.accels[accel] = await withProbeQemu(binary, accel, workDir, async (qmp) => {
+        if (probe.version === '') {
+          const v = await qmp.execute<{ qemu: { major: number; minor: number; micro: number }; package: string }>('query-version');
+          probe.version = `${v.qemu.major}.${v.qemu.minor}.${v.qemu.micro}`;
+          probe.package = v.package.trim();
+          const machines = await qmp.execute<RawMachine[]>('query-machines');
+          probe.machines = machines.map((m) => ({
+            name: m.name,
+            ...(m.alias !== undefined ? { alias: m.alias } : {}),
+            ...(m['is-default'] ? { isDefault: true } : {}),
+            ...(m.deprecated ? { deprecated: true } : {}),
+          }));
+        }
+        return await probeAccel(qmp, accel);
+      });
+    }
+    probe.durationMs = Date.now() - started;
+    return probe;
+  } finally {
+    rmSync(workDir, { recursive: true, force: true });
+  }
+}
+
+const cache = new Map<string, Promise<QemuProbe>>();
+
+/** The probe of `binary`, from the cache while the binary's mtime is unchanged. */
+export async function cachedProbe(binary: string, scratchDir: string): Promise<QemuProbe> {
+  const mtimeMs = statSync(binary, { throwIfNoEntry: false })?.mtimeMs;
+  const key = `${binary}\0${mtimeMs}`;
+  let p = cache.get(key);
+  if (p === undefined) {
+    for (const k of cache.keys()) if (k.startsWith(`${binary}\0`)) cache.delete(k);
+    p = probeQemu(binary, scratchDir);
+    cache.set(key, p);
+    // A failed probe is not remembered: the next caller tries again.
+    p.catch(() => cache.delete(key));
+  }
+  return await p;
+}

@@ -1,0 +1,81 @@
+// One migration run's shared state: its request, its job (phase, signals, first
+// error), its undo stack and the scope that a cancel stops. The protocol
+// functions (migrate-v3.ts, migrate-v2.ts) drive it step by step.
+import { CancellationScope, isCancellation, upsertSearchAttributes, workflowInfo } from '@temporalio/workflow';
+import { validateMigrateInput, type MigrateFlag, type MigrateInput, type MigrationJobRef } from '../common/migration-types.js';
+import { DestinationHost, SourceHost } from '../common/search-attributes.js';
+import { Compensations } from './compensation.js';
+import { JobTracker } from './job-tracker.js';
+import { SourceJobControl } from './migrate-control.js';
+
+export class MigrationJob {
+  readonly flags: MigrateFlag[];
+  readonly domain: string;
+  readonly src: string;
+  readonly dst: string;
+  readonly job: MigrationJobRef;
+  readonly tracker: JobTracker;
+  readonly control: SourceJobControl;
+  readonly saga = new Compensations();
+  /** The forward steps, up to the end of the stream: a cancel stops them, and what they did is undone. */
+  private readonly forward = new CancellationScope();
+  /** The domain's name on the destination: the requested one until Prepare says. */
+  destName: string;
+
+  /** Throws a typed error, before anything is touched, for a request that must not start. */
+  constructor(readonly input: MigrateInput) {
+    this.flags = validateMigrateInput(input);
+    this.domain = input.domain;
+    this.src = input.sourceHost;
+    this.dst = input.destinationHost;
+    this.destName = input.dname ?? input.domain;
+    const wf = workflowInfo();
+    this.job = { jobId: `${wf.workflowId}/${wf.runId}`, workflowId: wf.workflowId, runId: wf.runId };
+    upsertSearchAttributes([
+      { key: SourceHost, value: this.src },
+      { key: DestinationHost, value: this.dst },
+    ]);
+    this.tracker = new JobTracker({ jobType: 'migrateOut', domain: this.domain, domainUuid: input.domainUuid ?? 'unknown', phase: 'begin' });
+    if (input.bandwidthMiBps !== undefined) this.tracker.info.speedLimitMiBps = input.bandwidthMiBps;
+    if (input.maxDowntimeMs !== undefined) this.tracker.info.maxDowntimeMs = input.maxDowntimeMs;
+    this.control = new SourceJobControl(this.tracker, this.src, this.domain, this.job.jobId, this.forward);
+  }
+
+  has(f: MigrateFlag): boolean {
+    return this.flags.includes(f);
+  }
+
+  /**
+   * Runs forward steps that can still be undone. On a failure or cancel their undos
+   * run together (nothing runs on the destination yet, so none makes another unsafe)
+   * and the workflow fails with the first error, with its phase.
+   */
+  async undoable<T>(steps: () => Promise<T>): Promise<T> {
+    try {
+      return await this.forward.run(steps);
+    } catch (err) {
+      this.control.detach();
+      const phase = this.tracker.info.phase;
+      if (isCancellation(err)) this.tracker.requestCancel();
+      this.tracker.fail(err, phase);
+      await this.saga.unwindTogether();
+      throw this.tracker.firstFailure();
+    }
+  }
+
+  /** Runs a step past the point of no return: cancels no longer stop it. */
+  async committed<T>(step: () => Promise<T>): Promise<T> {
+    return await CancellationScope.nonCancellable(step);
+  }
+
+  /**
+   * A step past the stream failed: what is left on the undo stack is undone in
+   * order (the source resumes only once the destination is known dead), and the
+   * workflow fails with the first error.
+   */
+  async failed(err: unknown, phase: string): Promise<never> {
+    this.tracker.fail(err, phase);
+    await this.saga.unwindInOrder();
+    throw this.tracker.firstFailure();
+  }
+}

@@ -1,0 +1,108 @@
+// CPU models across hosts, through Temporal with real QEMU (TCG): a host-model
+// guest is saved and migrated as the concrete CPU it runs (the image's XML and
+// the destination's live XML name the expanded model), and a destination whose
+// QEMU cannot run that CPU is refused at Prepare with nothing changed on either
+// side. That destination is real, not a fake: its host worker runs this
+// machine's qemu-system-i386, which has no long mode, so its probe lists `lm`
+// and `syscall` among every x86-64 model's unavailable features.
+import { randomUUID } from 'node:crypto';
+import { existsSync, mkdirSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { RestoreResult, SaveResult } from '../src/common/save-types.js';
+import { parseDomainXml } from '../src/domain/index.js';
+import { readSaveHeader } from '../src/saveimage/header.js';
+import { isProcessAlive } from '../src/support/proc.js';
+import { which } from '../src/support/which.js';
+import { TestCluster } from './helpers/cluster.js';
+import { guestXml } from './helpers/guest-xml.js';
+import { domainOf, failureOf, namesOf, startMigration } from './helpers/migration.js';
+import { runJob } from './helpers/save.js';
+
+const cluster = new TestCluster();
+const A = 'cpu-a';
+const B = 'cpu-b';
+/** Runs qemu-system-i386: no x86-64 CPU model can run there. */
+const I386 = 'cpu-i386';
+const HOST_MODEL = "<cpu mode='host-model'><model fallback='allow'/></cpu>";
+
+beforeAll(async () => {
+  await cluster.connect();
+  await Promise.all([
+    cluster.startHost(A, { VMFERRY_HOST_MIGRATION_PORT_MIN: '49250', VMFERRY_HOST_MIGRATION_PORT_MAX: '49257' }),
+    cluster.startHost(B, { VMFERRY_HOST_MIGRATION_PORT_MIN: '49258', VMFERRY_HOST_MIGRATION_PORT_MAX: '49265' }),
+    cluster.startHost(I386, {
+      VMFERRY_QEMU_BINARY: which('qemu-system-i386')!,
+      VMFERRY_HOST_MIGRATION_PORT_MIN: '49266',
+      VMFERRY_HOST_MIGRATION_PORT_MAX: '49273',
+    }),
+    cluster.startControl(),
+  ]);
+});
+
+afterAll(async () => {
+  await cluster.removeAllDomains([A, B, I386]);
+  await cluster.stop();
+});
+
+function hostModelGuest(name: string, uuid: string): string {
+  return guestXml({ name, uuid, memoryMiB: 64 }).replace("  <clock offset='utc'/>", `  ${HOST_MODEL}\n  <clock offset='utc'/>`);
+}
+
+async function dumpxml(host: string, name: string, inactive = false): Promise<string> {
+  const r = await cluster.op(host, { op: 'dumpxml', name, inactive });
+  if (!('xml' in r)) throw new Error('no xml');
+  return r.xml;
+}
+
+describe('host-model CPUs leave a host as the concrete CPU they run', () => {
+  it('save: the image holds the expanded model; restore runs it', async () => {
+    const uuid = randomUUID();
+    await cluster.op(A, { op: 'define', xml: hostModelGuest('hm-save', uuid) });
+    await cluster.op(A, { op: 'start', name: 'hm-save' });
+    const images = join(cluster.root, 'images');
+    mkdirSync(images, { recursive: true });
+    const path = join(images, 'hm-save.img');
+    await runJob<SaveResult>(cluster.client, 'save', uuid, { host: A, name: 'hm-save', path, format: 'raw' });
+    const imageCpu = parseDomainXml((await readSaveHeader(path)).domainXml).cpu!;
+    expect(imageCpu).toMatchObject({ mode: 'custom', match: 'exact', model: expect.any(String), fallback: 'forbid' });
+    expect(imageCpu.features?.some((f) => f.policy === 'require' && f.name === 'avx2')).toBe(true);
+    await runJob<RestoreResult>(cluster.client, 'restore', uuid, { host: A, path });
+    expect(parseDomainXml(await dumpxml(A, 'hm-save')).cpu?.model).toBe(imageCpu.model);
+    // The persistent definition keeps host-model, as libvirt's does.
+    expect(parseDomainXml(await dumpxml(A, 'hm-save', true)).cpu?.mode).toBe('host-model');
+    await cluster.op(A, { op: 'destroy', name: 'hm-save' });
+    await cluster.op(A, { op: 'undefine', name: 'hm-save' });
+  });
+
+  it('migration: the destination runs the expanded model; a destination that cannot run it is refused at Prepare, nothing changed', async () => {
+    const uuid = randomUUID();
+    await cluster.op(A, { op: 'define', xml: hostModelGuest('hm-mig', uuid) });
+    const started = domainOf(await cluster.op(A, { op: 'start', name: 'hm-mig' }));
+
+    const refused = await failureOf(
+      (await startMigration(cluster.client, { domain: 'hm-mig', domainUuid: uuid, sourceHost: A, destinationHost: I386, flags: ['live'] })).result(),
+    );
+    expect(refused.type, refused.message).toBe('ConfigUnsupported');
+    expect(refused.message).toMatch(/CPU model '[^']+' of domain 'hm-mig' cannot run on this host's QEMU .*qemu-system-i386.*unavailable features .*lm/);
+    // Source untouched and still running; nothing on the destination: no domain, no QEMU, no file, no job record.
+    expect(domainOf(await cluster.op(A, { op: 'info', name: 'hm-mig' }))).toMatchObject({ state: 'running', pid: started.pid });
+    expect(isProcessAlive(started.pid!)).toBe(true);
+    expect(namesOf(await cluster.op(I386, { op: 'list' }))).toEqual([]);
+    const base = cluster.hosts.get(I386)!.baseDir;
+    expect(readdirSync(join(base, 'run')).filter((f) => f.startsWith('hm-mig'))).toEqual([]);
+    const jobsDir = join(base, 'state', 'jobs');
+    expect(existsSync(jobsDir) ? readdirSync(jobsDir) : []).toEqual([]);
+    const memoryDir = cluster.hosts.get(I386)!.memoryDir;
+    expect(existsSync(memoryDir) ? readdirSync(memoryDir) : []).toEqual([]);
+
+    const result = await (
+      await startMigration(cluster.client, { domain: 'hm-mig', domainUuid: uuid, sourceHost: A, destinationHost: B, flags: ['live'] })
+    ).result();
+    expect(result.destination).toMatchObject({ state: 'running', host: B });
+    const live = parseDomainXml(await dumpxml(B, 'hm-mig')).cpu!;
+    expect(live).toMatchObject({ mode: 'custom', model: expect.any(String), fallback: 'forbid' });
+    expect(live.features?.some((f) => f.policy === 'require' && f.name === 'avx2')).toBe(true);
+    await cluster.op(B, { op: 'destroy', name: 'hm-mig' });
+  });
+});

@@ -74,8 +74,9 @@ describe('interface in the domain model (pure code)', () => {
     ["<interface type='bridge'><source bridge='br0'/><virtualport type='openvswitch'/></interface>", /<interface><virtualport>/],
     ["<interface type='user'><model type='ne2k_pci'/></interface>", /NIC model 'ne2k_pci'/],
     ["<interface type='user'><address type='pci' bus='0x01' slot='0x01'/></interface>", /only bus 0/],
-  ])('refuses %s with ConfigUnsupported naming it', (nic, message) => {
-    const err = failureOf(() => parseDomainXml(domainXml(nic)));
+  ])('parses %s (valid libvirt XML) and refuses to build it with ConfigUnsupported naming it', (nic, message) => {
+    const def = parseDomainXml(domainXml(nic));
+    const err = failureOf(() => buildQemuArgs(def, { ...paths, taps: ['vnet0'] }));
     expect(err.type).toBe('ConfigUnsupported');
     expect(err.message).toMatch(message);
     expect(err.message).toMatch(/\/domain\/devices\/interface/);

@@ -38,11 +38,12 @@ export const INTERFACE_CHILDREN = ['mac', 'source', 'target', 'model', 'link', '
 export const MAC_PREFIX = '52:54:00';
 
 export interface InterfaceDef {
-  type: InterfaceType;
+  /** Any libvirt type parses; the command line builds INTERFACE_TYPES and refuses the rest. */
+  type: InterfaceType | (typeof LIBVIRT_INTERFACE_TYPES)[number];
   /** Lower-case colon form; filled in at parse when the XML has none (kept by define). */
   mac: string;
-  /** Absent: libvirt's default for the machine, rtl8139 on pc. */
-  model?: NicModel;
+  /** Absent: libvirt's default for the machine, rtl8139 on pc. Other names parse and are refused when built. */
+  model?: NicModel | string;
   /** `<source bridge=...>` of a bridge interface. */
   sourceBridge?: string;
   /** `<target dev=...>`: the host tap. An existing tap is used as is; otherwise the host worker creates one of this name. */
@@ -53,4 +54,10 @@ export interface InterfaceDef {
   bootOrder?: number;
   address?: DeviceAddress;
   alias?: string;
+  /**
+   * Read only: child elements the XML holds that vmferry does not build
+   * (bandwidth, filterref, virtualport, driver, ...). They stay in the preserved
+   * element; the command line refuses an interface that has any.
+   */
+  unbuilt?: string[];
 }

@@ -2,7 +2,6 @@
 // them back. A missing MAC is generated here, the way a missing UUID is, so the
 // definition define stores carries it from then on.
 import { randomBytes } from 'node:crypto';
-import { ErrorType } from '../common/errors.js';
 import { compact, readAddress } from './devices-parse.js';
 import type { DeviceAddress } from './domain-model.js';
 import { INTERFACE_CHILDREN, MAC_PREFIX, type InterfaceDef, type InterfaceType, type LinkState, type NicModel } from './interface-model.js';
@@ -20,11 +19,7 @@ export function generateMac(): string {
 }
 
 export function readInterface(r: XmlReader, el: XmlElement, path: string): InterfaceDef {
-  for (const child of childElements(el)) {
-    if (!(INTERFACE_CHILDREN as readonly string[]).includes(child.name)) {
-      r.refuse(ErrorType.ConfigUnsupported, `<interface><${child.name}> is not supported`, `${path}/${child.name}`);
-    }
-  }
+  const unbuilt = [...new Set(childElements(el).map((c) => c.name))].filter((n) => !(INTERFACE_CHILDREN as readonly string[]).includes(n));
   for (const single of INTERFACE_CHILDREN) r.optional(el, single, path);
   const type = (r.attr(el, 'type') ?? 'user') as InterfaceType;
   const mac = r.optional(el, 'mac', path);
@@ -44,6 +39,7 @@ export function readInterface(r: XmlReader, el: XmlElement, path: string): Inter
     bootOrder: boot === undefined ? undefined : r.integer(r.requiredAttr(boot, 'order', `${path}/boot`), `${path}/boot/@order`, 'boot order'),
     address: readAddress(r, el, path),
     alias: alias === undefined ? undefined : r.requiredAttr(alias, 'name', `${path}/alias`),
+    unbuilt: unbuilt.length > 0 ? unbuilt : undefined,
   });
 }
 

@@ -23,6 +23,7 @@ import type { Logger } from 'pino';
 import { createSecurityDriver, type SecurityDriver } from '../security/index.js';
 import { checkEmulator } from './emulators.js';
 import { HostTaps } from './taps.js';
+import { checkInterfacesBuildable } from '../qemu/devices/interface.js';
 import { checkCpuOnHost, probeBinary, qemuInfo } from './host-cpu.js';
 import type { QemuProbe } from '../qemu/probe.js';
 import { checkCpuBuildable } from '../qemu/devices/cpu.js';
@@ -218,6 +219,7 @@ export class HostRuntime {
     const def = parseDomainXml(xml);
     checkEmulator(this.config.emulators, def);
     checkCpuBuildable(def);
+    checkInterfacesBuildable(def);
     for (const other of new Set([...this.defs.names(), ...this.running.keys()])) {
       const o = this.definition(other);
       if (o.name === def.name && o.uuid !== def.uuid) {
@@ -280,6 +282,8 @@ export class HostRuntime {
       if (g.type === 'spice') spicePorts.push(g.autoport || g.port === undefined || g.port < 0 ? await findFreePort(5900, 65535, spicePorts) : g.port);
     }
     const extra = [...(opts.incoming ? ['-incoming', 'defer'] : []), ...(opts.extraArgs ?? [])];
+    // Refused before a tap is made: nothing of the domain exists yet.
+    checkInterfacesBuildable(def);
     const taps = await this.taps.prepare(name, def);
     const cpuFacts = probe?.accels[def.type === 'kvm' ? 'kvm' : 'tcg'];
     let launched;

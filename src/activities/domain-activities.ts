@@ -5,6 +5,7 @@ import { changeMedia, type ChangeMediaOptions } from '../host/change-media.js';
 import type { HostRuntime } from '../host/host-runtime.js';
 import { Context } from '@temporalio/activity';
 import { rebootDomain, resetDomain, shutdownDomain, waitForShutoff } from '../host/power.js';
+import { setInterfaceLink } from '../host/interface-link.js';
 import { activityRequestId } from '../support/activity-request-id.js';
 import { whileHeartbeating } from '../support/step-heartbeat.js';
 
@@ -46,6 +47,9 @@ export function createDomainActivities(rt: HostRuntime) {
     },
     async domainInfo(name: string): Promise<DomainInfo> {
       return rt.info(name);
+    },
+    async setInterfaceLink(name: string, iface: string, state: 'up' | 'down'): Promise<DomainInfo> {
+      return await setInterfaceLink(rt, name, iface, state);
     },
     async blockStats(name: string): Promise<BlockStats[]> {
       return await rt.blockStats(name);

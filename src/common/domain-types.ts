@@ -84,6 +84,8 @@ export type DomainOperation =
   | { op: 'blockstats'; name: string }
   /** virsh change-media DOMAIN PATH --source FILE | --eject: PATH is the cdrom's target or current source. */
   | { op: 'change-media'; name: string; path: string; source?: string; eject?: boolean }
+  /** virsh domif-setlink: `interface` is the NIC's host device (target dev) or its MAC. */
+  | { op: 'domif-setlink'; name: string; interface: string; state: 'up' | 'down' }
   | { op: 'list' }
   /** securityInfo: keep graphics passwords in the XML (libvirt's --security-info); stripped otherwise. */
   | { op: 'dumpxml'; name: string; inactive?: boolean; migratable?: boolean; securityInfo?: boolean };
@@ -95,7 +97,10 @@ export interface DomainOperationInput {
 
 export type DomainOperationResult =
   | { op: 'define'; domain: DomainSummary }
-  | { op: 'undefine' | 'start' | 'destroy' | 'shutdown' | 'reboot' | 'reset' | 'suspend' | 'resume' | 'info' | 'change-media'; domain: DomainInfo }
+  | {
+      op: 'undefine' | 'start' | 'destroy' | 'shutdown' | 'reboot' | 'reset' | 'suspend' | 'resume' | 'info' | 'change-media' | 'domif-setlink';
+      domain: DomainInfo;
+    }
   | { op: 'list'; domains: DomainSummary[] }
   | { op: 'blockstats'; stats: BlockStats[] }
   | { op: 'dumpxml'; xml: string };

@@ -2,6 +2,7 @@
 // fresh one for a device added in code) and the device lists into <devices>.
 import { applyMoreDevices, hasMoreDevices } from './devices-more-format.js';
 import { isUsbController } from './devices-parse.js';
+import { applyInterfaces } from './interface-parse.js';
 import type { CharDevDef, DeviceAddress, DevicesDef, DiskDef, GraphicsDef, TreeForm, UsbControllerDef } from './domain-model.js';
 import {
   childElements,
@@ -165,7 +166,7 @@ export function formatCharDev(name: 'serial' | 'console', d: CharDevDef<TreeForm
   setAttrDefault(el, 'type', d.type, 'pty', fresh);
   setAttr(el, 'tty', d.tty);
 
-  syncChildAttrs(el, 'source', { path: d.sourcePath }, DEVICE_DEPTH, CHARDEV_ORDER);
+  syncChildAttrs(el, 'source', { path: d.sourcePath, append: d.sourceAppend }, DEVICE_DEPTH, CHARDEV_ORDER);
   syncChildAttrs(el, 'target', { type: d.targetType, port: d.targetPort }, DEVICE_DEPTH, CHARDEV_ORDER);
   applyAlias(el, d.alias, CHARDEV_ORDER);
   return el;
@@ -201,6 +202,7 @@ export function applyDevices(root: XmlElement, devices: DevicesDef<TreeForm>, do
     devices.memballoon !== undefined ||
     (devices.usbControllers?.length ?? 0) > 0 ||
     hasMoreDevices(devices) ||
+    (devices.interfaces?.length ?? 0) > 0 ||
     devices.disks.length + devices.graphics.length + devices.serials.length + devices.consoles.length > 0;
   if (el === undefined && !hasContent) return;
   el ??= ensureChild(root, 'devices', 0, domainOrder);
@@ -212,6 +214,7 @@ export function applyDevices(root: XmlElement, devices: DevicesDef<TreeForm>, do
   });
   applyUsbControllers(el, devices.usbControllers);
   applyMoreDevices(el, devices);
+  applyInterfaces(el, devices.interfaces, DEVICE_ORDER);
 
   const queues = new Map<string, XmlElement[]>([
     ['disk', devices.disks.map(formatDisk)],

@@ -7,6 +7,7 @@ import { checkCpu } from './cpu-xml.js';
 import { checkMoreDevices } from './devices-more-validate.js';
 import { isUsbController } from './devices-parse.js';
 import { checkCharDev, checkDisk, checkGraphics, checkUsbController } from './devices-validate.js';
+import { checkInterfaces } from './interface-validate.js';
 import {
   BOOT_DEVICES,
   CLOCK_OFFSETS,
@@ -132,6 +133,7 @@ export function validateTreeDef(def: DomainDef<TreeForm>, locate?: XmlLocator): 
     const paths = usbControllerPaths(def, usb.length);
     usb.forEach((u, i) => checkUsbController(c, u, paths[i] ?? `${D}/controller`));
   }
+  checkInterfaces(c, def.devices.interfaces, D);
   if (def.devices.memballoon !== undefined) {
     c.oneOf(MEMBALLOON_MODELS, def.devices.memballoon.model, `${D}/memballoon/@model`, 'memballoon model', true);
   }

@@ -9,7 +9,7 @@ import { ErrorType, vmError } from '../common/errors.js';
 import { assignAddresses, checkBuilt, parseDomainXml, formatDomainXml, migratableDomainXml, withoutSecrets, type DomainDef } from '../domain/index.js';
 import { buildQemuArgs } from '../qemu/command-line.js';
 import { launchQemu } from '../qemu/launch.js';
-import { applyGraphicsPasswords, readLiveFacts } from '../qemu/live-config.js';
+import { applyGraphicsPasswords, applyLinkStates, readLiveFacts } from '../qemu/live-config.js';
 import { findFreePort } from './graphics-ports.js';
 import { QmpClient } from '../qemu/qmp-client.js';
 import { DefinitionStore } from './definition-store.js';
@@ -25,6 +25,8 @@ import { checkEmulator } from './emulators.js';
 import { happeningOf, happeningOfRunState, reactTo, type LifecycleHost } from './guest-lifecycle.js';
 import type { QmpEvent } from '../qemu/qmp-client.js';
 import { checkCpuOnHost, probeBinary, qemuInfo, startingDef } from './host-cpu.js';
+import { HostTaps } from './taps.js';
+import { checkInterfacesBuildable } from '../qemu/devices/interface.js';
 import type { QemuProbe } from '../qemu/probe.js';
 import { checkCpuBuildable } from '../qemu/devices/cpu.js';
 import { applyStartupPolicy } from './startup-policy.js';
@@ -37,6 +39,8 @@ export class HostRuntime implements LifecycleHost {
   readonly jobs: JobRecords;
   /** Labels what QEMU touches (images, sockets, descriptors); one per host so remembered labels are shared. */
   readonly security: SecurityDriver;
+  /** Taps of ethernet / bridge interfaces this worker created (host/taps.ts). */
+  readonly taps: HostTaps;
   private readonly running = new Map<string, RunningDomain>();
   /** Why each domain stopped last (destroyed, shutdown, crashed), for dominfo; in memory, as libvirt keeps it. */
   private readonly stopReasons = new Map<string, string>();
@@ -50,6 +54,7 @@ export class HostRuntime implements LifecycleHost {
     this.defs = new DefinitionStore(config.stateDir);
     this.jobs = new JobRecords(config.stateDir);
     this.security = createSecurityDriver(config.security);
+    this.taps = new HostTaps(config.runDir, log);
   }
 
   // ---- recovery --------------------------------------------------------
@@ -88,6 +93,8 @@ export class HostRuntime implements LifecycleHost {
         this.log.error({ domain: name, pid: status.pid, err }, 'QEMU alive but its monitor did not answer; left untouched');
       }
     }
+    // What is left with a status file has a live QEMU (tracked or left untouched); every other ledger is an orphan.
+    this.taps.cleanOrphans(new Set(listStatusNames(this.config.runDir)));
   }
 
   private clearLeftovers(name: string, qmpSocket: string, memoryFile?: string): void {
@@ -126,8 +133,11 @@ export class HostRuntime implements LifecycleHost {
   }
 
   private onGone(dom: RunningDomain): void {
-    if (this.running.get(dom.name) === dom) this.running.delete(dom.name);
+    const current = this.running.get(dom.name);
+    if (current === dom) this.running.delete(dom.name);
     removeChannelDir(this.config.runDir, dom);
+    // The taps went with this QEMU (a newer QEMU of the same name owns the ledger now).
+    if (current === undefined || current === dom) this.taps.removeCreated(dom.name);
     this.log.info({ domain: dom.name, pid: dom.pid }, 'QEMU is gone');
   }
 
@@ -241,6 +251,7 @@ export class HostRuntime implements LifecycleHost {
     checkEmulator(this.config.emulators, def);
     checkBuilt(def);
     checkCpuBuildable(def);
+    checkInterfacesBuildable(def);
     for (const other of new Set([...this.defs.names(), ...this.running.keys()])) {
       const o = this.definition(other);
       if (o.name === def.name && o.uuid !== def.uuid) {
@@ -302,7 +313,7 @@ export class HostRuntime implements LifecycleHost {
     const prepared = prepareDevices(present, this.config.runDir);
     const probe = await this.checkCpu(prepared);
     // host-model starts as the concrete CPU standing for this host: what runs, and so what migrates and is saved.
-    const def = startingDef(prepared, probe);
+    let def = startingDef(prepared, probe);
     const qmpSocket = join(this.config.runDir, `${name}.qmp`);
     const memoryBackingFile = def.memoryBacking?.sourceType === 'file' ? join(this.config.memoryBackingDir, `${def.uuid}.ram`) : undefined;
     const spicePorts: number[] = [];
@@ -310,11 +321,30 @@ export class HostRuntime implements LifecycleHost {
       if (g.type === 'spice') spicePorts.push(g.autoport || g.port === undefined || g.port < 0 ? await findFreePort(5900, 65535, spicePorts) : g.port);
     }
     const extra = [...(opts.incoming ? ['-incoming', 'defer'] : []), ...(opts.extraArgs ?? [])];
+    // Refused before a tap is made: nothing of the domain exists yet.
+    checkInterfacesBuildable(def);
+    const taps = await this.taps.prepare(name, def);
     const cpuFacts = probe?.accels[def.type === 'kvm' ? 'kvm' : 'tcg'];
-    const args = buildQemuArgs(def, { qmpSocket, memoryBackingFile, spicePorts, extra, ...(cpuFacts ? { cpuFacts } : {}) });
-    const logFile = join(this.config.logDir, `${name}.log`);
-    this.log.info({ domain: name, args }, 'starting QEMU');
-    const { pid, qmp } = await launchQemu({ binary: def.devices.emulator ?? this.config.qemuBinary, args, qmpSocket, logFile });
+    let launched;
+    try {
+      const args = buildQemuArgs(def, { qmpSocket, memoryBackingFile, spicePorts, extra, taps, ...(cpuFacts ? { cpuFacts } : {}) });
+      this.log.info({ domain: name, args }, 'starting QEMU');
+      launched = await launchQemu({
+        binary: def.devices.emulator ?? this.config.qemuBinary,
+        args,
+        qmpSocket,
+        logFile: join(this.config.logDir, `${name}.log`),
+      });
+    } catch (err) {
+      this.taps.removeCreated(name);
+      throw err;
+    }
+    const { pid, qmp } = launched;
+    // The live definition names the taps in use, as libvirt's does (the migratable form drops generated names).
+    def = structuredClone(def);
+    (def.devices.interfaces ?? []).forEach((n, i) => {
+      if (taps[i] !== undefined) n.targetDev = taps[i];
+    });
     const dom = this.track(
       new RunningDomain(
         {
@@ -339,6 +369,7 @@ export class HostRuntime implements LifecycleHost {
     try {
       this.qemuVersion ??= `${qmp.version.qemu.major}.${qmp.version.qemu.minor}.${qmp.version.qemu.micro}`;
       await applyGraphicsPasswords(qmp, def);
+      await applyLinkStates(qmp, def);
       dom.domainXml = formatDomainXml(await readLiveFacts(qmp, def));
       if (opts.incoming) {
         dom.persist();

@@ -14,6 +14,7 @@ import { diskArgs } from './devices/disk.js';
 import { graphicsArgs } from './devices/graphics.js';
 import { inputArgs } from './devices/input.js';
 import { panicArgs } from './devices/panic.js';
+import { interfaceArgs } from './devices/interface.js';
 import { q } from './devices/quote.js';
 import { serialArgs } from './devices/serial.js';
 import { rngArgs } from './devices/rng.js';
@@ -28,6 +29,8 @@ export interface CommandLinePaths {
   memoryBackingFile?: string;
   /** Extra devices/options the caller adds (e.g. -incoming defer). */
   extra?: string[];
+  /** Host tap of each interface (by index) for ethernet and bridge types, ready before QEMU starts. */
+  taps?: (string | undefined)[];
   /** The host's probe for the domain's accelerator: settles optional CPU features. */
   cpuFacts?: AccelProbe;
 }
@@ -85,6 +88,7 @@ export function buildQemuArgs(def: DomainDef, paths: CommandLinePaths & { spiceP
   // Before the devices QEMU places itself, so none of them can take the controller's slot.
   args.push(...usbControllerArgs(def), ...videoArgs(def), ...controllerArgs(def));
   for (const d of def.devices.disks) args.push(...diskArgs(def, d));
+  args.push(...interfaceArgs(def, paths.taps));
   let spiceIndex = 0;
   for (const g of def.devices.graphics) {
     args.push(...graphicsArgs(g, g.type === 'spice' ? paths.spicePorts?.[spiceIndex++] : undefined));

@@ -24,6 +24,7 @@ const NAMED_OPS: ReadonlySet<string> = new Set([
   'blockstats',
   'dumpxml',
   'change-media',
+  'domif-setlink',
 ]);
 
 const KNOWN_OPS: ReadonlySet<string> = new Set([...NAMED_OPS, 'define', 'list']);
@@ -97,6 +98,8 @@ async function runDomainOperation(input: DomainOperationInput): Promise<DomainOp
         return { op: 'resume', domain: await run('resumeDomain', [operation.name]) };
       case 'info':
         return { op: 'info', domain: await run('domainInfo', [operation.name]) };
+      case 'domif-setlink':
+        return { op: 'domif-setlink', domain: await run('setInterfaceLink', [operation.name, operation.interface, operation.state]) };
       case 'blockstats':
         return { op: 'blockstats', stats: await run('blockStats', [operation.name]) };
       case 'change-media': {

@@ -131,6 +131,19 @@ export const domainVerbs: Record<string, Verb> = {
       return domainOf(r);
     },
   },
+  'domif-setlink': {
+    summary: "set a domain's NIC link up or down",
+    usage: 'vmferry domif-setlink DOMAIN INTERFACE up|down',
+    async run(ctx, args) {
+      const [name, iface, state] = args;
+      if (args.length !== 3 || !name || !iface || (state !== 'up' && state !== 'down')) {
+        throw new UsageError('usage: vmferry domif-setlink DOMAIN INTERFACE up|down');
+      }
+      const r = await runOperation(ctx.client, ctx.host, { op: 'domif-setlink', name, interface: iface, state });
+      ctx.out('Device updated successfully');
+      return domainOf(r);
+    },
+  },
   domblkstat: {
     summary: "a domain's disk I/O counters (answers during a job)",
     usage: 'vmferry domblkstat DOMAIN',

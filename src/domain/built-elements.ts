@@ -164,6 +164,8 @@ export const DOMAIN_RULE: ElementRule = {
       why: 'the devices',
       children: {
         emulator: text('the QEMU binary (checked against the allow-list)'),
+        // Types, models and children: qemu/devices/interface.ts builds them and refuses the rest (checkInterfacesBuildable).
+        interface: { why: '-netdev user/tap and the NIC (qemu/devices/interface.ts)', opaque: true },
         disk: { why: 'a disk', byAttr: { attr: 'type', absent: 'file', cases: { file: DISK_FILE } } },
         graphics: {
           why: 'a display server',

@@ -1,16 +1,24 @@
 // CPU models across hosts, through Temporal with real QEMU (TCG): a host-model
-// guest is saved and migrated as the concrete CPU it runs (the image's XML and
-// the destination's live XML name the expanded model), and a destination whose
-// QEMU cannot run that CPU is refused at Prepare with nothing changed on either
-// side. That destination is real, not a fake: its host worker runs this
-// machine's qemu-system-i386, which has no long mode, so its probe lists `lm`
-// and `syscall` among every x86-64 model's unavailable features.
+// guest is started as the custom CPU that stands for its host (its live XML
+// says so, its persistent XML keeps host-model), and that CPU is what the
+// image holds and the destination runs: the CPU identity the guest sees
+// (vendor, family, model, stepping, model-id of its vCPU) is the same before
+// and after a save/restore and a migration. A destination whose QEMU cannot
+// run that CPU is refused at Prepare with nothing changed on either side. That
+// destination is real, not a fake: its host worker runs this machine's
+// qemu-system-i386, which has no long mode, so its probe lists `lm` and
+// `syscall` among every x86-64 model's unavailable features.
+//
+// The vCPU is read over the guest's own QMP socket, which takes one client:
+// the host worker is stopped for the read (QEMU keeps running, as on any
+// worker restart) and started again, reattaching to the guest.
 import { randomUUID } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RestoreResult, SaveResult } from '../src/common/save-types.js';
 import { parseDomainXml } from '../src/domain/index.js';
+import { QmpClient } from '../src/qemu/qmp-client.js';
 import { readSaveHeader } from '../src/saveimage/header.js';
 import { isProcessAlive } from '../src/support/proc.js';
 import { which } from '../src/support/which.js';
@@ -55,30 +63,65 @@ async function dumpxml(host: string, name: string, inactive = false): Promise<st
   return r.xml;
 }
 
-describe('host-model CPUs leave a host as the concrete CPU they run', () => {
-  it('save: the image holds the expanded model; restore runs it', async () => {
+const IDENTITY = ['vendor', 'family', 'model', 'stepping', 'model-id'] as const;
+
+/** The CPU identity the guest sees, read from its first vCPU while the host's worker is stopped. */
+async function cpuIdentity(host: string, name: string): Promise<Record<string, unknown>> {
+  const { qmpSocket } = domainOf(await cluster.op(host, { op: 'info', name }));
+  const h = cluster.hosts.get(host)!;
+  await h.worker!.stop();
+  try {
+    const qmp = await QmpClient.connect(qmpSocket!, { timeoutMs: 5000 });
+    try {
+      const path = (await qmp.execute<{ 'qom-path': string }[]>('query-cpus-fast'))[0]!['qom-path'];
+      const out: Record<string, unknown> = {};
+      for (const p of IDENTITY) out[p] = await qmp.execute('qom-get', { path, property: p });
+      return out;
+    } finally {
+      await qmp.close();
+    }
+  } finally {
+    await cluster.startHost(host);
+  }
+}
+
+/** The live CPU of a freshly started host-model guest: expanded, with the persistent definition left as host-model. */
+async function startedCpu(host: string, name: string) {
+  const live = parseDomainXml(await dumpxml(host, name)).cpu!;
+  expect(live).toMatchObject({ mode: 'custom', match: 'exact', check: 'partial', model: expect.any(String), fallback: 'forbid' });
+  expect(live.features?.some((f) => f.policy === 'require' && f.name === 'avx2')).toBe(true);
+  expect(parseDomainXml(await dumpxml(host, name, true)).cpu).toEqual({ mode: 'host-model', fallback: 'allow' });
+  return live;
+}
+
+describe('host-model CPUs start as the concrete CPU that stands for the host, and leave as it', () => {
+  it('save: the image holds the live CPU; restore runs it and the guest sees the same CPU identity', async () => {
     const uuid = randomUUID();
     await cluster.op(A, { op: 'define', xml: hostModelGuest('hm-save', uuid) });
     await cluster.op(A, { op: 'start', name: 'hm-save' });
+    const liveCpu = await startedCpu(A, 'hm-save');
+    const before = await cpuIdentity(A, 'hm-save');
     const images = join(cluster.root, 'images');
     mkdirSync(images, { recursive: true });
     const path = join(images, 'hm-save.img');
     await runJob<SaveResult>(cluster.client, 'save', uuid, { host: A, name: 'hm-save', path, format: 'raw' });
-    const imageCpu = parseDomainXml((await readSaveHeader(path)).domainXml).cpu!;
-    expect(imageCpu).toMatchObject({ mode: 'custom', match: 'exact', model: expect.any(String), fallback: 'forbid' });
-    expect(imageCpu.features?.some((f) => f.policy === 'require' && f.name === 'avx2')).toBe(true);
+    expect(parseDomainXml((await readSaveHeader(path)).domainXml).cpu).toEqual(liveCpu);
     await runJob<RestoreResult>(cluster.client, 'restore', uuid, { host: A, path });
-    expect(parseDomainXml(await dumpxml(A, 'hm-save')).cpu?.model).toBe(imageCpu.model);
+    expect(parseDomainXml(await dumpxml(A, 'hm-save')).cpu).toEqual(liveCpu);
     // The persistent definition keeps host-model, as libvirt's does.
     expect(parseDomainXml(await dumpxml(A, 'hm-save', true)).cpu?.mode).toBe('host-model');
+    expect(await cpuIdentity(A, 'hm-save')).toEqual(before);
     await cluster.op(A, { op: 'destroy', name: 'hm-save' });
     await cluster.op(A, { op: 'undefine', name: 'hm-save' });
   });
 
-  it('migration: the destination runs the expanded model; a destination that cannot run it is refused at Prepare, nothing changed', async () => {
+  it('migration: the destination runs the live CPU and the guest sees the same CPU identity; a destination that cannot run it is refused at Prepare, nothing changed', async () => {
     const uuid = randomUUID();
     await cluster.op(A, { op: 'define', xml: hostModelGuest('hm-mig', uuid) });
-    const started = domainOf(await cluster.op(A, { op: 'start', name: 'hm-mig' }));
+    await cluster.op(A, { op: 'start', name: 'hm-mig' });
+    const liveCpu = await startedCpu(A, 'hm-mig');
+    const before = await cpuIdentity(A, 'hm-mig');
+    const started = domainOf(await cluster.op(A, { op: 'info', name: 'hm-mig' }));
 
     const refused = await failureOf(
       (await startMigration(cluster.client, { domain: 'hm-mig', domainUuid: uuid, sourceHost: A, destinationHost: I386, flags: ['live'] })).result(),
@@ -96,13 +139,20 @@ describe('host-model CPUs leave a host as the concrete CPU they run', () => {
     const memoryDir = cluster.hosts.get(I386)!.memoryDir;
     expect(existsSync(memoryDir) ? readdirSync(memoryDir) : []).toEqual([]);
 
-    const result = await (
-      await startMigration(cluster.client, { domain: 'hm-mig', domainUuid: uuid, sourceHost: A, destinationHost: B, flags: ['live'] })
-    ).result();
+    // The destination XML given is the persistent one: its host-model means the CPU the guest runs.
+    const destinationXml = await dumpxml(A, 'hm-mig', true);
+    const migration = await startMigration(cluster.client, {
+      domain: 'hm-mig',
+      domainUuid: uuid,
+      sourceHost: A,
+      destinationHost: B,
+      flags: ['live'],
+      destinationXml,
+    });
+    const result = await migration.result();
     expect(result.destination).toMatchObject({ state: 'running', host: B });
-    const live = parseDomainXml(await dumpxml(B, 'hm-mig')).cpu!;
-    expect(live).toMatchObject({ mode: 'custom', model: expect.any(String), fallback: 'forbid' });
-    expect(live.features?.some((f) => f.policy === 'require' && f.name === 'avx2')).toBe(true);
+    expect(parseDomainXml(await dumpxml(B, 'hm-mig')).cpu).toEqual(liveCpu);
+    expect(await cpuIdentity(B, 'hm-mig')).toEqual(before);
     await cluster.op(B, { op: 'destroy', name: 'hm-mig' });
   });
 });

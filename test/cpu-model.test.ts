@@ -1,15 +1,16 @@
 // <cpu>: parse and format (every mode, feature policies, topology, NUMA cells,
 // libvirt's empty host-model <model/>), the command line for each, the host
-// probe of the real QEMU, the checks made from it, and host-model expansion
-// read from a real running TCG guest (which must then start again as the
-// expanded custom model with QEMU's `enforce`).
+// probe of the real QEMU, the checks made from it, and host-model expansion:
+// from the probe (how a host-model domain is started) and from a real running
+// TCG guest still running `max` (one an older worker started), both by the same
+// choice of model, and the expanded CPU must start under QEMU's `enforce`.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { formatDomainXml, parseDomainXml, type DomainDef } from '../src/domain/index.js';
 import { buildQemuArgs } from '../src/qemu/command-line.js';
-import { expandHostModelCpu } from '../src/qemu/cpu-expansion.js';
+import { expandHostModelCpu, expandHostModelFromProbe, pickCpuModel } from '../src/qemu/cpu-expansion.js';
 import { checkCpuBuildable, checkCpuRunnable, cpuArgs } from '../src/qemu/devices/cpu.js';
 import { launchQemu } from '../src/qemu/launch.js';
 import { probeQemu, type QemuProbe } from '../src/qemu/probe.js';
@@ -215,7 +216,7 @@ describe('host probe and the checks made from it (real QEMU, TCG)', () => {
   });
 });
 
-describe('host-model expansion from a running guest (real QEMU, TCG)', () => {
+describe('host-model expansion (real QEMU, TCG)', () => {
   async function run(def: DomainDef, tag: string) {
     const qmpSocket = join(dir, `${tag}.qmp`);
     const args = buildQemuArgs(def, { qmpSocket, cpuFacts: probe.accels.tcg });
@@ -226,7 +227,54 @@ describe('host-model expansion from a running guest (real QEMU, TCG)', () => {
     await waitForExit(l.pid, 5000).catch(() => terminate(l.pid));
   }
 
-  it('names a usable model plus the features that make it the guest CPU, and that CPU starts under enforce with the same features', async () => {
+  it('picks the closest candidate, the plain alias on a tie', () => {
+    const cands: [string, string[]][] = [
+      ['A-v1', ['a', 'b']],
+      ['A', ['a', 'b']],
+      ['B', ['a', 'c', 'd']],
+    ];
+    expect(pickCpuModel(new Set(['a', 'b', 'e']), cands)).toEqual({ model: 'A', require: ['e'], disable: [] });
+    expect(pickCpuModel(new Set(['a', 'c']), cands)).toEqual({ model: 'B', require: [], disable: ['d'] });
+    expect(pickCpuModel(new Set(['a']), [])).toBeUndefined();
+  });
+
+  it("expands from the host's probe into a usable model plus features; QEMU started from it under enforce has exactly those on", async () => {
+    const def = parseDomainXml(domain("<cpu mode='host-model'><model fallback='allow'/><topology sockets='1' cores='1' threads='1'/></cpu>"));
+    const expanded = expandHostModelFromProbe(def, probe.accels.tcg!, 'here');
+    const cpu = expanded.cpu!;
+    expect(cpu).toMatchObject({ mode: 'custom', match: 'exact', check: 'partial', model: expect.any(String), fallback: 'forbid', topology: def.cpu!.topology });
+    expect(probe.accels.tcg!.cpuModels.find((m) => m.name === cpu.model)?.unavailableFeatures).toEqual([]);
+    expect(cpuOpt(expanded)).toMatch(new RegExp(`^${cpu.model},enforce,`));
+    const required = cpu.features!.filter((f) => f.policy === 'require').map((f) => f.name);
+    expect(required).toContain('avx2');
+    expect(() => checkCpuRunnable(expanded, probe)).not.toThrow();
+    const l = await run(expanded, 'probe-expanded');
+    try {
+      const path = (await l.qmp.execute<{ 'qom-path': string }[]>('query-cpus-fast'))[0]!['qom-path'];
+      // Every feature the host model has on is on in the running guest.
+      for (const f of probe.accels.tcg!.hostModelFeatures) expect(await l.qmp.execute('qom-get', { path, property: f }), f).toBe(true);
+      for (const f of cpu.features!.filter((x) => x.policy === 'disable'))
+        expect(await l.qmp.execute('qom-get', { path, property: f.name }), f.name).toBe(false);
+    } finally {
+      await stop(l);
+    }
+  });
+
+  it("keeps host-model's own features and settles optional ones by what the host has", () => {
+    const def = parseDomainXml(
+      domain(
+        "<cpu mode='host-model'><model fallback='allow'/><feature policy='disable' name='avx2'/><feature policy='optional' name='bmi1'/><feature policy='optional' name='pcid'/></cpu>",
+      ),
+    );
+    const cpu = expandHostModelFromProbe(def, probe.accels.tcg!, 'here').cpu!;
+    const policies = new Map(cpu.features!.map((f) => [f.name, f.policy]));
+    expect(policies.get('avx2')).toBe('disable');
+    expect(policies.get('bmi1')).toBe('require');
+    expect(policies.get('pcid')).toBe('disable');
+    expect(cpu.features!.filter((f) => f.name === 'avx2')).toHaveLength(1);
+  });
+
+  it('a guest still running max (started by an older worker) expands from its live vCPU to the same CPU the probe gives; that CPU starts under enforce', async () => {
     const def = parseDomainXml(domain("<cpu mode='host-model'><model fallback='allow'/></cpu>"));
     const src = await run(def, 'src');
     let expanded;
@@ -236,6 +284,7 @@ describe('host-model expansion from a running guest (real QEMU, TCG)', () => {
       await stop(src);
     }
     expect(expanded).toMatchObject({ mode: 'custom', match: 'exact', model: expect.any(String), fallback: 'forbid' });
+    expect(expanded).toEqual(expandHostModelFromProbe(def, probe.accels.tcg!, 'here').cpu);
     const model = probe.accels.tcg!.cpuModels.find((m) => m.name === expanded!.model);
     expect(model?.unavailableFeatures).toEqual([]);
     const required = expanded!.features!.filter((f) => f.policy === 'require').map((f) => f.name);

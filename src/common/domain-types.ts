@@ -64,17 +64,28 @@ export interface HostQemuInfo {
   durationMs: number;
 }
 
+/** Longest shutdown wait a request may ask for. */
+export const MAX_SHUTDOWN_TIMEOUT_S = 3600;
+
 export type DomainOperation =
   | { op: 'define'; xml: string }
   | { op: 'undefine'; name: string }
   | { op: 'start'; name: string; paused?: boolean }
   | { op: 'destroy'; name: string }
+  /** ACPI power button; with timeoutSeconds, waits that long for the guest to stop (never forces it). */
+  | { op: 'shutdown'; name: string; timeoutSeconds?: number }
+  /** ACPI power button, then a reset instead of a stop when the guest powers off (libvirt's fake reboot). */
+  | { op: 'reboot'; name: string }
+  /** system_reset: the hard reset button. */
+  | { op: 'reset'; name: string }
   | { op: 'suspend'; name: string }
   | { op: 'resume'; name: string }
   | { op: 'info'; name: string }
   | { op: 'blockstats'; name: string }
   /** virsh change-media DOMAIN PATH --source FILE | --eject: PATH is the cdrom's target or current source. */
   | { op: 'change-media'; name: string; path: string; source?: string; eject?: boolean }
+  /** virsh domif-setlink: `interface` is the NIC's host device (target dev) or its MAC. */
+  | { op: 'domif-setlink'; name: string; interface: string; state: 'up' | 'down' }
   | { op: 'list' }
   /** securityInfo: keep graphics passwords in the XML (libvirt's --security-info); stripped otherwise. */
   | { op: 'dumpxml'; name: string; inactive?: boolean; migratable?: boolean; securityInfo?: boolean };
@@ -86,7 +97,10 @@ export interface DomainOperationInput {
 
 export type DomainOperationResult =
   | { op: 'define'; domain: DomainSummary }
-  | { op: 'undefine' | 'start' | 'destroy' | 'suspend' | 'resume' | 'info' | 'change-media'; domain: DomainInfo }
+  | {
+      op: 'undefine' | 'start' | 'destroy' | 'shutdown' | 'reboot' | 'reset' | 'suspend' | 'resume' | 'info' | 'change-media' | 'domif-setlink';
+      domain: DomainInfo;
+    }
   | { op: 'list'; domains: DomainSummary[] }
   | { op: 'blockstats'; stats: BlockStats[] }
   | { op: 'dumpxml'; xml: string };

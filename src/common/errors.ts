@@ -20,6 +20,8 @@ export const ErrorType = {
   QmpTimeout: 'QmpTimeout',
   /** QEMU answered a QMP command with an error object. */
   QmpError: 'QmpError',
+  /** What was asked of the guest did not happen in time (libvirt's operation timeout); nothing was forced. */
+  OperationTimeout: 'OperationTimeout',
 } as const;
 
 export type ErrorType = (typeof ErrorType)[keyof typeof ErrorType];

@@ -96,15 +96,18 @@ export const DOMAIN_RULE: ElementRule = {
     // Models, features, topology and NUMA cells: qemu/devices/cpu.ts builds them and refuses the rest (unmodelledCpuContent).
     cpu: { why: '-cpu, -smp topology, -numa (qemu/devices/cpu.ts)', opaque: true },
     clock: { why: '-rtc base=', attrs: { offset: { why: 'the RTC bases built', values: ['utc', 'localtime'] } } },
-    on_poweroff: text('destroy: QEMU exits; preserve: -no-shutdown'),
-    on_reboot: text('restart: QEMU resets; destroy: -no-reboot'),
-    // Nothing reports a guest crash to vmferry without a panic device, so no action can be taken.
-    on_crash: text('inert: no panic device reports a crash'),
+    // QEMU pauses and reports (-action, qemu/lifecycle-args.ts); the worker applies the action (host/guest-lifecycle.ts).
+    // Values it cannot apply are refused wherever the XML is read (domain/lifecycle-validate.ts).
+    on_poweroff: text('destroy or restart, applied by the worker on SHUTDOWN'),
+    on_reboot: text('restart: QEMU resets; destroy: -action reboot=shutdown'),
+    on_crash: text('destroy, restart or preserve, applied by the worker on GUEST_PANICKED (a <panic> device reports it)'),
     devices: {
       why: 'the devices',
       refuse: DEVICES_REFUSE,
       children: {
         emulator: text('the QEMU binary (checked against the allow-list)'),
+        // Types, models and children: qemu/devices/interface.ts builds them and refuses the rest (checkInterfacesBuildable).
+        interface: { why: '-netdev user/tap and the NIC (qemu/devices/interface.ts)', opaque: true },
         ...DEVICE_RULES,
         graphics: {
           why: 'a display server',

@@ -2,6 +2,7 @@
 // fresh one for a device added in code) and the device lists into <devices>.
 import { applyMoreDevices, hasMoreDevices } from './devices-more-format.js';
 import { isUsbController } from './devices-parse.js';
+import { applyInterfaces } from './interface-parse.js';
 import type { CharDevDef, DeviceAddress, DevicesDef, DiskDef, GraphicsDef, TreeForm, UsbControllerDef } from './domain-model.js';
 import {
   childElements,
@@ -19,6 +20,7 @@ import {
   setFlagChild,
   setIntAttr,
   syncChild,
+  syncChildAttrs,
 } from '../xml/xml-edit.js';
 import type { XmlElement, XmlNode } from '../xml/xml-tree.js';
 
@@ -164,28 +166,8 @@ export function formatCharDev(name: 'serial' | 'console', d: CharDevDef<TreeForm
   setAttrDefault(el, 'type', d.type, 'pty', fresh);
   setAttr(el, 'tty', d.tty);
 
-  const source = childElements(el, 'source')[0];
-  if (d.sourcePath === undefined) {
-    if (source !== undefined) {
-      setAttr(source, 'path', undefined);
-      removeIfEmpty(el, source);
-    }
-  } else {
-    setAttr(source ?? ensureChild(el, 'source', DEVICE_DEPTH, CHARDEV_ORDER), 'path', d.sourcePath);
-  }
-
-  const target = findChild(el, 'target');
-  if (d.targetType === undefined && d.targetPort === undefined) {
-    if (target !== undefined) {
-      setAttr(target, 'type', undefined);
-      setAttr(target, 'port', undefined);
-      removeIfEmpty(el, target);
-    }
-  } else {
-    const t = target ?? ensureChild(el, 'target', DEVICE_DEPTH, CHARDEV_ORDER);
-    setAttr(t, 'type', d.targetType);
-    setIntAttr(t, 'port', d.targetPort);
-  }
+  syncChildAttrs(el, 'source', { path: d.sourcePath, append: d.sourceAppend }, DEVICE_DEPTH, CHARDEV_ORDER);
+  syncChildAttrs(el, 'target', { type: d.targetType, port: d.targetPort }, DEVICE_DEPTH, CHARDEV_ORDER);
   applyAlias(el, d.alias, CHARDEV_ORDER);
   return el;
 }
@@ -220,6 +202,7 @@ export function applyDevices(root: XmlElement, devices: DevicesDef<TreeForm>, do
     devices.memballoon !== undefined ||
     (devices.usbControllers?.length ?? 0) > 0 ||
     hasMoreDevices(devices) ||
+    (devices.interfaces?.length ?? 0) > 0 ||
     devices.disks.length + devices.graphics.length + devices.serials.length + devices.consoles.length > 0;
   if (el === undefined && !hasContent) return;
   el ??= ensureChild(root, 'devices', 0, domainOrder);
@@ -231,6 +214,7 @@ export function applyDevices(root: XmlElement, devices: DevicesDef<TreeForm>, do
   });
   applyUsbControllers(el, devices.usbControllers);
   applyMoreDevices(el, devices);
+  applyInterfaces(el, devices.interfaces, DEVICE_ORDER);
 
   const queues = new Map<string, XmlElement[]>([
     ['disk', devices.disks.map(formatDisk)],

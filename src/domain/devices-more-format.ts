@@ -5,7 +5,19 @@
 import { applyAddress, DEVICE_DEPTH, DEVICE_ORDER } from './devices-format.js';
 import type { ChannelDef, ControllerDef, InputDef, MoreDevicesDef, PanicDef, RngDef, VideoDef, WatchdogDef } from './devices-more-model.js';
 import { familyElements, MORE_FAMILIES, type MoreFamily } from './devices-more-parse.js';
-import { createElement, ensureChild, findChild, insertChild, removeChild, removeIfEmpty, setAttr, setIntAttr, setText, syncChild } from '../xml/xml-edit.js';
+import {
+  createElement,
+  ensureChild,
+  findChild,
+  insertChild,
+  removeChild,
+  removeIfEmpty,
+  setAttr,
+  setIntAttr,
+  setText,
+  syncChild,
+  syncChildAttrs,
+} from '../xml/xml-edit.js';
 import type { XmlElement } from '../xml/xml-tree.js';
 
 const VIDEO_ORDER = ['model', 'driver', 'alias', 'address'] as const;
@@ -38,25 +50,8 @@ function writeController(el: XmlElement, v: ControllerDef): void {
 
 function writeChannel(el: XmlElement, v: ChannelDef): void {
   setAttr(el, 'type', v.type);
-  const source = findChild(el, 'source');
-  if (v.sourceMode === undefined && v.sourcePath === undefined) {
-    if (source !== undefined) {
-      setAttr(source, 'mode', undefined);
-      setAttr(source, 'path', undefined);
-      removeIfEmpty(el, source);
-    }
-  } else {
-    const s = source ?? ensureChild(el, 'source', DEVICE_DEPTH, SIMPLE_ORDER);
-    setAttr(s, 'mode', v.sourceMode);
-    setAttr(s, 'path', v.sourcePath);
-  }
-  const target = findChild(el, 'target');
-  if (v.targetType !== undefined || v.targetName !== undefined || target !== undefined) {
-    const t = target ?? ensureChild(el, 'target', DEVICE_DEPTH, SIMPLE_ORDER);
-    setAttr(t, 'type', v.targetType);
-    setAttr(t, 'name', v.targetName);
-    removeIfEmpty(el, t);
-  }
+  syncChildAttrs(el, 'source', { mode: v.sourceMode, path: v.sourcePath }, DEVICE_DEPTH, SIMPLE_ORDER);
+  syncChildAttrs(el, 'target', { type: v.targetType, name: v.targetName }, DEVICE_DEPTH, SIMPLE_ORDER);
   applyAddress(el, v.address, SIMPLE_ORDER);
 }
 

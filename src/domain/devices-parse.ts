@@ -111,6 +111,7 @@ export function readCharDev(r: XmlReader, el: XmlElement, path: string): CharDev
   return compact({
     type: (r.attr(el, 'type') ?? 'pty') as CharDevType,
     sourcePath: source === undefined ? undefined : r.attr(source, 'path'),
+    sourceAppend: source === undefined ? undefined : (r.attr(source, 'append') as 'on' | 'off' | undefined),
     tty: r.attr(el, 'tty'),
     targetType: target === undefined ? undefined : r.attr(target, 'type'),
     targetPort: target === undefined ? undefined : r.optionalIntAttr(target, 'port', `${path}/target`, 'target port'),

@@ -122,6 +122,7 @@ export function checkCharDev(c: Checker, d: CharDevDef<TreeForm>, p: string): vo
   c.object(d, p, 'character device');
   c.oneOf(CHARDEV_TYPES, d.type, `${p}/@type`, 'character device type', true);
   c.absPath(d.sourcePath, `${p}/source/@path`, 'source path');
+  c.oneOf(['on', 'off'], d.sourceAppend, `${p}/source/@append`, 'append');
   c.absPath(d.tty, `${p}/@tty`, 'tty');
   c.pattern(d.targetType, SIMPLE_NAME, `${p}/target/@type`, 'target type');
   c.optInt(d.targetPort, 0, 65535, `${p}/target/@port`, 'target port');

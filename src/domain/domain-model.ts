@@ -7,6 +7,7 @@
 // Temporal activity boundaries as is. While the domain code works on a
 // definition it holds the preserved parts as ordered trees (TreeForm).
 import type { MoreDevicesDef } from './devices-more-model.js';
+import type { InterfaceDef } from './interface-model.js';
 import type { XmlElement, XmlNode } from '../xml/xml-tree.js';
 
 /** Preserved XML as text: the public, serialisable form. */
@@ -268,6 +269,8 @@ export interface CharDevDef<F extends PreservedForm = TextForm> {
   type: CharDevType;
   /** `<source path=...>`: for pty the host side assigned at run time. */
   sourcePath?: string;
+  /** `<source append=...>` of a file chardev: on keeps what the file holds (a migration destination opens the same log). */
+  sourceAppend?: 'on' | 'off';
   /** `tty` attribute of a pty console / serial, run time only. */
   tty?: string;
   targetType?: string;
@@ -307,6 +310,8 @@ export interface DevicesDef<F extends PreservedForm = TextForm> extends MoreDevi
    * definition from code that predates the field), and removes them for [].
    */
   usbControllers?: UsbControllerDef[];
+  /** Guest NICs in document order (interface-model.ts); absent when the document has none. */
+  interfaces?: InterfaceDef[];
   memballoon?: MemballoonDef;
 }
 

@@ -24,6 +24,7 @@ import type {
 } from './domain-model.js';
 import { readCpu } from './cpu-xml.js';
 import { validateTreeDef } from './domain-validate.js';
+import { readInterfaces } from './interface-parse.js';
 import { collapseDomainDef } from './preserved.js';
 import { parseMemoryKiB } from './memory-units.js';
 import { generateUuid, normalizeUuid } from './uuid.js';
@@ -125,6 +126,8 @@ function readDevices(r: XmlReader, el: XmlElement | undefined, path: string): De
   const usb = controllers.flatMap((c, i) => (isUsbController(c) ? [readUsbController(r, c, `${path}/${pathStep('controller', i, controllers.length)}`)] : []));
   if (usb.length > 0) devices.usbControllers = usb;
   Object.assign(devices, readMoreDevices(r, el, path));
+  const interfaces = readInterfaces(r, el, path);
+  if (interfaces !== undefined) devices.interfaces = interfaces;
 
   const counts = new Map<string, number>();
   for (const c of childElements(el)) counts.set(c.name, (counts.get(c.name) ?? 0) + 1);

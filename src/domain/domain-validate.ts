@@ -7,6 +7,7 @@ import { checkCpu } from './cpu-xml.js';
 import { checkMoreDevices } from './devices-more-validate.js';
 import { isUsbController } from './devices-parse.js';
 import { checkCharDev, checkDisk, checkGraphics, checkUsbController } from './devices-validate.js';
+import { checkInterfaces } from './interface-validate.js';
 import {
   BOOT_DEVICES,
   CLOCK_OFFSETS,
@@ -27,6 +28,7 @@ import {
   type TreeForm,
   type UsbControllerDef,
 } from './domain-model.js';
+import { checkLifecycleActions } from './lifecycle-validate.js';
 import { MAX_MEMORY_KIB } from './memory-units.js';
 import { expandDomainDef } from './preserved.js';
 import { normalizeUuid } from './uuid.js';
@@ -95,6 +97,7 @@ export function validateTreeDef(def: DomainDef<TreeForm>, locate?: XmlLocator): 
   c.oneOf(LIFECYCLE_ACTIONS, def.onPoweroff, `${P}/on_poweroff`, 'on_poweroff action');
   c.oneOf(LIFECYCLE_ACTIONS, def.onReboot, `${P}/on_reboot`, 'on_reboot action');
   c.oneOf(CRASH_ACTIONS, def.onCrash, `${P}/on_crash`, 'on_crash action');
+  checkLifecycleActions(c, def, P);
   if (def.memoryBacking !== undefined) {
     c.oneOf(MEMORY_SOURCE_TYPES, def.memoryBacking.sourceType, `${P}/memoryBacking/source/@type`, 'memory source type');
     c.oneOf(MEMORY_ACCESS_MODES, def.memoryBacking.accessMode, `${P}/memoryBacking/access/@mode`, 'memory access mode');
@@ -130,6 +133,7 @@ export function validateTreeDef(def: DomainDef<TreeForm>, locate?: XmlLocator): 
     const paths = usbControllerPaths(def, usb.length);
     usb.forEach((u, i) => checkUsbController(c, u, paths[i] ?? `${D}/controller`));
   }
+  checkInterfaces(c, def.devices.interfaces, D);
   if (def.devices.memballoon !== undefined) {
     c.oneOf(MEMBALLOON_MODELS, def.devices.memballoon.model, `${D}/memballoon/@model`, 'memballoon model', true);
   }

@@ -104,6 +104,11 @@ function stripRuntime(def: DomainDef): DomainDef<TreeForm> {
     if (ch.sourceMode === 'bind' && ch.sourcePath !== undefined && GENERATED_CHANNEL.test(ch.sourcePath)) delete ch.sourcePath;
   }
   m.devices.serials.forEach(stripCharDev);
+  // The model is written back over the element at format: strip it there too.
+  for (const n of m.devices.interfaces ?? []) {
+    if (isLiveAlias(n.alias)) delete n.alias;
+    if (n.targetDev !== undefined && AUTO_IFNAME.test(n.targetDev)) delete n.targetDev;
+  }
   m.devices.consoles.forEach(stripCharDev);
 
   const root = m.preserved?.find((n): n is XmlElement => n.kind === 'element');

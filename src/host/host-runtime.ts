@@ -9,7 +9,7 @@ import { ErrorType, vmError } from '../common/errors.js';
 import { assignAddresses, checkBuilt, parseDomainXml, formatDomainXml, migratableDomainXml, withoutSecrets, type DomainDef } from '../domain/index.js';
 import { buildQemuArgs } from '../qemu/command-line.js';
 import { launchQemu } from '../qemu/launch.js';
-import { applyGraphicsPasswords, readLiveFacts } from '../qemu/live-config.js';
+import { applyGraphicsPasswords, applyLinkStates, readLiveFacts } from '../qemu/live-config.js';
 import { findFreePort } from './graphics-ports.js';
 import { QmpClient } from '../qemu/qmp-client.js';
 import { DefinitionStore } from './definition-store.js';
@@ -22,20 +22,28 @@ import { listStatusNames, readStatus, removeStatus } from './status-file.js';
 import type { Logger } from 'pino';
 import { createSecurityDriver, type SecurityDriver } from '../security/index.js';
 import { checkEmulator } from './emulators.js';
-import { checkCpuOnHost, probeBinary, qemuInfo } from './host-cpu.js';
+import { happeningOf, happeningOfRunState, reactTo, type LifecycleHost } from './guest-lifecycle.js';
+import type { QmpEvent } from '../qemu/qmp-client.js';
+import { checkCpuOnHost, probeBinary, qemuInfo, startingDef } from './host-cpu.js';
+import { HostTaps } from './taps.js';
+import { checkInterfacesBuildable } from '../qemu/devices/interface.js';
 import type { QemuProbe } from '../qemu/probe.js';
 import { checkCpuBuildable } from '../qemu/devices/cpu.js';
 import { applyStartupPolicy } from './startup-policy.js';
 import { prepareDevices, removeChannelDir } from './device-setup.js';
 
-export class HostRuntime {
+export class HostRuntime implements LifecycleHost {
   readonly defs: DefinitionStore;
   readonly locks = new DomainLocks();
   /** Work in flight, on disk: what a restarted worker or the reaper must finish or undo (jobs/recovery.ts). */
   readonly jobs: JobRecords;
   /** Labels what QEMU touches (images, sockets, descriptors); one per host so remembered labels are shared. */
   readonly security: SecurityDriver;
+  /** Taps of ethernet / bridge interfaces this worker created (host/taps.ts). */
+  readonly taps: HostTaps;
   private readonly running = new Map<string, RunningDomain>();
+  /** Why each domain stopped last (destroyed, shutdown, crashed), for dominfo; in memory, as libvirt keeps it. */
+  private readonly stopReasons = new Map<string, string>();
   private qemuVersion?: string;
   private qemuProbe?: QemuProbe;
 
@@ -46,6 +54,7 @@ export class HostRuntime {
     this.defs = new DefinitionStore(config.stateDir);
     this.jobs = new JobRecords(config.stateDir);
     this.security = createSecurityDriver(config.security);
+    this.taps = new HostTaps(config.runDir, log);
   }
 
   // ---- recovery --------------------------------------------------------
@@ -69,7 +78,14 @@ export class HostRuntime {
       try {
         const qmp = await QmpClient.connect(status.qmpSocket, { timeoutMs: 5000 });
         const def = parseDomainXml(status.domainXml);
-        const dom = this.track(new RunningDomain({ ...status, name, uuid: def.uuid, qmp }, this.config.runDir, (d) => this.onGone(d)));
+        const dom = this.track(
+          new RunningDomain(
+            { ...status, name, uuid: def.uuid, qmp },
+            this.config.runDir,
+            (d) => this.onGone(d),
+            (d, ev) => this.onGuestEvent(d, ev),
+          ),
+        );
         await this.syncState(dom);
         this.log.info({ domain: name, pid: status.pid, state: dom.state }, 'reconnected to running QEMU');
       } catch (err) {
@@ -77,6 +93,8 @@ export class HostRuntime {
         this.log.error({ domain: name, pid: status.pid, err }, 'QEMU alive but its monitor did not answer; left untouched');
       }
     }
+    // What is left with a status file has a live QEMU (tracked or left untouched); every other ledger is an orphan.
+    this.taps.cleanOrphans(new Set(listStatusNames(this.config.runDir)));
   }
 
   private clearLeftovers(name: string, qmpSocket: string, memoryFile?: string): void {
@@ -85,12 +103,28 @@ export class HostRuntime {
     if (memoryFile) rmSync(memoryFile, { force: true });
   }
 
-  /** QEMU's own word on run state; events may have been missed while nobody listened. */
+  /**
+   * QEMU's own word on run state; events may have been missed while nobody listened.
+   * A guest that powered off or panicked meanwhile waits, paused, for its action,
+   * and a reboot asked for before the restart (fakeReboot, from the status file)
+   * still turns the poweroff into a reset.
+   */
   private async syncState(dom: RunningDomain): Promise<void> {
     const st = await dom.qmp.execute<{ running: boolean; status: string }>('query-status');
     if (st.running && dom.state !== 'running') dom.setState('running', 'unpaused');
+    else if (st.status === 'watchdog' && dom.state === 'running') dom.setState('paused', 'watchdog');
     else if (!st.running && dom.state === 'running') dom.setState('paused', st.status);
     else dom.persist();
+    void reactTo(this, dom, happeningOfRunState(st.status), { at: 'reconnect', runState: st.status });
+  }
+
+  private onGuestEvent(dom: RunningDomain, ev: QmpEvent): void {
+    this.log.info({ domain: dom.name, event: ev.event, data: ev.data }, 'guest lifecycle event');
+    void reactTo(this, dom, happeningOf(ev), { event: ev.event, data: ev.data });
+  }
+
+  recordStop(name: string, reason: string): void {
+    this.stopReasons.set(name, reason);
   }
 
   private track(dom: RunningDomain): RunningDomain {
@@ -99,8 +133,11 @@ export class HostRuntime {
   }
 
   private onGone(dom: RunningDomain): void {
-    if (this.running.get(dom.name) === dom) this.running.delete(dom.name);
+    const current = this.running.get(dom.name);
+    if (current === dom) this.running.delete(dom.name);
     removeChannelDir(this.config.runDir, dom);
+    // The taps went with this QEMU (a newer QEMU of the same name owns the ledger now).
+    if (current === undefined || current === dom) this.taps.removeCreated(dom.name);
     this.log.info({ domain: dom.name, pid: dom.pid }, 'QEMU is gone');
   }
 
@@ -149,7 +186,7 @@ export class HostRuntime {
       vcpus: def.vcpus,
       host: this.config.name,
     };
-    if (!live) return { ...base, state: 'shutoff', reason: 'shutdown' };
+    if (!live) return { ...base, state: 'shutoff', reason: this.stopReasons.get(name) ?? 'shutdown' };
     return { ...base, state: live.state, reason: live.reason, pid: live.pid, qmpSocket: live.qmpSocket, memoryBackingFile: live.memoryBackingFile };
   }
 
@@ -214,6 +251,7 @@ export class HostRuntime {
     checkEmulator(this.config.emulators, def);
     checkBuilt(def);
     checkCpuBuildable(def);
+    checkInterfacesBuildable(def);
     for (const other of new Set([...this.defs.names(), ...this.running.keys()])) {
       const o = this.definition(other);
       if (o.name === def.name && o.uuid !== def.uuid) {
@@ -272,8 +310,10 @@ export class HostRuntime {
     const { def: present, dropped } = applyStartupPolicy(requested, opts.incoming ? 'incoming' : 'start');
     if (dropped.length > 0) this.log.warn({ domain: name, disks: dropped }, 'missing disk sources dropped (startupPolicy)');
     // Addresses the definition lacks (one defined before they were assigned, a restored or incoming one) and channel sockets.
-    const def = prepareDevices(present, this.config.runDir);
-    const probe = await this.checkCpu(def);
+    const prepared = prepareDevices(present, this.config.runDir);
+    const probe = await this.checkCpu(prepared);
+    // host-model starts as the concrete CPU standing for this host: what runs, and so what migrates and is saved.
+    let def = startingDef(prepared, probe);
     const qmpSocket = join(this.config.runDir, `${name}.qmp`);
     const memoryBackingFile = def.memoryBacking?.sourceType === 'file' ? join(this.config.memoryBackingDir, `${def.uuid}.ram`) : undefined;
     const spicePorts: number[] = [];
@@ -281,11 +321,30 @@ export class HostRuntime {
       if (g.type === 'spice') spicePorts.push(g.autoport || g.port === undefined || g.port < 0 ? await findFreePort(5900, 65535, spicePorts) : g.port);
     }
     const extra = [...(opts.incoming ? ['-incoming', 'defer'] : []), ...(opts.extraArgs ?? [])];
+    // Refused before a tap is made: nothing of the domain exists yet.
+    checkInterfacesBuildable(def);
+    const taps = await this.taps.prepare(name, def);
     const cpuFacts = probe?.accels[def.type === 'kvm' ? 'kvm' : 'tcg'];
-    const args = buildQemuArgs(def, { qmpSocket, memoryBackingFile, spicePorts, extra, ...(cpuFacts ? { cpuFacts } : {}) });
-    const logFile = join(this.config.logDir, `${name}.log`);
-    this.log.info({ domain: name, args }, 'starting QEMU');
-    const { pid, qmp } = await launchQemu({ binary: def.devices.emulator ?? this.config.qemuBinary, args, qmpSocket, logFile });
+    let launched;
+    try {
+      const args = buildQemuArgs(def, { qmpSocket, memoryBackingFile, spicePorts, extra, taps, ...(cpuFacts ? { cpuFacts } : {}) });
+      this.log.info({ domain: name, args }, 'starting QEMU');
+      launched = await launchQemu({
+        binary: def.devices.emulator ?? this.config.qemuBinary,
+        args,
+        qmpSocket,
+        logFile: join(this.config.logDir, `${name}.log`),
+      });
+    } catch (err) {
+      this.taps.removeCreated(name);
+      throw err;
+    }
+    const { pid, qmp } = launched;
+    // The live definition names the taps in use, as libvirt's does (the migratable form drops generated names).
+    def = structuredClone(def);
+    (def.devices.interfaces ?? []).forEach((n, i) => {
+      if (taps[i] !== undefined) n.targetDev = taps[i];
+    });
     const dom = this.track(
       new RunningDomain(
         {
@@ -302,12 +361,15 @@ export class HostRuntime {
         },
         this.config.runDir,
         (d) => this.onGone(d),
+        (d, ev) => this.onGuestEvent(d, ev),
       ),
     );
+    this.stopReasons.delete(name);
     dom.persist();
     try {
       this.qemuVersion ??= `${qmp.version.qemu.major}.${qmp.version.qemu.minor}.${qmp.version.qemu.micro}`;
       await applyGraphicsPasswords(qmp, def);
+      await applyLinkStates(qmp, def);
       dom.domainXml = formatDomainXml(await readLiveFacts(qmp, def));
       if (opts.incoming) {
         dom.persist();
@@ -333,20 +395,22 @@ export class HostRuntime {
   async destroy(name: string): Promise<DomainInfo> {
     const dom = this.requireRunning(name);
     return await this.locks.with(name, 'destroy', async () => {
+      this.recordStop(name, 'destroyed');
       await this.kill(dom);
       return this.infoAfterStop(name, dom);
     });
   }
 
-  private infoAfterStop(name: string, dom: RunningDomain): DomainInfo {
-    if (this.defs.has(name)) return { ...this.info(name), reason: 'destroyed' };
+  /** A stopped domain's info, also for a transient one (gone from every list once QEMU is). */
+  infoAfterStop(name: string, dom: RunningDomain): DomainInfo {
+    if (this.defs.has(name)) return this.info(name);
     const def = parseDomainXml(dom.domainXml);
     return {
       name,
       uuid: def.uuid,
       persistent: false,
       state: 'shutoff',
-      reason: 'destroyed',
+      reason: this.stopReasons.get(name) ?? 'shutdown',
       memoryKiB: def.memoryKiB,
       currentMemoryKiB: def.currentMemoryKiB,
       vcpus: def.vcpus,

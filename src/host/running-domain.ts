@@ -22,6 +22,10 @@ export class RunningDomain {
   domainXml: string;
   state: DomainState;
   reason: string;
+  /** Set by a reboot request until the guest's poweroff turns into a reset (libvirt's fake reboot). */
+  fakeReboot: boolean;
+  /** The last action a watchdog event reported (for diagnostics: dominfo's reason says what it did). */
+  lastWatchdogAction?: string;
   /** Set while the worker closes QMP on purpose, so the close is not read as QEMU dying. */
   private detaching = false;
   private readonly unsubscribe: () => void;
@@ -32,6 +36,8 @@ export class RunningDomain {
     init: RunningDomainInit,
     private readonly runDir: string,
     onGone: (dom: RunningDomain) => void,
+    /** The guest powered off, reset, panicked or its watchdog fired: the host applies the domain's policy. */
+    private readonly onGuest?: (dom: RunningDomain, ev: QmpEvent) => void,
   ) {
     this.name = init.name;
     this.uuid = init.uuid;
@@ -43,6 +49,7 @@ export class RunningDomain {
     this.domainXml = init.domainXml;
     this.state = init.state;
     this.reason = init.reason;
+    this.fakeReboot = init.fakeReboot === true;
     this.unsubscribe = this.qmp.onEvent((ev) => this.onEvent(ev));
     this.gone = this.qmp.closed.then(() => {
       this.unsubscribe();
@@ -62,6 +69,17 @@ export class RunningDomain {
         break;
       case 'GUEST_PANICKED':
         this.setState('crashed', 'panicked');
+        this.onGuest?.(this, ev);
+        break;
+      case 'WATCHDOG':
+        this.lastWatchdogAction = String((ev.data as { action?: unknown } | undefined)?.action);
+        // QEMU pauses after this event; libvirt's reason for that pause is 'watchdog'.
+        if (this.lastWatchdogAction === 'pause' && this.state === 'running') this.setState('paused', 'watchdog');
+        this.onGuest?.(this, ev);
+        break;
+      case 'SHUTDOWN':
+      case 'RESET':
+        this.onGuest?.(this, ev);
         break;
       default:
         break;
@@ -86,6 +104,7 @@ export class RunningDomain {
       qmpSocket: this.qmpSocket,
       memoryBackingFile: this.memoryBackingFile,
       startRequestId: this.startRequestId,
+      fakeReboot: this.fakeReboot || undefined,
       domainXml: this.domainXml,
     };
   }

@@ -14,6 +14,8 @@ export interface DomainStatus {
   memoryBackingFile?: string;
   /** Identifies the request that started this QEMU, so a retried start is recognised. */
   startRequestId?: string;
+  /** A reboot was asked for (power button pressed): the guest's poweroff becomes a reset, even across a worker restart. */
+  fakeReboot?: boolean;
   /** The live definition (formatted domain XML). */
   domainXml: string;
 }
@@ -28,7 +30,7 @@ export function statusPath(runDir: string, name: string): string {
 export function formatStatus(s: DomainStatus): string {
   const opt = (k: string, v: string | undefined): string => (v === undefined ? '' : ` ${k}='${esc(v)}'`);
   return (
-    `<domstatus state='${s.state}' reason='${esc(s.reason)}' pid='${s.pid}'${opt('startRequestId', s.startRequestId)}>\n` +
+    `<domstatus state='${s.state}' reason='${esc(s.reason)}' pid='${s.pid}'${opt('startRequestId', s.startRequestId)}${s.fakeReboot ? ` fakeReboot='yes'` : ''}>\n` +
     `  <monitor path='${esc(s.qmpSocket)}' type='unix'/>\n` +
     (s.memoryBackingFile ? `  <memoryBacking path='${esc(s.memoryBackingFile)}'/>\n` : '') +
     `  <definition>\n${s.domainXml.trimEnd()}\n  </definition>\n` +
@@ -54,6 +56,7 @@ export function parseStatus(xml: string): DomainStatus {
         reason?: string;
         pid?: string;
         startRequestId?: string;
+        fakeReboot?: string;
         monitor?: { path?: string };
         memoryBacking?: { path?: string };
         definition?: string;
@@ -71,6 +74,7 @@ export function parseStatus(xml: string): DomainStatus {
     qmpSocket: root.monitor.path,
     memoryBackingFile: root.memoryBacking?.path,
     startRequestId: root.startRequestId,
+    fakeReboot: root.fakeReboot === 'yes' ? true : undefined,
     domainXml: root.definition.trim(),
   };
 }

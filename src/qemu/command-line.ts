@@ -14,12 +14,14 @@ import { diskArgs } from './devices/disk.js';
 import { graphicsArgs } from './devices/graphics.js';
 import { inputArgs } from './devices/input.js';
 import { panicArgs } from './devices/panic.js';
+import { interfaceArgs } from './devices/interface.js';
 import { q } from './devices/quote.js';
 import { serialArgs } from './devices/serial.js';
 import { rngArgs } from './devices/rng.js';
 import { usbControllerArgs } from './devices/usb-controller.js';
 import { videoArgs } from './devices/video.js';
 import { watchdogArgs } from './devices/watchdog.js';
+import { lifecycleActionArgs } from './lifecycle-args.js';
 
 export interface CommandLinePaths {
   qmpSocket: string;
@@ -27,6 +29,8 @@ export interface CommandLinePaths {
   memoryBackingFile?: string;
   /** Extra devices/options the caller adds (e.g. -incoming defer). */
   extra?: string[];
+  /** Host tap of each interface (by index) for ethernet and bridge types, ready before QEMU starts. */
+  taps?: (string | undefined)[];
   /** The host's probe for the domain's accelerator: settles optional CPU features. */
   cpuFacts?: AccelProbe;
 }
@@ -75,8 +79,7 @@ export function buildQemuArgs(def: DomainDef, paths: CommandLinePaths & { spiceP
   args.push(...cpuArgs(def, accel === 'kvm' ? 'kvm' : 'tcg', paths.cpuFacts), ...numaArgs(def));
   if (def.clock?.offset === 'localtime') args.push('-rtc', 'base=localtime');
   else args.push('-rtc', 'base=utc');
-  if (def.onReboot === 'destroy') args.push('-no-reboot');
-  if (def.onPoweroff === 'preserve') args.push('-no-shutdown');
+  args.push(...lifecycleActionArgs(def));
   if (def.os.kernel) args.push('-kernel', def.os.kernel);
   if (def.os.initrd) args.push('-initrd', def.os.initrd);
   if (def.os.cmdline !== undefined) args.push('-append', def.os.cmdline);
@@ -85,6 +88,7 @@ export function buildQemuArgs(def: DomainDef, paths: CommandLinePaths & { spiceP
   // Before the devices QEMU places itself, so none of them can take the controller's slot.
   args.push(...usbControllerArgs(def), ...videoArgs(def), ...controllerArgs(def));
   for (const d of def.devices.disks) args.push(...diskArgs(def, d));
+  args.push(...interfaceArgs(def, paths.taps));
   let spiceIndex = 0;
   for (const g of def.devices.graphics) {
     args.push(...graphicsArgs(g, g.type === 'spice' ? paths.spicePorts?.[spiceIndex++] : undefined));

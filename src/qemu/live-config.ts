@@ -2,11 +2,19 @@
 // into the live definition; and secrets handed over QMP rather than argv.
 import type { DomainDef } from '../domain/domain-model.js';
 import type { QmpClient } from './qmp-client.js';
+import { nicDeviceId } from './devices/interface.js';
 
 export async function applyGraphicsPasswords(qmp: QmpClient, def: DomainDef): Promise<void> {
   for (const g of def.devices.graphics) {
     if (g.passwd === undefined || (g.type !== 'vnc' && g.type !== 'spice')) continue;
     await qmp.execute('set_password', { protocol: g.type, password: g.passwd });
+  }
+}
+
+/** A NIC whose <link state='down'/> starts with its link down: QEMU has no command-line switch for it. */
+export async function applyLinkStates(qmp: QmpClient, def: DomainDef): Promise<void> {
+  for (const [i, n] of (def.devices.interfaces ?? []).entries()) {
+    if (n.linkState === 'down') await qmp.execute('set_link', { name: nicDeviceId(n, i), up: false });
   }
 }
 

@@ -126,3 +126,17 @@ export async function readLimits(qmp: QmpClient): Promise<AppliedLimits> {
     maxDowntimeMs: p['downtime-limit'] ?? 0,
   };
 }
+
+/**
+ * Self-announce: when an incoming migration completes QEMU sends a RARP from
+ * every NIC's MAC (and asks a virtio-net guest to announce itself), so switches
+ * learn where the guest went; it does so announce-rounds times. QEMU's default
+ * is on (5 rounds); a destination never runs with it off.
+ */
+export async function ensureSelfAnnounce(qmp: QmpClient): Promise<number> {
+  const p = await qmp.execute<{ 'announce-rounds'?: number }>('query-migrate-parameters');
+  const rounds = p['announce-rounds'] ?? 0;
+  if (rounds > 0) return rounds;
+  await qmp.execute('migrate-set-parameters', { 'announce-rounds': 5 });
+  return 5;
+}

@@ -28,6 +28,10 @@ export interface AccelProbe {
   cpuModels: CpuModelInfo[];
   /** Every boolean property of the host model (full expansion, aliases included) and whether it is on. */
   hostCpuFeatures: Record<string, boolean>;
+  /** The features on in the host model's static expansion: canonical names only (what host-model expands from). */
+  hostModelFeatures: string[];
+  /** Per model that can stand for host-model (usable here, not deprecated, not host/max/base): its static features that are on. */
+  modelFeatures: Record<string, string[]>;
 }
 
 export interface QemuProbe {
@@ -66,9 +70,27 @@ interface RawMachine {
   deprecated?: boolean;
 }
 
+/** Models that never stand for host-model: the host model itself, and `base` (a model with no features). */
+const NOT_CANDIDATES = new Set(['host', 'max', 'base']);
+
+/** The features a model's static expansion turns on (canonical names, no aliases). */
+async function staticFeaturesOn(qmp: QmpClient, model: string): Promise<string[]> {
+  const r = await qmp.execute<{ model: { props?: Record<string, unknown> } }>('query-cpu-model-expansion', { type: 'static', model: { name: model } });
+  return Object.entries(r.model.props ?? {})
+    .filter(([, v]) => v === true)
+    .map(([k]) => k)
+    .sort();
+}
+
 async function probeAccel(qmp: QmpClient, accel: Accel): Promise<AccelProbe> {
   const defs = await qmp.execute<RawCpuDefinition[]>('query-cpu-definitions');
   const hostModelName = HOST_MODEL_NAME[accel];
+  // In this QEMU no -cpu option registered global properties, so each model's expansion is its definition alone.
+  const modelFeatures: Record<string, string[]> = {};
+  for (const d of defs) {
+    if ((d['unavailable-features'] ?? []).length > 0 || d.deprecated === true || NOT_CANDIDATES.has(d.name)) continue;
+    modelFeatures[d.name] = await staticFeaturesOn(qmp, d.name);
+  }
   const expansion = await qmp.execute<{ model: { props?: Record<string, unknown> } }>('query-cpu-model-expansion', {
     type: 'full',
     model: { name: hostModelName },
@@ -86,6 +108,8 @@ async function probeAccel(qmp: QmpClient, accel: Accel): Promise<AccelProbe> {
       ...(d.deprecated !== undefined ? { deprecated: d.deprecated } : {}),
     })),
     hostCpuFeatures,
+    hostModelFeatures: await staticFeaturesOn(qmp, hostModelName),
+    modelFeatures,
   };
 }
 

@@ -3,7 +3,7 @@
 import { proxyActivities, upsertSearchAttributes, type ActivityOptions } from '@temporalio/workflow';
 import type { DomainActivities } from '../activities/domain-activities.js';
 import { HOST_NAME_PATTERN, hostTaskQueue } from '../common/constants.js';
-import type { DomainOperationInput, DomainOperationResult } from '../common/domain-types.js';
+import { MAX_SHUTDOWN_TIMEOUT_S, type DomainInfo, type DomainOperationInput, type DomainOperationResult } from '../common/domain-types.js';
 import { invalidDomainName } from '../common/domain-name.js';
 import { ErrorType, vmError } from '../common/errors.js';
 import { DomainName, JobType, SourceHost } from '../common/search-attributes.js';
@@ -11,7 +11,22 @@ import { unwrapActivityError } from './activity-errors.js';
 import { recordJobEnd } from './job-metrics.js';
 
 const NON_RETRYABLE = Object.values(ErrorType).filter((t) => t !== ErrorType.QmpTimeout);
-const NAMED_OPS: ReadonlySet<string> = new Set(['undefine', 'start', 'destroy', 'suspend', 'resume', 'info', 'blockstats', 'dumpxml', 'change-media']);
+const NAMED_OPS: ReadonlySet<string> = new Set([
+  'undefine',
+  'start',
+  'destroy',
+  'shutdown',
+  'reboot',
+  'reset',
+  'suspend',
+  'resume',
+  'info',
+  'blockstats',
+  'dumpxml',
+  'change-media',
+  'domif-setlink',
+]);
+
 const KNOWN_OPS: ReadonlySet<string> = new Set([...NAMED_OPS, 'define', 'list']);
 
 function hostActivities(host: string): { acts: DomainActivities; options: ActivityOptions } {
@@ -56,8 +71,7 @@ async function runDomainOperation(input: DomainOperationInput): Promise<DomainOp
     ...(name ? [{ key: DomainName, value: name }] : []),
   ]);
   const { acts, options } = hostActivities(host);
-  const run = <K extends keyof DomainActivities>(act: K, args: Parameters<DomainActivities[K]>): Promise<Awaited<ReturnType<DomainActivities[K]>>> =>
-    (acts[act] as any).executeWithOptions({ ...options, summary: `${operation.op}${name ? ` '${name}'` : ''} on ${host}` }, args);
+  const run: Run = (act, args) => (acts[act] as any).executeWithOptions({ ...options, summary: `${operation.op}${name ? ` '${name}'` : ''} on ${host}` }, args);
   try {
     switch (operation.op) {
       case 'define': {
@@ -72,12 +86,20 @@ async function runDomainOperation(input: DomainOperationInput): Promise<DomainOp
         return { op: 'start', domain: await run('startDomain', [operation.name, { paused: operation.paused === true }]) };
       case 'destroy':
         return { op: 'destroy', domain: await run('destroyDomain', [operation.name]) };
+      case 'shutdown':
+        return { op: 'shutdown', domain: await shutdown(run, acts, options, operation.name, operation.timeoutSeconds) };
+      case 'reboot':
+        return { op: 'reboot', domain: await run('rebootDomain', [operation.name]) };
+      case 'reset':
+        return { op: 'reset', domain: await run('resetDomain', [operation.name]) };
       case 'suspend':
         return { op: 'suspend', domain: await run('suspendDomain', [operation.name]) };
       case 'resume':
         return { op: 'resume', domain: await run('resumeDomain', [operation.name]) };
       case 'info':
         return { op: 'info', domain: await run('domainInfo', [operation.name]) };
+      case 'domif-setlink':
+        return { op: 'domif-setlink', domain: await run('setInterfaceLink', [operation.name, operation.interface, operation.state]) };
       case 'blockstats':
         return { op: 'blockstats', stats: await run('blockStats', [operation.name]) };
       case 'change-media': {
@@ -102,4 +124,24 @@ async function runDomainOperation(input: DomainOperationInput): Promise<DomainOp
   } catch (err) {
     throw unwrapActivityError(err, { host, step: operation.op });
   }
+}
+
+type Run = <K extends keyof DomainActivities>(act: K, args: Parameters<DomainActivities[K]>) => Promise<Awaited<ReturnType<DomainActivities[K]>>>;
+
+/** Power button; with a timeout, then a heartbeating wait on the host until the guest has stopped. */
+async function shutdown(run: Run, acts: DomainActivities, options: ActivityOptions, name: string, timeoutSeconds: unknown): Promise<DomainInfo> {
+  if (
+    timeoutSeconds !== undefined &&
+    (typeof timeoutSeconds !== 'number' || !Number.isInteger(timeoutSeconds) || timeoutSeconds < 0 || timeoutSeconds > MAX_SHUTDOWN_TIMEOUT_S)
+  ) {
+    throw vmError(ErrorType.OperationInvalid, `shutdown timeout must be a whole number of seconds from 0 to ${MAX_SHUTDOWN_TIMEOUT_S}`);
+  }
+  const pressed = await run('shutdownDomain', [name]);
+  if (timeoutSeconds === undefined || pressed.state === 'shutoff') return pressed;
+  // The deadline is fixed here, so a retried wait (worker restarted) does not start the clock again.
+  const deadlineMs = Date.now() + timeoutSeconds * 1000;
+  return await (acts.waitDomainShutoff as any).executeWithOptions(
+    { ...options, startToCloseTimeout: (timeoutSeconds + 60) * 1000, heartbeatTimeout: '10 seconds', summary: `wait for '${name}' to shut down` },
+    [name, deadlineMs],
+  );
 }

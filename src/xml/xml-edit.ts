@@ -190,6 +190,29 @@ export function setIntAttr(el: XmlElement, name: string, value: number | undefin
   setAttr(el, name, value === undefined ? undefined : String(value));
 }
 
+/**
+ * Attributes the model owns on a child element: each set (numbers keep their
+ * spelling, as setIntAttr) or removed when undefined. The child is made only when
+ * a value needs it, and removed when nothing is left in it; its other content stays.
+ */
+export function syncChildAttrs(
+  parent: XmlElement,
+  name: string,
+  attrs: Record<string, string | number | undefined>,
+  depth: number,
+  order: readonly string[],
+): void {
+  const found = findChild(parent, name);
+  const values = Object.entries(attrs);
+  if (found === undefined && values.every(([, v]) => v === undefined)) return;
+  const el = found ?? ensureChild(parent, name, depth, order);
+  for (const [attr, v] of values) {
+    if (typeof v === 'number') setIntAttr(el, attr, v);
+    else setAttr(el, attr, v);
+  }
+  removeIfEmpty(parent, el);
+}
+
 /** Removes `el` from `parent` when it has neither attributes nor content left. */
 export function removeIfEmpty(parent: XmlElement, el: XmlElement): void {
   if (el.attrs.length === 0 && el.children.length === 0) removeChild(parent, el);

@@ -40,7 +40,8 @@ function ip(args: string[], opts: { tolerate?: boolean } = {}): void {
   if (r.status !== 0 && !opts.tolerate) throw new Error(`ip ${args.join(' ')} failed: ${r.stderr?.trim() || r.error?.message || `exit ${r.status}`}`);
 }
 
-export function createGuestNetwork(hosts?: { a: string; b: string }): GuestNetwork {
+/** `bridge`: one name for both hosts' bridges (as a real cluster names them alike, so a migrated definition finds its bridge). */
+export function createGuestNetwork(hosts?: { a: string; b: string }, opts: { bridge?: string } = {}): GuestNetwork {
   const k = counter++;
   const id = `${process.pid % 100000}${k}`;
   const n = ((process.pid * 7 + k) % 240) + 10;
@@ -49,8 +50,8 @@ export function createGuestNetwork(hosts?: { a: string; b: string }): GuestNetwo
   const b = hosts?.b ?? `vmf-${process.pid}-${k}gb`;
   const client = `vmf-${process.pid}-${k}gc`;
   // Interface names: at most 15 characters.
-  const bridgeA = `vg${id}ba`;
-  const bridgeB = `vg${id}bb`;
+  const bridgeA = opts.bridge ?? `vg${id}ba`;
+  const bridgeB = opts.bridge ?? `vg${id}bb`;
   const join = [`vg${id}ja`, `vg${id}jb`] as const;
   const cli = [`vg${id}ca`, `vg${id}cc`] as const;
   const taps: { ns: string; name: string }[] = [];

@@ -27,6 +27,10 @@ export interface GuestOptions {
   /** Block device the writer appends to (e.g. /dev/vda); none: no writer. */
   disk?: string;
   diskIntervalMs?: number;
+  /** Panic the guest kernel this many ms after its workload starts (sysrq c). */
+  panicMs?: number;
+  /** Arm the guest's watchdog (/dev/watchdog) with this timeout and never feed it. */
+  watchdogS?: number;
   /** Kernel messages on the console (slower under TCG); default quiet. */
   verbose?: boolean;
 }
@@ -50,6 +54,8 @@ export function guestCmdline(o: GuestOptions = {}): string {
   put('report_s', o.dirtyReportS);
   put('disk', o.disk);
   put('disk_interval_ms', o.diskIntervalMs);
+  put('panic_ms', o.panicMs);
+  put('watchdog_s', o.watchdogS);
   return words.join(' ');
 }
 

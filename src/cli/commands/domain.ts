@@ -1,6 +1,6 @@
 // virsh's domain lifecycle verbs.
 import { readFileSync } from 'node:fs';
-import type { DomainInfo, DomainOperationResult, DomainSummary } from '../../common/domain-types.js';
+import { MAX_SHUTDOWN_TIMEOUT_S, type DomainInfo, type DomainOperationResult, type DomainSummary } from '../../common/domain-types.js';
 import { UsageError } from '../exit-codes.js';
 import { runOperation } from '../run-operation.js';
 import type { Verb, VerbContext } from '../verb.js';
@@ -32,7 +32,7 @@ function printInfo(ctx: VerbContext, d: DomainInfo): void {
 }
 
 // start is in start.ts: it goes through the managed-save job.
-const simple = (op: 'destroy' | 'suspend' | 'resume' | 'undefine', message: (n: string) => string): Verb => ({
+const simple = (op: 'destroy' | 'suspend' | 'resume' | 'undefine' | 'reboot' | 'reset', message: (n: string) => string): Verb => ({
   summary: `${op} a domain`,
   usage: `vmferry ${op} DOMAIN`,
   async run(ctx, args) {
@@ -42,6 +42,32 @@ const simple = (op: 'destroy' | 'suspend' | 'resume' | 'undefine', message: (n: 
     return domainOf(r);
   },
 });
+
+// virsh shutdown returns once the button is pressed; --timeout waits for the guest
+// to stop and fails (OperationTimeout, guest left running) if it does not.
+const shutdownVerb: Verb = {
+  summary: 'gracefully shut down a domain (ACPI power button)',
+  usage: 'vmferry shutdown DOMAIN [--timeout SECONDS]',
+  options: { timeout: { type: 'string' } },
+  async run(ctx, args, opts) {
+    const name = oneDomain(args, 'shutdown');
+    let timeoutSeconds: number | undefined;
+    if (opts.timeout !== undefined) {
+      const t = String(opts.timeout);
+      timeoutSeconds = /^\d{1,7}$/.test(t) ? Number(t) : NaN;
+      if (!(timeoutSeconds <= MAX_SHUTDOWN_TIMEOUT_S)) throw new UsageError(`--timeout must be a whole number of seconds from 0 to ${MAX_SHUTDOWN_TIMEOUT_S}`);
+    }
+    const r = await runOperation(
+      ctx.client,
+      ctx.host,
+      { op: 'shutdown', name, ...(timeoutSeconds === undefined ? {} : { timeoutSeconds }) },
+      timeoutSeconds ?? 0,
+    );
+    const d = domainOf(r);
+    ctx.out(timeoutSeconds === undefined ? `Domain '${name}' is being shutdown` : `Domain '${name}' has been shut down`);
+    return d;
+  },
+};
 
 export const domainVerbs: Record<string, Verb> = {
   list: {
@@ -85,6 +111,9 @@ export const domainVerbs: Record<string, Verb> = {
   },
   undefine: simple('undefine', (n) => `Domain '${n}' has been undefined`),
   destroy: simple('destroy', (n) => `Domain '${n}' destroyed`),
+  shutdown: shutdownVerb,
+  reboot: simple('reboot', (n) => `Domain '${n}' is being rebooted`),
+  reset: simple('reset', (n) => `Domain '${n}' was reset`),
   suspend: simple('suspend', (n) => `Domain '${n}' suspended`),
   resume: simple('resume', (n) => `Domain '${n}' resumed`),
   'change-media': {
@@ -99,6 +128,19 @@ export const domainVerbs: Record<string, Verb> = {
       const [name, path] = args;
       const r = await runOperation(ctx.client, ctx.host, { op: 'change-media', name, path, ...(source !== undefined ? { source } : { eject: true }) });
       ctx.out(source !== undefined ? 'Successfully inserted media.' : 'Successfully ejected media.');
+      return domainOf(r);
+    },
+  },
+  'domif-setlink': {
+    summary: "set a domain's NIC link up or down",
+    usage: 'vmferry domif-setlink DOMAIN INTERFACE up|down',
+    async run(ctx, args) {
+      const [name, iface, state] = args;
+      if (args.length !== 3 || !name || !iface || (state !== 'up' && state !== 'down')) {
+        throw new UsageError('usage: vmferry domif-setlink DOMAIN INTERFACE up|down');
+      }
+      const r = await runOperation(ctx.client, ctx.host, { op: 'domif-setlink', name, interface: iface, state });
+      ctx.out('Device updated successfully');
       return domainOf(r);
     },
   },

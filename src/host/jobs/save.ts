@@ -32,7 +32,7 @@ import { enableMigrationEvents, readMaxBandwidthBytes, setMaxBandwidthBytes, UNL
 import type { RunningDomain } from '../running-domain.js';
 import { checkJobId, fdLabeller, securityContext, type JobDeps } from './deps.js';
 import type { SaveJobRecord } from './records.js';
-import { withConcreteCpu } from '../host-cpu.js';
+import { withConcreteCpu, withLiveCpu } from '../host-cpu.js';
 import { finishSave, rollBackAndThrow, settledRecord, settleJob } from './save-settle.js';
 
 const fsyncAsync = promisify(fsync);
@@ -183,10 +183,11 @@ export function saveJobs(deps: JobDeps, recovered: Promise<void>) {
       filterCommand(format, 'compress');
       if (args.bypassCache) directWriter(path, 0);
       const live = parseDomainXml(dom.domainXml);
-      // A host-model CPU is saved as the concrete CPU the guest runs (host-cpu.ts): the image restores anywhere that can run it.
+      // The image holds the CPU the guest runs: a host-model guest's expanded custom CPU (host-cpu.ts), which an XML
+      // saying host-model also means; a guest an older worker started as host/max is expanded now.
       let xml = migratableDomainXml(await withConcreteCpu(dom.qmp, live));
       if (args.xml !== undefined) {
-        const alt = parseDomainXml(args.xml);
+        const alt = withLiveCpu(parseDomainXml(args.xml), live);
         checkDestinationName(alt, name, undefined);
         checkAbiStability(alt, migratableDomainDef(live));
         xml = formatDomainXml(await withConcreteCpu(dom.qmp, alt));

@@ -18,10 +18,10 @@ import { formatMigrationCookie, parseMigrationCookie, type MigrationCookie } fro
 import { eventTimeMs } from './monitor.js';
 import { queryMigration } from '../../qemu/migration-engine.js';
 import { graphicsFor, listenIncoming, preallocate } from './incoming-qemu.js';
-import { destinationCapabilities, setCapabilities } from '../../qemu/migration-params.js';
+import { destinationCapabilities, ensureSelfAnnounce, setCapabilities } from '../../qemu/migration-params.js';
 import type { PortAllocator } from '../../migration/port-allocator.js';
 import { formatMigrationUri, parseMigrationUri } from '../../migration/uri.js';
-import { enableMigrationTls } from './qemu-tls.js';
+import { disableMigrationTls, enableMigrationTls } from './qemu-tls.js';
 import { hostTunnel, requireTunnel } from './host-tunnel.js';
 import { checkEmulator } from '../emulators.js';
 import { applyStartupPolicy } from '../startup-policy.js';
@@ -140,6 +140,7 @@ export async function prepare(d: DestinationDeps, a: PrepareArgs): Promise<Prepa
     rt.jobs.patch(destName, a.jobId, 'migrate-in', { pid: dom.pid });
     await faultPoint('migrate.prepare');
     await setCapabilities(dom.qmp, destinationCapabilities(a.flags));
+    if ((def.devices.interfaces?.length ?? 0) > 0) await ensureSelfAnnounce(dom.qmp);
     await preallocate(rt, dom, def);
     if (hostTls) await enableMigrationTls(rt, dom, hostTls.tls, { role: 'server', peerIdentity: a.sourceTlsIdentity! }, { domain: destName, uuid });
     if (tunnelled && hostTls) {
@@ -306,6 +307,13 @@ export async function finish(d: DestinationDeps, a: FinishArgs): Promise<FinishR
     }
     await abortDestination(d, name, a.jobId).catch(() => undefined);
     throw isVmError(err) ? err : vmError(ErrorType.OperationFailed, messageOf(err));
+  }
+  if (dom && !offline && (rec.flags.includes('tunnelled') || rec.flags.includes('tls'))) {
+    // The incoming stream's TLS settings would make this QEMU's next outgoing stream (a save, a
+    // migration in clear) a TLS server endpoint that cannot dial: back to clear, as libvirt resets them.
+    await disableMigrationTls(dom.qmp).catch((err: unknown) =>
+      rt.log.warn({ domain: name, err }, 'could not reset migration TLS after the incoming migration'),
+    );
   }
   forgetIncoming(d, name, a.jobId);
   const cookie =

@@ -33,7 +33,7 @@ import { requireTunnel } from './host-tunnel.js';
 import { disableMigrationTls, enableMigrationTls } from './qemu-tls.js';
 import { SourceTunnel, type SourceTunnelSpec } from '../../migration/tunnel/source-session.js';
 import { timeoutOptions } from './timeout-action.js';
-import { withConcreteCpu } from '../host-cpu.js';
+import { withConcreteCpu, withLiveCpu } from '../host-cpu.js';
 
 const TUNNEL_FD_NAME = 'vmf-tunnel-out';
 
@@ -73,11 +73,12 @@ export async function begin(rt: HostRuntime, a: BeginArgs): Promise<BeginResult>
   const sourceDef = offline && persistentDef ? persistentDef : liveDef;
   checkDiskSafety(sourceDef, flags);
 
-  // A host-model CPU leaves as the concrete CPU the guest runs (host-cpu.ts), as libvirt's migratable XML does.
+  // The live CPU leaves as it runs: a host-model guest was started as its expanded custom CPU (host-cpu.ts), and a
+  // destination XML saying host-model means that CPU. Only a guest an older worker started as host/max is expanded now.
   const liveQmp = offline ? undefined : dom?.qmp;
   let xml = migratableDomainXml(await withConcreteCpu(liveQmp, sourceDef));
   if (a.destinationXml !== undefined) {
-    const dest = parseDomainXml(a.destinationXml);
+    const dest = withLiveCpu(parseDomainXml(a.destinationXml), sourceDef);
     // Refused here, before the job is taken, rather than at the destination's Prepare.
     checkBuilt(dest);
     checkDestinationName(dest, name, a.dname);

@@ -11,7 +11,7 @@ function backend(s: CharDevDef, i: number): string {
     if (s.sourcePath === undefined || !isAbsolute(s.sourcePath)) {
       throw vmError(ErrorType.ConfigUnsupported, `serial ${i}: type='file' needs <source path='...'> with an absolute path`);
     }
-    return `file,id=charserial${i},path=${q(s.sourcePath)}`;
+    return `file,id=charserial${i},path=${q(s.sourcePath)}${s.sourceAppend === 'on' ? ',append=on' : ''}`;
   }
   throw vmError(ErrorType.ConfigUnsupported, `serial ${i}: type '${s.type}' is not supported (only 'pty' and 'file')`);
 }

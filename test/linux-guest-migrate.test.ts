@@ -1,0 +1,271 @@
+// The Linux test guest under vmferry, end to end (real Temporal, real QEMU TCG): two host
+// workers, each running inside its host's network namespace, whose bridges are joined into
+// one segment (a real cluster names its bridges alike, so both are called BRIDGE); the guest
+// is defined through vmferry with a bridge <interface> (the worker makes the tap), a virtio
+// disk on storage both hosts see (one file path) and a file serial (append='on': the
+// destination QEMU opens the same log). A client in a third namespace streams the guest's
+// counter while the guest migrates live, direct A -> B and then tunnelled B -> A, and while it
+// is saved and restored: the TCP connection survives, the sequence has no gap, the longest
+// pause is printed, every disk write the guest acknowledged is on disk afterwards, and the
+// destination's bridge sees QEMU's self-announce (RARP from the guest's MAC).
+import { spawn, spawnSync } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { MigrateFlag } from '../src/common/migration-types.js';
+import type { RestoreResult, SaveResult } from '../src/common/save-types.js';
+import { TestCluster } from './helpers/cluster.js';
+import { createGuestNetwork, type GuestNetwork } from './helpers/guest-network.js';
+import { checkDiskRecords, connectCounter, guestCmdline, lastDiskAck, linuxGuest, waitForSerial, type CounterClient } from './helpers/linux-guest.js';
+import { domainOf, startMigration } from './helpers/migration.js';
+import { createNetnsPair, type NetnsPair } from './helpers/netns.js';
+import { runJob } from './helpers/save.js';
+import { forwardTcp, type TcpForward } from './helpers/tcp-forward.js';
+import { makeCa, makeHostCert, tunnelEnv } from './helpers/tunnel-certs.js';
+
+const A = 'lg-a';
+const B = 'lg-b';
+const PORT = 7453;
+const NAME = 'lguest';
+const MAC = '52:54:00:4c:47:42';
+const BRIDGE = `vmfbr${process.pid % 10000}`;
+
+const isRoot = process.getuid?.() === 0;
+const cluster = new TestCluster();
+const dir = mkdtempSync(join(tmpdir(), 'vmf-lg-migrate-'));
+const disk = join(dir, 'disk.raw');
+const serialLog = join(dir, 'serial.log');
+let pair: NetnsPair | undefined;
+let net: GuestNetwork | undefined;
+let relay: TcpForward | undefined;
+let client: CounterClient | undefined;
+const uuid = randomUUID();
+
+function domainXml(): string {
+  const g = linuxGuest();
+  const cmdline = guestCmdline({ ip: `${net!.guestAddr(0)}/${net!.prefixLen}`, disk: '/dev/vda', diskIntervalMs: 50, dirtyMib: 16, dirtyRateMibS: 8 });
+  return `<domain type='qemu'>
+  <name>${NAME}</name>
+  <uuid>${uuid}</uuid>
+  <memory unit='MiB'>256</memory>
+  <vcpu>1</vcpu>
+  <os>
+    <type arch='x86_64' machine='pc'>hvm</type>
+    <kernel>${g.kernel}</kernel>
+    <initrd>${g.initrd}</initrd>
+    <cmdline>${cmdline}</cmdline>
+  </os>
+  <features><acpi/></features>
+  <devices>
+    <disk type='file' device='disk'>
+      <driver name='qemu' type='raw' cache='none'/>
+      <source file='${disk}'/>
+      <target dev='vda' bus='virtio'/>
+    </disk>
+    <controller type='usb' model='none'/>
+    <interface type='bridge'>
+      <mac address='${MAC}'/>
+      <source bridge='${BRIDGE}'/>
+      <model type='virtio'/>
+    </interface>
+    <serial type='file'>
+      <source path='${serialLog}' append='on'/>
+      <target port='0'/>
+    </serial>
+    <memballoon model='none'/>
+  </devices>
+</domain>
+`;
+}
+
+/** Taps on a host's bridge, as `ip` sees them inside its namespace. */
+function tapsOn(ns: string): string[] {
+  const r = spawnSync('ip', ['-n', ns, '-j', 'link', 'show', 'master', BRIDGE], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`ip link show failed: ${r.stderr}`);
+  return (JSON.parse(r.stdout || '[]') as { ifname: string }[]).map((l) => l.ifname).filter((n) => n.startsWith('vnet'));
+}
+
+/** RARP frames from the guest's MAC on a host's bridge while `during` runs (tcpdump in that namespace, stopped by PID). */
+async function announcesDuring(ns: string, during: () => Promise<void>): Promise<string[]> {
+  const child = spawn('ip', ['netns', 'exec', ns, 'tcpdump', '-i', BRIDGE, '-n', '-e', '-l', '-U', 'ether', 'proto', '0x8035', 'and', 'ether', 'src', MAC], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  let err = '';
+  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  const closed = new Promise<void>((resolve) => child.once('close', () => resolve()));
+  try {
+    await new Promise<void>((resolve, reject) => {
+      child.stderr.on('data', (d: Buffer) => {
+        err += d.toString();
+        if (/listening on/.test(err)) resolve();
+      });
+      child.once('close', () => reject(new Error(`tcpdump ended before it listened: ${err}`)));
+    });
+    await during();
+    // QEMU's first announce round goes out 50 ms after the switchover; wait for it (deadline), not a fixed time.
+    const deadline = Date.now() + 10_000;
+    while (!out.includes(MAC) && Date.now() < deadline) await new Promise<void>((r) => child.stdout.once('data', () => r()) && setTimeout(r, 500));
+  } finally {
+    child.kill('SIGINT');
+    await closed;
+  }
+  return out.split('\n').filter((l) => l.includes(MAC));
+}
+
+beforeAll(async () => {
+  if (!isRoot) return;
+  pair = createNetnsPair();
+  net = createGuestNetwork({ a: pair.a, b: pair.b }, { bridge: BRIDGE });
+  truncateSync((writeFileSync(disk, ''), disk), 16 * 1024 * 1024);
+  const [host, port] = cluster.address.split(':') as [string, string];
+  relay = await forwardTcp([pair.mgmtRootA, pair.mgmtRootB], { host, port: Number(port) });
+  const ca = makeCa(dir, 'lg-ca');
+  await cluster.connect();
+  await Promise.all([
+    cluster.startHost(
+      A,
+      {
+        ...tunnelEnv(`${pair.addrA}:${PORT}`, makeHostCert(dir, ca, A)),
+        TEMPORAL_ADDRESS: `${pair.mgmtRootA}:${relay.port}`,
+        VMFERRY_HOST_MIGRATION_ADDRESS: pair.addrA,
+      },
+      { commandPrefix: pair.prefix(pair.a) },
+    ),
+    cluster.startHost(
+      B,
+      {
+        ...tunnelEnv(`${pair.addrB}:${PORT}`, makeHostCert(dir, ca, B)),
+        TEMPORAL_ADDRESS: `${pair.mgmtRootB}:${relay.port}`,
+        VMFERRY_HOST_MIGRATION_ADDRESS: pair.addrB,
+      },
+      { commandPrefix: pair.prefix(pair.b) },
+    ),
+    cluster.startControl(),
+  ]);
+}, 120_000);
+
+afterAll(async () => {
+  await client?.close();
+  if (isRoot) {
+    await cluster.removeAllDomains([A, B]).catch(() => undefined);
+    await cluster.stop();
+  }
+  await relay?.close();
+  net?.destroy();
+  pair?.destroy();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+/** Every record the guest acknowledged so far must be on the disk (the image is shared: read it where it is). */
+async function expectAckedOnDisk(what: string): Promise<number> {
+  const acked = lastDiskAck(readFileSync(serialLog, 'utf8'));
+  const check = await checkDiskRecords(disk, acked);
+  console.log(`${what}: ${acked} disk records acknowledged, highest on disk ${check.highest}, ${check.missing.length} missing`);
+  expect(acked).toBeGreaterThan(0);
+  expect(check.missing).toEqual([]);
+  return acked;
+}
+
+async function migrate(from: string, to: string, flags: MigrateFlag[]): Promise<{ pauseMs: number; announces: string[] }> {
+  const before = client!.samples.length;
+  const announces = await announcesDuring(to === A ? pair!.a : pair!.b, async () => {
+    const handle = await startMigration(cluster.client, { domain: NAME, domainUuid: uuid, sourceHost: from, destinationHost: to, flags });
+    const result = await handle.result();
+    expect(result).toMatchObject({ domain: NAME, destination: { state: 'running', host: to } });
+  });
+  // The stream goes on from the destination: 100 more ticks (10 ms each) after the switchover.
+  const last = client!.samples.at(-1)!.seq;
+  await client!.waitForSeq(last + 100, 30_000).catch((err: unknown) => {
+    const fdb = (ns: string) => spawnSync('bridge', ['-n', ns, 'fdb', 'show', 'br', BRIDGE], { encoding: 'utf8' }).stdout;
+    console.log(
+      `on failure: announces ${JSON.stringify(announces)}\nA fdb ${fdb(pair!.a)}\nB fdb ${fdb(pair!.b)}\nA taps ${tapsOn(pair!.a)} B taps ${tapsOn(pair!.b)}\nserial tail ${readFileSync(serialLog, 'utf8').slice(-4000)}`,
+    );
+    const c = net!.prefix(net!.client);
+    const ping = spawnSync(c[0]!, [...c.slice(1), 'ping', '-c', '2', '-W', '1', net!.guestAddr(0)], { encoding: 'utf8' }).stdout;
+    const ss = spawnSync(c[0]!, [...c.slice(1), 'ss', '-tnoi'], { encoding: 'utf8' }).stdout;
+    console.log(`on failure: last sample at ${new Date(client!.samples.at(-1)!.at).toISOString()} now ${new Date().toISOString()}\nping ${ping}\nss ${ss}`);
+    throw err;
+  });
+  const during = client!.samples.slice(Math.max(0, before - 1));
+  let pauseMs = 0;
+  for (let i = 1; i < during.length; i++) pauseMs = Math.max(pauseMs, during[i]!.at - during[i - 1]!.at);
+  return { pauseMs, announces };
+}
+
+describe.skipIf(!isRoot)('the Linux guest under vmferry across two hosts (namespaces, bridged segment)', () => {
+  it('keeps its TCP counter stream and every acknowledged disk write through a direct and a tunnelled live migration, and announces itself on the destination bridge', async () => {
+    const defined = await cluster.op(A, { op: 'define', xml: domainXml() });
+    expect(defined).toMatchObject({ domain: { name: NAME } });
+    const started = domainOf(await cluster.op(A, { op: 'start', name: NAME }));
+    expect(started.state).toBe('running');
+    // The worker made the tap on host A's bridge, none on B.
+    expect(tapsOn(pair!.a)).toHaveLength(1);
+    expect(tapsOn(pair!.b)).toEqual([]);
+    const ready = await waitForSerial(serialLog, /^VMFERRY-GUEST-(READY|FAILED).*$/m, 120_000);
+    expect(ready).not.toMatch(/VMFERRY-GUEST-FAILED/);
+
+    client = connectCounter(net!.prefix(net!.client), net!.guestAddr(0));
+    const first = await client.next(30_000);
+    await client.waitForSeq(first.seq + 100, 30_000);
+
+    const direct = await migrate(A, B, ['live', 'persist-dest', 'undefine-source']);
+    expect(tapsOn(pair!.b)).toHaveLength(1);
+    // Confirm on the source removed the tap the source's worker made.
+    expect(tapsOn(pair!.a)).toEqual([]);
+    expect(direct.announces.length).toBeGreaterThan(0);
+    await expectAckedOnDisk('after the direct migration');
+
+    const tunnelled = await migrate(B, A, ['live', 'persist-dest', 'undefine-source', 'tunnelled']);
+    expect(tapsOn(pair!.a)).toHaveLength(1);
+    expect(tapsOn(pair!.b)).toEqual([]);
+    expect(tunnelled.announces.length).toBeGreaterThan(0);
+    await expectAckedOnDisk('after the tunnelled migration');
+
+    const report = client.report();
+    console.log(
+      `Linux guest live migration (TCG, 256 MiB, dirtying 8 MiB/s): longest TCP pause direct ${direct.pauseMs.toFixed(1)} ms, ` +
+        `tunnelled ${tunnelled.pauseMs.toFixed(1)} ms; ${report.count} lines, seq ${report.firstSeq}..${report.lastSeq}; ` +
+        `self-announce frames on the destination bridge: ${direct.announces.length} / ${tunnelled.announces.length}`,
+    );
+    // One connection all along, and not one line lost.
+    expect(report.gaps).toEqual([]);
+    expect(await Promise.race([client.ended, Promise.resolve('open')])).toBe('open');
+  });
+
+  it('resumes the same TCP connection after save and restore, with no gap in the sequence', async () => {
+    expect(client, 'the migration test ran first').toBeDefined();
+    const path = join(dir, 'lguest.save');
+    const before = client!.samples.length;
+    const saved = await runJob<SaveResult>(cluster.client, 'save', uuid, { host: A, name: NAME, path });
+    expect(saved).toMatchObject({ name: NAME });
+    // The QEMU is gone, and with it the tap its worker made.
+    expect(tapsOn(pair!.a)).toEqual([]);
+    const acked = await expectAckedOnDisk('after save');
+    const restored = await runJob<RestoreResult>(cluster.client, 'restore', uuid, { host: A, path });
+    expect(restored.domain).toMatchObject({ name: NAME, state: 'running' });
+    expect(tapsOn(pair!.a)).toHaveLength(1);
+    const last = client!.samples.at(-1)!.seq;
+    await client!.waitForSeq(last + 100, 60_000);
+    const during = client!.samples.slice(Math.max(0, before - 1));
+    let pauseMs = 0;
+    for (let i = 1; i < during.length; i++) pauseMs = Math.max(pauseMs, during[i]!.at - during[i - 1]!.at);
+    console.log(`save/restore: the same TCP connection resumed; longest pause ${pauseMs.toFixed(1)} ms`);
+    expect(client!.report().gaps).toEqual([]);
+    expect(await Promise.race([client!.ended, Promise.resolve('open')])).toBe('open');
+    expect(lastDiskAck(readFileSync(serialLog, 'utf8'))).toBeGreaterThan(acked);
+    rmSync(path, { force: true });
+
+    await client!.close();
+    client = undefined;
+    expect(domainOf(await cluster.op(A, { op: 'destroy', name: NAME })).state).toBe('shutoff');
+    expect(tapsOn(pair!.a)).toEqual([]);
+    // Nothing of the guest's network left in either worker's run directory.
+    for (const h of [A, B]) {
+      const run = join(cluster.hosts.get(h)!.baseDir, 'run');
+      expect(existsSync(run) ? readdirSync(run).filter((f) => f.endsWith('.taps')) : []).toEqual([]);
+    }
+  });
+});

@@ -1,9 +1,10 @@
 // Valid libvirt XML that vmferry once refused as invalid: memory given by NUMA
-// cells (then refused as not built, with its path, never dropped), and network
+// cells (built as -numa nodes, or refused with its path where not, never dropped), and network
 // names holding any character but '/'.
 import { describe, expect, it } from 'vitest';
 import { isVmError } from '../src/common/errors.js';
 import { checkBuilt, formatDomainXml, parseDomainXml } from '../src/domain/index.js';
+import { buildQemuArgs } from '../src/qemu/command-line.js';
 import { guestXml } from './helpers/guest-xml.js';
 
 const outcome = (f: () => unknown): string => {
@@ -37,9 +38,13 @@ describe('libvirt XML vmferry accepts', () => {
     expect(outcome(() => parseDomainXml(guestXml({ name: 'x' }).replace(/ *<memory unit='MiB'>64<\/memory>\n/, '')))).toMatch(/^XmlError: missing <memory>/);
   });
 
-  it('guest NUMA is not built: ConfigUnsupported naming cpu/numa, not dropped', () => {
-    expect(outcome(() => checkBuilt(parseDomainXml(numa(''))))).toMatch(
-      /^ConfigUnsupported: cpu: guest NUMA cells \(cpu\/numa\) are not built at \/domain\/cpu/,
+  it('guest NUMA is built (-numa node per cell), and refused with file-backed memory, never dropped', () => {
+    const anonymous = parseDomainXml(numa('').replace(/ *<memoryBacking>[\s\S]*?<\/memoryBacking>\n/, ''));
+    expect(outcome(() => checkBuilt(anonymous))).toBe('succeeded');
+    const args = buildQemuArgs(anonymous, { qmpSocket: '/run/x.qmp' });
+    expect(args.filter((a) => a.startsWith('node,nodeid='))).toHaveLength(2);
+    expect(outcome(() => buildQemuArgs(parseDomainXml(numa('')), { qmpSocket: '/run/x.qmp', memoryBackingFile: '/dev/shm/x.ram' }))).toMatch(
+      /^ConfigUnsupported: .*NUMA cells together with file-backed memory/,
     );
   });
 

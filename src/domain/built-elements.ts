@@ -25,7 +25,10 @@ const LISTEN: ElementRule = {
 const GRAPHICS_COMMON = { port: 'the server port', autoport: 'port chosen at start', listen: 'the listen address', passwd: 'set over QMP after start' };
 
 const CHARDEV_SOURCE: ElementRule = { why: 'the pty path QEMU allocated (run time)', attrs: { path: 'run-time pty path' } };
-const FILE_SOURCE: ElementRule = { why: 'the file QEMU writes the output to', attrs: { path: 'the file (absolute)' } };
+const FILE_SOURCE: ElementRule = {
+  why: 'the file QEMU writes the output to',
+  attrs: { path: 'the file (absolute)', append: { why: 'append=on keeps what is in the file', values: ['on', 'off'] } },
+};
 const SERIAL_TARGET: ElementRule = {
   why: 'the port, in order',
   attrs: { port: 'COM port number', type: { why: 'the ISA serial port', values: ['isa-serial'] } },

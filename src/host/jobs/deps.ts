@@ -9,7 +9,11 @@ import type { FdLabeller } from '../../saveimage/pipe-label.js';
 import type { HostRuntime } from '../host-runtime.js';
 import { portsFor } from '../migration/ports.js';
 import { JobAttempts } from './attempts.js';
-import type { JobRecords } from './records.js';
+import type { JobRecords, SaveJobRecord } from './records.js';
+import type { HostJob } from '../domain-lock.js';
+import type { StreamControl } from '../../saveimage/stream-control.js';
+import type { Heartbeats } from '../../support/activity-heartbeat.js';
+import { faultArmed, faultPoint } from '../../support/fault-points.js';
 
 export interface JobDeps {
   rt: HostRuntime;
@@ -48,5 +52,30 @@ export function fdLabeller(deps: JobDeps, ctx: SecurityContext): FdLabeller {
     labelFd: (fd) => deps.security.labelFd(fd, ctx),
     restoreFd: (fd) => deps.security.restoreFd(fd, ctx),
     onRestoreError: (err) => deps.log.warn({ domain: ctx.domain, err }, 'restoring the label of a stream pipe failed'),
+  };
+}
+
+/**
+ * What a save or restore stream reports to its job: the helpers it spawned go into
+ * the job record (a restarted worker stops them), progress into the job and the
+ * heartbeat, and, in tests, the stream's mid-stream fault point.
+ */
+export function jobStreamControl(
+  deps: JobDeps,
+  kind: 'save' | 'restore',
+  rec: SaveJobRecord,
+  job: HostJob,
+  beats: Heartbeats,
+  aborted: () => boolean,
+): StreamControl {
+  const point = kind === 'save' ? 'save.mid-stream' : 'restore.mid-stream';
+  return {
+    aborted,
+    onHelpers: (helpers) => deps.records.update(rec, { helpers }),
+    onProgress: (progress, status) => {
+      job.progress = progress;
+      beats.update({ progress, status });
+    },
+    midStream: faultArmed(point) ? () => faultPoint(point) : undefined,
   };
 }

@@ -27,10 +27,10 @@ import { hasManagedSave, managedSavePath, removeManagedSave } from '../../saveim
 import { runRestoreStream } from '../../saveimage/restore-stream.js';
 import { abortedError } from '../../saveimage/stream-control.js';
 import { Heartbeats } from '../../support/activity-heartbeat.js';
-import { faultArmed, faultPoint } from '../../support/fault-points.js';
+import { faultPoint } from '../../support/fault-points.js';
 import type { HostJob } from '../domain-lock.js';
 import type { RunningDomain } from '../running-domain.js';
-import { checkJobId, fdLabeller, securityContext, type JobDeps } from './deps.js';
+import { checkJobId, fdLabeller, jobStreamControl, securityContext, type JobDeps } from './deps.js';
 import { rollBackAndThrow, settledRecord } from './save-settle.js';
 import { checkEmulator } from '../emulators.js';
 import { applyStartupPolicy } from '../startup-policy.js';
@@ -148,15 +148,7 @@ export function restoreJobs(deps: JobDeps, recovered: Promise<void>) {
         bypassCache: plan.bypassCache,
         pipeDir: rt.config.runDir,
         labeller: fdLabeller(deps, sctx),
-        control: {
-          aborted,
-          onHelpers: (helpers) => records.update(rec, { helpers }),
-          onProgress: (progress, status) => {
-            job.progress = progress;
-            beats.update({ progress, status });
-          },
-          midStream: faultArmed('restore.mid-stream') ? () => faultPoint('restore.mid-stream') : undefined,
-        },
+        control: jobStreamControl(deps, 'restore', rec, job, beats, aborted),
         warn: (message) => deps.log.warn({ domain: plan.name, path: plan.path }, message),
       });
       await faultPoint('restore.after-stream');

@@ -27,10 +27,10 @@ import { runSaveStream } from '../../saveimage/save-stream.js';
 import { abortedError } from '../../saveimage/stream-control.js';
 import { BackgroundFlush } from '../../saveimage/background-flush.js';
 import { Heartbeats } from '../../support/activity-heartbeat.js';
-import { faultArmed, faultPoint } from '../../support/fault-points.js';
+import { faultPoint } from '../../support/fault-points.js';
 import { enableMigrationEvents, readMaxBandwidthBytes, setMaxBandwidthBytes, UNLIMITED_BANDWIDTH_BYTES } from '../../qemu/migration-params.js';
 import type { RunningDomain } from '../running-domain.js';
-import { checkJobId, fdLabeller, securityContext, type JobDeps } from './deps.js';
+import { checkJobId, fdLabeller, jobStreamControl, securityContext, type JobDeps } from './deps.js';
 import type { SaveJobRecord } from './records.js';
 import { withConcreteCpu, withLiveCpu } from '../host-cpu.js';
 import { finishSave, rollBackAndThrow, settledRecord, settleJob } from './save-settle.js';
@@ -112,15 +112,7 @@ export function saveJobs(deps: JobDeps, recovered: Promise<void>) {
         bypassCache: plan.bypassCache,
         pipeDir: rt.config.runDir,
         labeller: fdLabeller(deps, sctx),
-        control: {
-          aborted,
-          onHelpers: (helpers) => records.update(rec, { helpers }),
-          onProgress: (progress, status) => {
-            job.progress = progress;
-            beats.update({ progress, status });
-          },
-          midStream: faultArmed('save.mid-stream') ? () => faultPoint('save.mid-stream') : undefined,
-        },
+        control: jobStreamControl(deps, 'save', rec, job, beats, aborted),
       });
       beats.update({ phase: 'flush', status: 'completed' });
       await flush.stop();

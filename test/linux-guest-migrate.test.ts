@@ -43,6 +43,10 @@ let relay: TcpForward | undefined;
 let client: CounterClient | undefined;
 const uuid = randomUUID();
 
+// host-model, not QEMU's default qemu64: with qemu64 (AMD family 15) the guest kernel takes the
+// AMD E400 idle path, and after a live migration under TCG it panicked in 3 of 4 runs (a fatal
+// exception in interrupt, rb_next from amd_e400_idle); with host-model (a named Intel model under
+// TCG) 4 of 4 passed. Whether TCG or the guest kernel is at fault is not settled.
 function domainXml(): string {
   const g = linuxGuest();
   const cmdline = guestCmdline({ ip: `${net!.guestAddr(0)}/${net!.prefixLen}`, disk: '/dev/vda', diskIntervalMs: 50, dirtyMib: 16, dirtyRateMibS: 8 });
@@ -51,6 +55,7 @@ function domainXml(): string {
   <uuid>${uuid}</uuid>
   <memory unit='MiB'>256</memory>
   <vcpu>1</vcpu>
+  <cpu mode='host-model'/>
   <os>
     <type arch='x86_64' machine='pc'>hvm</type>
     <kernel>${g.kernel}</kernel>

@@ -26,7 +26,11 @@ describe('serial type file (pure code)', () => {
   it.each([
     ["<serial type='file'><target port='0'/></serial>", 'ConfigUnsupported', /absolute path/],
     ["<serial type='file'><source path='rel.log'/><target port='0'/></serial>", 'XmlError', /absolute/],
-    ["<serial type='tcp'><source mode='bind' host='127.0.0.1' service='4555'/><target port='0'/></serial>", 'ConfigUnsupported', /type='?tcp'? is not supported/],
+    [
+      "<serial type='tcp'><source mode='bind' host='127.0.0.1' service='4555'/><target port='0'/></serial>",
+      'ConfigUnsupported',
+      /type='?tcp'? is not supported/,
+    ],
   ])('refuses %s', (serial, type, message) => {
     let err: unknown;
     try {

@@ -4,7 +4,8 @@
 // hook refusing prepare, which refuses the start before any QEMU exists.
 // The hook is a small shell script the test writes: it appends its argv and a hash
 // of its stdin to a log, keeps the last XML it got per operation, and exits 1 when a
-// marker file for the operation exists.
+// marker file for the operation exists; it prints a replacement file's content as
+// its stdout (migrate's replacement XML).
 import { createHash, randomUUID } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -29,6 +30,9 @@ xml="${dir}/last-$2.xml"
 cat > "$xml"
 sum=$(sha256sum < "$xml" | cut -c1-16)
 echo "$1 $2 $3 $4 $sum" >> "${dir}/calls.log"
+if [ -e "${dir}/replace-$2" ]; then
+  cat "${dir}/replace-$2"
+fi
 if [ -e "${dir}/refuse-$2" ]; then
   echo "refused by the test marker for $2" >&2
   echo "second line" >&2
@@ -88,7 +92,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  for (const h of [A, B]) for (const f of readdirSync(hookDir(h)).filter((f) => f.startsWith('refuse-'))) rmSync(join(hookDir(h), f));
+  for (const h of [A, B]) for (const f of readdirSync(hookDir(h)).filter((f) => /^(refuse|replace)-/.test(f))) rmSync(join(hookDir(h), f));
   await cluster.removeAllDomains([A, B]);
   await cluster.stop();
 });
@@ -181,5 +185,36 @@ describe('host hooks (libvirt calling convention)', () => {
     expect(still).toMatchObject({ state: 'running', pid: onB.pid });
     await cluster.op(B, { op: 'destroy', name: 'hk3' });
     await cluster.op(B, { op: 'undefine', name: 'hk3' });
+  });
+
+  it("the migrate hook's stdout replaces the incoming definition, and a replacement for another domain is refused", async () => {
+    const uuid = randomUUID();
+    await cluster.op(A, { op: 'define', xml: guestXml({ name: 'hk4', uuid }) });
+    const src = domainOf(await cluster.op(A, { op: 'start', name: 'hk4' }));
+    const replace = join(hookDir(B), 'replace-migrate');
+    try {
+      // Another UUID: Prepare refuses it as it refuses such XML from a source; the guest stays on A.
+      writeFileSync(replace, guestXml({ name: 'hk4', uuid: randomUUID() }));
+      clearCalls(B);
+      const bad = await failureOf(
+        (await startMigration(cluster.client, { domain: 'hk4', domainUuid: uuid, sourceHost: A, destinationHost: B, flags: ['live'] })).result(),
+      );
+      expect(bad.message).toMatch(/has UUID .*, the migration is for/);
+      expect(calls(B)).toEqual(seq('hk4', ['migrate']));
+      expect(domainOf(await cluster.op(A, { op: 'info', name: 'hk4' }))).toMatchObject({ state: 'running', pid: src.pid });
+
+      writeFileSync(replace, guestXml({ name: 'hk4', uuid }).replace('</name>', '</name>\n  <description>rewritten by the migrate hook</description>'));
+      clearCalls(B);
+      await (await startMigration(cluster.client, { domain: 'hk4', domainUuid: uuid, sourceHost: A, destinationHost: B, flags: ['live'] })).result();
+      expect(calls(B)).toEqual(seq('hk4', ['migrate', 'prepare', 'start', 'started']));
+      // What runs on B is the hook's definition, and prepare got it on stdin.
+      expect(lastXml(B, 'prepare').xml).toContain('<description>rewritten by the migrate hook</description>');
+      const live = (await cluster.op(B, { op: 'dumpxml', name: 'hk4' })) as { xml: string };
+      expect(live.xml).toContain('<description>rewritten by the migrate hook</description>');
+    } finally {
+      rmSync(replace, { force: true });
+    }
+    await cluster.op(B, { op: 'destroy', name: 'hk4' });
+    await cluster.op(A, { op: 'undefine', name: 'hk4' });
   });
 });

@@ -14,17 +14,17 @@ import { parseCommandLine } from './command-line.js';
 import { loadCliConfig } from './cli-config.js';
 import { connect } from './connection.js';
 import { EXIT_FAILED, EXIT_INVALID, EXIT_OK, exitCodeFor, UsageError } from './exit-codes.js';
-import type { OptionSpec, Verb } from './verb.js';
+import { type OptionSpec, type Verb, FLAG, VALUE } from './verb.js';
 
 const GLOBAL_OPTIONS: OptionSpec = {
-  address: { type: 'string' },
+  address: VALUE,
   namespace: { type: 'string', short: 'n' },
-  'tls-cert-path': { type: 'string' },
-  'tls-key-path': { type: 'string' },
-  'tls-ca-path': { type: 'string' },
-  'tls-server-name': { type: 'string' },
+  'tls-cert-path': VALUE,
+  'tls-key-path': VALUE,
+  'tls-ca-path': VALUE,
+  'tls-server-name': VALUE,
   host: { type: 'string', short: 'H' },
-  json: { type: 'boolean' },
+  json: FLAG,
   help: { type: 'boolean', short: 'h' },
 };
 

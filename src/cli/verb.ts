@@ -2,6 +2,10 @@ import type { Client } from '@temporalio/client';
 
 export type OptionSpec = Record<string, { type: 'string' | 'boolean'; short?: string; multiple?: boolean }>;
 
+/** A flag (`--live`) and an option with a value (`--format zstd`): what most verbs' options are. */
+export const FLAG = { type: 'boolean' } as const;
+export const VALUE = { type: 'string' } as const;
+
 export interface VerbContext {
   client: Client;
   /** The host the verb acts on (--host, VMFERRY_HOST). */

@@ -18,6 +18,7 @@ import {
   syncChild,
   syncChildAttrs,
 } from '../xml/xml-edit.js';
+import type { DeviceAddress } from './domain-model.js';
 import type { XmlElement } from '../xml/xml-tree.js';
 
 const VIDEO_ORDER = ['model', 'driver', 'alias', 'address'] as const;
@@ -34,19 +35,17 @@ function writeVideo(el: XmlElement, v: VideoDef): void {
   applyAddress(el, v.address, VIDEO_ORDER);
 }
 
-function writeInput(el: XmlElement, v: InputDef): void {
-  setAttr(el, 'type', v.type);
-  setAttr(el, 'bus', v.bus);
-  applyAddress(el, v.address, SIMPLE_ORDER);
+/** A device that is attributes on its own element and an address. */
+function writeFlat(el: XmlElement, attrs: Record<string, string | number | undefined>, address: DeviceAddress | undefined): void {
+  for (const [name, value] of Object.entries(attrs)) {
+    if (typeof value === 'number') setIntAttr(el, name, value);
+    else setAttr(el, name, value);
+  }
+  applyAddress(el, address, SIMPLE_ORDER);
 }
 
-function writeController(el: XmlElement, v: ControllerDef): void {
-  setAttr(el, 'type', v.type);
-  setIntAttr(el, 'index', v.index);
-  setAttr(el, 'model', v.model);
-  setIntAttr(el, 'ports', v.ports);
-  applyAddress(el, v.address, SIMPLE_ORDER);
-}
+const writeInput = (el: XmlElement, v: InputDef): void => writeFlat(el, { type: v.type, bus: v.bus }, v.address);
+const writeController = (el: XmlElement, v: ControllerDef): void => writeFlat(el, { type: v.type, index: v.index, model: v.model, ports: v.ports }, v.address);
 
 function writeChannel(el: XmlElement, v: ChannelDef): void {
   setAttr(el, 'type', v.type);
@@ -68,16 +67,8 @@ function writeRng(el: XmlElement, v: RngDef): void {
   applyAddress(el, v.address, RNG_ORDER);
 }
 
-function writeWatchdog(el: XmlElement, v: WatchdogDef): void {
-  setAttr(el, 'model', v.model);
-  setAttr(el, 'action', v.action);
-  applyAddress(el, v.address, SIMPLE_ORDER);
-}
-
-function writePanic(el: XmlElement, v: PanicDef): void {
-  setAttr(el, 'model', v.model);
-  applyAddress(el, v.address, SIMPLE_ORDER);
-}
+const writeWatchdog = (el: XmlElement, v: WatchdogDef): void => writeFlat(el, { model: v.model, action: v.action }, v.address);
+const writePanic = (el: XmlElement, v: PanicDef): void => writeFlat(el, { model: v.model }, v.address);
 
 const WRITERS: { [K in MoreFamily]: (el: XmlElement, v: NonNullable<MoreDevicesDef[K]>[number]) => void } = {
   videos: writeVideo,

@@ -5,7 +5,7 @@ import { createCodecServer } from '../../codec/codec-server.js';
 import { payloadCodecFor } from '../../codec/key-file.js';
 import { stringOpt } from '../args.js';
 import { UsageError } from '../exit-codes.js';
-import type { Verb } from '../verb.js';
+import { type Verb, VALUE } from '../verb.js';
 
 function listenAddress(v: string): { host: string; port: number } {
   const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(v);
@@ -17,7 +17,7 @@ function listenAddress(v: string): { host: string; port: number } {
 export const codecServerVerb: Verb = {
   summary: 'serve the payload codec (VMFERRY_PAYLOAD_KEY_FILE) to the Web UI / Temporal CLI',
   usage: 'vmferry codec-server [--listen HOST:PORT (127.0.0.1:8888)] [--ui-origin URL (http://localhost:8233), repeatable]',
-  options: { listen: { type: 'string' }, 'ui-origin': { type: 'string', multiple: true } },
+  options: { listen: VALUE, 'ui-origin': { type: 'string', multiple: true } },
   local: true,
   async run(ctx, _args, opts) {
     if (!ctx.payloadKeyFiles) throw new UsageError('set VMFERRY_PAYLOAD_KEY_FILE to the key file the workers use');

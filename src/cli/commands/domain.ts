@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { MAX_SHUTDOWN_TIMEOUT_S, type DomainInfo, type DomainOperationResult, type DomainSummary } from '../../common/domain-types.js';
 import { UsageError } from '../exit-codes.js';
 import { runOperation } from '../run-operation.js';
-import type { Verb, VerbContext } from '../verb.js';
+import { type Verb, type VerbContext, FLAG, VALUE } from '../verb.js';
 
 function oneDomain(args: string[], verb: string): string {
   if (args.length !== 1 || !args[0]) throw new UsageError(`usage: vmferry ${verb} DOMAIN`);
@@ -48,7 +48,7 @@ const simple = (op: 'destroy' | 'suspend' | 'resume' | 'undefine' | 'reboot' | '
 const shutdownVerb: Verb = {
   summary: 'gracefully shut down a domain (ACPI power button)',
   usage: 'vmferry shutdown DOMAIN [--timeout SECONDS]',
-  options: { timeout: { type: 'string' } },
+  options: { timeout: VALUE },
   async run(ctx, args, opts) {
     const name = oneDomain(args, 'shutdown');
     let timeoutSeconds: number | undefined;
@@ -73,7 +73,7 @@ export const domainVerbs: Record<string, Verb> = {
   list: {
     summary: 'list domains on a host',
     usage: 'vmferry list [--all]',
-    options: { all: { type: 'boolean' } },
+    options: { all: FLAG },
     async run(ctx, _args, opts) {
       const r = await runOperation(ctx.client, ctx.host, { op: 'list' });
       const domains = ('domains' in r ? r.domains : []).filter((d: DomainSummary) => opts.all === true || d.state !== 'shutoff');
@@ -119,7 +119,7 @@ export const domainVerbs: Record<string, Verb> = {
   'change-media': {
     summary: "change or eject a cdrom's medium",
     usage: 'vmferry change-media DOMAIN PATH (--source FILE | --eject)',
-    options: { source: { type: 'string' }, eject: { type: 'boolean' } },
+    options: { source: VALUE, eject: FLAG },
     async run(ctx, args, opts) {
       const usage = 'usage: vmferry change-media DOMAIN PATH (--source FILE | --eject)';
       if (args.length !== 2 || !args[0] || !args[1]) throw new UsageError(usage);
@@ -158,7 +158,7 @@ export const domainVerbs: Record<string, Verb> = {
   dumpxml: {
     summary: 'domain XML',
     usage: 'vmferry dumpxml DOMAIN [--inactive] [--migratable] [--security-info]',
-    options: { inactive: { type: 'boolean' }, migratable: { type: 'boolean' }, 'security-info': { type: 'boolean' } },
+    options: { inactive: FLAG, migratable: FLAG, 'security-info': FLAG },
     async run(ctx, args, opts) {
       const name = oneDomain(args, 'dumpxml');
       const r = await runOperation(ctx.client, ctx.host, {

@@ -7,18 +7,12 @@ import { mib, positionals, stringOpt, wholeNumber } from '../args.js';
 import { UsageError } from '../exit-codes.js';
 import { followDomainJob } from '../domain-job.js';
 import { domainInfo, requireHost } from '../job-start.js';
-import type { Verb } from '../verb.js';
+import { type Verb, FLAG, VALUE } from '../verb.js';
 
 export const dumpVerb: Verb = {
   summary: "dump a domain's memory to a file on its host (--memory-only)",
   usage: `vmferry dump DOMAIN FILE --memory-only [--format ${CORE_DUMP_FORMATS.join('|')}] [--live] [--bandwidth MIBPS]`,
-  options: {
-    'memory-only': { type: 'boolean' },
-    format: { type: 'string' },
-    live: { type: 'boolean' },
-    bandwidth: { type: 'string' },
-    verbose: { type: 'boolean' },
-  },
+  options: { 'memory-only': FLAG, format: VALUE, live: FLAG, bandwidth: VALUE, verbose: FLAG },
   async run(ctx, args, opts) {
     const [name, path] = positionals(args, 2, this.usage) as [string, string];
     if (opts['memory-only'] !== true) {

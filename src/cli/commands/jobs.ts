@@ -5,7 +5,7 @@ import { ErrorType, isVmError, vmError } from '../../common/errors.js';
 import { UsageError } from '../exit-codes.js';
 import { domainInfo } from '../job-start.js';
 import { JOB_ID_PREFIX, jobInfoWithProgress, lastCompletedJob, quote, runningJob, type FoundJob } from '../job-lookup.js';
-import type { Verb, VerbContext } from '../verb.js';
+import { type Verb, type VerbContext, FLAG, VALUE } from '../verb.js';
 
 function oneDomain(args: string[], usage: string): string {
   if (args.length < 1 || !args[0]) throw new UsageError(`usage: ${usage}`);
@@ -62,27 +62,33 @@ function requireControl(job: FoundJob, domain: string, allowed: Set<string>, wha
  * migrate-setspeed and migrate-setmaxdowntime: an update, not a signal, so the
  * job's validator answers and a refusal reaches the operator.
  */
-async function setJobLimit(
-  ctx: VerbContext,
-  args: string[],
+function setLimitVerb(
+  summary: string,
   usage: string,
   spec: { validate: (n: number) => string | undefined; jobs: Set<string>; what: string; update: typeof setSpeedUpdate },
-): Promise<{ workflowId: string; value: number }> {
-  const value = numberArg(args[1], usage);
-  const why = spec.validate(value);
-  if (why) throw new UsageError(why);
-  const domain = oneDomain(args, usage);
-  const job = await jobOf(ctx, domain);
-  requireControl(job, domain, spec.jobs, spec.what);
-  await job.handle.executeUpdate(spec.update, { args: [value] });
-  return { workflowId: job.handle.workflowId, value };
+  resultKey: string,
+): Verb {
+  return {
+    summary,
+    usage,
+    async run(ctx, args) {
+      const value = numberArg(args[1], usage);
+      const why = spec.validate(value);
+      if (why) throw new UsageError(why);
+      const domain = oneDomain(args, usage);
+      const job = await jobOf(ctx, domain);
+      requireControl(job, domain, spec.jobs, spec.what);
+      await job.handle.executeUpdate(spec.update, { args: [value] });
+      return { workflowId: job.handle.workflowId, [resultKey]: value };
+    },
+  };
 }
 
 export const jobVerbs: Record<string, Verb> = {
   jobs: {
     summary: 'recent and running jobs',
     usage: 'vmferry jobs [--domain NAME] [--host NAME] [--running] [--limit N]',
-    options: { domain: { type: 'string' }, running: { type: 'boolean' }, limit: { type: 'string' } },
+    options: { domain: VALUE, running: FLAG, limit: VALUE },
     async run(ctx, _args, opts) {
       const clauses = [`WorkflowId STARTS_WITH "${JOB_ID_PREFIX}"`];
       if (typeof opts.domain === 'string') clauses.push(`DomainName="${opts.domain.replace(/"/g, '')}"`);
@@ -119,7 +125,7 @@ export const jobVerbs: Record<string, Verb> = {
   domjobinfo: {
     summary: "the domain's running job (or with --completed, its last finished one): phase and progress",
     usage: 'vmferry domjobinfo DOMAIN [--completed]',
-    options: { completed: { type: 'boolean' } },
+    options: { completed: FLAG },
     async run(ctx, args, opts) {
       const domain = oneDomain(args, this.usage);
       const job =
@@ -150,14 +156,12 @@ export const jobVerbs: Record<string, Verb> = {
       return { workflowId: job.handle.workflowId, signal: 'cancel' };
     },
   },
-  'migrate-setspeed': {
-    summary: "set the running migration's (or dump's) bandwidth (MiB/s, 0 = unlimited)",
-    usage: 'vmferry migrate-setspeed DOMAIN MIBPS',
-    async run(ctx, args) {
-      const r = await setJobLimit(ctx, args, this.usage, { validate: invalidSpeed, jobs: SPEED_JOBS, what: 'speed', update: setSpeedUpdate });
-      return { workflowId: r.workflowId, speedMiBps: r.value };
-    },
-  },
+  'migrate-setspeed': setLimitVerb(
+    "set the running migration's (or dump's) bandwidth (MiB/s, 0 = unlimited)",
+    'vmferry migrate-setspeed DOMAIN MIBPS',
+    { validate: invalidSpeed, jobs: SPEED_JOBS, what: 'speed', update: setSpeedUpdate },
+    'speedMiBps',
+  ),
   'migrate-getspeed': {
     summary: "the running job's bandwidth limit (MiB/s, 0 = unlimited)",
     usage: 'vmferry migrate-getspeed DOMAIN',
@@ -168,14 +172,12 @@ export const jobVerbs: Record<string, Verb> = {
       return { speedMiBps: info.speedLimitMiBps ?? 0 };
     },
   },
-  'migrate-setmaxdowntime': {
-    summary: "set the running migration's max downtime (ms)",
-    usage: 'vmferry migrate-setmaxdowntime DOMAIN MS',
-    async run(ctx, args) {
-      const r = await setJobLimit(ctx, args, this.usage, { validate: invalidDowntime, jobs: DOWNTIME_JOBS, what: 'downtime', update: setMaxDowntimeUpdate });
-      return { workflowId: r.workflowId, maxDowntimeMs: r.value };
-    },
-  },
+  'migrate-setmaxdowntime': setLimitVerb(
+    "set the running migration's max downtime (ms)",
+    'vmferry migrate-setmaxdowntime DOMAIN MS',
+    { validate: invalidDowntime, jobs: DOWNTIME_JOBS, what: 'downtime', update: setMaxDowntimeUpdate },
+    'maxDowntimeMs',
+  ),
   'migrate-getmaxdowntime': {
     summary: "the running migration's max downtime (ms)",
     usage: 'vmferry migrate-getmaxdowntime DOMAIN',

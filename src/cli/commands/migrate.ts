@@ -10,7 +10,7 @@ import { mib, positionals, readXmlFile, stringOpt, wholeNumber, type Opts } from
 import { UsageError } from '../exit-codes.js';
 import { followDomainJob } from '../domain-job.js';
 import { domainInfo, requireHost } from '../job-start.js';
-import type { OptionSpec, Verb } from '../verb.js';
+import { type OptionSpec, type Verb, FLAG, VALUE } from '../verb.js';
 
 /** virsh option -> workflow flag. */
 const FLAG_OPTIONS: Record<string, MigrateFlag> = {
@@ -32,12 +32,12 @@ const FLAG_OPTIONS: Record<string, MigrateFlag> = {
 
 const OPTIONS: OptionSpec = {
   ...Object.fromEntries(Object.keys(FLAG_OPTIONS).map((o) => [o, { type: 'boolean' as const }])),
-  bandwidth: { type: 'string' },
-  xml: { type: 'string' },
-  dname: { type: 'string' },
-  migrateuri: { type: 'string' },
-  timeout: { type: 'string' },
-  verbose: { type: 'boolean' },
+  bandwidth: VALUE,
+  xml: VALUE,
+  dname: VALUE,
+  migrateuri: VALUE,
+  timeout: VALUE,
+  verbose: FLAG,
 };
 
 function flagsOf(opts: Opts): MigrateFlag[] {

@@ -6,9 +6,9 @@ import { mib, positionals, readXmlFile, runState, stringOpt, type Opts } from '.
 import { UsageError } from '../exit-codes.js';
 import { followDomainJob } from '../domain-job.js';
 import { domainInfo, imageDomain, requireHost, runShort, saveImageXml } from '../job-start.js';
-import type { Verb } from '../verb.js';
+import { type Verb, FLAG, VALUE } from '../verb.js';
 
-const RUN_STATE = { running: { type: 'boolean' }, paused: { type: 'boolean' } } as const;
+const RUN_STATE = { running: FLAG, paused: FLAG } as const;
 const FORMATS = SAVE_FORMAT_NAMES.join('|');
 
 function format(opts: Opts): SaveFormatName | undefined {
@@ -23,14 +23,7 @@ export const saveVerbs: Record<string, Verb> = {
   save: {
     summary: "save a domain's memory to a file on its host; the domain stops",
     usage: `vmferry save DOMAIN FILE [--bypass-cache] [--running|--paused] [--format ${FORMATS}] [--xml FILE] [--overwrite]`,
-    options: {
-      ...RUN_STATE,
-      'bypass-cache': { type: 'boolean' },
-      format: { type: 'string' },
-      xml: { type: 'string' },
-      overwrite: { type: 'boolean' },
-      verbose: { type: 'boolean' },
-    },
+    options: { ...RUN_STATE, 'bypass-cache': FLAG, format: VALUE, xml: VALUE, overwrite: FLAG, verbose: FLAG },
     async run(ctx, args, opts) {
       const [name, path] = positionals(args, 2, this.usage) as [string, string];
       const input = {
@@ -56,7 +49,7 @@ export const saveVerbs: Record<string, Verb> = {
   restore: {
     summary: 'restore a domain from a save image on the host',
     usage: 'vmferry restore FILE [--bypass-cache] [--running|--paused] [--xml FILE]',
-    options: { ...RUN_STATE, 'bypass-cache': { type: 'boolean' }, xml: { type: 'string' }, verbose: { type: 'boolean' } },
+    options: { ...RUN_STATE, 'bypass-cache': FLAG, xml: VALUE, verbose: FLAG },
     async run(ctx, args, opts) {
       const [path] = positionals(args, 1, this.usage) as [string];
       const input = { path, bypassCache: opts['bypass-cache'] === true, xml: readXmlFile(stringOpt(opts.xml)), ...runState(opts) };
@@ -75,7 +68,7 @@ export const saveVerbs: Record<string, Verb> = {
   managedsave: {
     summary: 'save a domain to an image its host keeps; the next start restores it',
     usage: `vmferry managedsave DOMAIN [--bypass-cache] [--running|--paused] [--format ${FORMATS}]`,
-    options: { ...RUN_STATE, 'bypass-cache': { type: 'boolean' }, format: { type: 'string' }, verbose: { type: 'boolean' } },
+    options: { ...RUN_STATE, 'bypass-cache': FLAG, format: VALUE, verbose: FLAG },
     async run(ctx, args, opts) {
       const [name] = positionals(args, 1, this.usage) as [string];
       const input = { name, format: format(opts), bypassCache: opts['bypass-cache'] === true, ...runState(opts) };
@@ -105,7 +98,7 @@ export const saveVerbs: Record<string, Verb> = {
   'save-image-dumpxml': {
     summary: 'the domain XML inside a save image',
     usage: 'vmferry save-image-dumpxml FILE [--security-info]',
-    options: { 'security-info': { type: 'boolean' } },
+    options: { 'security-info': FLAG },
     async run(ctx, args, opts) {
       const [path] = positionals(args, 1, this.usage) as [string];
       const r = await saveImageXml(ctx.client, { host: requireHost(ctx.host), op: 'dumpxml', path, securityInfo: opts['security-info'] === true });

@@ -8,12 +8,12 @@ import { positionals } from '../args.js';
 import { inForeground } from '../foreground.js';
 import { domainInfo, requireHost, startJob } from '../job-start.js';
 import { runOperation } from '../run-operation.js';
-import type { Verb } from '../verb.js';
+import { type Verb, FLAG } from '../verb.js';
 
 export const startVerb: Verb = {
   summary: 'start a domain (from its managed save image when it has one)',
   usage: 'vmferry start DOMAIN [--paused] [--force-boot] [--bypass-cache]',
-  options: { paused: { type: 'boolean' }, 'force-boot': { type: 'boolean' }, 'bypass-cache': { type: 'boolean' } },
+  options: { paused: FLAG, 'force-boot': FLAG, 'bypass-cache': FLAG },
   async run(ctx, args, opts) {
     const [name] = positionals(args, 1, this.usage) as [string];
     const host = requireHost(ctx.host);

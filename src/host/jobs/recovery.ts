@@ -9,7 +9,7 @@ import { abortDestination } from '../migration/destination-side.js';
 import { abortSource } from '../migration/source-side.js';
 import type { JobDeps } from './deps.js';
 import { adoptLegacyRecords } from './legacy-records.js';
-import type { JobRecord } from './records.js';
+import type { JobRecord, MigrationRecord } from './records.js';
 import { settleJob } from './save-settle.js';
 
 export type RecoveryOccasion = 'worker-start' | 'workflow-closed';
@@ -39,34 +39,30 @@ export function recoveryStep(deps: JobDeps, rec: JobRecord, occasion: RecoveryOc
     case 'migrate-in':
       // At start the workflow's retried step decides; only a closed workflow makes the QEMU an orphan.
       if (occasion !== 'workflow-closed') return undefined;
-      return {
-        type: 'migrateIn',
-        owner: { workflowId: rec.workflowId, runId: rec.runId },
-        run: async () => {
-          rt.log.warn(
-            { domain: rec.name, job: rec.jobId, workflowId: rec.workflowId },
-            'auto-destroy: the migration workflow closed without Finish; killing the incoming QEMU',
-          );
-          await abortDestination(deps, rec.name, rec.jobId);
-        },
-      };
+      return orphanedMigration(deps, rec, 'migrateIn', 'the migration workflow closed without Finish; killing the incoming QEMU', () =>
+        abortDestination(deps, rec.name, rec.jobId),
+      );
     case 'migrate-out':
       if (occasion !== 'workflow-closed') return undefined;
-      return {
-        type: 'migrateOut',
-        owner: { workflowId: rec.workflowId, runId: rec.runId },
-        run: async () => {
-          rt.log.warn(
-            { domain: rec.name, job: rec.jobId, workflowId: rec.workflowId },
-            'auto-destroy: the migration workflow closed without Confirm; undoing the source side',
-          );
-          // A stream that completed stays paused: the destination may run the guest.
-          await abortSource(rt, rec.name, rec.jobId, { resumeAfterCompletion: false });
-        },
-      };
+      // A stream that completed stays paused: the destination may run the guest.
+      return orphanedMigration(deps, rec, 'migrateOut', 'the migration workflow closed without Confirm; undoing the source side', () =>
+        abortSource(rt, rec.name, rec.jobId, { resumeAfterCompletion: false }),
+      );
     default:
       return unknownKind(rec);
   }
+}
+
+/** The reaper's step for one side of a migration whose workflow has closed without ending it. */
+function orphanedMigration(deps: JobDeps, rec: MigrationRecord, type: JobType, why: string, undo: () => Promise<unknown>): RecoveryStep {
+  return {
+    type,
+    owner: { workflowId: rec.workflowId, runId: rec.runId },
+    run: async () => {
+      deps.rt.log.warn({ domain: rec.name, job: rec.jobId, workflowId: rec.workflowId }, `auto-destroy: ${why}`);
+      await undo();
+    },
+  };
 }
 
 function unknownKind(rec: never): undefined {

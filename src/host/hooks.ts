@@ -79,8 +79,11 @@ export async function runHook(host: HookHost, op: HookOperation, domain: string,
     let timedOut = false;
     const timer = setTimeout(() => {
       timedOut = true;
-      // Only the child this call spawned, by its PID.
-      if (child.pid !== undefined) process.kill(child.pid, 'SIGKILL');
+      // Only the child this call spawned; its pipes are dropped too, so a grandchild
+      // holding them open cannot keep this waiting.
+      child.kill('SIGKILL');
+      child.stdout.destroy();
+      child.stderr.destroy();
     }, timeoutMs);
     child.on('error', (e) => {
       clearTimeout(timer);

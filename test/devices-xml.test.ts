@@ -124,6 +124,32 @@ describe('device XML', () => {
     expect(slot(def.devices.inputs?.[0])).toBe('0x06');
     expect(assignAddresses(def)).toEqual(def);
   });
+
+  it('gives interfaces their slots ahead of controllers and disks, as libvirt 9.0 did for the same guest', () => {
+    const def = assignAddresses(
+      parseDomainXml(
+        domainXml(`    <disk type='file' device='disk'>
+      <source file='/i/a'/>
+      <target dev='vda' bus='virtio'/>
+    </disk>
+    <controller type='virtio-serial' index='0'/>
+    <interface type='user'>
+      <model type='virtio'/>
+    </interface>
+    <input type='tablet' bus='virtio'/>
+    <video>
+      <model type='vga'/>
+    </video>`),
+      ),
+    );
+    const slot = (a: { address?: DeviceAddress } | undefined) => a?.address?.slot;
+    expect(slot(def.devices.videos?.[0])).toBe('0x02');
+    expect(slot(def.devices.interfaces?.[0])).toBe('0x03');
+    expect(slot(def.devices.controllers?.[0])).toBe('0x04');
+    expect(slot(def.devices.disks[0])).toBe('0x05');
+    expect(slot(def.devices.inputs?.[0])).toBe('0x06');
+    expect(assignAddresses(def)).toEqual(def);
+  });
 });
 
 describe('device command line', () => {

@@ -30,7 +30,21 @@ const PIIX3_SLOT = 1;
 const VIDEO_SLOT = 2;
 const MAX_SLOT = 31;
 const D = '/domain/devices';
-const MODELLED = new Set(['disk', 'graphics', 'serial', 'console', 'video', 'input', 'controller', 'channel', 'rng', 'watchdog', 'panic', 'memballoon']);
+const MODELLED = new Set([
+  'disk',
+  'interface',
+  'graphics',
+  'serial',
+  'console',
+  'video',
+  'input',
+  'controller',
+  'channel',
+  'rng',
+  'watchdog',
+  'panic',
+  'memballoon',
+]);
 
 function step(name: string, i: number, n: number): string {
   return `${D}/${pathStep(name, i, n)}`;
@@ -77,7 +91,14 @@ export function pciUsers(def: DomainDef<TreeForm>, doc: XmlElement | undefined):
       if (wanted(t)) users.push({ what: what(t), path: step(name, i, all.length), address: () => t.address, assign: (a) => (t.address = a) });
     });
   };
-  // (Filesystems, network interfaces and sound cards come here in libvirt's order; vmferry builds none of them yet.)
+  // (Filesystems and sound cards come before interfaces in libvirt's order; vmferry builds neither.)
+  // Every interface model vmferry builds (virtio, e1000, e1000e, rtl8139) is a PCI card.
+  list(
+    d.interfaces,
+    'interface',
+    () => true,
+    (x) => `interface type '${x.type}'`,
+  );
   users.push(...controllerUsers(def, doc));
   list(
     d.disks,

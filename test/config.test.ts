@@ -207,6 +207,13 @@ describe('configuration', () => {
     expect(cfg.migration).toEqual({ address: '10.0.0.1', portMin: 50000, portMax: 50020 });
     expect(cfg.saveDirs).toEqual(['/srv/saves']);
     expect(cfg.temporal).toEqual({ address: 'temporal:7233', namespace: 'ns' });
+    // The hooks directory: unset means no hooks; the file's key, the variable over it; relative refused.
+    expect(cfg.hooksDir).toBeUndefined();
+    writeFileSync(join(tmp, 'hooks.json'), JSON.stringify({ hooksDir: '/etc/vmferry/hooks/' }));
+    expect(host({ VMFERRY_HOST_CONFIG: join(tmp, 'hooks.json') }).hooksDir).toBe('/etc/vmferry/hooks/');
+    expect(host({ VMFERRY_HOST_CONFIG: join(tmp, 'hooks.json'), VMFERRY_HOST_HOOKS_DIR: '/srv/hooks' }).hooksDir).toBe('/srv/hooks');
+    expect(host({ VMFERRY_HOST_HOOKS_DIR: '' }).hooksDir).toBeUndefined();
+    expect(() => host({ VMFERRY_HOST_HOOKS_DIR: 'hooks' })).toThrow(/hooks directory "hooks" must be absolute/);
     // An empty emulator list allows none; an empty optional setting is unset.
     expect(host({ VMFERRY_HOST_EMULATORS: '' }).emulators).toEqual([]);
     expect(host({ VMFERRY_MIGRATION_STALL_TIMEOUT_MS: '', VMFERRY_AUTO_DESTROY_INTERVAL_MS: '', VMFERRY_PAYLOAD_KEY_FILE: '' })).toMatchObject({

@@ -21,6 +21,7 @@ export const hostConfigFileSchema = z.strictObject({
   protocolVersions: z.array(z.number()).refine((l) => l.length > 0 && l.every((v) => v === 2 || v === 3), 'must be a non-empty subset of [2, 3]'),
   migration: z.strictObject({ address: z.string(), portMin: port, portMax: port }).partial(),
   saveDirs: z.array(z.string()),
+  hooksDir: z.string(),
   temporal: z.strictObject({ address: z.string(), namespace: z.string() }).partial(),
   tunnel: z.strictObject({ listen: z.string(), caFile: z.string(), certFile: z.string(), keyFile: z.string() }).partial(),
 });

@@ -34,6 +34,8 @@ export interface HostConfig {
   /** When non-empty, save images and dumps may only be written below these directories. */
   saveDirs: string[];
   temporal: { address: string; namespace: string };
+  /** Where the operator's hook script `qemu` lives (libvirt's /etc/libvirt/hooks); absent = no hooks (host/hooks.ts). */
+  hooksDir?: string;
   /** Tunnelled migration: this worker's TLS listener and its certificates; absent = tunnelled refused. */
   tunnel?: TunnelConfig;
   security: SecurityConfig;
@@ -82,6 +84,9 @@ export function loadHostConfig(env: Env = process.env): HostConfig {
     },
     file.tunnel,
   );
+  const hooksDir = e.VMFERRY_HOST_HOOKS_DIR ?? file.hooksDir;
+  if (hooksDir !== undefined && hooksDir !== '' && !isAbsolute(hooksDir))
+    throw new HostConfigError(`hooks directory ${JSON.stringify(hooksDir)} must be absolute`);
   const qemuBinary = e.VMFERRY_QEMU_BINARY ?? file.qemuBinary ?? 'qemu-system-x86_64';
   const emulators = loadEmulators(e.VMFERRY_HOST_EMULATORS ?? file.emulators, qemuBinary, env.PATH);
   for (const dir of [stateDir, runDir, logDir, memoryBackingDir]) {
@@ -110,6 +115,7 @@ export function loadHostConfig(env: Env = process.env): HostConfig {
       namespace: e.TEMPORAL_NAMESPACE ?? file.temporal?.namespace ?? DEFAULT_NAMESPACE,
     },
     ...(tunnel ? { tunnel } : {}),
+    ...(hooksDir ? { hooksDir: normalize(hooksDir) } : {}),
     security: securityConfigOf(e, { rememberDir: join(stateDir, 'security') }),
     worker: {
       logLevel: e.VMFERRY_LOG_LEVEL,

@@ -11,7 +11,7 @@ import { buildQemuArgs } from '../qemu/command-line.js';
 import { launchQemu } from '../qemu/launch.js';
 import { applyGraphicsPasswords, applyLinkStates, readLiveFacts } from '../qemu/live-config.js';
 import { findFreePort } from './graphics-ports.js';
-import { QmpClient } from '../qemu/qmp-client.js';
+import { QmpClient, type QmpEvent } from '../qemu/qmp-client.js';
 import { DefinitionStore } from './definition-store.js';
 import { DomainLocks } from './domain-lock.js';
 import { JobRecords } from './jobs/records.js';
@@ -23,7 +23,6 @@ import type { Logger } from 'pino';
 import { createSecurityDriver, type SecurityDriver } from '../security/index.js';
 import { checkEmulator } from './emulators.js';
 import { happeningOf, happeningOfRunState, reactTo, type LifecycleHost } from './guest-lifecycle.js';
-import type { QmpEvent } from '../qemu/qmp-client.js';
 import { checkCpuOnHost, probeBinary, qemuInfo, startingDef } from './host-cpu.js';
 import { HostTaps } from './taps.js';
 import { checkInterfacesBuildable } from '../qemu/devices/interface.js';
@@ -31,6 +30,7 @@ import type { QemuProbe } from '../qemu/probe.js';
 import { checkCpuBuildable } from '../qemu/devices/cpu.js';
 import { applyStartupPolicy } from './startup-policy.js';
 import { prepareDevices, removeChannelDir } from './device-setup.js';
+import { runEndHooks, spawnWithHooks } from './hooks.js';
 
 export class HostRuntime implements LifecycleHost {
   readonly defs: DefinitionStore;
@@ -132,13 +132,14 @@ export class HostRuntime implements LifecycleHost {
     return dom;
   }
 
-  private onGone(dom: RunningDomain): void {
+  private async onGone(dom: RunningDomain): Promise<void> {
     const current = this.running.get(dom.name);
     if (current === dom) this.running.delete(dom.name);
     removeChannelDir(this.config.runDir, dom);
     // The taps went with this QEMU (a newer QEMU of the same name owns the ledger now).
     if (current === undefined || current === dom) this.taps.removeCreated(dom.name);
     this.log.info({ domain: dom.name, pid: dom.pid }, 'QEMU is gone');
+    await runEndHooks(this, dom.name, dom.domainXml);
   }
 
   /** Worker shutdown: let go of every QEMU and leave it running. */
@@ -220,7 +221,6 @@ export class HostRuntime implements LifecycleHost {
     return await checkCpuOnHost(def, this.config.qemuBinary, this.config.runDir);
   }
 
-  /** Graphics passwords are left out unless `securityInfo` (libvirt's dumpxml --security-info). */
   /** Read-only, so it answers during a job (a migration's Perform included). */
   async blockStats(name: string): Promise<BlockStats[]> {
     const dom = this.requireRunning(name);
@@ -237,6 +237,7 @@ export class HostRuntime implements LifecycleHost {
       }));
   }
 
+  /** Graphics passwords are left out unless `securityInfo` (libvirt's dumpxml --security-info). */
   dumpXml(name: string, opts: { inactive?: boolean; migratable?: boolean; securityInfo?: boolean } = {}): string {
     const full = this.definition(name, opts);
     const def = opts.securityInfo === true ? full : withoutSecrets(full);
@@ -329,12 +330,9 @@ export class HostRuntime implements LifecycleHost {
     try {
       const args = buildQemuArgs(def, { qmpSocket, memoryBackingFile, spicePorts, extra, taps, ...(cpuFacts ? { cpuFacts } : {}) });
       this.log.info({ domain: name, args }, 'starting QEMU');
-      launched = await launchQemu({
-        binary: def.devices.emulator ?? this.config.qemuBinary,
-        args,
-        qmpSocket,
-        logFile: join(this.config.logDir, `${name}.log`),
-      });
+      launched = await spawnWithHooks(this, def, () =>
+        launchQemu({ binary: def.devices.emulator ?? this.config.qemuBinary, args, qmpSocket, logFile: join(this.config.logDir, `${name}.log`) }),
+      );
     } catch (err) {
       this.taps.removeCreated(name);
       throw err;

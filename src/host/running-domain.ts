@@ -35,7 +35,7 @@ export class RunningDomain {
   constructor(
     init: RunningDomainInit,
     private readonly runDir: string,
-    onGone: (dom: RunningDomain) => void,
+    onGone: (dom: RunningDomain) => void | Promise<void>,
     /** The guest powered off, reset, panicked or its watchdog fired: the host applies the domain's policy. */
     private readonly onGuest?: (dom: RunningDomain, ev: QmpEvent) => void,
   ) {
@@ -51,11 +51,12 @@ export class RunningDomain {
     this.reason = init.reason;
     this.fakeReboot = init.fakeReboot === true;
     this.unsubscribe = this.qmp.onEvent((ev) => this.onEvent(ev));
-    this.gone = this.qmp.closed.then(() => {
+    // Settles after onGone (the host's stopped/release hooks included), so a destroy returns once they ran.
+    this.gone = this.qmp.closed.then(async () => {
       this.unsubscribe();
       if (this.detaching) return;
       this.cleanupFiles();
-      onGone(this);
+      await onGone(this);
     });
   }
 

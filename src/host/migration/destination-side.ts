@@ -25,6 +25,7 @@ import { disableMigrationTls, enableMigrationTls } from './qemu-tls.js';
 import { hostTunnel, requireTunnel } from './host-tunnel.js';
 import { checkEmulator } from '../emulators.js';
 import { applyStartupPolicy } from '../startup-policy.js';
+import { migrateHook } from '../hooks.js';
 
 export interface DestinationDeps {
   rt: HostRuntime;
@@ -90,7 +91,8 @@ export async function prepare(d: DestinationDeps, a: PrepareArgs): Promise<Prepa
     if (a.cookie === undefined) throw vmError(ErrorType.OperationInvalid, 'protocol v3 Prepare needs the cookie from Begin');
     srcCookie = parseMigrationCookie(a.cookie, { name: a.domain, uuid, localHostUuid: rt.config.hostUuid });
   }
-  const def = parseDomainXml(a.xml);
+  // The operator's migrate hook sees the incoming definition first and may replace it; a replacement is checked as the sent one is.
+  const def = parseDomainXml(await migrateHook(rt, destName, a.xml));
   if (def.uuid !== uuid) throw vmError(ErrorType.OperationInvalid, `the domain XML has UUID ${def.uuid}, the migration is for ${uuid}`);
   if (def.name !== a.domain && def.name !== destName) {
     throw vmError(ErrorType.OperationInvalid, `target domain name '${def.name}' does not match source '${a.domain}'${a.dname ? ` or dname '${a.dname}'` : ''}`);

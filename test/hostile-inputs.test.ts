@@ -249,7 +249,7 @@ describe('domain XML through Temporal', () => {
 
 // ---- migration cookies ------------------------------------------------------
 
-describe('migration cookies', () => {
+describe('migration cookies (sent by a fake source host)', () => {
   const U = '6f1c2a4e-3b7d-4c55-9a0e-2d8f61b7c3a9';
   const H = '0b6e9d2c-71a4-4f3e-8c5d-93e2a1f07b64';
   const cookie = (inner: string, head = ''): string =>

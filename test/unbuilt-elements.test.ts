@@ -177,7 +177,7 @@ afterAll(async () => {
   await cluster.stop(); // removes the images directory and the disk file with the cluster's root
 });
 
-describe('every unbuilt element is refused by every route, and nothing changes', () => {
+describe('every unbuilt element is refused by every route (Prepare fed by a fake source host), and nothing changes', () => {
   it(`the table holds at least 20 elements (${UNBUILT.length})`, () => {
     expect(UNBUILT.length).toBeGreaterThanOrEqual(20);
   });

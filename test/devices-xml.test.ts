@@ -252,3 +252,14 @@ describe('device command line', () => {
     }
   });
 });
+
+describe('memballoon models (pure code)', () => {
+  it.each([
+    ['virtio', 'virtio-balloon-pci'],
+    ['virtio-transitional', 'virtio-balloon-pci-transitional'],
+    ['virtio-non-transitional', 'virtio-balloon-pci-non-transitional'],
+  ])("model '%s' builds %s", (model, device) => {
+    const def = assignAddresses(parseDomainXml(domainXml(`    <memballoon model='${model}'/>`)));
+    expect(args(def).find((a) => a.includes('balloon0'))).toMatch(new RegExp(`^${device},id=balloon0`));
+  });
+});

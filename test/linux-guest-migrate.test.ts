@@ -24,6 +24,7 @@ import { createNetnsPair, type NetnsPair } from './helpers/netns.js';
 import { runJob } from './helpers/save.js';
 import { forwardTcp, type TcpForward } from './helpers/tcp-forward.js';
 import { makeCa, makeHostCert, tunnelEnv } from './helpers/tunnel-certs.js';
+import { tcpdumpListening } from './helpers/tcpdump.js';
 
 const A = 'lg-a';
 const B = 'lg-b';
@@ -98,17 +99,10 @@ async function announcesDuring(ns: string, during: () => Promise<void>): Promise
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';
-  let err = '';
   child.stdout.on('data', (d: Buffer) => (out += d.toString()));
   const closed = new Promise<void>((resolve) => child.once('close', () => resolve()));
   try {
-    await new Promise<void>((resolve, reject) => {
-      child.stderr.on('data', (d: Buffer) => {
-        err += d.toString();
-        if (/listening on/.test(err)) resolve();
-      });
-      child.once('close', () => reject(new Error(`tcpdump ended before it listened: ${err}`)));
-    });
+    await tcpdumpListening(child);
     await during();
     // QEMU's first announce round goes out 50 ms after the switchover; wait for it (deadline), not a fixed time.
     const deadline = Date.now() + 10_000;

@@ -23,6 +23,7 @@ import { domainOf, failureOf, namesOf, performHeartbeat, startMigration, waitFor
 import { createNetnsPair, type NetnsPair } from './helpers/netns.js';
 import { forwardTcp, type TcpForward } from './helpers/tcp-forward.js';
 import { makeCa, makeHostCert, tunnelEnv } from './helpers/tunnel-certs.js';
+import { tcpdumpListening } from './helpers/tcpdump.js';
 
 const SRC = 'tun-src';
 const DST = 'tun-dst';
@@ -163,16 +164,9 @@ async function captureLink(during: () => Promise<void>): Promise<Buffer> {
   const child = spawn('ip', ['netns', 'exec', net!.b, 'tcpdump', '-i', net!.migIfB, '-U', '-B', '65536', '-s', '0', '-w', file, 'tcp'], {
     stdio: ['ignore', 'ignore', 'pipe'],
   });
-  let err = '';
   const exited = new Promise<void>((resolve) => child.once('close', () => resolve()));
   try {
-    await new Promise<void>((resolve, reject) => {
-      child.stderr.on('data', (d: Buffer) => {
-        err += d.toString();
-        if (/listening on/.test(err)) resolve();
-      });
-      child.once('close', () => reject(new Error(`tcpdump ended before it listened: ${err}`)));
-    });
+    await tcpdumpListening(child);
     await during();
   } finally {
     child.kill('SIGINT');

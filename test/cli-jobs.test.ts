@@ -178,6 +178,41 @@ describe('vmferry job verbs', () => {
     await removeGuest(B, 'cj-g');
   });
 
+  it("job verbs on a host touch only that host's domain of the name: a same-named domain elsewhere keeps its job", async () => {
+    const g = await runGuest('cj-n', 64, 16 * MiB);
+    await cluster.op(B, { op: 'define', xml: guestXml({ name: 'cj-n', uuid: randomUUID(), memoryMiB: 64 }) });
+    const dumpPath = join(images, 'cj-n.core');
+    const dump = startVmferry({ address: cluster.address, host: A }, ['dump', 'cj-n', dumpPath, '--memory-only', '--live', '--bandwidth', '1', '--json']);
+    await waitFor(
+      'the dump to run on host A',
+      async () => {
+        const r = await onA('domjobinfo', 'cj-n', '--json');
+        return r.code === 0 && jsonOf<JobInfo>(r).jobType === 'coreDump';
+      },
+      { timeoutMs: 30_000, intervalMs: 100 },
+    );
+
+    const [abortB, speedB, infoB] = await Promise.all([onB('domjobabort', 'cj-n', '--json'), onB('migrate-setspeed', 'cj-n', '64'), onB('domjobinfo', 'cj-n')]);
+    expect(abortB.code).toBe(2);
+    expect(jsonOf<{ error: { type: string; message: string } }>(abortB).error).toMatchObject({
+      type: 'OperationInvalid',
+      message: "no job is active on domain 'cj-n' on host 'cj-b'",
+    });
+    expect(speedB.code).toBe(2);
+    expect(infoB.stdout).toMatch(/Job type:\s+None/);
+    const handle = cluster.client.workflow.getHandle(jobWorkflowId(g.uuid));
+    expect((await handle.describe()).status.name).toBe('RUNNING');
+
+    // Without a host, the name alone is ambiguous only when two domains of it have jobs; here one has.
+    const abortA = await onA('domjobabort', 'cj-n');
+    expect(abortA.code, abortA.stderr).toBe(0);
+    const ended = await watch.race(dump.done);
+    expect(ended.code, ended.stderr).toBe(3);
+    expect(existsSync(dumpPath)).toBe(false);
+    await removeGuest(A, 'cj-n');
+    await cluster.op(B, { op: 'undefine', name: 'cj-n' });
+  });
+
   it('controls a running migration: domjobinfo, a second job refused, migrate-set/get speed and max downtime, jobs, domjobabort', async () => {
     const g = await runGuest('cj-r', 192, 176 * MiB);
     const migration = startVmferry({ address: cluster.address, host: A }, ['migrate', 'cj-r', B, '--live', '--bandwidth', '8', '--json']);

@@ -24,36 +24,70 @@ function jobTypeOf(searchAttributes: unknown): string | undefined {
   return typeof v === 'string' ? v : undefined;
 }
 
-/** The latest job on `domain`: running, or (completed) the latest that has ended. */
-async function findJob(client: Client, domain: string, running: boolean): Promise<FoundJob | undefined> {
+/** Where a job verb looks: the domain's name, narrowed to one UUID or one host when the caller knows them. */
+export interface JobScope {
+  domain: string;
+  /** The domain's UUID on the named host: only that UUID's jobs. */
+  uuid?: string;
+  /** The named host; without a UUID (the domain is not defined there: an incoming migration), only jobs touching it. */
+  host?: string;
+}
+
+function scopeClause(scope: JobScope): string {
+  if (scope.uuid) return `DomainUuid=${quote(scope.uuid)}`;
+  const clause = `DomainName=${quote(scope.domain)}`;
+  return scope.host ? `${clause} AND (SourceHost=${quote(scope.host)} OR DestinationHost=${quote(scope.host)})` : clause;
+}
+
+/** Jobs in `scope`, latest first: running ones, or (completed) those that have ended. */
+async function findJobs(client: Client, scope: JobScope, running: boolean, limit: number): Promise<FoundJob[]> {
   const status = running ? 'ExecutionStatus="Running"' : 'ExecutionStatus!="Running"';
-  const query = `DomainName=${quote(domain)} AND ${status} AND WorkflowId STARTS_WITH ${quote(JOB_ID_PREFIX)}`;
-  for await (const wf of client.workflow.list({ query, pageSize: 1 })) {
-    return { handle: client.workflow.getHandle(wf.workflowId, wf.runId), jobType: jobTypeOf(wf.searchAttributes) };
+  const query = `${scopeClause(scope)} AND ${status} AND WorkflowId STARTS_WITH ${quote(JOB_ID_PREFIX)}`;
+  const found: FoundJob[] = [];
+  for await (const wf of client.workflow.list({ query, pageSize: limit })) {
+    found.push({ handle: client.workflow.getHandle(wf.workflowId, wf.runId), jobType: jobTypeOf(wf.searchAttributes) });
+    if (found.length >= limit) break;
   }
-  return undefined;
+  return found;
+}
+
+function where(scope: JobScope): string {
+  return scope.host ? ` on host '${scope.host}'` : '';
 }
 
 /**
- * The domain's running job. Visibility (what the search reads) trails a start by
- * up to a second, so when it finds nothing and the caller knows the domain's
- * UUID (from its host), the job's own workflow ID is asked directly.
+ * The domain's running job. A domain name is unique on a host, not in the cluster:
+ * with a UUID (resolved on the named host) the job's own workflow ID is asked
+ * directly, so a same-named domain's job on another host is never touched; by name
+ * alone, two running jobs are an ambiguity the operator resolves with --host.
  */
-export async function runningJob(client: Client, domain: string, uuid?: () => Promise<string | undefined>): Promise<FoundJob> {
-  const found = await findJob(client, domain, true);
-  // ...and trails an end the same way: the execution itself says whether it still runs.
-  if (found && (await found.handle.describe().catch(() => undefined))?.status.name === 'RUNNING') return found;
-  const id = await uuid?.().catch(() => undefined);
-  if (id) {
-    const handle = client.workflow.getHandle(jobWorkflowId(id));
-    const d = await handle.describe().catch(() => undefined);
+export async function runningJob(client: Client, scope: JobScope): Promise<FoundJob> {
+  if (scope.uuid) {
+    const d = await client.workflow
+      .getHandle(jobWorkflowId(scope.uuid))
+      .describe()
+      .catch(() => undefined);
     if (d?.status.name === 'RUNNING') return { handle: client.workflow.getHandle(d.workflowId, d.runId), jobType: jobTypeOf(d.searchAttributes) };
+    throw vmError(ErrorType.OperationInvalid, `no job is active on domain '${scope.domain}'${where(scope)}`);
   }
-  throw vmError(ErrorType.OperationInvalid, `no job is active on domain '${domain}'`);
+  // Visibility trails an end by up to a second: the execution itself says whether it still runs.
+  const found = [];
+  for (const job of await findJobs(client, scope, true, 2)) {
+    if ((await job.handle.describe().catch(() => undefined))?.status.name === 'RUNNING') found.push(job);
+  }
+  if (found.length > 1) {
+    throw vmError(
+      ErrorType.OperationInvalid,
+      `domain name '${scope.domain}' is ambiguous: jobs ${found.map((j) => j.handle.workflowId).join(' and ')} run on domains of that name; name the host with --host`,
+    );
+  }
+  if (found[0]) return found[0];
+  throw vmError(ErrorType.OperationInvalid, `no job is active on domain '${scope.domain}'${where(scope)}`);
 }
 
-export async function lastCompletedJob(client: Client, domain: string): Promise<FoundJob | undefined> {
-  return await findJob(client, domain, false);
+/** The latest ended job in `scope`. */
+export async function lastCompletedJob(client: Client, scope: JobScope): Promise<FoundJob | undefined> {
+  return (await findJobs(client, scope, false, 1))[0];
 }
 
 export async function jobInfoWithProgress(client: Client, handle: WorkflowHandle): Promise<JobInfo> {

@@ -1,10 +1,11 @@
 // Job verbs: list jobs, and virsh's domjob* and migrate-* control of a running job.
+import { WorkflowFailedError } from '@temporalio/client';
 import { cancelSignal, invalidDowntime, invalidSpeed, setMaxDowntimeUpdate, setSpeedUpdate } from '../../common/job-messages.js';
 import type { JobInfo } from '../../common/job-types.js';
 import { ErrorType, isVmError, vmError } from '../../common/errors.js';
 import { UsageError } from '../exit-codes.js';
 import { domainInfo } from '../job-start.js';
-import { JOB_ID_PREFIX, jobInfoWithProgress, lastCompletedJob, quote, runningJob, type FoundJob } from '../job-lookup.js';
+import { JOB_ID_PREFIX, jobInfoWithProgress, lastCompletedJob, quote, runningJob, type FoundJob, type JobScope } from '../job-lookup.js';
 import { type Verb, type VerbContext, FLAG, VALUE } from '../verb.js';
 
 function oneDomain(args: string[], usage: string): string {
@@ -43,9 +44,24 @@ export function printJobInfo(ctx: VerbContext, j: JobInfo): void {
   for (const [k, v] of rows) if (v !== undefined) ctx.out(`${`${k}:`.padEnd(20)}${v}`);
 }
 
-/** The domain's running job; its UUID (for the direct lookup) comes from the host when one is named. */
+/**
+ * Which jobs a verb on `domain` may touch: on a named host, that host's domain of the
+ * name (by UUID) or, when it is not defined there (an incoming migration), jobs that
+ * touch the host; without a host, every domain of the name.
+ */
+async function scopeOf(ctx: VerbContext, domain: string): Promise<JobScope> {
+  if (!ctx.host) return { domain };
+  try {
+    return { domain, host: ctx.host, uuid: (await domainInfo(ctx.client, ctx.host, domain)).uuid };
+  } catch (err) {
+    const cause = err instanceof WorkflowFailedError ? err.cause : err;
+    if (isVmError(cause, ErrorType.DomainNotFound)) return { domain, host: ctx.host };
+    throw err;
+  }
+}
+
 async function jobOf(ctx: VerbContext, domain: string): Promise<FoundJob> {
-  return await runningJob(ctx.client, domain, ctx.host ? async () => (await domainInfo(ctx.client, ctx.host, domain)).uuid : undefined);
+  return await runningJob(ctx.client, await scopeOf(ctx, domain));
 }
 
 /** Speed and downtime reach QEMU only for the job types that apply them; others would silently ignore the signal. */
@@ -130,7 +146,7 @@ export const jobVerbs: Record<string, Verb> = {
       const domain = oneDomain(args, this.usage);
       const job =
         opts.completed === true
-          ? await lastCompletedJob(ctx.client, domain)
+          ? await lastCompletedJob(ctx.client, await scopeOf(ctx, domain))
           : await jobOf(ctx, domain).catch((err: unknown) => {
               // virsh answers "Job type: None" for an idle domain rather than failing.
               if (isVmError(err, ErrorType.OperationInvalid)) return undefined;

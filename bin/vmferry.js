@@ -1,6 +1,14 @@
 #!/usr/bin/env node
-// The CLI runs from TypeScript sources through tsx, like the workers: no build step to forget.
-import { register } from 'tsx/esm/api';
+// The CLI runs the build (`npm run build`, dist/) when there is one of the current sources,
+// and otherwise the sources through tsx: a checkout never runs stale code, and a built
+// install answers without compiling TypeScript first.
+import { fileURLToPath } from 'node:url';
+import { freshBuild } from './build-fresh.js';
 
-register();
-await import('../src/cli/main.ts');
+if (freshBuild(fileURLToPath(new URL('..', import.meta.url)))) {
+  await import('../dist/cli/main.js');
+} else {
+  const { register } = await import('tsx/esm/api');
+  register();
+  await import('../src/cli/main.ts');
+}

@@ -1,11 +1,13 @@
 // One idempotent step for a fresh machine: Debian packages for QEMU, then the
 // Temporal CLI (found or built into the user cache), and for the tests the
-// time-skipping test server (resolved by Maven into the same cache). Prints the CLI path last.
+// time-skipping test server (resolved by Maven into the same cache), and dist/ (npm run build)
+// when it is missing or stale. Prints the CLI path last.
 import { ensureHostPackages } from '../src/local/qemu-install.js';
 import { ensureTemporalCli, SetupError } from '../src/local/temporal-cli.js';
 import { ensureLinuxGuest } from '../src/local/linux-guest.js';
 import { ConfigError } from '../src/common/config-schema.js';
 import { ensureTestServer } from '../src/local/test-server.js';
+import { BuildError, ensureBuild } from '../src/local/build.js';
 
 const log = (line: string): void => console.error(`[setup] ${line}`);
 
@@ -15,10 +17,11 @@ try {
   ensureHostPackages(log, forTests);
   const cli = await ensureTemporalCli(log);
   log(`Linux guest: ${ensureLinuxGuest(log).dir}`);
+  log(`build: ${await ensureBuild(log)}`);
   if (forTests) log(`time-skipping test server: ${await ensureTestServer(log)}`);
   log(`temporal CLI: ${cli}; setup took ${((Date.now() - started) / 1000).toFixed(1)} s`);
 } catch (err) {
-  if (err instanceof SetupError || err instanceof ConfigError) {
+  if (err instanceof SetupError || err instanceof ConfigError || err instanceof BuildError) {
     log(`cannot continue: ${err.message}`);
     process.exit(2);
   }

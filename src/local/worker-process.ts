@@ -2,6 +2,7 @@
 // "ready" log line: an event, not a sleep.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream } from 'node:fs';
+import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { PROJECT_ROOT } from './paths.js';
 
@@ -23,11 +24,12 @@ export async function startWorkerProcess(
   env: Record<string, string>,
   readyMsg: string,
   /** commandPrefix runs the worker under another program that execs it (e.g. `ip netns exec NAME`), so the PID stays the worker's. */
-  opts: { timeoutMs?: number; logFile?: string; commandPrefix?: string[] } = {},
+  /** build: the output folder of `npm run build`, whose compiled worker runs instead of the sources under tsx. */
+  opts: { timeoutMs?: number; logFile?: string; commandPrefix?: string[]; build?: string } = {},
 ): Promise<WorkerProcess> {
   const timeoutMs = opts.timeoutMs ?? 60_000;
   const logStream = opts.logFile ? createWriteStream(opts.logFile, { flags: 'a' }) : undefined;
-  const argv = [process.execPath, '--import', 'tsx', `src/workers/${entry}.ts`];
+  const argv = opts.build ? [process.execPath, join(opts.build, 'workers', `${entry}.js`)] : [process.execPath, '--import', 'tsx', `src/workers/${entry}.ts`];
   const [program, ...args] = [...(opts.commandPrefix ?? []), ...argv] as [string, ...string[]];
   const child: ChildProcess = spawn(program, args, {
     cwd: ROOT,

@@ -5,7 +5,7 @@ import { CONTROL_TASK_QUEUE } from '../common/constants.js';
 import { dataConverterFor } from '../codec/key-file.js';
 import { loadControlConfig } from './control-config.js';
 import { createLogger, installTemporalLogging } from './logging.js';
-import { workflowInterceptorModules, workflowsPath } from './workflows-path.js';
+import { prebuiltWorkflowBundle, workflowInterceptorModules, workflowsPath } from './workflows-path.js';
 
 async function main(): Promise<void> {
   const config = loadControlConfig();
@@ -13,15 +13,16 @@ async function main(): Promise<void> {
   installTemporalLogging(log, config.metricsAddress);
   const { address, namespace } = config.temporal;
   const dataConverter = dataConverterFor(config.payloadKeyFiles);
+  const workflowBundle = config.workflowBundle ?? prebuiltWorkflowBundle();
   const connection = await NativeConnection.connect({ address });
   const worker = await Worker.create({
     connection,
     namespace,
     dataConverter,
     taskQueue: CONTROL_TASK_QUEUE,
-    // A prebuilt bundle (tests, deployments) skips webpack at start-up.
-    ...(config.workflowBundle
-      ? { workflowBundle: { codePath: config.workflowBundle } }
+    // A prebuilt bundle (tests, `npm run build`) skips webpack at start-up.
+    ...(workflowBundle
+      ? { workflowBundle: { codePath: workflowBundle } }
       : { workflowsPath: workflowsPath(), interceptors: { workflowModules: workflowInterceptorModules() } }),
     identity: `control-worker@${process.pid}`,
     // After a control worker dies, its workflows' next tasks wait this long on its sticky queue before
@@ -31,7 +32,7 @@ async function main(): Promise<void> {
   const stop = (): void => worker.shutdown();
   process.once('SIGINT', stop);
   process.once('SIGTERM', stop);
-  log.info({ taskQueue: CONTROL_TASK_QUEUE, address, namespace, payloadEncryption: dataConverter !== undefined }, 'control worker ready');
+  log.info({ taskQueue: CONTROL_TASK_QUEUE, address, namespace, payloadEncryption: dataConverter !== undefined, workflowBundle }, 'control worker ready');
   try {
     await worker.run();
   } finally {

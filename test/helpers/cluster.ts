@@ -72,17 +72,19 @@ export class TestCluster {
   }
 
   /** `commandPrefix` runs the worker inside something, e.g. a network namespace (netns.ts prefix()). */
-  async startHost(name: string, extraEnv: Record<string, string> = {}, opts: { commandPrefix?: string[] } = {}): Promise<HostHandle> {
+  async startHost(name: string, extraEnv: Record<string, string> = {}, opts: { commandPrefix?: string[]; build?: string } = {}): Promise<HostHandle> {
     const h = this.hostHandle(name, extraEnv);
     h.worker = await startWorkerProcess('host', h.env, 'host worker ready', opts);
     return h;
   }
 
-  async startControl(extraEnv: Record<string, string> = {}): Promise<WorkerProcess> {
+  /** `build`: run the compiled worker of that build, with the workflow bundle the build made. */
+  async startControl(extraEnv: Record<string, string> = {}, opts: { build?: string } = {}): Promise<WorkerProcess> {
     this.control = await startWorkerProcess(
       'control',
-      { TEMPORAL_ADDRESS: this.address, VMFERRY_WORKFLOW_BUNDLE: inject('workflowBundle'), ...extraEnv },
+      { TEMPORAL_ADDRESS: this.address, ...(opts.build ? {} : { VMFERRY_WORKFLOW_BUNDLE: inject('workflowBundle') }), ...extraEnv },
       'control worker ready',
+      opts,
     );
     return this.control;
   }

@@ -180,7 +180,7 @@ describe('configuration', () => {
       saveDirs: [],
       temporal: { address: '127.0.0.1:7233', namespace: 'default' },
       security: { driver: 'none', rememberDir: join(tmp, 'base', 'state', 'security') },
-      worker: { logLevel: 'info', auditLog: join(tmp, 'base', 'log', 'audit.log'), autoDestroyIntervalMs: 10_000 },
+      worker: { logLevel: 'info', auditLog: join(tmp, 'base', 'log', 'audit.log'), autoDestroyIntervalMs: 10_000, inventoryIntervalMs: 30_000 },
       faults: { points: new Map(), dir: '/tmp' },
     });
     // The UUID survives a restart; the memory directory follows the name.
@@ -218,7 +218,7 @@ describe('configuration', () => {
     expect(host({ VMFERRY_HOST_EMULATORS: '' }).emulators).toEqual([]);
     expect(host({ VMFERRY_MIGRATION_STALL_TIMEOUT_MS: '', VMFERRY_AUTO_DESTROY_INTERVAL_MS: '', VMFERRY_PAYLOAD_KEY_FILE: '' })).toMatchObject({
       migration: { portMin: 49152 },
-      worker: { autoDestroyIntervalMs: 10_000 },
+      worker: { autoDestroyIntervalMs: 10_000, inventoryIntervalMs: 30_000 },
     });
     const set = host({
       VMFERRY_MIGRATION_STALL_TIMEOUT_MS: '4000',

@@ -201,7 +201,11 @@ describe('guest lifecycle (real QEMU, Linux test guest)', () => {
   it('a guest panic with on_crash preserve: QEMU kept, crashed (panicked) in dominfo, list and the status file; reset then leaves it paused (crashed)', async () => {
     const { info: started } = await bootLinux('gl-crash-p', { guest: { panicMs: 500 }, devices: PANIC, on: { crash: 'preserve' } });
     await waitForState('gl-crash-p', 'crashed', 'panicked');
-    expect((await vmferry(cli, 'list')).stdout).toMatch(/gl-crash-p\s+crashed/);
+    // The CLI reads the host's inventory, which the worker reports as the status file changes.
+    await waitFor('list to show gl-crash-p crashed', async () => /gl-crash-p\s+crashed/.test((await vmferry(cli, 'list')).stdout) || undefined, {
+      timeoutMs: 10_000,
+      intervalMs: 300,
+    });
     expect(readStatus(join(cluster.hosts.get(HOST)!.baseDir, 'run'), 'gl-crash-p')).toMatchObject({ state: 'crashed', reason: 'panicked', pid: started.pid });
     const shut = await vmferry(cli, 'shutdown', 'gl-crash-p');
     expect(shut.code).toBe(2);

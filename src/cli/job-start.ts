@@ -1,7 +1,7 @@
 // Starting a job the way every client must (design §3): the domain's UUID names
 // the workflow, and Temporal's ID conflict policy refuses a second job on the
-// same domain. The command line knows names, so the UUID is asked of the host
-// first (or read from a save image's XML for a restore).
+// same domain. The command line knows names, so the UUID is read from the host's
+// inventory first (or from a save image's XML for a restore).
 import { randomUUID } from 'node:crypto';
 import { WorkflowExecutionAlreadyStartedError, type Client, type WorkflowHandle } from '@temporalio/client';
 import { parseDomainXml } from '../domain/index.js';
@@ -12,16 +12,16 @@ import { jobWorkflowId } from '../common/job-types.js';
 import type { SaveImageXmlInput, SaveImageXmlResult } from '../common/save-types.js';
 import { UsageError } from './exit-codes.js';
 import { runOperation } from './run-operation.js';
+import { inventoryDomain } from './inventory.js';
 
 export function requireHost(host: string | undefined): string {
   if (!host) throw new UsageError('which host? give --host NAME or set VMFERRY_HOST');
   return host;
 }
 
+/** The domain as its host last reported it (a query of the host's inventory, no workflow). */
 export async function domainInfo(client: Client, host: string | undefined, name: string): Promise<DomainInfo> {
-  const r = await runOperation(client, host, { op: 'info', name });
-  if (!('domain' in r)) throw vmError(ErrorType.InternalError, `info of '${name}' returned no domain`);
-  return r.domain as DomainInfo;
+  return await inventoryDomain(client, host, name);
 }
 
 /** A short, non-job workflow (save-image XML, managed-save removal): its ID only has to be unique. */

@@ -48,6 +48,8 @@ export interface HostConfig {
     payloadKeyFiles?: string[];
     auditLog: string;
     autoDestroyIntervalMs: number;
+    /** The longest gap between two inventory reports while the worker runs (changes are reported at once). */
+    inventoryIntervalMs: number;
   };
   /** Test-only fault points armed in this worker (support/fault-points.ts). */
   faults: { points: ReadonlyMap<string, FaultAction>; dir: string };
@@ -123,6 +125,7 @@ export function loadHostConfig(env: Env = process.env): HostConfig {
       ...(e.VMFERRY_PAYLOAD_KEY_FILE ? { payloadKeyFiles: e.VMFERRY_PAYLOAD_KEY_FILE } : {}),
       auditLog: e.VMFERRY_AUDIT_LOG ?? join(logDir, 'audit.log'),
       autoDestroyIntervalMs: e.VMFERRY_AUTO_DESTROY_INTERVAL_MS,
+      inventoryIntervalMs: e.VMFERRY_INVENTORY_INTERVAL_MS,
     },
     faults: { points: e.VMFERRY_FAULTS, dir: e.VMFERRY_FAULT_DIR },
   };

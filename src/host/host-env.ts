@@ -58,6 +58,7 @@ export const hostEnvShape = {
   ...securityEnvShape,
   VMFERRY_AUDIT_LOG: text(),
   VMFERRY_AUTO_DESTROY_INTERVAL_MS: envNumber({ above: 0, blankIsUnset: true }).transform((v) => v ?? 10_000),
+  VMFERRY_INVENTORY_INTERVAL_MS: envNumber({ above: 0, blankIsUnset: true }).transform((v) => v ?? 30_000),
   // Unset: the monitor's own default (60 s).
   VMFERRY_MIGRATION_STALL_TIMEOUT_MS: envNumber({ integer: true, above: 0, blankIsUnset: true }),
   // Test-only fault injection (support/fault-points.ts); never set in production.

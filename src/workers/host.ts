@@ -6,6 +6,7 @@ import { createDomainActivities } from '../activities/domain-activities.js';
 import { createJobControlActivities } from '../activities/job-control.js';
 import { createMigrationActivities } from '../activities/migration-activities.js';
 import { startAutoDestroyReaper } from '../host/auto-destroy.js';
+import { reportingAfterEach, startInventoryPublisher } from '../host/inventory-publisher.js';
 import { createDumpActivities } from '../activities/dump-activities.js';
 import { createSaveActivities } from '../activities/save-activities.js';
 import { loadHostConfig } from '../host/host-config.js';
@@ -41,19 +42,24 @@ async function main(): Promise<void> {
   const tunnel = await startTunnelServer(rt);
   const connection = await NativeConnection.connect({ address: config.temporal.address });
   const reaper = startAutoDestroyReaper(jobs, connection, { intervalMs: config.worker.autoDestroyIntervalMs });
+  const inventory = startInventoryPublisher(rt, connection, { intervalMs: config.worker.inventoryIntervalMs });
   const dataConverter = dataConverterFor(config.worker.payloadKeyFiles);
   const worker = await Worker.create({
     connection,
     namespace: config.temporal.namespace,
     dataConverter,
     taskQueue: hostTaskQueue(config.name),
-    activities: {
-      ...createDomainActivities(rt),
-      ...createJobControlActivities(rt),
-      ...createMigrationActivities(rt, jobs.ports),
-      ...createDumpActivities(jobs),
-      ...createSaveActivities(jobs, recovered),
-    },
+    activities: reportingAfterEach(
+      {
+        ...createDomainActivities(rt),
+        ...createJobControlActivities(rt),
+        ...createMigrationActivities(rt, jobs.ports),
+        ...createDumpActivities(jobs),
+        ...createSaveActivities(jobs, recovered),
+      },
+      inventory,
+      rt,
+    ),
     // Long activities (saves, migrations) get time to reach a safe point on shutdown.
     shutdownGraceTime: '10 seconds',
     // Cancellation reaches an activity with a heartbeat response: keep that under a second or two.
@@ -62,6 +68,8 @@ async function main(): Promise<void> {
     identity: `host-worker/${config.name}@${process.pid}`,
     interceptors: { activity: [auditInterceptor(audit, config.name)] },
   });
+  // The first report before the worker takes tasks: readers know the host as soon as it is up.
+  await inventory.publish().catch((err: unknown) => log.warn({ err: String(err) }, 'first inventory report failed; the poll will send it'));
   const stop = (): void => worker.shutdown();
   process.once('SIGINT', stop);
   process.once('SIGTERM', stop);
@@ -80,6 +88,7 @@ async function main(): Promise<void> {
     await worker.run();
   } finally {
     reaper.stop();
+    inventory.stop();
     await tunnel?.close();
     await rt.detachAll();
     await connection.close();

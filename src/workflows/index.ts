@@ -5,3 +5,4 @@ export { save } from './save.js';
 export { restore } from './restore.js';
 export { managedSave, managedStart, managedSaveRemove } from './managed-save.js';
 export { saveImageXml } from './save-image-xml.js';
+export { hostInventory } from './host-inventory.js';

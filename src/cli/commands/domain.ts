@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { MAX_SHUTDOWN_TIMEOUT_S, type DomainInfo, type DomainOperationResult, type DomainSummary } from '../../common/domain-types.js';
 import { UsageError } from '../exit-codes.js';
 import { runOperation } from '../run-operation.js';
+import { inventoryDomain, readInventory } from '../inventory.js';
 import { type Verb, type VerbContext, FLAG, VALUE } from '../verb.js';
 
 function oneDomain(args: string[], verb: string): string {
@@ -75,8 +76,9 @@ export const domainVerbs: Record<string, Verb> = {
     usage: 'vmferry list [--all]',
     options: { all: FLAG },
     async run(ctx, _args, opts) {
-      const r = await runOperation(ctx.client, ctx.host, { op: 'list' });
-      const domains = ('domains' in r ? r.domains : []).filter((d: DomainSummary) => opts.all === true || d.state !== 'shutoff');
+      const domains = (await readInventory(ctx.client, ctx.host)).domains
+        .filter((d) => opts.all === true || d.state !== 'shutoff')
+        .map((d): DomainSummary => ({ name: d.name, uuid: d.uuid, state: d.state, persistent: d.persistent }));
       ctx.out(` ${'Name'.padEnd(24)} ${'State'.padEnd(10)} UUID`);
       ctx.out(`${'-'.repeat(72)}`);
       for (const d of domains) ctx.out(` ${d.name.padEnd(24)} ${d.state.padEnd(10)} ${d.uuid}`);
@@ -87,7 +89,7 @@ export const domainVerbs: Record<string, Verb> = {
     summary: 'domain information',
     usage: 'vmferry dominfo DOMAIN',
     async run(ctx, args) {
-      const d = domainOf(await runOperation(ctx.client, ctx.host, { op: 'info', name: oneDomain(args, 'dominfo') }));
+      const d = await inventoryDomain(ctx.client, ctx.host, oneDomain(args, 'dominfo'));
       printInfo(ctx, d);
       return d;
     },

@@ -1,10 +1,9 @@
 // Job verbs: list jobs, and virsh's domjob* and migrate-* control of a running job.
-import { WorkflowFailedError } from '@temporalio/client';
 import { cancelSignal, invalidDowntime, invalidSpeed, setMaxDowntimeUpdate, setSpeedUpdate } from '../../common/job-messages.js';
 import type { JobInfo } from '../../common/job-types.js';
 import { ErrorType, isVmError, vmError } from '../../common/errors.js';
 import { UsageError } from '../exit-codes.js';
-import { domainInfo } from '../job-start.js';
+import { inventoryDomain } from '../inventory.js';
 import { JOB_ID_PREFIX, jobInfoWithProgress, lastCompletedJob, quote, runningJob, type FoundJob, type JobScope } from '../job-lookup.js';
 import { type Verb, type VerbContext, FLAG, VALUE } from '../verb.js';
 
@@ -52,10 +51,9 @@ export function printJobInfo(ctx: VerbContext, j: JobInfo): void {
 async function scopeOf(ctx: VerbContext, domain: string): Promise<JobScope> {
   if (!ctx.host) return { domain };
   try {
-    return { domain, host: ctx.host, uuid: (await domainInfo(ctx.client, ctx.host, domain)).uuid };
+    return { domain, host: ctx.host, uuid: (await inventoryDomain(ctx.client, ctx.host, domain)).uuid };
   } catch (err) {
-    const cause = err instanceof WorkflowFailedError ? err.cause : err;
-    if (isVmError(cause, ErrorType.DomainNotFound)) return { domain, host: ctx.host };
+    if (isVmError(err, ErrorType.DomainNotFound)) return { domain, host: ctx.host };
     throw err;
   }
 }

@@ -30,7 +30,8 @@ import type { QemuProbe } from '../qemu/probe.js';
 import { checkCpuBuildable } from '../qemu/devices/cpu.js';
 import { applyStartupPolicy } from './startup-policy.js';
 import { prepareDevices, removeChannelDir } from './device-setup.js';
-import { runEndHooks, spawnWithHooks } from './hooks.js';
+import { runEndHooks, runHook, spawnWithHooks } from './hooks.js';
+import { checkOvsAvailable } from './openvswitch.js';
 
 export class HostRuntime implements LifecycleHost {
   readonly defs: DefinitionStore;
@@ -44,6 +45,8 @@ export class HostRuntime implements LifecycleHost {
   private readonly running = new Map<string, RunningDomain>();
   /** Why each domain stopped last (destroyed, shutdown, crashed), for dominfo; in memory, as libvirt keeps it. */
   private readonly stopReasons = new Map<string, string>();
+  /** Domains whose QEMU is gone and whose end hooks and host clean-up still run (onGone). */
+  private readonly stopping = new Map<string, Promise<void>>();
   private qemuVersion?: string;
   private qemuProbe?: QemuProbe;
 
@@ -88,6 +91,7 @@ export class HostRuntime implements LifecycleHost {
         );
         await this.syncState(dom);
         this.log.info({ domain: name, pid: status.pid, state: dom.state }, 'reconnected to running QEMU');
+        await this.reconnectHook(dom);
       } catch (err) {
         // Alive but unreachable: never kill a guest we cannot prove is broken.
         this.log.error({ domain: name, pid: status.pid, err }, 'QEMU alive but its monitor did not answer; left untouched');
@@ -95,6 +99,17 @@ export class HostRuntime implements LifecycleHost {
     }
     // What is left with a status file has a live QEMU (tracked or left untouched); every other ledger is an orphan.
     this.taps.cleanOrphans(new Set(listStatusNames(this.config.runDir)));
+  }
+
+  /** libvirt's reconnect hook: a refusal kills the QEMU (its stopped and release hooks follow, from onGone). */
+  private async reconnectHook(dom: RunningDomain): Promise<void> {
+    try {
+      await runHook(this, 'reconnect', dom.name, dom.domainXml);
+    } catch (err) {
+      this.log.error({ domain: dom.name, pid: dom.pid, err }, 'the reconnect hook refused this QEMU: killing it, as libvirt does');
+      this.recordStop(dom.name, 'failed');
+      await this.kill(dom);
+    }
   }
 
   private clearLeftovers(name: string, qmpSocket: string, memoryFile?: string): void {
@@ -132,14 +147,33 @@ export class HostRuntime implements LifecycleHost {
     return dom;
   }
 
+  /**
+   * libvirt's order: the stopped hook, then the host resources go (taps, OVS
+   * ports), then release. A start of the same name waits for it (launch), so the
+   * ledgers cleared here are this QEMU's.
+   */
   private async onGone(dom: RunningDomain): Promise<void> {
     const current = this.running.get(dom.name);
     if (current === dom) this.running.delete(dom.name);
-    removeChannelDir(this.config.runDir, dom);
-    // The taps went with this QEMU (a newer QEMU of the same name owns the ledger now).
-    if (current === undefined || current === dom) this.taps.removeCreated(dom.name);
-    this.log.info({ domain: dom.name, pid: dom.pid }, 'QEMU is gone');
-    await runEndHooks(this, dom.name, dom.domainXml);
+    // A newer QEMU of the same name owns the ledgers now.
+    if (current !== undefined && current !== dom) {
+      this.log.info({ domain: dom.name, pid: dom.pid }, 'QEMU is gone');
+      await runEndHooks(this, dom.name, dom.domainXml);
+      return;
+    }
+    const done = (async () => {
+      removeChannelDir(this.config.runDir, dom);
+      this.log.info({ domain: dom.name, pid: dom.pid }, 'QEMU is gone');
+      await runEndHooks(this, dom.name, dom.domainXml, ['stopped']);
+      this.taps.removeCreated(dom.name);
+      await runEndHooks(this, dom.name, dom.domainXml, ['release']);
+    })();
+    this.stopping.set(dom.name, done);
+    try {
+      await done;
+    } finally {
+      if (this.stopping.get(dom.name) === done) this.stopping.delete(dom.name);
+    }
   }
 
   /** Worker shutdown: let go of every QEMU and leave it running. */
@@ -304,6 +338,8 @@ export class HostRuntime implements LifecycleHost {
    */
   async launch(requested: DomainDef, opts: { paused?: boolean; incoming?: boolean; requestId?: string; extraArgs?: string[] }): Promise<RunningDomain> {
     const name = requested.name;
+    // The previous QEMU of this name is still being cleaned up (its stopped hook may take a while).
+    await this.stopping.get(name);
     if (this.running.has(name)) throw vmError(ErrorType.OperationInvalid, `domain '${name}' is already running`, { domain: name });
     // Every spawn passes here (start, restore, Prepare), whatever its caller checked earlier.
     checkEmulator(this.config.emulators, requested);
@@ -324,19 +360,20 @@ export class HostRuntime implements LifecycleHost {
     const extra = [...(opts.incoming ? ['-incoming', 'defer'] : []), ...(opts.extraArgs ?? [])];
     // Refused before a tap is made: nothing of the domain exists yet.
     checkInterfacesBuildable(def);
-    const taps = await this.taps.prepare(name, def);
+    checkOvsAvailable(def, this.config.name);
     const cpuFacts = probe?.accels[def.type === 'kvm' ? 'kvm' : 'tcg'];
-    let launched;
-    try {
-      const args = buildQemuArgs(def, { qmpSocket, memoryBackingFile, spicePorts, extra, taps, ...(cpuFacts ? { cpuFacts } : {}) });
-      this.log.info({ domain: name, args }, 'starting QEMU');
-      launched = await spawnWithHooks(this, def, () =>
-        launchQemu({ binary: def.devices.emulator ?? this.config.qemuBinary, args, qmpSocket, logFile: join(this.config.logDir, `${name}.log`) }),
-      );
-    } catch (err) {
-      this.taps.removeCreated(name);
-      throw err;
-    }
+    let taps: (string | undefined)[] = [];
+    const launched = await spawnWithHooks(this, def, {
+      setUp: async () => {
+        taps = await this.taps.prepare(name, def);
+      },
+      spawn: async () => {
+        const args = buildQemuArgs(def, { qmpSocket, memoryBackingFile, spicePorts, extra, taps, ...(cpuFacts ? { cpuFacts } : {}) });
+        this.log.info({ domain: name, args }, 'starting QEMU');
+        return await launchQemu({ binary: def.devices.emulator ?? this.config.qemuBinary, args, qmpSocket, logFile: join(this.config.logDir, `${name}.log`) });
+      },
+      tearDown: () => this.taps.removeCreated(name),
+    });
     const { pid, qmp } = launched;
     // The live definition names the taps in use, as libvirt's does (the migratable form drops generated names).
     def = structuredClone(def);

@@ -26,6 +26,8 @@ import { hostTunnel, requireTunnel } from './host-tunnel.js';
 import { checkEmulator } from '../emulators.js';
 import { applyStartupPolicy } from '../startup-policy.js';
 import { migrateHook } from '../hooks.js';
+import { checkInterfacesBuildable } from '../../qemu/devices/interface.js';
+import { checkOvsAvailable } from '../openvswitch.js';
 
 export interface DestinationDeps {
   rt: HostRuntime;
@@ -99,6 +101,8 @@ export async function prepare(d: DestinationDeps, a: PrepareArgs): Promise<Prepa
   }
   def.name = destName;
   checkBuilt(def);
+  checkInterfacesBuildable(def);
+  if (!a.flags.includes('offline')) checkOvsAvailable(def, rt.config.name);
   // Refused here rather than after the job is taken (launch applies the policy again).
   if (!a.flags.includes('offline')) applyStartupPolicy(def, 'incoming');
   checkDiskSafety(def, a.flags);

@@ -7,30 +7,18 @@
 // refuses such a domain before anything is made, never starting it on a plain
 // Linux bridge instead.
 import { execFile, spawnSync } from 'node:child_process';
-import { accessSync, constants, statSync } from 'node:fs';
-import { delimiter, join } from 'node:path';
 import { promisify } from 'node:util';
 import { ErrorType, vmError } from '../common/errors.js';
 import type { DomainDef } from '../domain/domain-model.js';
 import type { InterfaceDef } from '../domain/interface-model.js';
+import { which } from '../support/which.js';
 
 const run = promisify(execFile);
 /** libvirt's --timeout for every ovs-vsctl call (seconds): a dead ovsdb-server fails the call instead of hanging it. */
 const OVS_TIMEOUT_S = 5;
 
 export function ovsVsctl(): string | undefined {
-  for (const dir of (process.env.PATH ?? '').split(delimiter)) {
-    if (dir === '') continue;
-    const path = join(dir, 'ovs-vsctl');
-    try {
-      if (!statSync(path).isFile()) continue;
-      accessSync(path, constants.X_OK);
-      return path;
-    } catch {
-      // not here
-    }
-  }
-  return undefined;
+  return which('ovs-vsctl');
 }
 
 export function isOvsPort(n: InterfaceDef): boolean {

@@ -6,9 +6,11 @@
 // calling convention) writes. The log shows the order libvirt keeps: the port
 // added after the prepare hook and before start, on the destination at Prepare;
 // removed after stopped and before release, on the source at Confirm and on the
-// destination when a migration rolls back. With the stand-in taken away, a
-// domain with such a port is refused at start, Prepare and restore with
-// ConfigUnsupported and nothing is made.
+// destination when a migration rolls back. The source's port data (PortData)
+// is read after Perform and set on the destination's port at Finish, as libvirt
+// moves it in the cookie. With the stand-in taken away, a domain with such a
+// port is refused at start, Prepare and restore with ConfigUnsupported and
+// nothing is made.
 import { spawnSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
@@ -49,10 +51,13 @@ cat > "${dir}/last-$2.xml"
 echo "$1 $2 $3 $4" >> "${dir}/calls.log"
 exit 0
 `;
-// The stand-in: every call's argv in ovs-args.log; add-port and del-port also in the hook's log, where the order shows.
+// The stand-in: every call's argv in ovs-args.log; add-port, del-port and the setting of PortData also in the hook's log,
+// where the order shows; `get ... PortData` answers with the host's portdata file, when there is one.
 const OVS = (dir: string) => `#!/bin/sh
 echo "$*" >> "${dir}/ovs-args.log"
 case " $* " in
+  *" get Interface "*) if [ -e "${dir}/portdata" ]; then echo "\\"$(cat "${dir}/portdata")\\""; fi ;;
+  *"external_ids:PortData="*) echo "ovs portdata $(echo "$*" | sed 's/.* set Interface \\([^ ]*\\) external_ids:PortData=\\(.*\\)/\\1 \\2/')" >> "${dir}/calls.log" ;;
   *" add-port "*) echo "ovs add-port $(echo "$*" | sed 's/.* add-port \\([^ ]*\\) \\([^ ]*\\).*/\\1 \\2/')" >> "${dir}/calls.log" ;;
   *" del-port "*) echo "ovs del-port $(echo "$*" | sed 's/.* del-port \\([^ ]*\\).*/\\1/') -" >> "${dir}/calls.log" ;;
 esac
@@ -155,11 +160,12 @@ describe.skipIf(!isRoot)('openvswitch virtualport on real hosts (recording ovs-v
     await cluster.op(A, { op: 'undefine', name: 'vp1' });
   });
 
-  it('migration: the destination adds its port at Prepare, the source removes its port at Confirm; a rolled-back one removes the destination port', async () => {
+  it("migration: the destination adds its port at Prepare and sets the source port's PortData at Finish, the source removes its port at Confirm; a rolled-back one removes the destination port", async () => {
     const uuid = randomUUID();
     await cluster.op(A, { op: 'define', xml: guestXml({ name: 'vp2', uuid, extraDevices: NIC }) });
     const src = domainOf(await cluster.op(A, { op: 'start', name: 'vp2' }));
     clearCalls(A, B);
+    writeFileSync(join(dirOf(A), 'portdata'), 'flows-v1');
     const result = await (
       await startMigration(cluster.client, {
         domain: 'vp2',
@@ -170,7 +176,14 @@ describe.skipIf(!isRoot)('openvswitch virtualport on real hosts (recording ovs-v
       })
     ).result();
     expect(result.destination).toMatchObject({ state: 'running', host: B });
-    expect(calls(B)).toEqual([...hooks('vp2', ['migrate', 'prepare']), 'ovs add-port ovsbr0 vnet0', ...hooks('vp2', ['start', 'started'])]);
+    // The source's PortData (libvirt's cookie <network> data) is set on the destination's port at Finish.
+    expect(calls(B)).toEqual([
+      ...hooks('vp2', ['migrate', 'prepare']),
+      'ovs add-port ovsbr0 vnet0',
+      ...hooks('vp2', ['start', 'started']),
+      'ovs portdata vnet0 flows-v1',
+    ]);
+    rmSync(join(dirOf(A), 'portdata'));
     expect(readFileSync(join(dirOf(B), 'last-migrate.xml'), 'utf8')).toContain(`interfaceid='${IFACE_ID}'`);
     expect(linkExists(B, 'vnet0')).toBe(true);
     expect(isProcessAlive(src.pid!)).toBe(false);

@@ -80,3 +80,34 @@ export function removeOvsPortSync(tap: string): string | undefined {
   const r = spawnSync(bin, [`--timeout=${OVS_TIMEOUT_S}`, '--', '--if-exists', 'del-port', tap], { encoding: 'utf8', timeout: (OVS_TIMEOUT_S + 5) * 1000 });
   return r.status === 0 ? undefined : (r.stderr?.trim() ?? r.error?.message ?? `exit ${r.status}`);
 }
+
+/**
+ * The port's PortData external-id, which libvirt moves with a migrating domain
+ * (the cookie's <network> element): read on the source after Perform.
+ */
+export async function getOvsPortData(tap: string): Promise<string | undefined> {
+  const bin = ovsVsctl();
+  if (bin === undefined) return undefined;
+  const { stdout } = await run(bin, [`--timeout=${OVS_TIMEOUT_S}`, '--if-exists', 'get', 'Interface', tap, 'external_ids:PortData'], {
+    timeout: (OVS_TIMEOUT_S + 5) * 1000,
+  });
+  const v = stdout.trim().replace(/^"(.*)"$/, '$1');
+  return v === '' ? undefined : v;
+}
+
+/** Sets the PortData the source sent on the destination's port, at Finish. */
+export async function setOvsPortData(tap: string, data: string): Promise<void> {
+  await vsctl(['set', 'Interface', tap, `external_ids:PortData=${data}`]);
+}
+
+/** The cookie's <network> interfaces for a domain's openvswitch ports, with the PortData each has (libvirt's order: by index). */
+export async function ovsCookieInterfaces(def: DomainDef): Promise<{ index: number; vporttype: string; portdata?: string }[]> {
+  const out: { index: number; vporttype: string; portdata?: string }[] = [];
+  const list = def.devices.interfaces ?? [];
+  for (const [index, n] of list.entries()) {
+    if (!isOvsPort(n) || n.targetDev === undefined) continue;
+    const portdata = await getOvsPortData(n.targetDev);
+    out.push({ index, vporttype: 'openvswitch', ...(portdata !== undefined ? { portdata } : {}) });
+  }
+  return out;
+}

@@ -103,6 +103,7 @@ export class HostRuntime implements LifecycleHost {
   private async onGone(dom: RunningDomain): Promise<void> {
     const current = this.running.get(dom.name);
     if (current === dom) this.running.delete(dom.name);
+    removeChannelDir(this.config.runDir, dom);
     // A newer QEMU of the same name owns the ledgers now.
     if (current !== undefined && current !== dom) {
       this.log.info({ domain: dom.name, pid: dom.pid }, 'QEMU is gone');
@@ -110,7 +111,6 @@ export class HostRuntime implements LifecycleHost {
       return;
     }
     const done = (async () => {
-      removeChannelDir(this.config.runDir, dom);
       this.log.info({ domain: dom.name, pid: dom.pid }, 'QEMU is gone');
       await runEndHooks(this, dom.name, dom.domainXml, ['stopped']);
       this.taps.removeCreated(dom.name);

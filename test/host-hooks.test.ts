@@ -1,11 +1,14 @@
 // The operator's host hook (VMFERRY_HOST_HOOKS_DIR/qemu, libvirt's calling convention)
 // around real QEMU through Temporal: the order of its calls on start, destroy, a
-// live migration between two hosts (both hosts' logs) and a rolled-back one, and a
-// hook refusing prepare, which refuses the start before any QEMU exists.
+// live migration between two hosts (both hosts' logs) and a rolled-back one, a
+// hook refusing prepare, which refuses the start before any QEMU exists, restore
+// (refused, rewritten, ABI-checked) and reconnect when a worker restarts (a
+// refusal kills that QEMU, as libvirt does).
 // The hook is a small shell script the test writes: it appends its argv and a hash
 // of its stdin to a log, keeps the last XML it got per operation, and exits 1 when a
 // marker file for the operation exists; it prints a replacement file's content as
-// its stdout (migrate's replacement XML).
+// its stdout (migrate's and restore's replacement XML). A marker for an operation
+// and a domain (refuse-OP-DOMAIN) refuses that one only.
 import { createHash, randomUUID } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -15,6 +18,8 @@ import { isProcessAlive } from '../src/support/proc.js';
 import { TestCluster } from './helpers/cluster.js';
 import { guestXml } from './helpers/guest-xml.js';
 import { domainOf, failureOf, namesOf, startMigration } from './helpers/migration.js';
+import { runJob } from './helpers/save.js';
+import type { RestoreResult, SaveResult } from '../src/common/save-types.js';
 
 const cluster = new TestCluster();
 // A's destination CPUs "fail to start" (fault point): a migration to A rolls back.
@@ -33,7 +38,7 @@ echo "$1 $2 $3 $4 $sum" >> "${dir}/calls.log"
 if [ -e "${dir}/replace-$2" ]; then
   cat "${dir}/replace-$2"
 fi
-if [ -e "${dir}/refuse-$2" ]; then
+if [ -e "${dir}/refuse-$2" ] || [ -e "${dir}/refuse-$2-$1" ]; then
   echo "refused by the test marker for $2" >&2
   echo "second line" >&2
   exit 1
@@ -93,6 +98,8 @@ beforeAll(async () => {
 
 afterAll(async () => {
   for (const h of [A, B]) for (const f of readdirSync(hookDir(h)).filter((f) => /^(refuse|replace)-/.test(f))) rmSync(join(hookDir(h), f));
+  // A test that failed half-way may have left A's worker stopped: bring it back so its QEMUs are cleaned up.
+  if (cluster.hosts.get(A)?.worker === undefined) await cluster.startHost(A);
   await cluster.removeAllDomains([A, B]);
   await cluster.stop();
 });
@@ -216,5 +223,80 @@ describe('host hooks (libvirt calling convention)', () => {
     }
     await cluster.op(B, { op: 'destroy', name: 'hk4' });
     await cluster.op(A, { op: 'undefine', name: 'hk4' });
+  });
+  it('restore calls restore, then prepare, start, started; a refusing restore hook refuses it; its stdout replaces the definition, ABI-checked', async () => {
+    const uuid = randomUUID();
+    const xml = guestXml({ name: 'hk5', uuid });
+    await cluster.op(A, { op: 'define', xml });
+    await cluster.op(A, { op: 'start', name: 'hk5' });
+    const images = join(cluster.root, 'images');
+    mkdirSync(images, { recursive: true });
+    const path = join(images, 'hk5.img');
+    clearCalls(A);
+    await runJob<SaveResult>(cluster.client, 'save', uuid, { host: A, name: 'hk5', path, format: 'raw' });
+    await waitFor('the saved QEMU released', () => calls(A).length >= 2, { timeoutMs: 10_000, intervalMs: 50 });
+    expect(calls(A)).toEqual(seq('hk5', ['stopped', 'release']));
+
+    const refuse = join(hookDir(A), 'refuse-restore');
+    const replace = join(hookDir(A), 'replace-restore');
+    try {
+      writeFileSync(refuse, '');
+      clearCalls(A);
+      const f = await failureOf(runJob<RestoreResult>(cluster.client, 'restore', uuid, { host: A, path }));
+      expect(f.type).toBe('OperationFailed');
+      expect(f.message).toContain(`refused restore begin of domain 'hk5': exit status 1`);
+      expect(calls(A)).toEqual(seq('hk5', ['restore']));
+      expect(lastXml(A, 'restore').xml).toContain(`<uuid>${uuid}</uuid>`);
+      expect(domainOf(await cluster.op(A, { op: 'info', name: 'hk5' })).state).toBe('shutoff');
+      rmSync(refuse);
+
+      // A replacement that changes the guest's ABI (its memory size) is refused as libvirt refuses it.
+      writeFileSync(replace, guestXml({ name: 'hk5', uuid, memoryMiB: 128 }));
+      clearCalls(A);
+      const abi = await failureOf(runJob<RestoreResult>(cluster.client, 'restore', uuid, { host: A, path }));
+      expect(abi.type).toBe('ConfigUnsupported');
+      expect(abi.message).toMatch(/does not match source/);
+      expect(calls(A)).toEqual(seq('hk5', ['restore']));
+
+      writeFileSync(replace, xml.replace('</name>', '</name>\n  <description>rewritten by the restore hook</description>'));
+      clearCalls(A);
+      const restored = await runJob<RestoreResult>(cluster.client, 'restore', uuid, { host: A, path });
+      expect(restored.domain).toMatchObject({ state: 'running' });
+      expect(calls(A)).toEqual(seq('hk5', ['restore', 'prepare', 'start', 'started']));
+      expect(lastXml(A, 'prepare').xml).toContain('<description>rewritten by the restore hook</description>');
+    } finally {
+      rmSync(refuse, { force: true });
+      rmSync(replace, { force: true });
+    }
+    await cluster.op(A, { op: 'destroy', name: 'hk5' });
+    await cluster.op(A, { op: 'undefine', name: 'hk5' });
+  });
+
+  it('a restarted worker calls reconnect for each QEMU it reattaches; a refusal kills that QEMU, followed by stopped and release', async () => {
+    await cluster.op(A, { op: 'define', xml: guestXml({ name: 'hk6' }) });
+    await cluster.op(A, { op: 'define', xml: guestXml({ name: 'hk7' }) });
+    const kept = domainOf(await cluster.op(A, { op: 'start', name: 'hk6' }));
+    const refused = domainOf(await cluster.op(A, { op: 'start', name: 'hk7' }));
+    const host = cluster.hosts.get(A)!;
+    await host.worker!.stop();
+    host.worker = undefined;
+    // The worker let go of its QEMUs; they run on.
+    expect(isProcessAlive(kept.pid!)).toBe(true);
+    expect(isProcessAlive(refused.pid!)).toBe(true);
+    writeFileSync(join(hookDir(A), 'refuse-reconnect-hk7'), '');
+    clearCalls(A);
+    try {
+      await cluster.startHost(A);
+      await waitFor('hk7 released', () => calls(A).includes('hk7 release end -'), { timeoutMs: 20_000, intervalMs: 50 });
+    } finally {
+      rmSync(join(hookDir(A), 'refuse-reconnect-hk7'));
+    }
+    expect(calls(A).filter((c) => c.startsWith('hk6 '))).toEqual(seq('hk6', ['reconnect']));
+    expect(calls(A).filter((c) => c.startsWith('hk7 '))).toEqual(seq('hk7', ['reconnect', 'stopped', 'release']));
+    expect(isProcessAlive(refused.pid!)).toBe(false);
+    expect(domainOf(await cluster.op(A, { op: 'info', name: 'hk7' })).state).toBe('shutoff');
+    expect(domainOf(await cluster.op(A, { op: 'info', name: 'hk6' }))).toMatchObject({ state: 'running', pid: kept.pid });
+    await cluster.op(A, { op: 'destroy', name: 'hk6' });
+    for (const n of ['hk6', 'hk7']) await cluster.op(A, { op: 'undefine', name: n });
   });
 });

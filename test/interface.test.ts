@@ -71,7 +71,7 @@ describe('interface in the domain model (pure code)', () => {
     ["<interface type='bridge'><source bridge='br0'/><bandwidth><inbound average='1000'/></bandwidth></interface>", /<interface><bandwidth>/],
     ["<interface type='bridge'><source bridge='br0'/><filterref filter='clean-traffic'/></interface>", /<interface><filterref>/],
     ["<interface type='bridge'><source bridge='br0'/><driver name='vhost' queues='4'/></interface>", /<interface><driver>/],
-    ["<interface type='bridge'><source bridge='br0'/><virtualport type='openvswitch'/></interface>", /<interface><virtualport>/],
+    ["<interface type='bridge'><source bridge='br0'/><mtu size='9000'/></interface>", /<interface><mtu>/],
     ["<interface type='user'><model type='ne2k_pci'/></interface>", /NIC model 'ne2k_pci'/],
     ["<interface type='user'><address type='pci' bus='0x01' slot='0x01'/></interface>", /only bus 0/],
   ])('parses %s (valid libvirt XML) and refuses to build it with ConfigUnsupported naming it', (nic, message) => {

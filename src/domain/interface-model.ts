@@ -4,6 +4,7 @@
 // else inside it keeps its place. As in domain-model.ts, LIBVIRT_* lists what
 // libvirt knows: a value there but not in vmferry's list is ConfigUnsupported.
 import type { DeviceAddress } from './domain-model.js';
+import type { VirtualPortDef } from './virtualport.js';
 
 export const INTERFACE_TYPES = ['user', 'ethernet', 'bridge'] as const;
 export type InterfaceType = (typeof INTERFACE_TYPES)[number];
@@ -32,7 +33,7 @@ export const LINK_STATES = ['up', 'down'] as const;
 export type LinkState = (typeof LINK_STATES)[number];
 
 /** The children of <interface> vmferry builds; any other child is refused (interface-parse.ts). */
-export const INTERFACE_CHILDREN = ['mac', 'source', 'target', 'model', 'link', 'boot', 'alias', 'address'] as const;
+export const INTERFACE_CHILDREN = ['mac', 'source', 'virtualport', 'target', 'model', 'link', 'boot', 'alias', 'address'] as const;
 
 /** libvirt's prefix for generated MACs (the QEMU/KVM OUI). */
 export const MAC_PREFIX = '52:54:00';
@@ -54,9 +55,11 @@ export interface InterfaceDef {
   bootOrder?: number;
   address?: DeviceAddress;
   alias?: string;
+  /** `<virtualport>`: the port profile (domain/virtualport.ts). */
+  virtualport?: VirtualPortDef;
   /**
    * Read only: child elements the XML holds that vmferry does not build
-   * (bandwidth, filterref, virtualport, driver, ...). They stay in the preserved
+   * (bandwidth, filterref, driver, ...). They stay in the preserved
    * element; the command line refuses an interface that has any.
    */
   unbuilt?: string[];

@@ -9,8 +9,9 @@ import { childElements, createElement, findChild, getAttr, insertChild, removeCh
 import { pathStep } from '../xml/xml-errors.js';
 import type { XmlReader } from '../xml/xml-read.js';
 import type { XmlElement } from '../xml/xml-tree.js';
+import { applyVirtualPort, readVirtualPort } from './virtualport.js';
 
-const INTERFACE_ORDER = ['source', 'mac', 'target', 'model', 'link', 'boot', 'alias', 'address'] as const;
+const INTERFACE_ORDER = ['source', 'mac', 'virtualport', 'target', 'model', 'link', 'boot', 'alias', 'address'] as const;
 const DEVICE_DEPTH = 2;
 
 export function generateMac(): string {
@@ -29,6 +30,7 @@ export function readInterface(r: XmlReader, el: XmlElement, path: string): Inter
   const link = r.optional(el, 'link', path);
   const boot = r.optional(el, 'boot', path);
   const alias = r.optional(el, 'alias', path);
+  const virtualport = r.optional(el, 'virtualport', path);
   return compact({
     type,
     mac: mac === undefined ? generateMac() : r.requiredAttr(mac, 'address', `${path}/mac`).toLowerCase(),
@@ -39,6 +41,7 @@ export function readInterface(r: XmlReader, el: XmlElement, path: string): Inter
     bootOrder: boot === undefined ? undefined : r.integer(r.requiredAttr(boot, 'order', `${path}/boot`), `${path}/boot/@order`, 'boot order'),
     address: readAddress(r, el, path),
     alias: alias === undefined ? undefined : r.requiredAttr(alias, 'name', `${path}/alias`),
+    virtualport: virtualport === undefined ? undefined : readVirtualPort(r, virtualport, type, path),
     unbuilt: unbuilt.length > 0 ? unbuilt : undefined,
   });
 }
@@ -61,6 +64,7 @@ function applyInterface(el: XmlElement, n: InterfaceDef): void {
   setAttr(el, 'type', n.type);
   setChildAttr(el, 'mac', 'address', n.mac, DEVICE_DEPTH, INTERFACE_ORDER);
   setChildAttr(el, 'source', 'bridge', n.sourceBridge, DEVICE_DEPTH, INTERFACE_ORDER);
+  syncChild(el, 'virtualport', n.virtualport, DEVICE_DEPTH, INTERFACE_ORDER, (vp, v) => applyVirtualPort(vp, v, DEVICE_DEPTH + 1));
   setChildAttr(el, 'target', 'dev', n.targetDev, DEVICE_DEPTH, INTERFACE_ORDER);
   setChildAttr(el, 'model', 'type', n.model, DEVICE_DEPTH, INTERFACE_ORDER);
   setChildAttr(el, 'link', 'state', n.linkState, DEVICE_DEPTH, INTERFACE_ORDER);

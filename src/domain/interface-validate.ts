@@ -5,6 +5,7 @@ import type { DeviceAddress } from './domain-model.js';
 import { LIBVIRT_INTERFACE_TYPES, LIBVIRT_NIC_MODEL, LINK_STATES, type InterfaceDef } from './interface-model.js';
 import type { Checker } from './validate-checker.js';
 import { pathStep } from '../xml/xml-errors.js';
+import { checkVirtualPort } from './virtualport.js';
 
 const MAC = /^[0-9a-f]{2}(?::[0-9a-f]{2}){5}$/;
 /** A Linux interface name: at most 15 bytes, no '/', no whitespace, not '.' or '..'. */
@@ -34,6 +35,7 @@ export function checkInterface(c: Checker, n: InterfaceDef, p: string): void {
   c.optInt(n.bootOrder, 1, 2 ** 31 - 1, `${p}/boot/@order`, 'boot order');
   checkPciAddress(c, n.address, p);
   c.pattern(n.alias, ALIAS, `${p}/alias/@name`, 'device alias');
+  if (n.virtualport !== undefined) checkVirtualPort(c, n.virtualport, n.type, p);
 }
 
 export function checkInterfaces(c: Checker, list: InterfaceDef[] | undefined, D: string): void {

@@ -3,9 +3,13 @@
 // XML on stdin. prepare/start (begin) run before QEMU is spawned, started (begin)
 // once it runs but before its CPUs do, stopped/release (end) after it is gone
 // whatever the reason, migrate (begin) at the destination's Prepare before
-// anything is made there. A non-zero exit of prepare, start, started or migrate
-// refuses that step; stopped and release cannot refuse (QEMU is already gone), so
-// their failures are only logged. The hook runs without a shell, with a bare
+// anything is made there, restore (begin) when a restore or a start from a
+// managed save begins, before the job is taken, and reconnect (begin) when a
+// restarted worker reattaches to a QEMU that outlived its predecessor. A non-zero
+// exit of prepare, start, started, migrate or restore refuses that step; one of
+// reconnect kills that QEMU, as libvirt does; stopped and release cannot refuse
+// (QEMU is already gone), so their failures are only logged. libvirt's attach
+// (a QEMU started outside it, adopted) has no counterpart here. The hook runs without a shell, with a bare
 // environment (no worker secrets) and a deadline.
 import { spawn } from 'node:child_process';
 import { constants, accessSync, statSync } from 'node:fs';
@@ -17,7 +21,7 @@ import type { LaunchedQemu } from '../qemu/launch.js';
 import { terminate } from '../support/proc.js';
 import type { HostConfig } from './host-config.js';
 
-export type HookOperation = 'prepare' | 'start' | 'started' | 'stopped' | 'release' | 'migrate';
+export type HookOperation = 'prepare' | 'start' | 'started' | 'stopped' | 'release' | 'migrate' | 'restore' | 'reconnect';
 
 /** A hook that does not answer within this long is killed and counts as a refusal. */
 export const HOOK_TIMEOUT_MS = 30_000;
@@ -36,6 +40,8 @@ const SUBOP: Record<HookOperation, 'begin' | 'end'> = {
   stopped: 'end',
   release: 'end',
   migrate: 'begin',
+  restore: 'begin',
+  reconnect: 'begin',
 };
 
 /** libvirt's rule: the hook exists when the file is there and executable; otherwise nothing runs. */
@@ -117,33 +123,58 @@ export async function runEndHooks(host: HookHost, domain: string, xml: string, o
   }
 }
 
+/** What a start does around the hooks: libvirt's order is prepare, set-up, start, spawn, started. */
+export interface StartSteps {
+  /** Host resources the hook may have prepared for (taps on bridges, OVS ports): after prepare, before start. */
+  setUp: () => Promise<void>;
+  spawn: () => Promise<LaunchedQemu>;
+  /** Undoes setUp (synchronously, as when QEMU goes); runs before release. */
+  tearDown: () => void;
+}
+
 /**
- * prepare and start before `spawn`, started once it returns. A refusal of prepare
- * or start, or a failed spawn, is followed by release (every prepare gets its
- * release, so a hook's cleanup runs); a refused started kills the QEMU just
- * spawned and is followed by stopped and release.
+ * prepare before anything is set up (libvirt's hook may create a missing bridge),
+ * start after, then `spawn`, then started. A refusal of prepare or start, or a
+ * failed set-up or spawn, is followed by tearDown and release (every prepare gets
+ * its release, so a hook's cleanup runs); a refused started kills the QEMU just
+ * spawned and is followed by stopped, tearDown and release.
  */
-export async function spawnWithHooks(host: HookHost, def: DomainDef, spawnQemu: () => Promise<LaunchedQemu>): Promise<LaunchedQemu> {
-  if (hookPath(host.config.hooksDir) === undefined) return await spawnQemu();
-  const xml = formatDomainXml(def);
+export async function spawnWithHooks(host: HookHost, def: DomainDef, steps: StartSteps): Promise<LaunchedQemu> {
+  const hooked = hookPath(host.config.hooksDir) !== undefined;
+  const xml = hooked ? formatDomainXml(def) : '';
   let launched: LaunchedQemu;
   try {
-    await runHook(host, 'prepare', def.name, xml);
-    await runHook(host, 'start', def.name, xml);
-    launched = await spawnQemu();
+    if (hooked) await runHook(host, 'prepare', def.name, xml);
+    await steps.setUp();
+    if (hooked) await runHook(host, 'start', def.name, xml);
+    launched = await steps.spawn();
   } catch (err) {
-    await runEndHooks(host, def.name, xml, ['release']);
+    steps.tearDown();
+    if (hooked) await runEndHooks(host, def.name, xml, ['release']);
     throw err;
   }
+  if (!hooked) return launched;
   try {
     await runHook(host, 'started', def.name, xml);
   } catch (err) {
     await terminate(launched.pid);
     await launched.qmp.close().catch(() => undefined);
-    await runEndHooks(host, def.name, xml);
+    await runEndHooks(host, def.name, xml, ['stopped']);
+    steps.tearDown();
+    await runEndHooks(host, def.name, xml, ['release']);
     throw err;
   }
   return launched;
+}
+
+/**
+ * The restore hook (restore and managed-save start), with the image's definition
+ * on stdin; a non-empty stdout replaces it, and the caller checks the replacement
+ * as libvirt does (ABI stability against the image's). Undefined: no replacement.
+ */
+export async function restoreHook(host: HookHost, domain: string, xml: string): Promise<string | undefined> {
+  const out = await runHook(host, 'restore', domain, xml);
+  return out !== undefined && out.trim() !== '' ? out : undefined;
 }
 
 /**

@@ -1,7 +1,7 @@
 // Everything one host worker knows: persistent definitions on disk, the running
 // domains it talks to over QMP, and the locks that keep two operations off one
 // domain. Activities are thin wrappers over these methods.
-import { existsSync, rmSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import type { BlockStats, DomainInfo, DomainSummary, HostInfo } from '../common/domain-types.js';
@@ -11,18 +11,19 @@ import { buildQemuArgs } from '../qemu/command-line.js';
 import { launchQemu } from '../qemu/launch.js';
 import { applyGraphicsPasswords, applyLinkStates, readLiveFacts } from '../qemu/live-config.js';
 import { findFreePort } from './graphics-ports.js';
-import { QmpClient, type QmpEvent } from '../qemu/qmp-client.js';
+import type { QmpClient, QmpEvent } from '../qemu/qmp-client.js';
 import { DefinitionStore } from './definition-store.js';
 import { DomainLocks } from './domain-lock.js';
 import { JobRecords } from './jobs/records.js';
 import type { HostConfig } from './host-config.js';
-import { isOurProcess, terminate } from '../support/proc.js';
+import { terminate } from '../support/proc.js';
 import { RunningDomain } from './running-domain.js';
-import { listStatusNames, readStatus, removeStatus } from './status-file.js';
+import type { DomainStatus } from './status-file.js';
+import { reconnectAll } from './reconnect.js';
 import type { Logger } from 'pino';
 import { createSecurityDriver, type SecurityDriver } from '../security/index.js';
 import { checkEmulator } from './emulators.js';
-import { happeningOf, happeningOfRunState, reactTo, type LifecycleHost } from './guest-lifecycle.js';
+import { happeningOf, reactTo, type LifecycleHost } from './guest-lifecycle.js';
 import { checkCpuOnHost, probeBinary, qemuInfo, startingDef } from './host-cpu.js';
 import { HostTaps } from './taps.js';
 import { checkInterfacesBuildable } from '../qemu/devices/interface.js';
@@ -31,6 +32,7 @@ import { checkCpuBuildable } from '../qemu/devices/cpu.js';
 import { applyStartupPolicy } from './startup-policy.js';
 import { prepareDevices, removeChannelDir } from './device-setup.js';
 import { runEndHooks, spawnWithHooks } from './hooks.js';
+import { checkOvsAvailable } from './openvswitch.js';
 
 export class HostRuntime implements LifecycleHost {
   readonly defs: DefinitionStore;
@@ -44,6 +46,8 @@ export class HostRuntime implements LifecycleHost {
   private readonly running = new Map<string, RunningDomain>();
   /** Why each domain stopped last (destroyed, shutdown, crashed), for dominfo; in memory, as libvirt keeps it. */
   private readonly stopReasons = new Map<string, string>();
+  /** Domains whose QEMU is gone and whose end hooks and host clean-up still run (onGone). */
+  private readonly stopping = new Map<string, Promise<void>>();
   private qemuVersion?: string;
   private qemuProbe?: QemuProbe;
 
@@ -59,63 +63,22 @@ export class HostRuntime implements LifecycleHost {
 
   // ---- recovery --------------------------------------------------------
 
-  /** Reattach to every QEMU that outlived a previous worker; forget the dead ones. */
+  /** Reattach to every QEMU that outlived a previous worker; forget the dead ones (host/reconnect.ts). */
   async reconnectAll(): Promise<void> {
-    for (const name of listStatusNames(this.config.runDir)) {
-      let status;
-      try {
-        status = readStatus(this.config.runDir, name);
-      } catch (err) {
-        this.log.warn({ domain: name, err }, 'unreadable status file removed');
-        removeStatus(this.config.runDir, name);
-        continue;
-      }
-      if (!isOurProcess(status.pid, status.qmpSocket)) {
-        this.log.info({ domain: name, pid: status.pid }, 'QEMU from a previous worker is gone; clearing its status');
-        this.clearLeftovers(name, status.qmpSocket, status.memoryBackingFile);
-        continue;
-      }
-      try {
-        const qmp = await QmpClient.connect(status.qmpSocket, { timeoutMs: 5000 });
-        const def = parseDomainXml(status.domainXml);
-        const dom = this.track(
-          new RunningDomain(
-            { ...status, name, uuid: def.uuid, qmp },
-            this.config.runDir,
-            (d) => this.onGone(d),
-            (d, ev) => this.onGuestEvent(d, ev),
-          ),
-        );
-        await this.syncState(dom);
-        this.log.info({ domain: name, pid: status.pid, state: dom.state }, 'reconnected to running QEMU');
-      } catch (err) {
-        // Alive but unreachable: never kill a guest we cannot prove is broken.
-        this.log.error({ domain: name, pid: status.pid, err }, 'QEMU alive but its monitor did not answer; left untouched');
-      }
-    }
-    // What is left with a status file has a live QEMU (tracked or left untouched); every other ledger is an orphan.
-    this.taps.cleanOrphans(new Set(listStatusNames(this.config.runDir)));
+    await reconnectAll(this);
   }
 
-  private clearLeftovers(name: string, qmpSocket: string, memoryFile?: string): void {
-    removeStatus(this.config.runDir, name);
-    rmSync(qmpSocket, { force: true });
-    if (memoryFile) rmSync(memoryFile, { force: true });
-  }
-
-  /**
-   * QEMU's own word on run state; events may have been missed while nobody listened.
-   * A guest that powered off or panicked meanwhile waits, paused, for its action,
-   * and a reboot asked for before the restart (fakeReboot, from the status file)
-   * still turns the poweroff into a reset.
-   */
-  private async syncState(dom: RunningDomain): Promise<void> {
-    const st = await dom.qmp.execute<{ running: boolean; status: string }>('query-status');
-    if (st.running && dom.state !== 'running') dom.setState('running', 'unpaused');
-    else if (st.status === 'watchdog' && dom.state === 'running') dom.setState('paused', 'watchdog');
-    else if (!st.running && dom.state === 'running') dom.setState('paused', st.status);
-    else dom.persist();
-    void reactTo(this, dom, happeningOfRunState(st.status), { at: 'reconnect', runState: st.status });
+  /** Tracks a QEMU that outlived a previous worker, from its status file. */
+  adopt(name: string, status: DomainStatus, qmp: QmpClient): RunningDomain {
+    const def = parseDomainXml(status.domainXml);
+    return this.track(
+      new RunningDomain(
+        { ...status, name, uuid: def.uuid, qmp },
+        this.config.runDir,
+        (d) => this.onGone(d),
+        (d, ev) => this.onGuestEvent(d, ev),
+      ),
+    );
   }
 
   private onGuestEvent(dom: RunningDomain, ev: QmpEvent): void {
@@ -132,14 +95,33 @@ export class HostRuntime implements LifecycleHost {
     return dom;
   }
 
+  /**
+   * libvirt's order: the stopped hook, then the host resources go (taps, OVS
+   * ports), then release. A start of the same name waits for it (launch), so the
+   * ledgers cleared here are this QEMU's.
+   */
   private async onGone(dom: RunningDomain): Promise<void> {
     const current = this.running.get(dom.name);
     if (current === dom) this.running.delete(dom.name);
     removeChannelDir(this.config.runDir, dom);
-    // The taps went with this QEMU (a newer QEMU of the same name owns the ledger now).
-    if (current === undefined || current === dom) this.taps.removeCreated(dom.name);
-    this.log.info({ domain: dom.name, pid: dom.pid }, 'QEMU is gone');
-    await runEndHooks(this, dom.name, dom.domainXml);
+    // A newer QEMU of the same name owns the ledgers now.
+    if (current !== undefined && current !== dom) {
+      this.log.info({ domain: dom.name, pid: dom.pid }, 'QEMU is gone');
+      await runEndHooks(this, dom.name, dom.domainXml);
+      return;
+    }
+    const done = (async () => {
+      this.log.info({ domain: dom.name, pid: dom.pid }, 'QEMU is gone');
+      await runEndHooks(this, dom.name, dom.domainXml, ['stopped']);
+      this.taps.removeCreated(dom.name);
+      await runEndHooks(this, dom.name, dom.domainXml, ['release']);
+    })();
+    this.stopping.set(dom.name, done);
+    try {
+      await done;
+    } finally {
+      if (this.stopping.get(dom.name) === done) this.stopping.delete(dom.name);
+    }
   }
 
   /** Worker shutdown: let go of every QEMU and leave it running. */
@@ -304,6 +286,8 @@ export class HostRuntime implements LifecycleHost {
    */
   async launch(requested: DomainDef, opts: { paused?: boolean; incoming?: boolean; requestId?: string; extraArgs?: string[] }): Promise<RunningDomain> {
     const name = requested.name;
+    // The previous QEMU of this name is still being cleaned up (its stopped hook may take a while).
+    await this.stopping.get(name);
     if (this.running.has(name)) throw vmError(ErrorType.OperationInvalid, `domain '${name}' is already running`, { domain: name });
     // Every spawn passes here (start, restore, Prepare), whatever its caller checked earlier.
     checkEmulator(this.config.emulators, requested);
@@ -324,19 +308,20 @@ export class HostRuntime implements LifecycleHost {
     const extra = [...(opts.incoming ? ['-incoming', 'defer'] : []), ...(opts.extraArgs ?? [])];
     // Refused before a tap is made: nothing of the domain exists yet.
     checkInterfacesBuildable(def);
-    const taps = await this.taps.prepare(name, def);
+    checkOvsAvailable(def, this.config.name);
     const cpuFacts = probe?.accels[def.type === 'kvm' ? 'kvm' : 'tcg'];
-    let launched;
-    try {
-      const args = buildQemuArgs(def, { qmpSocket, memoryBackingFile, spicePorts, extra, taps, ...(cpuFacts ? { cpuFacts } : {}) });
-      this.log.info({ domain: name, args }, 'starting QEMU');
-      launched = await spawnWithHooks(this, def, () =>
-        launchQemu({ binary: def.devices.emulator ?? this.config.qemuBinary, args, qmpSocket, logFile: join(this.config.logDir, `${name}.log`) }),
-      );
-    } catch (err) {
-      this.taps.removeCreated(name);
-      throw err;
-    }
+    let taps: (string | undefined)[] = [];
+    const launched = await spawnWithHooks(this, def, {
+      setUp: async () => {
+        taps = await this.taps.prepare(name, def);
+      },
+      spawn: async () => {
+        const args = buildQemuArgs(def, { qmpSocket, memoryBackingFile, spicePorts, extra, taps, ...(cpuFacts ? { cpuFacts } : {}) });
+        this.log.info({ domain: name, args }, 'starting QEMU');
+        return await launchQemu({ binary: def.devices.emulator ?? this.config.qemuBinary, args, qmpSocket, logFile: join(this.config.logDir, `${name}.log`) });
+      },
+      tearDown: () => this.taps.removeCreated(name),
+    });
     const { pid, qmp } = launched;
     // The live definition names the taps in use, as libvirt's does (the migratable form drops generated names).
     def = structuredClone(def);

@@ -34,6 +34,9 @@ import { checkJobId, fdLabeller, jobStreamControl, securityContext, type JobDeps
 import { rollBackAndThrow, settledRecord } from './save-settle.js';
 import { checkEmulator } from '../emulators.js';
 import { applyStartupPolicy } from '../startup-policy.js';
+import { restoreHook } from '../hooks.js';
+import { checkInterfacesBuildable } from '../../qemu/devices/interface.js';
+import { checkOvsAvailable } from '../openvswitch.js';
 
 /** How long a failed restore waits for its QEMU to exit and say why. */
 const QEMU_EXIT_GRACE_MS = 2000;
@@ -74,6 +77,14 @@ export function restoreJobs(deps: JobDeps, recovered: Promise<void>) {
       checkAbiStability(alt, imageDef);
       def = alt;
     }
+    // The operator's restore hook sees the definition first; a replacement must keep the guest's ABI, as libvirt checks.
+    const replaced = await restoreHook(rt, def.name, formatDomainXml(def));
+    if (replaced !== undefined) {
+      const hooked = parseDomainXml(replaced);
+      checkDestinationName(hooked, def.name, undefined);
+      checkAbiStability(hooked, def);
+      def = hooked;
+    }
     if (args.managedName !== undefined && def.name !== args.managedName) {
       throw vmError(ErrorType.OperationInvalid, `the managed-save image of '${args.managedName}' holds domain '${def.name}'`, {
         domain: args.managedName,
@@ -85,6 +96,8 @@ export function restoreJobs(deps: JobDeps, recovered: Promise<void>) {
     }
     checkEmulator(rt.config.emulators, def);
     checkBuilt(def);
+    checkInterfacesBuildable(def);
+    checkOvsAvailable(def, rt.config.name);
     applyStartupPolicy(def, 'incoming');
     // The image's CPU must run here: refused before the job is taken or QEMU started.
     await rt.checkCpu(def);

@@ -15,6 +15,7 @@ import type { RunningDomain } from '../running-domain.js';
 import type { QmpEvent } from '../../qemu/qmp-client.js';
 import { checkDiskSafety, checkNotSameHost } from '../../migration/checks.js';
 import { formatMigrationCookie, parseMigrationCookie, type MigrationCookie } from '../../migration/cookie.js';
+import type { CookieNetInterface } from '../../migration/cookie.js';
 import { eventTimeMs } from './monitor.js';
 import { queryMigration } from '../../qemu/migration-engine.js';
 import { graphicsFor, listenIncoming, preallocate } from './incoming-qemu.js';
@@ -26,6 +27,8 @@ import { hostTunnel, requireTunnel } from './host-tunnel.js';
 import { checkEmulator } from '../emulators.js';
 import { applyStartupPolicy } from '../startup-policy.js';
 import { migrateHook } from '../hooks.js';
+import { checkInterfacesBuildable } from '../../qemu/devices/interface.js';
+import { checkOvsAvailable, isOvsPort, setOvsPortData } from '../openvswitch.js';
 
 export interface DestinationDeps {
   rt: HostRuntime;
@@ -99,6 +102,8 @@ export async function prepare(d: DestinationDeps, a: PrepareArgs): Promise<Prepa
   }
   def.name = destName;
   checkBuilt(def);
+  checkInterfacesBuildable(def);
+  if (!a.flags.includes('offline')) checkOvsAvailable(def, rt.config.name);
   // Refused here rather than after the job is taken (launch applies the policy again).
   if (!a.flags.includes('offline')) applyStartupPolicy(def, 'incoming');
   checkDiskSafety(def, a.flags);
@@ -266,9 +271,10 @@ export async function finish(d: DestinationDeps, a: FinishArgs): Promise<FinishR
     if (dom && dom.startRequestId === a.jobId) return { domain: rt.info(name), persistent: rt.defs.has(name) };
     throw vmError(ErrorType.OperationFailed, `no incoming migration of '${name}' for job ${a.jobId} on ${rt.config.name}`);
   }
-  if (a.protocol === 3 && a.cookie !== undefined) {
-    parseMigrationCookie(a.cookie, { name: a.domain, uuid: a.uuid, localHostUuid: rt.config.hostUuid });
-  }
+  const srcCookie =
+    a.protocol === 3 && a.cookie !== undefined
+      ? parseMigrationCookie(a.cookie, { name: a.domain, uuid: a.uuid, localHostUuid: rt.config.hostUuid })
+      : undefined;
   const offline = rec.flags.includes('offline');
   if (!offline && (!dom || dom.pid !== rec.pid)) {
     forgetIncoming(d, name, a.jobId);
@@ -317,6 +323,7 @@ export async function finish(d: DestinationDeps, a: FinishArgs): Promise<FinishR
       rt.log.warn({ domain: name, err }, 'could not reset migration TLS after the incoming migration'),
     );
   }
+  if (dom && !offline && srcCookie?.network !== undefined) await relocatePortData(rt, dom, srcCookie.network.interfaces);
   forgetIncoming(d, name, a.jobId);
   const cookie =
     a.protocol === 3
@@ -324,6 +331,18 @@ export async function finish(d: DestinationDeps, a: FinishArgs): Promise<FinishR
       : undefined;
   rt.log.info({ domain: name, job: a.jobId, phase: 'finish', state: dom?.state }, 'incoming migration finished');
   return { domain: rt.info(name), persistent: rt.defs.has(name), ...(cookie ? { cookie } : {}), ...(resumedAtMs !== undefined ? { resumedAtMs } : {}) };
+}
+
+/** The source's Open vSwitch PortData on this host's ports; like libvirt, a failure is a warning (the guest runs here now). */
+async function relocatePortData(rt: HostRuntime, dom: RunningDomain, sent: CookieNetInterface[]): Promise<void> {
+  const list = parseDomainXml(dom.domainXml).devices.interfaces ?? [];
+  for (const i of sent) {
+    const n = i.index === undefined ? undefined : list[i.index];
+    if (i.vporttype !== 'openvswitch' || i.portdata === undefined || n === undefined || !isOvsPort(n) || n.targetDev === undefined) continue;
+    await setOvsPortData(n.targetDev, i.portdata).catch((err: unknown) =>
+      rt.log.warn({ domain: dom.name, err, tap: n.targetDev }, 'could not set the Open vSwitch port data the source sent'),
+    );
+  }
 }
 
 async function startCpus(dom: RunningDomain): Promise<number> {

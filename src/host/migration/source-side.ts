@@ -25,6 +25,7 @@ import type { RunningDomain } from '../running-domain.js';
 import { checkAbiStability, checkDestinationName } from '../../migration/abi-check.js';
 import { checkDiskSafety, checkNoSnapshots, checkSourceState } from '../../migration/checks.js';
 import { formatMigrationCookie, parseMigrationCookie, type MigrationCookie } from '../../migration/cookie.js';
+import { ovsCookieInterfaces } from '../openvswitch.js';
 import { monitorMigration } from './monitor.js';
 import { cancelMigration, queryMigration, startMigration } from '../../qemu/migration-engine.js';
 import { isMigrationActive } from '../../qemu/migration-info.js';
@@ -264,14 +265,23 @@ async function performed(rt: HostRuntime, a: PerformArgs, job: HostJob, stats: M
     if (stats.memTotalBytes !== undefined) s.memory_total = stats.memTotalBytes;
     if (stats.memProcessedBytes !== undefined) s.memory_processed = stats.memProcessedBytes;
     if (stats.memRemainingBytes !== undefined) s.memory_remaining = stats.memRemainingBytes;
+    // The Open vSwitch ports' PortData goes to the destination, which sets it at Finish (libvirt's <network> cookie data).
+    const live = rt.getRunning(name);
+    const ports = live
+      ? await ovsCookieInterfaces(parseDomainXml(live.domainXml)).catch((err: unknown) => {
+          rt.log.warn({ domain: name, err }, 'could not read the Open vSwitch port data; the destination gets none');
+          return [];
+        })
+      : [];
     cookie = formatMigrationCookie({
       name,
       uuid: a.uuid,
       hostname: rt.config.name,
       hostuuid: rt.config.hostUuid,
-      features: ['statistics'],
+      features: ports.length > 0 ? ['network', 'statistics'] : ['statistics'],
       mandatory: [],
       stats: s,
+      ...(ports.length > 0 ? { network: { interfaces: ports } } : {}),
     });
   }
   rt.log.info({ domain: name, job: a.jobId, phase: 'perform', stats }, 'migration completed on the source');

@@ -47,6 +47,15 @@ export function checkInterfacesBuildable(def: DomainDef): void {
     const refuse = (msg: string, at: string): never => {
       throw vmError(ErrorType.ConfigUnsupported, `${msg} at ${p}${at}`, { path: `${p}${at}` });
     };
+    // Named first: on a type='direct' interface this says more than the type's refusal would.
+    const vp = n.virtualport;
+    if (vp !== undefined && vp.type !== 'openvswitch') {
+      refuse(
+        `virtualport type '${vp.type}' is not supported: libvirt associates it over VDP (lldpad, a real 802.1Qbg/Qbh switch) on a macvtap <interface type='direct'>, which vmferry does not build`,
+        '/virtualport/@type',
+      );
+    }
+    if (vp !== undefined && n.type !== 'bridge') refuse(`an openvswitch virtualport is built on <interface type='bridge'> only`, '/virtualport');
     if (!(INTERFACE_TYPES as readonly string[]).includes(n.type))
       refuse(`interface type '${n.type}' is not supported (only ${INTERFACE_TYPES.join(', ')})`, '/@type');
     if (n.model !== undefined && !(NIC_MODELS as readonly string[]).includes(n.model)) {

@@ -4,7 +4,7 @@
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
-const BENCHES = ['save-restore', 'migrate', 'migrate-tunnel'];
+const BENCHES = ['save-restore', 'migrate', 'migrate-tunnel', 'cli'];
 /** Short names: `npm run bench -- tunnel`. */
 const ALIASES: Record<string, string> = { tunnel: 'migrate-tunnel' };
 const [given, ...rest] = process.argv.slice(2);

@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { freshBuild } from './build-fresh.js';
 
 if (freshBuild(fileURLToPath(new URL('..', import.meta.url)))) {
-  await import('../dist/cli/main.js');
+  await import('../dist/cli.mjs');
 } else {
   const { register } = await import('tsx/esm/api');
   register();

@@ -19,7 +19,7 @@ const HOST = 'bld-a';
 const cluster = new TestCluster();
 
 function compiledCli(...args: string[]): CliResult {
-  const r = spawnSync(process.execPath, [join(OUT, 'cli', 'main.js'), ...args], {
+  const r = spawnSync(process.execPath, [join(OUT, 'cli.mjs'), ...args], {
     cwd: PROJECT_ROOT,
     encoding: 'utf8',
     env: { ...process.env, TEMPORAL_ADDRESS: cluster.address, VMFERRY_HOST: HOST, NODE_OPTIONS: '' },
@@ -42,13 +42,13 @@ afterAll(async () => {
 
 describe('npm run build', () => {
   it('makes compiled workers and CLI, a prebuilt workflow bundle and a build stamp', () => {
-    for (const f of ['workers/host.js', 'workers/control.js', 'cli/main.js', 'workflow-bundle.js', 'build-info.json'])
+    for (const f of ['workers/host.js', 'workers/control.js', 'cli/main.js', 'cli.mjs', 'workflow-bundle.js', 'build-info.json'])
       expect(existsSync(join(OUT, f)), f).toBe(true);
     const info = JSON.parse(readFileSync(join(OUT, 'build-info.json'), 'utf8')) as { sourcesAsOfMs: number };
     expect(info.sourcesAsOfMs).toBeGreaterThan(0);
   });
 
-  it('runs the compiled workers, the control worker on the prebuilt bundle, and a guest through the compiled CLI', async () => {
+  it('runs the compiled workers, the control worker on the prebuilt bundle, and a guest through the bundled CLI', async () => {
     const ready = cluster.control!.logs.find((l) => l.msg === 'control worker ready');
     expect(ready?.workflowBundle).toBe(join(OUT, 'workflow-bundle.js'));
     const xml = join(cluster.root, 'bld.xml');

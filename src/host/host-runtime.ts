@@ -62,7 +62,7 @@ export class HostRuntime implements LifecycleHost {
     this.jobs = new JobRecords(config.stateDir);
     this.security = createSecurityDriver(config.security);
     this.taps = new HostTaps(config.runDir, log);
-    this.leases = new DiskLeases(config, log);
+    this.leases = new DiskLeases(config, this.security, log);
   }
 
   // ---- recovery --------------------------------------------------------

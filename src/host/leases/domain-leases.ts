@@ -18,6 +18,7 @@ import type { DomainDef } from '../../domain/domain-model.js';
 import { parseDomainXml } from '../../domain/index.js';
 import { formatLockState, parseLockState, type LockState } from '../../migration/lock-state.js';
 import type { QmpClient } from '../../qemu/qmp-client.js';
+import type { SecurityDriver } from '../../security/index.js';
 import type { RunningDomain } from '../running-domain.js';
 import { Lockspace, type DiskLease, type LeaseTaker } from './lockspace.js';
 
@@ -35,6 +36,14 @@ const NONE: TakenLeases = { handTo: async () => undefined, close: () => undefine
 
 function fdName(lease: DiskLease): string {
   return `vmf-lease-${lease.key}`;
+}
+
+/** QEMU keeps the descriptor for good: labelled for the domain first (SELinux checks a received file against it). */
+async function handOver(security: SecurityDriver, qmp: QmpClient, taker: LeaseTaker, held: Map<DiskLease, number>): Promise<void> {
+  for (const [lease, fd] of held) {
+    await security.labelHandedFd(fd, { domain: taker.domain, uuid: taker.uuid });
+    await qmp.execute('getfd', { fdname: fdName(lease) }, { fds: [fd] });
+  }
 }
 
 /** Whether QEMU (`pid`) holds the lease: a descriptor of its own is open on the lease file. */
@@ -59,6 +68,7 @@ export class DiskLeases {
 
   constructor(
     config: { name: string; hostUuid: string; lockspaceDir?: string },
+    private readonly security: SecurityDriver,
     private readonly log: Logger,
   ) {
     if (config.lockspaceDir !== undefined) this.lockspace = new Lockspace(config.lockspaceDir, { host: config.name, hostUuid: config.hostUuid });
@@ -86,7 +96,7 @@ export class DiskLeases {
     };
     return {
       handTo: async (qmp) => {
-        for (const [lease, fd] of held) await qmp.execute('getfd', { fdname: fdName(lease) }, { fds: [fd] });
+        await handOver(this.security, qmp, { domain: def.name, uuid: def.uuid }, held);
         this.log.info({ domain: def.name, leases: [...held.keys()].map((l) => l.disk) }, 'disk leases handed to QEMU');
         close();
       },
@@ -150,7 +160,7 @@ export class DiskLeases {
     if (!this.lockspace || missing.length === 0) return;
     const taken = await this.lockspace.acquire(missing, { domain: dom.name, uuid: dom.uuid }, ACQUIRE_WAIT_MS);
     try {
-      for (const [lease, fd] of taken) await dom.qmp.execute('getfd', { fdname: fdName(lease) }, { fds: [fd] });
+      await handOver(this.security, dom.qmp, { domain: dom.name, uuid: dom.uuid }, taken);
     } finally {
       for (const fd of taken.values()) closeSync(fd);
     }

@@ -131,7 +131,8 @@ export class Lockspace {
       const key = createHash('sha256').update(disk).digest('hex');
       const mode: LeaseMode = d.shareable ? 'shared' : 'exclusive';
       const seen = byKey.get(key);
-      if (seen === undefined || mode === 'exclusive') byKey.set(key, { key, path: join(this.base(), key), disk, target: d.target.dev, mode });
+      if (seen === undefined || (seen.mode === 'shared' && mode === 'exclusive'))
+        byKey.set(key, { key, path: join(this.base(), key), disk, target: d.target.dev, mode });
     }
     return [...byKey.values()];
   }

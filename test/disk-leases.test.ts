@@ -120,7 +120,14 @@ describe('disk leases', () => {
 
   it('v2 is refused while the disk is leased, before anything starts', async () => {
     const before = await worldOf(cluster, [A, B]);
-    const handle = await startMigration(cluster.client, { domain: 'lk1', domainUuid: uuid, sourceHost: A, destinationHost: B, flags: ['live'], maxProtocol: 2 });
+    const handle = await startMigration(cluster.client, {
+      domain: 'lk1',
+      domainUuid: uuid,
+      sourceHost: A,
+      destinationHost: B,
+      flags: ['live'],
+      maxProtocol: 2,
+    });
     const f = await failureOf(handle.result());
     expect(f.type).toBe('ConfigUnsupported');
     expect(f.message).toMatch(/disk leases.*v3/);

@@ -18,6 +18,7 @@ import { readStatus } from '../src/host/status-file.js';
 import { TestCluster } from './helpers/cluster.js';
 import { guestXml } from './helpers/guest-xml.js';
 import { domainOf, failureOf, startMigration } from './helpers/migration.js';
+import { runJob } from './helpers/save.js';
 import { worldOf } from './helpers/world.js';
 
 const cluster = new TestCluster();
@@ -220,5 +221,31 @@ describe('disk leases', () => {
     expect(qemuHoldsLease(lk2.pid!)).toBe(true);
     expect(leaseRecord()).toMatchObject({ host: A, domain: 'lk2' });
     await cluster.op(A, { op: 'destroy', name: 'lk2' });
+  });
+
+  it('save releases the lease as QEMU exits; restore is refused while another domain holds it, and takes it once free', async () => {
+    const lk1 = domainOf(await cluster.op(A, { op: 'start', name: 'lk1' }));
+    expect(qemuHoldsLease(lk1.pid!)).toBe(true);
+    const image = join(cluster.root, 'lk1.save');
+    await runJob(cluster.client, 'save', uuid, { host: A, name: 'lk1', path: image });
+    expect(isProcessAlive(lk1.pid!)).toBe(false);
+    expect(leaseFree()).toBe(true);
+
+    const lk2 = domainOf(await cluster.op(A, { op: 'start', name: 'lk2' }));
+    const before = await worldOf(cluster, [A, B]);
+    const f = await failureOf(runJob(cluster.client, 'restore', uuid, { host: B, path: image }));
+    expect(f.type).toBe('DiskLeaseHeld');
+    expect(f.message).toContain(`held by domain 'lk2'`);
+    expect(f.message).toContain(`on host ${A}`);
+    expect(await worldOf(cluster, [A, B])).toEqual(before);
+
+    await cluster.op(A, { op: 'destroy', name: 'lk2' });
+    expect(isProcessAlive(lk2.pid!)).toBe(false);
+    await runJob(cluster.client, 'restore', uuid, { host: B, path: image });
+    const restored = await info(B, 'lk1');
+    expect(restored.state).toBe('running');
+    expect(qemuHoldsLease(restored.pid!)).toBe(true);
+    expect(leaseRecord()).toMatchObject({ host: B, domain: 'lk1', uuid });
+    await cluster.op(B, { op: 'destroy', name: 'lk1' });
   });
 });

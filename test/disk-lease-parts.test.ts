@@ -147,7 +147,10 @@ describe('lock state in the cookie', () => {
 
 describe("QEMU's own image locking", () => {
   it('is asked for on every disk with a source; a shareable disk lets other writers in', () => {
-    const a = buildQemuArgs(def('q1', disk(img, 'vda') + disk(other, 'vdb', '<shareable/>')), { qmpSocket: '/run/q.sock', memoryBackingFile: '/dev/shm/q1.ram' });
+    const a = buildQemuArgs(def('q1', disk(img, 'vda') + disk(other, 'vdb', '<shareable/>')), {
+      qmpSocket: '/run/q.sock',
+      memoryBackingFile: '/dev/shm/q1.ram',
+    });
     const drives = a.filter((_, i) => a[i - 1] === '-drive');
     const devices = a.filter((_, i) => a[i - 1] === '-device' && (a[i] ?? '').includes('drive='));
     expect(drives).toEqual([`file=${img},if=none,id=drive-vda,format=raw,file.locking=on`, `file=${other},if=none,id=drive-vdb,format=raw,file.locking=on`]);

@@ -3,7 +3,7 @@
 // flock on a temp directory), the cookie's lock state (round trip and hostile
 // input), and the QEMU arguments that keep image locking on.
 import { createHash, randomUUID } from 'node:crypto';
-import { closeSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -106,6 +106,20 @@ describe('lockspace leases (real flock)', () => {
     expect(await hostA.isFree(hostA.leasesOf(w)[0]!)).toBe(true);
     for (const fd of [...a.values(), ...b.values()]) closeSync(fd);
     expect(await hostA.isFree(hostA.leasesOf(w)[1]!)).toBe(true);
+  });
+});
+
+describe('a planted lease file', () => {
+  it('a symlink in place of a lease file is not followed: OperationFailed, nothing written through it', async () => {
+    const ls = new Lockspace(join(dir, 'ls4'), { host: 'h1', hostUuid: randomUUID() });
+    const d = def('p1', disk(join(dir, 'p.img'), 'vda'));
+    const lease = ls.leasesOf(d)[0]!;
+    const target = join(dir, 'victim');
+    writeFileSync(target, 'untouched');
+    symlinkSync(target, lease.path);
+    const err = await ls.acquire([lease], taker(d), 0).catch((e: unknown) => e);
+    expect(isVmError(err) && err.type).toBe('OperationFailed');
+    expect(readFileSync(target, 'utf8')).toBe('untouched');
   });
 });
 

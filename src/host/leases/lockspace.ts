@@ -139,7 +139,12 @@ export class Lockspace {
 
   private open(lease: DiskLease): number {
     this.base();
-    return openSync(lease.path, constants.O_RDWR | constants.O_CREAT | constants.O_NOFOLLOW, 0o644);
+    try {
+      // Not through a symlink someone planted: the lease is this file, in this directory.
+      return openSync(lease.path, constants.O_RDWR | constants.O_CREAT | constants.O_NOFOLLOW, 0o644);
+    } catch (err) {
+      throw vmError(ErrorType.OperationFailed, `cannot open the lease file of ${lease.disk} in ${this.dir}: ${(err as Error).message}`, { disk: lease.disk });
+    }
   }
 
   /**

@@ -248,4 +248,36 @@ describe('disk leases', () => {
     expect(leaseRecord()).toMatchObject({ host: B, domain: 'lk1', uuid });
     await cluster.op(B, { op: 'destroy', name: 'lk1' });
   });
+
+  it('a kill -9 of the source worker at the switchover: the retried Perform ends the job, the destination takes the lease, never two holders', async () => {
+    const src = domainOf(await cluster.op(A, { op: 'start', name: 'lk1' })).pid!;
+    const handle = await startMigration(cluster.client, { domain: 'lk1', domainUuid: uuid, sourceHost: A, destinationHost: B, flags: ['live'] });
+    await atSwitchover();
+    const dst = (await info(B, 'lk1')).pid!;
+    let most = 0;
+    const sample = (): void => {
+      most = Math.max(most, [src, dst].filter((pid) => isProcessAlive(pid) && qemuHoldsLease(pid)).length);
+    };
+    const sampler = setInterval(sample, 20);
+    try {
+      await cluster.hosts.get(A)!.worker!.kill9();
+      expect(leaseFree()).toBe(true);
+      releaseSwitchover();
+      // The restarted worker's Perform finds the stream complete and stops at the same point again.
+      await cluster.startHost(A);
+      await atSwitchover();
+      expect(isProcessAlive(src)).toBe(true);
+      releaseSwitchover();
+      const r = await handle.result();
+      expect(r.destination).toMatchObject({ state: 'running', host: B, pid: dst });
+      sample();
+    } finally {
+      clearInterval(sampler);
+    }
+    expect(most).toBe(1);
+    expect(isProcessAlive(src)).toBe(false);
+    expect(qemuHoldsLease(dst)).toBe(true);
+    expect(leaseRecord()).toMatchObject({ host: B, domain: 'lk1' });
+    await cluster.op(B, { op: 'destroy', name: 'lk1' });
+  });
 });

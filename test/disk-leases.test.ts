@@ -198,6 +198,9 @@ describe('disk leases', () => {
     expect(leaseRecord()).toMatchObject({ host: B, domain: 'lk1', uuid });
     const logsA = cluster.hosts.get(A)!.worker!.logs;
     expect(logsA.some((l) => l.msg === 'disk lease released' && l.domain === 'lk1')).toBe(true);
+    // The Perform cookie's lock state reached Finish, which took what it listed.
+    const logsB = cluster.hosts.get(B)!.worker!.logs;
+    expect(logsB.some((l) => l.msg === 'took the disk leases the source released' && l.leases === 1)).toBe(true);
     // host-a's domains still cannot have the disk: host-b holds it now.
     await expectRefused(A, 'lk2', B);
   });

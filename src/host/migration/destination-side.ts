@@ -289,8 +289,9 @@ export async function finish(d: DestinationDeps, a: FinishArgs): Promise<FinishR
     if (dom && !offline) {
       await waitIncomingComplete(dom, name);
       // The source let its leases go at the switchover: taken here before any CPU runs, or refused (DiskLeaseHeld).
-      rt.leases.checkReleased(srcCookie?.lockState);
+      const released = rt.leases.checkReleased(srcCookie?.lockState);
       await rt.leases.ensureHeld(dom);
+      if (released) rt.log.info({ domain: name, job: a.jobId, leases: released.leases.length }, 'took the disk leases the source released');
     }
     if (a.flags.includes('persist-dest')) {
       // The source's persistent definition when it sent one, else the one now running (libvirt's rule).

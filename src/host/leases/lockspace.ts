@@ -78,7 +78,9 @@ export async function flockFd(fd: number, mode: LeaseMode, waitMs: number): Prom
   const child = spawn('flock', ['-E', String(CONFLICT), ...wait, mode === 'shared' ? '-s' : '-x', '3'], {
     stdio: childStdio(['ignore', 'ignore', 'pipe', fd]),
   });
-  const { code, stderr } = await exitOf(child);
+  const { code, stderr } = await exitOf(child).catch((err: unknown) => {
+    throw vmError(ErrorType.OperationFailed, `disk leases need util-linux flock, which could not run: ${(err as Error).message}`);
+  });
   if (code === 0) return true;
   if (code === CONFLICT) return false;
   throw vmError(ErrorType.OperationFailed, `flock on a lease file failed (exit ${code}): ${stderr.trim() || 'no output'}`);

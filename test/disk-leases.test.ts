@@ -1,14 +1,16 @@
 // Disk leases end to end, on real QEMU and real Temporal: two host workers
 // share one lockspace directory (as hosts share one on a SAN or NFS), one
 // qcow2 both can open. A second domain naming a leased disk is refused on
-// either host and starts nothing; a v3 migration moves the lease at the
+// either host and starts nothing (a <shareable/> one is shared, until a guest
+// would write it alone); a v3 migration moves the lease at the
 // switchover (host-a's fault point holds Perform there, so the test sees the
 // lease free with both QEMUs paused); a switchover that fails gives the lease
 // back to the source, which runs on, or stays paused when someone else took
-// it; a kill -9 of the worker releases nothing; v2 is refused.
+// it; a kill -9 of the worker releases nothing (running, or at the switchover);
+// save releases and restore takes; v2 is refused.
 import { spawnSync } from 'node:child_process';
 import { createHash, randomUUID } from 'node:crypto';
-import { closeSync, existsSync, openSync, readFileSync, readdirSync, readlinkSync, realpathSync, rmSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readFileSync, readdirSync, readlinkSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { heldMarker } from '../src/support/fault-points.js';
@@ -117,6 +119,27 @@ describe('disk leases', () => {
     await expectRefused(A, 'lk2', A);
     await expectRefused(B, 'lk3', A);
     expect(await worldOf(cluster, [A, B])).toEqual(before);
+  });
+
+  it('a <shareable/> disk: guests on both hosts share it (shared leases, share-rw), a guest that would write it alone is refused', async () => {
+    const raw = join(cluster.root, 'shared.raw');
+    writeFileSync(raw, Buffer.alloc(1024 * 1024));
+    const shared = (extra: string) =>
+      `\n    <disk type='file' device='disk'><driver name='qemu' type='raw' cache='none'/><source file='${raw}'/><target dev='vdb' bus='virtio'/>${extra}</disk>`;
+    await cluster.op(A, { op: 'define', xml: guestXml({ name: 'sh1', extraDevices: shared('<shareable/>') }) });
+    await cluster.op(B, { op: 'define', xml: guestXml({ name: 'sh2', extraDevices: shared('<shareable/>') }) });
+    await cluster.op(B, { op: 'define', xml: guestXml({ name: 'sh3', extraDevices: shared('') }) });
+    const sh1 = domainOf(await cluster.op(A, { op: 'start', name: 'sh1' }));
+    const sh2 = domainOf(await cluster.op(B, { op: 'start', name: 'sh2' }));
+    expect([sh1.state, sh2.state]).toEqual(['running', 'running']);
+    const f = await failureOf(cluster.op(B, { op: 'start', name: 'sh3' }));
+    expect(f.type).toBe('DiskLeaseHeld');
+    expect(f.message).toContain(realpathSync(raw));
+    await cluster.op(A, { op: 'destroy', name: 'sh1' });
+    await cluster.op(B, { op: 'destroy', name: 'sh2' });
+    // Once the sharers are gone, the guest that writes it alone may start.
+    expect(domainOf(await cluster.op(B, { op: 'start', name: 'sh3' })).state).toBe('running');
+    await cluster.op(B, { op: 'destroy', name: 'sh3' });
   });
 
   it('v2 is refused while the disk is leased, before anything starts', async () => {

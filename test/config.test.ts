@@ -214,6 +214,13 @@ describe('configuration', () => {
     expect(host({ VMFERRY_HOST_CONFIG: join(tmp, 'hooks.json'), VMFERRY_HOST_HOOKS_DIR: '/srv/hooks' }).hooksDir).toBe('/srv/hooks');
     expect(host({ VMFERRY_HOST_HOOKS_DIR: '' }).hooksDir).toBeUndefined();
     expect(() => host({ VMFERRY_HOST_HOOKS_DIR: 'hooks' })).toThrow(/hooks directory "hooks" must be absolute/);
+    // The lockspace: unset means no disk leases; the file's key, the variable over it; relative refused.
+    expect(cfg.lockspaceDir).toBeUndefined();
+    writeFileSync(join(tmp, 'locks.json'), JSON.stringify({ lockspaceDir: '/srv/shared/leases/' }));
+    expect(host({ VMFERRY_HOST_CONFIG: join(tmp, 'locks.json') }).lockspaceDir).toBe('/srv/shared/leases/');
+    expect(host({ VMFERRY_HOST_CONFIG: join(tmp, 'locks.json'), VMFERRY_LOCKSPACE_DIR: '/mnt/leases' }).lockspaceDir).toBe('/mnt/leases');
+    expect(host({ VMFERRY_LOCKSPACE_DIR: '' }).lockspaceDir).toBeUndefined();
+    expect(() => host({ VMFERRY_LOCKSPACE_DIR: 'leases' })).toThrow(/lockspace directory "leases" must be absolute/);
     // An empty emulator list allows none; an empty optional setting is unset.
     expect(host({ VMFERRY_HOST_EMULATORS: '' }).emulators).toEqual([]);
     expect(host({ VMFERRY_MIGRATION_STALL_TIMEOUT_MS: '', VMFERRY_AUTO_DESTROY_INTERVAL_MS: '', VMFERRY_PAYLOAD_KEY_FILE: '' })).toMatchObject({

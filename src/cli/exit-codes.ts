@@ -12,6 +12,7 @@ const INVALID: ReadonlySet<string> = new Set([
   ErrorType.DomainNotFound,
   ErrorType.DomainExists,
   ErrorType.DomainBusy,
+  ErrorType.DiskLeaseHeld,
   ErrorType.ConfigUnsupported,
   ErrorType.MigrateUnsafe,
 ]);

@@ -12,6 +12,8 @@ export const ErrorType = {
   DomainNotFound: 'DomainNotFound',
   DomainExists: 'DomainExists',
   DomainBusy: 'DomainBusy',
+  /** A disk's lease is held by another domain (here or on another host): libvirt's "resource busy". */
+  DiskLeaseHeld: 'DiskLeaseHeld',
   XmlError: 'XmlError',
   InternalError: 'InternalError',
   /** The QMP stream ended: QEMU exited or closed its monitor. */

@@ -142,6 +142,8 @@ export interface BeginResult {
   protocolVersions: number[];
   /** The persistent definition differs from the live one (v2, without cookies, could not carry it). */
   persistentDiffers: boolean;
+  /** The domain's disks are leased (host/leases/): only a v3 cookie can move the leases, so v2 is refused. */
+  lockStateNeeded?: boolean;
   /** What Begin applied to QEMU, so later signals are compared against it. */
   bandwidthMiBps: number;
   maxDowntimeMs?: number;

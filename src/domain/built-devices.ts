@@ -70,7 +70,7 @@ const diskCase = (kind: 'file' | 'block'): ElementRule => ({
       },
     },
     readonly: { ...EMPTY, why: 'readonly=on' },
-    shareable: { ...EMPTY, why: "honoured by vmferry's disk lease and migration safety checks" },
+    shareable: { ...EMPTY, why: 'share-rw=on on the device, a shared disk lease (host/leases/), and the migration safety checks' },
     alias: ALIAS,
     // virtio disks sit on a PCI slot, the others at a drive address.
     address: address({ pci: PCI_ADDRESS, drive: DRIVE_ADDRESS }),

@@ -22,6 +22,7 @@ export const hostConfigFileSchema = z.strictObject({
   migration: z.strictObject({ address: z.string(), portMin: port, portMax: port }).partial(),
   saveDirs: z.array(z.string()),
   hooksDir: z.string(),
+  lockspaceDir: z.string(),
   temporal: z.strictObject({ address: z.string(), namespace: z.string() }).partial(),
   tunnel: z.strictObject({ listen: z.string(), caFile: z.string(), certFile: z.string(), keyFile: z.string() }).partial(),
 });

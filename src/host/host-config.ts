@@ -36,6 +36,8 @@ export interface HostConfig {
   temporal: { address: string; namespace: string };
   /** Where the operator's hook script `qemu` lives (libvirt's /etc/libvirt/hooks); absent = no hooks (host/hooks.ts). */
   hooksDir?: string;
+  /** Disk leases: a directory on storage every host shares (host/leases/); absent = no leases, QEMU's own image locking only. */
+  lockspaceDir?: string;
   /** Tunnelled migration: this worker's TLS listener and its certificates; absent = tunnelled refused. */
   tunnel?: TunnelConfig;
   security: SecurityConfig;
@@ -89,6 +91,9 @@ export function loadHostConfig(env: Env = process.env): HostConfig {
   const hooksDir = e.VMFERRY_HOST_HOOKS_DIR ?? file.hooksDir;
   if (hooksDir !== undefined && hooksDir !== '' && !isAbsolute(hooksDir))
     throw new HostConfigError(`hooks directory ${JSON.stringify(hooksDir)} must be absolute`);
+  const lockspaceDir = e.VMFERRY_LOCKSPACE_DIR ?? file.lockspaceDir;
+  if (lockspaceDir !== undefined && lockspaceDir !== '' && !isAbsolute(lockspaceDir))
+    throw new HostConfigError(`lockspace directory ${JSON.stringify(lockspaceDir)} must be absolute`);
   const qemuBinary = e.VMFERRY_QEMU_BINARY ?? file.qemuBinary ?? 'qemu-system-x86_64';
   const emulators = loadEmulators(e.VMFERRY_HOST_EMULATORS ?? file.emulators, qemuBinary, env.PATH);
   for (const dir of [stateDir, runDir, logDir, memoryBackingDir]) {
@@ -118,6 +123,7 @@ export function loadHostConfig(env: Env = process.env): HostConfig {
     },
     ...(tunnel ? { tunnel } : {}),
     ...(hooksDir ? { hooksDir: normalize(hooksDir) } : {}),
+    ...(lockspaceDir ? { lockspaceDir: normalize(lockspaceDir) } : {}),
     security: securityConfigOf(e, { rememberDir: join(stateDir, 'security') }),
     worker: {
       logLevel: e.VMFERRY_LOG_LEVEL,

@@ -51,6 +51,7 @@ export const hostEnvShape = {
   VMFERRY_HOST_UUID: text(),
   VMFERRY_SAVE_DIRS: colonList,
   VMFERRY_HOST_HOOKS_DIR: optionalText(),
+  VMFERRY_LOCKSPACE_DIR: optionalText(),
   VMFERRY_HOST_TUNNEL_LISTEN: optionalText(),
   VMFERRY_HOST_TUNNEL_CA: optionalText(),
   VMFERRY_HOST_TUNNEL_CERT: optionalText(),

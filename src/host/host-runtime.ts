@@ -33,6 +33,7 @@ import { applyStartupPolicy } from './startup-policy.js';
 import { prepareDevices, removeChannelDir } from './device-setup.js';
 import { runEndHooks, spawnWithHooks } from './hooks.js';
 import { checkOvsAvailable } from './openvswitch.js';
+import { DiskLeases } from './leases/domain-leases.js';
 
 export class HostRuntime implements LifecycleHost {
   readonly defs: DefinitionStore;
@@ -43,6 +44,8 @@ export class HostRuntime implements LifecycleHost {
   readonly security: SecurityDriver;
   /** Taps of ethernet / bridge interfaces this worker created (host/taps.ts). */
   readonly taps: HostTaps;
+  /** Disk leases in the shared lockspace, held by each domain's QEMU (host/leases/); inert without a lockspace. */
+  readonly leases: DiskLeases;
   private readonly running = new Map<string, RunningDomain>();
   /** Why each domain stopped last (destroyed, shutdown, crashed), for dominfo; in memory, as libvirt keeps it. */
   private readonly stopReasons = new Map<string, string>();
@@ -59,6 +62,7 @@ export class HostRuntime implements LifecycleHost {
     this.jobs = new JobRecords(config.stateDir);
     this.security = createSecurityDriver(config.security);
     this.taps = new HostTaps(config.runDir, log);
+    this.leases = new DiskLeases(config, this.security, log);
   }
 
   // ---- recovery --------------------------------------------------------
@@ -284,7 +288,11 @@ export class HostRuntime implements LifecycleHost {
    * `incoming`, QEMU waits for `migrate-incoming` (restore, migration Prepare) and
    * stays paused; the caller holds whatever lock or job covers the domain.
    */
-  async launch(requested: DomainDef, opts: { paused?: boolean; incoming?: boolean; requestId?: string; extraArgs?: string[] }): Promise<RunningDomain> {
+  async launch(
+    requested: DomainDef,
+    /** leases 'later': an incoming migration's QEMU, whose leases the source holds until Finish. */
+    opts: { paused?: boolean; incoming?: boolean; requestId?: string; extraArgs?: string[]; leases?: 'later' },
+  ): Promise<RunningDomain> {
     const name = requested.name;
     // The previous QEMU of this name is still being cleaned up (its stopped hook may take a while).
     await this.stopping.get(name);
@@ -309,6 +317,8 @@ export class HostRuntime implements LifecycleHost {
     // Refused before a tap is made: nothing of the domain exists yet.
     checkInterfacesBuildable(def);
     checkOvsAvailable(def, this.config.name);
+    // Refused with DiskLeaseHeld before anything of the domain exists; held by the worker until QEMU takes them.
+    const leases = opts.leases === 'later' ? undefined : await this.leases.take(def);
     const cpuFacts = probe?.accels[def.type === 'kvm' ? 'kvm' : 'tcg'];
     let taps: (string | undefined)[] = [];
     const launched = await spawnWithHooks(this, def, {
@@ -321,6 +331,9 @@ export class HostRuntime implements LifecycleHost {
         return await launchQemu({ binary: def.devices.emulator ?? this.config.qemuBinary, args, qmpSocket, logFile: join(this.config.logDir, `${name}.log`) });
       },
       tearDown: () => this.taps.removeCreated(name),
+    }).catch((err: unknown) => {
+      leases?.close();
+      throw err;
     });
     const { pid, qmp } = launched;
     // The live definition names the taps in use, as libvirt's does (the migratable form drops generated names).
@@ -350,6 +363,7 @@ export class HostRuntime implements LifecycleHost {
     this.stopReasons.delete(name);
     dom.persist();
     try {
+      await leases?.handTo(qmp);
       this.qemuVersion ??= `${qmp.version.qemu.major}.${qmp.version.qemu.minor}.${qmp.version.qemu.micro}`;
       await applyGraphicsPasswords(qmp, def);
       await applyLinkStates(qmp, def);
@@ -365,6 +379,8 @@ export class HostRuntime implements LifecycleHost {
     } catch (err) {
       await this.kill(dom);
       throw err;
+    } finally {
+      leases?.close();
     }
     return dom;
   }
@@ -415,6 +431,8 @@ export class HostRuntime implements LifecycleHost {
     const dom = this.requireRunning(name);
     return await this.locks.with(name, 'resume', async () => {
       if (dom.state === 'running') throw vmError(ErrorType.OperationInvalid, `domain '${name}' is already running`);
+      // A guest paused because its leases could not be taken back takes them now, or stays paused.
+      await this.leases.ensureHeld(dom);
       await dom.qmp.execute('cont');
       dom.setState('running', 'unpaused');
       return this.info(name);

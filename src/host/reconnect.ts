@@ -34,6 +34,8 @@ export async function reconnectAll(rt: HostRuntime): Promise<void> {
       const qmp = await QmpClient.connect(status.qmpSocket, { timeoutMs: 5000 });
       const dom = rt.adopt(name, status, qmp);
       await syncState(rt, dom);
+      // Its QEMU kept its leases; a running guest lacking one takes it now, or is paused (host/leases/).
+      await rt.leases.reconnected(dom);
       rt.log.info({ domain: name, pid: status.pid, state: dom.state }, 'reconnected to running QEMU');
       await reconnectHook(rt, dom);
     } catch (err) {

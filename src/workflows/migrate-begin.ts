@@ -82,6 +82,12 @@ export async function begin(m: MigrationJob): Promise<Begun> {
       `no migration protocol in common: ${src} speaks v${begun.protocolVersions.join('/v')}, ${dst} speaks v${di.protocolVersions.join('/v')}`,
     );
   }
+  if (protocol === 2 && begun.lockStateNeeded === true) {
+    throw vmError(
+      ErrorType.ConfigUnsupported,
+      `'${domain}' holds disk leases, which only protocol v3 can move (in its cookie's lock state); this migration would use v2`,
+    );
+  }
   return { begun, protocol, sourceUndo, ...(sourceTlsIdentity !== undefined ? { sourceTlsIdentity } : {}) };
 }
 

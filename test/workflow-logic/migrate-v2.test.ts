@@ -87,6 +87,29 @@ describe('workflow logic (time-skipping env, stub activities): v2 failure points
     expect(undos(t.stubs)).toEqual(['src:migrateAbortSource']);
   });
 
+  it('a domain whose disks are leased, to a v2-only destination: refused (only a v3 cookie moves leases) before the destination is touched', async () => {
+    t.stubs.on('src', 'migrateBegin', {
+      answer: {
+        xml: '<domain/>',
+        uuid: '6a1f1c55-7c4f-4e77-9d6e-2f9bd0b2a001',
+        wasRunning: true,
+        persistent: true,
+        hostUuid: 'host-uuid-of-src',
+        hostname: 'src',
+        protocolVersions: [2, 3],
+        persistentDiffers: false,
+        lockStateNeeded: true,
+        bandwidthMiBps: 0,
+      },
+    });
+    const f = await failed(await t.start({ flags: ['live'] }));
+    expect(f).toMatchObject({ type: ErrorType.ConfigUnsupported, phase: 'begin' });
+    expect(f.message).toMatch(/holds disk leases, which only protocol v3 can move/);
+    // Begin took the source's job: a failed Confirm gives it back; nothing ran on the destination.
+    expect(undos(t.stubs)).toEqual(['src:migrateConfirm']);
+    expect(t.stubs.find('dst', 'migratePrepare2')).toEqual([]);
+  });
+
   it('Prepare2 fails: the destination killed with Finish2, the source job aborted, together', async () => {
     t.stubs.on('dst', 'migratePrepare2', { fail: ErrorType.XmlError });
     const f = await failed(await t.start({}));

@@ -101,6 +101,8 @@ export function restoreJobs(deps: JobDeps, recovered: Promise<void>) {
     applyStartupPolicy(def, 'incoming');
     // The image's CPU must run here: refused before the job is taken or QEMU started.
     await rt.checkCpu(def);
+    // A disk another domain holds the lease of: refused now (launch takes the leases before QEMU exists).
+    await rt.leases.checkFree(def);
     filterCommand(header.format, 'decompress');
     if (args.bypassCache) directReader(path, 0);
     // No await from here to beginJob: the checks hold when the job is taken.

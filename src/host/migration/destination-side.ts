@@ -111,6 +111,8 @@ export async function prepare(d: DestinationDeps, a: PrepareArgs): Promise<Prepa
   checkNoConflict(rt, def);
   // The CPU the source sent must run here: refused now, before any record, port or QEMU.
   if (!a.flags.includes('offline')) await rt.checkCpu(def);
+  // Each disk's lease is free, or held for this domain by the source (its cookie says so): Finish takes them.
+  if (!a.flags.includes('offline')) await rt.leases.checkIncoming(def, { domain: destName, uuid }, srcCookie?.lockState);
   let persistentXml: string | undefined;
   if (srcCookie?.persistentXml !== undefined) {
     const p = parseDomainXml(srcCookie.persistentXml);
@@ -143,7 +145,7 @@ export async function prepare(d: DestinationDeps, a: PrepareArgs): Promise<Prepa
   try {
     if (a.flags.includes('offline')) return { name: destName, uri: '' };
     if (running) throw vmError(ErrorType.OperationInvalid, `domain '${destName}' is already active on this host`);
-    dom = await rt.launch(def, { incoming: true, requestId: a.jobId });
+    dom = await rt.launch(def, { incoming: true, requestId: a.jobId, leases: 'later' });
     rt.jobs.patch(destName, a.jobId, 'migrate-in', { pid: dom.pid });
     await faultPoint('migrate.prepare');
     await setCapabilities(dom.qmp, destinationCapabilities(a.flags));
@@ -284,7 +286,13 @@ export async function finish(d: DestinationDeps, a: FinishArgs): Promise<FinishR
   let wrote = false;
   let resumedAtMs: number | undefined;
   try {
-    if (dom && !offline) await waitIncomingComplete(dom, name);
+    if (dom && !offline) {
+      await waitIncomingComplete(dom, name);
+      // The source let its leases go at the switchover: taken here before any CPU runs, or refused (DiskLeaseHeld).
+      const released = rt.leases.checkReleased(srcCookie?.lockState);
+      await rt.leases.ensureHeld(dom);
+      if (released) rt.log.info({ domain: name, job: a.jobId, leases: released.leases.length }, 'took the disk leases the source released');
+    }
     if (a.flags.includes('persist-dest')) {
       // The source's persistent definition when it sent one, else the one now running (libvirt's rule).
       const xml = rec.persistentXml ?? (dom ? migratableDomainXml(parseDomainXml(dom.domainXml)) : undefined);

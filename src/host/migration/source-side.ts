@@ -73,6 +73,13 @@ export async function begin(rt: HostRuntime, a: BeginArgs): Promise<BeginResult>
   const persistentDef = persistent ? rt.definition(name, { inactive: true }) : undefined;
   const sourceDef = offline && persistentDef ? persistentDef : liveDef;
   checkDiskSafety(sourceDef, flags);
+  // The leases go with the guest at the switchover, in the v3 cookie: v2 has none to carry them (libvirt refuses it too).
+  const lockState = offline ? undefined : rt.leases.lockState(liveDef);
+  if (lockState && a.protocol === 2) {
+    throw vmError(ErrorType.ConfigUnsupported, `'${name}' holds disk leases, which only protocol v3 can move (in its cookie's lock state); v2 was asked for`, {
+      domain: name,
+    });
+  }
 
   // The live CPU leaves as it runs: a host-model guest was started as its expanded custom CPU (host-cpu.ts), and a
   // destination XML saying host-model means that CPU. Only a guest an older worker started as host/max is expanded now.
@@ -93,6 +100,10 @@ export async function begin(rt: HostRuntime, a: BeginArgs): Promise<BeginResult>
   let cookie: string | undefined;
   if (a.protocol === 3) {
     const c: MigrationCookie = { name, uuid: info.uuid, hostname: rt.config.name, hostuuid: rt.config.hostUuid, features: [], mandatory: [] };
+    if (lockState) {
+      c.features.push('lockstate');
+      c.lockState = lockState;
+    }
     if (wantPersistent) {
       c.features.push('persistent');
       c.persistentXml = formatDomainXml(persistentDef);
@@ -135,6 +146,7 @@ export async function begin(rt: HostRuntime, a: BeginArgs): Promise<BeginResult>
     hostname: rt.config.name,
     protocolVersions: rt.config.protocolVersions,
     persistentDiffers,
+    ...(lockState ? { lockStateNeeded: true } : {}),
     bandwidthMiBps: a.bandwidthMiBps ?? 0,
     ...(a.maxDowntimeMs !== undefined ? { maxDowntimeMs: a.maxDowntimeMs } : {}),
   };
@@ -254,6 +266,9 @@ export async function perform(rt: HostRuntime, a: PerformArgs): Promise<PerformR
 async function performed(rt: HostRuntime, a: PerformArgs, job: HostJob, stats: MigrationStats): Promise<PerformResult> {
   const name = a.domain;
   job.phase = 'perform-done';
+  // The stream is complete and the source paused: its leases go now, for the destination to take before its CPUs start.
+  const dom = rt.getRunning(name);
+  const lockState = dom && !a.flags.includes('offline') ? await rt.leases.release(dom) : undefined;
   // Test-only: the stream is complete and the source paused, Perform has not answered yet.
   await faultPoint('migrate.perform-done');
   let cookie: string | undefined;
@@ -278,10 +293,11 @@ async function performed(rt: HostRuntime, a: PerformArgs, job: HostJob, stats: M
       uuid: a.uuid,
       hostname: rt.config.name,
       hostuuid: rt.config.hostUuid,
-      features: ports.length > 0 ? ['network', 'statistics'] : ['statistics'],
+      features: [...(ports.length > 0 ? (['network'] as const) : []), 'statistics', ...(lockState ? (['lockstate'] as const) : [])],
       mandatory: [],
       stats: s,
       ...(ports.length > 0 ? { network: { interfaces: ports } } : {}),
+      ...(lockState ? { lockState } : {}),
     });
   }
   rt.log.info({ domain: name, job: a.jobId, phase: 'perform', stats }, 'migration completed on the source');
@@ -374,6 +390,7 @@ export async function abortSource(rt: HostRuntime, name: string, jobId: string, 
   const rec = rt.jobs.find(name, jobId, 'migrate-out');
   const dom = rt.getRunning(name);
   let resumed = false;
+  let leaseError: unknown;
   if (rec && dom && !rec.flags.includes('offline')) {
     let status = await migrationStatus(dom);
     if (isMigrationActive(status)) {
@@ -392,9 +409,15 @@ export async function abortSource(rt: HostRuntime, name: string, jobId: string, 
     } else if (isMigrationActive(status)) {
       throw vmError(ErrorType.OperationFailed, `the migration of '${name}' did not stop after migrate_cancel (status ${status})`, { domain: name, status });
     } else if (rec.wasRunning && dom.state !== 'running' && (!streamDone || opts.resumeAfterCompletion)) {
-      await dom.qmp.execute('cont');
-      dom.setState('running', 'migration-canceled');
-      resumed = true;
+      // Leases released at the switchover come back before the CPUs run; if another holder took one, the guest stays paused.
+      leaseError = await rt.leases.ensureHeld(dom).catch((err: unknown) => err);
+      if (leaseError === undefined) {
+        await dom.qmp.execute('cont');
+        dom.setState('running', 'migration-canceled');
+        resumed = true;
+      } else {
+        dom.setState('paused', 'lease-lost');
+      }
     } else if (dom.state === 'running') {
       dom.setState('running', 'migration-canceled');
     }
@@ -402,5 +425,9 @@ export async function abortSource(rt: HostRuntime, name: string, jobId: string, 
   rt.jobs.remove(name, jobId);
   if (rt.locks.job(name)?.id === jobId) rt.locks.endJob(name, jobId);
   if (rec) rt.log.info({ domain: name, job: jobId, resumed }, 'migration undone on the source');
+  if (leaseError !== undefined) {
+    const why = leaseError instanceof Error ? leaseError.message : String(leaseError);
+    throw vmError(ErrorType.DiskLeaseHeld, `'${name}' stays paused on ${rt.config.name}: it cannot take its disk leases back (${why})`, { domain: name });
+  }
   return { sourceUndefined: false, resumed };
 }

@@ -2,7 +2,8 @@
 // the disk's address: a PCI slot for virtio, the IDE bus and unit, the AHCI
 // port of a SATA controller, or channel/target/lun of a virtio-scsi
 // controller. A cdrom is read-only and may be empty (no source: an empty tray
-// the guest or change-media fills later).
+// the guest or change-media fills later). Image locking is always on (see
+// host/leases/ for the lease that also holds across hosts).
 import { ErrorType, vmError } from '../../common/errors.js';
 import type { DiskDef, DomainDef } from '../../domain/domain-model.js';
 import { diskBus, driveAddressOf } from '../../domain/bus-addresses.js';
@@ -25,9 +26,13 @@ export function diskArgs(def: DomainDef, disk: DiskDef): string[] {
   if (source && disk.driver?.type) drive.push(`format=${disk.driver.type}`);
   if (disk.driver?.cache && disk.driver.cache !== 'default') drive.push(`cache=${disk.driver.cache}`);
   if (disk.readonly || disk.device === 'cdrom') drive.push('readonly=on');
+  // QEMU's own image locking, asked for rather than left to 'auto' (which quietly goes without where locks fail):
+  // a second QEMU on this host cannot open a disk for writing that one already writes.
+  if (source) drive.push('file.locking=on');
   const bus = diskBus(disk);
   const args = ['-drive', drive.join(',')];
-  const ids = `drive=drive-${dev},id=${diskDeviceId(dev)}`;
+  // A <shareable/> disk may be written by several guests at once: QEMU's write lock must let them (libvirt does the same).
+  const ids = `drive=drive-${dev},id=${diskDeviceId(dev)}${disk.shareable ? ',share-rw=on' : ''}`;
   const cd = disk.device === 'cdrom';
   switch (bus) {
     case 'virtio':

@@ -239,6 +239,7 @@ describe('configuration', () => {
       VMFERRY_SECURITY_DRIVER: 'dac',
       VMFERRY_QEMU_USER: '+107',
       VMFERRY_SECURITY_STATE_DIR: '/var/lib/labels',
+      VMFERRY_INVENTORY_INTERVAL_MS: '2500',
     });
     expect(set.migration.stallTimeoutMs).toBe(4000);
     expect(set.worker).toEqual({
@@ -247,6 +248,7 @@ describe('configuration', () => {
       payloadKeyFiles: ['/etc/new.key', '/etc/old.key'],
       auditLog: '/var/log/audit.json',
       autoDestroyIntervalMs: 500,
+      inventoryIntervalMs: 2500,
     });
     expect([...set.faults.points]).toEqual([
       ['migrate.finish', 'fail'],

@@ -20,6 +20,7 @@ import { findTemporalCli } from '../src/local/temporal-cli.js';
 import { startWorkerProcess, type WorkerProcess } from '../src/local/worker-process.js';
 import { CounterStream } from './demo-counter.js';
 import { runDetached } from './demo-detach.js';
+import { recordPids, stopLeftovers, terminateLeftoverWorkflows } from './demo-leftovers.js';
 import { COUNTER_PORT, demoGuestXml, lastDiskAck, waitForSerial } from './demo-guest.js';
 import { runDemoMigration } from './demo-migration.js';
 import { setUpDemoNetwork, type DemoNetwork } from './demo-network.js';
@@ -57,7 +58,13 @@ const files = { disk: join(demoDir, `${GUEST}-disk.raw`), serialLog: join(demoDi
 let counter: CounterStream | undefined;
 let lastAck = 0;
 
-const server = await startDevServer({ cliPath: cli, stateDir: join(stateDir, 'temporal'), port, uiPort, headless });
+const pidFile = join(stateDir, 'demo.pids');
+await stopLeftovers(pidFile, join(stateDir, 'temporal', 'temporal.sqlite'), `127.0.0.1:${port}`, say);
+const server = await startDevServer({ cliPath: cli, stateDir: join(stateDir, 'temporal'), port, uiPort, headless }).catch((err: unknown) => {
+  network?.teardown();
+  throw err;
+});
+recordPids(pidFile, [server.pid]);
 say(`Temporal dev server at ${server.address} (SQLite ${server.dbFilename})`);
 const workers: WorkerProcess[] = [];
 let stopping = false;
@@ -102,6 +109,7 @@ async function shutdown(code: number): Promise<never> {
   }
   await Promise.all(workers.map((w) => w.stop()));
   await server.stop();
+  rmSync(pidFile, { force: true });
   try {
     network?.teardown();
     if (network) say(`removed bridge ${network.bridge}`);
@@ -134,6 +142,7 @@ async function op(host: string, operation: DomainOperation): Promise<DomainOpera
 }
 
 try {
+  await terminateLeftoverWorkflows(client, say);
   workers.push(
     ...(await Promise.all([
       startWorkerProcess('host', hostEnv('host-a'), 'host worker ready', { logFile: join(logDir, 'host-a.log') }),
@@ -141,6 +150,7 @@ try {
       startWorkerProcess('control', { TEMPORAL_ADDRESS: server.address }, 'control worker ready', { logFile: join(logDir, 'control.log') }),
     ])),
   );
+  recordPids(pidFile, [server.pid, ...workers.map((w) => w.pid)]);
   say(`worker logs (pino JSON lines) in ${logDir}`);
   say(`workers up: host-a (pid ${workers[0]!.pid}), host-b (pid ${workers[1]!.pid}), control (pid ${workers[2]!.pid})`);
 
@@ -180,7 +190,7 @@ try {
   say(`             ${vmferry} --host host-a dominfo ${GUEST}`);
   say(`             ${vmferry} --host host-a migrate ${GUEST} host-b --live --persistent --undefinesource`);
   say(`             ${vmferry} --host host-b domjobinfo ${GUEST} --completed`);
-  if (network) say(`the counter stream: nc ${network.guestAddr} ${COUNTER_PORT}`);
+  if (network) say(`the guest's counter: TCP ${network.guestAddr}:${COUNTER_PORT}, a "<seq> <guest ms>" line every 100 ms`);
   say(server.uiUrl ? `Web UI: ${server.uiUrl}/namespaces/default/workflows` : 'Web UI off (headless)');
   say(`list the workflows: ${cli} workflow list --address ${server.address}`);
   say('running; Ctrl-C stops the guest, the workers and the server');

@@ -35,35 +35,36 @@ export function demoBridgeName(temporalPort: number): string {
   return `vmfdemo${temporalPort}`;
 }
 
-/** The bridge and its address, made or found (idempotent). Undefined when not root: no network then. */
+/** A bridge with a fixed MAC and an address on it, made or found (idempotent); `teardown` deletes it. */
+export function setUpBridge(bridge: string, mac: string, hostAddr: string, prefixLen: number): () => void {
+  const teardown = (): void => {
+    const r = ip(['link', 'del', 'dev', bridge]);
+    if (!r.ok && !/Cannot find device|does not exist/.test(r.stderr)) throw new Error(`ip link del ${bridge} failed: ${r.stderr}`);
+  };
+  const kind = linkKind(bridge);
+  // A fixed MAC: a bridge otherwise takes its lowest port's, which changes with each tap a
+  // restore or migration makes, and the guest's ARP entry for this side would go stale.
+  if (kind === null) must(['link', 'add', bridge, 'address', mac, 'type', 'bridge', 'stp_state', '0']);
+  else if (kind !== 'bridge') throw new Error(`${bridge} exists and is not a bridge (${kind ?? 'no kind'})`);
+  try {
+    must(['link', 'set', 'dev', bridge, 'address', mac]);
+    must(['addr', 'replace', `${hostAddr}/${prefixLen}`, 'dev', bridge]);
+    must(['link', 'set', 'dev', bridge, 'up']);
+  } catch (err) {
+    teardown();
+    throw err;
+  }
+  return teardown;
+}
+
+/** The demo's bridge and its address, made or found (idempotent). Undefined when not root: no network then. */
 export function setUpDemoNetwork(temporalPort: number): DemoNetwork | undefined {
   if (process.getuid?.() !== 0) return undefined;
   const bridge = demoBridgeName(temporalPort);
   // 10.239.0.0/16 is clear of the test helpers' 10.231-10.233 subnets.
   const n = temporalPort % 250;
-  const net: DemoNetwork = {
-    bridge,
-    hostAddr: `10.239.${n}.1`,
-    guestAddr: `10.239.${n}.2`,
-    prefixLen: 24,
-    teardown: () => {
-      const r = ip(['link', 'del', 'dev', bridge]);
-      if (!r.ok && !/Cannot find device|does not exist/.test(r.stderr)) throw new Error(`ip link del ${bridge} failed: ${r.stderr}`);
-    },
-  };
-  const kind = linkKind(bridge);
-  // A fixed MAC: a bridge otherwise takes its lowest port's, which changes with each tap a
-  // restore or migration makes, and the guest's ARP entry for this side would go stale.
   const mac = `02:76:6d:66:${((temporalPort >> 8) & 0xff).toString(16).padStart(2, '0')}:${(temporalPort & 0xff).toString(16).padStart(2, '0')}`;
-  if (kind === null) must(['link', 'add', bridge, 'address', mac, 'type', 'bridge', 'stp_state', '0']);
-  else if (kind !== 'bridge') throw new Error(`${bridge} exists and is not a bridge (${kind ?? 'no kind'}): remove it or set VMFERRY_TEMPORAL_PORT`);
-  try {
-    must(['link', 'set', 'dev', bridge, 'address', mac]);
-    must(['addr', 'replace', `${net.hostAddr}/${net.prefixLen}`, 'dev', bridge]);
-    must(['link', 'set', 'dev', bridge, 'up']);
-  } catch (err) {
-    net.teardown();
-    throw err;
-  }
-  return net;
+  const hostAddr = `10.239.${n}.1`;
+  const teardown = setUpBridge(bridge, mac, hostAddr, 24);
+  return { bridge, hostAddr, guestAddr: `10.239.${n}.2`, prefixLen: 24, teardown };
 }

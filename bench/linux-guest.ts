@@ -11,7 +11,7 @@
 //            median and worst of each, ratio of medians (target: vmferry at most 1.2x raw).
 // Both guests run at once on one bridge in this namespace (own MAC and address each); the
 // client reads from here. The host workers run here too, so both name the same bridge.
-// Usage: node --import tsx bench/linux-guest.ts [--boots N] [--pairs N]
+// Usage: node --import tsx bench/linux-guest.ts [--boots N] [--pairs N]   (BENCH_PROFILE=1 prints each vmferry run's step timeline)
 import { spawnSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -26,7 +26,7 @@ import type { DomainDef } from '../src/domain/domain-model.js';
 import { setUpBridge } from '../scripts/demo-network.js';
 import { connectCounter, guestCmdline, linuxGuest, waitForSerial, type CounterClient } from '../test/helpers/linux-guest.js';
 import { makeCa, makeHostCert, tunnelEnv } from '../test/helpers/tunnel-certs.js';
-import { arg, BenchEnv, median, say, startMigration, type RawQemu } from './common.js';
+import { arg, BenchEnv, median, printTimeline, say, startMigration, type RawQemu } from './common.js';
 
 const BOOTS = arg('boots', 3);
 const PAIRS = arg('pairs', 5);
@@ -184,10 +184,15 @@ async function vmMigrate(client: CounterClient, mode: 'direct' | 'tunnelled'): P
   const to = vmHost === HOSTS[0] ? HOSTS[1] : HOSTS[0];
   const flags: MigrateFlag[] = ['live', 'persist-dest', 'undefine-source', ...(mode === 'tunnelled' ? (['tunnelled'] as const) : [])];
   const input: MigrateInput = { domain: vm.name, domainUuid: vm.uuid, sourceHost: vmHost, destinationHost: to, flags };
-  await (await startMigration(env.client, vm.uuid, input)).result();
+  const handle = await startMigration(env.client, vm.uuid, input);
+  const r = await handle.result();
+  await printTimeline(handle);
   vmHost = to;
+  vmDowntimes[mode].push(r.measuredDowntimeMs ?? NaN);
   return await pauseAfter(client, before);
 }
+/** STOP on the source to RESUME on the destination, as vmferry measured it (the Perform -> Finish hop is inside). */
+const vmDowntimes = { direct: [] as number[], tunnelled: [] as number[] };
 
 const clients: CounterClient[] = [];
 const fmt = (xs: number[]): string => `median ${median(xs).toFixed(0)} ms, worst ${Math.max(...xs).toFixed(0)} ms`;
@@ -259,6 +264,9 @@ try {
   say(`longest TCP pause, raw QEMU:        ${fmt(rawPauses)}`);
   say(`longest TCP pause, vmferry direct:    ${fmt(direct)}; ratio of medians ${(median(direct) / median(rawPauses)).toFixed(2)} (target <= 1.2)`);
   say(`longest TCP pause, vmferry tunnelled: ${fmt(tunnelled)}; ratio of medians ${(median(tunnelled) / median(rawPauses)).toFixed(2)}`);
+  say(
+    `vmferry STOP -> RESUME (source STOP to destination RESUME, Finish resumes the destination): direct ${fmt(vmDowntimes.direct)}, tunnelled ${fmt(vmDowntimes.tunnelled)}`,
+  );
 } finally {
   for (const c of clients) await c.close();
   await env.op(vmHost, { op: 'destroy', name: vm.name }).catch(() => undefined);

@@ -25,7 +25,7 @@ function stillOurs(pid: number, dbFilename: string, address: string): boolean {
   const cmd = procText(pid, 'cmdline');
   if (cmd === undefined) return false;
   if (cmd.includes('start-dev')) return cmd.includes(dbFilename);
-  return /src\/workers\/(host|control)\.ts/.test(cmd) && (procText(pid, 'environ') ?? '').split('\n').includes(`TEMPORAL_ADDRESS=${address}`);
+  return /workers\/(host|control)\.(ts|js)\b/.test(cmd) && (procText(pid, 'environ') ?? '').split('\n').includes(`TEMPORAL_ADDRESS=${address}`);
 }
 
 /** Stops what a crashed run recorded in `pidFile` (by PID, after checking what each is). */

@@ -31,8 +31,9 @@ import { arg, BenchEnv, median, printTimeline, say, startMigration, type RawQemu
 const BOOTS = arg('boots', 3);
 const PAIRS = arg('pairs', 5);
 if (process.getuid?.() !== 0) {
-  console.error('[bench] linux-guest needs root: it makes a bridge and taps');
-  process.exit(2);
+  // Not a failure of `npm run bench` as a whole: the other benches run unprivileged.
+  console.log('[bench] linux-guest skipped: it needs root (it makes a bridge and taps)');
+  process.exit(0);
 }
 const guest = linuxGuest();
 const n = process.pid % 250;

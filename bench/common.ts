@@ -42,6 +42,7 @@ export function median(xs: number[]): number {
 export interface RawQemu {
   pid: number;
   qmp: QmpClient;
+  /** Its RAM file, removed with it; empty for anonymous RAM. */
   ram: string;
 }
 
@@ -117,10 +118,19 @@ export class BenchEnv {
     return q;
   }
 
+  /** A QEMU from a command line the caller built (e.g. from a domain definition), stopped with the others by stop(). */
+  async rawLaunch(args: string[], qmpSocket: string): Promise<RawQemu> {
+    const n = this.rawSeq++;
+    const { pid, qmp } = await launchQemu({ binary: 'qemu-system-x86_64', args, qmpSocket, logFile: join(this.root, `raw-${n}.log`) });
+    const q = { pid, qmp, ram: '' };
+    this.raws.add(q);
+    return q;
+  }
+
   async rawKill(q: RawQemu): Promise<void> {
     await terminate(q.pid);
     await q.qmp.close();
-    rmSync(q.ram, { force: true });
+    if (q.ram) rmSync(q.ram, { force: true });
     this.raws.delete(q);
   }
 

@@ -4,9 +4,9 @@
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
-const BENCHES = ['save-restore', 'migrate', 'migrate-tunnel', 'cli'];
+const BENCHES = ['save-restore', 'migrate', 'migrate-tunnel', 'cli', 'linux-guest'];
 /** Short names: `npm run bench -- tunnel`. */
-const ALIASES: Record<string, string> = { tunnel: 'migrate-tunnel' };
+const ALIASES: Record<string, string> = { tunnel: 'migrate-tunnel', linux: 'linux-guest' };
 const [given, ...rest] = process.argv.slice(2);
 const only = given !== undefined ? (ALIASES[given] ?? given) : undefined;
 const selected = only && !only.startsWith('-') ? [only] : BENCHES;

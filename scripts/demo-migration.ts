@@ -12,6 +12,8 @@ export interface DemoMigrationOptions {
   from?: string;
   to?: string;
   log?: (line: string) => void;
+  /** Runs after each leg (e.g. to show the guest's workload carrying on). */
+  after?: (result: MigrateResult) => Promise<void>;
 }
 
 async function domainInfo(client: Client, host: string, name: string): Promise<DomainInfo> {
@@ -52,6 +54,8 @@ export async function runDemoMigration(client: Client, guestName: string, opts: 
   const say = opts.log ?? ((line: string) => console.log(`[demo] ${line}`));
   const { uuid } = await domainInfo(client, from, guestName);
   const there = await migrateOnce(client, guestName, uuid, from, to, say);
+  await opts.after?.(there);
   const back = await migrateOnce(client, guestName, uuid, to, from, say);
+  await opts.after?.(back);
   return [there, back];
 }

@@ -1,10 +1,12 @@
 // README command 1: a whole vmferry on one machine. An embedded Temporal dev server,
-// two simulated hosts and the control worker, then a real 256 MiB QEMU guest booted
-// on host-a through a workflow, saved to a file and restored, and migrated to host-b
-// and back. Stays up until Ctrl-C (or --once), then stops what it started.
+// two simulated hosts and the control worker, then the Linux test guest (256 MiB, direct
+// kernel boot) booted on host-a through a workflow, saved to a file and restored, and
+// migrated to host-b and back, the counter it streams over the network printed between
+// the steps (as root; otherwise its disk writer's records, read from its serial log).
+// Stays up until Ctrl-C (or --once), then stops what it started.
 import { randomUUID } from 'node:crypto';
 import { setTimeout as delay } from 'node:timers/promises';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import { CONTROL_TASK_QUEUE } from '../src/common/constants.js';
@@ -13,10 +15,15 @@ import { cancelSignal } from '../src/common/job-messages.js';
 import { jobWorkflowId } from '../src/common/job-types.js';
 import { startDevServer } from '../src/local/dev-server.js';
 import { loadLocalConfig } from '../src/local/local-config.js';
+import { findLinuxGuest } from '../src/local/linux-guest.js';
 import { findTemporalCli } from '../src/local/temporal-cli.js';
 import { startWorkerProcess, type WorkerProcess } from '../src/local/worker-process.js';
+import { CounterStream } from './demo-counter.js';
 import { runDetached } from './demo-detach.js';
+import { recordPids, stopLeftovers, terminateLeftoverWorkflows } from './demo-leftovers.js';
+import { COUNTER_PORT, demoGuestXml, lastDiskAck, waitForSerial } from './demo-guest.js';
 import { runDemoMigration } from './demo-migration.js';
+import { setUpDemoNetwork, type DemoNetwork } from './demo-network.js';
 import { runDemoSaveRestore } from './demo-save.js';
 
 const local = loadLocalConfig();
@@ -31,8 +38,33 @@ if (!cli) {
   console.error('[demo] no temporal CLI; run `npm run setup`');
   process.exit(2);
 }
+const linux = findLinuxGuest();
+if (!linux) {
+  console.error('[demo] the Linux test guest is not built for these sources; run `npm run setup`');
+  process.exit(2);
+}
 
-const server = await startDevServer({ cliPath: cli, stateDir: join(stateDir, 'temporal'), port, uiPort, headless });
+let network: DemoNetwork | undefined;
+try {
+  network = setUpDemoNetwork(port);
+} catch (err) {
+  console.error(`[demo] cannot set up the demo bridge: ${(err as Error).message}`);
+  process.exit(1);
+}
+if (network) say(`network: bridge ${network.bridge} with ${network.hostAddr}/${network.prefixLen}; the guest gets ${network.guestAddr}`);
+else say('not root: no bridge, so the guest has no NIC; the demo follows its disk writer on the serial log instead of the TCP counter');
+const demoDir = join(stateDir, 'demo');
+const files = { disk: join(demoDir, `${GUEST}-disk.raw`), serialLog: join(demoDir, `${GUEST}-serial.log`) };
+let counter: CounterStream | undefined;
+let lastAck = 0;
+
+const pidFile = join(stateDir, 'demo.pids');
+await stopLeftovers(pidFile, join(stateDir, 'temporal', 'temporal.sqlite'), `127.0.0.1:${port}`, say);
+const server = await startDevServer({ cliPath: cli, stateDir: join(stateDir, 'temporal'), port, uiPort, headless }).catch((err: unknown) => {
+  network?.teardown();
+  throw err;
+});
+recordPids(pidFile, [server.pid]);
 say(`Temporal dev server at ${server.address} (SQLite ${server.dbFilename})`);
 const workers: WorkerProcess[] = [];
 let stopping = false;
@@ -58,6 +90,7 @@ async function shutdown(code: number): Promise<never> {
     process.exit(code);
   }
   stopping = true;
+  counter?.close();
   say('stopping: guest, workers, server');
   if (workers.length) {
     await abortRunningJob().catch((err: unknown) => say(`could not abort the running job: ${String(err)}`));
@@ -76,6 +109,15 @@ async function shutdown(code: number): Promise<never> {
   }
   await Promise.all(workers.map((w) => w.stop()));
   await server.stop();
+  rmSync(pidFile, { force: true });
+  try {
+    network?.teardown();
+    if (network) say(`removed bridge ${network.bridge}`);
+  } catch (err) {
+    say(String(err));
+    code ||= 1;
+  }
+  rmSync(files.disk, { force: true });
   process.exit(code);
 }
 process.on('SIGINT', () => void shutdown(0));
@@ -100,6 +142,7 @@ async function op(host: string, operation: DomainOperation): Promise<DomainOpera
 }
 
 try {
+  await terminateLeftoverWorkflows(client, say);
   workers.push(
     ...(await Promise.all([
       startWorkerProcess('host', hostEnv('host-a'), 'host worker ready', { logFile: join(logDir, 'host-a.log') }),
@@ -107,32 +150,47 @@ try {
       startWorkerProcess('control', { TEMPORAL_ADDRESS: server.address }, 'control worker ready', { logFile: join(logDir, 'control.log') }),
     ])),
   );
+  recordPids(pidFile, [server.pid, ...workers.map((w) => w.pid)]);
   say(`worker logs (pino JSON lines) in ${logDir}`);
   say(`workers up: host-a (pid ${workers[0]!.pid}), host-b (pid ${workers[1]!.pid}), control (pid ${workers[2]!.pid})`);
 
-  // A demo stopped mid-migration may have left the definition on host-b: the guest starts on host-a.
-  const onB = await op('host-b', { op: 'list' });
-  if ('domains' in onB && onB.domains.some((d) => d.name === GUEST)) {
-    await op('host-b', { op: 'destroy', name: GUEST }).catch(() => undefined);
-    await op('host-b', { op: 'undefine', name: GUEST });
+  // Whatever an earlier run left (a guest running after a crash, an old definition, a
+  // definition on host-b after a cut-short migration) goes: the demo starts from a clean slate.
+  for (const host of ['host-a', 'host-b']) {
+    await op(host, { op: 'destroy', name: GUEST }).catch(() => undefined);
+    await op(host, { op: 'undefine', name: GUEST }).catch(() => undefined);
   }
-  const list = await op('host-a', { op: 'list' });
-  const known = 'domains' in list ? list.domains.find((d) => d.name === GUEST) : undefined;
-  if (!known) {
-    await op('host-a', { op: 'define', xml: demoGuestXml(GUEST) });
-    say(`defined ${GUEST} (256 MiB) on host-a`);
-  }
-  if (known?.state !== 'running') {
-    const started = await op('host-a', { op: 'start', name: GUEST });
-    if ('domain' in started) say(`started ${GUEST} on host-a: QEMU pid ${(started.domain as { pid?: number }).pid}, state ${started.domain.state}`);
+  mkdirSync(demoDir, { recursive: true });
+  writeFileSync(files.serialLog, '');
+  writeFileSync(files.disk, '');
+  truncateSync(files.disk, 16 * 1024 * 1024);
+  await op('host-a', { op: 'define', xml: demoGuestXml(GUEST, linux, files, network) });
+  say(
+    `defined ${GUEST} on host-a: Linux ${linux.kernelRelease}, 256 MiB, direct kernel boot, ${network ? `a virtio NIC on ${network.bridge}, ` : ''}a virtio disk`,
+  );
+  const bootStarted = Date.now();
+  const started = await op('host-a', { op: 'start', name: GUEST });
+  if ('domain' in started) say(`started ${GUEST} on host-a: QEMU pid ${(started.domain as { pid?: number }).pid}, state ${started.domain.state}`);
+  await waitForSerial(files.serialLog, (t) => /^VMFERRY-GUEST-READY/m.test(t), 'VMFERRY-GUEST-READY', 180_000);
+  say(`the guest's workload is up ${((Date.now() - bootStarted) / 1000).toFixed(1)} s after start (serial log ${files.serialLog})`);
+  if (network) {
+    counter = new CounterStream(network.guestAddr, COUNTER_PORT, say);
+    await counter.open();
   }
   const info = await op('host-a', { op: 'info', name: GUEST });
   const dom = (info as { domain: DomainInfo }).domain;
   guestUuid = dom.uuid;
   say(`dominfo: ${JSON.stringify(dom)}`);
-  await runDemoSaveRestore(client, { host: 'host-a', name: GUEST, uuid: dom.uuid, dir: join(stateDir, 'demo'), log: say });
-  await runDemoMigration(client, GUEST, { from: 'host-a', to: 'host-b', log: say });
-  say(`try the CLI: npx vmferry --address ${server.address} --host host-a domjobinfo ${GUEST} --completed`);
+  await report('before save');
+  await runDemoSaveRestore(client, { host: 'host-a', name: GUEST, uuid: dom.uuid, dir: demoDir, log: say });
+  await report('after save/restore');
+  await runDemoMigration(client, GUEST, { from: 'host-a', to: 'host-b', log: say, after: (r) => report(`after migration to ${r.destinationHost}`) });
+  const vmferry = `npx vmferry --address ${server.address}`;
+  say(`try the CLI: ${vmferry} --host host-a list --all`);
+  say(`             ${vmferry} --host host-a dominfo ${GUEST}`);
+  say(`             ${vmferry} --host host-a migrate ${GUEST} host-b --live --persistent --undefinesource`);
+  say(`             ${vmferry} --host host-b domjobinfo ${GUEST} --completed`);
+  if (network) say(`the guest's counter: TCP ${network.guestAddr}:${COUNTER_PORT}, a "<seq> <guest ms>" line every 100 ms`);
   say(server.uiUrl ? `Web UI: ${server.uiUrl}/namespaces/default/workflows` : 'Web UI off (headless)');
   say(`list the workflows: ${cli} workflow list --address ${server.address}`);
   say('running; Ctrl-C stops the guest, the workers and the server');
@@ -145,30 +203,15 @@ try {
   }
 }
 
-function demoGuestXml(name: string): string {
-  return `<domain type='qemu'>
-  <name>${name}</name>
-  <uuid>${randomUUID()}</uuid>
-  <title>vmferry demo guest</title>
-  <memory unit='MiB'>256</memory>
-  <currentMemory unit='MiB'>256</currentMemory>
-  <memoryBacking>
-    <source type='file'/>
-    <access mode='shared'/>
-  </memoryBacking>
-  <vcpu placement='static'>1</vcpu>
-  <os>
-    <type arch='x86_64' machine='pc'>hvm</type>
-    <boot dev='hd'/>
-  </os>
-  <features><acpi/></features>
-  <clock offset='utc'/>
-  <devices>
-    <serial type='pty'><target port='0'/></serial>
-    <console type='pty'><target type='serial' port='0'/></console>
-    <graphics type='vnc' port='-1' autoport='yes' listen='127.0.0.1'/>
-    <memballoon model='virtio'/>
-  </devices>
-</domain>
-`;
+/** One line showing the guest's workload carrying on: the counter over the network, or the disk writer on the serial log. */
+async function report(when: string): Promise<void> {
+  if (counter) {
+    const seq = await counter.current(90_000);
+    const conn = counter.connections === 1 ? 'the connection opened at boot' : `connection ${counter.connections}`;
+    say(`counter ${seq} via ${counter.address} ${when} (${conn}; longest pause so far ${counter.longestPauseMs.toFixed(0)} ms)`);
+    return;
+  }
+  const text = await waitForSerial(files.serialLog, (t) => lastDiskAck(t) > lastAck, 'new VMFERRY-DISK-ACK', 60_000);
+  lastAck = lastDiskAck(text);
+  say(`disk record ${lastAck} (serial log, no network counter) ${when}`);
 }

@@ -3,7 +3,9 @@
 // whether the mistake is an unknown flag or verb, missing arguments, or a
 // negative number (a value, refused by the verb's check, never taken for a flag).
 // Every case is refused before any workflow starts, so no worker is needed.
+import { spawn } from 'node:child_process';
 import { afterAll, describe, expect, it } from 'vitest';
+import { PROJECT_ROOT } from '../src/local/paths.js';
 import { parseCommandLine } from '../src/cli/command-line.js';
 import { UsageError } from '../src/cli/exit-codes.js';
 import { TestCluster } from './helpers/cluster.js';
@@ -22,6 +24,17 @@ describe('command-line parsing', () => {
     expect(parseCommandLine(['dom', '--', '-5'], spec).positionals).toEqual(['dom', '-5']);
     expect(() => parseCommandLine(['dom', '-x'], spec)).toThrow(UsageError);
     expect(() => parseCommandLine(['--bogus'], spec)).toThrow(/Unknown option '--bogus'/);
+  });
+
+  it('a reader that goes away (`vmferry --help | head -0`) ends the command quietly with its own exit code', async () => {
+    const child = spawn(process.execPath, ['bin/vmferry.js', '--help'], { cwd: PROJECT_ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    // The pipe's reading end closed before the CLI writes: its write fails with EPIPE.
+    child.stdout.destroy();
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const code = await new Promise<number | null>((resolve) => child.once('close', (c) => resolve(c)));
+    expect(stderr).not.toMatch(/EPIPE|Error/);
+    expect(code).toBe(0);
   });
 
   const cases: [string, string[], RegExp][] = [

@@ -123,5 +123,11 @@ function report(err: unknown, json: boolean): number {
   return err instanceof UsageError ? EXIT_INVALID : type ? exitCodeFor(type) : EXIT_FAILED;
 }
 
+// `vmferry dominfo D | head`: the reader left, which is no failure of the command (as for any Unix tool).
+process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+  if (err.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+  throw err;
+});
+
 const argv = process.argv.slice(2);
 process.exitCode = await main(argv).catch((err: unknown) => report(err, argv.includes('--json')));

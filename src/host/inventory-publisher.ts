@@ -82,14 +82,17 @@ export function startInventoryPublisher(rt: HostRuntime, connection: ConnectionL
 }
 
 /**
- * The activities, each followed by a report before it returns: the workflow that called it,
- * and any read after that, then see what it changed. A failed report is logged, never the
- * activity's result (the poll sends it again).
+ * The activities, each followed by a report. `wait`: the activity returns only once its report
+ * is in (the workflow that called it, and any read after, then see what it changed). Migration
+ * steps do not wait: a Perform that returned later would lengthen the guest's pause at the
+ * switchover (Finish resumes it only after), and their changes are reported all the same.
+ * A failed report is logged, never the activity's result (the poll sends it again).
  */
 export function reportingAfterEach<T extends Record<string, (...args: any[]) => Promise<unknown>>>(
   activities: T,
   publisher: InventoryPublisher,
   rt: HostRuntime,
+  opts: { wait: boolean },
 ): T {
   const wrapped: Record<string, unknown> = {};
   for (const [name, fn] of Object.entries(activities)) {
@@ -97,12 +100,14 @@ export function reportingAfterEach<T extends Record<string, (...args: any[]) => 
       try {
         return await fn(...args);
       } finally {
+        const report = publisher
+          .publish()
+          .catch((err: unknown) => rt.log.warn({ err: String(err), activity: name }, 'inventory report after an activity failed'));
         // Bounded: a Temporal outage must not hold the activity's own result back.
-        let timer: NodeJS.Timeout | undefined;
-        const late = new Promise<void>((_, reject) => (timer = setTimeout(() => reject(new Error('no answer in 5 s')), REPORT_WAIT_MS)));
-        await Promise.race([publisher.publish(), late])
-          .catch((err: unknown) => rt.log.warn({ err: String(err), activity: name }, 'inventory report after an activity failed'))
-          .finally(() => clearTimeout(timer));
+        if (opts.wait) {
+          let timer: NodeJS.Timeout | undefined;
+          await Promise.race([report, new Promise<void>((resolve) => (timer = setTimeout(resolve, REPORT_WAIT_MS)))]).finally(() => clearTimeout(timer));
+        }
       }
     };
   }

@@ -49,17 +49,20 @@ async function main(): Promise<void> {
     namespace: config.temporal.namespace,
     dataConverter,
     taskQueue: hostTaskQueue(config.name),
-    activities: reportingAfterEach(
-      {
-        ...createDomainActivities(rt),
-        ...createJobControlActivities(rt),
-        ...createMigrationActivities(rt, jobs.ports),
-        ...createDumpActivities(jobs),
-        ...createSaveActivities(jobs, recovered),
-      },
-      inventory,
-      rt,
-    ),
+    activities: {
+      ...reportingAfterEach(
+        {
+          ...createDomainActivities(rt),
+          ...createJobControlActivities(rt),
+          ...createDumpActivities(jobs),
+          ...createSaveActivities(jobs, recovered),
+        },
+        inventory,
+        rt,
+        { wait: true },
+      ),
+      ...reportingAfterEach(createMigrationActivities(rt, jobs.ports), inventory, rt, { wait: false }),
+    },
     // Long activities (saves, migrations) get time to reach a safe point on shutdown.
     shutdownGraceTime: '10 seconds',
     // Cancellation reaches an activity with a heartbeat response: keep that under a second or two.

@@ -42,6 +42,14 @@ function fullCookie(): MigrationCookie {
       disks: [
         { target: 'vda', capacityBytes: 10737418240 },
         { target: 'vdb', capacityBytes: 1048576 },
+        {
+          target: 'vdc',
+          capacityBytes: 67108864,
+          allocationBytes: 4460544,
+          clusterSizeBytes: 65536,
+          backingFile: '/var/lib/images/base & co.qcow2',
+          backingFormat: 'qcow2',
+        },
       ],
     },
     stats: {
@@ -404,6 +412,16 @@ describe('migration cookie: hostile input is refused with a typed error', () => 
       () => parseMigrationCookie(cookieWith("<nbd><disk target='vda' capacity='12e3'/></nbd>"), EXPECT),
       ErrorType.XmlError,
       /disk capacity '12e3' is not an integer/,
+    );
+    expectVmError(
+      () => parseMigrationCookie(cookieWith("<nbd><disk target='vda' capacity='1' clusterSize='7'/></nbd>"), EXPECT),
+      ErrorType.XmlError,
+      /disk cluster size 7 is out of range/,
+    );
+    expectVmError(
+      () => parseMigrationCookie(cookieWith("<nbd><disk target='vda' capacity='1' allocation='-5'/></nbd>"), EXPECT),
+      ErrorType.XmlError,
+      /disk allocation/,
     );
     expectVmError(
       () => parseMigrationCookie(cookieWith('<statistics><downtime>-1</downtime></statistics>'), EXPECT),

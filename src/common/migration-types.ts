@@ -22,8 +22,15 @@ export const MIGRATE_FLAGS = [
   'postcopy',
   'compressed',
   'offline',
+  'copy-storage-all',
+  'copy-storage-inc',
 ] as const;
 export type MigrateFlag = (typeof MIGRATE_FLAGS)[number];
+
+/** libvirt's --copy-storage-all / --copy-storage-inc: the local disks move with the guest over NBD. */
+export function copiesStorage(flags: readonly MigrateFlag[]): boolean {
+  return flags.includes('copy-storage-all') || flags.includes('copy-storage-inc');
+}
 
 /** Whether QEMU encrypts the stream: 'tls', or 'tunnelled' (always TLS); an offline migration has no stream. */
 export function streamEncrypted(flags: readonly MigrateFlag[]): boolean {
@@ -61,6 +68,11 @@ export interface MigrateInput {
    * (libvirt's default timeout action, suspend); the destination runs it as usual.
    */
   timeoutSuspendSeconds?: number;
+  /**
+   * virsh migrate --migrate-disks: the target names (vda, sdb, ...) of the disks to copy with
+   * copy-storage-all / -inc; absent: every writable disk with a source on storage this host does not share.
+   */
+  migrateDisks?: string[];
 }
 
 /** What QEMU reported at the end of the migration (libvirt's domjobinfo --completed). */
@@ -125,6 +137,8 @@ export interface BeginArgs extends MigrationJobRef {
   dname?: string;
   bandwidthMiBps?: number;
   maxDowntimeMs?: number;
+  /** copy-storage: the disks to copy, by target name (MigrateInput.migrateDisks). */
+  migrateDisks?: string[];
 }
 
 export interface BeginResult {
@@ -323,7 +337,45 @@ export function validateMigrateInput(input: MigrateInput): MigrateFlag[] {
     // A non-live migration pauses the guest from the start: there is nothing left to suspend.
     if (!flags.includes('live')) throw invalid("a timeout (timeoutSuspendSeconds) needs a live migration (flag 'live')");
   }
+  checkStorageCopy(input, flags);
   return [...new Set(flags)];
+}
+
+/** A disk's target name as libvirt's <target dev=...> spells it (vda, sdb, hdc, xvda1). */
+const DISK_TARGET = /^[a-z][a-z0-9]{0,31}$/;
+const MAX_MIGRATE_DISKS = 256;
+
+/** libvirt's rules for --copy-storage-all / -inc and --migrate-disks; which disks exist is Begin's check. */
+function checkStorageCopy(input: MigrateInput, flags: readonly MigrateFlag[]): void {
+  const all = flags.includes('copy-storage-all');
+  const inc = flags.includes('copy-storage-inc');
+  if (all && inc) throw invalid("flags 'copy-storage-all' and 'copy-storage-inc' are mutually exclusive");
+  const disks = input.migrateDisks;
+  if (disks !== undefined) {
+    if (!Array.isArray(disks) || disks.length === 0 || disks.length > MAX_MIGRATE_DISKS) {
+      throw invalid(`migrateDisks must be a list of 1..${MAX_MIGRATE_DISKS} disk target names`);
+    }
+    for (const d of disks) {
+      if (typeof d !== 'string' || !DISK_TARGET.test(d)) throw invalid(`migrateDisks: ${JSON.stringify(d)} is not a disk target name (e.g. vda)`);
+    }
+    if (new Set(disks).size !== disks.length) throw invalid('migrateDisks names a disk twice');
+    if (!all && !inc) throw invalid("migrateDisks needs 'copy-storage-all' or 'copy-storage-inc'");
+  }
+  if (!all && !inc) return;
+  if (flags.includes('offline')) throw invalid("an offline migration moves no disk data: 'copy-storage-all' / 'copy-storage-inc' need a running domain");
+  if (flags.includes('tunnelled')) {
+    throw vmError(
+      ErrorType.ConfigUnsupported,
+      "copying storage through the workers' tunnel is not built: use 'tls' instead of 'tunnelled' with 'copy-storage-all' / 'copy-storage-inc'",
+    );
+  }
+  if (flags.includes('postcopy')) {
+    throw vmError(
+      ErrorType.ConfigUnsupported,
+      "'postcopy' with 'copy-storage-all' / 'copy-storage-inc' is not built: the disks are completed at a pre-copy switchover",
+    );
+  }
+  if (input.maxProtocol === 2) throw vmError(ErrorType.ConfigUnsupported, 'copying storage needs protocol v3: the NBD port travels in the migration cookie');
 }
 
 /** A day: a guest that has not converged by then will not, and a bigger number is more likely a unit mistake. */

@@ -165,10 +165,14 @@ export function formatMigrationCookie(c: MigrationCookie): string {
   const nbd = c.nbd;
   if (needs('nbd', nbd !== undefined) && nbd) {
     const port = nbd.port === undefined || nbd.port === 0 ? '' : ` port='${checkInt('NBD port', nbd.port, 1, 65535)}'`;
-    const disks = nbd.disks.map(
-      (d) =>
-        `    <disk target='${attr('NBD disk target', d.target)}' capacity='${checkInt('NBD disk capacity', d.capacityBytes, 0, Number.MAX_SAFE_INTEGER)}'/>`,
-    );
+    const disks = nbd.disks.map((d) => {
+      let a = `target='${attr('NBD disk target', d.target)}' capacity='${checkInt('NBD disk capacity', d.capacityBytes, 0, Number.MAX_SAFE_INTEGER)}'`;
+      if (d.allocationBytes !== undefined) a += ` allocation='${checkInt('NBD disk allocation', d.allocationBytes, 0, Number.MAX_SAFE_INTEGER)}'`;
+      if (d.clusterSizeBytes !== undefined) a += ` clusterSize='${checkInt('NBD disk cluster size', d.clusterSizeBytes, 512, 2 * 1024 * 1024)}'`;
+      if (d.backingFile !== undefined) a += ` backingFile='${attr('NBD disk backing file', d.backingFile)}'`;
+      if (d.backingFormat !== undefined) a += ` backingFormat='${attr('NBD disk backing format', d.backingFormat)}'`;
+      return `    <disk ${a}/>`;
+    });
     data.set('nbd', disks.length === 0 ? [`  <nbd${port}/>`] : [`  <nbd${port}>`, ...disks, '  </nbd>']);
   }
 

@@ -51,10 +51,26 @@ export interface CookieNetInterface {
   portdata?: string;
 }
 
+/**
+ * One disk to copy, as Begin announces it. libvirt writes target and capacity;
+ * vmferry adds what the destination needs to create the same image (libvirt's
+ * parser ignores attributes it does not know): the allocation the copy will
+ * need room for, the qcow2 cluster size, and for copy-storage-inc the backing
+ * file the top image names (which must already be on the destination).
+ */
+export interface CookieNbdDisk {
+  target: string;
+  capacityBytes: number;
+  allocationBytes?: number;
+  clusterSizeBytes?: number;
+  backingFile?: string;
+  backingFormat?: string;
+}
+
 export interface CookieNbd {
   /** Port of the destination's NBD server (absent when not known yet). */
   port?: number;
-  disks: { target: string; capacityBytes: number }[];
+  disks: CookieNbdDisk[];
 }
 
 export interface CookieCapability {

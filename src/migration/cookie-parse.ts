@@ -28,6 +28,7 @@ import {
   type CookieFeature,
   type CookieGraphics,
   type CookieNbd,
+  type CookieNbdDisk,
   type CookieNetInterface,
   type MigrationCookie,
 } from './cookie-model.js';
@@ -234,9 +235,19 @@ function readNbd(r: XmlReader, el: XmlElement, path: string): CookieNbd {
   const port = intAttr(r, el, 'port', path, 'NBD port', 0, 65535);
   return {
     ...(port !== undefined && port !== 0 ? { port } : {}),
-    disks: childrenWithPaths(el, path, 'disk').map(([d, p]) => ({
-      target: requiredAttr(r, d, 'target', p),
-      capacityBytes: r.strictInteger(requiredAttr(r, d, 'capacity', p), `${p}/@capacity`, 'disk capacity', 0, Number.MAX_SAFE_INTEGER),
-    })),
+    disks: childrenWithPaths(el, path, 'disk').map(([d, p]): CookieNbdDisk => {
+      const allocationBytes = intAttr(r, d, 'allocation', p, 'disk allocation', 0, Number.MAX_SAFE_INTEGER);
+      const clusterSizeBytes = intAttr(r, d, 'clusterSize', p, 'disk cluster size', 512, 2 * 1024 * 1024);
+      const backingFile = r.attr(d, 'backingFile');
+      const backingFormat = r.attr(d, 'backingFormat');
+      return {
+        target: requiredAttr(r, d, 'target', p),
+        capacityBytes: r.strictInteger(requiredAttr(r, d, 'capacity', p), `${p}/@capacity`, 'disk capacity', 0, Number.MAX_SAFE_INTEGER),
+        ...(allocationBytes !== undefined ? { allocationBytes } : {}),
+        ...(clusterSizeBytes !== undefined ? { clusterSizeBytes } : {}),
+        ...(backingFile ? { backingFile } : {}),
+        ...(backingFormat ? { backingFormat } : {}),
+      };
+    }),
   };
 }

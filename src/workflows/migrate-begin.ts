@@ -55,6 +55,7 @@ export async function begin(m: MigrationJob): Promise<Begun> {
           dname: input.dname,
           bandwidthMiBps: tracker.info.speedLimitMiBps,
           maxDowntimeMs: tracker.info.maxDowntimeMs,
+          ...(input.migrateDisks !== undefined ? { migrateDisks: input.migrateDisks } : {}),
         },
       ],
       `Begin: check '${domain}' and take the job on ${src}`,

@@ -28,6 +28,8 @@ const FLAG_OPTIONS: Record<string, MigrateFlag> = {
   postcopy: 'postcopy',
   compressed: 'compressed',
   offline: 'offline',
+  'copy-storage-all': 'copy-storage-all',
+  'copy-storage-inc': 'copy-storage-inc',
 };
 
 const OPTIONS: OptionSpec = {
@@ -37,10 +39,20 @@ const OPTIONS: OptionSpec = {
   dname: VALUE,
   migrateuri: VALUE,
   timeout: VALUE,
+  'migrate-disks': VALUE,
   verbose: FLAG,
 };
 
-function flagsOf(opts: Opts): MigrateFlag[] {
+/** virsh's --migrate-disks vda,vdb: a comma-separated list of disk target names (the workflow checks each). */
+export function migrateDisksOf(value: string | boolean | string[] | undefined): string[] | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value !== 'string') throw new UsageError('--migrate-disks needs a comma-separated list of disk targets, e.g. vda,vdb');
+  const disks = value.split(',').map((d) => d.trim());
+  if (disks.some((d) => d === '')) throw new UsageError(`--migrate-disks: empty disk name in ${JSON.stringify(value)}`);
+  return disks;
+}
+
+export function flagsOf(opts: Opts): MigrateFlag[] {
   return Object.entries(FLAG_OPTIONS)
     .filter(([option]) => opts[option] === true)
     .map(([, flag]) => flag);
@@ -50,7 +62,8 @@ export const migrateVerb: Verb = {
   summary: 'migrate a domain from --host to DESTHOST',
   usage:
     'vmferry migrate DOMAIN DESTHOST [--live] [--p2p] [--tunnelled] [--tls] [--persistent] [--undefinesource] [--suspend] [--unsafe] [--offline] ' +
-    '[--auto-converge] [--postcopy] [--compressed] [--abort-on-error] [--change-protection] [--bandwidth MIBPS] [--xml FILE] [--dname NAME] [--migrateuri tcp:HOST[:PORT]] [--timeout SECONDS]',
+    '[--auto-converge] [--postcopy] [--compressed] [--abort-on-error] [--change-protection] [--copy-storage-all | --copy-storage-inc] [--migrate-disks DISK,...] ' +
+    '[--bandwidth MIBPS] [--xml FILE] [--dname NAME] [--migrateuri tcp:HOST[:PORT]] [--timeout SECONDS]',
   options: OPTIONS,
   async run(ctx, args, opts) {
     const [domain, destinationHost] = positionals(args, 2, this.usage) as [string, string];
@@ -72,6 +85,7 @@ export const migrateVerb: Verb = {
       dname: stringOpt(opts.dname),
       uri: stringOpt(opts.migrateuri),
       timeoutSuspendSeconds: timeout,
+      migrateDisks: migrateDisksOf(opts['migrate-disks']),
     };
     return await followDomainJob<MigrateResult>(ctx, {
       resolve: () => domainInfo(ctx.client, sourceHost, domain),

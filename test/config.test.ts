@@ -178,6 +178,7 @@ describe('configuration', () => {
       protocolVersions: [2, 3],
       migration: { address: '127.0.0.1', portMin: 49152, portMax: 49215 },
       saveDirs: [],
+      sharedStoragePaths: [],
       temporal: { address: '127.0.0.1:7233', namespace: 'default' },
       security: { driver: 'none', rememberDir: join(tmp, 'base', 'state', 'security') },
       worker: { logLevel: 'info', auditLog: join(tmp, 'base', 'log', 'audit.log'), autoDestroyIntervalMs: 10_000, inventoryIntervalMs: 30_000 },
@@ -206,6 +207,11 @@ describe('configuration', () => {
     const cfg = host({ VMFERRY_HOST_CONFIG: file, VMFERRY_HOST_MIGRATION_PORT_MAX: '50020', TEMPORAL_ADDRESS: 'temporal:7233' });
     expect(cfg.migration).toEqual({ address: '10.0.0.1', portMin: 50000, portMax: 50020 });
     expect(cfg.saveDirs).toEqual(['/srv/saves']);
+    // Shared storage: the variable's colon list over the file's list; relative paths refused.
+    writeFileSync(join(tmp, 'shared.json'), JSON.stringify({ sharedStoragePaths: ['/srv/san/'] }));
+    expect(host({ VMFERRY_HOST_CONFIG: join(tmp, 'shared.json') }).sharedStoragePaths).toEqual(['/srv/san']);
+    expect(host({ VMFERRY_HOST_CONFIG: join(tmp, 'shared.json'), VMFERRY_SHARED_STORAGE_PATHS: '/a:/b/c' }).sharedStoragePaths).toEqual(['/a', '/b/c']);
+    expect(failure(() => host({ VMFERRY_SHARED_STORAGE_PATHS: 'images' }), HostConfigError)).toMatch(/shared storage path "images" must be absolute/);
     expect(cfg.temporal).toEqual({ address: 'temporal:7233', namespace: 'ns' });
     // The hooks directory: unset means no hooks; the file's key, the variable over it; relative refused.
     expect(cfg.hooksDir).toBeUndefined();

@@ -130,6 +130,8 @@ beforeAll(async () => {
         ...tunnelEnv(`${pair.addrA}:${PORT}`, makeHostCert(dir, ca, A)),
         TEMPORAL_ADDRESS: `${pair.mgmtRootA}:${relay.port}`,
         VMFERRY_HOST_MIGRATION_ADDRESS: pair.addrA,
+        // One file both hosts open: storage they share, so the disk is not copied.
+        VMFERRY_SHARED_STORAGE_PATHS: dir,
       },
       { commandPrefix: pair.prefix(pair.a) },
     ),
@@ -139,6 +141,7 @@ beforeAll(async () => {
         ...tunnelEnv(`${pair.addrB}:${PORT}`, makeHostCert(dir, ca, B)),
         TEMPORAL_ADDRESS: `${pair.mgmtRootB}:${relay.port}`,
         VMFERRY_HOST_MIGRATION_ADDRESS: pair.addrB,
+        VMFERRY_SHARED_STORAGE_PATHS: dir,
       },
       { commandPrefix: pair.prefix(pair.b) },
     ),

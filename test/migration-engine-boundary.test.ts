@@ -1,4 +1,4 @@
-// QEMU's migration machinery is driven from one module, src/qemu/migration-*.ts
+// QEMU's migration machinery (storage copy included) is driven from one module, src/qemu/migration-*.ts
 // (design.md: "the migration engine, the only code that sets migration
 // capabilities/parameters, starts, cancels, queries"). This guard reads every
 // source file's string literals and fails when a migration command is named
@@ -11,7 +11,12 @@ import ts from 'typescript';
 import { describe, expect, it } from 'vitest';
 import { PROJECT_ROOT } from '../src/local/paths.js';
 
-const ENGINE_FILES = new Set(['src/qemu/migration-engine.ts', 'src/qemu/migration-params.ts', 'src/qemu/migration-info.ts']);
+const ENGINE_FILES = new Set([
+  'src/qemu/migration-engine.ts',
+  'src/qemu/migration-engine-storage.ts',
+  'src/qemu/migration-params.ts',
+  'src/qemu/migration-info.ts',
+]);
 
 /** QMP's migration commands, including the ones vmferry does not send yet. */
 const COMMANDS = new Set([
@@ -28,6 +33,21 @@ const COMMANDS = new Set([
   'migrate-continue',
   'migrate_set_speed',
   'migrate_set_downtime',
+  // Storage migration (libvirt's NBD path): the destination's NBD server and exports, the source's mirrors.
+  'nbd-server-start',
+  'nbd-server-stop',
+  'nbd-server-add',
+  'nbd-server-remove',
+  'block-export-add',
+  'block-export-del',
+  'query-block-exports',
+  'blockdev-mirror',
+  'drive-mirror',
+  'query-block-jobs',
+  'block-job-cancel',
+  'block-job-complete',
+  'block-job-set-speed',
+  'job-dismiss',
 ]);
 
 /** Also a workflow type and a job kind, so it counts only where QMP takes a command name. */
@@ -114,6 +134,14 @@ describe('migration engine boundary', () => {
       'migrate-set-capabilities',
       'migrate-set-parameters',
       'query-migrate-parameters',
+      'migrate-continue',
+      'nbd-server-start',
+      'nbd-server-stop',
+      'block-export-add',
+      'blockdev-mirror',
+      'query-block-jobs',
+      'block-job-cancel',
+      'block-job-set-speed',
     ])
       expect(engine).toContain(c);
   });

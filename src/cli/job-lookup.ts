@@ -4,7 +4,7 @@
 import type { Client, WorkflowHandle } from '@temporalio/client';
 import type { Payload } from '@temporalio/common';
 import { jobInfoQuery } from '../common/job-messages.js';
-import { jobWorkflowId, type JobHeartbeat, type JobInfo } from '../common/job-types.js';
+import { jobWorkflowId, STORAGE_COPY_PHASE, type JobHeartbeat, type JobInfo } from '../common/job-types.js';
 import { ErrorType, vmError } from '../common/errors.js';
 
 export const JOB_ID_PREFIX = 'vmferry-job-';
@@ -102,6 +102,8 @@ export async function jobInfoWithProgress(client: Client, handle: WorkflowHandle
     if (!payload) continue;
     const beat = payloadConverter.fromPayload<JobHeartbeat | undefined>(payload);
     if (beat?.progress) Object.assign(info, beat.progress);
+    // The disk copy runs inside Perform but is its own phase to the reader.
+    if (beat?.phase === STORAGE_COPY_PHASE && info.status === 'running') info.phase = STORAGE_COPY_PHASE;
   }
   return info;
 }

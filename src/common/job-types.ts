@@ -20,7 +20,14 @@ export interface JobProgress {
   setupTimeMs?: number;
   /** 0-100, from processed / total when both are known. */
   percent?: number;
+  /** copy-storage: the disks' mirror (virsh domjobinfo's "File" rows), summed over the copied disks. */
+  diskTotalBytes?: number;
+  diskProcessedBytes?: number;
+  diskRemainingBytes?: number;
 }
+
+/** The phase a migration reports while its disks are mirrored and before the memory stream starts. */
+export const STORAGE_COPY_PHASE = 'storage-copy';
 
 export interface JobError {
   type: string;

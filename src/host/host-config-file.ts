@@ -21,6 +21,7 @@ export const hostConfigFileSchema = z.strictObject({
   protocolVersions: z.array(z.number()).refine((l) => l.length > 0 && l.every((v) => v === 2 || v === 3), 'must be a non-empty subset of [2, 3]'),
   migration: z.strictObject({ address: z.string(), portMin: port, portMax: port }).partial(),
   saveDirs: z.array(z.string()),
+  sharedStoragePaths: z.array(z.string()),
   hooksDir: z.string(),
   lockspaceDir: z.string(),
   temporal: z.strictObject({ address: z.string(), namespace: z.string() }).partial(),

@@ -33,6 +33,11 @@ export interface HostConfig {
   migration: { address: string; portMin: number; portMax: number; stallTimeoutMs?: number };
   /** When non-empty, save images and dumps may only be written below these directories. */
   saveDirs: string[];
+  /**
+   * Directories whose files every host sees (a SAN or NFS mount the file-system type does not
+   * give away): a disk below one is not copied by a migration, and may migrate without a copy flag.
+   */
+  sharedStoragePaths: string[];
   temporal: { address: string; namespace: string };
   /** Where the operator's hook script `qemu` lives (libvirt's /etc/libvirt/hooks); absent = no hooks (host/hooks.ts). */
   hooksDir?: string;
@@ -111,12 +116,8 @@ export function loadHostConfig(env: Env = process.env): HostConfig {
     emulators,
     protocolVersions,
     migration,
-    saveDirs: (e.VMFERRY_SAVE_DIRS ?? file.saveDirs ?? [])
-      .filter((d) => d.length > 0)
-      .map((d) => {
-        if (!isAbsolute(d)) throw new HostConfigError(`save directory ${JSON.stringify(d)} must be absolute`);
-        return resolve(d);
-      }),
+    saveDirs: absoluteDirs(e.VMFERRY_SAVE_DIRS ?? file.saveDirs ?? [], 'save directory'),
+    sharedStoragePaths: absoluteDirs(e.VMFERRY_SHARED_STORAGE_PATHS ?? file.sharedStoragePaths ?? [], 'shared storage path'),
     temporal: {
       address: e.TEMPORAL_ADDRESS ?? file.temporal?.address ?? DEFAULT_TEMPORAL_ADDRESS,
       namespace: e.TEMPORAL_NAMESPACE ?? file.temporal?.namespace ?? DEFAULT_NAMESPACE,
@@ -135,6 +136,15 @@ export function loadHostConfig(env: Env = process.env): HostConfig {
     },
     faults: { points: e.VMFERRY_FAULTS, dir: e.VMFERRY_FAULT_DIR },
   };
+}
+
+function absoluteDirs(dirs: string[], what: string): string[] {
+  return dirs
+    .filter((d) => d.length > 0)
+    .map((d) => {
+      if (!isAbsolute(d)) throw new HostConfigError(`${what} ${JSON.stringify(d)} must be absolute`);
+      return resolve(d);
+    });
 }
 
 /** All four settings or none: a half-configured tunnel is an error at start, not a surprise at migration time. */

@@ -50,6 +50,7 @@ export const hostEnvShape = {
   VMFERRY_HOST_EMULATORS: colonList,
   VMFERRY_HOST_UUID: text(),
   VMFERRY_SAVE_DIRS: colonList,
+  VMFERRY_SHARED_STORAGE_PATHS: colonList,
   VMFERRY_HOST_HOOKS_DIR: optionalText(),
   VMFERRY_LOCKSPACE_DIR: optionalText(),
   VMFERRY_HOST_TUNNEL_LISTEN: optionalText(),

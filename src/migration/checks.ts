@@ -7,6 +7,7 @@ import { ErrorType, vmError } from '../common/errors.js';
 import type { MigrateFlag } from '../common/migration-types.js';
 import { normalizeUuid } from '../domain/uuid.js';
 import type { DiskDef, DomainDef } from '../domain/index.js';
+import { unsharedDisks } from './storage-plan.js';
 
 // Filesystems that coordinate caching between hosts themselves (libvirt's
 // "cluster filesystems"): a host page cache on them is safe to migrate with.
@@ -37,15 +38,38 @@ export function unsafeDiskReason(disk: DiskDef): string | undefined {
   return `disk ${disk.target.dev} uses cache mode '${cache}' on storage that is not marked shared`;
 }
 
-/** libvirt's rule: a host page cache in front of a disk the destination also opens loses writes. */
-export function checkDiskSafety(def: DomainDef, flags: readonly MigrateFlag[]): void {
+export interface DiskSafetyOptions {
+  /** The source's view (its config): a writable disk on storage it does not share must be copied. */
+  sharedStoragePaths?: readonly string[];
+  /** Targets of the disks this migration copies over NBD: neither rule applies to them. */
+  copied?: ReadonlySet<string>;
+}
+
+/**
+ * libvirt's rules for the disks a migration does not copy: a host page cache in front of a
+ * disk the destination also opens loses writes, and a disk on storage the destination does
+ * not see would be left behind (checked where the host's shared storage is known: Begin).
+ */
+export function checkDiskSafety(def: DomainDef, flags: readonly MigrateFlag[], opts: DiskSafetyOptions = {}): void {
   if (flags.includes('unsafe')) return;
-  const reasons = def.devices.disks.map(unsafeDiskReason).filter((r): r is string => r !== undefined);
+  const stays = def.devices.disks.filter((d) => !opts.copied?.has(d.target.dev));
+  const reasons = stays.map(unsafeDiskReason).filter((r): r is string => r !== undefined);
   if (reasons.length > 0) {
     throw vmError(
       ErrorType.MigrateUnsafe,
       `migration may lead to data corruption if disks use a cache other than none or directsync: ${reasons.join('; ')} (use 'unsafe' to override)`,
       { domain: def.name, disks: reasons },
+    );
+  }
+  if (opts.sharedStoragePaths === undefined) return;
+  const local = unsharedDisks({ ...def, devices: { ...def.devices, disks: stays } }, opts.sharedStoragePaths);
+  if (local.length > 0) {
+    const names = local.map((d) => `${d.target.dev} (${d.source?.file ?? d.source?.dev ?? d.type})`);
+    throw vmError(
+      ErrorType.MigrateUnsafe,
+      `migration without shared storage is unsafe: disk ${names.join(', ')} is on storage this host does not mark shared; ` +
+        `copy it with 'copy-storage-all' or 'copy-storage-inc', or list its directory in VMFERRY_SHARED_STORAGE_PATHS (use 'unsafe' to override)`,
+      { domain: def.name, disks: local.map((d) => d.target.dev) },
     );
   }
 }

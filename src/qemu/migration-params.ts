@@ -14,15 +14,20 @@ export function bandwidthBytes(mibps: number): number {
   return mibps === 0 ? UNLIMITED_BANDWIDTH_BYTES : Math.min(mibps * 1024 * 1024, UNLIMITED_BANDWIDTH_BYTES);
 }
 
-export type CapabilityName = 'events' | 'auto-converge' | 'xbzrle' | 'postcopy-ram';
+export type CapabilityName = 'events' | 'auto-converge' | 'xbzrle' | 'postcopy-ram' | 'pause-before-switchover';
 
-/** The source's capabilities for these flags. `events` always: the monitor waits on MIGRATION events. */
-export function sourceCapabilities(flags: readonly MigrateFlag[]): Record<CapabilityName, boolean> {
+/**
+ * The source's capabilities for these flags. `events` always: the monitor waits on MIGRATION events.
+ * `pauseBeforeSwitchover` (storage copy): QEMU stops at pre-switchover, guest paused, until the disk
+ * mirrors are completed and migrate-continue lets the device state go.
+ */
+export function sourceCapabilities(flags: readonly MigrateFlag[], o: { pauseBeforeSwitchover?: boolean } = {}): Record<CapabilityName, boolean> {
   return {
     events: true,
     'auto-converge': flags.includes('auto-converge'),
     xbzrle: flags.includes('compressed'),
     'postcopy-ram': flags.includes('postcopy'),
+    'pause-before-switchover': o.pauseBeforeSwitchover === true,
   };
 }
 

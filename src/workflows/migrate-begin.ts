@@ -4,7 +4,7 @@
 import { log, upsertSearchAttributes } from '@temporalio/workflow';
 import { ErrorType, vmError } from '../common/errors.js';
 import { jobWorkflowId } from '../common/job-types.js';
-import { pickProtocol, streamEncrypted, type BeginResult, type MigrationProtocol } from '../common/migration-types.js';
+import { copiesStorage, pickProtocol, streamEncrypted, type BeginResult, type MigrationProtocol } from '../common/migration-types.js';
 import { DomainUuid } from '../common/search-attributes.js';
 import type { Compensation } from './compensation.js';
 import { notTaken, on } from './migration-steps.js';
@@ -88,6 +88,9 @@ export async function begin(m: MigrationJob): Promise<Begun> {
       ErrorType.ConfigUnsupported,
       `'${domain}' holds disk leases, which only protocol v3 can move (in its cookie's lock state); this migration would use v2`,
     );
+  }
+  if (copiesStorage(m.flags) && protocol !== 3) {
+    throw vmError(ErrorType.ConfigUnsupported, `copying storage needs protocol v3 (the NBD port travels in the cookie); ${dst} and ${src} share only v${protocol}`);
   }
   return { begun, protocol, sourceUndo, ...(sourceTlsIdentity !== undefined ? { sourceTlsIdentity } : {}) };
 }

@@ -7,6 +7,7 @@ import { invalidDowntime, invalidSpeed } from '../../common/job-messages.js';
 import type { HostRuntime } from '../host-runtime.js';
 import { cancelMigration } from '../../qemu/migration-engine.js';
 import { setDowntimeLimit, setSpeedLimit } from '../../qemu/migration-params.js';
+import { setMirrorsSpeed } from '../migration/storage-source.js';
 
 function jobOf(rt: HostRuntime, name: string, jobId: string) {
   const job = rt.locks.job(name);
@@ -37,7 +38,11 @@ export function jobControl(rt: HostRuntime) {
       const why = invalidSpeed(mibps);
       if (why) throw vmError(ErrorType.OperationInvalid, why);
       if (!jobOf(rt, name, jobId)) throw vmError(ErrorType.OperationInvalid, `domain '${name}' has no job ${jobId} on this host`);
-      await setSpeedLimit(rt.requireRunning(name).qmp, mibps);
+      const qmp = rt.requireRunning(name).qmp;
+      await setSpeedLimit(qmp, mibps);
+      // A storage migration's disk mirrors take the same limit while they run (libvirt cannot change theirs).
+      const storage = rt.jobs.find(name, jobId, 'migrate-out')?.storage;
+      if (storage) await setMirrorsSpeed(qmp, storage.disks, mibps);
     },
 
     async setJobMaxDowntime(name: string, jobId: string, ms: number): Promise<void> {

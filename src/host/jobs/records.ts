@@ -67,6 +67,10 @@ export interface MigrateOutRecord extends MigrationRecordBase {
   completedStats?: MigrationStats;
   /** The guest switched to post-copy; the source can no longer be resumed. */
   postcopyStarted?: boolean;
+  /** copy-storage: how and which disks (by target) Begin chose to mirror to the destination's NBD server. */
+  storage?: { sync: 'full' | 'top'; disks: string[] };
+  /** copy-storage: the mirrors were started (Perform); every undo cancels them. */
+  mirrorsStarted?: boolean;
 }
 
 export interface MigrateInRecord extends MigrationRecordBase {
@@ -83,6 +87,12 @@ export interface MigrateInRecord extends MigrationRecordBase {
   persistentXml?: string;
   /** Tunnelled: who may connect (the source host by certificate name, with the token) and where to. */
   tunnel?: { endpoint: string; token: string; sourceHost: string };
+  /**
+   * copy-storage: image files this job claimed (written before each is made), so an undo
+   * deletes these and never an image that was there before; and the NBD server's port.
+   */
+  createdImages?: string[];
+  nbdPort?: number;
 }
 
 export type MigrationRecord = MigrateOutRecord | MigrateInRecord;

@@ -5,6 +5,7 @@
 // every step may run again for the same job.
 import { Context } from '@temporalio/activity';
 import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import { hostname as osHostname } from 'node:os';
 import { ErrorType, isVmError, vmError } from '../../common/errors.js';
 import { streamEncrypted, type FinishArgs, type FinishResult, type PrepareArgs, type PrepareResult } from '../../common/migration-types.js';
@@ -22,7 +23,10 @@ import { graphicsFor, listenIncoming, preallocate } from './incoming-qemu.js';
 import { destinationCapabilities, ensureSelfAnnounce, setCapabilities } from '../../qemu/migration-params.js';
 import type { PortAllocator } from '../../migration/port-allocator.js';
 import { formatMigrationUri, parseMigrationUri } from '../../migration/uri.js';
-import { disableMigrationTls, enableMigrationTls } from './qemu-tls.js';
+import { AUTHZ_ID as MIGRATION_TLS_AUTHZ, CREDS_ID as MIGRATION_TLS_CREDS, disableMigrationTls, enableMigrationTls } from './qemu-tls.js';
+import { checkIncomingImages, createImages, deleteCreatedImages, exportImages, type IncomingImage } from './storage-destination.js';
+import { stopNbdServer } from '../../qemu/migration-engine-storage.js';
+import { whileHeartbeating } from '../../support/step-heartbeat.js';
 import { hostTunnel, requireTunnel } from './host-tunnel.js';
 import { checkEmulator } from '../emulators.js';
 import { applyStartupPolicy } from '../startup-policy.js';
@@ -104,9 +108,12 @@ export async function prepare(d: DestinationDeps, a: PrepareArgs): Promise<Prepa
   checkBuilt(def);
   checkInterfacesBuildable(def);
   if (!a.flags.includes('offline')) checkOvsAvailable(def, rt.config.name);
-  // Refused here rather than after the job is taken (launch applies the policy again).
-  if (!a.flags.includes('offline')) applyStartupPolicy(def, 'incoming');
-  checkDiskSafety(def, a.flags);
+  // The disks the source mirrors here: checked now (path free, room, backing file), created after the job is recorded.
+  const images = srcCookie?.nbd && !a.flags.includes('offline') ? checkIncomingImages(def, srcCookie.nbd) : [];
+  const toCreate = new Set(images.map((i) => i.path));
+  // Refused here rather than after the job is taken (launch applies the policy again, once the images exist).
+  if (!a.flags.includes('offline')) applyStartupPolicy(def, 'incoming', (p) => toCreate.has(p) || existsSync(p));
+  checkDiskSafety(def, a.flags, { copied: new Set(images.map((i) => i.target)) });
   checkEmulator(rt.config.emulators, def);
   checkNoConflict(rt, def);
   // The CPU the source sent must run here: refused now, before any record, port or QEMU.
@@ -145,6 +152,7 @@ export async function prepare(d: DestinationDeps, a: PrepareArgs): Promise<Prepa
   try {
     if (a.flags.includes('offline')) return { name: destName, uri: '' };
     if (running) throw vmError(ErrorType.OperationInvalid, `domain '${destName}' is already active on this host`);
+    if (images.length > 0) await whileHeartbeating(() => createImages(images, (path) => recordImage(rt, destName, a.jobId, path)));
     dom = await rt.launch(def, { incoming: true, requestId: a.jobId, leases: 'later' });
     rt.jobs.patch(destName, a.jobId, 'migrate-in', { pid: dom.pid });
     await faultPoint('migrate.prepare');
@@ -152,6 +160,9 @@ export async function prepare(d: DestinationDeps, a: PrepareArgs): Promise<Prepa
     if ((def.devices.interfaces?.length ?? 0) > 0) await ensureSelfAnnounce(dom.qmp);
     await preallocate(rt, dom, def);
     if (hostTls) await enableMigrationTls(rt, dom, hostTls.tls, { role: 'server', peerIdentity: a.sourceTlsIdentity! }, { domain: destName, uuid });
+    // The NBD server takes the same address as the stream and, with TLS, the same credentials and pinned source.
+    const nbdPort = images.length > 0 ? await serveImages(d, dom, a.jobId, images, override?.host, hostTls !== undefined) : undefined;
+    if (nbdPort !== undefined) rt.jobs.patch(destName, a.jobId, 'migrate-in', { nbdPort });
     if (tunnelled && hostTls) {
       // No listening QEMU: the worker's listener takes the data connection and hands it over (tunnel/server.ts).
       const { endpoint } = hostTls;
@@ -166,7 +177,7 @@ export async function prepare(d: DestinationDeps, a: PrepareArgs): Promise<Prepa
     const bound = await listenIncoming(d.rt, d.ports, dom, a.jobId, override?.transport === 'tcp' ? override : undefined);
     // A wildcard listen is reached through the host's name.
     const uri = formatMigrationUri({ transport: 'tcp', host: WILDCARDS.has(bound.host) ? osHostname() : bound.host, port: bound.port });
-    const cookie = a.protocol === 3 ? await prepareCookie(rt, dom, def, a, uuid) : undefined;
+    const cookie = a.protocol === 3 ? await prepareCookie(rt, dom, def, a, uuid, nbdPort) : undefined;
     rt.jobs.patch(destName, a.jobId, 'migrate-in', { port: bound.port, uri, ...(cookie ? { cookie } : {}) });
     rt.log.info({ domain: destName, job: a.jobId, phase: 'prepare', uri, pid: dom.pid }, 'incoming migration prepared');
     return { name: destName, uri, port: bound.port, ...(cookie ? { cookie } : {}) };
@@ -176,17 +187,51 @@ export async function prepare(d: DestinationDeps, a: PrepareArgs): Promise<Prepa
   }
 }
 
-async function prepareCookie(rt: HostRuntime, dom: RunningDomain, def: DomainDef, a: PrepareArgs, uuid: string): Promise<string> {
+async function prepareCookie(rt: HostRuntime, dom: RunningDomain, def: DomainDef, a: PrepareArgs, uuid: string, nbdPort?: number): Promise<string> {
   const graphics = await graphicsFor(dom, def);
+  const features: MigrationCookie['features'] = [];
+  if (graphics) features.push('graphics');
+  if (nbdPort !== undefined) features.push('nbd');
   return formatMigrationCookie({
     name: a.domain,
     uuid,
     hostname: rt.config.name,
     hostuuid: rt.config.hostUuid,
-    features: graphics ? ['graphics'] : [],
+    features,
     mandatory: [],
     ...(graphics ? { graphics } : {}),
+    // libvirt's Prepare answer: where the source's mirrors connect.
+    ...(nbdPort !== undefined ? { nbd: { port: nbdPort, disks: [] } } : {}),
   });
+}
+
+function recordImage(rt: HostRuntime, name: string, jobId: string, path: string): void {
+  const rec = rt.jobs.find(name, jobId, 'migrate-in');
+  rt.jobs.patch(name, jobId, 'migrate-in', { createdImages: [...(rec?.createdImages ?? []), path] });
+}
+
+/** The NBD server on a port from the host's range (a second one for the job); a port taken since the probe costs one more try. */
+async function serveImages(d: DestinationDeps, dom: RunningDomain, jobId: string, images: IncomingImage[], host: string | undefined, tls: boolean): Promise<number> {
+  const owner = nbdPortOwner(jobId);
+  for (let attempt = 1; ; attempt++) {
+    const port = await d.ports.acquire(owner);
+    try {
+      await exportImages(dom, images, {
+        host: host ?? d.rt.config.migration.address,
+        port,
+        ...(tls ? { tlsCreds: MIGRATION_TLS_CREDS, tlsAuthz: MIGRATION_TLS_AUTHZ } : {}),
+      });
+      return port;
+    } catch (err) {
+      const inUse = isVmError(err) && /in use/i.test(err.message);
+      if (!inUse || attempt >= 5) throw err;
+      d.ports.releaseOwner(owner);
+    }
+  }
+}
+
+function nbdPortOwner(jobId: string): string {
+  return `${jobId}/nbd`;
 }
 
 async function incomingStatus(dom: RunningDomain): Promise<string | undefined> {
@@ -229,6 +274,7 @@ export async function watchIncoming(d: DestinationDeps, name: string, jobId: str
 
 function forgetIncoming(d: DestinationDeps, name: string, jobId: string): void {
   d.ports.releaseOwner(jobId);
+  d.ports.releaseOwner(nbdPortOwner(jobId));
   const t = d.rt.jobs.find(name, jobId, 'migrate-in')?.tunnel;
   if (t) hostTunnel(d.rt)?.server?.dropJob(jobId);
   d.rt.jobs.remove(name, jobId);
@@ -242,6 +288,12 @@ export async function abortDestination(d: DestinationDeps, name: string, jobId: 
   if (dom && ((rec?.pid !== undefined && dom.pid === rec.pid) || dom.startRequestId === jobId)) {
     await d.rt.kill(dom);
     d.rt.log.info({ domain: name, job: jobId, pid: dom.pid }, 'incoming QEMU killed');
+  }
+  // Only once no QEMU of this job holds them: the images this job made, and nothing else.
+  const created = rec?.createdImages ?? [];
+  if (created.length > 0) {
+    deleteCreatedImages(created, (msg, err) => d.rt.log.warn({ domain: name, job: jobId, err: String(err) }, msg));
+    d.rt.log.info({ domain: name, job: jobId, images: created }, 'destination images of the storage copy deleted');
   }
   forgetIncoming(d, name, jobId);
 }
@@ -301,6 +353,12 @@ export async function finish(d: DestinationDeps, a: FinishArgs): Promise<FinishR
       def.name = name;
       rt.defs.write(name, formatDomainXml(def));
       wrote = true;
+    }
+    if (dom && !offline && rec.nbdPort !== undefined) {
+      // The mirrors completed at the switchover; nothing may write the disks behind the guest once it runs.
+      await stopNbdServer(dom.qmp).catch((err: unknown) => {
+        if (!(isVmError(err) && /not running/i.test(err.message))) throw err;
+      });
     }
     if (dom && !offline) {
       if (a.wasRunning && !a.flags.includes('paused')) {

@@ -81,6 +81,10 @@ export interface MonitorOptions {
   timeoutSuspendMs?: number;
   /** Called when that timer paused the guest. */
   onTimeoutSuspend?: () => void;
+  /** Storage copy: the disk mirrors' state each round; a failed mirror cancels the migration. */
+  checkStorage?: () => Promise<{ failed?: Error; progress: JobProgress }>;
+  /** Storage copy: QEMU paused at pre-switchover; complete the disks and let it continue. */
+  onPreSwitchover?: () => Promise<void>;
 }
 
 /** A timer that an event can cut short; a kick while nobody waits makes the next wait return at once. */
@@ -139,6 +143,7 @@ export async function monitorMigration(opts: MonitorOptions): Promise<MigrationS
   let postcopyStarted = false;
   let lateReached = false;
   let cancelSent = false;
+  let switchedOver = false;
   const timeout = new TimeoutSuspend(opts.timeoutSuspendMs, () => wake.kick());
   const cancel = async (): Promise<void> => {
     if (cancelSent) return;
@@ -170,7 +175,13 @@ export async function monitorMigration(opts: MonitorOptions): Promise<MigrationS
       const info = await queryMigration(qmp);
       const status = info.status ?? 'none';
       timeout.arm(info['total-time']);
-      const progress = progressOf(info);
+      const storage = opts.checkStorage && isMigrationActive(status) && !switchedOver ? await opts.checkStorage() : undefined;
+      if (storage?.failed && !cancelSent) {
+        await cancel();
+        await settle(opts);
+        throw storage.failed;
+      }
+      const progress = { ...progressOf(info), ...(storage?.progress ?? {}) };
       job.progress = progress;
       switch (status) {
         case 'completed': {
@@ -186,6 +197,20 @@ export async function monitorMigration(opts: MonitorOptions): Promise<MigrationS
           throw vmError(ErrorType.OperationFailed, 'migration was cancelled in QEMU outside this job');
         case 'none':
           throw vmError(ErrorType.OperationFailed, 'no migration is running in the source QEMU');
+        case 'pre-switchover':
+          if (!switchedOver && !cancelSent) {
+            switchedOver = true;
+            if (!opts.onPreSwitchover) throw vmError(ErrorType.InternalError, 'QEMU paused before the switchover, and nothing here completes it');
+            try {
+              await opts.onPreSwitchover();
+            } catch (err) {
+              await cancel();
+              await settle(opts);
+              throw err;
+            }
+            wake.kick();
+          }
+          break;
         default:
           break;
       }

@@ -16,7 +16,7 @@ import type { QmpClient } from '../../qemu/qmp-client.js';
 import { setTlsParameters } from '../../qemu/migration-params.js';
 import type { TunnelTls } from '../../migration/tunnel/tls.js';
 
-const CREDS_ID = 'vmf-migration-tls';
+export const CREDS_ID = 'vmf-migration-tls';
 /**
  * Without dh-params.pem QEMU's server side generates 2048-bit DH parameters at
  * every object-add (about 300 ms of each TLS Prepare, measured here). TLS 1.3
@@ -32,7 +32,7 @@ YdEIqUuyyOP7uWrat2DX9GgdT0Kj3jlN9K5W7edjcrsZCwenyO4KbXCeAvzhzffi
 ssbzSibBsu/6iGtCOGEoXJf//////////wIBAg==
 -----END DH PARAMETERS-----
 `;
-const AUTHZ_ID = 'vmf-migration-authz';
+export const AUTHZ_ID = 'vmf-migration-authz';
 
 export type TlsEndpoint =
   /** The source: presents its certificate and accepts only a server certificate for `peerHost`. */

@@ -24,6 +24,9 @@ import type { HostRuntime } from '../host-runtime.js';
 import type { RunningDomain } from '../running-domain.js';
 import { checkAbiStability, checkDestinationName } from '../../migration/abi-check.js';
 import { checkDiskSafety, checkNoSnapshots, checkSourceState } from '../../migration/checks.js';
+import { planStorageCopy } from '../../migration/storage-plan.js';
+import { abortMirrors, announceDisks } from './storage-source.js';
+import { copyStorage, storageSwitchover } from './storage-perform.js';
 import { formatMigrationCookie, parseMigrationCookie, type MigrationCookie } from '../../migration/cookie.js';
 import { ovsCookieInterfaces } from '../openvswitch.js';
 import { monitorMigration } from './monitor.js';
@@ -72,7 +75,9 @@ export async function begin(rt: HostRuntime, a: BeginArgs): Promise<BeginResult>
   const liveDef = rt.definition(name);
   const persistentDef = persistent ? rt.definition(name, { inactive: true }) : undefined;
   const sourceDef = offline && persistentDef ? persistentDef : liveDef;
-  checkDiskSafety(sourceDef, flags);
+  const storage = offline ? undefined : planStorageCopy(sourceDef, flags, a.migrateDisks, rt.config.sharedStoragePaths);
+  checkDiskSafety(sourceDef, flags, { sharedStoragePaths: rt.config.sharedStoragePaths, copied: new Set(storage?.disks.map((d) => d.target.dev)) });
+  const nbd = storage && storage.disks.length > 0 && dom ? await announceDisks(dom, storage) : undefined;
   // The leases go with the guest at the switchover, in the v3 cookie: v2 has none to carry them (libvirt refuses it too).
   const lockState = offline ? undefined : rt.leases.lockState(liveDef);
   if (lockState && a.protocol === 2) {
@@ -108,6 +113,10 @@ export async function begin(rt: HostRuntime, a: BeginArgs): Promise<BeginResult>
       c.features.push('persistent');
       c.persistentXml = formatDomainXml(persistentDef);
     }
+    if (nbd) {
+      c.features.push('nbd');
+      c.nbd = nbd;
+    }
     cookie = formatMigrationCookie(c);
   }
 
@@ -127,6 +136,7 @@ export async function begin(rt: HostRuntime, a: BeginArgs): Promise<BeginResult>
         flags,
         createdAtMs: Date.now(),
         wasRunning,
+        ...(nbd && storage ? { storage: { sync: storage.sync, disks: nbd.disks.map((d) => d.target) } } : {}),
       });
     }
     if (dom && !offline) await setLimits(dom.qmp, { bandwidthMiBps: a.bandwidthMiBps, maxDowntimeMs: a.maxDowntimeMs });
@@ -183,6 +193,7 @@ export async function perform(rt: HostRuntime, a: PerformArgs): Promise<PerformR
     destCookie = parseMigrationCookie(a.cookie, { name, uuid: a.uuid, localHostUuid: rt.config.hostUuid });
   }
   const offline = a.flags.includes('offline');
+  const storage = offline ? undefined : rec.storage;
   const tunnelled = a.flags.includes('tunnelled') && !offline;
   const tls = streamEncrypted(a.flags);
   const sctx = { domain: name, uuid: a.uuid };
@@ -203,10 +214,12 @@ export async function perform(rt: HostRuntime, a: PerformArgs): Promise<PerformR
     if (!rec.performStarted) {
       let uri = a.uri;
       await relocateGraphics(rt, dom, destCookie);
-      await setCapabilities(dom.qmp, sourceCapabilities(a.flags));
+      await setCapabilities(dom.qmp, sourceCapabilities(a.flags, { pauseBeforeSwitchover: storage !== undefined }));
       // Set (or cleared) every time: an earlier TLS migration that failed left its parameters in this QEMU.
       if (tls) await enableMigrationTls(rt, dom, requireTunnel(rt, tunnelled ? 'tunnelled' : 'TLS').tls, { role: 'client', peerHost: a.destinationHost }, sctx);
       else await disableMigrationTls(dom.qmp);
+      // The disks first, while the guest runs: RAM goes only once every mirror keeps its disk in sync.
+      if (storage) await copyStorage(rt, dom, a, job, storage, destCookie, tls, ctx);
       // Dialled just before `migrate`: the destination QEMU takes one connection only, so nothing that may fail comes in between.
       if (tunnelled) {
         // Dialling may wait on a slow or failing link: Temporal must still see this worker alive.
@@ -248,6 +261,7 @@ export async function perform(rt: HostRuntime, a: PerformArgs): Promise<PerformR
       postcopy: a.flags.includes('postcopy'),
       onPostcopy: () => rt.jobs.patch(name, a.jobId, 'migrate-out', { postcopyStarted: true }),
       ...(tunnel ? { lost: tunnel.lost.signal, afterCancel: () => tunnel?.destroy() } : {}),
+      ...(storage ? storageSwitchover(dom, storage.disks) : {}),
       ...timeoutOpts,
     }).catch(async (err: unknown) => {
       if (ctx?.cancellationDetails?.notFound) {
@@ -400,6 +414,10 @@ export async function abortSource(rt: HostRuntime, name: string, jobId: string, 
         await dom.qmp.waitForEvent('MIGRATION', { timeoutMs: 250 }).catch(() => undefined);
         status = await migrationStatus(dom);
       }
+    }
+    // The mirrors go before the guest may run here again: a resumed source must own its disks alone.
+    if (rec.mirrorsStarted && rec.storage) {
+      await abortMirrors(dom.qmp, rec.storage.disks).catch((err: unknown) => rt.log.warn({ domain: name, job: jobId, err: String(err) }, 'stopping the disk mirrors failed'));
     }
     const postcopy = rec.postcopyStarted === true || (status?.startsWith('postcopy') ?? false);
     const streamDone = status === 'completed';

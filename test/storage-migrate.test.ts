@@ -7,10 +7,11 @@
 //   copy-storage-inc A -> B over a backing file present on both hosts (only the top image moves),
 //   a cancel during the mirror B -> A (source running and writing, destination image gone, no NBD
 //   server left), with setSpeed changing the mirror's limit while it runs,
-//   copy-storage-all --tls B -> A (the NBD server accepts only the source's certificate).
+//   copy-storage-all --tls B -> A (the NBD server accepts only the source's certificate; a capture of
+//   the hosts' ports shows the guest's records in clear without --tls and none with it).
 // After each migration every acknowledged record is on the destination's image and the guest
 // keeps writing there.
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -24,6 +25,7 @@ import { waitFor } from '../src/support/wait.js';
 import { TestCluster } from './helpers/cluster.js';
 import { checkDiskRecords, guestCmdline, lastDiskAck, linuxGuest, waitForSerial } from './helpers/linux-guest.js';
 import { domainOf, failureOf, performHeartbeat, startMigration } from './helpers/migration.js';
+import { tcpdumpListening } from './helpers/tcpdump.js';
 import { makeCa, makeHostCert, tunnelEnv } from './helpers/tunnel-certs.js';
 import { localWorldOf } from './helpers/world.js';
 
@@ -39,8 +41,14 @@ const dirA = join(dir, 'a');
 const dirB = join(dir, 'b');
 const serialLog = join(dir, 'serial.log');
 const uuid = randomUUID();
-/** What the base image holds in its last MiB, where the guest's writer never reaches during the test. */
-const basePattern = randomBytes(MiB);
+/**
+ * What the base image holds in its last MiB, where the guest's writer never reaches during the test
+ * (so only the disk copy carries it): a marker a capture can look for.
+ */
+const MARKER = Buffer.from('VMF-NBD-MARKER-7');
+const basePattern = Buffer.alloc(MiB, MARKER);
+/** The guest writer's record magic: in guest RAM and on the disk, so in any clear stream. */
+const RECORD_MAGIC = Buffer.from('VMFGDISK');
 
 function qemuImg(...args: string[]): string {
   const r = spawnSync('qemu-img', args, { encoding: 'utf8' });
@@ -107,6 +115,31 @@ async function expectStillWriting(after: number): Promise<void> {
   await waitFor('a newer disk acknowledgement', () => lastDiskAck(readFileSync(serialLog, 'utf8')) > after + 5, { timeoutMs: 30_000, intervalMs: 200 });
 }
 
+/** Migration and NBD traffic on loopback (the hosts' port range) while `during` runs, as a pcap of whole packets. */
+async function captureMigrationPorts(during: () => Promise<void>): Promise<Buffer> {
+  const file = join(dir, `cap-${Date.now()}.pcap`);
+  const child = spawn('tcpdump', ['-i', 'lo', '-U', '-B', '65536', '-s', '0', '-w', file, 'tcp', 'portrange', '49152-49215'], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  const exited = new Promise<void>((resolve) => child.once('close', () => resolve()));
+  try {
+    await tcpdumpListening(child);
+    await during();
+  } finally {
+    child.kill('SIGINT');
+    await exited;
+  }
+  const pcap = readFileSync(file);
+  rmSync(file, { force: true });
+  return pcap;
+}
+
+function countOf(hay: Buffer, needle: Buffer): number {
+  let n = 0;
+  for (let i = hay.indexOf(needle); i >= 0; i = hay.indexOf(needle, i + needle.length)) n++;
+  return n;
+}
+
 async function migratableXmlWith(host: string, disk: string): Promise<string> {
   const r = await cluster.op(host, { op: 'dumpxml', name: NAME, migratable: true });
   if (!('xml' in r)) throw new Error(`dumpxml answered ${JSON.stringify(r)}`);
@@ -159,6 +192,7 @@ afterAll(async () => {
 
 describe.skipIf(!isRoot)('storage migration over NBD (real QEMU and Temporal, unshared directories)', () => {
   let pid = 0;
+  let clearCapture: Buffer = Buffer.alloc(0);
 
   it('refuses before anything changes: an unshared disk without a copy flag, a destination image that exists', async () => {
     await cluster.op(A, { op: 'define', xml: domainXml(join(dirA, 'top.qcow2')) });
@@ -195,9 +229,13 @@ describe.skipIf(!isRoot)('storage migration over NBD (real QEMU and Temporal, un
 
   it('copy-storage-inc: only the top image moves, over the backing file each host has; every acknowledged write is there and the guest writes on', async () => {
     const dest = join(dirB, 'top.qcow2');
-    const handle = await startMigration(cluster.client, input(A, B, ['live', 'copy-storage-inc'], { destinationXml: await migratableXmlWith(A, dest) }));
-    const result = await handle.result();
-    expect(result.destination).toMatchObject({ state: 'running', host: B });
+    const xml = await migratableXmlWith(A, dest);
+    clearCapture = await captureMigrationPorts(async () => {
+      const handle = await startMigration(cluster.client, input(A, B, ['live', 'copy-storage-inc'], { destinationXml: xml }));
+      expect((await handle.result()).destination).toMatchObject({ state: 'running', host: B });
+    });
+    // In clear, the guest's records cross the wire (the disk copy and its RAM); the --tls case below shows none.
+    expect(countOf(clearCapture, RECORD_MAGIC)).toBeGreaterThan(0);
     const acked = await expectAckedOn(dest, 'after copy-storage-inc A -> B');
     // The same geometry and backing file; the base's data is read through it, not copied.
     const info = JSON.parse(qemuImg('info', '-U', '--output=json', dest)) as Record<string, unknown>;
@@ -261,8 +299,15 @@ describe.skipIf(!isRoot)('storage migration over NBD (real QEMU and Temporal, un
 
   it('copy-storage-all --tls: the whole disk moves through the NBD server that pins the source certificate', async () => {
     const dest = join(dirA, 'full.qcow2');
-    const handle = await startMigration(cluster.client, input(B, A, ['live', 'copy-storage-all', 'tls'], { destinationXml: await migratableXmlWith(B, dest) }));
-    expect((await handle.result()).destination).toMatchObject({ state: 'running', host: A });
+    const xml = await migratableXmlWith(B, dest);
+    const tls = await captureMigrationPorts(async () => {
+      const handle = await startMigration(cluster.client, input(B, A, ['live', 'copy-storage-all', 'tls'], { destinationXml: xml }));
+      expect((await handle.result()).destination).toMatchObject({ state: 'running', host: A });
+    });
+    // The whole disk went, the base's marker MiB with it, and neither it nor a record is readable on the wire.
+    expect(tls.length).toBeGreaterThan(MiB);
+    expect(countOf(tls, MARKER)).toBe(0);
+    expect(countOf(tls, RECORD_MAGIC)).toBe(0);
     const acked = await expectAckedOn(dest, 'after copy-storage-all --tls B -> A');
     const info = JSON.parse(qemuImg('info', '-U', '--output=json', dest)) as Record<string, unknown>;
     // A whole copy stands alone: no backing file, the base's data inside.

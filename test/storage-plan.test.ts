@@ -1,7 +1,7 @@
 // Which disks a storage migration copies and which storage counts as shared (libvirt's rules),
 // and Begin's refusal of a local disk that would be left behind. Pure logic on parsed domain
 // definitions and this machine's file systems; no QEMU or Temporal.
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -10,6 +10,7 @@ import type { MigrateFlag } from '../src/common/migration-types.js';
 import { parseDomainXml } from '../src/domain/index.js';
 import { checkDiskSafety } from '../src/migration/checks.js';
 import { isSharedStorage, planStorageCopy } from '../src/migration/storage-plan.js';
+import { checkIncomingImages } from '../src/host/migration/storage-destination.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'vmf-plan-'));
 const shared = join(dir, 'san');
@@ -87,5 +88,37 @@ describe('storage plan', () => {
     expect(() => checkDiskSafety(DOMAIN, ['live', 'unsafe'], { sharedStoragePaths: [] })).not.toThrow();
     // Where the host's shared storage is not known (a destination's Prepare), only the cache rule applies.
     expect(() => checkDiskSafety(DOMAIN, flags)).not.toThrow();
+  });
+});
+
+describe("the destination's checks before it creates images", () => {
+  const vm = (path: string, format = 'qcow2') => def([disk('vda', { path, format })]);
+
+  it('refuses an existing image, a missing directory, a missing backing file, and too little room; accepts a free path', () => {
+    const free = join(dir, 'new.qcow2');
+    expect(checkIncomingImages(vm(free), { disks: [{ target: 'vda', capacityBytes: 1 << 20, allocationBytes: 1 << 16 }] })).toMatchObject([
+      { target: 'vda', path: free, format: 'qcow2' },
+    ]);
+    writeFileSync(join(dir, 'there.qcow2'), '');
+    expect(refusal(() => checkIncomingImages(vm(join(dir, 'there.qcow2')), { disks: [{ target: 'vda', capacityBytes: 1 }] }))).toMatchObject({
+      type: ErrorType.OperationInvalid,
+      message: expect.stringMatching(/already exists/),
+    });
+    expect(refusal(() => checkIncomingImages(vm(join(dir, 'nodir', 'x.qcow2')), { disks: [{ target: 'vda', capacityBytes: 1 }] }))).toMatchObject({
+      type: ErrorType.OperationInvalid,
+      message: expect.stringMatching(/does not exist/),
+    });
+    expect(
+      refusal(() => checkIncomingImages(vm(free), { disks: [{ target: 'vda', capacityBytes: 1, backingFile: 'base-missing.qcow2', backingFormat: 'qcow2' }] })),
+    ).toMatchObject({ type: ErrorType.OperationInvalid, message: expect.stringMatching(/needs the backing file .*base-missing\.qcow2/) });
+    // An exabyte of data: no file system here has that room.
+    expect(refusal(() => checkIncomingImages(vm(free), { disks: [{ target: 'vda', capacityBytes: 2 ** 60, allocationBytes: 2 ** 60 }] }))).toMatchObject({
+      type: ErrorType.OperationFailed,
+      message: expect.stringMatching(/not enough free space for disk 'vda'/),
+    });
+    expect(refusal(() => checkIncomingImages(vm(free), { disks: [{ target: 'vdq', capacityBytes: 1 }] }))).toMatchObject({
+      type: ErrorType.OperationInvalid,
+      message: expect.stringMatching(/does not have/),
+    });
   });
 });

@@ -4,7 +4,8 @@
 // the path). The Linux test guest appends sequence-numbered records to its qcow2 disk and reports
 // each one it saw acknowledged on its serial console. One guest makes the whole round:
 //   refusals before anything changes (no copy flag; destination image already there),
-//   copy-storage-inc A -> B over a backing file present on both hosts (only the top image moves),
+//   copy-storage-inc A -> B over a backing file present on both hosts (only the top image moves; the
+//   persistent definition host-b keeps names host-b's path),
 //   a cancel during the mirror B -> A (source running and writing, destination image gone, no NBD
 //   server left), with setSpeed changing the mirror's limit while it runs,
 //   copy-storage-all --tls B -> A (the NBD server accepts only the source's certificate; a capture of
@@ -231,9 +232,12 @@ describe.skipIf(!isRoot)('storage migration over NBD (real QEMU and Temporal, un
     const dest = join(dirB, 'top.qcow2');
     const xml = await migratableXmlWith(A, dest);
     clearCapture = await captureMigrationPorts(async () => {
-      const handle = await startMigration(cluster.client, input(A, B, ['live', 'copy-storage-inc'], { destinationXml: xml }));
+      const handle = await startMigration(cluster.client, input(A, B, ['live', 'copy-storage-inc', 'persist-dest'], { destinationXml: xml }));
       expect((await handle.result()).destination).toMatchObject({ state: 'running', host: B });
     });
+    // The persistent definition host-b keeps names the image where host-b made it, not host-a's path.
+    const kept = await cluster.op(B, { op: 'dumpxml', name: NAME, inactive: true });
+    expect('xml' in kept ? kept.xml : '').toContain(`<source file='${dest}'/>`);
     // In clear, the guest's records cross the wire (the disk copy and its RAM); the --tls case below shows none.
     expect(countOf(clearCapture, RECORD_MAGIC)).toBeGreaterThan(0);
     const acked = await expectAckedOn(dest, 'after copy-storage-inc A -> B');
@@ -243,7 +247,11 @@ describe.skipIf(!isRoot)('storage migration over NBD (real QEMU and Temporal, un
     expect(statSync(dest).size).toBeLessThan((DISK_MIB / 2) * MiB);
     const flat = flatten(dest);
     try {
-      expect(readFileSync(flat).subarray((DISK_MIB - 1) * MiB).equals(basePattern)).toBe(true);
+      expect(
+        readFileSync(flat)
+          .subarray((DISK_MIB - 1) * MiB)
+          .equals(basePattern),
+      ).toBe(true);
     } finally {
       rmSync(flat, { force: true });
     }
@@ -314,7 +322,11 @@ describe.skipIf(!isRoot)('storage migration over NBD (real QEMU and Temporal, un
     expect(info['backing-filename']).toBeUndefined();
     const flat = flatten(dest);
     try {
-      expect(readFileSync(flat).subarray((DISK_MIB - 1) * MiB).equals(basePattern)).toBe(true);
+      expect(
+        readFileSync(flat)
+          .subarray((DISK_MIB - 1) * MiB)
+          .equals(basePattern),
+      ).toBe(true);
     } finally {
       rmSync(flat, { force: true });
     }

@@ -66,14 +66,26 @@ describe('storage plan', () => {
   });
 
   it('refuses a --migrate-disks name the domain lacks, a disk with nothing to copy, and what is not built', () => {
-    expect(refusal(() => planStorageCopy(DOMAIN, ['copy-storage-all'], ['vdz'], []))).toMatchObject({ type: ErrorType.OperationInvalid, message: expect.stringMatching(/no disk with target 'vdz'/) });
-    expect(refusal(() => planStorageCopy(DOMAIN, ['copy-storage-all'], ['vdc'], []))).toMatchObject({ type: ErrorType.OperationInvalid, message: expect.stringMatching(/read-only/) });
+    expect(refusal(() => planStorageCopy(DOMAIN, ['copy-storage-all'], ['vdz'], []))).toMatchObject({
+      type: ErrorType.OperationInvalid,
+      message: expect.stringMatching(/no disk with target 'vdz'/),
+    });
+    expect(refusal(() => planStorageCopy(DOMAIN, ['copy-storage-all'], ['vdc'], []))).toMatchObject({
+      type: ErrorType.OperationInvalid,
+      message: expect.stringMatching(/read-only/),
+    });
     expect(refusal(() => planStorageCopy(DOMAIN, ['copy-storage-all'], ['hdc'], []))).toMatchObject({ type: ErrorType.OperationInvalid });
     const raw = def([disk('vda', { path: join(dir, 'a.raw'), format: 'raw' })]);
     expect(planStorageCopy(raw, ['copy-storage-all'], undefined, [])!.disks).toHaveLength(1);
-    expect(refusal(() => planStorageCopy(raw, ['copy-storage-inc'], undefined, []))).toMatchObject({ type: ErrorType.ConfigUnsupported, message: expect.stringMatching(/backing file/) });
+    expect(refusal(() => planStorageCopy(raw, ['copy-storage-inc'], undefined, []))).toMatchObject({
+      type: ErrorType.ConfigUnsupported,
+      message: expect.stringMatching(/backing file/),
+    });
     const block = def([disk('vda', { path: '/dev/vmf-nonexistent', type: 'block', format: 'raw' })]);
-    expect(refusal(() => planStorageCopy(block, ['copy-storage-all'], undefined, []))).toMatchObject({ type: ErrorType.ConfigUnsupported, message: expect.stringMatching(/block disk/) });
+    expect(refusal(() => planStorageCopy(block, ['copy-storage-all'], undefined, []))).toMatchObject({
+      type: ErrorType.ConfigUnsupported,
+      message: expect.stringMatching(/block disk/),
+    });
   });
 
   it("refuses a local writable disk that is not copied, as libvirt's 'migration without shared storage is unsafe'", () => {

@@ -90,7 +90,10 @@ export async function begin(m: MigrationJob): Promise<Begun> {
     );
   }
   if (copiesStorage(m.flags) && protocol !== 3) {
-    throw vmError(ErrorType.ConfigUnsupported, `copying storage needs protocol v3 (the NBD port travels in the cookie); ${dst} and ${src} share only v${protocol}`);
+    throw vmError(
+      ErrorType.ConfigUnsupported,
+      `copying storage needs protocol v3 (the NBD port travels in the cookie); ${dst} and ${src} share only v${protocol}`,
+    );
   }
   return { begun, protocol, sourceUndo, ...(sourceTlsIdentity !== undefined ? { sourceTlsIdentity } : {}) };
 }

@@ -127,6 +127,11 @@ export async function prepare(d: DestinationDeps, a: PrepareArgs): Promise<Prepa
     checkEmulator(rt.config.emulators, p);
     checkBuilt(p);
     p.name = destName;
+    // It names the source's paths: a copied disk lives on here where this host creates it (the destination XML's path).
+    for (const img of images) {
+      const pd = p.devices.disks.find((x) => x.target.dev === img.target);
+      if (pd?.type === 'file' && pd.source?.file !== undefined) pd.source.file = img.path;
+    }
     persistentXml = formatDomainXml(p);
   }
   const override = a.uri === undefined ? undefined : parseMigrationUri(a.uri);
@@ -211,7 +216,14 @@ function recordImage(rt: HostRuntime, name: string, jobId: string, path: string)
 }
 
 /** The NBD server on a port from the host's range (a second one for the job); a port taken since the probe costs one more try. */
-async function serveImages(d: DestinationDeps, dom: RunningDomain, jobId: string, images: IncomingImage[], host: string | undefined, tls: boolean): Promise<number> {
+async function serveImages(
+  d: DestinationDeps,
+  dom: RunningDomain,
+  jobId: string,
+  images: IncomingImage[],
+  host: string | undefined,
+  tls: boolean,
+): Promise<number> {
   const owner = nbdPortOwner(jobId);
   for (let attempt = 1; ; attempt++) {
     const port = await d.ports.acquire(owner);

@@ -417,7 +417,9 @@ export async function abortSource(rt: HostRuntime, name: string, jobId: string, 
     }
     // The mirrors go before the guest may run here again: a resumed source must own its disks alone.
     if (rec.mirrorsStarted && rec.storage) {
-      await abortMirrors(dom.qmp, rec.storage.disks).catch((err: unknown) => rt.log.warn({ domain: name, job: jobId, err: String(err) }, 'stopping the disk mirrors failed'));
+      await abortMirrors(dom.qmp, rec.storage.disks).catch((err: unknown) =>
+        rt.log.warn({ domain: name, job: jobId, err: String(err) }, 'stopping the disk mirrors failed'),
+      );
     }
     const postcopy = rec.postcopyStarted === true || (status?.startsWith('postcopy') ?? false);
     const streamDone = status === 'completed';

@@ -31,10 +31,13 @@ const MIB = 1024 * 1024;
 export function checkIncomingImages(def: DomainDef, nbd: CookieNbd): IncomingImage[] {
   const images = nbd.disks.map((d): IncomingImage => {
     const disk = def.devices.disks.find((x) => x.target.dev === d.target);
-    if (!disk) throw vmError(ErrorType.OperationInvalid, `the source copies disk '${d.target}', which the incoming definition does not have`, { disk: d.target });
+    if (!disk)
+      throw vmError(ErrorType.OperationInvalid, `the source copies disk '${d.target}', which the incoming definition does not have`, { disk: d.target });
     const path = disk.source?.file;
     if (disk.type !== 'file' || path === undefined || !isAbsolute(path)) {
-      throw vmError(ErrorType.ConfigUnsupported, `disk '${d.target}': only file disks with an absolute path are created for a storage copy`, { disk: d.target });
+      throw vmError(ErrorType.ConfigUnsupported, `disk '${d.target}': only file disks with an absolute path are created for a storage copy`, {
+        disk: d.target,
+      });
     }
     const format = disk.driver?.type ?? 'raw';
     if (format !== 'raw' && format !== 'qcow2') throw vmError(ErrorType.ConfigUnsupported, `disk '${d.target}': creating a '${format}' image is not built`);
@@ -96,7 +99,9 @@ async function qemuImg(args: string[]): Promise<void> {
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
     child.on('error', reject);
     child.on('close', (code) =>
-      code === 0 ? resolvePromise() : reject(vmError(ErrorType.OperationFailed, `qemu-img ${args[0]} failed (${String(code)}): ${stderr.trim().slice(0, 500)}`)),
+      code === 0
+        ? resolvePromise()
+        : reject(vmError(ErrorType.OperationFailed, `qemu-img ${args[0]} failed (${String(code)}): ${stderr.trim().slice(0, 500)}`)),
     );
   });
 }

@@ -310,7 +310,10 @@ describe.skipIf(!isRoot)('storage migration over NBD (real QEMU and Temporal, un
     const xml = await migratableXmlWith(B, dest);
     const tls = await captureMigrationPorts(async () => {
       const handle = await startMigration(cluster.client, input(B, A, ['live', 'copy-storage-all', 'tls'], { destinationXml: xml }));
-      expect((await handle.result()).destination).toMatchObject({ state: 'running', host: A });
+      const result = await handle.result();
+      expect(result.destination).toMatchObject({ state: 'running', host: A });
+      // domjobinfo --completed's File rows: the whole virtual disk, nothing remaining.
+      expect(result.stats).toMatchObject({ diskTotalBytes: DISK_MIB * MiB, diskProcessedBytes: DISK_MIB * MiB, diskRemainingBytes: 0 });
     });
     // The whole disk went, the base's marker MiB with it, and neither it nor a record is readable on the wire.
     expect(tls.length).toBeGreaterThan(MiB);

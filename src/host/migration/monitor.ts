@@ -144,6 +144,7 @@ export async function monitorMigration(opts: MonitorOptions): Promise<MigrationS
   let lateReached = false;
   let cancelSent = false;
   let switchedOver = false;
+  let lastDisk: JobProgress | undefined;
   const timeout = new TimeoutSuspend(opts.timeoutSuspendMs, () => wake.kick());
   const cancel = async (): Promise<void> => {
     if (cancelSent) return;
@@ -181,11 +182,17 @@ export async function monitorMigration(opts: MonitorOptions): Promise<MigrationS
         await settle(opts);
         throw storage.failed;
       }
-      const progress = { ...progressOf(info), ...(storage?.progress ?? {}) };
+      if (storage) lastDisk = storage.progress;
+      const progress = { ...progressOf(info), ...(lastDisk ?? {}) };
       job.progress = progress;
       switch (status) {
         case 'completed': {
-          const stats = await completed(opts, stoppedAtMs, postcopyStarted);
+          // The mirrors were completed at the switchover: every disk byte is on the destination.
+          const disk =
+            lastDisk?.diskTotalBytes !== undefined
+              ? { diskTotalBytes: lastDisk.diskTotalBytes, diskProcessedBytes: lastDisk.diskTotalBytes, diskRemainingBytes: 0 }
+              : {};
+          const stats = { ...(await completed(opts, stoppedAtMs, postcopyStarted)), ...disk };
           return timeout.suspendedAtMs !== undefined ? { ...stats, timeoutSuspendedAtMs: timeout.suspendedAtMs } : stats;
         }
         case 'failed':

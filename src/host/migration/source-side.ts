@@ -294,6 +294,9 @@ async function performed(rt: HostRuntime, a: PerformArgs, job: HostJob, stats: M
     if (stats.memTotalBytes !== undefined) s.memory_total = stats.memTotalBytes;
     if (stats.memProcessedBytes !== undefined) s.memory_processed = stats.memProcessedBytes;
     if (stats.memRemainingBytes !== undefined) s.memory_remaining = stats.memRemainingBytes;
+    if (stats.diskTotalBytes !== undefined) s.disk_total = stats.diskTotalBytes;
+    if (stats.diskProcessedBytes !== undefined) s.disk_processed = stats.diskProcessedBytes;
+    if (stats.diskRemainingBytes !== undefined) s.disk_remaining = stats.diskRemainingBytes;
     // The Open vSwitch ports' PortData goes to the destination, which sets it at Finish (libvirt's <network> cookie data).
     const live = rt.getRunning(name);
     const ports = live

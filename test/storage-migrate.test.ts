@@ -9,7 +9,8 @@
 //   a cancel during the mirror B -> A (source running and writing, destination image gone, no NBD
 //   server left), with setSpeed changing the mirror's limit while it runs,
 //   `vmferry migrate --copy-storage-all --migrate-disks vda --tls` B -> A (the NBD server accepts only the source's certificate; a capture of
-//   the hosts' ports shows the guest's records in clear without --tls and none with it).
+//   the hosts' ports shows the guest's records in clear without --tls and none with it),
+//   copy-storage-all A -> B with the source worker killed and restarted during the mirror.
 // After each migration every acknowledged record is on the destination's image and the guest
 // keeps writing there.
 import { spawn, spawnSync } from 'node:child_process';
@@ -346,6 +347,51 @@ describe.skipIf(!isRoot)('storage migration over NBD (real QEMU and Temporal, un
       rmSync(flat, { force: true });
     }
     await expectStillWriting(acked);
-    expect(domainOf(await cluster.op(A, { op: 'destroy', name: NAME })).state).toBe('shutoff');
+  });
+
+  it('a source worker killed (SIGKILL) during the mirror is restarted: the retried Perform finds the mirrors running and the migration completes', async () => {
+    const dest = join(dirB, 'full.qcow2');
+    const source = cluster.hosts.get(A)!;
+    const handle = await startMigration(
+      cluster.client,
+      input(A, B, ['live', 'copy-storage-all'], { destinationXml: await migratableXmlWith(A, dest), bandwidthMiBps: 1 }),
+    );
+    await waitFor(
+      'the disk mirror under way',
+      async () => {
+        const hb = (await performHeartbeat(handle)) as (MigrationHeartbeat & { phase?: string }) | undefined;
+        return hb?.phase === STORAGE_COPY_PHASE && (hb.progress.diskProcessedBytes ?? 0) > 0 ? hb : undefined;
+      },
+      { timeoutMs: 60_000, intervalMs: 200 },
+    );
+    const qemuBefore = localWorldOf(cluster).qemu;
+    await source.worker!.kill9();
+    await cluster.startHost(A);
+    // The QEMUs outlived the worker; the retried Perform takes the limit off so the copy ends soon.
+    expect(localWorldOf(cluster).qemu).toEqual(qemuBefore);
+    // Until the retried Perform holds the job again the restarted worker has no job to change: wait for its first heartbeat.
+    const restartedAt = Date.now();
+    await waitFor(
+      'a heartbeat of the retried Perform',
+      async () => {
+        const d = await handle.describe();
+        return (d.raw.pendingActivities ?? []).some(
+          (a) =>
+            String(a.activityType?.name) === 'migratePerform' &&
+            (a.attempt ?? 1) >= 2 &&
+            Number(a.lastHeartbeatTime?.seconds ?? 0) * 1000 + Math.floor((a.lastHeartbeatTime?.nanos ?? 0) / 1e6) > restartedAt,
+        )
+          ? true
+          : undefined;
+      },
+      { timeoutMs: 60_000, intervalMs: 250 },
+    );
+    await handle.executeUpdate(setSpeedUpdate, { args: [0] });
+    expect((await handle.result()).destination).toMatchObject({ state: 'running', host: B });
+    const acked = await expectAckedOn(dest, 'after copy-storage-all A -> B with a source worker restart');
+    await expectStillWriting(acked);
+    const onB = domainOf(await cluster.op(B, { op: 'info', name: NAME }));
+    expect(localWorldOf(cluster).qemu).toEqual([onB.pid]);
+    expect(domainOf(await cluster.op(B, { op: 'destroy', name: NAME })).state).toBe('shutoff');
   });
 });

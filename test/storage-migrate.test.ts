@@ -277,6 +277,12 @@ describe.skipIf(!isRoot)('storage migration over NBD (real QEMU and Temporal, un
       { timeoutMs: 60_000, intervalMs: 200 },
     );
     expect(mirroring.speedLimitMiBps).toBe(1);
+    // virsh's domjobinfo: the disk copy is its own phase, with its File rows.
+    const info = await vmferry({ address: cluster.address, host: B }, 'domjobinfo', NAME);
+    expect(info.code, info.stderr).toBe(0);
+    expect(info.stdout).toMatch(/Phase:\s+storage-copy/);
+    expect(info.stdout).toMatch(/File processed:\s+\d+\.\d{3} MiB/);
+    expect(info.stdout).toMatch(/File remaining:\s+\d+\.\d{3} MiB/);
     // QEMU's mirror length: the virtual disk, growing by what the guest rewrites while it copies.
     expect(mirroring.progress.diskTotalBytes).toBeGreaterThanOrEqual(DISK_MIB * MiB);
     expect(existsSync(dest)).toBe(true);

@@ -93,7 +93,7 @@ describe('storage plan', () => {
     const r = refusal(() => checkDiskSafety(DOMAIN, flags, { sharedStoragePaths: [shared] }));
     expect(r.type).toBe(ErrorType.MigrateUnsafe);
     expect(r.message).toMatch(/migration without shared storage is unsafe: disk vda \(.*local\.qcow2\)/);
-    expect(r.message).not.toMatch(/vdb|vdc|vdd|hdc/);
+    expect(r.message).not.toMatch(/\b(vdb|vdc|vdd|hdc) \(/);
     // Copied, or declared shared, or overridden with 'unsafe': accepted.
     expect(() => checkDiskSafety(DOMAIN, flags, { sharedStoragePaths: [shared], copied: new Set(['vda']) })).not.toThrow();
     expect(() => checkDiskSafety(DOMAIN, flags, { sharedStoragePaths: [shared, dir] })).not.toThrow();

@@ -35,6 +35,8 @@ const hostEnv = (min: number, extra: Record<string, string> = {}): Record<string
   VMFERRY_HOST_MIGRATION_PORT_MIN: String(min),
   VMFERRY_HOST_MIGRATION_PORT_MAX: String(min + 7),
   VMFERRY_LOCKSPACE_DIR: lockspace,
+  // The disk is one file both hosts open: storage they share, so a migration does not copy it.
+  VMFERRY_SHARED_STORAGE_PATHS: cluster.root,
   ...extra,
 });
 

@@ -127,6 +127,8 @@ const hostEnv = (name: string): Record<string, string> => ({
   VMFERRY_HOST_NAME: name,
   VMFERRY_HOST_BASE_DIR: join(stateDir, 'hosts', name),
   TEMPORAL_ADDRESS: server.address,
+  // Both simulated hosts open the guest's one disk file: storage they share, so migrating it copies nothing.
+  VMFERRY_SHARED_STORAGE_PATHS: demoDir,
 });
 const logDir = join(stateDir, 'logs');
 mkdirSync(logDir, { recursive: true });

@@ -24,7 +24,7 @@ import { expandHostModelFromProbe } from '../src/qemu/cpu-expansion.js';
 import { cachedProbe, type AccelProbe } from '../src/qemu/probe.js';
 import type { DomainDef } from '../src/domain/domain-model.js';
 import { setUpBridge } from '../scripts/demo-network.js';
-import { connectCounter, guestCmdline, linuxGuest, waitForSerial, type CounterClient } from '../test/helpers/linux-guest.js';
+import { connectCounter, guestCmdline, linuxGuest, linuxGuestXml, waitForSerial, type CounterClient } from '../test/helpers/linux-guest.js';
 import { makeCa, makeHostCert, tunnelEnv } from '../test/helpers/tunnel-certs.js';
 import { arg, BenchEnv, median, printTimeline, say, startMigration, type RawQemu } from './common.js';
 
@@ -55,36 +55,14 @@ const vm: Side = { name: 'lgbench', uuid: randomUUID(), mac: '52:54:00:be:4c:02'
 const raw: Side = { name: 'lgbenchraw', uuid: randomUUID(), mac: '52:54:00:be:4c:03', ip: `10.238.${n}.3`, serialLog: join(env.root, 'raw-serial.log') };
 
 function domainXml(s: Side): string {
-  const cmdline = guestCmdline({ ip: `${s.ip}/24`, intervalMs: 10, dirtyMib: 16, dirtyRateMibS: 8 });
-  // host-model as in test/linux-guest-migrate.test.ts: qemu64 has panicked the guest after migration under TCG.
-  return `<domain type='qemu'>
-  <name>${s.name}</name>
-  <uuid>${s.uuid}</uuid>
-  <memory unit='MiB'>256</memory>
-  <vcpu>1</vcpu>
-  <cpu mode='host-model'/>
-  <os>
-    <type arch='x86_64' machine='pc'>hvm</type>
-    <kernel>${guest.kernel}</kernel>
-    <initrd>${guest.initrd}</initrd>
-    <cmdline>${cmdline}</cmdline>
-  </os>
-  <features><acpi/></features>
-  <devices>
-    <controller type='usb' model='none'/>
-    <interface type='bridge'>
-      <mac address='${s.mac}'/>
-      <source bridge='${BRIDGE}'/>
-      <model type='virtio'/>
-    </interface>
-    <serial type='file'>
-      <source path='${s.serialLog}' append='on'/>
-      <target port='0'/>
-    </serial>
-    <memballoon model='none'/>
-  </devices>
-</domain>
-`;
+  return linuxGuestXml({
+    name: s.name,
+    uuid: s.uuid,
+    memoryMiB: 256,
+    cmdline: guestCmdline({ ip: `${s.ip}/24`, intervalMs: 10, dirtyMib: 16, dirtyRateMibS: 8 }),
+    serialLog: s.serialLog,
+    nic: { mac: s.mac, bridge: BRIDGE },
+  });
 }
 
 // ---- raw QEMU: taps made here, the command line vmferry builds for the same definition ----

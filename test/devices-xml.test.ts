@@ -1,3 +1,4 @@
+// vitest-lane: isolated (no QEMU, host worker or namespace: runs beside the end-to-end files; scripts/test-lanes.ts)
 // The device families of issue 13 without QEMU: parse and format round trip
 // (byte for byte, through JSON), address assignment in libvirt's order, the
 // migratable form, and the QEMU arguments each device becomes.

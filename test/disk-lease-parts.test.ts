@@ -1,3 +1,4 @@
+// vitest-lane: isolated (no QEMU, host worker or namespace: runs beside the end-to-end files; scripts/test-lanes.ts)
 // The pieces of disk leases without QEMU or Temporal: which disks take which
 // lease, the lockspace's flock leases and holder records (real util-linux
 // flock on a temp directory), the cookie's lock state (round trip and hostile

@@ -1,3 +1,4 @@
+// vitest-lane: isolated (no QEMU, host worker or namespace: runs beside the end-to-end files; scripts/test-lanes.ts)
 // The fault-injection switchboard itself (the points are exercised by the job tests).
 import { describe, expect, it } from 'vitest';
 import { parseFaults } from '../src/support/fault-points.js';

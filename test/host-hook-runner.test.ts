@@ -1,3 +1,4 @@
+// vitest-lane: isolated (no QEMU, host worker or namespace: runs beside the end-to-end files; scripts/test-lanes.ts)
 // The hook runner alone (src/host/hooks.ts), with real hook processes and no QEMU:
 // a hook past its deadline is killed and refuses even when a grandchild holds its
 // pipes; a missing or non-executable hook means no hook; a hook that ignores its

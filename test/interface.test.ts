@@ -1,3 +1,4 @@
+// vitest-lane: isolated (no QEMU, host worker or namespace: runs beside the end-to-end files; scripts/test-lanes.ts)
 // <interface> in the domain model (read, written back in place, MAC generated
 // once and kept, validated; anything not built refused with ConfigUnsupported)
 // and on QEMU's command line (netdev + NIC, PCI slot, boot order). Host taps

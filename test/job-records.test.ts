@@ -1,3 +1,4 @@
+// vitest-lane: isolated (no QEMU, host worker or namespace: runs beside the end-to-end files; scripts/test-lanes.ts)
 // The one job store (src/host/jobs/records.ts): kinds, this-job-only reads and removes,
 // lenient reads for migration steps, and start-up adoption of run/migrations.
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';

@@ -1,3 +1,4 @@
+// vitest-lane: isolated (no QEMU, host worker or namespace: runs beside the end-to-end files; scripts/test-lanes.ts)
 // Valid libvirt XML that vmferry once refused as invalid: memory given by NUMA
 // cells (built as -numa nodes, or refused with its path where not, never dropped), and network
 // names holding any character but '/'.

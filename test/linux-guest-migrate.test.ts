@@ -18,7 +18,16 @@ import type { MigrateFlag } from '../src/common/migration-types.js';
 import type { RestoreResult, SaveResult } from '../src/common/save-types.js';
 import { TestCluster } from './helpers/cluster.js';
 import { createGuestNetwork, type GuestNetwork } from './helpers/guest-network.js';
-import { checkDiskRecords, connectCounter, guestCmdline, lastDiskAck, linuxGuest, waitForSerial, type CounterClient } from './helpers/linux-guest.js';
+import {
+  checkDiskRecords,
+  connectCounter,
+  guestCmdline,
+  lastDiskAck,
+  linuxGuest,
+  linuxGuestXml,
+  waitForSerial,
+  type CounterClient,
+} from './helpers/linux-guest.js';
 import { domainOf, startMigration } from './helpers/migration.js';
 import { createNetnsPair, type NetnsPair } from './helpers/netns.js';
 import { runJob } from './helpers/save.js';
@@ -49,41 +58,15 @@ const uuid = randomUUID();
 // exception in interrupt, rb_next from amd_e400_idle); with host-model (a named Intel model under
 // TCG) 4 of 4 passed. Whether TCG or the guest kernel is at fault is not settled.
 function domainXml(): string {
-  const g = linuxGuest();
-  const cmdline = guestCmdline({ ip: `${net!.guestAddr(0)}/${net!.prefixLen}`, disk: '/dev/vda', diskIntervalMs: 50, dirtyMib: 16, dirtyRateMibS: 8 });
-  return `<domain type='qemu'>
-  <name>${NAME}</name>
-  <uuid>${uuid}</uuid>
-  <memory unit='MiB'>256</memory>
-  <vcpu>1</vcpu>
-  <cpu mode='host-model'/>
-  <os>
-    <type arch='x86_64' machine='pc'>hvm</type>
-    <kernel>${g.kernel}</kernel>
-    <initrd>${g.initrd}</initrd>
-    <cmdline>${cmdline}</cmdline>
-  </os>
-  <features><acpi/></features>
-  <devices>
-    <disk type='file' device='disk'>
-      <driver name='qemu' type='raw' cache='none'/>
-      <source file='${disk}'/>
-      <target dev='vda' bus='virtio'/>
-    </disk>
-    <controller type='usb' model='none'/>
-    <interface type='bridge'>
-      <mac address='${MAC}'/>
-      <source bridge='${BRIDGE}'/>
-      <model type='virtio'/>
-    </interface>
-    <serial type='file'>
-      <source path='${serialLog}' append='on'/>
-      <target port='0'/>
-    </serial>
-    <memballoon model='none'/>
-  </devices>
-</domain>
-`;
+  return linuxGuestXml({
+    name: NAME,
+    uuid,
+    memoryMiB: 256,
+    cmdline: guestCmdline({ ip: `${net!.guestAddr(0)}/${net!.prefixLen}`, disk: '/dev/vda', diskIntervalMs: 50, dirtyMib: 16, dirtyRateMibS: 8 }),
+    serialLog,
+    disk: { path: disk, format: 'raw' },
+    nic: { mac: MAC, bridge: BRIDGE },
+  });
 }
 
 /** Taps on a host's bridge, as `ip` sees them inside its namespace. */

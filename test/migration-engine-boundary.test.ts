@@ -1,3 +1,4 @@
+// vitest-lane: isolated (no QEMU, host worker or namespace: runs beside the end-to-end files; scripts/test-lanes.ts)
 // QEMU's migration machinery (storage copy included) is driven from one module, src/qemu/migration-*.ts
 // (design.md: "the migration engine, the only code that sets migration
 // capabilities/parameters, starts, cancels, queries"). This guard reads every

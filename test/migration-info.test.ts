@@ -1,3 +1,4 @@
+// vitest-lane: isolated (no QEMU, host worker or namespace: runs beside the end-to-end files; scripts/test-lanes.ts)
 // query-migrate's reply parsed into the one MigrationInfo type every job reads. No QEMU needed.
 import { describe, expect, it } from 'vitest';
 import { isMigrationActive, parseMigrationInfo } from '../src/qemu/migration-info.js';

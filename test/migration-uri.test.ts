@@ -1,3 +1,4 @@
+// vitest-lane: isolated (no QEMU, host worker or namespace: runs beside the end-to-end files; scripts/test-lanes.ts)
 // Migration URIs and listen addresses: QEMU syntax in, QEMU syntax out.
 import { describe, it, expect } from 'vitest';
 import { MAX_MIGRATION_URI_LENGTH, formatListenAddress, formatMigrationUri, parseMigrationUri, type MigrationUri } from '../src/migration/uri.js';

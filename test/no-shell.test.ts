@@ -1,3 +1,4 @@
+// vitest-lane: isolated (no QEMU, host worker or namespace: runs beside the end-to-end files; scripts/test-lanes.ts)
 // No command is ever run through a shell: QEMU helpers, compressors and tools are
 // spawned with argument vectors. This scans the sources for every way Node (or QEMU's
 // exec: migration URI) could hand a string to /bin/sh.

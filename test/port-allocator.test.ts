@@ -1,3 +1,4 @@
+// vitest-lane: isolated (no QEMU, host worker or namespace: runs beside the end-to-end files; scripts/test-lanes.ts)
 // The incoming-migration port range, probed with real binds on 127.0.0.1.
 import { describe, it, expect, afterEach } from 'vitest';
 import { createServer, type Server } from 'node:net';

@@ -1,3 +1,4 @@
+// vitest-lane: isolated (no QEMU, host worker or namespace: runs beside the end-to-end files; scripts/test-lanes.ts)
 // The libvirt QEMU save-image header: pure code, no Temporal or QEMU.
 //
 // Layout checked against libvirt's src/qemu/qemu_saveimage.h and qemu_saveimage.c

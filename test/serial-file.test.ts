@@ -1,3 +1,4 @@
+// vitest-lane: isolated (no QEMU, host worker or namespace: runs beside the end-to-end files; scripts/test-lanes.ts)
 // <serial type='file'> on QEMU's command line: the guest's console goes to a file
 // (what the Linux test guest's readiness and disk acknowledgements are read from);
 // a file serial without an absolute path, and chardev types not built, are refused.

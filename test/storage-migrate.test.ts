@@ -25,7 +25,7 @@ import type { MigrateFlag, MigrateInput, MigrateResult, MigrationHeartbeat } fro
 import { freePort } from '../src/local/free-port.js';
 import { waitFor } from '../src/support/wait.js';
 import { TestCluster } from './helpers/cluster.js';
-import { checkDiskRecords, guestCmdline, lastDiskAck, linuxGuest, waitForSerial } from './helpers/linux-guest.js';
+import { checkDiskRecords, guestCmdline, lastDiskAck, linuxGuest, linuxGuestXml, waitForSerial } from './helpers/linux-guest.js';
 import { domainOf, failureOf, performHeartbeat, startMigration } from './helpers/migration.js';
 import { tcpdumpListening } from './helpers/tcpdump.js';
 import { makeCa, makeHostCert, tunnelEnv } from './helpers/tunnel-certs.js';
@@ -60,35 +60,14 @@ function qemuImg(...args: string[]): string {
 }
 
 function domainXml(disk: string): string {
-  const g = linuxGuest();
-  return `<domain type='qemu'>
-  <name>${NAME}</name>
-  <uuid>${uuid}</uuid>
-  <memory unit='MiB'>192</memory>
-  <vcpu>1</vcpu>
-  <cpu mode='host-model'/>
-  <os>
-    <type arch='x86_64' machine='pc'>hvm</type>
-    <kernel>${g.kernel}</kernel>
-    <initrd>${g.initrd}</initrd>
-    <cmdline>${guestCmdline({ disk: '/dev/vda', diskIntervalMs: 50 })}</cmdline>
-  </os>
-  <features><acpi/></features>
-  <devices>
-    <disk type='file' device='disk'>
-      <driver name='qemu' type='qcow2' cache='none'/>
-      <source file='${disk}'/>
-      <target dev='vda' bus='virtio'/>
-    </disk>
-    <controller type='usb' model='none'/>
-    <serial type='file'>
-      <source path='${serialLog}' append='on'/>
-      <target port='0'/>
-    </serial>
-    <memballoon model='none'/>
-  </devices>
-</domain>
-`;
+  return linuxGuestXml({
+    name: NAME,
+    uuid,
+    memoryMiB: 192,
+    cmdline: guestCmdline({ disk: '/dev/vda', diskIntervalMs: 50 }),
+    serialLog,
+    disk: { path: disk, format: 'qcow2' },
+  });
 }
 
 /** The image as the guest sees it (backing chain included), read without taking QEMU's lock. */

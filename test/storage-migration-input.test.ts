@@ -1,3 +1,4 @@
+// vitest-lane: isolated (no QEMU, host worker or namespace: runs beside the end-to-end files; scripts/test-lanes.ts)
 // Storage migration's request rules (libvirt's): copy-storage-all and -inc exclude each other,
 // migrate-disks needs one of them and names disks by target, and what is not built (through the
 // tunnel, with post-copy, over protocol v2) is refused as ConfigUnsupported; the CLI maps virsh's

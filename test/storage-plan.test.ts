@@ -1,3 +1,4 @@
+// vitest-lane: isolated (no QEMU, host worker or namespace: runs beside the end-to-end files; scripts/test-lanes.ts)
 // Which disks a storage migration copies and which storage counts as shared (libvirt's rules),
 // and Begin's refusal of a local disk that would be left behind. Pure logic on parsed domain
 // definitions and this machine's file systems; no QEMU or Temporal.

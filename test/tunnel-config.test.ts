@@ -1,3 +1,4 @@
+// vitest-lane: isolated (no QEMU, host worker or namespace: runs beside the end-to-end files; scripts/test-lanes.ts)
 // The tunnel's settings and names, without workers: a host's tunnel config is
 // all-or-nothing, endpoints parse in both address families, and a peer is named
 // by its certificate's CN and DNS subjectAltNames.

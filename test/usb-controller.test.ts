@@ -1,3 +1,4 @@
+// vitest-lane: isolated (no QEMU, host worker or namespace: runs beside the end-to-end files; scripts/test-lanes.ts)
 // USB controllers in the domain XML model (read, written back in place,
 // validated) and on QEMU's command line (libvirt's default piix3-uhci is built,
 // also when a pc domain names no controller, as libvirt reads such XML; every

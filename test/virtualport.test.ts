@@ -1,3 +1,4 @@
+// vitest-lane: isolated (no QEMU, host worker or namespace: runs beside the end-to-end files; scripts/test-lanes.ts)
 // <interface><virtualport> in the domain model (pure code): each type's
 // parameters read, range-checked with an XmlError naming the attribute, ids
 // generated once as libvirt does, written back in libvirt's form and kept in the

@@ -1,3 +1,4 @@
+// vitest-lane: isolated (no QEMU, host worker or namespace: runs beside the end-to-end files; scripts/test-lanes.ts)
 // Errors say what kind of problem it is: well-formed XML that asks for
 // something libvirt knows but vmferry does not support is ConfigUnsupported;
 // malformed XML, and values that are no valid request at all, are XmlError.

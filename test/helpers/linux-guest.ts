@@ -290,3 +290,64 @@ export function counterReport(samples: CounterSample[]): CounterReport {
   }
   return r;
 }
+
+export interface LinuxDomainXml {
+  name: string;
+  uuid: string;
+  memoryMiB: number;
+  /** The guest's kernel command line (guestCmdline()). */
+  cmdline: string;
+  /** The serial console's log file (the guest's markers and disk acknowledgements). */
+  serialLog: string;
+  /** vda, on the virtio bus, cache none (a migration needs it). */
+  disk?: { path: string; format: 'raw' | 'qcow2' };
+  /** One virtio NIC on a Linux bridge. */
+  nic?: { mac: string; bridge: string };
+}
+
+/**
+ * The Linux test guest as a domain: direct kernel boot, host-model CPU (qemu64 has panicked the
+ * guest after a TCG migration), no USB controller and no balloon (nothing the guest does not use).
+ */
+export function linuxGuestXml(d: LinuxDomainXml): string {
+  const g = linuxGuest();
+  const disk = d.disk
+    ? `
+    <disk type='file' device='disk'>
+      <driver name='qemu' type='${d.disk.format}' cache='none'/>
+      <source file='${d.disk.path}'/>
+      <target dev='vda' bus='virtio'/>
+    </disk>`
+    : '';
+  const nic = d.nic
+    ? `
+    <interface type='bridge'>
+      <mac address='${d.nic.mac}'/>
+      <source bridge='${d.nic.bridge}'/>
+      <model type='virtio'/>
+    </interface>`
+    : '';
+  return `<domain type='qemu'>
+  <name>${d.name}</name>
+  <uuid>${d.uuid}</uuid>
+  <memory unit='MiB'>${d.memoryMiB}</memory>
+  <vcpu>1</vcpu>
+  <cpu mode='host-model'/>
+  <os>
+    <type arch='x86_64' machine='pc'>hvm</type>
+    <kernel>${g.kernel}</kernel>
+    <initrd>${g.initrd}</initrd>
+    <cmdline>${d.cmdline}</cmdline>
+  </os>
+  <features><acpi/></features>
+  <devices>${disk}
+    <controller type='usb' model='none'/>${nic}
+    <serial type='file'>
+      <source path='${d.serialLog}' append='on'/>
+      <target port='0'/>
+    </serial>
+    <memballoon model='none'/>
+  </devices>
+</domain>
+`;
+}

@@ -1,3 +1,4 @@
+// vitest-lane: isolated (no QEMU, host worker or namespace: runs beside the end-to-end files; scripts/test-lanes.ts)
 // Job control of the migrate workflow against stub hosts: cancel in each phase
 // (undone before Finish, ignored from Finish on), a cancel that arrives as the
 // stream completes, and speed / downtime signals (applied once Begin took the job).

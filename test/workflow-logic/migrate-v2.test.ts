@@ -1,3 +1,4 @@
+// vitest-lane: isolated (no QEMU, host worker or namespace: runs beside the end-to-end files; scripts/test-lanes.ts)
 // The v2 migrate workflow (a destination that speaks only v2, or maxProtocol 2)
 // against stub hosts: each step failing with a typed error, and its undo. v2
 // undoes the source with an abort instead of a failed Confirm, and once Perform2

@@ -1,3 +1,4 @@
+// vitest-lane: isolated (no QEMU, host worker or namespace: runs beside the end-to-end files; scripts/test-lanes.ts)
 // The v3 migrate workflow against stub hosts: each step failing with a typed
 // error, and the undo each failure must run (which cleanup, on which host, in
 // which order), plus the first-error rule when a cleanup fails too.

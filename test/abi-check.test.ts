@@ -159,6 +159,7 @@ const CASES: [string, string, string, string, RegExp | undefined][] = [
     "<input type='keyboard' bus='ps2'/>",
     /input\[1\] type 'keyboard' does not match source 'mouse'/,
   ],
+  ['input', 'default bus left out (ps2 for a mouse)', "<input type='mouse' bus='ps2'/>", "<input type='mouse'/>", undefined],
   ['controller', 'virtio-serial ports', "ports='16'", "ports='8'", /controller\[1\] ports 8 does not match source 16/],
   [
     'controller',
@@ -264,8 +265,16 @@ const CASES: [string, string, string, string, RegExp | undefined][] = [
   ['clock', 'tick policy (host side)', "<timer name='rtc' tickpolicy='catchup'/>", "<timer name='rtc' tickpolicy='delay'/>", undefined],
   ['features', 'pae removed', '    <pae/>\n', '', /features/],
   ['features', 'apic eoi off', "<apic eoi='on'/>", "<apic eoi='off'/>", /feature <apic>/],
-  ['domain', 'title, lifecycle actions, graphics and emulator (host side)', '<title>web server</title>', '<title>db server</title>', undefined],
-  ['domain', 'graphics listen and on_crash (host side)', "listen='127.0.0.1'/>", "listen='0.0.0.0'/>", undefined],
+  ['domain', 'title (host side)', '<title>web server</title>', '<title>db server</title>', undefined],
+  ['domain', 'on_crash action (host side)', '<on_crash>destroy</on_crash>', '<on_crash>restart</on_crash>', undefined],
+  [
+    'domain',
+    'emulator binary (host side)',
+    '<emulator>/usr/bin/qemu-system-x86_64</emulator>',
+    '<emulator>/usr/local/bin/qemu-system-x86_64</emulator>',
+    undefined,
+  ],
+  ['domain', 'graphics listen address (host side)', "listen='127.0.0.1'/>", "listen='0.0.0.0'/>", undefined],
   ['domain', 'machine type', "machine='pc-i440fx-7.2'", "machine='pc-i440fx-7.1'", /machine type 'pc-i440fx-7.1' does not match source 'pc-i440fx-7.2'/],
 ];
 
@@ -299,6 +308,15 @@ describe('ABI stability check', () => {
       expect(isVmError(err) && err.type).toBe('ConfigUnsupported');
       expect(err!.message).toMatch(expected);
     }
+  });
+
+  it("takes a default spelled out as the default: a NIC's rtl8139, a panic's isa", () => {
+    const bare = SOURCE.replace("<model type='e1000'/>", '').replace("<panic model='isa'>", '<panic>');
+    const spelled = SOURCE.replace("<model type='e1000'/>", "<model type='rtl8139'/>");
+    expect(() => checkAbiStability(parseDomainXml(spelled), parseDomainXml(bare))).not.toThrow();
+    expect(() => checkAbiStability(parseDomainXml(SOURCE), parseDomainXml(bare))).toThrow(
+      /interface 52:54:00:ab:cd:ef model 'e1000' does not match source 'rtl8139'/,
+    );
   });
 
   it('compares a family from the document when one definition predates its model', () => {

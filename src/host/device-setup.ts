@@ -5,7 +5,9 @@
 // under the run directory (libvirt's channel/target/domain-<id>-<name>; here
 // a UUID prefix stands for the id, which vmferry does not have). That
 // generated path is in the live XML only: the migratable form drops it.
-import { mkdirSync, rmSync } from 'node:fs';
+// The directory is made only when QEMU is about to be set up (createChannelDir),
+// so a start refused earlier leaves nothing, and one failing later removes it.
+import { existsSync, mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { ErrorType, vmError } from '../common/errors.js';
 import { assignAddresses, type DomainDef } from '../domain/index.js';
@@ -17,16 +19,14 @@ export function channelDir(runDir: string, def: { name: string; uuid: string }):
   return join(runDir, 'channel', 'target', `domain-${def.uuid.slice(0, 8)}-${def.name.slice(0, 20)}`);
 }
 
-/** A copy of `def` ready for the command line; creates the channel directory when a channel needs one. */
+/** A copy of `def` ready for the command line, generated channel socket paths filled in (createChannelDir makes their directory). */
 export function prepareDevices(input: DomainDef, runDir: string): DomainDef {
   const def = assignAddresses(input);
   const dir = channelDir(runDir, def);
-  let needsDir = false;
   (def.devices.channels ?? []).forEach((ch, i) => {
     if (ch.type !== 'unix' || (ch.sourceMode ?? 'bind') !== 'bind' || ch.sourcePath !== undefined) return;
     ch.sourceMode ??= 'bind';
     ch.sourcePath = join(dir, ch.targetName ?? `channel${i}`);
-    needsDir = true;
     if (Buffer.byteLength(ch.sourcePath) > MAX_UNIX_PATH) {
       throw vmError(
         ErrorType.ConfigUnsupported,
@@ -34,8 +34,20 @@ export function prepareDevices(input: DomainDef, runDir: string): DomainDef {
       );
     }
   });
-  if (needsDir) mkdirSync(dir, { recursive: true, mode: 0o700 });
   return def;
+}
+
+/**
+ * Makes the domain's channel directory when a socket of `def` (from
+ * prepareDevices) lies in it; returns what undoes that: removing the directory
+ * if this call made it, nothing if it was there already or not needed.
+ */
+export function createChannelDir(runDir: string, def: DomainDef): () => void {
+  const dir = channelDir(runDir, def);
+  const needed = (def.devices.channels ?? []).some((ch) => ch.type === 'unix' && ch.sourcePath?.startsWith(`${dir}/`));
+  if (!needed || existsSync(dir)) return () => undefined;
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  return () => rmSync(dir, { recursive: true, force: true });
 }
 
 /** Removes the generated channel sockets of a domain that stopped. */

@@ -30,7 +30,7 @@ import { checkInterfacesBuildable } from '../qemu/devices/interface.js';
 import type { QemuProbe } from '../qemu/probe.js';
 import { checkCpuBuildable } from '../qemu/devices/cpu.js';
 import { applyStartupPolicy } from './startup-policy.js';
-import { prepareDevices, removeChannelDir } from './device-setup.js';
+import { createChannelDir, prepareDevices, removeChannelDir } from './device-setup.js';
 import { runEndHooks, spawnWithHooks } from './hooks.js';
 import { checkOvsAvailable } from './openvswitch.js';
 import { DiskLeases } from './leases/domain-leases.js';
@@ -321,8 +321,10 @@ export class HostRuntime implements LifecycleHost {
     const leases = opts.leases === 'later' ? undefined : await this.leases.take(def);
     const cpuFacts = probe?.accels[def.type === 'kvm' ? 'kvm' : 'tcg'];
     let taps: (string | undefined)[] = [];
+    let removeChannelDirMade = (): void => undefined;
     const launched = await spawnWithHooks(this, def, {
       setUp: async () => {
+        removeChannelDirMade = createChannelDir(this.config.runDir, def);
         taps = await this.taps.prepare(name, def);
       },
       spawn: async () => {
@@ -330,7 +332,10 @@ export class HostRuntime implements LifecycleHost {
         this.log.info({ domain: name, args }, 'starting QEMU');
         return await launchQemu({ binary: def.devices.emulator ?? this.config.qemuBinary, args, qmpSocket, logFile: join(this.config.logDir, `${name}.log`) });
       },
-      tearDown: () => this.taps.removeCreated(name),
+      tearDown: () => {
+        removeChannelDirMade();
+        this.taps.removeCreated(name);
+      },
     }).catch((err: unknown) => {
       leases?.close();
       throw err;

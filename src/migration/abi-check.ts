@@ -1,37 +1,17 @@
 // ABI stability between the source's definition and a destination definition a
-// caller supplied: the guest must find the same machine after the move. What the
-// guest sees is compared (memory size, vCPUs, machine type, CPU model, features,
-// clock, and every device's kind, model, MAC and address); what only the host
-// sees may change (disk source paths, graphics listen addresses and the rest of
-// <graphics>, interface host plumbing, title, lifecycle actions). The name may
-// change only through dname.
+// caller supplied (migrate --xml, restore --xml, save-image-define): the guest
+// must find the same machine after the move. What the guest sees is compared
+// (memory, vCPUs, machine type, the CPU with its features and topology, the
+// <features> element, the clock and its timers, every device: abi-check-devices.ts);
+// what only the host sees may change (disk source paths, graphics, interface
+// host plumbing, boot order, title, lifecycle actions). The split follows
+// libvirt's virDomainDefCheckABIStability. The name may change only through dname.
+import { checkDevicesAbi } from './abi-check-devices.js';
+import { attrsOf, childAt, elementData, same, sameAddress, sameList, preservedRoot } from './abi-compare.js';
 import { ErrorType, vmError } from '../common/errors.js';
-import type { DeviceAddress, DomainDef, XmlElement } from '../domain/index.js';
+import type { CpuDef, DomainDef, XmlElement } from '../domain/index.js';
 import { expandDomainDef } from '../domain/preserved.js';
-import { childElements, findChild, getAttr } from '../xml/xml-edit.js';
-
-function mismatch(what: string, dest: unknown, src: unknown): Error {
-  const show = (v: unknown): string => (v === undefined ? 'none' : typeof v === 'string' ? `'${v}'` : JSON.stringify(v));
-  return vmError(ErrorType.ConfigUnsupported, `target domain ${what} ${show(dest)} does not match source ${show(src)}`, {
-    what,
-    destination: dest ?? null,
-    source: src ?? null,
-  });
-}
-
-function same(what: string, dest: unknown, src: unknown): void {
-  if (JSON.stringify(dest) !== JSON.stringify(src)) throw mismatch(what, dest, src);
-}
-
-function sameAddress(what: string, dest: DeviceAddress | undefined, src: DeviceAddress | undefined): void {
-  // An address only one side spells out is assigned the same way by QEMU on both.
-  if (dest === undefined || src === undefined) return;
-  same(`${what} address`, sortKeys(dest), sortKeys(src));
-}
-
-function sortKeys(o: Record<string, string>): Record<string, string> {
-  return Object.fromEntries(Object.entries(o).sort(([a], [b]) => a.localeCompare(b)));
-}
+import { childElements, findChild, getAttr, textContent } from '../xml/xml-edit.js';
 
 /** The name on the destination must be the source's, or dname when one is given. */
 export function checkDestinationName(dest: DomainDef, sourceName: string, dname: string | undefined): void {
@@ -47,61 +27,63 @@ export function checkDestinationName(dest: DomainDef, sourceName: string, dname:
   }
 }
 
-// Unmodelled devices: which attributes and children the guest can see.
-const HOST_SIDE_ROOT_TYPE = new Set(['interface', 'hostdev', 'filesystem', 'channel', 'smartcard', 'redirdev', 'rng', 'parallel', 'tpm']);
-const SKIPPED_DEVICES = new Set(['emulator', 'graphics']);
-
-function guestView(el: XmlElement): Record<string, unknown> {
-  const view: Record<string, unknown> = { element: el.name };
-  for (const a of ['model', 'index', 'bus']) {
-    const v = getAttr(el, a);
-    if (v !== undefined) view[a] = v;
-  }
-  const type = getAttr(el, 'type');
-  if (type !== undefined && !HOST_SIDE_ROOT_TYPE.has(el.name)) view.type = type;
-  const model = findChild(el, 'model');
-  if (model) view.modelAttrs = sortKeys(Object.fromEntries(model.attrs.map((a) => [a.name, getAttr(model, a.name) ?? a.raw])));
-  const mac = findChild(el, 'mac');
-  if (mac) view.mac = getAttr(mac, 'address')?.toLowerCase();
-  const target = findChild(el, 'target');
-  if (target && el.name !== 'interface') {
-    view.target = sortKeys(
-      Object.fromEntries(target.attrs.filter((a) => a.name !== 'dev' && a.name !== 'state').map((a) => [a.name, getAttr(target, a.name) ?? a.raw])),
-    );
-  }
-  const address = findChild(el, 'address');
-  if (address) view.address = sortKeys(Object.fromEntries(address.attrs.map((a) => [a.name, getAttr(address, a.name) ?? a.raw])));
-  return view;
+function checkCpu(dest: CpuDef | undefined, src: CpuDef | undefined): void {
+  // A host-model guest runs as the expanded custom CPU (qemu/cpu-expansion.ts), which is what its migratable definition says.
+  same('CPU mode', dest?.mode ?? 'custom', src?.mode ?? 'custom');
+  same('CPU model', dest?.model, src?.model);
+  const features = (cpu: CpuDef | undefined) => new Map((cpu?.features ?? []).map((f) => [f.name, f.policy ?? 'require']));
+  const df = features(dest);
+  const sf = features(src);
+  for (const name of [...new Set([...sf.keys(), ...df.keys()])]) same(`CPU feature ${name} policy`, df.get(name), sf.get(name));
+  same('CPU topology', dest?.topology, src?.topology);
+  sameList('guest NUMA cell', dest?.numaCells ?? [], src?.numaCells ?? [], (d, s, i) => {
+    same(`guest NUMA cell ${i} vCPUs`, d.cpus, s.cpus);
+    same(`guest NUMA cell ${i} memory (KiB)`, d.memoryKiB, s.memoryKiB);
+  });
 }
 
-function unmodelledDevices(def: DomainDef): XmlElement[] {
-  const tree = expandDomainDef(def);
-  const root = tree.preserved?.find((n): n is XmlElement => n.kind === 'element' && n.name === 'domain');
-  const devices = root === undefined ? undefined : findChild(root, 'devices');
-  return devices === undefined ? [] : childElements(devices).filter((d) => !SKIPPED_DEVICES.has(d.name));
-}
-
-function compareUnmodelled(dest: DomainDef, src: DomainDef): void {
-  const byKind = (def: DomainDef): Map<string, Record<string, unknown>[]> => {
-    const m = new Map<string, Record<string, unknown>[]>();
-    for (const d of unmodelledDevices(def)) m.set(d.name, [...(m.get(d.name) ?? []), guestView(d)]);
-    return m;
+/** Everything in <features> is guest-visible (ACPI, APIC and its EOI, PAE, Hyper-V enlightenments, KVM hiding, ...). */
+function checkFeatures(dest: DomainDef, src: DomainDef, destRoot: XmlElement | undefined, srcRoot: XmlElement | undefined): void {
+  same('features', [...dest.features].sort(), [...src.features].sort());
+  if (destRoot === undefined || srcRoot === undefined) return;
+  const byName = (root: XmlElement) => {
+    const features = childAt(root, 'features');
+    return new Map((features === undefined ? [] : childElements(features)).map((f) => [f.name, elementData(f)]));
   };
-  const d = byKind(dest);
-  const s = byKind(src);
-  for (const kind of new Set([...d.keys(), ...s.keys()])) {
-    const dl = d.get(kind) ?? [];
-    const sl = s.get(kind) ?? [];
-    if (dl.length !== sl.length) throw mismatch(`${kind} device count`, dl.length, sl.length);
-    dl.forEach((view, i) => {
-      const other = sl[i];
-      if (!view.address || !other?.address) {
-        delete view.address;
-        if (other) delete other.address;
-      }
-      same(`${kind}[${i}]`, view, other);
-    });
-  }
+  const d = byName(destRoot);
+  for (const [name, data] of byName(srcRoot)) same(`feature <${name}>`, d.get(name), data);
+}
+
+/**
+ * The offset, then libvirt's timer check: the timers, each one's presence, the
+ * TSC's frequency and mode; the tick policy is how the host delivers missed
+ * ticks. A variable clock's adjustment is not compared: the RTC state travels
+ * in the migration stream and the image.
+ */
+function checkClock(dest: DomainDef, src: DomainDef, destRoot: XmlElement | undefined, srcRoot: XmlElement | undefined): void {
+  same('clock offset', dest.clock?.offset ?? 'utc', src.clock?.offset ?? 'utc');
+  const timers = (root: XmlElement | undefined) => {
+    const c = childAt(root, 'clock');
+    return c === undefined ? [] : childElements(c, 'timer').map((t) => attrsOf(t, ['tickpolicy', 'track']));
+  };
+  if (destRoot === undefined || srcRoot === undefined) return;
+  sameList('clock timer', timers(destRoot), timers(srcRoot), (d, s, i) => {
+    const what = `clock timer ${s.name ?? i}`;
+    same(`${what} name`, d.name, s.name);
+    same(`${what} present`, d.present ?? 'yes', s.present ?? 'yes');
+    same(`${what} frequency`, d.frequency, s.frequency);
+    same(`${what} mode`, d.mode, s.mode);
+  });
+}
+
+/** What the guest reads from a disk besides its bus and address: serial, WWN, vendor and product strings, model. */
+function diskIdentity(el: XmlElement | undefined): Record<string, string | undefined> {
+  if (el === undefined) return {};
+  const text = (n: string) => {
+    const c = findChild(el, n);
+    return c === undefined ? undefined : textContent(c).trim();
+  };
+  return { serial: text('serial'), wwn: text('wwn'), vendor: text('vendor'), product: text('product'), model: getAttr(el, 'model') };
 }
 
 /** Throws ConfigUnsupported at the first guest-visible difference. */
@@ -114,32 +96,32 @@ export function checkAbiStability(dest: DomainDef, src: DomainDef): void {
   same('OS type', dest.os.type, src.os.type);
   same('architecture', dest.os.arch, src.os.arch);
   same('machine type', dest.os.machine, src.os.machine);
-  same('CPU mode', dest.cpu?.mode, src.cpu?.mode);
-  same('CPU model', dest.cpu?.model, src.cpu?.model);
-  same('features', [...dest.features].sort(), [...src.features].sort());
-  same('clock offset', dest.clock?.offset ?? 'utc', src.clock?.offset ?? 'utc');
-  same('memory balloon model', dest.devices.memballoon?.model, src.devices.memballoon?.model);
+  checkCpu(dest.cpu, src.cpu);
+  const destTree = expandDomainDef(dest);
+  const srcTree = expandDomainDef(src);
+  const destRoot = preservedRoot(destTree);
+  const srcRoot = preservedRoot(srcTree);
+  checkFeatures(dest, src, destRoot, srcRoot);
+  checkClock(dest, src, destRoot, srcRoot);
 
-  const dd = dest.devices.disks;
-  const sd = src.devices.disks;
-  same('disk count', dd.length, sd.length);
-  dd.forEach((d, i) => {
-    const s = sd[i]!;
+  sameList('disk', dest.devices.disks, src.devices.disks, (d, s, i) => {
     const what = `disk ${s.target.dev}`;
     same(`${what} target`, d.target.dev, s.target.dev);
     same(`${what} bus`, d.target.bus, s.target.bus);
     same(`${what} device`, d.device, s.device);
+    const di = diskIdentity(destTree.devices.disks[i]?.preserved);
+    const si = diskIdentity(srcTree.devices.disks[i]?.preserved);
+    for (const k of Object.keys(si) as (keyof typeof si)[]) same(`${what} ${k}`, di[k], si[k]);
     sameAddress(what, d.address, s.address);
   });
   for (const [kind, dl, sl] of [
     ['serial', dest.devices.serials, src.devices.serials],
     ['console', dest.devices.consoles, src.devices.consoles],
   ] as const) {
-    same(`${kind} count`, dl.length, sl.length);
-    dl.forEach((d, i) => {
-      same(`${kind}[${i}] target type`, d.targetType, sl[i]!.targetType);
-      same(`${kind}[${i}] target port`, d.targetPort, sl[i]!.targetPort);
+    sameList(kind, dl, sl, (d, s, i) => {
+      same(`${kind}[${i}] target type`, d.targetType, s.targetType);
+      same(`${kind}[${i}] target port`, d.targetPort, s.targetPort);
     });
   }
-  compareUnmodelled(dest, src);
+  checkDevicesAbi({ dest, src, destRoot, srcRoot });
 }

@@ -1,3 +1,4 @@
+// vitest-lane: isolated (no QEMU, host worker or namespace: runs beside the end-to-end files; scripts/test-lanes.ts)
 // ABI stability (src/migration/abi-check*.ts) without QEMU: a full Linux-guest
 // domain, then per family one change the guest would see (refused, the message
 // names the field) and one change only the host sees (accepted). The split of

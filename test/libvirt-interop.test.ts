@@ -13,7 +13,7 @@
 // PCI device in QEMU (query-pci) at the slot libvirt's XML gives it, and goes
 // back to libvirt through a vmferry save. It boots the idle kernel, so nothing
 // in the guest drives those devices while its RAM is filled and hashed.
-import { chownSync, mkdtempSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
+import { chownSync, existsSync, mkdtempSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DomainInfo, DomainOperationResult } from '../src/common/domain-types.js';
@@ -35,6 +35,19 @@ import pino from 'pino';
 const cluster = new TestCluster();
 const HOST = 'sv-lv-host';
 const FILL = 32 * 1024 * 1024;
+
+/**
+ * The idle kernel in a folder libvirt's user can read: every guest here boots it and the test
+ * waits for it before filling RAM, so no firmware runs while the range is written and hashed.
+ */
+function idleKernelIn(images: string): string {
+  const kernel = join(images, 'idle-kernel');
+  if (!existsSync(kernel)) {
+    writeIdleKernel(kernel);
+    chownSync(kernel, daemon.user.uid, daemon.user.gid);
+  }
+  return kernel;
+}
 let lvRoot: string;
 let daemon: LibvirtDaemon;
 
@@ -133,13 +146,14 @@ describe('save images shared with libvirt', () => {
         const name = `sv-lv-in-${format}`;
         const images = daemon.ownedDir('images');
         const xmlFile = join(images, `${name}.xml`);
-        writeFileSync(xmlFile, guestXml({ name, memoryMiB: 64 }));
+        writeFileSync(xmlFile, guestXml({ name, memoryMiB: 64, kernel: idleKernelIn(images) }));
         chownSync(xmlFile, daemon.user.uid, daemon.user.gid);
         daemon.virsh('create', xmlFile);
         await waitFor(`${name} running under libvirt`, () => daemon.domState(name) === 'running', { timeoutMs: 30_000 });
         const uuid = daemon.virsh('domuuid', name).trim();
         const libvirtQemu = daemon.qemuPid(name);
         const ram = daemon.memoryFile(name);
+        await waitGuestIdle(ram);
         fillRandom(ram, FILL);
         const before = hashRange(ram, FILL);
 
@@ -270,8 +284,9 @@ describe('save images shared with libvirt', () => {
 
       it(`vmferry save (${format}) -> virsh restore`, async () => {
         const name = `sv-lv-out-${format}`;
-        await cluster.op(HOST, { op: 'define', xml: guestXml({ name, memoryMiB: 64 }) });
+        await cluster.op(HOST, { op: 'define', xml: guestXml({ name, memoryMiB: 64, kernel: idleKernelIn(daemon.ownedDir('images')) }) });
         const dom = domainOf(await cluster.op(HOST, { op: 'start', name }));
+        await waitGuestIdle(dom.memoryBackingFile!);
         fillRandom(dom.memoryBackingFile!, FILL);
         const before = hashRange(dom.memoryBackingFile!, FILL);
 

@@ -23,7 +23,7 @@ import { domainOf, failureOf, namesOf, performHeartbeat, startMigration, waitFor
 import { createNetnsPair, type NetnsPair } from './helpers/netns.js';
 import { forwardTcp, type TcpForward } from './helpers/tcp-forward.js';
 import { makeCa, makeHostCert, tunnelEnv } from './helpers/tunnel-certs.js';
-import { tcpdumpListening } from './helpers/tcpdump.js';
+import { capture, countOf } from './helpers/tcpdump.js';
 
 const SRC = 'tun-src';
 const DST = 'tun-dst';
@@ -161,25 +161,7 @@ function dacLabels(host: string): string[] {
 /** Everything on the migration link while `during` runs, as tcpdump wrote it (pcap, whole packets). */
 async function captureLink(during: () => Promise<void>): Promise<Buffer> {
   const file = join(certDir, `link-${Date.now()}.pcap`);
-  const child = spawn('ip', ['netns', 'exec', net!.b, 'tcpdump', '-i', net!.migIfB, '-U', '-B', '65536', '-s', '0', '-w', file, 'tcp'], {
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
-  const exited = new Promise<void>((resolve) => child.once('close', () => resolve()));
-  try {
-    await tcpdumpListening(child);
-    await during();
-  } finally {
-    child.kill('SIGINT');
-    await exited;
-  }
-  const pcap = readFileSync(file);
-  rmSync(file, { force: true });
-  return pcap;
-}
-function countOf(hay: Buffer, needle: Buffer): number {
-  let n = 0;
-  for (let i = hay.indexOf(needle); i >= 0; i = hay.indexOf(needle, i + needle.length)) n++;
-  return n;
+  return await capture(['ip', 'netns', 'exec', net!.b, 'tcpdump', '-i', net!.migIfB, '-U', '-B', '65536', '-s', '0', '-w', file, 'tcp'], file, during);
 }
 const certArgs = (host: string): string[] => ['-cert', join(certDir, `${host}.crt`), '-key', join(certDir, `${host}.key`)];
 

@@ -13,7 +13,7 @@
 //   copy-storage-all A -> B with the source worker killed and restarted during the mirror.
 // After each migration every acknowledged record is on the destination's image and the guest
 // keeps writing there.
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -27,7 +27,7 @@ import { waitFor } from '../src/support/wait.js';
 import { TestCluster } from './helpers/cluster.js';
 import { checkDiskRecords, guestCmdline, lastDiskAck, linuxGuest, linuxGuestXml, waitForSerial } from './helpers/linux-guest.js';
 import { domainOf, failureOf, performHeartbeat, startMigration } from './helpers/migration.js';
-import { tcpdumpListening } from './helpers/tcpdump.js';
+import { capture, countOf } from './helpers/tcpdump.js';
 import { makeCa, makeHostCert, tunnelEnv } from './helpers/tunnel-certs.js';
 import { vmferry } from './helpers/vmferry-cli.js';
 import { localWorldOf } from './helpers/world.js';
@@ -100,26 +100,7 @@ async function expectStillWriting(after: number): Promise<void> {
 /** Migration and NBD traffic on loopback (the hosts' port range) while `during` runs, as a pcap of whole packets. */
 async function captureMigrationPorts(during: () => Promise<void>): Promise<Buffer> {
   const file = join(dir, `cap-${Date.now()}.pcap`);
-  const child = spawn('tcpdump', ['-i', 'lo', '-U', '-B', '65536', '-s', '0', '-w', file, 'tcp', 'portrange', '49152-49215'], {
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
-  const exited = new Promise<void>((resolve) => child.once('close', () => resolve()));
-  try {
-    await tcpdumpListening(child);
-    await during();
-  } finally {
-    child.kill('SIGINT');
-    await exited;
-  }
-  const pcap = readFileSync(file);
-  rmSync(file, { force: true });
-  return pcap;
-}
-
-function countOf(hay: Buffer, needle: Buffer): number {
-  let n = 0;
-  for (let i = hay.indexOf(needle); i >= 0; i = hay.indexOf(needle, i + needle.length)) n++;
-  return n;
+  return await capture(['tcpdump', '-i', 'lo', '-U', '-B', '65536', '-s', '0', '-w', file, 'tcp', 'portrange', '49152-49215'], file, during);
 }
 
 async function migratableXmlWith(host: string, disk: string): Promise<string> {

@@ -2,6 +2,7 @@
 // commands are src/host/jobs/job-control.ts.
 import type { HostRuntime } from '../host/host-runtime.js';
 import { jobControl } from '../host/jobs/job-control.js';
+import type { MigrationTuning } from '../common/migration-types.js';
 
 export function createJobControlActivities(rt: HostRuntime) {
   const control = jobControl(rt);
@@ -15,6 +16,12 @@ export function createJobControlActivities(rt: HostRuntime) {
     },
     async setJobMaxDowntime(name: string, jobId: string, ms: number): Promise<void> {
       await control.setJobMaxDowntime(name, jobId, ms);
+    },
+    async setJobTuning(name: string, jobId: string, t: MigrationTuning): Promise<void> {
+      await control.setJobTuning(name, jobId, t);
+    },
+    async suspendJobGuest(name: string, jobId: string): Promise<{ suspended: boolean }> {
+      return await control.suspendJobGuest(name, jobId);
     },
   };
 }

@@ -24,6 +24,9 @@ export interface JobProgress {
   diskTotalBytes?: number;
   diskProcessedBytes?: number;
   diskRemainingBytes?: number;
+  /** Passes over memory so far (QEMU's dirty-sync-count) and the auto-converge throttle in force. */
+  iterations?: number;
+  throttlePercent?: number;
 }
 
 /** The phase a migration reports while its disks are mirrored and before the memory stream starts. */
@@ -46,6 +49,12 @@ export interface JobInfo extends JobProgress {
   /** Speed limit the job applies (MiB/s, 0 = unlimited) and max downtime (ms), when set. */
   speedLimitMiBps?: number;
   maxDowntimeMs?: number;
+  /** A migration's whole-job percentage (phase-weighted, never runs backwards) and its estimate of seconds left. */
+  jobPercent?: number;
+  etaSeconds?: number;
+  /** A migration's convergence policy and the step of it in force. */
+  policy?: string;
+  policyStep?: string;
   error?: JobError;
   /** Errors met while cleaning up after `error`; never replace it. */
   cleanupErrors?: JobError[];

@@ -6,6 +6,7 @@ import type { DomainInfo } from './domain-types.js';
 import { ErrorType, vmError } from './errors.js';
 import type { JobHeartbeat, JobProgress } from './job-types.js';
 import { invalidDowntime, invalidSpeed } from './job-messages.js';
+import { resolvePolicy, type ConvergencePolicy } from './convergence-policy.js';
 
 export const MIGRATE_FLAGS = [
   'live',
@@ -73,6 +74,12 @@ export interface MigrateInput {
    * copy-storage-all / -inc; absent: every writable disk with a source on storage this host does not share.
    */
   migrateDisks?: string[];
+  /**
+   * The convergence policy (src/common/convergence-policy.ts): a built-in's name or a
+   * whole policy; changeable while the migration runs (Update setPolicy). Absent: none,
+   * QEMU left to itself apart from the host's stall limit, as before policies existed.
+   */
+  policy?: string | ConvergencePolicy;
 }
 
 /** What QEMU reported at the end of the migration (libvirt's domjobinfo --completed). */
@@ -222,6 +229,16 @@ export interface PerformArgs extends MigrationJobRef {
   /** 'tunnelled' only: from Prepare. */
   tunnel?: MigrationTunnel;
   timeoutSuspendSeconds?: number;
+  /** The convergence policy's settings QEMU needs before the stream starts. */
+  tuning?: MigrationTuning;
+}
+
+/** Auto-converge's throttle (percent) and the xbzrle cache; absent fields keep QEMU's values. */
+export interface MigrationTuning {
+  throttleInitialPercent?: number;
+  throttleIncrementPercent?: number;
+  maxThrottlePercent?: number;
+  xbzrleCacheBytes?: number;
 }
 
 export interface PerformResult {
@@ -338,7 +355,17 @@ export function validateMigrateInput(input: MigrateInput): MigrateFlag[] {
     if (!flags.includes('live')) throw invalid("a timeout (timeoutSuspendSeconds) needs a live migration (flag 'live')");
   }
   checkStorageCopy(input, flags);
-  return [...new Set(flags)];
+  const byPolicy: MigrateFlag[] = [];
+  if (input.policy !== undefined) {
+    const live = flags.includes('live') && !flags.includes('offline');
+    if (!live) throw invalid("a convergence policy needs a live migration (flag 'live')");
+    const p = resolvePolicy(input.policy, flags.includes('postcopy'));
+    if (typeof p === 'string') throw invalid(`policy: ${p}`);
+    // What the policy needs QEMU to do from the stream's first byte: capabilities cannot change mid-stream.
+    if (p.autoConverge) byPolicy.push('auto-converge');
+    if (p.xbzrleCacheMiB) byPolicy.push('compressed');
+  }
+  return [...new Set([...flags, ...byPolicy])];
 }
 
 /** A disk's target name as libvirt's <target dev=...> spells it (vda, sdb, hdc, xvda1). */

@@ -4,7 +4,7 @@
 // (query-migrate-parameters). A migration's capabilities are written in full,
 // so one migration's choice never leaks into the next.
 import { ErrorType, isVmError, vmError } from '../common/errors.js';
-import type { MigrateFlag } from '../common/migration-types.js';
+import type { MigrateFlag, MigrationTuning } from '../common/migration-types.js';
 import type { QmpClient } from './qmp-client.js';
 
 /** libvirt's "unlimited": the largest MiB/s whose byte count QEMU's int64 holds, capped to JS's exact integers. */
@@ -88,6 +88,16 @@ export async function setSpeedLimit(qmp: QmpClient, mibps: number): Promise<void
 }
 
 /** The max downtime alone, e.g. a running job's migrate-setmaxdowntime. */
+/** Auto-converge's throttle and the xbzrle cache; the throttle may change while the stream runs. */
+export async function setTuning(qmp: QmpClient, t: MigrationTuning): Promise<void> {
+  const p: Record<string, number> = {};
+  if (t.throttleInitialPercent !== undefined) p['cpu-throttle-initial'] = t.throttleInitialPercent;
+  if (t.throttleIncrementPercent !== undefined) p['cpu-throttle-increment'] = t.throttleIncrementPercent;
+  if (t.maxThrottlePercent !== undefined) p['max-cpu-throttle'] = t.maxThrottlePercent;
+  if (t.xbzrleCacheBytes !== undefined) p['xbzrle-cache-size'] = t.xbzrleCacheBytes;
+  if (Object.keys(p).length > 0) await qmp.execute('migrate-set-parameters', p);
+}
+
 export async function setDowntimeLimit(qmp: QmpClient, ms: number): Promise<void> {
   await qmp.execute('migrate-set-parameters', { 'downtime-limit': ms });
 }

@@ -4,19 +4,10 @@
 // (no clock, no I/O): it runs inside the workflow, and replaying a history
 // must reach the same decisions. A change to what it decides for the same
 // samples must be guarded with patched() where it is called.
+import type { ConvergenceSample } from '../common/convergence-messages.js';
 import type { ConvergencePolicy, DowntimeStep, PostcopySwitchRule, TimeoutAction } from '../common/convergence-policy.js';
 
-/** What Perform reports of the source's stream; times from the stream's start, so replay sees the same numbers. */
-export interface ConvergenceSample {
-  elapsedMs: number;
-  /** QEMU's dirty-sync-count: the number of passes over memory so far. */
-  iteration: number;
-  remainingBytes: number;
-  /** RAM plus the copied disks, for the completion timeout. */
-  totalBytes: number;
-  dirtyRatePagesPerSec?: number;
-  throttlePercent?: number;
-}
+export type { ConvergenceSample };
 
 export interface ConvergenceDecision {
   /** Values to send QEMU now (only those that change). */

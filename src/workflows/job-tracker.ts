@@ -22,6 +22,8 @@ export interface JobHooks {
   onCancel?: () => void;
   onSetSpeed?: (mibps: number) => Promise<void>;
   onSetMaxDowntime?: (ms: number) => Promise<void>;
+  /** Each phase change (a migration's whole-job percentage moves with it). */
+  onPhase?: (phase: string) => void;
 }
 
 export class JobTracker {
@@ -89,6 +91,7 @@ export class JobTracker {
   phase(phase: string): void {
     this.info.phase = phase;
     upsertSearchAttributes([{ key: JobPhase, value: phase }]);
+    this.hooks.onPhase?.(phase);
   }
 
   progress(p: JobProgress): void {

@@ -2,13 +2,15 @@
 // source's QEMU at once; speed and downtime changes reach it, in the order they
 // were signalled, while the source holds the job (from Begin to the end of Perform).
 import { CancellationScope, log } from '@temporalio/workflow';
-import type { BeginResult } from '../common/migration-types.js';
+import type { BeginResult, MigrationTuning } from '../common/migration-types.js';
 import type { JobTracker } from './job-tracker.js';
 import { message, on } from './migration-steps.js';
 
 export class SourceJobControl {
   private live = false;
   private queue: Promise<void> = Promise.resolve();
+  /** A user's speed or downtime change, which the convergence policy keeps until its next step. */
+  onUserChange?: (change: { maxDowntimeMs?: number; bandwidthMiBps?: number }) => void;
 
   constructor(
     private readonly tracker: JobTracker,
@@ -18,17 +20,15 @@ export class SourceJobControl {
     forward: CancellationScope,
   ) {
     tracker.setHooks({
-      onCancel: () => {
-        forward.cancel();
-        // The long step also hears of it at its next heartbeat; this reaches QEMU sooner.
-        if (this.live) {
-          void CancellationScope.nonCancellable(() => on(src, 'control', 'abortJob', [domain, jobId], `abort the migration of '${domain}' on ${src}`)).catch(
-            (err: unknown) => log.warn('abortJob failed', { err: message(err) }),
-          );
-        }
+      onCancel: () => this.stop(forward),
+      onSetSpeed: (mibps) => {
+        this.onUserChange?.({ bandwidthMiBps: mibps });
+        return this.live ? this.setSpeed(mibps, `speed ${mibps} MiB/s for '${domain}' on ${src}`) : Promise.resolve();
       },
-      onSetSpeed: (mibps) => (this.live ? this.setSpeed(mibps, `speed ${mibps} MiB/s for '${domain}' on ${src}`) : Promise.resolve()),
-      onSetMaxDowntime: (ms) => (this.live ? this.setMaxDowntime(ms, `max downtime ${ms} ms for '${domain}' on ${src}`) : Promise.resolve()),
+      onSetMaxDowntime: (ms) => {
+        this.onUserChange?.({ maxDowntimeMs: ms });
+        return this.live ? this.setMaxDowntime(ms, `max downtime ${ms} ms for '${domain}' on ${src}`) : Promise.resolve();
+      },
     });
   }
 
@@ -40,6 +40,56 @@ export class SourceJobControl {
     if (speed !== begun.bandwidthMiBps) void this.setSpeed(speed, `speed ${speed} MiB/s on ${this.src}`);
     const downtime = this.tracker.info.maxDowntimeMs;
     if (downtime !== undefined && downtime !== begun.maxDowntimeMs) void this.setMaxDowntime(downtime, `max downtime ${downtime} ms on ${this.src}`);
+  }
+
+  /** Stops the forward steps, and the source's QEMU stream at once (the long step would hear of it only at its next heartbeat). */
+  stop(forward: CancellationScope): void {
+    forward.cancel();
+    if (!this.live) return;
+    const { src, domain, jobId } = this;
+    void CancellationScope.nonCancellable(() => on(src, 'control', 'abortJob', [domain, jobId], `abort the migration of '${domain}' on ${src}`)).catch(
+      (err: unknown) => log.warn('abortJob failed', { err: message(err) }),
+    );
+  }
+
+  get isLive(): boolean {
+    return this.live;
+  }
+
+  // The convergence policy's changes take the same ordered path as the user's; a failed one is logged, the next sample tries again.
+  policyMaxDowntime(ms: number): Promise<void> {
+    return this.setMaxDowntime(ms, `policy: max downtime ${ms} ms for '${this.domain}' on ${this.src}`).catch((err: unknown) =>
+      log.warn('policy downtime not applied', { err: message(err) }),
+    );
+  }
+
+  policySpeed(mibps: number): Promise<void> {
+    return this.setSpeed(mibps, `policy: speed ${mibps} MiB/s for '${this.domain}' on ${this.src}`).catch((err: unknown) =>
+      log.warn('policy speed not applied', { err: message(err) }),
+    );
+  }
+
+  policyTuning(t: MigrationTuning): Promise<void> {
+    return this.enqueue(() =>
+      on(this.src, 'control', 'setJobTuning', [this.domain, this.jobId, t], `policy: throttle settings for '${this.domain}' on ${this.src}`),
+    ).catch((err: unknown) => log.warn('policy tuning not applied', { err: message(err) }));
+  }
+
+  policySuspend(): Promise<void> {
+    return this.enqueue(() =>
+      on(
+        this.src,
+        'control',
+        'suspendJobGuest',
+        [this.domain, this.jobId],
+        `policy timeout: suspend '${this.domain}' on ${this.src} so the migration completes`,
+      ),
+    ).catch((err: unknown) => log.warn('policy suspend not applied', { err: message(err) }));
+  }
+
+  policyPostcopy(): Promise<void> {
+    // TODO(postcopy): the on-request switch lands with real post-copy; until then a postcopy migration switches at its first poll.
+    return Promise.resolve();
   }
 
   /** The source's QEMU migration is over (or never started): nothing more to send it. */

@@ -43,6 +43,7 @@ export async function performWatched(
     destinationHost: dst,
     ...(prep.tunnel ? { tunnel: prep.tunnel } : {}),
     ...(input.timeoutSuspendSeconds !== undefined ? { timeoutSuspendSeconds: input.timeoutSuspendSeconds } : {}),
+    ...(m.convergence.tuning ? { tuning: m.convergence.tuning } : {}),
   };
   try {
     return await performScope.run(() => on(src, 'long', act, [args], `v${protocol} Perform: migrate '${domain}' from ${src} to ${prep.uri}`));

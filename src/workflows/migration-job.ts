@@ -7,6 +7,8 @@ import { DestinationHost, SourceHost } from '../common/search-attributes.js';
 import { Compensations } from './compensation.js';
 import { JobTracker } from './job-tracker.js';
 import { SourceJobControl } from './migrate-control.js';
+import { MigrationConvergence } from './migrate-convergence.js';
+import { ErrorType, isVmError } from '../common/errors.js';
 
 export class MigrationJob {
   readonly flags: MigrateFlag[];
@@ -16,6 +18,7 @@ export class MigrationJob {
   readonly job: MigrationJobRef;
   readonly tracker: JobTracker;
   readonly control: SourceJobControl;
+  readonly convergence: MigrationConvergence;
   readonly saga = new Compensations();
   /** The forward steps, up to the end of the stream: a cancel stops them, and what they did is undone. */
   private readonly forward = new CancellationScope();
@@ -39,6 +42,19 @@ export class MigrationJob {
     if (input.bandwidthMiBps !== undefined) this.tracker.info.speedLimitMiBps = input.bandwidthMiBps;
     if (input.maxDowntimeMs !== undefined) this.tracker.info.maxDowntimeMs = input.maxDowntimeMs;
     this.control = new SourceJobControl(this.tracker, this.src, this.domain, this.job.jobId, this.forward);
+    this.convergence = new MigrationConvergence(
+      {
+        tracker: this.tracker,
+        control: this.control,
+        flags: this.flags,
+        // A policy's timeout: its error is the first one, then the stream stops and both sides are undone as for a cancel.
+        fail: (err) => {
+          this.tracker.fail(err, this.tracker.info.phase);
+          this.control.stop(this.forward);
+        },
+      },
+      input.policy,
+    );
   }
 
   has(f: MigrateFlag): boolean {
@@ -56,8 +72,10 @@ export class MigrationJob {
     } catch (err) {
       this.control.detach();
       const phase = this.tracker.info.phase;
-      if (isCancellation(err)) this.tracker.requestCancel();
-      this.tracker.fail(err, phase);
+      // A policy timeout recorded its error and then cancelled: that cancel is its consequence, not the user's.
+      const policyStopped = this.tracker.info.error !== undefined && (isCancellation(err) || isVmError(err, ErrorType.OperationAborted));
+      if (isCancellation(err) && !policyStopped) this.tracker.requestCancel();
+      if (!policyStopped) this.tracker.fail(err, phase);
       await this.saga.unwindTogether();
       throw this.tracker.firstFailure();
     }

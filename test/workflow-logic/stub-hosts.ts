@@ -179,6 +179,8 @@ export class StubHosts {
       abortJob: () => ({ aborted: true }),
       setJobSpeed: ok,
       setJobMaxDowntime: ok,
+      setJobTuning: ok,
+      suspendJobGuest: () => ({ suspended: true }),
     };
   }
 }

@@ -3,6 +3,8 @@ import { cancelSignal, invalidDowntime, invalidSpeed, setMaxDowntimeUpdate, setS
 import type { JobInfo } from '../../common/job-types.js';
 import { ErrorType, isVmError, vmError } from '../../common/errors.js';
 import { UsageError } from '../exit-codes.js';
+import { policyArg } from '../policy-arg.js';
+import { setPolicyUpdate } from '../../common/convergence-messages.js';
 import { inventoryDomain } from '../inventory.js';
 import { JOB_ID_PREFIX, jobInfoWithProgress, lastCompletedJob, quote, runningJob, type FoundJob, type JobScope } from '../job-lookup.js';
 import { type Verb, type VerbContext, FLAG, VALUE } from '../verb.js';
@@ -41,6 +43,14 @@ export function printJobInfo(ctx: VerbContext, j: JobInfo): void {
     ['Expected downtime', j.expectedDowntimeMs !== undefined ? `${j.expectedDowntimeMs} ms` : undefined],
     ['Total downtime', j.downtimeMs !== undefined ? `${j.downtimeMs} ms` : undefined],
     ['Percent', j.percent !== undefined ? `${j.percent.toFixed(1)} %` : undefined],
+    ['Iterations', j.iterations],
+    ['Throttle', j.throttlePercent !== undefined ? `${j.throttlePercent} %` : undefined],
+    ['Policy', j.policy],
+    ['Policy step', j.policyStep],
+    [
+      'Job progress',
+      j.jobPercent !== undefined ? `${j.jobPercent.toFixed(1)} %${j.etaSeconds !== undefined ? `, about ${j.etaSeconds} s left` : ''}` : undefined,
+    ],
     ['Error', j.error ? `${j.error.type} in ${j.error.phase}: ${j.error.message}` : undefined],
   ];
   for (const [k, v] of rows) if (v !== undefined) ctx.out(`${`${k}:`.padEnd(20)}${v}`);
@@ -179,6 +189,20 @@ export const jobVerbs: Record<string, Verb> = {
     { validate: invalidSpeed, jobs: SPEED_JOBS, what: 'speed', update: setSpeedUpdate },
     'speedMiBps',
   ),
+  'migrate-setpolicy': {
+    summary: "replace the running migration's convergence policy (a built-in name or a JSON file)",
+    usage: 'vmferry migrate-setpolicy DOMAIN NAME|FILE.json',
+    async run(ctx, args) {
+      const domain = oneDomain(args, this.usage);
+      const policy = policyArg(args[1], 'migrate-setpolicy');
+      if (policy === undefined) throw new UsageError(`usage: ${this.usage}`);
+      const job = await jobOf(ctx, domain);
+      requireControl(job, domain, DOWNTIME_JOBS, 'convergence policy');
+      const change = await job.handle.executeUpdate(setPolicyUpdate, { args: [policy] });
+      ctx.out(`policy '${change.policy}' in force for ${domain}: ${change.step}`);
+      return { workflowId: job.handle.workflowId, ...change };
+    },
+  },
   'migrate-getspeed': {
     summary: "the running job's bandwidth limit (MiB/s, 0 = unlimited)",
     usage: 'vmferry migrate-getspeed DOMAIN',

@@ -8,6 +8,7 @@ import { ErrorType, vmError } from '../../common/errors.js';
 import { invalidTimeout, type MigrateFlag, type MigrateInput, type MigrateResult } from '../../common/migration-types.js';
 import { mib, positionals, readXmlFile, stringOpt, wholeNumber, type Opts } from '../args.js';
 import { UsageError } from '../exit-codes.js';
+import { policyArg } from '../policy-arg.js';
 import { followDomainJob } from '../domain-job.js';
 import { domainInfo, requireHost } from '../job-start.js';
 import { type OptionSpec, type Verb, FLAG, VALUE } from '../verb.js';
@@ -40,6 +41,7 @@ const OPTIONS: OptionSpec = {
   migrateuri: VALUE,
   timeout: VALUE,
   'migrate-disks': VALUE,
+  policy: VALUE,
   verbose: FLAG,
 };
 
@@ -63,7 +65,7 @@ export const migrateVerb: Verb = {
   usage:
     'vmferry migrate DOMAIN DESTHOST [--live] [--p2p] [--tunnelled] [--tls] [--persistent] [--undefinesource] [--suspend] [--unsafe] [--offline] ' +
     '[--auto-converge] [--postcopy] [--compressed] [--abort-on-error] [--change-protection] [--copy-storage-all | --copy-storage-inc] [--migrate-disks DISK,...] ' +
-    '[--bandwidth MIBPS] [--xml FILE] [--dname NAME] [--migrateuri tcp:HOST[:PORT]] [--timeout SECONDS]',
+    '[--bandwidth MIBPS] [--xml FILE] [--dname NAME] [--migrateuri tcp:HOST[:PORT]] [--timeout SECONDS] [--policy NAME|FILE.json]',
   options: OPTIONS,
   async run(ctx, args, opts) {
     const [domain, destinationHost] = positionals(args, 2, this.usage) as [string, string];
@@ -86,6 +88,7 @@ export const migrateVerb: Verb = {
       uri: stringOpt(opts.migrateuri),
       timeoutSuspendSeconds: timeout,
       migrateDisks: migrateDisksOf(opts['migrate-disks']),
+      policy: policyArg(opts.policy, '--policy'),
     };
     return await followDomainJob<MigrateResult>(ctx, {
       resolve: () => domainInfo(ctx.client, sourceHost, domain),

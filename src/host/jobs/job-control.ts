@@ -6,7 +6,8 @@ import { ErrorType, vmError } from '../../common/errors.js';
 import { invalidDowntime, invalidSpeed } from '../../common/job-messages.js';
 import type { HostRuntime } from '../host-runtime.js';
 import { cancelMigration } from '../../qemu/migration-engine.js';
-import { setDowntimeLimit, setSpeedLimit } from '../../qemu/migration-params.js';
+import { setDowntimeLimit, setSpeedLimit, setTuning } from '../../qemu/migration-params.js';
+import type { MigrationTuning } from '../../common/migration-types.js';
 import { setMirrorsSpeed } from '../migration/storage-source.js';
 
 function jobOf(rt: HostRuntime, name: string, jobId: string) {
@@ -50,6 +51,27 @@ export function jobControl(rt: HostRuntime) {
       if (why) throw vmError(ErrorType.OperationInvalid, why);
       if (!jobOf(rt, name, jobId)) throw vmError(ErrorType.OperationInvalid, `domain '${name}' has no job ${jobId} on this host`);
       await setDowntimeLimit(rt.requireRunning(name).qmp, ms);
+    },
+
+    /** A convergence policy changed mid-run: auto-converge's throttle settings (the capability itself was set at the start). */
+    async setJobTuning(name: string, jobId: string, t: MigrationTuning): Promise<void> {
+      if (!jobOf(rt, name, jobId)) throw vmError(ErrorType.OperationInvalid, `domain '${name}' has no job ${jobId} on this host`);
+      await setTuning(rt.requireRunning(name).qmp, t);
+    },
+
+    /**
+     * The policy's timeout action suspend: the guest stops dirtying memory on the source so
+     * the stream converges, as `migrate --timeout` does; Finish then starts it on the
+     * destination as it ran at Begin. Idempotent: a guest already paused stays so.
+     */
+    async suspendJobGuest(name: string, jobId: string): Promise<{ suspended: boolean }> {
+      if (!jobOf(rt, name, jobId)) throw vmError(ErrorType.OperationInvalid, `domain '${name}' has no job ${jobId} on this host`);
+      const dom = rt.requireRunning(name);
+      if (dom.state !== 'running') return { suspended: false };
+      await dom.qmp.execute('stop');
+      dom.setState('paused', 'migration');
+      rt.log.info({ domain: name, job: jobId }, 'convergence timeout: guest suspended on the source so the migration can complete');
+      return { suspended: true };
     },
   };
 }

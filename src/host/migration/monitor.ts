@@ -24,6 +24,8 @@ export function progressOf(info: MigrationInfo): JobProgress {
   if (ram.transferred !== undefined) p.dataProcessedBytes = p.memProcessedBytes = ram.transferred;
   if (ram.remaining !== undefined) p.dataRemainingBytes = p.memRemainingBytes = ram.remaining;
   if (ram['dirty-pages-rate'] !== undefined) p.dirtyRatePagesPerSec = ram['dirty-pages-rate'];
+  if (ram['dirty-sync-count'] !== undefined) p.iterations = ram['dirty-sync-count'];
+  if (info['cpu-throttle-percentage'] !== undefined) p.throttlePercent = info['cpu-throttle-percentage'];
   // QEMU reports megabits per second.
   if (ram.mbps !== undefined) p.bandwidthMiBps = Math.round(((ram.mbps * 1e6) / 8 / (1024 * 1024)) * 10) / 10;
   if (info['expected-downtime'] !== undefined) p.expectedDowntimeMs = info['expected-downtime'];
@@ -85,6 +87,8 @@ export interface MonitorOptions {
   checkStorage?: () => Promise<{ failed?: Error; progress: JobProgress }>;
   /** Storage copy: QEMU paused at pre-switchover; complete the disks and let it continue. */
   onPreSwitchover?: () => Promise<void>;
+  /** Each poll's figures, for the convergence policy (progress-signal.ts decides what is sent). */
+  onSample?: (info: MigrationInfo, progress: JobProgress) => void;
 }
 
 /** A timer that an event can cut short; a kick while nobody waits makes the next wait return at once. */
@@ -241,6 +245,7 @@ export async function monitorMigration(opts: MonitorOptions): Promise<MigrationS
         opts.onPostcopy?.();
         await startPostcopy(qmp);
       }
+      opts.onSample?.(info, progress);
       const limits = await readLimits(qmp).catch(() => undefined);
       opts.heartbeat({
         phase: 'perform',

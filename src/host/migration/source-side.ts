@@ -32,7 +32,8 @@ import { ovsCookieInterfaces } from '../openvswitch.js';
 import { monitorMigration } from './monitor.js';
 import { cancelMigration, queryMigration, startMigration } from '../../qemu/migration-engine.js';
 import { isMigrationActive } from '../../qemu/migration-info.js';
-import { setCapabilities, setLimits, sourceCapabilities } from '../../qemu/migration-params.js';
+import { setCapabilities, setLimits, setTuning, sourceCapabilities } from '../../qemu/migration-params.js';
+import { ProgressSignaller } from './progress-signal.js';
 import { requireTunnel } from './host-tunnel.js';
 import { disableMigrationTls, enableMigrationTls } from './qemu-tls.js';
 import { SourceTunnel, type SourceTunnelSpec } from '../../migration/tunnel/source-session.js';
@@ -210,11 +211,13 @@ export async function perform(rt: HostRuntime, a: PerformArgs): Promise<PerformR
     onWarn: (msg, err) => rt.log.warn({ domain: name, err: String(err) }, msg),
   });
   let tunnel: SourceTunnel | undefined;
+  const signaller = ctx ? ProgressSignaller.fromContext(ctx, a, rt.log.child({ domain: name, job: a.jobId })) : undefined;
   try {
     if (!rec.performStarted) {
       let uri = a.uri;
       await relocateGraphics(rt, dom, destCookie);
       await setCapabilities(dom.qmp, sourceCapabilities(a.flags, { pauseBeforeSwitchover: storage !== undefined }));
+      if (a.tuning) await setTuning(dom.qmp, a.tuning);
       // Set (or cleared) every time: an earlier TLS migration that failed left its parameters in this QEMU.
       if (tls) await enableMigrationTls(rt, dom, requireTunnel(rt, tunnelled ? 'tunnelled' : 'TLS').tls, { role: 'client', peerHost: a.destinationHost }, sctx);
       else await disableMigrationTls(dom.qmp);
@@ -255,6 +258,7 @@ export async function perform(rt: HostRuntime, a: PerformArgs): Promise<PerformR
         return d?.cancelRequested || d?.notFound ? 'cancel' : 'detach';
       },
       heartbeat: (hb: MigrationHeartbeat) => ctx?.heartbeat(hb),
+      ...(signaller ? { onSample: (info, progress) => signaller.offer(info, progress) } : {}),
       abortOnIoError: a.flags.includes('abort-on-error'),
       // A cut network stalls TCP for minutes without an error: the host's limit on a stream that moves no byte.
       stallTimeoutMs: rt.config.migration.stallTimeoutMs,

@@ -142,7 +142,8 @@ export class MigrationConvergence {
     if (p.xbzrleCacheMiB && !flags.includes('compressed')) bad(`policy '${p.name}' uses xbzrle, which this migration was not started with`);
   }
 
-  private replace(spec: string | ConvergencePolicy): PolicyChange {
+  /** Answers once the source's QEMU has what changed (the ordered job-control queue has sent it). */
+  private async replace(spec: string | ConvergencePolicy): Promise<PolicyChange> {
     const p = resolvePolicy(spec, this.postcopyAllowed) as ConvergencePolicy;
     if (!this.engine) {
       this.use(p);
@@ -154,6 +155,7 @@ export class MigrationConvergence {
     }
     const t = tuningOf(p);
     if (t && this.host.control.isLive) void this.host.control.policyTuning({ ...t, xbzrleCacheBytes: undefined });
+    await this.host.control.settled();
     const st = this.engine!.status();
     return { policy: st.policy, step: st.step, maxDowntimeMs: st.maxDowntimeMs, bandwidthMiBps: st.bandwidthMiBps };
   }

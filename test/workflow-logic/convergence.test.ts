@@ -4,6 +4,9 @@
 // source's QEMU, a timeout aborts (typed, both sides undone) or suspends, the
 // policy can be replaced mid-run and a bad one is refused by the Update's
 // validator, and the whole-job percentage never runs backwards.
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { historyToJSON } from '@temporalio/common/lib/proto-utils.js';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { WorkflowUpdateFailedError } from '@temporalio/client';
 import { migrationProgressSignal, setPolicyUpdate, type ConvergenceSample } from '../../src/common/convergence-messages.js';
@@ -42,6 +45,15 @@ async function until<T>(what: string, f: () => Promise<T | undefined>, ms = 20_0
   }
 }
 
+/**
+ * VMFERRY_RECORD_HISTORIES=DIR writes each run's history there: the fixtures that
+ * replay.test.ts replays against later versions of the workflow code.
+ */
+async function record(name: string, h: { fetchHistory: () => Promise<Parameters<typeof historyToJSON>[0]> }): Promise<void> {
+  const dir = process.env.VMFERRY_RECORD_HISTORIES;
+  if (dir) writeFileSync(join(dir, `${name}.json`), historyToJSON(await h.fetchHistory()));
+}
+
 const downtimes = (): number[] => t.stubs.find('src', 'setJobMaxDowntime').map((c) => c.args[2] as number);
 
 describe('workflow logic (time-skipping env, stub activities): convergence policy', () => {
@@ -67,6 +79,7 @@ describe('workflow logic (time-skipping env, stub activities): convergence polic
     t.stubs.release('src', 'migratePerform');
     expect(await h.result()).toMatchObject({ domain: 'vm1' });
     expect((await info(h)).jobPercent).toBe(100);
+    await record('policy-downtime-schedule', h);
   });
 
   it('a progress timeout with action abort fails the job OperationTimeout, aborts the stream and undoes both sides', async () => {
@@ -81,6 +94,7 @@ describe('workflow logic (time-skipping env, stub activities): convergence polic
     expect(t.stubs.find('src', 'abortJob')).toHaveLength(1);
     expect(undos(t.stubs)).toEqual(['dst:migrateFinish', 'src:migrateConfirm']);
     expect((await info(h)).cleanupErrors ?? []).toEqual([]);
+    await record('policy-timeout-abort', h);
   });
 
   it('a completion timeout with action suspend pauses the guest on the source and lets the migration complete', async () => {
@@ -116,6 +130,7 @@ describe('workflow logic (time-skipping env, stub activities): convergence polic
     await until('the new downtime', async () => (downtimes().at(-1) === 400 ? true : undefined));
     t.stubs.release('src', 'migratePerform');
     await h.result();
+    await record('policy-replaced-mid-run', h);
     const refusedLate = await h.executeUpdate(setPolicyUpdate, { args: ['none'] }).catch((e: unknown) => e);
     expect(refusedLate).toBeInstanceOf(Error);
   });

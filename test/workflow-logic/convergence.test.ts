@@ -160,6 +160,15 @@ describe('workflow logic (time-skipping env, stub activities): convergence polic
     await h.result();
   });
 
+  it('refuses a policy that switches to post-copy (not built yet) with ConfigUnsupported, before any step', async () => {
+    const err = await t.start({ flags: ['live', 'postcopy'], policy: 'postcopy' }).then(
+      (h) => failed(h),
+      (e: unknown) => e,
+    );
+    expect(err).toMatchObject({ type: ErrorType.ConfigUnsupported, message: expect.stringMatching(/switches to post-copy/) });
+    expect(t.stubs.find('src', 'migrateBegin')).toEqual([]);
+  });
+
   it('refuses a bad policy at start, before any step', async () => {
     const err = await t.start({ policy: 'fastest' }).then(
       (h) => failed(h),

@@ -7,13 +7,14 @@
 // here with openssl: one cluster CA, and a rogue CA for a host that must be refused.
 import { spawn, spawnSync, type ChildProcessByStdio, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import type { Readable } from 'node:stream';
-import { randomUUID } from 'node:crypto';
-import { closeSync, existsSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeSync } from 'node:fs';
+import { createHash, randomUUID } from 'node:crypto';
+import { closeSync, existsSync, mkdtempSync, openSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isProcessAlive } from '../src/support/proc.js';
-import type { MigrateFlag } from '../src/common/migration-types.js';
+import type { MigrateFlag, MigrationHeartbeat } from '../src/common/migration-types.js';
+import { STORAGE_COPY_PHASE } from '../src/common/job-types.js';
 import { cancelSignal, setMaxDowntimeSignal, setSpeedSignal } from '../src/common/job-messages.js';
 import { waitFor } from '../src/support/wait.js';
 import { TestCluster } from './helpers/cluster.js';
@@ -23,7 +24,7 @@ import { domainOf, failureOf, namesOf, performHeartbeat, startMigration, waitFor
 import { createNetnsPair, type NetnsPair } from './helpers/netns.js';
 import { forwardTcp, type TcpForward } from './helpers/tcp-forward.js';
 import { makeCa, makeHostCert, tunnelEnv } from './helpers/tunnel-certs.js';
-import { capture, countOf } from './helpers/tcpdump.js';
+import { capture, countOf, tcpPorts } from './helpers/tcpdump.js';
 
 const SRC = 'tun-src';
 const DST = 'tun-dst';
@@ -153,6 +154,52 @@ function listeningIn(ns: string): string[] {
   if (r.status !== 0) throw new Error(`ss failed: ${r.stderr}`);
   return r.stdout.split('\n').filter((l) => l.trim().length > 0);
 }
+/** Unix sockets listening inside a namespace, with their processes. */
+function unixListeningIn(ns: string): string[] {
+  const r = spawnSync('ip', ['netns', 'exec', ns, 'ss', '-Hxlp'], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`ss failed: ${r.stderr}`);
+  return r.stdout.split('\n').filter((l) => l.trim().length > 0);
+}
+/** The TCP sockets a process has in LISTEN state (from /proc/PID/net/tcp{,6}, its namespace's tables, matched by its socket inodes). */
+function tcpListenersOf(pid: number): string[] {
+  const inodes = new Set<string>();
+  for (const fd of readdirSync(`/proc/${pid}/fd`)) {
+    const m = /^socket:\[(\d+)\]$/.exec(readlinkSafe(`/proc/${pid}/fd/${fd}`));
+    if (m) inodes.add(m[1]!);
+  }
+  const out: string[] = [];
+  for (const table of ['tcp', 'tcp6']) {
+    for (const line of readFileSync(`/proc/${pid}/net/${table}`, 'utf8').split('\n').slice(1)) {
+      const f = line.trim().split(/\s+/);
+      // st 0A is LISTEN; field 9 is the inode.
+      if (f[3] === '0A' && inodes.has(f[9] ?? '')) out.push(`${table} ${f[1]}`);
+    }
+  }
+  return out;
+}
+function readlinkSafe(p: string): string {
+  try {
+    return readlinkSync(p);
+  } catch {
+    return '';
+  }
+}
+function qemuImg(...args: string[]): string {
+  const r = spawnSync('qemu-img', args, { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`qemu-img ${args.join(' ')}: ${r.stderr}`);
+  return r.stdout;
+}
+/** sha256 of what the guest sees on an image; `locked`: opened with QEMU's image locking, so it fails while any QEMU holds it. */
+function imageHash(image: string, opts: { locked?: boolean } = {}): string {
+  const out = `${image}.flat`;
+  try {
+    qemuImg('convert', ...(opts.locked ? [] : ['-U']), '-O', 'raw', image, out);
+    return createHash('sha256').update(readFileSync(out)).digest('hex');
+  } finally {
+    rmSync(out, { force: true });
+  }
+}
+const DISK_MARKER = Buffer.from('vmferry disk marker: if a capture of the link shows this, the disk went in clear.');
 /** What the DAC driver of a host remembers having relabelled (keys: paths and descriptors' inodes). */
 function dacLabels(host: string): string[] {
   const file = join(cluster.hosts.get(host)!.baseDir, 'state', 'security', 'dac-labels.json');
@@ -402,6 +449,120 @@ describe('tunnelled migration between network namespaces', () => {
     ]);
     await cluster.op(DST, { op: 'destroy', name: 't5' });
     await cluster.op(DST, { op: 'undefine', name: 't5' });
+  });
+
+  it('--tunnelled --copy-storage-all: the disk goes worker to worker (QEMU NBD on unix sockets only, never in clear); setSpeed reaches the mirror; a cancel mid-copy leaves nothing', async () => {
+    const name = 't8';
+    const uuid = randomUUID();
+    const disk = (what: string): string => join(certDir, `${what}.qcow2`);
+    // 12 MiB of marker in a 16 MiB image, the rest left unallocated: only the disk copy can carry it.
+    const raw = join(certDir, 't8.raw');
+    const data = Buffer.alloc(16 * MiB);
+    data.fill(DISK_MARKER, 2 * MiB, 14 * MiB);
+    writeFileSync(raw, data);
+    qemuImg('convert', '-O', 'qcow2', raw, disk('t8-src'));
+    rmSync(raw);
+    const srcHash = imageHash(disk('t8-src'));
+    const diskXml = (path: string): string =>
+      `\n    <disk type='file' device='disk'>\n      <driver name='qemu' type='qcow2'/>\n      <source file='${path}'/>\n      <target dev='vda' bus='virtio'/>\n    </disk>`;
+    await cluster.op(SRC, { op: 'define', xml: guestXml({ name, uuid, memoryMiB: 64, extraDevices: diskXml(disk('t8-src')) }) });
+    const src = domainOf(await cluster.op(SRC, { op: 'start', name }));
+    const destXml = async (host: string, path: string): Promise<string> => {
+      const r = await cluster.op(host, { op: 'dumpxml', name, migratable: true });
+      if (!('xml' in r)) throw new Error(`dumpxml answered ${JSON.stringify(r)}`);
+      return r.xml.replace(/<source file='[^']*'/, `<source file='${path}'`);
+    };
+    const mirroring = (handle: Awaited<ReturnType<typeof startMigration>>, speed?: number): Promise<MigrationHeartbeat> =>
+      waitFor(
+        'the disk mirror through the tunnel under way',
+        async () => {
+          const hb = (await performHeartbeat(handle)) as (MigrationHeartbeat & { phase?: string }) | undefined;
+          const moving = hb?.phase === STORAGE_COPY_PHASE && (hb.progress.diskProcessedBytes ?? 0) > 0;
+          return moving && (speed === undefined || hb.speedLimitMiBps === speed) ? hb : undefined;
+        },
+        { timeoutMs: 60_000, intervalMs: 100 },
+      );
+
+    const link = await captureLink(async () => {
+      const handle = await startMigration(cluster.client, {
+        domain: name,
+        domainUuid: uuid,
+        sourceHost: SRC,
+        destinationHost: DST,
+        flags: ['live', 'tunnelled', 'copy-storage-all'],
+        destinationXml: await destXml(SRC, disk('t8-dst')),
+        bandwidthMiBps: 1,
+      });
+      const hb = await mirroring(handle);
+      expect(hb.speedLimitMiBps).toBe(1);
+      // While the disk copies: the destination QEMU listens on no TCP port (its NBD server is on a unix socket the
+      // destination worker joins tunnel connections to), and every connection on the link goes to the tunnel port.
+      const dstQemu = domainOf(await cluster.op(DST, { op: 'info', name })).pid!;
+      expect(listeningIn(net!.b).filter((l) => /qemu/.test(l) || l.includes(`pid=${dstQemu},`))).toEqual([]);
+      expect(tcpListenersOf(dstQemu)).toEqual([]);
+      const unixIn = unixListeningIn(net!.b).filter((l) => l.includes(`pid=${dstQemu},`) && l.includes('/tun-nbd-in-'));
+      expect(unixIn).toHaveLength(1);
+      const onLink = tcpIn(net!.b).filter((l) => l.includes(net!.addrA));
+      expect(onLink.length).toBeGreaterThan(0);
+      for (const l of onLink) expect(l).toContain(`${net!.addrB}:${PORT} `);
+      expect(onLink.filter((l) => l.includes(`pid=${workerPid(DST)},`)).length).toBeGreaterThan(0);
+      // An NBD connection needs the source host's certificate and the job's token, as a control channel does.
+      const rec = JSON.parse(readFileSync(join(jobsDir(DST), `${name}.json`), 'utf8')) as { jobId: string; tunnel: { token: string } };
+      const nbdHello = (token: string): string => `${JSON.stringify({ v: 1, jobId: rec.jobId, name, token, channel: 'nbd' })}\n`;
+      expect(await sClient(certArgs(OTHER), nbdHello(rec.tunnel.token))).toMatch(/"ok":false.*the certificate is for tun-other/);
+      expect(await sClient(certArgs(SRC), nbdHello('not-the-token'))).toMatch(/"ok":false.*wrong token/);
+      // setSpeed reaches the mirror while it runs, then lets it finish.
+      await handle.signal(setSpeedSignal, 2);
+      await mirroring(handle, 2);
+      await handle.signal(setSpeedSignal, 0);
+      const result = await handle.result();
+      expect(result).toMatchObject({ domain: name, destination: { state: 'running', host: DST } });
+      expect(result.stats.diskTotalBytes).toBeGreaterThanOrEqual(16 * MiB);
+    });
+    // The whole marker crossed the link (tcpdump may drop some packets on a busy machine, never most), none of it readable,
+    // and every packet on it was to or from the destination worker's tunnel port.
+    expect(link.length).toBeGreaterThan(8 * MiB);
+    expect(countOf(link, DISK_MARKER)).toBe(0);
+    const ports = tcpPorts(link);
+    expect(ports.length).toBeGreaterThan(1000);
+    expect(ports.filter((p) => p.src !== PORT && p.dst !== PORT)).toEqual([]);
+    expect(isProcessAlive(src.pid!)).toBe(false);
+    // The destination runs on its copy, which holds the source's data; the source image is as it was, and free (no lock left).
+    const onDst = await cluster.op(DST, { op: 'dumpxml', name });
+    expect('xml' in onDst ? onDst.xml : '').toContain(`<source file='${disk('t8-dst')}'`);
+    expect(imageHash(disk('t8-dst'))).toBe(srcHash);
+    expect(imageHash(disk('t8-src'), { locked: true })).toBe(srcHash);
+    expect(logged(DST, "tunnel NBD connection joined to the incoming QEMU's NBD server").filter((l) => l.domain === name).length).toBeGreaterThan(0);
+    expect(logged(SRC, 'tunnel NBD relay closed').filter((l) => l.domain === name)).toMatchObject([{ carried: 1 }]);
+    expect(leftovers(SRC)).toEqual([]);
+    expect(leftovers(DST)).toEqual([]);
+
+    // Back, cancelled during the mirror: the source runs on, the image this job made is gone, no NBD socket or relay is left.
+    const handle = await startMigration(cluster.client, {
+      domain: name,
+      domainUuid: uuid,
+      sourceHost: DST,
+      destinationHost: SRC,
+      flags: ['live', 'tunnelled', 'copy-storage-all'],
+      destinationXml: await destXml(DST, disk('t8-back')),
+      bandwidthMiBps: 1,
+    });
+    await mirroring(handle);
+    expect(existsSync(disk('t8-back'))).toBe(true);
+    expect(readdirSync(runDir(SRC)).filter((f) => f.startsWith('tun-nbd-in-'))).toHaveLength(1);
+    expect(readdirSync(runDir(DST)).filter((f) => f.startsWith('tun-nbd-out-'))).toHaveLength(1);
+    const pidOnDst = domainOf(await cluster.op(DST, { op: 'info', name })).pid;
+    await handle.signal(cancelSignal);
+    expect((await failureOf(handle.result())).type).toBe('OperationAborted');
+    expect(domainOf(await cluster.op(DST, { op: 'info', name }))).toMatchObject({ state: 'running', pid: pidOnDst });
+    expect(existsSync(disk('t8-back'))).toBe(false);
+    expect(domainOf(await cluster.op(SRC, { op: 'info', name })).state).toBe('shutoff');
+    expect(leftovers(SRC)).toEqual([]);
+    expect(leftovers(DST)).toEqual([]);
+    // The labels DAC gave the NBD directories and sockets (the relay's on the way there, the NBD server's on the way back) went back.
+    expect(dacLabels(SRC).filter((k) => k.includes('/tun-nbd-'))).toEqual([]);
+    await cluster.op(DST, { op: 'destroy', name });
+    await cluster.op(SRC, { op: 'undefine', name });
   });
 
   it("kill -9 of the source worker mid-stream: the stream is QEMU's and goes on; the restarted worker watches it again and the migration completes", async () => {

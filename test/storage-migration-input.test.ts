@@ -1,7 +1,7 @@
 // vitest-lane: isolated (no QEMU, host worker or namespace: runs beside the end-to-end files; scripts/test-lanes.ts)
 // Storage migration's request rules (libvirt's): copy-storage-all and -inc exclude each other,
-// migrate-disks needs one of them and names disks by target, and what is not built (through the
-// tunnel, with post-copy, over protocol v2) is refused as ConfigUnsupported; the CLI maps virsh's
+// migrate-disks needs one of them and names disks by target (through the tunnel too), and what is
+// not built (with post-copy, over protocol v2) is refused as ConfigUnsupported; the CLI maps virsh's
 // --copy-storage-all / --copy-storage-inc / --migrate-disks onto them. No QEMU or Temporal needed.
 import { describe, expect, it } from 'vitest';
 import { ErrorType, isVmError } from '../src/common/errors.js';
@@ -27,6 +27,8 @@ describe('storage migration input', () => {
   it('accepts copy-storage-all or -inc, with or without migrate-disks', () => {
     expect(validateMigrateInput({ ...BASE, flags: ['live', 'copy-storage-all'] })).toEqual(['live', 'copy-storage-all']);
     expect(validateMigrateInput({ ...BASE, flags: ['live', 'copy-storage-inc', 'tls'], migrateDisks: ['vda', 'sdb'] })).toContain('copy-storage-inc');
+    // Through the workers' tunnel as well (migrate-tunnel.test.ts moves a disk that way).
+    expect(validateMigrateInput({ ...BASE, flags: ['live', 'tunnelled', 'copy-storage-all'] })).toEqual(['live', 'tunnelled', 'copy-storage-all']);
     expect(copiesStorage(['copy-storage-inc'])).toBe(true);
     expect(copiesStorage(['live', 'tls'])).toBe(false);
   });
@@ -42,9 +44,10 @@ describe('storage migration input', () => {
   });
 
   it('refuses combinations that are not built as ConfigUnsupported', () => {
-    refused({ flags: ['copy-storage-all', 'tunnelled'] }, ErrorType.ConfigUnsupported, /tunnel is not built/);
     refused({ flags: ['live', 'copy-storage-inc', 'postcopy'] }, ErrorType.ConfigUnsupported, /postcopy/);
+    refused({ flags: ['live', 'tunnelled', 'copy-storage-all', 'postcopy'] }, ErrorType.ConfigUnsupported, /postcopy/);
     refused({ flags: ['copy-storage-all'], maxProtocol: 2 }, ErrorType.ConfigUnsupported, /protocol v3/);
+    refused({ flags: ['tunnelled', 'copy-storage-all'], maxProtocol: 2 }, ErrorType.ConfigUnsupported, /protocol v3/);
   });
 
   it('the CLI maps virsh option names onto the flags and the disk list', () => {

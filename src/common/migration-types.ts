@@ -392,12 +392,6 @@ function checkStorageCopy(input: MigrateInput, flags: readonly MigrateFlag[]): v
   }
   if (!all && !inc) return;
   if (flags.includes('offline')) throw invalid("an offline migration moves no disk data: 'copy-storage-all' / 'copy-storage-inc' need a running domain");
-  if (flags.includes('tunnelled')) {
-    throw vmError(
-      ErrorType.ConfigUnsupported,
-      "copying storage through the workers' tunnel is not built: use 'tls' instead of 'tunnelled' with 'copy-storage-all' / 'copy-storage-inc'",
-    );
-  }
   if (flags.includes('postcopy')) {
     throw vmError(
       ErrorType.ConfigUnsupported,

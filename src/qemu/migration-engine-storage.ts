@@ -77,17 +77,18 @@ export async function queryBlockImages(qmp: QmpClient): Promise<Map<string, Bloc
 
 // ---- destination: the NBD server ------------------------------------------
 
-export interface NbdServerOptions {
-  host: string;
-  port: number;
+/** Where an NBD server listens or a client connects: a TCP address, or a unix socket (tunnelled: the workers carry it). */
+export type NbdAddress = { host: string; port: number } | { unixPath: string };
+
+export type NbdServerOptions = NbdAddress & {
   /** The tls-creds-x509 object (server endpoint) and the authz object that pins the source. */
   tlsCreds?: string;
   tlsAuthz?: string;
-}
+};
 
 export async function startNbdServer(qmp: QmpClient, o: NbdServerOptions): Promise<void> {
   await qmp.execute('nbd-server-start', {
-    addr: { type: 'inet', data: { host: o.host, port: String(o.port) } },
+    addr: 'unixPath' in o ? { type: 'unix', data: { path: o.unixPath } } : { type: 'inet', data: { host: o.host, port: String(o.port) } },
     ...(o.tlsCreds ? { 'tls-creds': o.tlsCreds } : {}),
     ...(o.tlsAuthz ? { 'tls-authz': o.tlsAuthz } : {}),
   });
@@ -116,17 +117,15 @@ export async function queryBlockExports(qmp: QmpClient): Promise<BlockExportInfo
 
 // ---- source: the mirrors ---------------------------------------------------
 
-export interface MirrorOptions {
+export type MirrorOptions = NbdAddress & {
   target: string;
-  host: string;
-  port: number;
   sync: 'full' | 'top';
   /** bytes/s; 0 = unlimited. */
   speedBytes: number;
   /** The tls-creds-x509 object (client endpoint) and the name the destination's certificate must carry. */
   tlsCreds?: string;
   tlsHostname?: string;
-}
+};
 
 /** Opens the destination's export as an NBD client node and mirrors the disk into it. Repeatable for one disk only after abortMirror. */
 export async function startMirror(qmp: QmpClient, o: MirrorOptions): Promise<void> {
@@ -134,7 +133,7 @@ export async function startMirror(qmp: QmpClient, o: MirrorOptions): Promise<voi
   await qmp.execute('blockdev-add', {
     driver: 'nbd',
     'node-name': node,
-    server: { type: 'inet', host: o.host, port: String(o.port) },
+    server: 'unixPath' in o ? { type: 'unix', path: o.unixPath } : { type: 'inet', host: o.host, port: String(o.port) },
     export: driveName(o.target),
     ...(o.tlsCreds ? { 'tls-creds': o.tlsCreds } : {}),
     ...(o.tlsHostname ? { 'tls-hostname': o.tlsHostname } : {}),

@@ -89,10 +89,12 @@ export interface MigrateInRecord extends MigrationRecordBase {
   tunnel?: { endpoint: string; token: string; sourceHost: string };
   /**
    * copy-storage: image files this job claimed (written before each is made), so an undo
-   * deletes these and never an image that was there before; and the NBD server's port.
+   * deletes these and never an image that was there before; and the NBD server's port, or
+   * (tunnelled) the unix socket it listens on, which only the worker's tunnel listener reaches.
    */
   createdImages?: string[];
   nbdPort?: number;
+  nbdSocket?: string;
 }
 
 export type MigrationRecord = MigrateOutRecord | MigrateInRecord;

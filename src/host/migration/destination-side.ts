@@ -28,6 +28,8 @@ import { checkIncomingImages, createImages, deleteCreatedImages, exportImages, t
 import { stopNbdServer } from '../../qemu/migration-engine-storage.js';
 import { whileHeartbeating } from '../../support/step-heartbeat.js';
 import { hostTunnel, requireTunnel } from './host-tunnel.js';
+import { makeIncomingNbdDir, removeTunnelNbdDir } from './tunnel-nbd.js';
+import type { SecurityContext } from '../../security/index.js';
 import { checkEmulator } from '../emulators.js';
 import { applyStartupPolicy } from '../startup-policy.js';
 import { migrateHook } from '../hooks.js';
@@ -165,24 +167,26 @@ export async function prepare(d: DestinationDeps, a: PrepareArgs): Promise<Prepa
     if ((def.devices.interfaces?.length ?? 0) > 0) await ensureSelfAnnounce(dom.qmp);
     await preallocate(rt, dom, def);
     if (hostTls) await enableMigrationTls(rt, dom, hostTls.tls, { role: 'server', peerIdentity: a.sourceTlsIdentity! }, { domain: destName, uuid });
-    // The NBD server takes the same address as the stream and, with TLS, the same credentials and pinned source.
-    const nbdPort = images.length > 0 ? await serveImages(d, dom, a.jobId, images, override?.host, hostTls !== undefined) : undefined;
-    if (nbdPort !== undefined) rt.jobs.patch(destName, a.jobId, 'migrate-in', { nbdPort });
     if (tunnelled && hostTls) {
-      // No listening QEMU: the worker's listener takes the data connection and hands it over (tunnel/server.ts).
+      // No listening QEMU: the worker's listener takes the data connection and hands it over (tunnel/server.ts),
+      // and joins the storage copy's NBD connections to the NBD server's unix socket (nbd-relay.ts).
+      if (images.length > 0) await serveImagesTunnelled(d, dom, a.jobId, images, { domain: destName, uuid });
       const { endpoint } = hostTls;
       const uri = `tunnel:${endpoint}`;
       const token = randomBytes(32).toString('base64url');
       rt.jobs.patch(destName, a.jobId, 'migrate-in', { tunnel: { endpoint, token, sourceHost: a.sourceHost! } });
-      const cookie = a.protocol === 3 ? await prepareCookie(rt, dom, def, a, uuid) : undefined;
+      const cookie = a.protocol === 3 ? await prepareCookie(rt, dom, def, a, uuid, images.length > 0 ? {} : undefined) : undefined;
       rt.jobs.patch(destName, a.jobId, 'migrate-in', { uri, ...(cookie ? { cookie } : {}) });
       rt.log.info({ domain: destName, job: a.jobId, phase: 'prepare', endpoint, source: a.sourceHost, pid: dom.pid }, 'incoming tunnelled migration prepared');
       return { name: destName, uri, tunnel: { endpoint, token, name: destName }, ...(cookie ? { cookie } : {}) };
     }
+    // The NBD server takes the same address as the stream and, with TLS, the same credentials and pinned source.
+    const nbdPort = images.length > 0 ? await serveImages(d, dom, a.jobId, images, override?.host, hostTls !== undefined) : undefined;
+    if (nbdPort !== undefined) rt.jobs.patch(destName, a.jobId, 'migrate-in', { nbdPort });
     const bound = await listenIncoming(d.rt, d.ports, dom, a.jobId, override?.transport === 'tcp' ? override : undefined);
     // A wildcard listen is reached through the host's name.
     const uri = formatMigrationUri({ transport: 'tcp', host: WILDCARDS.has(bound.host) ? osHostname() : bound.host, port: bound.port });
-    const cookie = a.protocol === 3 ? await prepareCookie(rt, dom, def, a, uuid, nbdPort) : undefined;
+    const cookie = a.protocol === 3 ? await prepareCookie(rt, dom, def, a, uuid, nbdPort !== undefined ? { port: nbdPort } : undefined) : undefined;
     rt.jobs.patch(destName, a.jobId, 'migrate-in', { port: bound.port, uri, ...(cookie ? { cookie } : {}) });
     rt.log.info({ domain: destName, job: a.jobId, phase: 'prepare', uri, pid: dom.pid }, 'incoming migration prepared');
     return { name: destName, uri, port: bound.port, ...(cookie ? { cookie } : {}) };
@@ -192,11 +196,12 @@ export async function prepare(d: DestinationDeps, a: PrepareArgs): Promise<Prepa
   }
 }
 
-async function prepareCookie(rt: HostRuntime, dom: RunningDomain, def: DomainDef, a: PrepareArgs, uuid: string, nbdPort?: number): Promise<string> {
+/** `nbd`: the NBD server's port, or no port when the tunnel carries the storage copy. */
+async function prepareCookie(rt: HostRuntime, dom: RunningDomain, def: DomainDef, a: PrepareArgs, uuid: string, nbd?: { port?: number }): Promise<string> {
   const graphics = await graphicsFor(dom, def);
   const features: MigrationCookie['features'] = [];
   if (graphics) features.push('graphics');
-  if (nbdPort !== undefined) features.push('nbd');
+  if (nbd !== undefined) features.push('nbd');
   return formatMigrationCookie({
     name: a.domain,
     uuid,
@@ -206,7 +211,7 @@ async function prepareCookie(rt: HostRuntime, dom: RunningDomain, def: DomainDef
     mandatory: [],
     ...(graphics ? { graphics } : {}),
     // libvirt's Prepare answer: where the source's mirrors connect.
-    ...(nbdPort !== undefined ? { nbd: { port: nbdPort, disks: [] } } : {}),
+    ...(nbd !== undefined ? { nbd: { ...nbd, disks: [] } } : {}),
   });
 }
 
@@ -240,6 +245,13 @@ async function serveImages(
       d.ports.releaseOwner(owner);
     }
   }
+}
+
+/** Tunnelled: the NBD server on a unix socket in the job's private directory, with the same TLS as the stream. */
+async function serveImagesTunnelled(d: DestinationDeps, dom: RunningDomain, jobId: string, images: IncomingImage[], sctx: SecurityContext): Promise<void> {
+  const nbdSocket = await makeIncomingNbdDir(d.rt, jobId, sctx);
+  d.rt.jobs.patch(dom.name, jobId, 'migrate-in', { nbdSocket });
+  await exportImages(dom, images, { unixPath: nbdSocket, tlsCreds: MIGRATION_TLS_CREDS, tlsAuthz: MIGRATION_TLS_AUTHZ });
 }
 
 function nbdPortOwner(jobId: string): string {
@@ -284,11 +296,13 @@ export async function watchIncoming(d: DestinationDeps, name: string, jobId: str
   }
 }
 
-function forgetIncoming(d: DestinationDeps, name: string, jobId: string): void {
+async function forgetIncoming(d: DestinationDeps, name: string, jobId: string): Promise<void> {
   d.ports.releaseOwner(jobId);
   d.ports.releaseOwner(nbdPortOwner(jobId));
-  const t = d.rt.jobs.find(name, jobId, 'migrate-in')?.tunnel;
-  if (t) hostTunnel(d.rt)?.server?.dropJob(jobId);
+  const rec = d.rt.jobs.find(name, jobId, 'migrate-in');
+  if (rec?.tunnel) hostTunnel(d.rt)?.server?.dropJob(jobId);
+  // The job's NBD socket directory, by the job's id: there even if a worker restart lost what made it.
+  if (rec) await removeTunnelNbdDir(d.rt, jobId, 'in', { domain: name, uuid: rec.uuid });
   d.rt.jobs.remove(name, jobId);
   if (d.rt.locks.job(name)?.id === jobId) d.rt.locks.endJob(name, jobId);
 }
@@ -307,7 +321,7 @@ export async function abortDestination(d: DestinationDeps, name: string, jobId: 
     deleteCreatedImages(created, (msg, err) => d.rt.log.warn({ domain: name, job: jobId, err: String(err) }, msg));
     d.rt.log.info({ domain: name, job: jobId, images: created }, 'destination images of the storage copy deleted');
   }
-  forgetIncoming(d, name, jobId);
+  await forgetIncoming(d, name, jobId);
 }
 
 async function waitIncomingComplete(dom: RunningDomain, name: string): Promise<void> {
@@ -343,7 +357,7 @@ export async function finish(d: DestinationDeps, a: FinishArgs): Promise<FinishR
       : undefined;
   const offline = rec.flags.includes('offline');
   if (!offline && (!dom || dom.pid !== rec.pid)) {
-    forgetIncoming(d, name, a.jobId);
+    await forgetIncoming(d, name, a.jobId);
     throw vmError(ErrorType.OperationFailed, `the incoming QEMU for '${name}' on ${rt.config.name} is gone`);
   }
   const previousDef = rt.defs.read(name);
@@ -366,7 +380,7 @@ export async function finish(d: DestinationDeps, a: FinishArgs): Promise<FinishR
       rt.defs.write(name, formatDomainXml(def));
       wrote = true;
     }
-    if (dom && !offline && rec.nbdPort !== undefined) {
+    if (dom && !offline && (rec.nbdPort !== undefined || rec.nbdSocket !== undefined)) {
       // The mirrors completed at the switchover; nothing may write the disks behind the guest once it runs.
       await stopNbdServer(dom.qmp).catch((err: unknown) => {
         if (!(isVmError(err) && /not running/i.test(err.message))) throw err;
@@ -383,7 +397,7 @@ export async function finish(d: DestinationDeps, a: FinishArgs): Promise<FinishR
   } catch (err) {
     if (a.protocol === 2 && dom && !offline) {
       // v2: the source is already gone; this paused QEMU holds the only copy of the guest. Keep it.
-      forgetIncoming(d, name, a.jobId);
+      await forgetIncoming(d, name, a.jobId);
       dom.setState('paused', 'migration-failed');
       throw vmError(ErrorType.OperationFailed, `${messageOf(err)}; the domain stays paused on ${rt.config.name} (protocol v2: the source is gone)`);
     }
@@ -402,7 +416,7 @@ export async function finish(d: DestinationDeps, a: FinishArgs): Promise<FinishR
     );
   }
   if (dom && !offline && srcCookie?.network !== undefined) await relocatePortData(rt, dom, srcCookie.network.interfaces);
-  forgetIncoming(d, name, a.jobId);
+  await forgetIncoming(d, name, a.jobId);
   const cookie =
     a.protocol === 3
       ? formatMigrationCookie({ name: a.domain, uuid: a.uuid, hostname: rt.config.name, hostuuid: rt.config.hostUuid, features: [], mandatory: [] })

@@ -8,7 +8,7 @@ import { ErrorType, vmError } from '../../common/errors.js';
 import type { TunnelSupport } from '../../common/migration-types.js';
 import type { HostRuntime } from '../host-runtime.js';
 import { tlsIdentity } from './qemu-tls.js';
-import { TunnelServer, type ControlGrant, type DataGrant } from '../../migration/tunnel/server.js';
+import { TunnelServer, type ControlGrant, type DataGrant, type NbdGrant } from '../../migration/tunnel/server.js';
 import { formatEndpoint, loadTunnelTls, parseEndpoint, type TunnelTls } from '../../migration/tunnel/tls.js';
 import { sameSecret, type TunnelHello } from '../../migration/tunnel/wire.js';
 import { startIncomingMigration } from '../../qemu/migration-engine.js';
@@ -60,6 +60,21 @@ export function authorizeControl(rt: HostRuntime, hello: TunnelHello, peerHosts:
   return { ok: true };
 }
 
+/**
+ * Whether an NBD connection of a storage copy may join the incoming QEMU's NBD server: authorized
+ * as a control channel is (from the job record, so a restarted worker answers the same), for a job
+ * whose NBD server listens on its unix socket.
+ */
+export function authorizeNbd(rt: HostRuntime, hello: TunnelHello, peerHosts: string[]): NbdGrant {
+  const grant = authorizeControl(rt, hello, peerHosts);
+  if (!grant.ok) return grant;
+  const rec = rt.jobs.find(hello.name, hello.jobId, 'migrate-in');
+  const dom = rt.getRunning(hello.name);
+  if (!rec?.nbdSocket) return { ok: false, why: `job ${hello.jobId} copies no storage through the tunnel` };
+  if (!dom || dom.pid !== rec.pid) return { ok: false, why: `the incoming QEMU for '${hello.name}' is gone` };
+  return { ok: true, socketPath: rec.nbdSocket };
+}
+
 const FD_NAME = 'vmf-tunnel-in';
 
 /** The data connection goes to the incoming QEMU of the job, labelled for it, as `migrate-incoming fd:`. */
@@ -85,7 +100,11 @@ export async function startTunnelServer(rt: HostRuntime): Promise<{ close(): Pro
   const { host, port } = parseEndpoint(rt.config.tunnel!.listen);
   const server = new TunnelServer(
     t.tls,
-    { authorizeControl: (hello, peers) => authorizeControl(rt, hello, peers), authorizeData: (hello) => authorizeData(rt, hello) },
+    {
+      authorizeControl: (hello, peers) => authorizeControl(rt, hello, peers),
+      authorizeData: (hello) => authorizeData(rt, hello),
+      authorizeNbd: (hello, peers) => authorizeNbd(rt, hello, peers),
+    },
     rt.log.child({ part: 'tunnel' }),
   );
   const bound = await server.listen(host, port);

@@ -27,6 +27,8 @@ import { checkDiskSafety, checkNoSnapshots, checkSourceState } from '../../migra
 import { planStorageCopy } from '../../migration/storage-plan.js';
 import { abortMirrors, announceDisks } from './storage-source.js';
 import { copyStorage, storageSwitchover } from './storage-perform.js';
+import { closeSourceRelay } from './tunnel-nbd.js';
+import type { MigrateOutRecord } from '../jobs/records.js';
 import { formatMigrationCookie, parseMigrationCookie, type MigrationCookie } from '../../migration/cookie.js';
 import { ovsCookieInterfaces } from '../openvswitch.js';
 import { monitorMigration } from './monitor.js';
@@ -222,7 +224,7 @@ export async function perform(rt: HostRuntime, a: PerformArgs): Promise<PerformR
       if (tls) await enableMigrationTls(rt, dom, requireTunnel(rt, tunnelled ? 'tunnelled' : 'TLS').tls, { role: 'client', peerHost: a.destinationHost }, sctx);
       else await disableMigrationTls(dom.qmp);
       // The disks first, while the guest runs: RAM goes only once every mirror keeps its disk in sync.
-      if (storage) await copyStorage(rt, dom, a, job, storage, destCookie, tls, ctx);
+      if (storage) await copyStorage(rt, dom, a, job, storage, destCookie, tls, tunnelled, ctx);
       // Dialled just before `migrate`: the destination QEMU takes one connection only, so nothing that may fail comes in between.
       if (tunnelled) {
         // Dialling may wait on a slow or failing link: Temporal must still see this worker alive.
@@ -265,7 +267,7 @@ export async function perform(rt: HostRuntime, a: PerformArgs): Promise<PerformR
       postcopy: a.flags.includes('postcopy'),
       onPostcopy: () => rt.jobs.patch(name, a.jobId, 'migrate-out', { postcopyStarted: true }),
       ...(tunnel ? { lost: tunnel.lost.signal, afterCancel: () => tunnel?.destroy() } : {}),
-      ...(storage ? storageSwitchover(dom, storage.disks) : {}),
+      ...(storage ? storageSwitchover(rt, dom, a, storage.disks, tunnelled) : {}),
       ...timeoutOpts,
     }).catch(async (err: unknown) => {
       if (ctx?.cancellationDetails?.notFound) {
@@ -376,10 +378,19 @@ export async function confirm(rt: HostRuntime, a: ConfirmArgs): Promise<ConfirmR
     rt.defs.remove(name);
     sourceUndefined = true;
   }
+  await closeTunnelRelay(rt, rec);
   rt.jobs.remove(name, a.jobId);
   rt.locks.endJob(name, a.jobId);
   rt.log.info({ domain: name, job: a.jobId, phase: 'confirm', sourceUndefined }, 'migration confirmed; source stopped');
   return { sourceUndefined, resumed: false };
+}
+
+/** A tunnelled storage copy's relay and its socket directory, whatever state the job ended in (closed already at a normal switchover). */
+async function closeTunnelRelay(rt: HostRuntime, rec: MigrateOutRecord): Promise<void> {
+  if (!rec.storage || !rec.flags.includes('tunnelled')) return;
+  await closeSourceRelay(rt, rec.jobId, { domain: rec.name, uuid: rec.uuid }).catch((err: unknown) =>
+    rt.log.warn({ domain: rec.name, job: rec.jobId, err: String(err) }, 'closing the tunnel NBD relay failed'),
+  );
 }
 
 /**
@@ -449,6 +460,7 @@ export async function abortSource(rt: HostRuntime, name: string, jobId: string, 
       dom.setState('running', 'migration-canceled');
     }
   }
+  if (rec) await closeTunnelRelay(rt, rec);
   rt.jobs.remove(name, jobId);
   if (rt.locks.job(name)?.id === jobId) rt.locks.endJob(name, jobId);
   if (rec) rt.log.info({ domain: name, job: jobId, resumed }, 'migration undone on the source');

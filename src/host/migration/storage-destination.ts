@@ -5,14 +5,15 @@
 // (O_EXCL, so nothing that was there is ever overwritten), recorded in the
 // job, and made by qemu-img with the source's format, virtual size and
 // cluster size. The incoming QEMU exports them from its NBD server on the
-// migration address; an undo deletes exactly the images this job recorded.
+// migration address (tunnelled: on a unix socket the worker joins tunnel
+// connections to, tunnel-nbd.ts); an undo deletes exactly the images this job recorded.
 import { spawn } from 'node:child_process';
 import { closeSync, existsSync, openSync, rmSync, statfsSync, statSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { ErrorType, vmError } from '../../common/errors.js';
 import type { DomainDef } from '../../domain/index.js';
 import type { CookieNbd, CookieNbdDisk } from '../../migration/cookie.js';
-import { exportDisk, queryBlockImages, startNbdServer } from '../../qemu/migration-engine-storage.js';
+import { exportDisk, queryBlockImages, startNbdServer, type NbdServerOptions } from '../../qemu/migration-engine-storage.js';
 import { which } from '../../support/which.js';
 import type { RunningDomain } from '../running-domain.js';
 
@@ -139,12 +140,8 @@ export function deleteCreatedImages(paths: readonly string[], warn: (msg: string
   }
 }
 
-/** Starts the NBD server on the migration address and exports every created image writable. */
-export async function exportImages(
-  dom: RunningDomain,
-  images: IncomingImage[],
-  server: { host: string; port: number; tlsCreds?: string; tlsAuthz?: string },
-): Promise<void> {
+/** Starts the NBD server (on the migration address, or a unix socket the tunnel reaches) and exports every created image writable. */
+export async function exportImages(dom: RunningDomain, images: IncomingImage[], server: NbdServerOptions): Promise<void> {
   await startNbdServer(dom.qmp, server);
   const open = await queryBlockImages(dom.qmp);
   for (const img of images) {

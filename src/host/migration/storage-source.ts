@@ -21,6 +21,7 @@ import {
   setMirrorSpeed,
   startMirror,
   type BlockJobInfo,
+  type NbdAddress,
 } from '../../qemu/migration-engine-storage.js';
 import type { QmpClient } from '../../qemu/qmp-client.js';
 import type { HostJob } from '../domain-lock.js';
@@ -51,8 +52,8 @@ export async function announceDisks(dom: RunningDomain, plan: StoragePlan): Prom
 export interface MirrorSpec {
   disks: string[];
   sync: 'full' | 'top';
-  host: string;
-  port: number;
+  /** The destination's NBD server, or the worker's relay into the tunnel. */
+  address: NbdAddress;
   bandwidthMiBps: number;
   tls?: { creds: string; hostname: string };
 }
@@ -64,8 +65,7 @@ export async function startMirrors(qmp: QmpClient, s: MirrorSpec): Promise<void>
     if (running.has(driveName(target))) continue;
     await startMirror(qmp, {
       target,
-      host: s.host,
-      port: s.port,
+      ...s.address,
       sync: s.sync,
       speedBytes: s.bandwidthMiBps === 0 ? 0 : bandwidthBytes(s.bandwidthMiBps),
       ...(s.tls ? { tlsCreds: s.tls.creds, tlsHostname: s.tls.hostname } : {}),

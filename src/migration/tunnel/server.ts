@@ -10,12 +10,17 @@
 //   runs TLS on it with the source QEMU (each pinning the other's host
 //   certificate); the worker copies no byte of the stream. The control channel
 //   is told ('R') once QEMU holds it, and only then does the source start.
+// - A TLS connection whose greeting names the 'nbd' channel: one NBD connection
+//   of a storage copy, authorized like a control channel (the job's token, the
+//   source host's certificate) and joined to the unix socket of the incoming
+//   QEMU's NBD server (nbd-relay.ts).
 // Everything else is refused, logged and closed.
 import { randomBytes } from 'node:crypto';
 import { createServer as createNetServer, type Server as NetServer, type Socket } from 'node:net';
 import { Duplex } from 'node:stream';
 import { createServer, type Server, type TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
+import { connectUnix, splice } from './nbd-relay.js';
 import { detachForHandoff } from './socket-handoff.js';
 import { certHostNames, serverOptions, type TunnelTls } from './tls.js';
 import { DATA_READY, parseHello, readLine, sameSecret, writeLine, type TunnelHello } from './wire.js';
@@ -24,10 +29,13 @@ import { DATA_READY, parseHello, readLine, sameSecret, writeLine, type TunnelHel
 export type ControlGrant = { ok: true } | { ok: false; why: string };
 /** What the host decided about a data connection: how to give it to the incoming QEMU. */
 export type DataGrant = { ok: true; handoff: (fd: number) => Promise<void> } | { ok: false; why: string };
+/** What the host decided about an NBD connection: the unix socket of the incoming QEMU's NBD server. */
+export type NbdGrant = { ok: true; socketPath: string } | { ok: false; why: string };
 
 export interface TunnelHost {
   authorizeControl(hello: TunnelHello, peerHosts: string[]): ControlGrant;
   authorizeData(hello: TunnelHello): DataGrant;
+  authorizeNbd(hello: TunnelHello, peerHosts: string[]): NbdGrant;
 }
 
 const HELLO_TIMEOUT_MS = 5_000;
@@ -67,6 +75,8 @@ export class TunnelServer {
   private readonly raw: NetServer;
   private readonly tls: Server;
   private readonly jobs = new Map<string, JobState>();
+  /** The NBD connections joined for each job (they need no control channel: each is authorized on its own). */
+  private readonly nbd = new Map<string, Set<Duplex>>();
   /** Every TCP connection, authenticated or not, so close() is not held up by a peer mid-handshake. */
   private readonly conns = new Set<Socket>();
 
@@ -101,10 +111,17 @@ export class TunnelServer {
 
   /** The job is over (finished, cancelled, aborted): its control channel closes. */
   dropJob(jobId: string): void {
+    for (const c of this.nbd.get(jobId) ?? []) c.destroy();
+    this.nbd.delete(jobId);
     const st = this.jobs.get(jobId);
     if (!st) return;
     this.jobs.delete(jobId);
     st.control.destroy();
+  }
+
+  /** NBD connections of a job joined right now. */
+  nbdConnections(jobId: string): number {
+    return this.nbd.get(jobId)?.size ?? 0;
   }
 
   private sniff(sock: Socket): void {
@@ -141,6 +158,7 @@ export class TunnelServer {
       return this.refuse(sock, `bad greeting: ${(err as Error).message}`, { peerHosts });
     }
     const fields = { job: hello.jobId, domain: hello.name, channel: hello.channel, peerHosts };
+    if (hello.channel === 'nbd') return await this.acceptNbd(sock, hello, peerHosts, fields);
     if (hello.channel !== 'control')
       return this.refuse(sock, 'the data stream does not go through TLS to this worker: open a data connection with the ticket', fields);
     const grant = this.host.authorizeControl(hello, peerHosts);
@@ -160,6 +178,30 @@ export class TunnelServer {
     this.log.info(fields, 'tunnel control channel open');
   }
 
+  private async acceptNbd(sock: TLSSocket, hello: TunnelHello, peerHosts: string[], fields: Record<string, unknown>): Promise<void> {
+    const grant = this.host.authorizeNbd(hello, peerHosts);
+    if (!grant.ok) return this.refuse(sock, grant.why, fields);
+    let local: Socket;
+    try {
+      local = await connectUnix(grant.socketPath, HELLO_TIMEOUT_MS);
+    } catch (err) {
+      return this.refuse(sock, `the incoming QEMU's NBD server does not answer: ${(err as Error).message}`, fields);
+    }
+    if (sock.destroyed) return void local.destroy();
+    let set = this.nbd.get(hello.jobId);
+    if (!set) this.nbd.set(hello.jobId, (set = new Set()));
+    const joined = set;
+    joined.add(sock);
+    sock.once('close', () => {
+      joined.delete(sock);
+      if (joined.size === 0 && this.nbd.get(hello.jobId) === joined) this.nbd.delete(hello.jobId);
+    });
+    sock.setNoDelay(true);
+    writeLine(sock, { ok: true });
+    splice(sock, local);
+    this.log.info(fields, "tunnel NBD connection joined to the incoming QEMU's NBD server");
+  }
+
   private async acceptData(sock: Socket): Promise<void> {
     const peer = `${sock.remoteAddress}:${sock.remotePort}`;
     let hello: TunnelHello;
@@ -173,7 +215,7 @@ export class TunnelServer {
     }
     const fields = { job: hello.jobId, domain: hello.name, channel: hello.channel, peer };
     const st = this.jobs.get(hello.jobId);
-    if (hello.channel !== 'data') return this.refuse(sock, 'a control channel needs TLS', fields);
+    if (hello.channel !== 'data') return this.refuse(sock, `a ${hello.channel} connection needs TLS`, fields);
     if (!st) return this.refuse(sock, `no control channel is open for job ${hello.jobId}`, fields);
     if (!sameSecret(hello.token, st.ticket)) return this.refuse(sock, `wrong ticket for job ${hello.jobId}`, fields);
     if (st.dataClaimed) return this.refuse(sock, `job ${hello.jobId} already had its data connection (the incoming QEMU takes one stream only)`, fields);

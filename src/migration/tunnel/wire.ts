@@ -3,7 +3,10 @@
 // destination answers ok (with a one-time ticket for the data connection) or
 // why not. The data connection is plain TCP whose first line carries that
 // ticket; after it the connection belongs to the two QEMUs, which speak TLS
-// to each other. A line, not a binary frame, so `openssl s_client` can speak it too.
+// to each other. A storage copy's NBD connections are TLS connections of their
+// own ('nbd'): the job's token, the source host's certificate, then the bytes
+// of the QEMUs' NBD session (itself TLS between them).
+// A line, not a binary frame, so `openssl s_client` can speak it too.
 import { timingSafeEqual } from 'node:crypto';
 import type { Duplex } from 'node:stream';
 
@@ -20,7 +23,7 @@ export function sameSecret(a: string, b: string): boolean {
 /** Longest line either side accepts: a hello is a few hundred bytes. */
 export const MAX_LINE = 4096;
 
-export type TunnelChannel = 'data' | 'control';
+export type TunnelChannel = 'data' | 'control' | 'nbd';
 
 export interface TunnelHello {
   v: 1;
@@ -28,7 +31,7 @@ export interface TunnelHello {
   jobId: string;
   /** The domain's name on the destination. */
   name: string;
-  /** control: the job's token from Prepare; data: the ticket the control channel's answer carried. */
+  /** control and nbd: the job's token from Prepare; data: the ticket the control channel's answer carried. */
   token: string;
   channel: TunnelChannel;
 }
@@ -84,7 +87,7 @@ export function parseHello(line: string): TunnelHello {
   for (const k of ['jobId', 'name', 'token'] as const) {
     if (typeof v[k] !== 'string' || v[k].length === 0 || v[k].length > 1024) throw new Error(`tunnel greeting without a valid ${k}`);
   }
-  if (v.channel !== 'data' && v.channel !== 'control') throw new Error('tunnel greeting names no channel');
+  if (v.channel !== 'data' && v.channel !== 'control' && v.channel !== 'nbd') throw new Error('tunnel greeting names no channel');
   return v as TunnelHello;
 }
 

@@ -1,0 +1,107 @@
+// The host's part of a storage copy through the tunnel (nbd-relay.ts): a
+// private directory per job under the run directory, labelled for the domain's
+// QEMU, holding the unix socket of the NBD session's local end: on the
+// destination the incoming QEMU's NBD server listens there, on the source the
+// worker's relay does and the source QEMU connects. The directory's name comes
+// from the job id alone, so a restarted worker finds it (to authorize, to
+// remove) from the job record; every end of the job removes it.
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import type { SecurityContext } from '../../security/index.js';
+import { NbdRelay } from '../../migration/tunnel/nbd-relay.js';
+import type { TunnelTls } from '../../migration/tunnel/tls.js';
+import type { HostRuntime } from '../host-runtime.js';
+
+export type NbdSide = 'in' | 'out';
+
+const SOCKET = 'nbd.sock';
+
+/** The job's directory (tun- prefixed, like every tunnel leftover a test looks for). */
+export function tunnelNbdDir(rt: HostRuntime, jobId: string, side: NbdSide): string {
+  const id = createHash('sha256').update(jobId).digest('hex').slice(0, 16);
+  return join(rt.config.runDir, `tun-nbd-${side}-${id}`);
+}
+
+export function tunnelNbdSocket(rt: HostRuntime, jobId: string, side: NbdSide): string {
+  return join(tunnelNbdDir(rt, jobId, side), SOCKET);
+}
+
+/** Made afresh (an earlier attempt's is removed first) and labelled so the domain's QEMU may use a socket in it. */
+async function makeDir(rt: HostRuntime, jobId: string, side: NbdSide, sctx: SecurityContext): Promise<string> {
+  await removeTunnelNbdDir(rt, jobId, side, sctx);
+  const dir = tunnelNbdDir(rt, jobId, side);
+  mkdirSync(dir, { mode: 0o700 });
+  await rt.security.labelPath(dir, sctx);
+  return join(dir, SOCKET);
+}
+
+/** Destination, Prepare: where the incoming QEMU's NBD server is to listen. */
+export async function makeIncomingNbdDir(rt: HostRuntime, jobId: string, sctx: SecurityContext): Promise<string> {
+  return await makeDir(rt, jobId, 'in', sctx);
+}
+
+/** Idempotent: labels put back (what the security driver remembers), then the directory and its socket removed. */
+export async function removeTunnelNbdDir(rt: HostRuntime, jobId: string, side: NbdSide, sctx: SecurityContext): Promise<void> {
+  const dir = tunnelNbdDir(rt, jobId, side);
+  if (!existsSync(dir)) return;
+  for (const p of [join(dir, SOCKET), dir]) {
+    if (!existsSync(p)) continue;
+    await rt.security
+      .restorePath(p, sctx)
+      .catch((err: unknown) => rt.log.warn({ path: p, err: String(err) }, 'restoring the label of a tunnel NBD path failed'));
+  }
+  rmSync(dir, { recursive: true, force: true });
+}
+
+const relays = new WeakMap<HostRuntime, Map<string, NbdRelay>>();
+
+function relaysOf(rt: HostRuntime): Map<string, NbdRelay> {
+  let m = relays.get(rt);
+  if (!m) relays.set(rt, (m = new Map()));
+  return m;
+}
+
+export interface SourceRelayArgs {
+  tls: TunnelTls;
+  endpoint: string;
+  destinationHost: string;
+  jobId: string;
+  /** The domain's name on the destination, and the job's token from Prepare. */
+  name: string;
+  token: string;
+}
+
+/** Source, Perform: the job's relay (one per job; a retried Perform reuses it, a restarted worker makes it again); its socket path. */
+export async function openSourceRelay(rt: HostRuntime, a: SourceRelayArgs, sctx: SecurityContext): Promise<{ socketPath: string; relay: NbdRelay }> {
+  const socketPath = tunnelNbdSocket(rt, a.jobId, 'out');
+  const known = relaysOf(rt).get(a.jobId);
+  if (known) return { socketPath, relay: known };
+  await makeDir(rt, a.jobId, 'out', sctx);
+  const relay = await NbdRelay.listen({
+    ...a,
+    socketPath,
+    onWarn: (msg, err) => rt.log.warn({ domain: sctx.domain, job: a.jobId, err: String(err) }, msg),
+  });
+  relaysOf(rt).set(a.jobId, relay);
+  try {
+    await rt.security.labelPath(socketPath, sctx);
+  } catch (err) {
+    await closeSourceRelay(rt, a.jobId, sctx);
+    throw err;
+  }
+  rt.log.info({ domain: sctx.domain, job: a.jobId, socket: socketPath, endpoint: a.endpoint }, 'tunnel NBD relay listening');
+  return { socketPath, relay };
+}
+
+/** Every end of the job on the source (mirrors completed or stopped): the relay closes, its connections with it, and its directory goes. */
+export async function closeSourceRelay(rt: HostRuntime, jobId: string, sctx: SecurityContext): Promise<void> {
+  const relay = relaysOf(rt).get(jobId);
+  relaysOf(rt).delete(jobId);
+  // The socket's label first, while its file is there to put it back on.
+  await removeTunnelNbdDir(rt, jobId, 'out', sctx);
+  if (relay) {
+    await relay.close();
+    rt.log.info({ domain: sctx.domain, job: jobId, carried: relay.carried }, 'tunnel NBD relay closed');
+  }
+}

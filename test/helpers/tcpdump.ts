@@ -56,7 +56,7 @@ export function tcpPorts(pcap: Buffer): { src: number; dst: number }[] {
   const l2 = linkType === 1 ? 14 : linkType === 113 ? 16 : undefined;
   if (l2 === undefined) throw new Error(`pcap link type ${linkType} not handled`);
   const out: { src: number; dst: number }[] = [];
-  for (let o = 24; o + 16 <= pcap.length; ) {
+  for (let o = 24; o + 16 <= pcap.length;) {
     const caplen = u32(o + 8);
     const p = o + 16;
     o = p + caplen;

@@ -33,7 +33,8 @@ export async function copyStorage(
   tunnelled: boolean,
   ctx: Context | undefined,
 ): Promise<void> {
-  if (destCookie?.nbd === undefined) throw vmError(ErrorType.OperationFailed, `the destination '${a.destinationHost}' announced no NBD server for the storage copy`);
+  if (destCookie?.nbd === undefined)
+    throw vmError(ErrorType.OperationFailed, `the destination '${a.destinationHost}' announced no NBD server for the storage copy`);
   const sctx = { domain: dom.name, uuid: a.uuid };
   let relay: NbdRelay | undefined;
   let address: NbdAddress;
@@ -70,7 +71,10 @@ export async function copyStorage(
       throw why ? vmError(ErrorType.OperationFailed, `${(err as Error).message}: ${why.message}`) : err;
     });
     const nbd = 'unixPath' in address ? `tunnel:${a.tunnel!.endpoint}` : `${address.host}:${address.port}`;
-    rt.log.info({ domain: dom.name, job: a.jobId, disks: storage.disks, sync: storage.sync, nbd }, 'disk mirrors started');
+    rt.log.info(
+      { domain: dom.name, job: a.jobId, disks: storage.disks, sync: storage.sync, nbd, speedLimitMiBps: limits.speedLimitMiBps },
+      'disk mirrors started',
+    );
     await waitMirrorsReady({
       dom,
       job,

@@ -27,8 +27,7 @@ import { checkDiskSafety, checkNoSnapshots, checkSourceState } from '../../migra
 import { planStorageCopy } from '../../migration/storage-plan.js';
 import { abortMirrors, announceDisks } from './storage-source.js';
 import { copyStorage, storageSwitchover } from './storage-perform.js';
-import { closeSourceRelay } from './tunnel-nbd.js';
-import type { MigrateOutRecord } from '../jobs/records.js';
+import { closeTunnelRelay } from './tunnel-nbd.js';
 import { formatMigrationCookie, parseMigrationCookie, type MigrationCookie } from '../../migration/cookie.js';
 import { ovsCookieInterfaces } from '../openvswitch.js';
 import { monitorMigration } from './monitor.js';
@@ -383,14 +382,6 @@ export async function confirm(rt: HostRuntime, a: ConfirmArgs): Promise<ConfirmR
   rt.locks.endJob(name, a.jobId);
   rt.log.info({ domain: name, job: a.jobId, phase: 'confirm', sourceUndefined }, 'migration confirmed; source stopped');
   return { sourceUndefined, resumed: false };
-}
-
-/** A tunnelled storage copy's relay and its socket directory, whatever state the job ended in (closed already at a normal switchover). */
-async function closeTunnelRelay(rt: HostRuntime, rec: MigrateOutRecord): Promise<void> {
-  if (!rec.storage || !rec.flags.includes('tunnelled')) return;
-  await closeSourceRelay(rt, rec.jobId, { domain: rec.name, uuid: rec.uuid }).catch((err: unknown) =>
-    rt.log.warn({ domain: rec.name, job: rec.jobId, err: String(err) }, 'closing the tunnel NBD relay failed'),
-  );
 }
 
 /**

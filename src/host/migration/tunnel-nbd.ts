@@ -8,14 +8,18 @@
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
+import { ErrorType, vmError } from '../../common/errors.js';
 import type { SecurityContext } from '../../security/index.js';
 import { NbdRelay } from '../../migration/tunnel/nbd-relay.js';
 import type { TunnelTls } from '../../migration/tunnel/tls.js';
 import type { HostRuntime } from '../host-runtime.js';
+import type { MigrateOutRecord } from '../jobs/records.js';
 
 export type NbdSide = 'in' | 'out';
 
 const SOCKET = 'nbd.sock';
+// sun_path holds 108 bytes with the NUL.
+const MAX_UNIX_PATH = 107;
 
 /** The job's directory (tun- prefixed, like every tunnel leftover a test looks for). */
 export function tunnelNbdDir(rt: HostRuntime, jobId: string, side: NbdSide): string {
@@ -29,6 +33,10 @@ export function tunnelNbdSocket(rt: HostRuntime, jobId: string, side: NbdSide): 
 
 /** Made afresh (an earlier attempt's is removed first) and labelled so the domain's QEMU may use a socket in it. */
 async function makeDir(rt: HostRuntime, jobId: string, side: NbdSide, sctx: SecurityContext): Promise<string> {
+  const socket = tunnelNbdSocket(rt, jobId, side);
+  if (Buffer.byteLength(socket) > MAX_UNIX_PATH) {
+    throw vmError(ErrorType.ConfigUnsupported, `the tunnel NBD socket path ${socket} is longer than ${MAX_UNIX_PATH} bytes; use a shorter run directory`);
+  }
   await removeTunnelNbdDir(rt, jobId, side, sctx);
   const dir = tunnelNbdDir(rt, jobId, side);
   mkdirSync(dir, { mode: 0o700 });
@@ -104,4 +112,12 @@ export async function closeSourceRelay(rt: HostRuntime, jobId: string, sctx: Sec
     await relay.close();
     rt.log.info({ domain: sctx.domain, job: jobId, carried: relay.carried }, 'tunnel NBD relay closed');
   }
+}
+
+/** At the end of a job on the source, whatever state it ended in: a tunnelled copy's relay and directory (gone already after a normal switchover). */
+export async function closeTunnelRelay(rt: HostRuntime, rec: MigrateOutRecord): Promise<void> {
+  if (!rec.storage || !rec.flags.includes('tunnelled')) return;
+  await closeSourceRelay(rt, rec.jobId, { domain: rec.name, uuid: rec.uuid }).catch((err: unknown) =>
+    rt.log.warn({ domain: rec.name, job: rec.jobId, err: String(err) }, 'closing the tunnel NBD relay failed'),
+  );
 }

@@ -215,7 +215,7 @@ export class TunnelServer {
     }
     const fields = { job: hello.jobId, domain: hello.name, channel: hello.channel, peer };
     const st = this.jobs.get(hello.jobId);
-    if (hello.channel !== 'data') return this.refuse(sock, `a ${hello.channel} connection needs TLS`, fields);
+    if (hello.channel !== 'data') return this.refuse(sock, hello.channel === 'nbd' ? 'an NBD connection needs TLS' : 'a control channel needs TLS', fields);
     if (!st) return this.refuse(sock, `no control channel is open for job ${hello.jobId}`, fields);
     if (!sameSecret(hello.token, st.ticket)) return this.refuse(sock, `wrong ticket for job ${hello.jobId}`, fields);
     if (st.dataClaimed) return this.refuse(sock, `job ${hello.jobId} already had its data connection (the incoming QEMU takes one stream only)`, fields);

@@ -519,6 +519,7 @@ describe('tunnelled migration between network namespaces', () => {
       const nbdHello = (token: string): string => `${JSON.stringify({ v: 1, jobId: rec.jobId, name, token, channel: 'nbd' })}\n`;
       expect(await sClient(certArgs(OTHER), nbdHello(rec.tunnel.token))).toMatch(/"ok":false.*the certificate is for tun-other/);
       expect(await sClient(certArgs(SRC), nbdHello('not-the-token'))).toMatch(/"ok":false.*wrong token/);
+      expect(await plainClient(nbdHello(rec.tunnel.token))).toMatch(/"ok":false.*an NBD connection needs TLS/);
       // setSpeed reaches the mirror while it runs, then lets it finish.
       expect(logged(SRC, 'disk mirrors ready').filter((l) => l.domain === name)).toEqual([]);
       await handle.signal(setSpeedSignal, 2);

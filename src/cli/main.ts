@@ -5,6 +5,7 @@ import { WorkflowFailedError, WorkflowUpdateFailedError } from '@temporalio/clie
 import { ApplicationFailure } from '@temporalio/common';
 import { domainVerbs } from './commands/domain.js';
 import { dumpVerb } from './commands/dump.js';
+import { hostVerbs } from './commands/host.js';
 import { jobVerbs } from './commands/jobs.js';
 import { codecServerVerb } from './commands/codec-server.js';
 import { migrateVerb } from './commands/migrate.js';
@@ -35,6 +36,7 @@ const VERBS: Record<string, Verb> = {
   dump: dumpVerb,
   migrate: migrateVerb,
   ...jobVerbs,
+  ...hostVerbs,
   'codec-server': codecServerVerb,
 };
 

@@ -49,8 +49,17 @@ export interface HostQemuInfo {
   binary: string;
   version: string;
   package: string;
+  /** The versioned machine types (pc-i440fx-7.2, ...); a running guest's is one of these. */
   machines: string[];
   defaultMachine?: string;
+  /** Short names and the versioned type each stands for here (pc -> pc-i440fx-7.2, q35 -> pc-q35-7.2). */
+  machineAliases: Record<string, string>;
+  /** Every migration capability the QEMU knows (query-migrate-capabilities). */
+  migrationCapabilities: string[];
+  /** Every parameter migrate-set-parameters takes (the members of MigrateSetParameters in the QMP schema). */
+  migrationParameters: string[];
+  /** The commands of common/qemu-capabilities.ts PROBED_COMMANDS this QEMU has. */
+  commands: string[];
   accels: {
     accel: 'kvm' | 'tcg';
     /** The model host-model stands for there: host (KVM), max (TCG). */

@@ -12,6 +12,7 @@ import { DEFAULT_NAMESPACE, DEFAULT_TEMPORAL_ADDRESS, HOST_NAME_PATTERN } from '
 import { readHostConfigFile, type HostConfigFile } from './host-config-file.js';
 import { HostConfigError, readHostEnv, securityConfigOf } from './host-env.js';
 import { resolveOnPath } from './emulators.js';
+import type { QemuHide } from './host-capabilities.js';
 
 export interface HostConfig {
   name: string;
@@ -58,6 +59,8 @@ export interface HostConfig {
     /** The longest gap between two inventory reports while the worker runs (changes are reported at once). */
     inventoryIntervalMs: number;
   };
+  /** Test-only: what this worker acts as if its QEMU lacked (host-capabilities.ts). */
+  qemuHide: QemuHide;
   /** Test-only fault points armed in this worker (support/fault-points.ts). */
   faults: { points: ReadonlyMap<string, FaultAction>; dir: string };
 }
@@ -134,6 +137,7 @@ export function loadHostConfig(env: Env = process.env): HostConfig {
       autoDestroyIntervalMs: e.VMFERRY_AUTO_DESTROY_INTERVAL_MS,
       inventoryIntervalMs: e.VMFERRY_INVENTORY_INTERVAL_MS,
     },
+    qemuHide: e.VMFERRY_HOST_QEMU_HIDE,
     faults: { points: e.VMFERRY_FAULTS, dir: e.VMFERRY_FAULT_DIR },
   };
 }

@@ -7,19 +7,14 @@ import type { HostQemuInfo } from '../common/domain-types.js';
 import type { DomainDef } from '../domain/index.js';
 import { expandHostModelCpu, expandHostModelFromProbe } from '../qemu/cpu-expansion.js';
 import { checkCpuRunnable } from '../qemu/devices/cpu.js';
-import { cachedProbe, type QemuProbe } from '../qemu/probe.js';
+import type { QemuProbe } from '../qemu/probe.js';
 import type { QmpClient } from '../qemu/qmp-client.js';
-import { resolveOnPath } from './emulators.js';
-
-/** The probe of `binary` (a path, or a name looked up on PATH), cached per path and mtime. */
-export async function probeBinary(binary: string, scratchDir: string): Promise<QemuProbe> {
-  return await cachedProbe(resolveOnPath(binary, process.env.PATH) ?? binary, scratchDir);
-}
+import { migrationInfo, probeFor, type ProbeSettings } from './host-capabilities.js';
 
 /** Refuses (ConfigUnsupported) a definition whose CPU the QEMU it would run on cannot provide. */
-export async function checkCpuOnHost(def: DomainDef, defaultBinary: string, scratchDir: string): Promise<QemuProbe | undefined> {
+export async function checkCpuOnHost(def: DomainDef, s: ProbeSettings): Promise<QemuProbe | undefined> {
   if (def.cpu === undefined) return undefined;
-  const probe = await probeBinary(def.devices.emulator ?? defaultBinary, scratchDir);
+  const probe = await probeFor(def, s);
   checkCpuRunnable(def, probe);
   return probe;
 }
@@ -68,6 +63,7 @@ export function qemuInfo(p: QemuProbe): HostQemuInfo {
     package: p.package,
     machines: p.machines.map((m) => m.name),
     ...(p.machines.find((m) => m.isDefault) ? { defaultMachine: p.machines.find((m) => m.isDefault)!.name } : {}),
+    ...migrationInfo(p),
     accels: Object.values(p.accels).map((a) => ({
       accel: a.accel,
       hostModel: a.hostModelName,

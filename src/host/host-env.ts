@@ -4,6 +4,7 @@
 import { z } from 'zod';
 import { ConfigError, envNumber, optionalText, parseEnv, parsedText, rawText, text, workerEnvShape, type Env } from '../common/config-schema.js';
 import { parseFaults } from '../support/fault-points.js';
+import { parseQemuHide } from './host-capabilities.js';
 import type { SecurityConfig, SecurityDriverName, StackableDriverName } from '../security/driver.js';
 
 export class HostConfigError extends ConfigError {
@@ -66,6 +67,8 @@ export const hostEnvShape = {
   // Test-only fault injection (support/fault-points.ts); never set in production.
   VMFERRY_FAULTS: parsedText(parseFaults),
   VMFERRY_FAULT_DIR: text().transform((v) => v ?? '/tmp'),
+  // Test-only: probed QEMU features this worker acts as if its QEMU lacked (host-capabilities.ts).
+  VMFERRY_HOST_QEMU_HIDE: parsedText(parseQemuHide),
 };
 
 export type HostEnv = ReturnType<typeof readHostEnv>;

@@ -24,7 +24,8 @@ import type { Logger } from 'pino';
 import { createSecurityDriver, type SecurityDriver } from '../security/index.js';
 import { checkEmulator } from './emulators.js';
 import { happeningOf, reactTo, type LifecycleHost } from './guest-lifecycle.js';
-import { checkCpuOnHost, probeBinary, qemuInfo, startingDef } from './host-cpu.js';
+import { checkCpuOnHost, qemuInfo, startingDef } from './host-cpu.js';
+import { probeBinary } from './host-capabilities.js';
 import { HostTaps } from './taps.js';
 import { checkInterfacesBuildable } from '../qemu/devices/interface.js';
 import type { QemuProbe } from '../qemu/probe.js';
@@ -198,13 +199,13 @@ export class HostRuntime implements LifecycleHost {
 
   /** Probes the host's QEMU (at worker start; cached per binary and mtime). */
   async probeQemu(): Promise<QemuProbe> {
-    this.qemuProbe = await probeBinary(this.config.qemuBinary, this.config.runDir);
+    this.qemuProbe = await probeBinary(this.config.qemuBinary, this.config);
     return this.qemuProbe;
   }
 
   /** Refuses a definition whose CPU this host's QEMU cannot run (before anything is touched). */
   async checkCpu(def: DomainDef): Promise<QemuProbe | undefined> {
-    return await checkCpuOnHost(def, this.config.qemuBinary, this.config.runDir);
+    return await checkCpuOnHost(def, this.config);
   }
 
   /** Read-only, so it answers during a job (a migration's Perform included). */

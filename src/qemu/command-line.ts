@@ -35,6 +35,9 @@ export interface CommandLinePaths {
   cpuFacts?: AccelProbe;
 }
 
+/** The machine a definition without one runs (an alias: the QEMU at hand picks its version). */
+export const DEFAULT_MACHINE = 'pc';
+
 const BOOT_LETTERS: Record<string, string> = { hd: 'c', cdrom: 'd', network: 'n', fd: 'a' };
 
 function accelFor(def: DomainDef): string {
@@ -51,7 +54,13 @@ export function buildQemuArgs(def: DomainDef, paths: CommandLinePaths & { spiceP
   // Whatever a caller checked before: nothing reaches QEMU that is not built.
   checkBuilt(def);
   const accel = accelFor(def);
-  const machine = [def.os.machine ?? 'pc', `accel=${accel}`, 'usb=off', 'dump-guest-core=off', `acpi=${def.features.includes('acpi') ? 'on' : 'off'}`];
+  const machine = [
+    def.os.machine ?? DEFAULT_MACHINE,
+    `accel=${accel}`,
+    'usb=off',
+    'dump-guest-core=off',
+    `acpi=${def.features.includes('acpi') ? 'on' : 'off'}`,
+  ];
   const args: string[] = [
     '-name',
     `guest=${q(def.name)},debug-threads=on`,

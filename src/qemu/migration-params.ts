@@ -36,8 +36,39 @@ export function destinationCapabilities(flags: readonly MigrateFlag[]): Partial<
   return { events: true, 'postcopy-ram': flags.includes('postcopy') };
 }
 
+/** The names query-migrate-capabilities lists, in QEMU's order. */
+export function parseMigrationCapabilities(raw: unknown): string[] {
+  if (!Array.isArray(raw)) throw vmError(ErrorType.InternalError, 'query-migrate-capabilities did not return a list');
+  return raw.map((c: unknown) => {
+    const name = (c as { capability?: unknown } | null)?.capability;
+    if (typeof name !== 'string') throw vmError(ErrorType.InternalError, 'query-migrate-capabilities listed a capability without a name');
+    return name;
+  });
+}
+
+/** Every migration capability this QEMU knows (what migrate-set-capabilities accepts), in its order. */
+export async function migrationCapabilityNames(qmp: QmpClient): Promise<string[]> {
+  return parseMigrationCapabilities(await qmp.execute('query-migrate-capabilities'));
+}
+
+/**
+ * Writes `caps` as this QEMU can take them: a capability to turn off that the running QEMU does
+ * not know is left out (another QEMU version has another list, and off is what it is anyway);
+ * one to turn on that it does not know is refused, as Begin and Prepare refuse it from the probe.
+ */
 export async function setCapabilities(qmp: QmpClient, caps: Partial<Record<CapabilityName, boolean>>): Promise<void> {
-  const capabilities = Object.entries(caps).map(([capability, state]) => ({ capability, state }));
+  const known = new Set(await migrationCapabilityNames(qmp));
+  const unknownOn = Object.entries(caps)
+    .filter(([c, on]) => on === true && !known.has(c))
+    .map(([c]) => c);
+  if (unknownOn.length > 0) {
+    throw vmError(ErrorType.ConfigUnsupported, `this QEMU has no migration capability ${unknownOn.map((c) => `'${c}'`).join(', ')}`, {
+      capabilities: unknownOn,
+    });
+  }
+  const capabilities = Object.entries(caps)
+    .filter(([c]) => known.has(c))
+    .map(([capability, state]) => ({ capability, state }));
   try {
     await qmp.execute('migrate-set-capabilities', { capabilities });
   } catch (err) {

@@ -1,13 +1,18 @@
 // What a host's QEMU can do, asked of QEMU itself (features come from probing,
 // never from version numbers): one short-lived QEMU per accelerator with no
-// machine (`-machine none`), queried over QMP and told to quit. The answer is
-// cached per binary path and modification time, so a package upgrade is seen
-// at the next use and an unchanged binary is probed once per worker.
+// machine (`-machine none`), queried over QMP and told to quit: version, machine
+// types, CPU models, and what it can do for migration (capabilities-probe.ts).
+// The answer is cached per binary path and modification time, in memory and in
+// the host's state directory (probe-cache.ts), so a package upgrade is seen at
+// the next use and an unchanged binary is probed once, not once per worker start.
 import { accessSync, constants, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { ErrorType, vmError } from '../common/errors.js';
 import { terminate, waitForExit } from '../support/proc.js';
+import type { ProbedMachine, QemuMigrationCapabilities } from '../common/qemu-capabilities.js';
+import { probeMigrationCapabilities } from './capabilities-probe.js';
 import { launchQemu } from './launch.js';
+import { readCachedProbe, writeCachedProbe } from './probe-cache.js';
 import type { QmpClient } from './qmp-client.js';
 
 export type Accel = 'kvm' | 'tcg';
@@ -39,7 +44,8 @@ export interface QemuProbe {
   mtimeMs: number;
   version: string;
   package: string;
-  machines: { name: string; alias?: string; isDefault?: boolean; deprecated?: boolean }[];
+  machines: ProbedMachine[];
+  migration: QemuMigrationCapabilities;
   accels: Partial<Record<Accel, AccelProbe>>;
   probedAtMs: number;
   durationMs: number;
@@ -140,7 +146,17 @@ export async function probeQemu(binary: string, scratchDir: string, opts: { acce
   const started = Date.now();
   const workDir = mkdtempSync(join(scratchDir, 'probe-'));
   try {
-    const probe: QemuProbe = { binary, mtimeMs, version: '', package: '', machines: [], accels: {}, probedAtMs: started, durationMs: 0 };
+    const probe: QemuProbe = {
+      binary,
+      mtimeMs,
+      version: '',
+      package: '',
+      machines: [],
+      migration: { migrationCapabilities: [], migrationParameters: [], commands: {} as QemuMigrationCapabilities['commands'] },
+      accels: {},
+      probedAtMs: started,
+      durationMs: 0,
+    };
     for (const accel of accels) {
       probe.accels[accel] = await withProbeQemu(binary, accel, workDir, async (qmp) => {
         if (probe.version === '') {
@@ -154,6 +170,7 @@ export async function probeQemu(binary: string, scratchDir: string, opts: { acce
             ...(m['is-default'] ? { isDefault: true } : {}),
             ...(m.deprecated ? { deprecated: true } : {}),
           }));
+          probe.migration = await probeMigrationCapabilities(qmp);
         }
         return await probeAccel(qmp, accel);
       });
@@ -167,17 +184,29 @@ export async function probeQemu(binary: string, scratchDir: string, opts: { acce
 
 const cache = new Map<string, Promise<QemuProbe>>();
 
-/** The probe of `binary`, from the cache while the binary's mtime is unchanged. */
-export async function cachedProbe(binary: string, scratchDir: string): Promise<QemuProbe> {
+/**
+ * The probe of `binary`, from the cache while the binary's mtime is unchanged.
+ * `cacheDir`: where the probe is also kept across worker restarts (the host's state directory).
+ */
+export async function cachedProbe(binary: string, scratchDir: string, opts: { cacheDir?: string } = {}): Promise<QemuProbe> {
   const mtimeMs = statSync(binary, { throwIfNoEntry: false })?.mtimeMs;
   const key = `${binary}\0${mtimeMs}`;
   let p = cache.get(key);
   if (p === undefined) {
     for (const k of cache.keys()) if (k.startsWith(`${binary}\0`)) cache.delete(k);
-    p = probeQemu(binary, scratchDir);
+    p = fromDiskOrProbe(binary, mtimeMs, scratchDir, opts.cacheDir);
     cache.set(key, p);
     // A failed probe is not remembered: the next caller tries again.
     p.catch(() => cache.delete(key));
   }
   return await p;
+}
+
+async function fromDiskOrProbe(binary: string, mtimeMs: number | undefined, scratchDir: string, cacheDir: string | undefined): Promise<QemuProbe> {
+  if (cacheDir === undefined) return await probeQemu(binary, scratchDir);
+  const stored = mtimeMs === undefined ? undefined : readCachedProbe(cacheDir, binary, mtimeMs);
+  if (stored !== undefined) return stored;
+  const probe = await probeQemu(binary, scratchDir);
+  writeCachedProbe(cacheDir, probe);
+  return probe;
 }

@@ -31,6 +31,8 @@ import { hostTunnel, requireTunnel } from './host-tunnel.js';
 import { makeIncomingNbdDir, removeTunnelNbdDir } from './tunnel-nbd.js';
 import type { SecurityContext } from '../../security/index.js';
 import { checkEmulator } from '../emulators.js';
+import { checkMigrationEnd, probeFor } from '../host-capabilities.js';
+import { DEFAULT_MACHINE } from '../../qemu/command-line.js';
 import { applyStartupPolicy } from '../startup-policy.js';
 import { migrateHook } from '../hooks.js';
 import { checkInterfacesBuildable } from '../../qemu/devices/interface.js';
@@ -118,7 +120,10 @@ export async function prepare(d: DestinationDeps, a: PrepareArgs): Promise<Prepa
   checkDiskSafety(def, a.flags, { copied: new Set(images.map((i) => i.target)) });
   checkEmulator(rt.config.emulators, def);
   checkNoConflict(rt, def);
-  // The CPU the source sent must run here: refused now, before any record, port or QEMU.
+  // The machine type the guest runs, the capabilities and commands the flags need, and the CPU the source sent must all be
+  // this host's QEMU's: refused now, before any record, port or QEMU.
+  if (!a.flags.includes('offline'))
+    checkMigrationEnd(rt.config.name, 'destination', await probeFor(def, rt.config), a.flags, def.os.machine ?? DEFAULT_MACHINE);
   if (!a.flags.includes('offline')) await rt.checkCpu(def);
   // Each disk's lease is free, or held for this domain by the source (its cookie says so): Finish takes them.
   if (!a.flags.includes('offline')) await rt.leases.checkIncoming(def, { domain: destName, uuid }, srcCookie?.lockState);

@@ -30,6 +30,7 @@ import { copyStorage, storageSwitchover } from './storage-perform.js';
 import { closeTunnelRelay } from './tunnel-nbd.js';
 import { formatMigrationCookie, parseMigrationCookie, type MigrationCookie } from '../../migration/cookie.js';
 import { ovsCookieInterfaces } from '../openvswitch.js';
+import { relocateGraphics } from './graphics-relocation.js';
 import { monitorMigration } from './monitor.js';
 import { cancelMigration, queryMigration, startMigration } from '../../qemu/migration-engine.js';
 import { isMigrationActive } from '../../qemu/migration-info.js';
@@ -40,6 +41,8 @@ import { disableMigrationTls, enableMigrationTls } from './qemu-tls.js';
 import { SourceTunnel, type SourceTunnelSpec } from '../../migration/tunnel/source-session.js';
 import { timeoutOptions } from './timeout-action.js';
 import { withConcreteCpu, withLiveCpu } from '../host-cpu.js';
+import { checkMigrationEnd, probeFor, withMachine } from '../host-capabilities.js';
+import { currentMachineType } from '../../qemu/capabilities-probe.js';
 
 const TUNNEL_FD_NAME = 'vmf-tunnel-out';
 
@@ -79,6 +82,8 @@ export async function begin(rt: HostRuntime, a: BeginArgs): Promise<BeginResult>
   const sourceDef = offline && persistentDef ? persistentDef : liveDef;
   const storage = offline ? undefined : planStorageCopy(sourceDef, flags, a.migrateDisks, rt.config.sharedStoragePaths);
   checkDiskSafety(sourceDef, flags, { sharedStoragePaths: rt.config.sharedStoragePaths, copied: new Set(storage?.disks.map((d) => d.target.dev)) });
+  // This QEMU must do what the flags ask (the destination's Prepare checks its own).
+  if (!offline && dom) checkMigrationEnd(rt.config.name, 'source', await probeFor(liveDef, rt.config), flags);
   const nbd = storage && storage.disks.length > 0 && dom ? await announceDisks(dom, storage) : undefined;
   // The leases go with the guest at the switchover, in the v3 cookie: v2 has none to carry them (libvirt refuses it too).
   const lockState = offline ? undefined : rt.leases.lockState(liveDef);
@@ -91,14 +96,16 @@ export async function begin(rt: HostRuntime, a: BeginArgs): Promise<BeginResult>
   // The live CPU leaves as it runs: a host-model guest was started as its expanded custom CPU (host-cpu.ts), and a
   // destination XML saying host-model means that CPU. Only a guest an older worker started as host/max is expanded now.
   const liveQmp = offline ? undefined : dom?.qmp;
-  let xml = migratableDomainXml(await withConcreteCpu(liveQmp, sourceDef));
+  // The guest leaves as the versioned machine type it runs (pc-i440fx-7.2, not pc): the destination's QEMU must have that one.
+  const machine = liveQmp ? await currentMachineType(liveQmp) : undefined;
+  let xml = migratableDomainXml(withMachine(await withConcreteCpu(liveQmp, sourceDef), machine));
   if (a.destinationXml !== undefined) {
     const dest = withLiveCpu(parseDomainXml(a.destinationXml), sourceDef);
     // Refused here, before the job is taken, rather than at the destination's Prepare.
     checkBuilt(dest);
     checkDestinationName(dest, name, a.dname);
     checkAbiStability(dest, migratableDomainDef(sourceDef));
-    xml = migratableDomainXml(await withConcreteCpu(liveQmp, dest));
+    xml = migratableDomainXml(withMachine(await withConcreteCpu(liveQmp, dest), machine));
   }
 
   const wantPersistent = flags.includes('persist-dest') && persistentDef !== undefined;
@@ -162,23 +169,6 @@ export async function begin(rt: HostRuntime, a: BeginArgs): Promise<BeginResult>
     bandwidthMiBps: a.bandwidthMiBps ?? 0,
     ...(a.maxDowntimeMs !== undefined ? { maxDowntimeMs: a.maxDowntimeMs } : {}),
   };
-}
-
-/** SPICE clients follow the guest when told where the destination listens; a failure costs them a reconnect only. */
-async function relocateGraphics(rt: HostRuntime, dom: RunningDomain, cookie: MigrationCookie | undefined): Promise<void> {
-  const g = cookie?.graphics;
-  if (!g || g.type !== 'spice') return;
-  if (!parseDomainXml(dom.domainXml).devices.graphics.some((x) => x.type === 'spice')) return;
-  const hostname = g.listen === '0.0.0.0' || g.listen === '::' ? cookie.hostname : g.listen;
-  const args: Record<string, unknown> = { protocol: 'spice', hostname, port: g.port };
-  if (g.tlsPort !== undefined && g.tlsPort > 0) args['tls-port'] = g.tlsPort;
-  if (g.tlsSubject !== undefined) args['cert-subject'] = g.tlsSubject;
-  try {
-    await dom.qmp.execute('client_migrate_info', args);
-    rt.log.info({ domain: dom.name, to: `${hostname}:${g.port}` }, 'SPICE clients told where the destination listens');
-  } catch (err) {
-    rt.log.warn({ domain: dom.name, err: String(err) }, 'graphics client relocation failed; clients will reconnect by hand');
-  }
 }
 
 export async function perform(rt: HostRuntime, a: PerformArgs): Promise<PerformResult> {

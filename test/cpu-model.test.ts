@@ -14,6 +14,9 @@ import { expandHostModelCpu, expandHostModelFromProbe, pickCpuModel } from '../s
 import { checkCpuBuildable, checkCpuRunnable, cpuArgs } from '../src/qemu/devices/cpu.js';
 import { launchQemu } from '../src/qemu/launch.js';
 import { probeQemu, type QemuProbe } from '../src/qemu/probe.js';
+import { currentMachineType } from '../src/qemu/capabilities-probe.js';
+import { resolveMachine, type ProbedCommand } from '../src/common/qemu-capabilities.js';
+import { qemuInfo } from '../src/host/host-cpu.js';
 import { terminate, waitForExit } from '../src/support/proc.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'vmf-cpu-'));
@@ -204,6 +207,25 @@ describe('host probe and the checks made from it (real QEMU, TCG)', () => {
     expect(() => checkCpuRunnable(def, probe)).toThrow(expect.objectContaining({ type: 'ConfigUnsupported' }));
   });
 
+  it('reports what the QEMU can do for migration, from the QMP schema, and hostInfo carries it', () => {
+    // Aliases resolve to versioned types of this QEMU, whatever its version.
+    expect(resolveMachine(probe.machines, 'pc')).toMatch(/^pc-i440fx-\d+\.\d+$/);
+    expect(resolveMachine(probe.machines, 'q35')).toMatch(/^pc-q35-\d+\.\d+$/);
+    const m = probe.migration;
+    for (const c of ['events', 'xbzrle', 'auto-converge', 'postcopy-ram', 'pause-before-switchover', 'multifd', 'return-path'])
+      expect(m.migrationCapabilities).toContain(c);
+    for (const p of ['max-bandwidth', 'downtime-limit', 'multifd-channels', 'tls-creds', 'announce-rounds']) expect(m.migrationParameters).toContain(p);
+    // Output-only fields of MigrationParameters are not settable, so not listed.
+    expect(m.migrationParameters).not.toContain('status');
+    for (const c of ['migrate-incoming', 'migrate-recover', 'nbd-server-start', 'block-dirty-bitmap-add', 'blockdev-mirror'])
+      expect(m.commands[c as ProbedCommand], c).toBe(true);
+    const info = qemuInfo(probe);
+    expect(info.machineAliases.pc).toBe(resolveMachine(probe.machines, 'pc'));
+    expect(info.machines).toContain(info.machineAliases.pc);
+    expect(info.migrationCapabilities).toEqual(m.migrationCapabilities);
+    expect(info.commands).toContain('nbd-server-start');
+  });
+
   it("accepts a runnable model, a disabled unavailable feature, and check='none' (QEMU only warns then)", () => {
     for (const cpu of [
       '<cpu><model>Westmere</model></cpu>',
@@ -250,6 +272,8 @@ describe('host-model expansion (real QEMU, TCG)', () => {
     expect(() => checkCpuRunnable(expanded, probe)).not.toThrow();
     const l = await run(expanded, 'probe-expanded');
     try {
+      // Started as `pc`, it runs the versioned type the alias stands for (what a migration pins on the destination).
+      expect(await currentMachineType(l.qmp)).toBe(resolveMachine(probe.machines, 'pc'));
       const path = (await l.qmp.execute<{ 'qom-path': string }[]>('query-cpus-fast'))[0]!['qom-path'];
       // Every feature the host model has on is on in the running guest.
       for (const f of probe.accels.tcg!.hostModelFeatures) expect(await l.qmp.execute('qom-get', { path, property: f }), f).toBe(true);

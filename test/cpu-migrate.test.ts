@@ -9,6 +9,12 @@
 // qemu-system-i386, which has no long mode, so its probe lists `lm` and
 // `syscall` among every x86-64 model's unavailable features.
 //
+// The same host also lacks what a migration needs of its QEMU (host capabilities,
+// README "QEMU capabilities"): its worker hides the versioned machine type `pc`
+// stands for (pc-i440fx-X.Y, the type the guests run) and post-copy from its probe
+// (the test-only VMFERRY_HOST_QEMU_HIDE), so a migration there is refused at
+// Prepare naming both, and `vmferry capabilities` shows how the two hosts differ.
+//
 // The vCPU is read over the guest's own QMP socket, which takes one client:
 // the host worker is stopped for the read (QEMU keeps running, as on any
 // worker restart) and started again, reattaching to the guest.
@@ -26,6 +32,9 @@ import { TestCluster } from './helpers/cluster.js';
 import { guestXml } from './helpers/guest-xml.js';
 import { domainOf, failureOf, namesOf, startMigration } from './helpers/migration.js';
 import { runJob } from './helpers/save.js';
+import { vmferry } from './helpers/vmferry-cli.js';
+import type { HostQemuInfo } from '../src/common/domain-types.js';
+import { inventoryQuery, inventoryWorkflowId } from '../src/common/inventory-types.js';
 
 const cluster = new TestCluster();
 const A = 'cpu-a';
@@ -41,6 +50,7 @@ beforeAll(async () => {
     cluster.startHost(B, { VMFERRY_HOST_MIGRATION_PORT_MIN: '49258', VMFERRY_HOST_MIGRATION_PORT_MAX: '49265' }),
     cluster.startHost(I386, {
       VMFERRY_QEMU_BINARY: which('qemu-system-i386')!,
+      VMFERRY_HOST_QEMU_HIDE: 'machine:pc,capability:postcopy-ram',
       VMFERRY_HOST_MIGRATION_PORT_MIN: '49266',
       VMFERRY_HOST_MIGRATION_PORT_MAX: '49273',
     }),
@@ -62,6 +72,22 @@ async function dumpxml(host: string, name: string, inactive = false): Promise<st
   if (!('xml' in r)) throw new Error('no xml');
   return r.xml;
 }
+
+/** What a host's worker last reported of its QEMU (its inventory, which `vmferry capabilities` prints). */
+async function reportedQemu(host: string): Promise<HostQemuInfo> {
+  const view = await cluster.client.workflow.getHandle(inventoryWorkflowId(host)).query(inventoryQuery);
+  expect(view?.hostInfo.qemu).toBeDefined();
+  return view!.hostInfo.qemu!;
+}
+
+/** The versioned type `pc` stands for on A's QEMU: what a guest defined as `pc` runs and migrates as. */
+async function versionedPc(): Promise<string> {
+  const pc = (await reportedQemu(A)).machineAliases.pc;
+  expect(pc).toMatch(/^pc-i440fx-\d+\.\d+$/);
+  return pc!;
+}
+
+const escaped = (s: string): string => s.replace(/[.()]/g, '\\$&');
 
 const IDENTITY = ['vendor', 'family', 'model', 'stepping', 'model-id'] as const;
 
@@ -152,7 +178,64 @@ describe('host-model CPUs start as the concrete CPU that stands for the host, an
     const result = await migration.result();
     expect(result.destination).toMatchObject({ state: 'running', host: B });
     expect(parseDomainXml(await dumpxml(B, 'hm-mig')).cpu).toEqual(liveCpu);
+    // Defined as `pc`, it arrives pinned to the versioned type it ran as on A.
+    expect(parseDomainXml(await dumpxml(A, 'hm-mig', true)).os.machine).toBe('pc');
+    expect(parseDomainXml(await dumpxml(B, 'hm-mig')).os.machine).toBe(await versionedPc());
     expect(await cpuIdentity(B, 'hm-mig')).toEqual(before);
     await cluster.op(B, { op: 'destroy', name: 'hm-mig' });
+  });
+
+  it("a destination lacking the guest's machine type and post-copy: refused at Prepare naming both, nothing changed; capabilities shows each host's QEMU", async () => {
+    const pc = await versionedPc();
+    const uuid = randomUUID();
+    await cluster.op(A, { op: 'define', xml: guestXml({ name: 'mt-mig', uuid, memoryMiB: 64 }) });
+    await cluster.op(A, { op: 'start', name: 'mt-mig' });
+    const started = domainOf(await cluster.op(A, { op: 'info', name: 'mt-mig' }));
+    const refused = await failureOf(
+      (
+        await startMigration(cluster.client, { domain: 'mt-mig', domainUuid: uuid, sourceHost: A, destinationHost: I386, flags: ['live', 'postcopy'] })
+      ).result(),
+    );
+    expect(refused.type, refused.message).toBe('ConfigUnsupported');
+    expect(refused.message).toMatch(
+      new RegExp(
+        `destination host '${I386}' cannot take part in this migration: its QEMU [0-9.]+ \\(\\S*qemu-system-i386\\) ` +
+          `lacks machine type '${escaped(pc)}', migration capability 'postcopy-ram' \\(for 'postcopy'\\)$`,
+      ),
+    );
+    // The source guest runs on untouched, with no job left; nothing on the destination: no domain, QEMU, file or job record.
+    expect(domainOf(await cluster.op(A, { op: 'info', name: 'mt-mig' }))).toMatchObject({ state: 'running', pid: started.pid });
+    expect(isProcessAlive(started.pid!)).toBe(true);
+    expect(readdirSync(join(cluster.hosts.get(A)!.baseDir, 'state', 'jobs'))).toEqual([]);
+    expect(namesOf(await cluster.op(I386, { op: 'list' }))).toEqual([]);
+    const base = cluster.hosts.get(I386)!.baseDir;
+    expect(readdirSync(join(base, 'run')).filter((f) => f.startsWith('mt-mig'))).toEqual([]);
+    const jobsDir = join(base, 'state', 'jobs');
+    expect(existsSync(jobsDir) ? readdirSync(jobsDir) : []).toEqual([]);
+
+    // What the operator sees: A has the type and post-copy, the other host has neither.
+    const text = await vmferry({ address: cluster.address, host: A }, 'capabilities');
+    expect(text.code, text.stderr).toBe(0);
+    expect(text.stdout).toMatch(new RegExp(`^  ${escaped(pc)} \\(alias pc, default\\)$`, 'm'));
+    expect(text.stdout).toMatch(/^Migration capabilities: .*\bpostcopy-ram\b/m);
+    expect(text.stdout).toMatch(/^Migration parameters: .*\bmax-bandwidth\b/m);
+    expect(text.stdout).toMatch(/^Commands: .*\bnbd-server-start\b/m);
+    const before = await reportedQemu(I386);
+    expect(before.binary).toMatch(/qemu-system-i386$/);
+    expect(before.machines).not.toContain(pc);
+    expect(before.machineAliases.pc).toBeUndefined();
+    expect(before.migrationCapabilities).not.toContain('postcopy-ram');
+    expect(before.migrationCapabilities).toContain('xbzrle');
+    // A restarted worker reads its probe from the state directory: the same probe (same time), no new QEMU run.
+    const firstPid = cluster.hosts.get(I386)!.worker!.pid;
+    await cluster.hosts.get(I386)!.worker!.stop();
+    const restarted = await cluster.startHost(I386);
+    expect(restarted.worker!.pid).not.toBe(firstPid);
+    // The new worker's own report (it reports before it takes tasks), not the old one's.
+    expect((await cluster.client.workflow.getHandle(inventoryWorkflowId(I386)).query(inventoryQuery))?.workerPid).toBe(restarted.worker!.pid);
+    const after = await reportedQemu(I386);
+    expect(after).toEqual(before);
+    await cluster.op(A, { op: 'destroy', name: 'mt-mig' });
+    await cluster.op(A, { op: 'undefine', name: 'mt-mig' });
   });
 });

@@ -120,11 +120,11 @@ export async function prepare(d: DestinationDeps, a: PrepareArgs): Promise<Prepa
   checkDiskSafety(def, a.flags, { copied: new Set(images.map((i) => i.target)) });
   checkEmulator(rt.config.emulators, def);
   checkNoConflict(rt, def);
-  // The machine type the guest runs, the capabilities and commands the flags need, and the CPU the source sent must all be
+  // The CPU the source sent, the machine type the guest runs, and the capabilities and commands the flags need must all be
   // this host's QEMU's: refused now, before any record, port or QEMU.
+  if (!a.flags.includes('offline')) await rt.checkCpu(def);
   if (!a.flags.includes('offline'))
     checkMigrationEnd(rt.config.name, 'destination', await probeFor(def, rt.config), a.flags, def.os.machine ?? DEFAULT_MACHINE);
-  if (!a.flags.includes('offline')) await rt.checkCpu(def);
   // Each disk's lease is free, or held for this domain by the source (its cookie says so): Finish takes them.
   if (!a.flags.includes('offline')) await rt.leases.checkIncoming(def, { domain: destName, uuid }, srcCookie?.lockState);
   let persistentXml: string | undefined;

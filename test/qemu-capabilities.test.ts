@@ -15,7 +15,8 @@ import { commandArguments, machineTypeOfClass, parseSchema } from '../src/qemu/c
 import { parseMigrationCapabilities } from '../src/qemu/migration-params.js';
 import { PROBE_CACHE_FILE, PROBE_FORMAT, readCachedProbe, writeCachedProbe } from '../src/qemu/probe-cache.js';
 import { cachedProbe, type QemuProbe } from '../src/qemu/probe.js';
-import { parseDomainXml } from '../src/domain/index.js';
+import { parseDomainXml, pinMachineAlias } from '../src/domain/index.js';
+import { checkAbiStability } from '../src/migration/abi-check.js';
 import { guestXml } from './helpers/guest-xml.js';
 import { ApplicationFailure } from '@temporalio/common';
 
@@ -122,6 +123,24 @@ describe('parsing the probe', () => {
     expect(withMachine(def, 'pc-i440fx-7.2').os.machine).toBe('pc-i440fx-7.2');
     expect(def.os.machine).toBe('pc');
     expect(withMachine(def, undefined)).toBe(def);
+  });
+
+  it("a replacement XML naming the alias takes the guest's versioned type of that family; the ABI check then compares like with like", () => {
+    const given = parseDomainXml(guestXml({ name: 'g', memoryMiB: 64 }));
+    const running = withMachine(given, 'pc-i440fx-7.2');
+    expect(() => checkAbiStability(given, running)).toThrow(/machine type 'pc' does not match source 'pc-i440fx-7.2'/);
+    const pinned = pinMachineAlias(given, 'pc-i440fx-7.2');
+    expect(pinned.os.machine).toBe('pc-i440fx-7.2');
+    expect(() => checkAbiStability(pinned, running)).not.toThrow();
+    const machineOf = (own: string | undefined, guest: string | undefined) =>
+      pinMachineAlias({ ...given, os: { ...given.os, machine: own } }, guest).os.machine;
+    expect(machineOf(undefined, 'pc-i440fx-10.0')).toBe('pc-i440fx-10.0');
+    expect(machineOf('q35', 'pc-q35-7.2')).toBe('pc-q35-7.2');
+    // Another family, another version, or nothing known of the guest: left for the ABI check.
+    expect(machineOf('q35', 'pc-i440fx-7.2')).toBe('q35');
+    expect(machineOf('pc', 'pc-q35-7.2')).toBe('pc');
+    expect(machineOf('pc-i440fx-7.1', 'pc-i440fx-7.2')).toBe('pc-i440fx-7.1');
+    expect(machineOf('pc', undefined)).toBe('pc');
   });
 });
 

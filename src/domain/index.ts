@@ -9,6 +9,7 @@ export { unmodelledCpuContent } from './cpu-xml.js';
 export { parseDomainXml, type ParseDomainOptions } from './domain-parse.js';
 export { formatDomainXml } from './domain-format.js';
 export { migratableDomainDef, migratableDomainXml } from './migratable.js';
+export { pinMachineAlias } from './machine-alias.js';
 export { withoutSecrets } from './security-info.js';
 export { validateDomainDef } from './domain-validate.js';
 export { checkBuilt } from './built-check.js';

@@ -16,7 +16,7 @@ import {
   type RestorePlan,
   type RestoreResult,
 } from '../../common/save-types.js';
-import { checkBuilt, formatDomainXml, normalizeUuid, parseDomainXml, type DomainDef } from '../../domain/index.js';
+import { checkBuilt, formatDomainXml, normalizeUuid, parseDomainXml, pinMachineAlias, type DomainDef } from '../../domain/index.js';
 import { checkAbiStability, checkDestinationName } from '../../migration/abi-check.js';
 import { logTail } from '../../qemu/launch.js';
 import { filterCommand } from '../../saveimage/compressor.js';
@@ -72,7 +72,7 @@ export function restoreJobs(deps: JobDeps, recovered: Promise<void>) {
     const imageDef = parseDomainXml(header.domainXml);
     let def = imageDef;
     if (args.xml !== undefined) {
-      const alt = parseDomainXml(args.xml);
+      const alt = pinMachineAlias(parseDomainXml(args.xml), imageDef.os.machine);
       checkDestinationName(alt, imageDef.name, undefined);
       checkAbiStability(alt, imageDef);
       def = alt;
@@ -80,7 +80,7 @@ export function restoreJobs(deps: JobDeps, recovered: Promise<void>) {
     // The operator's restore hook sees the definition first; a replacement must keep the guest's ABI, as libvirt checks.
     const replaced = await restoreHook(rt, def.name, formatDomainXml(def));
     if (replaced !== undefined) {
-      const hooked = parseDomainXml(replaced);
+      const hooked = pinMachineAlias(parseDomainXml(replaced), def.os.machine);
       checkDestinationName(hooked, def.name, undefined);
       checkAbiStability(hooked, def);
       def = hooked;

@@ -5,7 +5,7 @@
 import { realpathSync } from 'node:fs';
 import { ErrorType, vmError } from '../../common/errors.js';
 import type { ManagedSaveState, SaveImageXmlResult } from '../../common/save-types.js';
-import { formatDomainXml, parseDomainXml, withoutSecrets } from '../../domain/index.js';
+import { formatDomainXml, parseDomainXml, pinMachineAlias, withoutSecrets } from '../../domain/index.js';
 import { checkAbiStability, checkDestinationName } from '../../migration/abi-check.js';
 import { readSaveHeader, rewriteSaveImageXml } from '../../saveimage/header.js';
 import { checkImageSource, checkInsideDirs } from '../../saveimage/image-path.js';
@@ -32,7 +32,7 @@ export function saveImageJobs(deps: JobDeps, recovered: Promise<void>) {
       checkInsideDirs(realpathSync(p), deps.allowedDirs);
       if (typeof xml !== 'string') throw vmError(ErrorType.OperationInvalid, 'save-image-define needs the new XML');
       const current = parseDomainXml((await readSaveHeader(p)).domainXml);
-      const next = parseDomainXml(xml);
+      const next = pinMachineAlias(parseDomainXml(xml), current.os.machine);
       checkDestinationName(next, current.name, undefined);
       checkAbiStability(next, current);
       const text = formatDomainXml(next);

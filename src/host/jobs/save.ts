@@ -15,7 +15,7 @@ import type { Context } from '@temporalio/activity';
 import { ErrorType, vmError } from '../../common/errors.js';
 import type { HostJob } from '../domain-lock.js';
 import { checkFormat, checkRunState, type SaveBeginArgs, type SavePlan, type SaveResult } from '../../common/save-types.js';
-import { formatDomainXml, migratableDomainDef, migratableDomainXml, normalizeUuid, parseDomainXml } from '../../domain/index.js';
+import { formatDomainXml, migratableDomainDef, migratableDomainXml, normalizeUuid, parseDomainXml, pinMachineAlias } from '../../domain/index.js';
 import { checkAbiStability, checkDestinationName } from '../../migration/abi-check.js';
 import { encodeAlignedSaveHeader } from '../../saveimage/aligned-header.js';
 import { filterCommand } from '../../saveimage/compressor.js';
@@ -179,7 +179,7 @@ export function saveJobs(deps: JobDeps, recovered: Promise<void>) {
       // saying host-model also means; a guest an older worker started as host/max is expanded now.
       let xml = migratableDomainXml(await withConcreteCpu(dom.qmp, live));
       if (args.xml !== undefined) {
-        const alt = withLiveCpu(parseDomainXml(args.xml), live);
+        const alt = pinMachineAlias(withLiveCpu(parseDomainXml(args.xml), live), live.os.machine);
         checkDestinationName(alt, name, undefined);
         checkAbiStability(alt, migratableDomainDef(live));
         xml = formatDomainXml(await withConcreteCpu(dom.qmp, alt));

@@ -16,7 +16,7 @@ import type {
   PerformResult,
 } from '../../common/migration-types.js';
 import { streamEncrypted } from '../../common/migration-types.js';
-import { checkBuilt, formatDomainXml, migratableDomainDef, migratableDomainXml, normalizeUuid, parseDomainXml } from '../../domain/index.js';
+import { checkBuilt, formatDomainXml, migratableDomainDef, migratableDomainXml, normalizeUuid, parseDomainXml, pinMachineAlias } from '../../domain/index.js';
 import { faultPoint } from '../../support/fault-points.js';
 import { whileHeartbeating } from '../../support/step-heartbeat.js';
 import type { HostJob } from '../domain-lock.js';
@@ -100,7 +100,7 @@ export async function begin(rt: HostRuntime, a: BeginArgs): Promise<BeginResult>
   const machine = liveQmp ? await currentMachineType(liveQmp) : undefined;
   let xml = migratableDomainXml(withMachine(await withConcreteCpu(liveQmp, sourceDef), machine));
   if (a.destinationXml !== undefined) {
-    const dest = withLiveCpu(parseDomainXml(a.destinationXml), sourceDef);
+    const dest = pinMachineAlias(withLiveCpu(parseDomainXml(a.destinationXml), sourceDef), sourceDef.os.machine);
     // Refused here, before the job is taken, rather than at the destination's Prepare.
     checkBuilt(dest);
     checkDestinationName(dest, name, a.dname);

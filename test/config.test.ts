@@ -182,8 +182,14 @@ describe('configuration', () => {
       temporal: { address: '127.0.0.1:7233', namespace: 'default' },
       security: { driver: 'none', rememberDir: join(tmp, 'base', 'state', 'security') },
       worker: { logLevel: 'info', auditLog: join(tmp, 'base', 'log', 'audit.log'), autoDestroyIntervalMs: 10_000, inventoryIntervalMs: 30_000 },
+      qemuHide: { machines: [], capabilities: [], parameters: [], commands: [] },
       faults: { points: new Map(), dir: '/tmp' },
     });
+    // Tests only: what the worker acts as if its QEMU lacked; a bad entry stops the worker at start.
+    expect(host({ VMFERRY_HOST_QEMU_HIDE: 'machine:pc,capability:postcopy-ram' }).qemuHide).toMatchObject({ machines: ['pc'], capabilities: ['postcopy-ram'] });
+    expect(failure(() => host({ VMFERRY_HOST_QEMU_HIDE: 'cpu:max' }), HostConfigError)).toMatch(
+      /VMFERRY_HOST_QEMU_HIDE="cpu:max": bad VMFERRY_HOST_QEMU_HIDE entry/,
+    );
     // The UUID survives a restart; the memory directory follows the name.
     expect(host({}).hostUuid).toBe(cfg.hostUuid);
     const name = `cfg-${process.pid}`;

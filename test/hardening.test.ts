@@ -195,6 +195,8 @@ describe('hardening', () => {
       join(base, 'log'),
       join(base, 'state', 'domains', `${NAME}.xml`),
       join(base, 'state', 'host-uuid'),
+      // The QEMU probe the worker keeps across restarts.
+      join(base, 'state', 'qemu-probe.json'),
       join(base, 'state', 'jobs', `${NAME}.json`),
       join(base, 'state', 'security', 'dac-labels.json'),
       join(base, 'run', `${NAME}.xml`),

@@ -23,7 +23,10 @@ export function printCapabilities(ctx: VerbContext, h: HostInfo): void {
   row(ctx, 'Accelerators', q.accels.map((a) => a.accel).join(', '));
   const aliasesOf = (name: string): string[] => Object.keys(q.machineAliases).filter((a) => q.machineAliases[a] === name);
   row(ctx, 'Machine types', String(q.machines.length));
-  for (const m of q.machines) {
+  // The default and the aliased types first, then the rest newest first (QEMU lists them in no order).
+  const rank = (m: string): number => (m === q.defaultMachine ? 0 : aliasesOf(m).length > 0 ? 1 : 2);
+  const ordered = [...q.machines].sort((x, y) => rank(x) - rank(y) || y.localeCompare(x, 'en', { numeric: true }));
+  for (const m of ordered) {
     const notes = [...aliasesOf(m).map((a) => `alias ${a}`), ...(m === q.defaultMachine ? ['default'] : [])];
     ctx.out(`  ${m}${notes.length > 0 ? ` (${notes.join(', ')})` : ''}`);
   }

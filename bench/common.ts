@@ -118,10 +118,14 @@ export class BenchEnv {
     return q;
   }
 
-  /** A QEMU from a command line the caller built (e.g. from a domain definition), stopped with the others by stop(). */
-  async rawLaunch(args: string[], qmpSocket: string): Promise<RawQemu> {
+  /**
+   * A QEMU from a command line the caller built (e.g. from a domain definition), stopped with the others by stop().
+   * `prefix` runs it under a program that execs it (`ip netns exec NAME`), so the PID stays QEMU's.
+   */
+  async rawLaunch(args: string[], qmpSocket: string, prefix: string[] = []): Promise<RawQemu> {
     const n = this.rawSeq++;
-    const { pid, qmp } = await launchQemu({ binary: 'qemu-system-x86_64', args, qmpSocket, logFile: join(this.root, `raw-${n}.log`) });
+    const [binary, ...rest] = [...prefix, 'qemu-system-x86_64', ...args] as [string, ...string[]];
+    const { pid, qmp } = await launchQemu({ binary, args: rest, qmpSocket, logFile: join(this.root, `raw-${n}.log`) });
     const q = { pid, qmp, ram: '' };
     this.raws.add(q);
     return q;

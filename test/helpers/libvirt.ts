@@ -5,6 +5,9 @@
 // /etc, /run or /var is touched. qemu.conf is written per start: libvirt 9.0
 // takes a save image's compression only from `save_image_format` there.
 // virsh runs as the same user against the daemon's socket. Stopped by its PID.
+// Options for a daemon that stands for one host of two (the storage bench): it
+// runs inside a network namespace, and has a host UUID of its own (libvirt
+// refuses a migration between daemons that report the same one).
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { chownSync, existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -39,7 +42,15 @@ export class LibvirtDaemon {
   private stderr = '';
 
   /** `root` must exist and be owned by root; the daemon's files go in it. */
-  constructor(readonly root: string) {}
+  constructor(
+    readonly root: string,
+    readonly opts: { netns?: string; hostUuid?: string } = {},
+  ) {}
+
+  /** Its socket, for a URI another virsh names it by (`qemu+unix:///session?socket=...`). */
+  get socket(): string {
+    return this.dir('run', 'libvirt', 'libvirt-sock');
+  }
 
   private dir(...parts: string[]): string {
     return join(this.root, ...parts);
@@ -72,7 +83,16 @@ export class LibvirtDaemon {
     // stdio_handler=file: QEMU logs to a file, so libvirtd spawns no virtlogd we would have to stop.
     writeFileSync(this.dir('config', 'libvirt', 'qemu.conf'), `stdio_handler = "file"\nsave_image_format = "${saveImageFormat}"\n`);
     chownSync(this.dir('config', 'libvirt', 'qemu.conf'), this.user.uid, this.user.gid);
-    const child = spawn(which('libvirtd')!, [], { cwd: this.root, env: this.env, uid: this.user.uid, gid: this.user.gid, stdio: ['ignore', 'ignore', 'pipe'] });
+    if (this.opts.hostUuid) {
+      writeFileSync(this.dir('config', 'libvirt', 'libvirtd.conf'), `host_uuid = "${this.opts.hostUuid}"\n`);
+      chownSync(this.dir('config', 'libvirt', 'libvirtd.conf'), this.user.uid, this.user.gid);
+    }
+    const { uid, gid } = this.user;
+    // In a namespace: nsenter (root) enters it and drops to the daemon's user before it execs libvirtd.
+    const [program, args, ids] = this.opts.netns
+      ? [which('nsenter')!, [`--net=/run/netns/${this.opts.netns}`, `--setgid=${gid}`, `--setuid=${uid}`, '--', which('libvirtd')!], {}]
+      : [which('libvirtd')!, [], { uid, gid }];
+    const child = spawn(program, args, { cwd: this.root, env: this.env, ...ids, stdio: ['ignore', 'ignore', 'pipe'] });
     this.child = child;
     child.stderr!.on('data', (d: Buffer) => (this.stderr = (this.stderr + d.toString()).slice(-8000)));
     this.exited = new Promise((resolve) => child.once('exit', () => resolve()));
@@ -113,6 +133,20 @@ export class LibvirtDaemon {
       encoding: 'utf8',
       timeout: 120_000,
     });
+  }
+
+  /** virsh without blocking the event loop (a migration takes a while): its exit code and output. */
+  async virshAsync(...args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+    const child = spawn(which('virsh')!, ['-q', '-c', 'qemu:///session', ...args], { env: this.env, uid: this.user.uid, gid: this.user.gid });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const code = await new Promise<number | null>((resolve, reject) => {
+      child.once('error', reject);
+      child.once('close', (c) => resolve(c));
+    });
+    return { code, stdout, stderr };
   }
 
   /** Runs virsh; its stdout, or an error with its stderr. */

@@ -11,7 +11,8 @@
 //            namespaces (storage-libvirt.ts).
 // Per tool: total time (each round, median), downtime (STOP to RESUME), bytes that crossed
 // the link; ratios of medians vmferry/raw (target <= 1.1) and vmferry/libvirt (target < 1).
-// Usage: node --import tsx bench/storage-migrate.ts [--rounds N] [--disk-mib N]   (BENCH_PROFILE=1: vmferry's step timeline)
+// Usage: node --import tsx bench/storage-migrate.ts [--rounds N] [--disk-mib N] [--only raw,vmferry,libvirt]
+//        (BENCH_PROFILE=1: vmferry's step timeline and its host workers' log lines)
 import { execFile, spawnSync } from 'node:child_process';
 import { randomFillSync, randomUUID } from 'node:crypto';
 import { chownSync, closeSync, mkdirSync, mkdtempSync, openSync, rmSync, writeSync } from 'node:fs';
@@ -20,7 +21,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type { MigrateInput, MigrateResult } from '../src/common/migration-types.js';
 import { parseDomainXml } from '../src/domain/index.js';
-import { startWorkerProcess } from '../src/local/worker-process.js';
+import { startWorkerProcess, type WorkerProcess } from '../src/local/worker-process.js';
 import { buildQemuArgs } from '../src/qemu/command-line.js';
 import { expandHostModelFromProbe } from '../src/qemu/cpu-expansion.js';
 import { cachedProbe, type AccelProbe } from '../src/qemu/probe.js';
@@ -34,6 +35,10 @@ import { rawStorageMigrate, type RawGuest, type RawSide } from './storage-raw.js
 const ROUNDS = arg('rounds', 3);
 const DISK_MIB = arg('disk-mib', 2048);
 const MEMORY_MIB = 1024;
+/** `--only raw,vmferry`: a subset of the tools (e.g. to profile one); default all three. */
+const onlyAt = process.argv.indexOf('--only');
+const ONLY = onlyAt === -1 ? undefined : new Set(process.argv[onlyAt + 1]!.split(','));
+const uses = (tool: string): boolean => !ONLY || ONLY.has(tool);
 const CLUSTER = 65536;
 if (process.getuid?.() !== 0) {
   console.log('[bench] storage skipped: it needs root (network namespaces)');
@@ -131,6 +136,16 @@ async function rawMigrate(): Promise<Sample> {
 
 // ---- vmferry ----
 let vmAt = 0;
+let hostWorkers: WorkerProcess[] = [];
+/** BENCH_PROFILE=1: what the host workers logged during a migration, ms from its start. */
+function printWorkerLogs(from: number, to: number): void {
+  if (!process.env.BENCH_PROFILE) return;
+  for (const [i, w] of hostWorkers.entries())
+    for (const rec of w.logs) {
+      const t = Number(rec.time);
+      if (t >= from && t <= to) console.log(`  ${String(t - from).padStart(5)} ms  ${HOSTS[i]!.padEnd(16)} ${String(rec.msg)}`);
+    }
+}
 async function vmMigrate(): Promise<Sample> {
   const to = 1 - vmAt;
   const dx = await env.op(HOSTS[vmAt]!, { op: 'dumpxml', name: VM.name, migratable: true });
@@ -151,6 +166,7 @@ async function vmMigrate(): Promise<Sample> {
   const ms = Date.now() - t0;
   const bytes = linkBytes() - before;
   await printTimeline(handle);
+  printWorkerLogs(t0, t0 + ms);
   rmSync(join(dirs[vmAt]!, 'vmf.qcow2'));
   vmAt = to;
   return { ms, bytes, ...(r.measuredDowntimeMs !== undefined ? { downtimeMs: r.measuredDowntimeMs } : {}) };
@@ -196,20 +212,23 @@ try {
   if (!tcg) throw new Error('no TCG in the QEMU probe');
   facts = tcg;
   for (const d of dirs) mkdirSync(d);
-  try {
-    lv = await LibvirtPair.start(
-      [
-        [pair.a, pair.addrA],
-        [pair.b, pair.addrB],
-      ],
-      guest.kernel,
-      guest.initrd,
-    );
-  } catch (err) {
-    libvirtWhyNot = `the libvirt daemons did not start: ${(err as Error).message}`;
-  }
+  if (!uses('libvirt')) libvirtWhyNot = 'left out by --only';
+  else
+    try {
+      lv = await LibvirtPair.start(
+        [
+          [pair.a, pair.addrA],
+          [pair.b, pair.addrB],
+        ],
+        guest.kernel,
+        guest.initrd,
+      );
+    } catch (err) {
+      libvirtWhyNot = `the libvirt daemons did not start: ${(err as Error).message}`;
+    }
   say(`making ${DISK_MIB} MiB random disks (qcow2, cluster ${CLUSTER / 1024} KiB)`);
-  await makeDisks([join(dirs[0]!, 'raw.qcow2'), join(dirs[0]!, 'vmf.qcow2'), ...(lv ? [join(lv.hosts[0]!.images, 'lv.qcow2')] : [])]);
+  const firstImages = [uses('raw') && join(dirs[0]!, 'raw.qcow2'), uses('vmferry') && join(dirs[0]!, 'vmf.qcow2'), lv && join(lv.hosts[0]!.images, 'lv.qcow2')];
+  await makeDisks(firstImages.filter((p): p is string => typeof p === 'string'));
   const hostEnv = (i: number): Record<string, string> => ({
     ...env.hostEnv(HOSTS[i]!),
     TEMPORAL_ADDRESS: `${i === 0 ? pair!.mgmtRootA : pair!.mgmtRootB}:${relay!.port}`,
@@ -219,20 +238,25 @@ try {
     ...[0, 1].map((i) => startWorkerProcess('host', hostEnv(i), 'host worker ready', { commandPrefix: pair!.prefix(sides[i]!.ns) })),
     env.startControl(),
   ]);
-  env.workers.push(...workers.slice(0, 2));
+  hostWorkers = workers.slice(0, 2);
+  env.workers.push(...hostWorkers);
 
   say(`Linux ${guest.kernelRelease} guest, ${MEMORY_MIB} MiB RAM, ${DISK_MIB} MiB random qcow2 disk, TCG; hosts in namespaces ${pair.a} / ${pair.b}`);
-  const rawSock = join(env.root, `raw-${qmpSeq++}.qmp`);
-  rawGuest = {
-    q: await env.rawLaunch(rawArgs(join(dirs[0]!, 'raw.qcow2'), rawSock, false), rawSock, pair.prefix(pair.a)),
-    side: sides[0]!,
-    image: join(dirs[0]!, 'raw.qcow2'),
-  };
-  await rawGuest.q.qmp.execute('cont');
-  await waitBooted(RAW.serialLog, 'raw guest');
-  await env.op(HOSTS[0]!, { op: 'define', xml: xmlFor(VM, join(dirs[0]!, 'vmf.qcow2')) });
-  await env.op(HOSTS[0]!, { op: 'start', name: VM.name });
-  await waitBooted(VM.serialLog, 'vmferry guest');
+  if (uses('raw')) {
+    const rawSock = join(env.root, `raw-${qmpSeq++}.qmp`);
+    rawGuest = {
+      q: await env.rawLaunch(rawArgs(join(dirs[0]!, 'raw.qcow2'), rawSock, false), rawSock, pair.prefix(pair.a)),
+      side: sides[0]!,
+      image: join(dirs[0]!, 'raw.qcow2'),
+    };
+    await rawGuest.q.qmp.execute('cont');
+    await waitBooted(RAW.serialLog, 'raw guest');
+  }
+  if (uses('vmferry')) {
+    await env.op(HOSTS[0]!, { op: 'define', xml: xmlFor(VM, join(dirs[0]!, 'vmf.qcow2')) });
+    await env.op(HOSTS[0]!, { op: 'start', name: VM.name });
+    await waitBooted(VM.serialLog, 'vmferry guest');
+  }
   if (lv) {
     const h = lv.hosts[0]!;
     chownSync(join(h.images, 'lv.qcow2'), h.daemon.user.uid, h.daemon.user.gid);
@@ -253,7 +277,7 @@ try {
   for (let i = 0; i < ROUNDS; i++) {
     const order = [...TOOLS.slice(i % 3), ...TOOLS.slice(0, i % 3)];
     for (const tool of order) {
-      if (tool === 'libvirt' && libvirtWhyNot) continue;
+      if ((tool === 'libvirt' && libvirtWhyNot) || !uses(tool)) continue;
       try {
         const s = await migrate[tool]();
         samples[tool].push(s);

@@ -105,33 +105,45 @@ export interface MirrorWatch {
   intervalMs?: number;
 }
 
+/** One look at the mirrors: their progress as its own phase in a heartbeat; true once every one is ready. */
+async function mirrorsReady(w: MirrorWatch): Promise<boolean> {
+  const jobs = mirrorsOf(await queryBlockJobs(w.dom.qmp), w.disks);
+  const failed = failedMirror(jobs, w.disks);
+  if (failed) throw failed;
+  const progress = diskProgress(jobs);
+  w.job.phase = STORAGE_COPY_PHASE;
+  w.job.progress = progress;
+  const ready = jobs.every((j) => j.ready);
+  // The limit as QEMU applies it to the mirrors (block-job-set-speed), 0 = unlimited.
+  const speed = jobs[0]?.speed;
+  w.heartbeat({
+    phase: STORAGE_COPY_PHASE,
+    status: ready ? 'ready' : 'mirroring',
+    progress,
+    ...(speed !== undefined ? { speedLimitMiBps: Math.round(speed / (1024 * 1024)) } : {}),
+  });
+  return ready;
+}
+
 /**
  * Waits until every mirror is ready, reporting disk progress as its own phase. A cancel
  * (activity cancel or the job's abort) stops the wait with OperationAborted; the caller undoes.
  */
 export async function waitMirrorsReady(w: MirrorWatch): Promise<void> {
   const { qmp } = w.dom;
+  const aborted = new Promise<void>((r) => w.signal.addEventListener('abort', () => r(), { once: true }));
   for (;;) {
     if (w.signal.aborted || w.job.abortRequested) throw vmError(ErrorType.OperationAborted, 'storage migration cancelled while the disks were copied');
-    if (w.dom.qmp.isClosed) throw vmError(ErrorType.OperationFailed, `the source QEMU of '${w.dom.name}' exited while its disks were copied`);
-    const jobs = mirrorsOf(await queryBlockJobs(qmp), w.disks);
-    const failed = failedMirror(jobs, w.disks);
-    if (failed) throw failed;
-    const progress = diskProgress(jobs);
-    w.job.phase = STORAGE_COPY_PHASE;
-    w.job.progress = progress;
-    const ready = jobs.every((j) => j.ready);
-    // The limit as QEMU applies it to the mirrors (block-job-set-speed), 0 = unlimited.
-    const speed = jobs[0]?.speed;
-    w.heartbeat({
-      phase: STORAGE_COPY_PHASE,
-      status: ready ? 'ready' : 'mirroring',
-      progress,
-      ...(speed !== undefined ? { speedLimitMiBps: Math.round(speed / (1024 * 1024)) } : {}),
-    });
-    if (ready) return;
-    const aborted = new Promise<void>((r) => w.signal.addEventListener('abort', () => r(), { once: true }));
-    await Promise.race([qmp.waitForEvent('BLOCK_JOB_READY', { timeoutMs: w.intervalMs ?? 500 }).catch(() => undefined), aborted]);
+    if (qmp.isClosed) throw vmError(ErrorType.OperationFailed, `the source QEMU of '${w.dom.name}' exited while its disks were copied`);
+    // Listening before the query, so a READY that comes between the query and the wait ends the wait at once.
+    const listening = new AbortController();
+    const readyEvent = qmp.waitForEvent('BLOCK_JOB_READY', { timeoutMs: w.intervalMs ?? 500, signal: listening.signal }).catch(() => undefined);
+    try {
+      if (await mirrorsReady(w)) return;
+      await Promise.race([readyEvent, aborted]);
+    } finally {
+      listening.abort();
+    }
   }
 }
 
@@ -153,12 +165,19 @@ export async function completeMirrors(qmp: QmpClient, disks: readonly string[], 
   for (const target of disks) await completeMirror(qmp, target);
   const deadline = Date.now() + deadlineMs;
   for (;;) {
-    const now = mirrorsOf(await queryBlockJobs(qmp), disks);
-    const bad = now.find((j) => j.error !== undefined);
-    if (bad) throw vmError(ErrorType.OperationFailed, `completing the mirror of ${bad.device} failed: ${bad.error}`);
-    if (now.every((j) => j.status === 'concluded')) break;
-    if (Date.now() > deadline) throw vmError(ErrorType.OperationFailed, `the disk mirrors did not complete within ${deadlineMs} ms of the switchover`);
-    await qmp.waitForEvent('BLOCK_JOB_COMPLETED', { timeoutMs: 200 }).catch(() => undefined);
+    // The guest is paused while this waits: listen before the query, so a COMPLETED that comes in between is not missed.
+    const listening = new AbortController();
+    const completedEvent = qmp.waitForEvent('BLOCK_JOB_COMPLETED', { timeoutMs: 200, signal: listening.signal }).catch(() => undefined);
+    try {
+      const now = mirrorsOf(await queryBlockJobs(qmp), disks);
+      const bad = now.find((j) => j.error !== undefined);
+      if (bad) throw vmError(ErrorType.OperationFailed, `completing the mirror of ${bad.device} failed: ${bad.error}`);
+      if (now.every((j) => j.status === 'concluded')) break;
+      if (Date.now() > deadline) throw vmError(ErrorType.OperationFailed, `the disk mirrors did not complete within ${deadlineMs} ms of the switchover`);
+      await completedEvent;
+    } finally {
+      listening.abort();
+    }
   }
   for (const target of disks) {
     await dismissMirror(qmp, target);

@@ -128,6 +128,10 @@ async function rawMigrate(): Promise<Sample> {
     nbdPort: 49301,
   });
   const bytes = linkBytes() - before;
+  if (process.env.BENCH_PROFILE) {
+    const p = out.phases;
+    console.log(`  raw: export served ${p.prepared} ms, mirror ready ${p.mirrorReady} ms, stream completed ${p.streamCompleted} ms, done ${out.ms} ms`);
+  }
   rmSync(rawGuest.image);
   rawGuest = out.guest;
   rawAt = to;

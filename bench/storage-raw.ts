@@ -29,6 +29,8 @@ export interface RawOutcome {
   ms: number;
   /** Source STOP to destination RESUME, from QEMU's own event timestamps (one clock: one machine). */
   downtimeMs: number;
+  /** ms from the start: destination serving its export, mirror ready, memory stream completed. */
+  phases: { prepared: number; mirrorReady: number; streamCompleted: number };
 }
 
 const DRIVE = 'drive-vda';
@@ -64,6 +66,7 @@ export async function rawStorageMigrate(s: RawMigrateSpec): Promise<RawOutcome> 
   if (!node) throw new Error(`the destination QEMU has no ${DRIVE}`);
   await dq.qmp.execute('nbd-server-start', { addr: { type: 'inet', data: { host: s.dest.addr, port: String(s.nbdPort) } } });
   await dq.qmp.execute('block-export-add', { type: 'nbd', id: DRIVE, 'node-name': node, name: DRIVE, writable: true });
+  const prepared = Date.now() - t0;
 
   // Source: mirror the disk into the export until it is ready.
   const ready = src.q.qmp.waitForEvent('BLOCK_JOB_READY', { timeoutMs: 600_000, predicate: (e) => e.data?.device === DRIVE });
@@ -75,6 +78,7 @@ export async function rawStorageMigrate(s: RawMigrateSpec): Promise<RawOutcome> 
   });
   await src.q.qmp.execute('blockdev-mirror', { 'job-id': DRIVE, device: DRIVE, target: NBD_NODE, sync: 'full', speed: 0 });
   await ready;
+  const mirrorReady = Date.now() - t0;
 
   // RAM, paused before the switchover; the mirror completes there, then the device state goes.
   const stopped = src.q.qmp.waitForEvent('STOP', { timeoutMs: 600_000 });
@@ -95,9 +99,10 @@ export async function rawStorageMigrate(s: RawMigrateSpec): Promise<RawOutcome> 
   if (c.data?.error) throw new Error(`the mirror failed at the switchover: ${String(c.data.error)}`);
   await src.q.qmp.execute('migrate-continue', { state: 'pre-switchover' });
   if ((await done).data?.status !== 'completed') throw new Error('raw migration failed');
+  const streamCompleted = Date.now() - t0;
   await dq.qmp.execute('nbd-server-stop');
   await dq.qmp.execute('cont');
   const downtimeMs = at(await resumed) - at(await stopped);
   await env.rawKill(src.q);
-  return { guest: dest, ms: Date.now() - t0, downtimeMs };
+  return { guest: dest, ms: Date.now() - t0, downtimeMs, phases: { prepared, mirrorReady, streamCompleted } };
 }

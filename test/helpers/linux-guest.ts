@@ -7,10 +7,13 @@ import { readFile } from 'node:fs/promises';
 import { basename, dirname } from 'node:path';
 import { findLinuxGuest, type LinuxGuest } from '../../src/local/linux-guest.js';
 
+let found: LinuxGuest | undefined;
+
+/** Looked up once per process: the lookup asks the package tools (seconds), and the guest does not change during a run. */
 export function linuxGuest(): LinuxGuest {
-  const g = findLinuxGuest();
-  if (!g) throw new Error('the Linux test guest is not built for these sources: run `npm run setup` (npm test does)');
-  return g;
+  found ??= findLinuxGuest();
+  if (!found) throw new Error('the Linux test guest is not built for these sources: run `npm run setup` (npm test does)');
+  return found;
 }
 
 export interface GuestOptions {

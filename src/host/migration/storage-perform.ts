@@ -60,7 +60,7 @@ export async function copyStorage(
   try {
     // The job's speed limit as it stands (a setSpeed may have come since Begin) applies to the disks as well.
     const limits = await readLimits(dom.qmp);
-    await startMirrors(dom.qmp, {
+    const resumed = await startMirrors(dom.qmp, {
       disks: storage.disks,
       sync: storage.sync,
       address,
@@ -73,7 +73,15 @@ export async function copyStorage(
     });
     const nbd = 'unixPath' in address ? `tunnel:${a.tunnel!.endpoint}` : `${address.host}:${address.port}`;
     rt.log.info(
-      { domain: dom.name, job: a.jobId, disks: storage.disks, sync: storage.sync, nbd, speedLimitMiBps: limits.speedLimitMiBps },
+      {
+        domain: dom.name,
+        job: a.jobId,
+        disks: storage.disks,
+        sync: storage.sync,
+        nbd,
+        speedLimitMiBps: limits.speedLimitMiBps,
+        ...(resumed.length > 0 ? { resumed } : {}),
+      },
       'disk mirrors started',
     );
     // Test-only: the mirrors run in QEMU and (with a low speed limit) none is ready yet.

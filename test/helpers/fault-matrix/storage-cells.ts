@@ -139,6 +139,12 @@ function leaseFree(lease: string): boolean {
   return spawnSync('flock', ['-n', '-x', lease, 'true']).status === 0;
 }
 
+/** The mirrors a retried Perform on the source found running (its 'disk mirrors started' line), if it found any. */
+function resumedMirrors(m: StorageMatrix, name: string): Array<{ disk: string; ready: boolean }> | undefined {
+  const line = (m.cluster.hosts.get(m.src)!.worker?.logs ?? []).find((l) => l.msg === 'disk mirrors started' && l.domain === name);
+  return line?.resumed as Array<{ disk: string; ready: boolean }> | undefined;
+}
+
 /** When the source's worker logged every mirror ready for `name` (pino's time), if it did. */
 function mirrorsReadyAt(m: StorageMatrix, name: string): number | undefined {
   const line = (m.cluster.hosts.get(m.src)!.worker?.logs ?? []).find((l) => l.msg === 'disk mirrors ready' && l.domain === name);
@@ -187,110 +193,121 @@ export async function runStorageCell(m: StorageMatrix, fault: StorageFault, p: S
   const sampler = setInterval(() => {
     const pids = clusterQemus(cluster);
     mostHolders = Math.max(mostHolders, new Set(leases.flatMap((l) => leaseHolders(pids, l))).size);
-  }, 50);
-
-  const mirror = p.point === 'migrate.mirror';
-  const aimed = holds.aim({ host: src, point: p.point });
-  const flags: MigrateFlag[] = ['live', 'copy-storage-all', ...(p.tls ? (['tls'] as const) : [])];
-  const handle = await startMigration(cluster.client, {
-    domain: name,
-    domainUuid: uuid,
-    sourceHost: src,
-    destinationHost: dst,
-    flags,
-    destinationXml,
-    ...(mirror ? { bandwidthMiBps: MIRROR_MiBps } : {}),
-  });
-  const result = outcomeOf(handle.result());
-  let injected = 'not reached';
-  let injectedAt: number | undefined;
+  }, 100);
   try {
-    const reached = await withDeadline(Promise.race([aimed, result.then(() => undefined)]), 60_000, `${p.point} on ${src} not reached within 60 s`);
-    if (reached) {
-      injected = await m.inject(fault);
-      injectedAt = Date.now();
-      holds.release();
-      if (mirror) await unthrottle(m, handle, name, result);
-    }
+    return await migrateAndCheck();
   } finally {
-    holds.release();
+    clearInterval(sampler);
+    await cluster.removeAllDomains([src, dst]);
+    rmSync(srcImg, { force: true });
+    rmSync(dstImg, { force: true });
   }
-  const outcome: Observed = await withDeadline(result, 150_000, `the job did not end within 150 s of the fault (${fault} at ${p.label})`);
-  // The job has ended: what it left is cleaned by its own steps or a reaper within seconds.
-  const look = () => {
-    const w = domainWorld(cluster, [src, dst], uuid, m.ranges);
-    const pids = clusterQemus(cluster);
-    const onSrc = w.qemu.get(src)!;
-    const onDst = w.qemu.get(dst)!;
-    const where =
-      onSrc.length === 0 && onDst.length === 1
-        ? 'dst'
-        : onSrc.length === 1 && onDst.length === 0
-          ? 'src'
-          : `${onSrc.length} QEMU on src, ${onDst.length} on dst`;
-    const writers = [...writersOf(pids, srcImg).map((pid) => `${pid}:src image`), ...writersOf(pids, dstImg).map((pid) => `${pid}:dst image`)];
-    const holders = leases.map((l) => leaseHolders(pids, l));
-    return { where, running: [...onSrc, ...onDst], writers, holders, listening: listeningPorts(m.ranges, []), strays: w.strays };
-  };
-  let seen = look();
-  const expectWhere = 'dst';
-  await waitFor(
-    'the world to settle',
-    () => {
-      seen = look();
-      return seen.where === expectWhere && seen.writers.length === 1 && seen.listening.length === 0 && seen.strays.length === 0;
-    },
-    { timeoutMs: 15_000, intervalMs: 100 },
-  ).catch(() => undefined);
-  clearInterval(sampler);
 
-  const problems: string[] = [];
-  if (outcome.type !== 'succeeded') problems.push(`job failed (${outcome.type}: ${outcome.message})`);
-  if (seen.where !== expectWhere) problems.push(`the domain runs: ${seen.where}`);
-  const runningPid = seen.running[0];
-  const image = seen.where === 'src' ? srcImg : dstImg;
-  const other = seen.where === 'src' ? dstImg : srcImg;
-  if (seen.writers.length !== 1 || seen.writers[0] !== `${runningPid}:${seen.where === 'src' ? 'src' : 'dst'} image`) {
-    problems.push(`writers of the disk: [${seen.writers.join(', ')}], running QEMU ${runningPid}`);
-  }
-  if (runningPid !== undefined) {
-    const info = domainOf(await cluster.op(seen.where === 'src' ? src : dst, { op: 'info', name }));
-    if (info.state !== 'running' || info.pid !== runningPid) problems.push(`QEMU says ${info.state} (pid ${info.pid})`);
-  }
-  if (!qemuLocked(image)) problems.push(`${image} is not locked by QEMU`);
-  if (existsSync(other) && qemuLocked(other)) problems.push(`${other} is still locked by a QEMU`);
-  if (!holdsContent(srcImg)) problems.push('the source image is not intact');
-  if (seen.where === 'dst' && !holdsContent(dstImg)) problems.push('the destination image does not hold the whole disk');
-  if (seen.where === 'src' && existsSync(dstImg)) problems.push('the destination image was left behind');
-  const [srcHolders, dstHolders] = [seen.holders[0]!, seen.holders[1]!];
-  const want = seen.where === 'src' ? [srcHolders, dstHolders] : [dstHolders, srcHolders];
-  if (want[0]!.length !== 1 || want[0]![0] !== runningPid || want[1]!.length !== 0) problems.push(`lease holders src [${srcHolders}] dst [${dstHolders}]`);
-  if (leaseFree(seen.where === 'src' ? leases[0]! : leases[1]!)) problems.push('the running copy’s lease is free');
-  if (mostHolders > 1) problems.push(`${mostHolders} QEMUs held the disk's leases at one moment`);
-  if (seen.listening.length > 0) problems.push(`listening: ${seen.listening.join(' ')}`);
-  if (seen.strays.length > 0) problems.push(`stray QEMU ${seen.strays.join(' ')}`);
-  // The fault landed while the mirror ran: QEMU's mirrors became ready only after it was injected and its component back.
-  const readyAt = mirrorsReadyAt(m, name);
-  const after =
-    readyAt !== undefined && injectedAt !== undefined
-      ? `mirrors ready ${((readyAt - injectedAt) / 1000).toFixed(1)} s after the fault`
-      : 'mirrors never logged ready';
-  if (mirror && !(readyAt !== undefined && injectedAt !== undefined && readyAt > injectedAt))
-    problems.push(`the fault did not land during the mirror: ${after}`);
+  async function migrateAndCheck(): Promise<{ pass: boolean; message: string }> {
+    const mirror = p.point === 'migrate.mirror';
+    const aimed = holds.aim({ host: src, point: p.point });
+    const flags: MigrateFlag[] = ['live', 'copy-storage-all', ...(p.tls ? (['tls'] as const) : [])];
+    const handle = await startMigration(cluster.client, {
+      domain: name,
+      domainUuid: uuid,
+      sourceHost: src,
+      destinationHost: dst,
+      flags,
+      destinationXml,
+      ...(mirror ? { bandwidthMiBps: MIRROR_MiBps } : {}),
+    });
+    const result = outcomeOf(handle.result());
+    let injected = 'not reached';
+    let injectedAt: number | undefined;
+    try {
+      const reached = await withDeadline(Promise.race([aimed, result.then(() => undefined)]), 60_000, `${p.point} on ${src} not reached within 60 s`);
+      if (reached) {
+        injected = await m.inject(fault);
+        injectedAt = Date.now();
+        holds.release();
+        if (mirror) await unthrottle(m, handle, name, result);
+      }
+    } finally {
+      holds.release();
+    }
+    const outcome: Observed = await withDeadline(result, 150_000, `the job did not end within 150 s of the fault (${fault} at ${p.label})`);
+    // The job has ended: what it left is cleaned by its own steps or a reaper within seconds.
+    const look = () => {
+      const w = domainWorld(cluster, [src, dst], uuid, m.ranges);
+      const pids = clusterQemus(cluster);
+      const onSrc = w.qemu.get(src)!;
+      const onDst = w.qemu.get(dst)!;
+      const where =
+        onSrc.length === 0 && onDst.length === 1
+          ? 'dst'
+          : onSrc.length === 1 && onDst.length === 0
+            ? 'src'
+            : `${onSrc.length} QEMU on src, ${onDst.length} on dst`;
+      const writers = [...writersOf(pids, srcImg).map((pid) => `${pid}:src image`), ...writersOf(pids, dstImg).map((pid) => `${pid}:dst image`)];
+      const holders = leases.map((l) => leaseHolders(pids, l));
+      return { where, running: [...onSrc, ...onDst], writers, holders, listening: listeningPorts(m.ranges, []), strays: w.strays };
+    };
+    let seen = look();
+    const expectWhere = 'dst';
+    await waitFor(
+      'the world to settle',
+      () => {
+        seen = look();
+        return seen.where === expectWhere && seen.writers.length === 1 && seen.listening.length === 0 && seen.strays.length === 0;
+      },
+      { timeoutMs: 15_000, intervalMs: 100 },
+    ).catch(() => undefined);
+    clearInterval(sampler);
 
-  const observed = `${seen.where === 'dst' ? 'runs on dst' : seen.where}, ${outcome.type === 'succeeded' ? 'job ok' : `fails (${outcome.type})`}, 1 writer${problems.length > 0 ? `; ${problems.join('; ')}` : ''}`;
-  const pass = problems.length === 0;
-  m.table.add({
-    fault: `${fault}${p.tls ? ' (tls)' : ''}`,
-    point: p.label,
-    expected: 'runs on dst, job ok, 1 writer, lease on dst',
-    observed,
-    result: pass ? 'PASS' : 'FAIL',
-    note: mirror ? after : undefined,
-    seconds: (Date.now() - started) / 1000,
-  });
-  await cluster.removeAllDomains([src, dst]);
-  rmSync(srcImg, { force: true });
-  rmSync(dstImg, { force: true });
-  return { pass, message: `${fault} at ${p.label} (${injected}; points passed: ${holds.passed.join(' ')}): ${observed}` };
+    const problems: string[] = [];
+    if (outcome.type !== 'succeeded') problems.push(`job failed (${outcome.type}: ${outcome.message})`);
+    if (seen.where !== expectWhere) problems.push(`the domain runs: ${seen.where}`);
+    const runningPid = seen.running[0];
+    const image = seen.where === 'src' ? srcImg : dstImg;
+    const other = seen.where === 'src' ? dstImg : srcImg;
+    if (seen.writers.length !== 1 || seen.writers[0] !== `${runningPid}:${seen.where === 'src' ? 'src' : 'dst'} image`) {
+      problems.push(`writers of the disk: [${seen.writers.join(', ')}], running QEMU ${runningPid}`);
+    }
+    if (runningPid !== undefined) {
+      const info = domainOf(await cluster.op(seen.where === 'src' ? src : dst, { op: 'info', name }));
+      if (info.state !== 'running' || info.pid !== runningPid) problems.push(`QEMU says ${info.state} (pid ${info.pid})`);
+    }
+    if (!qemuLocked(image)) problems.push(`${image} is not locked by QEMU`);
+    if (existsSync(other) && qemuLocked(other)) problems.push(`${other} is still locked by a QEMU`);
+    if (!holdsContent(srcImg)) problems.push('the source image is not intact');
+    if (seen.where === 'dst' && !holdsContent(dstImg)) problems.push('the destination image does not hold the whole disk');
+    if (seen.where === 'src' && existsSync(dstImg)) problems.push('the destination image was left behind');
+    const [srcHolders, dstHolders] = [seen.holders[0]!, seen.holders[1]!];
+    const want = seen.where === 'src' ? [srcHolders, dstHolders] : [dstHolders, srcHolders];
+    if (want[0]!.length !== 1 || want[0]![0] !== runningPid || want[1]!.length !== 0) problems.push(`lease holders src [${srcHolders}] dst [${dstHolders}]`);
+    if (leaseFree(seen.where === 'src' ? leases[0]! : leases[1]!)) problems.push('the running copy’s lease is free');
+    if (mostHolders > 1) problems.push(`${mostHolders} QEMUs held the disk's leases at one moment`);
+    if (seen.listening.length > 0) problems.push(`listening: ${seen.listening.join(' ')}`);
+    if (seen.strays.length > 0) problems.push(`stray QEMU ${seen.strays.join(' ')}`);
+    // The fault landed while the mirror ran: QEMU's mirrors became ready only after it was injected and its component back.
+    const readyAt = mirrorsReadyAt(m, name);
+    const after =
+      readyAt !== undefined && injectedAt !== undefined
+        ? `mirrors ready ${((readyAt - injectedAt) / 1000).toFixed(1)} s after the fault`
+        : 'mirrors never logged ready';
+    if (mirror && !(readyAt !== undefined && injectedAt !== undefined && readyAt > injectedAt))
+      problems.push(`the fault did not land during the mirror: ${after}`);
+    // A restarted source worker logs only its own lines: its retried Perform says whether it found the mirrors short of ready.
+    const resumed = fault === 'kill -9 src worker' ? resumedMirrors(m, name) : undefined;
+    if (mirror && fault === 'kill -9 src worker' && !(resumed?.length === 1 && !resumed[0]!.ready))
+      problems.push(`the retried Perform did not find the mirror running and short of ready: ${JSON.stringify(resumed)}`);
+
+    const observed = `${seen.where === 'dst' ? 'runs on dst' : seen.where}, ${outcome.type === 'succeeded' ? 'job ok' : `fails (${outcome.type})`}, ${seen.writers.length} writer(s)${problems.length > 0 ? `; ${problems.join('; ')}` : ''}`;
+    const pass = problems.length === 0;
+    m.table.add({
+      fault: `${fault}${p.tls ? ' (tls)' : ''}`,
+      point: p.label,
+      expected: 'runs on dst, job ok, 1 writer, lease on dst',
+      observed,
+      result: pass ? 'PASS' : 'FAIL',
+      note: mirror ? `${after}${resumed ? `; the retried Perform found ${JSON.stringify(resumed)}` : ''}` : undefined,
+      seconds: (Date.now() - started) / 1000,
+    });
+    return { pass, message: `${fault} at ${p.label} (${injected}; points passed: ${holds.passed.join(' ')}): ${observed}` };
+  }
 }

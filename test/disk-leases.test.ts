@@ -1,8 +1,8 @@
 // Disk leases end to end, on real QEMU and real Temporal: two host workers
 // share one lockspace directory (as hosts share one on a SAN or NFS), one
 // qcow2 both can open. A second domain naming a leased disk is refused on
-// either host and starts nothing (a <shareable/> one is shared, until a guest
-// would write it alone); a v3 migration moves the lease at the
+// either host and starts nothing, also while the holder is suspended (a
+// <shareable/> one is shared, until a guest would write it alone); a v3 migration moves the lease at the
 // switchover (host-a's fault point holds Perform there, so the test sees the
 // lease free with both QEMUs paused); a switchover that fails gives the lease
 // back to the source, which runs on, or stays paused when someone else took
@@ -121,6 +121,16 @@ describe('disk leases', () => {
     await expectRefused(A, 'lk2', A);
     await expectRefused(B, 'lk3', A);
     expect(await worldOf(cluster, [A, B])).toEqual(before);
+  });
+
+  it('a suspended (paused) domain keeps its lease: a second domain naming the disk is still refused', async () => {
+    const pid = (await info(A, 'lk1')).pid!;
+    expect(domainOf(await cluster.op(A, { op: 'suspend', name: 'lk1' }))).toMatchObject({ state: 'paused', pid });
+    expect(qemuHoldsLease(pid)).toBe(true);
+    expect(leaseFree()).toBe(false);
+    await expectRefused(B, 'lk3', A);
+    expect(domainOf(await cluster.op(A, { op: 'resume', name: 'lk1' }))).toMatchObject({ state: 'running', pid });
+    expect(qemuHoldsLease(pid)).toBe(true);
   });
 
   it('a <shareable/> disk: guests on both hosts share it (shared leases, share-rw), a guest that would write it alone is refused', async () => {

@@ -7,6 +7,8 @@
 // RAM file, migration record or listening migration port, and a failed job
 // carries the first real error with its phase. The file runs its own Temporal
 // dev server so one column can stop and restart it on the same database.
+// Issue 14's storage cells (helpers/fault-matrix/storage-cells.ts) run on the
+// same cluster: fm-a and fm-b share a lockspace and have TLS certificates.
 import { randomUUID } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -25,6 +27,9 @@ import { createNetnsPair, type NetnsPair } from './helpers/netns.js';
 import { forwardTcp, type TcpForward } from './helpers/tcp-forward.js';
 import { MatrixTable } from './helpers/fault-matrix/table.js';
 import { waitFor } from '../src/support/wait.js';
+import { freePort } from '../src/local/free-port.js';
+import { makeCa, makeHostCert, tunnelEnv } from './helpers/tunnel-certs.js';
+import { runStorageCell, STORAGE_POINT_NAMES, storageCells as storageCells0 } from './helpers/fault-matrix/storage-cells.js';
 
 // A killed control worker's workflows wait on its sticky queue; 1 s instead of 10 s per control-kill cell.
 const CONTROL_ENV = { VMFERRY_STICKY_QUEUE_TIMEOUT_MS: '1000' };
@@ -45,6 +50,7 @@ const faultRoot = mkdtempSync(join(tmpdir(), 'vmf-fm-faults-'));
 const holds = new Holds(new Map([A, B, NA, NB].map((h) => [h, join(faultRoot, h)])));
 const table = new MatrixTable();
 const images = join(faultRoot, 'images');
+const lockspace = join(faultRoot, 'lockspace');
 
 interface Point {
   label: string;
@@ -323,10 +329,18 @@ beforeAll(async () => {
   await server.start();
   cluster = new OwnServerCluster(server.address);
   await cluster.connect();
-  const faults = [...POINT_NAMES.map((n) => `migrate.${n}=hold`), ...SAVE_POINT_NAMES.map((n) => `save.${n}=hold`)].join(',');
+  const faults = [...POINT_NAMES, ...STORAGE_POINT_NAMES]
+    .map((n) => `migrate.${n}=hold`)
+    .concat(SAVE_POINT_NAMES.map((n) => `save.${n}=hold`))
+    .join(',');
+  // fm-a and fm-b also hold disk leases in one lockspace and have TLS certificates, for the storage cells.
+  const ca = makeCa(faultRoot, 'fm-ca');
+  const tls = new Map(await Promise.all([A, B].map(async (h) => [h, tunnelEnv(`127.0.0.1:${await freePort()}`, makeHostCert(faultRoot, ca, h))] as const)));
   await Promise.all([
     ...[A, B].map((h) =>
       cluster.startHost(h, {
+        ...tls.get(h)!,
+        VMFERRY_LOCKSPACE_DIR: lockspace,
         VMFERRY_FAULTS: faults,
         VMFERRY_FAULT_DIR: holds.dirs.get(h)!,
         VMFERRY_HOST_MIGRATION_PORT_MIN: String(RANGES[h]![0]),
@@ -371,7 +385,7 @@ afterAll(async () => {
   holds.stop();
   const text = table.format();
   console.log(
-    `\nfault matrix: live migration (fm-a -> fm-b; network cut: fm-na -> fm-nb in two network namespaces) and save to file (on fm-a); 64 MiB guests, 40 MiB random RAM\n${text}`,
+    `\nfault matrix: live migration (fm-a -> fm-b; network cut: fm-na -> fm-nb in two network namespaces), save to file (on fm-a) and storage migration (copy-storage-all fm-a -> fm-b, 64 MiB qcow2 with 48 MiB random); 64 MiB guests, 40 MiB random RAM (storage cells: idle RAM)\n${text}`,
   );
   table.write(join('test-artifacts', 'fault-matrix.txt'));
   await cluster?.removeAllDomains([A, B, NA, NB]).catch(() => undefined);
@@ -536,4 +550,33 @@ describe.skipIf(saveCells.length === 0)('fault matrix: save to file', () => {
 
 describe.skipIf(migrationCells.length === 0)('fault matrix: live migration', () => {
   for (const c of migrationCells) it(c.id, async () => await runCell(c.fault, c.p), 240_000);
+});
+
+// Storage migration (copy-storage-all, fm-a -> fm-b, unshared image directories).
+const storageCells = storageCells0().filter((c) => !ONLY || c.id.includes(ONLY));
+describe.skipIf(storageCells.length === 0)('fault matrix: storage migration', () => {
+  for (const c of storageCells) {
+    it(
+      c.id,
+      async () => {
+        const r = await runStorageCell(
+          {
+            cluster,
+            holds,
+            table,
+            src: A,
+            dst: B,
+            ranges: [RANGES[A]!, RANGES[B]!],
+            dirs: { src: join(faultRoot, 'disks-a'), dst: join(faultRoot, 'disks-b') },
+            lockspace,
+            inject: async (fault) => await injectFault(fault, ''),
+          },
+          c.fault,
+          c.p,
+        );
+        expect(r.pass, r.message).toBe(true);
+      },
+      240_000,
+    );
+  }
 });

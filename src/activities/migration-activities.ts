@@ -7,7 +7,8 @@
 // migrate.perform-late (60% of RAM sent, stream still active),
 // migrate.perform-done (stream complete, source paused, Perform not yet
 // answered), migrate.finish (the destination's CPUs fail to start),
-// migrate.confirm.
+// migrate.confirm; with a storage copy migrate.mirror (mirrors started, none
+// ready) and migrate.switchover (source paused, mirrors not yet completed).
 import type {
   BeginArgs,
   BeginResult,

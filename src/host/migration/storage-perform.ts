@@ -6,6 +6,7 @@
 // the worker's relay (tunnel-nbd.ts), never to a port of the destination.
 import type { Context } from '@temporalio/activity';
 import { ErrorType, vmError } from '../../common/errors.js';
+import { faultPoint } from '../../support/fault-points.js';
 import type { PerformArgs } from '../../common/migration-types.js';
 import type { MigrationCookie } from '../../migration/cookie.js';
 import { parseMigrationUri } from '../../migration/uri.js';
@@ -59,7 +60,7 @@ export async function copyStorage(
   try {
     // The job's speed limit as it stands (a setSpeed may have come since Begin) applies to the disks as well.
     const limits = await readLimits(dom.qmp);
-    await startMirrors(dom.qmp, {
+    const resumed = await startMirrors(dom.qmp, {
       disks: storage.disks,
       sync: storage.sync,
       address,
@@ -72,9 +73,19 @@ export async function copyStorage(
     });
     const nbd = 'unixPath' in address ? `tunnel:${a.tunnel!.endpoint}` : `${address.host}:${address.port}`;
     rt.log.info(
-      { domain: dom.name, job: a.jobId, disks: storage.disks, sync: storage.sync, nbd, speedLimitMiBps: limits.speedLimitMiBps },
+      {
+        domain: dom.name,
+        job: a.jobId,
+        disks: storage.disks,
+        sync: storage.sync,
+        nbd,
+        speedLimitMiBps: limits.speedLimitMiBps,
+        ...(resumed.length > 0 ? { resumed } : {}),
+      },
       'disk mirrors started',
     );
+    // Test-only: the mirrors run in QEMU and (with a low speed limit) none is ready yet.
+    await faultPoint('migrate.mirror');
     await waitMirrorsReady({
       dom,
       job,
@@ -105,6 +116,8 @@ export function storageSwitchover(
   return {
     checkStorage: () => checkMirrors(dom.qmp, disks),
     onPreSwitchover: async () => {
+      // Test-only: the source is paused before the switchover, every mirror ready and none completed.
+      await faultPoint('migrate.switchover');
       await completeMirrors(dom.qmp, disks);
       if (tunnelled) await closeSourceRelay(rt, a.jobId, { domain: dom.name, uuid: a.uuid });
       await continueAfterPreSwitchover(dom.qmp);

@@ -58,11 +58,19 @@ export interface MirrorSpec {
   tls?: { creds: string; hostname: string };
 }
 
-/** Starts every mirror not yet running (a retried Perform finds the ones already there). */
-export async function startMirrors(qmp: QmpClient, s: MirrorSpec): Promise<void> {
-  const running = new Set((await queryBlockJobs(qmp)).map((j) => j.device));
+/** What a retried Perform found: the mirrors an earlier attempt left running, and whether each was ready. */
+export type ResumedMirrors = Array<{ disk: string; ready: boolean }>;
+
+/** Starts every mirror not yet running (a retried Perform finds the ones already there, and says so). */
+export async function startMirrors(qmp: QmpClient, s: MirrorSpec): Promise<ResumedMirrors> {
+  const running = new Map((await queryBlockJobs(qmp)).map((j) => [j.device, j]));
+  const resumed: ResumedMirrors = [];
   for (const target of s.disks) {
-    if (running.has(driveName(target))) continue;
+    const j = running.get(driveName(target));
+    if (j) {
+      resumed.push({ disk: target, ready: j.ready });
+      continue;
+    }
     await startMirror(qmp, {
       target,
       ...s.address,
@@ -71,6 +79,7 @@ export async function startMirrors(qmp: QmpClient, s: MirrorSpec): Promise<void>
       ...(s.tls ? { tlsCreds: s.tls.creds, tlsHostname: s.tls.hostname } : {}),
     });
   }
+  return resumed;
 }
 
 function mirrorsOf(jobs: BlockJobInfo[], disks: readonly string[]): BlockJobInfo[] {

@@ -21,14 +21,16 @@ export const layers = {
   qemu: ['common', 'support', 'domain'],
   saveimage: ['common', 'support', 'qemu', 'security'],
   migration: ['common', 'support', 'xml', 'domain', 'security', 'qemu'],
-  host: ['common', 'support', 'xml', 'domain', 'security', 'qemu', 'saveimage', 'migration'],
+  // The Temporal connection's settings (TLS, API key, profiles), one reading for workers and CLI.
+  connection: ['common'],
+  host: ['common', 'support', 'xml', 'domain', 'security', 'qemu', 'saveimage', 'migration', 'connection'],
   activities: ['common', 'support', 'domain', 'security', 'qemu', 'saveimage', 'migration', 'host'],
   codec: ['common'],
   // Workflows see activities as types only (allowTypeImports below).
   workflows: ['common'],
-  workers: ['common', 'support', 'host', 'migration', 'activities', 'codec', 'workflows'],
+  workers: ['common', 'support', 'host', 'migration', 'activities', 'codec', 'workflows', 'connection'],
   local: ['common', 'support', 'workers'],
-  cli: ['common', 'domain', 'codec'],
+  cli: ['common', 'domain', 'codec', 'connection'],
 };
 
 const folders = Object.keys(layers);

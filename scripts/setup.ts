@@ -1,12 +1,14 @@
 // One idempotent step for a fresh machine: Debian packages for QEMU, then the
 // Temporal CLI (found or built into the user cache), and for the tests the
-// time-skipping test server (resolved by Maven into the same cache), and dist/ (npm run build)
+// time-skipping test server (resolved by Maven into the same cache) and the Temporal server
+// itself (go install, for the mutual-TLS test), and dist/ (npm run build)
 // when it is missing or stale. Prints the CLI path last.
 import { ensureHostPackages } from '../src/local/qemu-install.js';
 import { ensureTemporalCli, SetupError } from '../src/local/temporal-cli.js';
 import { ensureLinuxGuest } from '../src/local/linux-guest.js';
 import { ConfigError } from '../src/common/config-schema.js';
 import { ensureTestServer } from '../src/local/test-server.js';
+import { ensureTemporalServer } from '../src/local/temporal-server.js';
 import { BuildError, ensureBuild } from '../src/local/build.js';
 
 const log = (line: string): void => console.error(`[setup] ${line}`);
@@ -19,6 +21,8 @@ try {
   log(`Linux guest: ${ensureLinuxGuest(log).dir}`);
   log(`build: ${await ensureBuild(log)}`);
   if (forTests) log(`time-skipping test server: ${await ensureTestServer(log)}`);
+  // Only the tests need it (a frontend requiring mutual TLS, which the CLI's dev server cannot serve).
+  if (forTests) log(`Temporal server: ${await ensureTemporalServer(log)}`);
   log(`temporal CLI: ${cli}; setup took ${((Date.now() - started) / 1000).toFixed(1)} s`);
 } catch (err) {
   if (err instanceof SetupError || err instanceof ConfigError || err instanceof BuildError) {

@@ -179,7 +179,11 @@ describe('configuration', () => {
       migration: { address: '127.0.0.1', portMin: 49152, portMax: 49215 },
       saveDirs: [],
       sharedStoragePaths: [],
-      temporal: { address: '127.0.0.1:7233', namespace: 'default' },
+      temporal: {
+        address: '127.0.0.1:7233',
+        namespace: 'default',
+        summary: { profile: 'default', tls: false, clientCert: false, serverCa: false, apiKey: false },
+      },
       security: { driver: 'none', rememberDir: join(tmp, 'base', 'state', 'security') },
       worker: { logLevel: 'info', auditLog: join(tmp, 'base', 'log', 'audit.log'), autoDestroyIntervalMs: 10_000, inventoryIntervalMs: 30_000 },
       qemuHide: { machines: [], capabilities: [], parameters: [], commands: [] },
@@ -198,8 +202,16 @@ describe('configuration', () => {
     } finally {
       rmSync(`/dev/shm/vmferry-${name}`, { recursive: true, force: true });
     }
-    expect(loadControlConfig({})).toEqual({ temporal: { address: '127.0.0.1:7233', namespace: 'default' }, logLevel: 'info' });
-    expect(loadCliConfig({})).toEqual({ connection: {} });
+    expect(loadControlConfig({})).toEqual({
+      temporal: {
+        address: '127.0.0.1:7233',
+        namespace: 'default',
+        summary: { profile: 'default', tls: false, clientCert: false, serverCa: false, apiKey: false },
+      },
+      logLevel: 'info',
+    });
+    expect(loadCliConfig({})).toEqual({ temporal: expect.any(Function) });
+    expect(loadCliConfig({}).temporal({ overrides: {} })).toMatchObject({ address: '127.0.0.1:7233', namespace: 'default', summary: { tls: false } });
     expect(loadLocalConfig({})).toEqual({ stateDir: join(PROJECT_ROOT, '.state'), temporalPort: 7233, uiPort: 8233, demoGuest: 'demo1', demoDetached: false });
     expect(loadLocalConfig({ VMFERRY_TEMPORAL_PORT: '7300' }).uiPort).toBe(8300);
   });
@@ -218,7 +230,8 @@ describe('configuration', () => {
     expect(host({ VMFERRY_HOST_CONFIG: join(tmp, 'shared.json') }).sharedStoragePaths).toEqual(['/srv/san']);
     expect(host({ VMFERRY_HOST_CONFIG: join(tmp, 'shared.json'), VMFERRY_SHARED_STORAGE_PATHS: '/a:/b/c' }).sharedStoragePaths).toEqual(['/a', '/b/c']);
     expect(failure(() => host({ VMFERRY_SHARED_STORAGE_PATHS: 'images' }), HostConfigError)).toMatch(/shared storage path "images" must be absolute/);
-    expect(cfg.temporal).toEqual({ address: 'temporal:7233', namespace: 'ns' });
+    expect(cfg.temporal).toMatchObject({ address: 'temporal:7233', namespace: 'ns' });
+    expect(cfg.temporal.tls).toBeUndefined();
     // The hooks directory: unset means no hooks; the file's key, the variable over it; relative refused.
     expect(cfg.hooksDir).toBeUndefined();
     writeFileSync(join(tmp, 'hooks.json'), JSON.stringify({ hooksDir: '/etc/vmferry/hooks/' }));
@@ -273,13 +286,9 @@ describe('configuration', () => {
       stickyQueueTimeoutMs: 1000,
       temporal: { namespace: 'ns' },
     });
-    expect(
-      loadCliConfig({ VMFERRY_HOST: 'host-b', VMFERRY_REQUESTED_BY: 'alice@ops', TEMPORAL_TLS_CERT: '/c.pem', TEMPORAL_TLS_CLIENT_CERT_PATH: '/d.pem' }),
-    ).toEqual({
-      connection: { tlsCertPath: '/d.pem' },
-      host: 'host-b',
-      requestedBy: 'alice@ops',
-    });
+    const cli = loadCliConfig({ VMFERRY_HOST: 'host-b', VMFERRY_REQUESTED_BY: 'alice@ops', TEMPORAL_ADDRESS: 'env:7233' });
+    expect(cli).toMatchObject({ host: 'host-b', requestedBy: 'alice@ops' });
+    expect(cli.temporal({ overrides: { namespace: 'ns' } })).toMatchObject({ address: 'env:7233', namespace: 'ns' });
     expect(loadLocalConfig({ VMFERRY_GO: '', VMFERRY_DEMO_DETACHED: '1', VMFERRY_TEMPORAL_CLI: '' })).toMatchObject({ go: '', demoDetached: true });
   });
 });

@@ -1,27 +1,26 @@
 // The vmferry command's environment, read here only: the Temporal CLI's connection
-// variables (so an operator's TEMPORAL_* settings just work), the host a verb acts
-// on, who is asking, and the payload key.
+// variables and profile file (so an operator's TEMPORAL_* settings and temporal.toml just
+// work), the host a verb acts on, who is asking, and the payload key.
 import { parseEnv, rawText, temporalEnvShape, type Env } from '../common/config-schema.js';
-import type { ConnectionOptions } from './connection.js';
+import { resolveTemporalSettings, type TemporalOverrides, type TemporalSettings } from '../connection/temporal-settings.js';
 import { UsageError } from './exit-codes.js';
 
 export const cliEnvShape = {
   ...temporalEnvShape,
-  // The Temporal CLI's names first, then the shorter ones it also accepts.
-  TEMPORAL_TLS_CLIENT_CERT_PATH: rawText(),
-  TEMPORAL_TLS_CERT: rawText(),
-  TEMPORAL_TLS_CLIENT_KEY_PATH: rawText(),
-  TEMPORAL_TLS_KEY: rawText(),
-  TEMPORAL_TLS_SERVER_CA_CERT_PATH: rawText(),
-  TEMPORAL_TLS_CA: rawText(),
-  TEMPORAL_TLS_SERVER_NAME: rawText(),
   VMFERRY_HOST: rawText(),
   VMFERRY_REQUESTED_BY: rawText(),
 };
 
+/** The connection options of the command line (--profile, --config-file, --address...). */
+export interface CommandLineConnection {
+  profile?: string;
+  configFile?: string;
+  overrides: TemporalOverrides;
+}
+
 export interface CliConfig {
-  /** Connection settings from the environment; command-line options override each. */
-  connection: ConnectionOptions;
+  /** The connection once the command line is known: its options win over the environment, which wins over the profile. */
+  temporal: (commandLine: CommandLineConnection) => TemporalSettings;
   host?: string;
   /** Who the audit log names (default user@machine). */
   requestedBy?: string;
@@ -32,14 +31,7 @@ export interface CliConfig {
 export function loadCliConfig(env: Env = process.env): CliConfig {
   const e = parseEnv(cliEnvShape, env, (m) => new UsageError(m));
   return {
-    connection: {
-      address: e.TEMPORAL_ADDRESS,
-      namespace: e.TEMPORAL_NAMESPACE,
-      tlsCertPath: e.TEMPORAL_TLS_CLIENT_CERT_PATH ?? e.TEMPORAL_TLS_CERT,
-      tlsKeyPath: e.TEMPORAL_TLS_CLIENT_KEY_PATH ?? e.TEMPORAL_TLS_KEY,
-      tlsCaPath: e.TEMPORAL_TLS_SERVER_CA_CERT_PATH ?? e.TEMPORAL_TLS_CA,
-      tlsServerName: e.TEMPORAL_TLS_SERVER_NAME,
-    },
+    temporal: (c) => resolveTemporalSettings(env, { profile: c.profile, configFile: c.configFile, above: c.overrides, aboveName: 'command line' }),
     ...(e.VMFERRY_HOST !== undefined ? { host: e.VMFERRY_HOST } : {}),
     ...(e.VMFERRY_REQUESTED_BY !== undefined ? { requestedBy: e.VMFERRY_REQUESTED_BY } : {}),
     ...(e.VMFERRY_PAYLOAD_KEY_FILE ? { payloadKeyFiles: e.VMFERRY_PAYLOAD_KEY_FILE } : {}),

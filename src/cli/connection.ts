@@ -1,39 +1,19 @@
-// Connection options with the Temporal CLI's names (cli-config.ts reads its
-// environment variables), so an operator's existing TEMPORAL_* settings just work.
-import { readFileSync } from 'node:fs';
+// The CLI's client, on the connection settings cli-config.ts resolved (the Temporal CLI's
+// profile and TEMPORAL_* variables, then the command line).
 import { Client, Connection } from '@temporalio/client';
 import { dataConverterFor } from '../codec/key-file.js';
-import { DEFAULT_NAMESPACE, DEFAULT_TEMPORAL_ADDRESS } from '../common/constants.js';
+import { connectTemporal } from '../connection/temporal-connect.js';
+import type { TemporalSettings } from '../connection/temporal-settings.js';
 import { defaultRequester, requestedByInterceptor } from './requested-by.js';
 
-export interface ConnectionOptions {
-  address?: string;
-  namespace?: string;
-  tlsCertPath?: string;
-  tlsKeyPath?: string;
-  tlsCaPath?: string;
-  tlsServerName?: string;
-}
-
 export async function connect(
-  opts: ConnectionOptions,
+  settings: TemporalSettings,
   client: { payloadKeyFiles?: string[]; requestedBy?: string },
 ): Promise<{ client: Client; close: () => Promise<void> }> {
-  const useTls = Boolean(opts.tlsCertPath || opts.tlsCaPath);
-  const connection = await Connection.connect({
-    address: opts.address ?? DEFAULT_TEMPORAL_ADDRESS,
-    connectTimeout: 5000,
-    tls: useTls
-      ? {
-          serverNameOverride: opts.tlsServerName,
-          serverRootCACertificate: opts.tlsCaPath ? readFileSync(opts.tlsCaPath) : undefined,
-          clientCertPair: opts.tlsCertPath && opts.tlsKeyPath ? { crt: readFileSync(opts.tlsCertPath), key: readFileSync(opts.tlsKeyPath) } : undefined,
-        }
-      : undefined,
-  });
+  const connection = await connectTemporal(settings, (o) => Connection.connect({ ...o, connectTimeout: 5000 }));
   const c = new Client({
     connection,
-    namespace: opts.namespace ?? DEFAULT_NAMESPACE,
+    namespace: settings.namespace,
     // The same payload key as the workers, or they could not read what this client sends.
     dataConverter: dataConverterFor(client.payloadKeyFiles),
     interceptors: { workflow: [requestedByInterceptor(client.requestedBy ?? defaultRequester())] },

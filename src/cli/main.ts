@@ -14,12 +14,17 @@ import { startVerb } from './commands/start.js';
 import { parseCommandLine } from './command-line.js';
 import { loadCliConfig } from './cli-config.js';
 import { connect } from './connection.js';
+import { TemporalConnectError } from '../connection/temporal-connect.js';
+import { TemporalConfigError } from '../connection/temporal-settings.js';
 import { EXIT_FAILED, EXIT_INVALID, EXIT_OK, exitCodeFor, UsageError } from './exit-codes.js';
 import { type OptionSpec, type Verb, FLAG, VALUE } from './verb.js';
 
 const GLOBAL_OPTIONS: OptionSpec = {
   address: VALUE,
   namespace: { type: 'string', short: 'n' },
+  profile: VALUE,
+  'config-file': VALUE,
+  'api-key': VALUE,
   'tls-cert-path': VALUE,
   'tls-key-path': VALUE,
   'tls-ca-path': VALUE,
@@ -43,10 +48,12 @@ const VERBS: Record<string, Verb> = {
 function usage(): string {
   const verbs = Object.entries(VERBS).map(([name, v]) => `  ${name.padEnd(26)}${v.summary}`);
   return [
-    'usage: vmferry [--address HOST:PORT] [--namespace NS] [--host NAME] [--json] VERB [ARGS]',
+    'usage: vmferry [--profile NAME] [--address HOST:PORT] [--namespace NS] [--host NAME] [--json] VERB [ARGS]',
     '',
-    'Connection: --address/TEMPORAL_ADDRESS, --namespace/TEMPORAL_NAMESPACE, --tls-cert-path, --tls-key-path,',
-    '--tls-ca-path, --tls-server-name (or the TEMPORAL_TLS_* variables). Host: --host or VMFERRY_HOST.',
+    "Connection, as the Temporal CLI's: --profile/TEMPORAL_PROFILE of --config-file/TEMPORAL_CONFIG_FILE",
+    '(default ~/.config/temporalio/temporal.toml), --address/TEMPORAL_ADDRESS, --namespace/TEMPORAL_NAMESPACE,',
+    '--api-key/TEMPORAL_API_KEY, --tls-cert-path, --tls-key-path, --tls-ca-path, --tls-server-name (or the',
+    'TEMPORAL_TLS_* variables); an option wins over a variable, which wins over the profile. Host: --host or VMFERRY_HOST.',
     '',
     'Verbs:',
     ...verbs,
@@ -84,18 +91,21 @@ async function main(argv: string[]): Promise<number> {
     if (json) process.stdout.write(`${JSON.stringify(result ?? null, null, 2)}\n`);
     return EXIT_OK;
   }
-  const env = config.connection;
-  const { client, close } = await connect(
-    {
-      address: (opts.address as string | undefined) ?? env.address,
-      namespace: (opts.namespace as string | undefined) ?? env.namespace,
-      tlsCertPath: (opts['tls-cert-path'] as string | undefined) ?? env.tlsCertPath,
-      tlsKeyPath: (opts['tls-key-path'] as string | undefined) ?? env.tlsKeyPath,
-      tlsCaPath: (opts['tls-ca-path'] as string | undefined) ?? env.tlsCaPath,
-      tlsServerName: (opts['tls-server-name'] as string | undefined) ?? env.tlsServerName,
+  const str = (name: string): string | undefined => opts[name] as string | undefined;
+  const settings = config.temporal({
+    profile: str('profile'),
+    configFile: str('config-file'),
+    overrides: {
+      address: str('address'),
+      namespace: str('namespace'),
+      apiKey: str('api-key'),
+      tlsCertPath: str('tls-cert-path'),
+      tlsKeyPath: str('tls-key-path'),
+      tlsCaPath: str('tls-ca-path'),
+      tlsServerName: str('tls-server-name'),
     },
-    { payloadKeyFiles, requestedBy: config.requestedBy },
-  );
+  });
+  const { client, close } = await connect(settings, { payloadKeyFiles, requestedBy: config.requestedBy });
   try {
     const result = await verb.run({ client, host, payloadKeyFiles, json, out, err }, parsed.positionals, opts);
     if (json) process.stdout.write(`${JSON.stringify(result ?? null, null, 2)}\n`);
@@ -110,6 +120,12 @@ function report(err: unknown, json: boolean): number {
   let message: string;
   if (err instanceof UsageError) {
     type = 'OperationInvalid';
+    message = err.message;
+  } else if (err instanceof TemporalConfigError) {
+    type = err.type;
+    message = err.message;
+  } else if (err instanceof TemporalConnectError) {
+    type = 'OperationFailed';
     message = err.message;
   } else if ((err instanceof WorkflowFailedError || err instanceof WorkflowUpdateFailedError) && err.cause instanceof ApplicationFailure) {
     type = err.cause.type ?? undefined;

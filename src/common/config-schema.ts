@@ -125,10 +125,44 @@ const payloadKeyFiles = optionalText().transform((v, ctx) => {
   return z.NEVER;
 });
 
-/** Variables every process that talks to Temporal reads the same way. */
-export const temporalEnvShape = {
+/** The Temporal CLI's reading of a boolean, made strict: a value it would read as false by accident is refused. */
+function envBool(): z.ZodType<boolean | undefined, string | undefined> {
+  return optionalText().transform((v, ctx) => {
+    if (v === undefined) return undefined;
+    if (v === '1' || v === 'true') return true;
+    if (v === '0' || v === 'false') return false;
+    ctx.addIssue({ code: 'custom', message: 'must be true, false, 1 or 0' });
+    return z.NEVER;
+  });
+}
+
+/**
+ * The Temporal CLI's connection variables (src/connection/temporal-settings.ts hands them to
+ * @temporalio/envconfig once checked here), with the shorter TLS names older tools used.
+ */
+export const temporalConnectionEnvShape = {
   TEMPORAL_ADDRESS: text(),
   TEMPORAL_NAMESPACE: text(),
+  TEMPORAL_API_KEY: optionalText(),
+  TEMPORAL_PROFILE: optionalText(),
+  TEMPORAL_CONFIG_FILE: optionalText(),
+  TEMPORAL_TLS: envBool(),
+  TEMPORAL_TLS_CLIENT_CERT_PATH: optionalText(),
+  TEMPORAL_TLS_CERT: optionalText(),
+  TEMPORAL_TLS_CLIENT_CERT_DATA: optionalText(),
+  TEMPORAL_TLS_CLIENT_KEY_PATH: optionalText(),
+  TEMPORAL_TLS_KEY: optionalText(),
+  TEMPORAL_TLS_CLIENT_KEY_DATA: optionalText(),
+  TEMPORAL_TLS_SERVER_CA_CERT_PATH: optionalText(),
+  TEMPORAL_TLS_CA: optionalText(),
+  TEMPORAL_TLS_SERVER_CA_CERT_DATA: optionalText(),
+  TEMPORAL_TLS_SERVER_NAME: optionalText(),
+  TEMPORAL_TLS_DISABLE_HOST_VERIFICATION: envBool(),
+};
+
+/** Variables every process that talks to Temporal reads the same way. */
+export const temporalEnvShape = {
+  ...temporalConnectionEnvShape,
   VMFERRY_PAYLOAD_KEY_FILE: payloadKeyFiles,
 };
 

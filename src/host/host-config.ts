@@ -8,7 +8,8 @@ import type { Env, LogLevel } from '../common/config-schema.js';
 import { randomUUID } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync, chmodSync } from 'node:fs';
 import { isAbsolute, join, normalize, resolve } from 'node:path';
-import { DEFAULT_NAMESPACE, DEFAULT_TEMPORAL_ADDRESS, HOST_NAME_PATTERN } from '../common/constants.js';
+import { HOST_NAME_PATTERN } from '../common/constants.js';
+import { resolveTemporalSettings, type TemporalSettings } from '../connection/temporal-settings.js';
 import { readHostConfigFile, type HostConfigFile } from './host-config-file.js';
 import { HostConfigError, readHostEnv, securityConfigOf } from './host-env.js';
 import { resolveOnPath } from './emulators.js';
@@ -39,7 +40,8 @@ export interface HostConfig {
    * give away): a disk below one is not copied by a migration, and may migrate without a copy flag.
    */
   sharedStoragePaths: string[];
-  temporal: { address: string; namespace: string };
+  /** The Temporal connection: the Temporal CLI's profile, then `temporal` of the file, then TEMPORAL_* (certificates already read). */
+  temporal: TemporalSettings;
   /** Where the operator's hook script `qemu` lives (libvirt's /etc/libvirt/hooks); absent = no hooks (host/hooks.ts). */
   hooksDir?: string;
   /** Disk leases: a directory on storage every host shares (host/leases/); absent = no leases, QEMU's own image locking only. */
@@ -74,6 +76,9 @@ export function loadHostConfig(env: Env = process.env): HostConfig {
   const file: HostConfigFile = e.VMFERRY_HOST_CONFIG ? readHostConfigFile(e.VMFERRY_HOST_CONFIG) : {};
   const name = e.VMFERRY_HOST_NAME ?? file.name ?? 'host-a';
   if (!HOST_NAME_PATTERN.test(name)) throw new HostConfigError(`host name ${JSON.stringify(name)} must match ${HOST_NAME_PATTERN}`);
+  // Before anything is created: a bad certificate path stops the worker here (a TemporalConfigError naming it).
+  // The file's `temporal` section sits between the Temporal CLI's profile and the TEMPORAL_* environment.
+  const temporal = resolveTemporalSettings(env, { below: file.temporal, belowName: 'temporal in VMFERRY_HOST_CONFIG' });
   const base = resolve(e.VMFERRY_HOST_BASE_DIR ?? join(process.cwd(), '.state', 'hosts', name));
   const stateDir = resolve(e.VMFERRY_HOST_STATE_DIR ?? file.stateDir ?? join(base, 'state'));
   const runDir = resolve(e.VMFERRY_HOST_RUN_DIR ?? file.runDir ?? join(base, 'run'));
@@ -121,10 +126,7 @@ export function loadHostConfig(env: Env = process.env): HostConfig {
     migration,
     saveDirs: absoluteDirs(e.VMFERRY_SAVE_DIRS ?? file.saveDirs ?? [], 'save directory'),
     sharedStoragePaths: absoluteDirs(e.VMFERRY_SHARED_STORAGE_PATHS ?? file.sharedStoragePaths ?? [], 'shared storage path'),
-    temporal: {
-      address: e.TEMPORAL_ADDRESS ?? file.temporal?.address ?? DEFAULT_TEMPORAL_ADDRESS,
-      namespace: e.TEMPORAL_NAMESPACE ?? file.temporal?.namespace ?? DEFAULT_NAMESPACE,
-    },
+    temporal,
     ...(tunnel ? { tunnel } : {}),
     ...(hooksDir ? { hooksDir: normalize(hooksDir) } : {}),
     ...(lockspaceDir ? { lockspaceDir: normalize(lockspaceDir) } : {}),

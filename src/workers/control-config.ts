@@ -1,6 +1,6 @@
 // The control worker's environment, read here only; the worker gets typed values.
 import { envNumber, optionalText, parseEnv, workerEnvShape, type Env, type LogLevel } from '../common/config-schema.js';
-import { DEFAULT_NAMESPACE, DEFAULT_TEMPORAL_ADDRESS } from '../common/constants.js';
+import { resolveTemporalSettings, type TemporalSettings } from '../connection/temporal-settings.js';
 
 export const controlEnvShape = {
   ...workerEnvShape,
@@ -10,7 +10,8 @@ export const controlEnvShape = {
 };
 
 export interface ControlConfig {
-  temporal: { address: string; namespace: string };
+  /** The Temporal CLI's profile, then TEMPORAL_* (certificates already read). */
+  temporal: TemporalSettings;
   logLevel: LogLevel;
   metricsAddress?: string;
   payloadKeyFiles?: string[];
@@ -22,7 +23,7 @@ export interface ControlConfig {
 export function loadControlConfig(env: Env = process.env): ControlConfig {
   const e = parseEnv(controlEnvShape, env);
   return {
-    temporal: { address: e.TEMPORAL_ADDRESS ?? DEFAULT_TEMPORAL_ADDRESS, namespace: e.TEMPORAL_NAMESPACE ?? DEFAULT_NAMESPACE },
+    temporal: resolveTemporalSettings(env),
     logLevel: e.VMFERRY_LOG_LEVEL,
     ...(e.VMFERRY_METRICS_ADDRESS ? { metricsAddress: e.VMFERRY_METRICS_ADDRESS } : {}),
     ...(e.VMFERRY_PAYLOAD_KEY_FILE ? { payloadKeyFiles: e.VMFERRY_PAYLOAD_KEY_FILE } : {}),

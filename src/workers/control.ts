@@ -2,6 +2,7 @@
 // host state; everything it learns comes back from host activities.
 import { NativeConnection, Worker } from '@temporalio/worker';
 import { CONTROL_TASK_QUEUE } from '../common/constants.js';
+import { connectTemporal } from '../connection/temporal-connect.js';
 import { dataConverterFor } from '../codec/key-file.js';
 import { loadControlConfig } from './control-config.js';
 import { createLogger, installTemporalLogging } from './logging.js';
@@ -11,10 +12,13 @@ async function main(): Promise<void> {
   const config = loadControlConfig();
   const log = createLogger({ role: 'control-worker' }, config.logLevel);
   installTemporalLogging(log, config.metricsAddress);
-  const { address, namespace } = config.temporal;
+  const { address, namespace, summary } = config.temporal;
   const dataConverter = dataConverterFor(config.payloadKeyFiles);
   const workflowBundle = config.workflowBundle ?? prebuiltWorkflowBundle();
-  const connection = await NativeConnection.connect({ address });
+  const connection = await connectTemporal(config.temporal, (o) => NativeConnection.connect(o)).catch((err: unknown) => {
+    log.fatal({ err: (err as Error).message }, 'cannot connect to Temporal');
+    throw err;
+  });
   const worker = await Worker.create({
     connection,
     namespace,
@@ -32,7 +36,10 @@ async function main(): Promise<void> {
   const stop = (): void => worker.shutdown();
   process.once('SIGINT', stop);
   process.once('SIGTERM', stop);
-  log.info({ taskQueue: CONTROL_TASK_QUEUE, address, namespace, payloadEncryption: dataConverter !== undefined, workflowBundle }, 'control worker ready');
+  log.info(
+    { taskQueue: CONTROL_TASK_QUEUE, address, namespace, temporal: summary, payloadEncryption: dataConverter !== undefined, workflowBundle },
+    'control worker ready',
+  );
   try {
     await worker.run();
   } finally {

@@ -2,6 +2,7 @@
 // outlive it; on start it reattaches to them, on stop it leaves them running.
 import { NativeConnection, Worker } from '@temporalio/worker';
 import { hostTaskQueue } from '../common/constants.js';
+import { connectTemporal } from '../connection/temporal-connect.js';
 import { createDomainActivities } from '../activities/domain-activities.js';
 import { createJobControlActivities } from '../activities/job-control.js';
 import { createMigrationActivities } from '../activities/migration-activities.js';
@@ -26,6 +27,11 @@ async function main(): Promise<void> {
   armFaults(config.faults);
   const log = createLogger({ host: config.name, role: 'host-worker' }, config.worker.logLevel);
   installTemporalLogging(log, config.worker.metricsAddress);
+  // First, so a server that refuses this worker (no client certificate, wrong CA) stops it before it touches a guest.
+  const connection = await connectTemporal(config.temporal, (o) => NativeConnection.connect(o)).catch((err: unknown) => {
+    log.fatal({ err: (err as Error).message }, 'cannot connect to Temporal');
+    throw err;
+  });
   const rt = new HostRuntime(config, log);
   const auditPath = config.worker.auditLog;
   const audit = createAuditLogger(auditPath);
@@ -40,7 +46,6 @@ async function main(): Promise<void> {
   const recovered = recoverJobs(jobs).catch((err: unknown) => jobs.log.error({ err }, 'recovering jobs left by a previous worker failed'));
   // Tunnelled migration's listener, when certificates are configured (before the worker takes tasks).
   const tunnel = await startTunnelServer(rt);
-  const connection = await NativeConnection.connect({ address: config.temporal.address });
   const reaper = startAutoDestroyReaper(jobs, connection, { intervalMs: config.worker.autoDestroyIntervalMs });
   const inventory = startInventoryPublisher(rt, connection, { intervalMs: config.worker.inventoryIntervalMs });
   const dataConverter = dataConverterFor(config.worker.payloadKeyFiles);
@@ -82,6 +87,7 @@ async function main(): Promise<void> {
       stateDir: config.stateDir,
       runDir: config.runDir,
       auditLog: auditPath,
+      temporal: { address: config.temporal.address, namespace: config.temporal.namespace, ...config.temporal.summary },
       domains: rt.list().length,
       payloadEncryption: dataConverter !== undefined,
     },

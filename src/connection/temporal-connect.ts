@@ -38,11 +38,24 @@ export function describeConnection(s: TemporalSettings): string {
   return `${s.address} (${parts.join(', ')})`;
 }
 
+/** The error's message and its causes' (the SDK wraps the server's answer: "Failed to connect" says little alone). */
+function messages(err: unknown): string {
+  const out: string[] = [];
+  for (let e: unknown = err; e instanceof Error && out.length < 5; e = e.cause) if (!out.some((m) => m.includes(e.message))) out.push(e.message);
+  return out.length > 0 ? out.join(': ') : String(err);
+}
+
 /** `connect` with the settings; a failure names the server and what was offered to it. */
 export async function connectTemporal<T>(s: TemporalSettings, connect: (o: TemporalConnectionOptions) => Promise<T>): Promise<T> {
   try {
     return await connect(connectionOptions(s));
   } catch (err) {
-    throw new TemporalConnectError(`cannot connect to Temporal at ${describeConnection(s)}: ${(err as Error).message}`, { cause: err });
+    // A server asking for a client certificate ends the handshake with an alert, which the client
+    // may only see as a broken pipe or a timeout: say what was missing.
+    const hint =
+      s.summary.tls && !s.summary.clientCert
+        ? " (if the server requires mutual TLS: give a client certificate and key, TEMPORAL_TLS_CLIENT_CERT_PATH and TEMPORAL_TLS_CLIENT_KEY_PATH or the profile's tls.client_cert_path and tls.client_key_path)"
+        : '';
+    throw new TemporalConnectError(`cannot connect to Temporal at ${describeConnection(s)}: ${messages(err)}${hint}`, { cause: err });
   }
 }

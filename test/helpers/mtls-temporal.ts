@@ -99,7 +99,11 @@ export async function startMtlsTemporal(serverBinary: string, dir: string): Prom
     child.once('exit', (code, signal) => resolve(`Temporal server exited (${signal ?? `code ${code}`}): ${readFileSync(logFile, 'utf8').slice(-2000)}`));
     child.once('error', (err) => resolve(`Temporal server failed to start: ${err.message}`));
   });
+  // A test run that exits without its afterAll (a crash, an error in a hook) takes the server with it.
+  const killOnExit = (): void => void (child.exitCode === null && child.signalCode === null && child.kill('SIGKILL'));
+  process.once('exit', killOnExit);
   const stop = async (): Promise<void> => {
+    process.off('exit', killOnExit);
     if (child.exitCode !== null || child.signalCode !== null) return;
     child.kill('SIGTERM');
     const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);

@@ -9,6 +9,7 @@ import { JobTracker } from './job-tracker.js';
 import { SourceJobControl } from './migrate-control.js';
 import { MigrationConvergence } from './migrate-convergence.js';
 import { ErrorType, isVmError } from '../common/errors.js';
+import { PostcopyControl } from './migrate-postcopy.js';
 
 export class MigrationJob {
   readonly flags: MigrateFlag[];
@@ -19,6 +20,8 @@ export class MigrationJob {
   readonly tracker: JobTracker;
   readonly control: SourceJobControl;
   readonly convergence: MigrationConvergence;
+  /** The post-copy switch and recovery (its Updates are registered for every migration; they refuse without 'postcopy'). */
+  readonly postcopy: PostcopyControl;
   readonly saga = new Compensations();
   /** The forward steps, up to the end of the stream: a cancel stops them, and what they did is undone. */
   private readonly forward = new CancellationScope();
@@ -55,6 +58,7 @@ export class MigrationJob {
       },
       input.policy,
     );
+    this.postcopy = new PostcopyControl(this);
   }
 
   has(f: MigrateFlag): boolean {

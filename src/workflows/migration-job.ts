@@ -1,7 +1,7 @@
 // One migration run's shared state: its request, its job (phase, signals, first
 // error), its undo stack and the scope that a cancel stops. The protocol
 // functions (migrate-v3.ts, migrate-v2.ts) drive it step by step.
-import { CancellationScope, isCancellation, upsertSearchAttributes, workflowInfo } from '@temporalio/workflow';
+import { CancellationScope, log, isCancellation, upsertSearchAttributes, workflowInfo } from '@temporalio/workflow';
 import { validateMigrateInput, type MigrateFlag, type MigrateInput, type MigrationJobRef } from '../common/migration-types.js';
 import { DestinationHost, SourceHost } from '../common/search-attributes.js';
 import { Compensations } from './compensation.js';
@@ -59,6 +59,11 @@ export class MigrationJob {
       input.policy,
     );
     this.postcopy = new PostcopyControl(this);
+    // A convergence policy's switch goes the way the startPostcopy Update does (still refused at input: unbuiltPolicyPart).
+    this.control.onPostcopyRequest = async () => {
+      if (this.postcopy.switchRefusal() !== undefined) return;
+      await this.postcopy.request().catch((err: unknown) => log.warn('post-copy switch by policy failed', { err: String(err) }));
+    };
   }
 
   has(f: MigrateFlag): boolean {

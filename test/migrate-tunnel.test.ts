@@ -612,7 +612,7 @@ describe('tunnelled migration between network namespaces', () => {
         domainUuid: g.uuid,
         sourceHost: SRC,
         destinationHost: DST,
-        flags: ['live', 'tunnelled', 'postcopy'],
+        flags: ['live', 'tunnelled', 'postcopy', 'postcopy-after-precopy'],
       })
     ).result();
     expect(there.stats.postcopy).toBe(true);

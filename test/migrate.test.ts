@@ -170,7 +170,13 @@ describe('live migration', () => {
     fillRandom(g.ram, 64 * MiB);
     const before = hashRange(g.ram, 64 * MiB);
     const there = await (
-      await startMigration(cluster.client, { domain: 'm4', domainUuid: g.uuid, sourceHost: A, destinationHost: B, flags: ['live', 'postcopy'] })
+      await startMigration(cluster.client, {
+        domain: 'm4',
+        domainUuid: g.uuid,
+        sourceHost: A,
+        destinationHost: B,
+        flags: ['live', 'postcopy', 'postcopy-after-precopy'],
+      })
     ).result();
     expect(there.stats.postcopy).toBe(true);
     expect(there.destination.state).toBe('running');

@@ -28,6 +28,10 @@ import { portsFor } from '../host/migration/ports.js';
 import { readLimits, type AppliedLimits } from '../qemu/migration-params.js';
 import { abortSource, begin, confirm, forgetSource, perform, perform2 } from '../host/migration/source-side.js';
 import { tunnelSupport } from '../host/migration/host-tunnel.js';
+import { requestPostcopy, resumePostcopy, waitPostcopy } from '../host/migration/postcopy-source.js';
+import { keepPausedAfterPostcopy, listenRecovery, pauseIncoming, postcopyEnded } from '../host/migration/postcopy-destination.js';
+import type { MigrateFlag } from '../common/migration-types.js';
+import type { PostcopyRecoverListen, PostcopyWaitResult } from '../common/postcopy.js';
 import type { HostRuntime } from '../host/host-runtime.js';
 import { whileHeartbeating } from '../support/step-heartbeat.js';
 
@@ -76,6 +80,35 @@ export function createMigrationActivities(rt: HostRuntime, ports: PortAllocator 
     /** Compensation on the destination: kill the incoming QEMU of this job, free its port, end the job. */
     async migrateAbortDestination(name: string, jobId: string): Promise<void> {
       await whileHeartbeating(() => abortDestination(dest, name, jobId));
+    },
+    // ---- post-copy (v3): the switch on request, the wait for the stream's end, recovery ----
+    /** Source: switch to post-copy now (or as soon as the stream is active). */
+    async migrateStartPostcopy(name: string, jobId: string): Promise<{ status: string }> {
+      return await requestPostcopy(rt, name, jobId);
+    },
+    /** Source, after Finish: until the stream completed, or paused (a broken link); heartbeats its progress. */
+    async migratePostcopyWait(name: string, jobId: string): Promise<PostcopyWaitResult> {
+      return await waitPostcopy(rt, name, jobId);
+    },
+    /** Source: dial the destination's recovery listener (`migrate` with resume). */
+    async migratePostcopyResume(name: string, jobId: string, uri: string): Promise<{ status: string }> {
+      return await resumePostcopy(rt, name, jobId, uri);
+    },
+    /** Destination: pause an incoming post-copy stream whose link went silent (both sides must be paused to recover). */
+    async migratePostcopyPauseIncoming(name: string): Promise<{ status: string }> {
+      return await pauseIncoming(dest, name);
+    },
+    /** Destination: listen for the resumed stream (migrate-recover). */
+    async migratePostcopyListen(name: string, jobId: string, uri?: string): Promise<PostcopyRecoverListen> {
+      return await listenRecovery(dest, name, jobId, uri);
+    },
+    /** Destination, after a post-copy failure: the guest stays here, paused; never killed. */
+    async migratePostcopyKeepPaused(name: string, jobId: string): Promise<{ kept: boolean }> {
+      return await whileHeartbeating(() => keepPausedAfterPostcopy(dest, name, jobId));
+    },
+    /** Destination, once the stream completed: what was kept for a recovery goes. */
+    async migratePostcopyEnded(name: string, jobId: string, flags: MigrateFlag[]): Promise<void> {
+      await postcopyEnded(dest, name, jobId, flags);
     },
     /** Read-only: whether this host can carry a tunnelled or TLS migration (certificates configured), where peers dial it, and its TLS identity. */
     async migrateTunnelSupport(): Promise<TunnelSupport> {

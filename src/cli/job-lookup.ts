@@ -6,6 +6,7 @@ import type { Payload } from '@temporalio/common';
 import { jobInfoQuery } from '../common/job-messages.js';
 import { jobWorkflowId, STORAGE_COPY_PHASE, type JobHeartbeat, type JobInfo } from '../common/job-types.js';
 import { ErrorType, vmError } from '../common/errors.js';
+import type { PostcopyState } from '../common/postcopy.js';
 
 export const JOB_ID_PREFIX = 'vmferry-job-';
 
@@ -90,6 +91,8 @@ export async function lastCompletedJob(client: Client, scope: JobScope): Promise
   return (await findJobs(client, scope, false, 1))[0];
 }
 
+const POSTCOPY_STATES: Record<string, PostcopyState> = { 'postcopy-active': 'active', 'postcopy-paused': 'paused', 'postcopy-recover': 'recovering' };
+
 export async function jobInfoWithProgress(client: Client, handle: WorkflowHandle): Promise<JobInfo> {
   const [info, description] = await Promise.all([handle.query(jobInfoQuery), handle.describe()]);
   const { payloadConverter, payloadCodecs } = client.options.loadedDataConverter;
@@ -104,6 +107,10 @@ export async function jobInfoWithProgress(client: Client, handle: WorkflowHandle
     if (beat?.progress) Object.assign(info, beat.progress);
     // The disk copy runs inside Perform but is its own phase to the reader.
     if (beat?.phase === STORAGE_COPY_PHASE && info.status === 'running') info.phase = STORAGE_COPY_PHASE;
+    // The post-copy wait heartbeats QEMU's own status: fresher than the workflow's view between its steps.
+    const qemu = (beat as { status?: unknown } | undefined)?.status;
+    if (beat?.phase === 'postcopy' && info.status === 'running' && typeof qemu === 'string' && POSTCOPY_STATES[qemu])
+      info.postcopyState = POSTCOPY_STATES[qemu];
   }
   return info;
 }

@@ -215,7 +215,7 @@ export function resolvePolicy(spec: string | ConvergencePolicy | undefined, post
  */
 export function unbuiltPolicyPart(p: ConvergencePolicy): string | undefined {
   if (p.postcopySwitch || p.timeoutAction === 'postcopy') {
-    return `policy '${p.name}' switches to post-copy, and a switch on a policy's request is not built yet (a --postcopy migration switches at its first pass)`;
+    return `policy '${p.name}' switches to post-copy, and a switch on a policy's request is not wired yet (switch with migrate-postcopy, or --postcopy-after-precopy)`;
   }
   return undefined;
 }

@@ -1,5 +1,6 @@
 // The asynchronous job model shared by workflows, host activities and the CLI.
 // Field names follow libvirt's domjobinfo, with units in the names.
+import type { PostcopyState } from './postcopy.js';
 
 export type JobType = 'save' | 'restore' | 'managedSave' | 'managedStart' | 'coreDump' | 'migrateOut' | 'migrateIn';
 
@@ -55,6 +56,9 @@ export interface JobInfo extends JobProgress {
   /** A migration's convergence policy and the step of it in force. */
   policy?: string;
   policyStep?: string;
+  /** Post-copy migrations: where the post-copy phase stands (paused while the link is broken), and recovery attempts made. */
+  postcopyState?: PostcopyState;
+  postcopyRecoveries?: number;
   error?: JobError;
   /** Errors met while cleaning up after `error`; never replace it. */
   cleanupErrors?: JobError[];

@@ -21,6 +21,7 @@ export const MIGRATE_FLAGS = [
   'abort-on-error',
   'auto-converge',
   'postcopy',
+  'postcopy-after-precopy',
   'compressed',
   'offline',
   'copy-storage-all',
@@ -55,6 +56,8 @@ export interface MigrateInput {
   bandwidthMiBps?: number;
   /** Initial max downtime, ms; absent = QEMU's default (300 ms). */
   maxDowntimeMs?: number;
+  /** virsh migrate --postcopy-bandwidth: the speed limit once switched to post-copy, MiB/s; 0 or absent = unlimited. Needs 'postcopy'. */
+  postcopyBandwidthMiBps?: number;
   /** The definition the destination should run (ABI-compatible with the source's). */
   destinationXml?: string;
   /** New name on the destination. */
@@ -144,6 +147,7 @@ export interface BeginArgs extends MigrationJobRef {
   dname?: string;
   bandwidthMiBps?: number;
   maxDowntimeMs?: number;
+  postcopyBandwidthMiBps?: number;
   /** copy-storage: the disks to copy, by target name (MigrateInput.migrateDisks). */
   migrateDisks?: string[];
 }
@@ -168,6 +172,8 @@ export interface BeginResult {
   /** What Begin applied to QEMU, so later signals are compared against it. */
   bandwidthMiBps: number;
   maxDowntimeMs?: number;
+  /** 'postcopy': the source's QEMU has the postcopy-preempt capability. */
+  postcopyPreempt?: boolean;
 }
 
 export interface PrepareArgs extends MigrationJobRef {
@@ -185,6 +191,8 @@ export interface PrepareArgs extends MigrationJobRef {
   sourceHost?: string;
   /** 'tls' or 'tunnelled': the source certificate's subject, the only client QEMU's TLS accepts. */
   sourceTlsIdentity?: string;
+  /** 'postcopy': the source can run postcopy-preempt (Begin's probe); the destination enables it only if it can too. */
+  postcopyPreempt?: boolean;
 }
 
 /**
@@ -207,6 +215,8 @@ export interface PrepareResult {
   cookie?: string;
   /** 'tunnelled' only. */
   tunnel?: MigrationTunnel;
+  /** The destination enabled postcopy-preempt: the source must too (both sides or neither). */
+  postcopyPreempt?: boolean;
 }
 
 /** What a host offers for tunnelled migration (asked before anything is touched). */
@@ -229,6 +239,8 @@ export interface PerformArgs extends MigrationJobRef {
   /** 'tunnelled' only: from Prepare. */
   tunnel?: MigrationTunnel;
   timeoutSuspendSeconds?: number;
+  /** From Prepare: enable postcopy-preempt on the source. */
+  postcopyPreempt?: boolean;
   /** The convergence policy's settings QEMU needs before the stream starts. */
   tuning?: MigrationTuning;
 }
@@ -244,6 +256,12 @@ export interface MigrationTuning {
 export interface PerformResult {
   stats: MigrationStats;
   cookie?: string;
+  /**
+   * The source switched to post-copy and Perform returned at the switch: the stream
+   * still runs (pages are pulled by the destination), Finish starts the guest there at
+   * once, and the source must not be resumed or killed before the stream completes.
+   */
+  postcopyRunning?: boolean;
 }
 
 export interface FinishArgs extends MigrationJobRef {
@@ -258,6 +276,8 @@ export interface FinishArgs extends MigrationJobRef {
   /** The source was running when the job began: the destination starts its CPUs (unless `paused`). */
   wasRunning: boolean;
   protocol: MigrationProtocol;
+  /** Perform returned at the post-copy switch: the guest starts while its pages still arrive. */
+  postcopy?: boolean;
 }
 
 export interface FinishResult {
@@ -326,6 +346,8 @@ export function validateMigrateInput(input: MigrateInput): MigrateFlag[] {
     if (has('postcopy')) throw invalid("flags 'postcopy' and 'offline' are mutually exclusive");
     if (!has('persist-dest')) throw invalid("offline migration needs 'persist-dest': only the persistent definition moves");
   }
+  // virsh refuses --postcopy-after-precopy without --postcopy the same way.
+  if (has('postcopy-after-precopy') && !has('postcopy')) throw invalid("flag 'postcopy-after-precopy' needs 'postcopy'");
   if (has('tunnelled') && input.uri !== undefined) {
     throw invalid("a tunnelled migration takes no URI: the stream goes through the destination worker's tunnel listener");
   }
@@ -336,6 +358,11 @@ export function validateMigrateInput(input: MigrateInput): MigrateFlag[] {
   if (input.maxDowntimeMs !== undefined) {
     const why = invalidDowntime(input.maxDowntimeMs);
     if (why) throw invalid(why);
+  }
+  if (input.postcopyBandwidthMiBps !== undefined) {
+    const why = invalidSpeed(input.postcopyBandwidthMiBps);
+    if (why) throw invalid(`post-copy ${why}`);
+    if (!has('postcopy')) throw invalid("a post-copy bandwidth (postcopyBandwidthMiBps) needs 'postcopy'");
   }
   if (input.dname !== undefined) checkName('dname', input.dname);
   if (input.destinationXml !== undefined && (typeof input.destinationXml !== 'string' || input.destinationXml.length > MAX_XML_CHARS)) {

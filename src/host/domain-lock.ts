@@ -15,6 +15,10 @@ export interface HostJob {
   progress: JobProgress;
   /** Set by the abort activity so the running step reports OperationAborted, not a failure. */
   abortRequested: boolean;
+  /** Post-copy was asked for (the startPostcopy control): the watch switches as soon as the stream is active. */
+  postcopyRequested?: boolean;
+  /** migrate-start-postcopy went to QEMU: from here on nothing may cancel the stream (the destination may run the guest). */
+  postcopySent?: boolean;
 }
 
 export class DomainLocks {

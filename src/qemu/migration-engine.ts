@@ -30,6 +30,25 @@ export async function startPostcopy(qmp: QmpClient): Promise<void> {
   await qmp.execute('migrate-start-postcopy');
 }
 
+/**
+ * Post-copy only: cuts the stream's connection so this side enters postcopy-paused
+ * at once (a link that silently drops packets would otherwise hold it in
+ * postcopy-active for as long as TCP retransmits). Works on either side.
+ */
+export async function pausePostcopy(qmp: QmpClient): Promise<void> {
+  await qmp.execute('migrate-pause');
+}
+
+/** Destination of a paused post-copy stream: listen on `uri` for the source's resumed stream (issued again, it listens anew). */
+export async function listenForRecovery(qmp: QmpClient, uri: string): Promise<void> {
+  await qmp.execute('migrate-recover', { uri });
+}
+
+/** Source of a paused post-copy stream: dial the destination's recovery listener and go on where the stream broke. */
+export async function resumeMigration(qmp: QmpClient, uri: string): Promise<void> {
+  await qmp.execute('migrate', { uri, resume: true });
+}
+
 export async function queryMigration(qmp: QmpClient, deadline?: Deadline): Promise<MigrationInfo> {
   return parseMigrationInfo(await qmp.execute('query-migrate', undefined, deadline));
 }

@@ -14,26 +14,44 @@ export function bandwidthBytes(mibps: number): number {
   return mibps === 0 ? UNLIMITED_BANDWIDTH_BYTES : Math.min(mibps * 1024 * 1024, UNLIMITED_BANDWIDTH_BYTES);
 }
 
-export type CapabilityName = 'events' | 'auto-converge' | 'xbzrle' | 'postcopy-ram' | 'pause-before-switchover';
+export type CapabilityName = 'events' | 'auto-converge' | 'xbzrle' | 'postcopy-ram' | 'pause-before-switchover' | 'postcopy-preempt';
+
+/**
+ * `preempt`: undefined when this QEMU has no postcopy-preempt capability (the key is then
+ * left out, as QEMU refuses a capability it does not know); else whether to enable it.
+ */
+function preemptCapability(preempt: boolean | undefined): Partial<Record<CapabilityName, boolean>> {
+  return preempt === undefined ? {} : { 'postcopy-preempt': preempt };
+}
 
 /**
  * The source's capabilities for these flags. `events` always: the monitor waits on MIGRATION events.
  * `pauseBeforeSwitchover` (storage copy): QEMU stops at pre-switchover, guest paused, until the disk
  * mirrors are completed and migrate-continue lets the device state go.
  */
-export function sourceCapabilities(flags: readonly MigrateFlag[], o: { pauseBeforeSwitchover?: boolean } = {}): Record<CapabilityName, boolean> {
+export function sourceCapabilities(
+  flags: readonly MigrateFlag[],
+  o: { pauseBeforeSwitchover?: boolean; preempt?: boolean } = {},
+): Partial<Record<CapabilityName, boolean>> {
   return {
     events: true,
     'auto-converge': flags.includes('auto-converge'),
     xbzrle: flags.includes('compressed'),
     'postcopy-ram': flags.includes('postcopy'),
     'pause-before-switchover': o.pauseBeforeSwitchover === true,
+    ...preemptCapability(o.preempt),
   };
 }
 
-/** The destination must agree to post-copy before the stream starts; the rest is the source's business. */
-export function destinationCapabilities(flags: readonly MigrateFlag[]): Partial<Record<CapabilityName, boolean>> {
-  return { events: true, 'postcopy-ram': flags.includes('postcopy') };
+/** The destination must agree to post-copy (and its preempt channel) before the stream starts; the rest is the source's business. */
+export function destinationCapabilities(flags: readonly MigrateFlag[], o: { preempt?: boolean } = {}): Partial<Record<CapabilityName, boolean>> {
+  return { events: true, 'postcopy-ram': flags.includes('postcopy'), ...preemptCapability(o.preempt) };
+}
+
+/** Whether this QEMU knows migration capability `name` (query-migrate-capabilities lists every one it has). */
+export async function hasCapability(qmp: QmpClient, name: CapabilityName): Promise<boolean> {
+  const caps = await qmp.execute<{ capability?: unknown }[]>('query-migrate-capabilities');
+  return Array.isArray(caps) && caps.some((c) => c?.capability === name);
 }
 
 /** The names query-migrate-capabilities lists, in QEMU's order. */
@@ -81,6 +99,16 @@ export async function setCapabilities(qmp: QmpClient, caps: Partial<Record<Capab
 }
 
 /**
+ * After an incoming stream with post-copy: off again, so this QEMU's next stream (a save to a
+ * file, a migration that sets fewer capabilities) does not run with them; preempt would want a
+ * second channel that a file has not.
+ */
+export async function clearPostcopyCapabilities(qmp: QmpClient): Promise<void> {
+  const preempt = await hasCapability(qmp, 'postcopy-preempt');
+  await setCapabilities(qmp, { 'postcopy-ram': false, ...preemptCapability(preempt ? false : undefined) });
+}
+
+/**
  * Only `events`, for a save or restore stream (its progress is watched through
  * MIGRATION events). QEMU has no reason to refuse it, so its error stays as QEMU's.
  */
@@ -92,6 +120,8 @@ export interface MigrationLimits {
   /** 0 or absent = unlimited. */
   bandwidthMiBps?: number;
   maxDowntimeMs?: number;
+  /** After the switch to post-copy; 0 or absent = unlimited. */
+  postcopyBandwidthMiBps?: number;
 }
 
 /** migrate-set-parameters arguments for a speed (MiB/s, 0 = unlimited) and max downtime (ms). */
@@ -100,6 +130,8 @@ function limitParameters(limits: MigrationLimits): Record<string, number> {
   // QEMU's default is 32 MiB/s; libvirt's (and ours) is unlimited unless asked.
   out['max-bandwidth'] = bandwidthBytes(limits.bandwidthMiBps ?? 0);
   if (limits.maxDowntimeMs !== undefined) out['downtime-limit'] = limits.maxDowntimeMs;
+  // QEMU's 0 is unlimited here; set every time so an earlier migration's limit does not stay.
+  out['max-postcopy-bandwidth'] = limits.postcopyBandwidthMiBps ? bandwidthBytes(limits.postcopyBandwidthMiBps) : 0;
   return out;
 }
 

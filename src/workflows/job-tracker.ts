@@ -24,6 +24,8 @@ export interface JobHooks {
   onSetMaxDowntime?: (ms: number) => Promise<void>;
   /** Each phase change (a migration's whole-job percentage moves with it). */
   onPhase?: (phase: string) => void;
+  /** Why a cancel cannot be honoured now (e.g. a migration past its post-copy switch), or undefined: the cancel is then logged and dropped. */
+  cancelRefusal?: () => string | undefined;
 }
 
 export class JobTracker {
@@ -80,6 +82,8 @@ export class JobTracker {
 
   requestCancel(): void {
     if (this.cancelled) return;
+    const refused = this.hooks.cancelRefusal?.();
+    if (refused !== undefined) return void log.warn('cancel refused', { why: refused });
     this.cancelled = true;
     this.hooks.onCancel?.();
   }

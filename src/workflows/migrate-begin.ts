@@ -55,6 +55,7 @@ export async function begin(m: MigrationJob): Promise<Begun> {
           dname: input.dname,
           bandwidthMiBps: tracker.info.speedLimitMiBps,
           maxDowntimeMs: tracker.info.maxDowntimeMs,
+          ...(input.postcopyBandwidthMiBps !== undefined ? { postcopyBandwidthMiBps: input.postcopyBandwidthMiBps } : {}),
           ...(input.migrateDisks !== undefined ? { migrateDisks: input.migrateDisks } : {}),
         },
       ],
@@ -88,6 +89,10 @@ export async function begin(m: MigrationJob): Promise<Begun> {
       ErrorType.ConfigUnsupported,
       `'${domain}' holds disk leases, which only protocol v3 can move (in its cookie's lock state); this migration would use v2`,
     );
+  }
+  if (m.has('postcopy') && protocol !== 3) {
+    // As libvirt: v2 has no Confirm, so nothing could wait for the stream's end while the destination runs the guest.
+    throw vmError(ErrorType.ConfigUnsupported, `post-copy needs protocol v3; ${dst} and ${src} share only v${protocol}`);
   }
   if (copiesStorage(m.flags) && protocol !== 3) {
     throw vmError(

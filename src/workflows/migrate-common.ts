@@ -37,6 +37,7 @@ export async function prepare(
         protocol,
         sourceHost: m.src,
         ...(sourceTlsIdentity !== undefined ? { sourceTlsIdentity } : {}),
+        ...(begun.postcopyPreempt ? { postcopyPreempt: true } : {}),
       },
     ],
     `v${protocol} Prepare: start '${m.destName}' paused with -incoming on ${m.dst}`,
@@ -54,9 +55,12 @@ export async function perform(m: MigrationJob, front: Begun, prepared: PrepareRe
   return performed;
 }
 
-/** A cancel that arrived while the last bytes went is still honoured: nothing runs on the destination yet. */
-export function refuseLateCancel(m: MigrationJob): void {
-  if (m.tracker.cancelRequested) throw new CancelledFailure('cancelled after the stream completed');
+/**
+ * A cancel that arrived while the last bytes went is still honoured: nothing runs on the
+ * destination yet. Not after a post-copy switch: the destination must run the guest now.
+ */
+export function refuseLateCancel(m: MigrationJob, performed: PerformResult | undefined): void {
+  if (m.tracker.cancelRequested && !performed?.postcopyRunning) throw new CancelledFailure('cancelled after the stream completed');
 }
 
 /** Finish on the destination, past the point of no return: a cancel no longer stops it. */
@@ -84,9 +88,10 @@ export async function finish(
           flags: m.flags,
           wasRunning: begun.wasRunning,
           protocol,
+          ...(performed?.postcopyRunning ? { postcopy: true } : {}),
         },
       ],
-      `v${protocol} Finish: ${start} '${m.destName}' on ${m.dst}`,
+      `v${protocol} Finish: ${start} '${m.destName}' on ${m.dst}${performed?.postcopyRunning ? ' while its pages are pulled (post-copy)' : ''}`,
     ),
   );
 }

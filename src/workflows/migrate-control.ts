@@ -88,9 +88,12 @@ export class SourceJobControl {
   }
 
   policyPostcopy(): Promise<void> {
-    // TODO(postcopy): the on-request switch lands with real post-copy; until then a postcopy migration switches at its first poll.
-    return Promise.resolve();
+    // The switch itself is PostcopyControl's (migrate-postcopy.ts), which MigrationJob plugs in here.
+    return this.onPostcopyRequest?.() ?? Promise.resolve();
   }
+
+  /** Set by the migration: the post-copy switch on request (never rejects). */
+  onPostcopyRequest?: () => Promise<void>;
 
   /** The source's QEMU migration is over (or never started): nothing more to send it. */
   detach(): void {

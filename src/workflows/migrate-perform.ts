@@ -42,6 +42,7 @@ export async function performWatched(
     protocol,
     destinationHost: dst,
     ...(prep.tunnel ? { tunnel: prep.tunnel } : {}),
+    ...(prep.postcopyPreempt ? { postcopyPreempt: true } : {}),
     ...(input.timeoutSuspendSeconds !== undefined ? { timeoutSuspendSeconds: input.timeoutSuspendSeconds } : {}),
     ...(m.convergence.tuning ? { tuning: m.convergence.tuning } : {}),
   };

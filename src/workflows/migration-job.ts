@@ -1,7 +1,7 @@
 // One migration run's shared state: its request, its job (phase, signals, first
 // error), its undo stack and the scope that a cancel stops. The protocol
 // functions (migrate-v3.ts, migrate-v2.ts) drive it step by step.
-import { CancellationScope, isCancellation, upsertSearchAttributes, workflowInfo } from '@temporalio/workflow';
+import { CancellationScope, log, isCancellation, upsertSearchAttributes, workflowInfo } from '@temporalio/workflow';
 import { validateMigrateInput, type MigrateFlag, type MigrateInput, type MigrationJobRef } from '../common/migration-types.js';
 import { DestinationHost, SourceHost } from '../common/search-attributes.js';
 import { Compensations } from './compensation.js';
@@ -9,6 +9,7 @@ import { JobTracker } from './job-tracker.js';
 import { SourceJobControl } from './migrate-control.js';
 import { MigrationConvergence } from './migrate-convergence.js';
 import { ErrorType, isVmError } from '../common/errors.js';
+import { PostcopyControl } from './migrate-postcopy.js';
 
 export class MigrationJob {
   readonly flags: MigrateFlag[];
@@ -19,6 +20,8 @@ export class MigrationJob {
   readonly tracker: JobTracker;
   readonly control: SourceJobControl;
   readonly convergence: MigrationConvergence;
+  /** The post-copy switch and recovery (its Updates are registered for every migration; they refuse without 'postcopy'). */
+  readonly postcopy: PostcopyControl;
   readonly saga = new Compensations();
   /** The forward steps, up to the end of the stream: a cancel stops them, and what they did is undone. */
   private readonly forward = new CancellationScope();
@@ -55,6 +58,12 @@ export class MigrationJob {
       },
       input.policy,
     );
+    this.postcopy = new PostcopyControl(this);
+    // A convergence policy's switch goes the way the startPostcopy Update does (still refused at input: unbuiltPolicyPart).
+    this.control.onPostcopyRequest = async () => {
+      if (this.postcopy.switchRefusal() !== undefined) return;
+      await this.postcopy.request().catch((err: unknown) => log.warn('post-copy switch by policy failed', { err: String(err) }));
+    };
   }
 
   has(f: MigrateFlag): boolean {

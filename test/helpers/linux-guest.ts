@@ -306,6 +306,8 @@ export interface LinuxDomainXml {
   disk?: { path: string; format: 'raw' | 'qcow2' };
   /** One virtio NIC on a Linux bridge. */
   nic?: { mac: string; bridge: string };
+  /** Guest RAM in a shared file the host can read (DomainInfo.memoryBackingFile), as guest-memory.ts expects. */
+  sharedMemory?: boolean;
 }
 
 /**
@@ -333,7 +335,7 @@ export function linuxGuestXml(d: LinuxDomainXml): string {
   return `<domain type='qemu'>
   <name>${d.name}</name>
   <uuid>${d.uuid}</uuid>
-  <memory unit='MiB'>${d.memoryMiB}</memory>
+  <memory unit='MiB'>${d.memoryMiB}</memory>${d.sharedMemory ? "\n  <memoryBacking><source type='file'/><access mode='shared'/></memoryBacking>" : ''}
   <vcpu>1</vcpu>
   <cpu mode='host-model'/>
   <os>

@@ -27,8 +27,8 @@ export type Behaviour =
   | { fail: ErrorType; message?: string; afterMs?: number }
   /** Heartbeat until cancelled, then report the cancellation; or answer anyway (a step that finished as the cancel came). */
   | { block: 'until-cancelled'; thenAnswer?: unknown }
-  /** Heartbeat until the test calls release(host, act), then answer the default. */
-  | { block: 'until-released' };
+  /** Heartbeat until the test calls release(host, act), then answer the default (or `thenAnswer`). */
+  | { block: 'until-released'; thenAnswer?: unknown };
 
 /** What a host answers when the test scripted nothing. */
 export interface HostProfile {
@@ -121,6 +121,10 @@ export class StubHosts {
         for (;;) {
           if (b.block === 'until-released' && this.released.has(`${host}/${act}`)) {
             this.released.delete(`${host}/${act}`);
+            if (b.thenAnswer !== undefined) {
+              end('ok');
+              return b.thenAnswer;
+            }
             break;
           }
           ctx.heartbeat();
@@ -181,6 +185,13 @@ export class StubHosts {
       setJobMaxDowntime: ok,
       setJobTuning: ok,
       suspendJobGuest: () => ({ suspended: true }),
+      migrateStartPostcopy: () => ({ status: 'active' }),
+      migratePostcopyWait: () => ({ status: 'completed', stats: { postcopy: true, transferredBytes: 8192 } }),
+      migratePostcopyResume: () => ({ status: 'postcopy-recover' }),
+      migratePostcopyPauseIncoming: () => ({ status: 'postcopy-paused' }),
+      migratePostcopyListen: () => ({ uri: `tcp:${host}:49200` }),
+      migratePostcopyKeepPaused: () => ({ kept: true }),
+      migratePostcopyEnded: ok,
     };
   }
 }

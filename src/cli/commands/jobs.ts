@@ -1,5 +1,6 @@
 // Job verbs: list jobs, and virsh's domjob* and migrate-* control of a running job.
 import { cancelSignal, invalidDowntime, invalidSpeed, setMaxDowntimeUpdate, setSpeedUpdate } from '../../common/job-messages.js';
+import { invalidRecoverRequest, recoverPostcopyUpdate, startPostcopyUpdate } from '../../common/postcopy.js';
 import type { JobInfo } from '../../common/job-types.js';
 import { ErrorType, isVmError, vmError } from '../../common/errors.js';
 import { UsageError } from '../exit-codes.js';
@@ -42,6 +43,8 @@ export function printJobInfo(ctx: VerbContext, j: JobInfo): void {
     ['Max downtime', j.maxDowntimeMs !== undefined ? `${j.maxDowntimeMs} ms` : undefined],
     ['Expected downtime', j.expectedDowntimeMs !== undefined ? `${j.expectedDowntimeMs} ms` : undefined],
     ['Total downtime', j.downtimeMs !== undefined ? `${j.downtimeMs} ms` : undefined],
+    ['Postcopy', j.postcopyState],
+    ['Postcopy recoveries', j.postcopyRecoveries],
     ['Percent', j.percent !== undefined ? `${j.percent.toFixed(1)} %` : undefined],
     ['Iterations', j.iterations],
     ['Throttle', j.throttlePercent !== undefined ? `${j.throttlePercent} %` : undefined],
@@ -178,6 +181,11 @@ export const jobVerbs: Record<string, Verb> = {
     async run(ctx, args) {
       const domain = oneDomain(args, this.usage);
       const job = await jobOf(ctx, domain);
+      // After the post-copy switch the workflow drops a cancel (it could only lose the guest); say so rather than pretend.
+      const info = job.jobType === 'migrateOut' ? await jobInfoWithProgress(ctx.client, job.handle).catch(() => undefined) : undefined;
+      if (info?.postcopyState !== undefined) {
+        throw vmError(ErrorType.OperationInvalid, `the migration of '${domain}' is in post-copy (${info.postcopyState}) and cannot be aborted`);
+      }
       await job.handle.signal(cancelSignal);
       ctx.out(`abort requested for ${job.jobType ? `the ${job.jobType} job` : 'job'} ${job.handle.workflowId}`);
       return { workflowId: job.handle.workflowId, signal: 'cancel' };
@@ -201,6 +209,34 @@ export const jobVerbs: Record<string, Verb> = {
       const change = await job.handle.executeUpdate(setPolicyUpdate, { args: [policy] });
       ctx.out(`policy '${change.policy}' in force for ${domain}: ${change.step}`);
       return { workflowId: job.handle.workflowId, ...change };
+    },
+  },
+  'migrate-postcopy': {
+    summary: 'switch the running migration (started with --postcopy) to post-copy now',
+    usage: 'vmferry migrate-postcopy DOMAIN',
+    async run(ctx, args) {
+      const domain = oneDomain(args, this.usage);
+      const job = await jobOf(ctx, domain);
+      requireControl(job, domain, DOWNTIME_JOBS, 'post-copy');
+      const r = await job.handle.executeUpdate(startPostcopyUpdate, { args: [] });
+      ctx.out(`post-copy ${r.postcopy} for ${job.handle.workflowId}`);
+      return { workflowId: job.handle.workflowId, ...r };
+    },
+  },
+  'migrate-recover': {
+    summary: 'recover a paused post-copy migration now (optionally through another destination address)',
+    usage: 'vmferry migrate-recover DOMAIN [--migrateuri tcp:HOST:PORT]',
+    options: { migrateuri: VALUE },
+    async run(ctx, args, opts) {
+      const domain = oneDomain(args, this.usage);
+      const req = typeof opts.migrateuri === 'string' ? { uri: opts.migrateuri } : {};
+      const why = invalidRecoverRequest(req);
+      if (why) throw new UsageError(why);
+      const job = await jobOf(ctx, domain);
+      requireControl(job, domain, DOWNTIME_JOBS, 'post-copy');
+      const r = await job.handle.executeUpdate(recoverPostcopyUpdate, { args: [req] });
+      ctx.out(`post-copy recovery attempt ${r.attempt} started for ${job.handle.workflowId} (post-copy ${r.postcopy})`);
+      return { workflowId: job.handle.workflowId, ...r };
     },
   },
   'migrate-getspeed': {

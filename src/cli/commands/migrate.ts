@@ -27,6 +27,7 @@ const FLAG_OPTIONS: Record<string, MigrateFlag> = {
   'abort-on-error': 'abort-on-error',
   'auto-converge': 'auto-converge',
   postcopy: 'postcopy',
+  'postcopy-after-precopy': 'postcopy-after-precopy',
   compressed: 'compressed',
   offline: 'offline',
   'copy-storage-all': 'copy-storage-all',
@@ -36,6 +37,7 @@ const FLAG_OPTIONS: Record<string, MigrateFlag> = {
 const OPTIONS: OptionSpec = {
   ...Object.fromEntries(Object.keys(FLAG_OPTIONS).map((o) => [o, { type: 'boolean' as const }])),
   bandwidth: VALUE,
+  'postcopy-bandwidth': VALUE,
   xml: VALUE,
   dname: VALUE,
   migrateuri: VALUE,
@@ -64,8 +66,8 @@ export const migrateVerb: Verb = {
   summary: 'migrate a domain from --host to DESTHOST',
   usage:
     'vmferry migrate DOMAIN DESTHOST [--live] [--p2p] [--tunnelled] [--tls] [--persistent] [--undefinesource] [--suspend] [--unsafe] [--offline] ' +
-    '[--auto-converge] [--postcopy] [--compressed] [--abort-on-error] [--change-protection] [--copy-storage-all | --copy-storage-inc] [--migrate-disks DISK,...] ' +
-    '[--bandwidth MIBPS] [--xml FILE] [--dname NAME] [--migrateuri tcp:HOST[:PORT]] [--timeout SECONDS] [--policy NAME|FILE.json]',
+    '[--auto-converge] [--postcopy [--postcopy-after-precopy]] [--compressed] [--abort-on-error] [--change-protection] [--copy-storage-all | --copy-storage-inc] [--migrate-disks DISK,...] ' +
+    '[--bandwidth MIBPS] [--postcopy-bandwidth MIBPS] [--xml FILE] [--dname NAME] [--migrateuri tcp:HOST[:PORT]] [--timeout SECONDS] [--policy NAME|FILE.json]',
   options: OPTIONS,
   async run(ctx, args, opts) {
     const [domain, destinationHost] = positionals(args, 2, this.usage) as [string, string];
@@ -83,6 +85,7 @@ export const migrateVerb: Verb = {
       destinationHost,
       flags: flagsOf(opts),
       bandwidthMiBps: wholeNumber(opts.bandwidth, '--bandwidth'),
+      postcopyBandwidthMiBps: wholeNumber(opts['postcopy-bandwidth'], '--postcopy-bandwidth'),
       destinationXml: readXmlFile(stringOpt(opts.xml)),
       dname: stringOpt(opts.dname),
       uri: stringOpt(opts.migrateuri),

@@ -22,6 +22,8 @@ export function jobControl(rt: HostRuntime) {
     async abortJob(name: string, jobId: string): Promise<{ aborted: boolean }> {
       const job = jobOf(rt, name, jobId);
       if (!job) return { aborted: false };
+      // After the switch to post-copy the destination may run the guest: cancelling would lose it (libvirt refuses too).
+      if (job.postcopySent) return { aborted: false };
       job.abortRequested = true;
       const dom = rt.getRunning(name);
       if (dom && !dom.qmp.isClosed) {

@@ -95,6 +95,8 @@ export interface MigrateInRecord extends MigrationRecordBase {
   createdImages?: string[];
   nbdPort?: number;
   nbdSocket?: string;
+  /** Post-copy: this QEMU runs with postcopy-preempt (a retried Prepare reports it again). */
+  postcopyPreempt?: boolean;
 }
 
 export type MigrationRecord = MigrateOutRecord | MigrateInRecord;

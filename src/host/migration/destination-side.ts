@@ -20,7 +20,8 @@ import type { CookieNetInterface } from '../../migration/cookie.js';
 import { eventTimeMs } from './monitor.js';
 import { queryMigration } from '../../qemu/migration-engine.js';
 import { graphicsFor, listenIncoming, preallocate } from './incoming-qemu.js';
-import { destinationCapabilities, ensureSelfAnnounce, setCapabilities } from '../../qemu/migration-params.js';
+import { clearPostcopyCapabilities, destinationCapabilities, ensureSelfAnnounce, hasCapability, setCapabilities } from '../../qemu/migration-params.js';
+import { postcopyPreemptFor } from './postcopy-preempt.js';
 import type { PortAllocator } from '../../migration/port-allocator.js';
 import { formatMigrationUri, parseMigrationUri } from '../../migration/uri.js';
 import { AUTHZ_ID as MIGRATION_TLS_AUTHZ, CREDS_ID as MIGRATION_TLS_CREDS, disableMigrationTls, enableMigrationTls } from './qemu-tls.js';
@@ -81,6 +82,7 @@ export async function prepare(d: DestinationDeps, a: PrepareArgs): Promise<Prepa
       uri: again.uri ?? '',
       ...(again.port !== undefined ? { port: again.port } : {}),
       ...(again.cookie ? { cookie: again.cookie } : {}),
+      ...(again.postcopyPreempt ? { postcopyPreempt: true } : {}),
       ...tunnel,
     };
   }
@@ -168,7 +170,10 @@ export async function prepare(d: DestinationDeps, a: PrepareArgs): Promise<Prepa
     dom = await rt.launch(def, { incoming: true, requestId: a.jobId, leases: 'later' });
     rt.jobs.patch(destName, a.jobId, 'migrate-in', { pid: dom.pid });
     await faultPoint('migrate.prepare');
-    await setCapabilities(dom.qmp, destinationCapabilities(a.flags));
+    // Both sides or neither: the source asked for it only if its QEMU has it (Begin's probe).
+    const preempt = a.postcopyPreempt === true && (await postcopyPreemptFor(dom, a.flags));
+    await setCapabilities(dom.qmp, destinationCapabilities(a.flags, { preempt: (await hasCapability(dom.qmp, 'postcopy-preempt')) ? preempt : undefined }));
+    if (preempt) rt.jobs.patch(destName, a.jobId, 'migrate-in', { postcopyPreempt: true });
     if ((def.devices.interfaces?.length ?? 0) > 0) await ensureSelfAnnounce(dom.qmp);
     await preallocate(rt, dom, def);
     if (hostTls) await enableMigrationTls(rt, dom, hostTls.tls, { role: 'server', peerIdentity: a.sourceTlsIdentity! }, { domain: destName, uuid });
@@ -194,7 +199,7 @@ export async function prepare(d: DestinationDeps, a: PrepareArgs): Promise<Prepa
     const cookie = a.protocol === 3 ? await prepareCookie(rt, dom, def, a, uuid, nbdPort !== undefined ? { port: nbdPort } : undefined) : undefined;
     rt.jobs.patch(destName, a.jobId, 'migrate-in', { port: bound.port, uri, ...(cookie ? { cookie } : {}) });
     rt.log.info({ domain: destName, job: a.jobId, phase: 'prepare', uri, pid: dom.pid }, 'incoming migration prepared');
-    return { name: destName, uri, port: bound.port, ...(cookie ? { cookie } : {}) };
+    return { name: destName, uri, port: bound.port, ...(cookie ? { cookie } : {}), ...(preempt ? { postcopyPreempt: true } : {}) };
   } catch (err) {
     await abortDestination(d, destName, a.jobId).catch(() => undefined);
     throw err;
@@ -329,11 +334,14 @@ export async function abortDestination(d: DestinationDeps, name: string, jobId: 
   await forgetIncoming(d, name, jobId);
 }
 
-async function waitIncomingComplete(dom: RunningDomain, name: string): Promise<void> {
+/** Post-copy: the source switched, so the guest may run here while its pages still arrive. */
+const POSTCOPY_RUNNABLE = new Set(['postcopy-active', 'postcopy-paused', 'postcopy-recover']);
+
+async function waitIncomingComplete(dom: RunningDomain, name: string, postcopy: boolean): Promise<void> {
   const deadline = Date.now() + 30_000;
   for (;;) {
     const status = await incomingStatus(dom);
-    if (status === 'completed') return;
+    if (status === 'completed' || (postcopy && status !== undefined && POSTCOPY_RUNNABLE.has(status))) return;
     if (dom.qmp.isClosed) throw vmError(ErrorType.OperationFailed, `the incoming QEMU for '${name}' exited before the migration completed`);
     if (status === 'failed') throw vmError(ErrorType.OperationFailed, `loading the incoming migration of '${name}' failed`);
     if (Date.now() > deadline)
@@ -370,7 +378,7 @@ export async function finish(d: DestinationDeps, a: FinishArgs): Promise<FinishR
   let resumedAtMs: number | undefined;
   try {
     if (dom && !offline) {
-      await waitIncomingComplete(dom, name);
+      await waitIncomingComplete(dom, name, a.postcopy === true);
       // The source let its leases go at the switchover: taken here before any CPU runs, or refused (DiskLeaseHeld).
       const released = rt.leases.checkReleased(srcCookie?.lockState);
       await rt.leases.ensureHeld(dom);
@@ -400,11 +408,12 @@ export async function finish(d: DestinationDeps, a: FinishArgs): Promise<FinishR
       }
     }
   } catch (err) {
-    if (a.protocol === 2 && dom && !offline) {
-      // v2: the source is already gone; this paused QEMU holds the only copy of the guest. Keep it.
+    if ((a.protocol === 2 || a.postcopy === true) && dom && !offline) {
+      // v2: the source is already gone; post-copy: the source can no longer run the guest. This paused QEMU is the copy to keep.
       await forgetIncoming(d, name, a.jobId);
-      dom.setState('paused', 'migration-failed');
-      throw vmError(ErrorType.OperationFailed, `${messageOf(err)}; the domain stays paused on ${rt.config.name} (protocol v2: the source is gone)`);
+      dom.setState('paused', a.postcopy === true ? 'postcopy-failed' : 'migration-failed');
+      const why = a.postcopy === true ? 'post-copy: the source cannot resume it' : 'protocol v2: the source is gone';
+      throw vmError(ErrorType.OperationFailed, `${messageOf(err)}; the domain stays paused on ${rt.config.name} (${why})`);
     }
     if (wrote) {
       if (previousDef === undefined) rt.defs.remove(name);
@@ -413,12 +422,17 @@ export async function finish(d: DestinationDeps, a: FinishArgs): Promise<FinishR
     await abortDestination(d, name, a.jobId).catch(() => undefined);
     throw isVmError(err) ? err : vmError(ErrorType.OperationFailed, messageOf(err));
   }
-  if (dom && !offline && (rec.flags.includes('tunnelled') || rec.flags.includes('tls'))) {
+  // Post-copy: the stream still runs and a recovery needs them; reset when it ends (postcopy-destination.ts).
+  if (dom && !offline && a.postcopy !== true && (rec.flags.includes('tunnelled') || rec.flags.includes('tls'))) {
     // The incoming stream's TLS settings would make this QEMU's next outgoing stream (a save, a
     // migration in clear) a TLS server endpoint that cannot dial: back to clear, as libvirt resets them.
     await disableMigrationTls(dom.qmp).catch((err: unknown) =>
       rt.log.warn({ domain: name, err }, 'could not reset migration TLS after the incoming migration'),
     );
+  }
+  if (dom && !offline && a.postcopy !== true && rec.flags.includes('postcopy')) {
+    // Completed in pre-copy: the capabilities the stream was prepared with go (post-copy clears them at its end).
+    await clearPostcopyCapabilities(dom.qmp).catch((err: unknown) => rt.log.warn({ domain: name, err }, 'could not clear the post-copy capabilities'));
   }
   if (dom && !offline && srcCookie?.network !== undefined) await relocatePortData(rt, dom, srcCookie.network.interfaces);
   await forgetIncoming(d, name, a.jobId);

@@ -63,12 +63,14 @@ export interface MonitorOptions {
   cancelDeadlineMs?: number;
   abortOnIoError?: boolean;
   /**
-   * Switch to post-copy as soon as the stream runs: the guest moves at once and
-   * its pages follow on demand, so the migration ends in bounded time with the
-   * smallest downtime. The price is post-copy's: a link lost after the switch
-   * loses the guest (the source can no longer resume).
+   * The stream runs with the postcopy-ram capability: it switches to post-copy when
+   * the job asks (HostJob.postcopyRequested, the startPostcopy control) or, with
+   * `afterPrecopy`, once the first pre-copy pass is through (virsh's
+   * --postcopy-after-precopy). At the switch the watch returns (`postcopyRunning`):
+   * the destination runs the guest from then on, and the stream's end is awaited
+   * by postcopy-source.ts. Nothing cancels the stream after the switch.
    */
-  postcopy?: boolean;
+  postcopy?: { afterPrecopy: boolean };
   /** Called once post-copy has started (from then on the source cannot resume). */
   onPostcopy?: () => void;
   /**
@@ -127,7 +129,10 @@ export const DETACHED = 'MigrationWatchDetached';
 /** Where the test-only fault point migrate.perform-late fires: this share of RAM has been sent. */
 const LATE_PERCENT = 60;
 
-export async function monitorMigration(opts: MonitorOptions): Promise<MigrationStats> {
+/** What the watch ends with: the stream completed, or (post-copy) it switched and goes on. */
+export type MonitorResult = MigrationStats & { postcopyRunning?: boolean };
+
+export async function monitorMigration(opts: MonitorOptions): Promise<MonitorResult> {
   const { dom, job, signal } = opts;
   const qmp = dom.qmp;
   const interval = opts.intervalMs ?? 500;
@@ -144,7 +149,6 @@ export async function monitorMigration(opts: MonitorOptions): Promise<MigrationS
   opts.lost?.addEventListener('abort', onAbort);
   const lostReason = (): Error | undefined => (opts.lost?.aborted ? (opts.lost.reason as Error) : undefined);
   let lastMoved = { bytes: -1, atMs: Date.now() };
-  let postcopyStarted = false;
   let lateReached = false;
   let cancelSent = false;
   let switchedOver = false;
@@ -158,12 +162,13 @@ export async function monitorMigration(opts: MonitorOptions): Promise<MigrationS
   };
   try {
     for (;;) {
-      if (signal.aborted && !cancelSent) {
+      // After the switch the destination may run the guest: a cancel would lose it, so none is sent.
+      if (signal.aborted && !cancelSent && !job.postcopySent) {
         if (opts.onAbort() === 'detach') throw detachedError(String(signal.reason ?? 'activity stopped'));
         await cancel();
         return await finishCancel(opts, 'the job was cancelled');
       }
-      if (job.abortRequested && !cancelSent) {
+      if (job.abortRequested && !cancelSent && !job.postcopySent) {
         await cancel();
         return await finishCancel(opts, 'the job was aborted');
       }
@@ -189,6 +194,7 @@ export async function monitorMigration(opts: MonitorOptions): Promise<MigrationS
       if (storage) lastDisk = storage.progress;
       const progress = { ...progressOf(info), ...(lastDisk ?? {}) };
       job.progress = progress;
+      if (status.startsWith('postcopy-')) return await switched(opts, stoppedAtMs, status);
       switch (status) {
         case 'completed': {
           // The mirrors were completed at the switchover: every disk byte is on the destination.
@@ -196,7 +202,7 @@ export async function monitorMigration(opts: MonitorOptions): Promise<MigrationS
             lastDisk?.diskTotalBytes !== undefined
               ? { diskTotalBytes: lastDisk.diskTotalBytes, diskProcessedBytes: lastDisk.diskTotalBytes, diskRemainingBytes: 0 }
               : {};
-          const stats = { ...(await completed(opts, stoppedAtMs, postcopyStarted)), ...disk };
+          const stats = { ...(await completed(opts, stoppedAtMs, job.postcopySent === true)), ...disk };
           return timeout.suspendedAtMs !== undefined ? { ...stats, timeoutSuspendedAtMs: timeout.suspendedAtMs } : stats;
         }
         case 'failed':
@@ -240,10 +246,9 @@ export async function monitorMigration(opts: MonitorOptions): Promise<MigrationS
         );
       }
       if (await timeout.check(dom, status)) opts.onTimeoutSuspend?.();
-      if (opts.postcopy && !postcopyStarted && status === 'active') {
-        postcopyStarted = true;
-        opts.onPostcopy?.();
-        await startPostcopy(qmp);
+      if (opts.postcopy && !job.postcopySent && status === 'active' && (job.postcopyRequested || (opts.postcopy.afterPrecopy && firstPassDone(info)))) {
+        await switchToPostcopy(job, qmp, opts.onPostcopy);
+        wake.kick();
       }
       opts.onSample?.(info, progress);
       const limits = await readLimits(qmp).catch(() => undefined);
@@ -262,6 +267,34 @@ export async function monitorMigration(opts: MonitorOptions): Promise<MigrationS
     signal.removeEventListener('abort', onAbort);
     opts.lost?.removeEventListener('abort', onAbort);
   }
+}
+
+/** QEMU syncs the dirty bitmap once as the stream starts and again at the end of each pass. */
+function firstPassDone(info: MigrationInfo): boolean {
+  return (info.ram?.['dirty-sync-count'] ?? 0) >= 2;
+}
+
+/**
+ * Sends migrate-start-postcopy once per job, whoever asks first (the watch or the
+ * startPostcopy control); `onPostcopy` records it before QEMU hears of it, so an undo
+ * after a crash never resumes a source whose guest may run elsewhere.
+ */
+export async function switchToPostcopy(job: HostJob, qmp: RunningDomain['qmp'], onPostcopy?: () => void): Promise<void> {
+  if (job.postcopySent) return;
+  job.postcopySent = true;
+  onPostcopy?.();
+  await startPostcopy(qmp);
+}
+
+/** The source switched: its CPUs are stopped and the guest is the destination's to run; the stream goes on. */
+async function switched(opts: MonitorOptions, stoppedAtMs: number | undefined, status: string): Promise<MonitorResult> {
+  const { dom, job } = opts;
+  job.postcopySent = true;
+  dom.setState('paused', 'postcopy');
+  const stats = statsOf(await queryMigration(dom.qmp));
+  job.progress = stats;
+  opts.heartbeat({ phase: 'perform', status, progress: stats });
+  return { ...stats, postcopy: true, postcopyRunning: true, ...(stoppedAtMs !== undefined ? { sourceStoppedAtMs: stoppedAtMs } : {}) };
 }
 
 async function finishCancel(opts: MonitorOptions, why: string): Promise<never> {

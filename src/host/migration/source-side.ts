@@ -25,17 +25,20 @@ import type { RunningDomain } from '../running-domain.js';
 import { checkAbiStability, checkDestinationName } from '../../migration/abi-check.js';
 import { checkDiskSafety, checkNoSnapshots, checkSourceState } from '../../migration/checks.js';
 import { planStorageCopy } from '../../migration/storage-plan.js';
-import { abortMirrors, announceDisks } from './storage-source.js';
+import { announceDisks } from './storage-source.js';
+import { abortSource, killFinishedSource, requireStreamComplete } from './source-undo.js';
+
+export { abortSource };
 import { copyStorage, storageSwitchover } from './storage-perform.js';
 import { closeTunnelRelay } from './tunnel-nbd.js';
 import { formatMigrationCookie, parseMigrationCookie, type MigrationCookie } from '../../migration/cookie.js';
 import { ovsCookieInterfaces } from '../openvswitch.js';
 import { relocateGraphics } from './graphics-relocation.js';
 import { monitorMigration } from './monitor.js';
-import { cancelMigration, queryMigration, startMigration } from '../../qemu/migration-engine.js';
-import { isMigrationActive } from '../../qemu/migration-info.js';
-import { setCapabilities, setLimits, setTuning, sourceCapabilities } from '../../qemu/migration-params.js';
+import { startMigration } from '../../qemu/migration-engine.js';
+import { hasCapability, setCapabilities, setLimits, setTuning, sourceCapabilities } from '../../qemu/migration-params.js';
 import { ProgressSignaller } from './progress-signal.js';
+import { postcopyPreemptFor } from './postcopy-preempt.js';
 import { requireTunnel } from './host-tunnel.js';
 import { disableMigrationTls, enableMigrationTls } from './qemu-tls.js';
 import { SourceTunnel, type SourceTunnelSpec } from '../../migration/tunnel/source-session.js';
@@ -148,7 +151,8 @@ export async function begin(rt: HostRuntime, a: BeginArgs): Promise<BeginResult>
         ...(nbd && storage ? { storage: { sync: storage.sync, disks: nbd.disks.map((d) => d.target) } } : {}),
       });
     }
-    if (dom && !offline) await setLimits(dom.qmp, { bandwidthMiBps: a.bandwidthMiBps, maxDowntimeMs: a.maxDowntimeMs });
+    if (dom && !offline)
+      await setLimits(dom.qmp, { bandwidthMiBps: a.bandwidthMiBps, maxDowntimeMs: a.maxDowntimeMs, postcopyBandwidthMiBps: a.postcopyBandwidthMiBps });
   } catch (err) {
     rt.jobs.remove(name, a.jobId);
     rt.locks.endJob(name, a.jobId);
@@ -166,6 +170,7 @@ export async function begin(rt: HostRuntime, a: BeginArgs): Promise<BeginResult>
     protocolVersions: rt.config.protocolVersions,
     persistentDiffers,
     ...(lockState ? { lockStateNeeded: true } : {}),
+    ...(dom && (await postcopyPreemptFor(dom, flags)) ? { postcopyPreempt: true } : {}),
     bandwidthMiBps: a.bandwidthMiBps ?? 0,
     ...(a.maxDowntimeMs !== undefined ? { maxDowntimeMs: a.maxDowntimeMs } : {}),
   };
@@ -207,7 +212,9 @@ export async function perform(rt: HostRuntime, a: PerformArgs): Promise<PerformR
     if (!rec.performStarted) {
       let uri = a.uri;
       await relocateGraphics(rt, dom, destCookie);
-      await setCapabilities(dom.qmp, sourceCapabilities(a.flags, { pauseBeforeSwitchover: storage !== undefined }));
+      // Written in full when this QEMU has preempt: an earlier migration's choice must not leak into this one.
+      const preempt = (await hasCapability(dom.qmp, 'postcopy-preempt')) ? a.postcopyPreempt === true : undefined;
+      await setCapabilities(dom.qmp, sourceCapabilities(a.flags, { pauseBeforeSwitchover: storage !== undefined, preempt }));
       if (a.tuning) await setTuning(dom.qmp, a.tuning);
       // Set (or cleared) every time: an earlier TLS migration that failed left its parameters in this QEMU.
       if (tls) await enableMigrationTls(rt, dom, requireTunnel(rt, tunnelled ? 'tunnelled' : 'TLS').tls, { role: 'client', peerHost: a.destinationHost }, sctx);
@@ -229,7 +236,7 @@ export async function perform(rt: HostRuntime, a: PerformArgs): Promise<PerformR
         dom.setState('running', 'migrating');
       }
       rt.jobs.patch(name, a.jobId, 'migrate-out', { performStarted: true, protocol: a.protocol });
-      rt.log.info({ domain: name, job: a.jobId, phase: 'perform', uri: a.uri, tunnelled }, 'starting migration');
+      rt.log.info({ domain: name, job: a.jobId, phase: 'perform', uri: a.uri, tunnelled, ...(preempt ? { postcopyPreempt: true } : {}) }, 'starting migration');
       await startMigration(dom.qmp, uri);
       await faultPoint('migrate.perform');
     } else if (tunnelled) {
@@ -253,7 +260,7 @@ export async function perform(rt: HostRuntime, a: PerformArgs): Promise<PerformR
       abortOnIoError: a.flags.includes('abort-on-error'),
       // A cut network stalls TCP for minutes without an error: the host's limit on a stream that moves no byte.
       stallTimeoutMs: rt.config.migration.stallTimeoutMs,
-      postcopy: a.flags.includes('postcopy'),
+      ...(a.flags.includes('postcopy') ? { postcopy: { afterPrecopy: a.flags.includes('postcopy-after-precopy') } } : {}),
       onPostcopy: () => rt.jobs.patch(name, a.jobId, 'migrate-out', { postcopyStarted: true }),
       ...(tunnel ? { lost: tunnel.lost.signal, afterCancel: () => tunnel?.destroy() } : {}),
       ...(storage ? storageSwitchover(rt, dom, a, storage.disks, tunnelled) : {}),
@@ -266,7 +273,8 @@ export async function perform(rt: HostRuntime, a: PerformArgs): Promise<PerformR
       throw err;
     });
     tunnel?.finish();
-    return await performed(rt, a, job, stats);
+    const { postcopyRunning, ...final } = stats;
+    return { ...(await performed(rt, a, job, final)), ...(postcopyRunning ? { postcopyRunning } : {}) };
   } finally {
     tunnel?.destroy();
   }
@@ -275,7 +283,7 @@ export async function perform(rt: HostRuntime, a: PerformArgs): Promise<PerformR
 async function performed(rt: HostRuntime, a: PerformArgs, job: HostJob, stats: MigrationStats): Promise<PerformResult> {
   const name = a.domain;
   job.phase = 'perform-done';
-  // The stream is complete and the source paused: its leases go now, for the destination to take before its CPUs start.
+  // The stream is complete (or switched to post-copy) and the source paused: its leases go now, for the destination to take before its CPUs start.
   const dom = rt.getRunning(name);
   const lockState = dom && !a.flags.includes('offline') ? await rt.leases.release(dom) : undefined;
   // Test-only: the stream is complete and the source paused, Perform has not answered yet.
@@ -361,6 +369,8 @@ export async function confirm(rt: HostRuntime, a: ConfirmArgs): Promise<ConfirmR
   }
   await faultPoint('migrate.confirm');
   const dom = rt.getRunning(name);
+  // After post-copy the source holds pages the destination may still pull: it goes only once the stream is complete.
+  if (dom && rec.postcopyStarted) await requireStreamComplete(dom);
   if (dom && !rec.flags.includes('offline')) await killFinishedSource(rt, dom);
   let sourceUndefined = false;
   if (a.flags.includes('undefine-source') && rt.defs.has(name)) {
@@ -372,82 +382,4 @@ export async function confirm(rt: HostRuntime, a: ConfirmArgs): Promise<ConfirmR
   rt.locks.endJob(name, a.jobId);
   rt.log.info({ domain: name, job: a.jobId, phase: 'confirm', sourceUndefined }, 'migration confirmed; source stopped');
   return { sourceUndefined, resumed: false };
-}
-
-/**
- * After a completed stream QEMU has flushed and released its disks and holds
- * nothing the guest needs: SIGKILL is safe, and it skips the SIGTERM grace poll.
- */
-async function killFinishedSource(rt: HostRuntime, dom: RunningDomain): Promise<void> {
-  const status = await migrationStatus(dom);
-  if (status !== 'completed') return await rt.kill(dom);
-  try {
-    process.kill(dom.pid, 'SIGKILL');
-  } catch {
-    // already gone
-  }
-  await dom.gone;
-}
-
-async function migrationStatus(dom: RunningDomain): Promise<string | undefined> {
-  const info = await queryMigration(dom.qmp).catch(() => undefined);
-  return info?.status;
-}
-
-/**
- * Undoes the source's part: cancels a migration still streaming, resumes the
- * guest if it ran before (never after post-copy started, and after a completed
- * stream only when the caller knows the destination is dead), ends the job.
- */
-export async function abortSource(rt: HostRuntime, name: string, jobId: string, opts: { resumeAfterCompletion: boolean }): Promise<ConfirmResult> {
-  const rec = rt.jobs.find(name, jobId, 'migrate-out');
-  const dom = rt.getRunning(name);
-  let resumed = false;
-  let leaseError: unknown;
-  if (rec && dom && !rec.flags.includes('offline')) {
-    let status = await migrationStatus(dom);
-    if (isMigrationActive(status)) {
-      await cancelMigration(dom.qmp).catch(() => undefined);
-      const deadline = Date.now() + 15_000;
-      while (isMigrationActive(status) && Date.now() < deadline) {
-        await dom.qmp.waitForEvent('MIGRATION', { timeoutMs: 250 }).catch(() => undefined);
-        status = await migrationStatus(dom);
-      }
-    }
-    // The mirrors go before the guest may run here again: a resumed source must own its disks alone.
-    if (rec.mirrorsStarted && rec.storage) {
-      await abortMirrors(dom.qmp, rec.storage.disks).catch((err: unknown) =>
-        rt.log.warn({ domain: name, job: jobId, err: String(err) }, 'stopping the disk mirrors failed'),
-      );
-    }
-    const postcopy = rec.postcopyStarted === true || (status?.startsWith('postcopy') ?? false);
-    const streamDone = status === 'completed';
-    if (postcopy) {
-      // The destination holds pages the source no longer has: resuming here would run a stale guest.
-      dom.setState('paused', 'postcopy-failed');
-    } else if (isMigrationActive(status)) {
-      throw vmError(ErrorType.OperationFailed, `the migration of '${name}' did not stop after migrate_cancel (status ${status})`, { domain: name, status });
-    } else if (rec.wasRunning && dom.state !== 'running' && (!streamDone || opts.resumeAfterCompletion)) {
-      // Leases released at the switchover come back before the CPUs run; if another holder took one, the guest stays paused.
-      leaseError = await rt.leases.ensureHeld(dom).catch((err: unknown) => err);
-      if (leaseError === undefined) {
-        await dom.qmp.execute('cont');
-        dom.setState('running', 'migration-canceled');
-        resumed = true;
-      } else {
-        dom.setState('paused', 'lease-lost');
-      }
-    } else if (dom.state === 'running') {
-      dom.setState('running', 'migration-canceled');
-    }
-  }
-  if (rec) await closeTunnelRelay(rt, rec);
-  rt.jobs.remove(name, jobId);
-  if (rt.locks.job(name)?.id === jobId) rt.locks.endJob(name, jobId);
-  if (rec) rt.log.info({ domain: name, job: jobId, resumed }, 'migration undone on the source');
-  if (leaseError !== undefined) {
-    const why = leaseError instanceof Error ? leaseError.message : String(leaseError);
-    throw vmError(ErrorType.DiskLeaseHeld, `'${name}' stays paused on ${rt.config.name}: it cannot take its disk leases back (${why})`, { domain: name });
-  }
-  return { sourceUndefined: false, resumed };
 }

@@ -209,17 +209,6 @@ export function resolvePolicy(spec: string | ConvergencePolicy | undefined, post
   return invalidPolicy(spec, postcopyAllowed) ?? spec;
 }
 
-/**
- * What a valid policy asks that is not built yet: the switch to post-copy on a policy's
- * rule or timeout needs post-copy started on request, which the migration does not have.
- */
-export function unbuiltPolicyPart(p: ConvergencePolicy): string | undefined {
-  if (p.postcopySwitch || p.timeoutAction === 'postcopy') {
-    return `policy '${p.name}' switches to post-copy, and a switch on a policy's request is not wired yet (switch with migrate-postcopy, or --postcopy-after-precopy)`;
-  }
-  return undefined;
-}
-
 function invalidSteps(v: unknown): string | undefined {
   if (!Array.isArray(v)) return 'downtimeSteps must be a list';
   if (v.length > MAX_STEPS) return `downtimeSteps has ${v.length} steps, at most ${MAX_STEPS}`;

@@ -6,7 +6,7 @@ import type { DomainInfo } from './domain-types.js';
 import { ErrorType, vmError } from './errors.js';
 import type { JobHeartbeat, JobProgress } from './job-types.js';
 import { invalidDowntime, invalidSpeed } from './job-messages.js';
-import { resolvePolicy, unbuiltPolicyPart, type ConvergencePolicy } from './convergence-policy.js';
+import { resolvePolicy, type ConvergencePolicy } from './convergence-policy.js';
 
 export const MIGRATE_FLAGS = [
   'live',
@@ -388,8 +388,6 @@ export function validateMigrateInput(input: MigrateInput): MigrateFlag[] {
     if (!live) throw invalid("a convergence policy needs a live migration (flag 'live')");
     const p = resolvePolicy(input.policy, flags.includes('postcopy'));
     if (typeof p === 'string') throw invalid(`policy: ${p}`);
-    const unbuilt = unbuiltPolicyPart(p);
-    if (unbuilt) throw vmError(ErrorType.ConfigUnsupported, unbuilt);
     // What the policy needs QEMU to do from the stream's first byte: capabilities cannot change mid-stream.
     if (p.autoConverge) byPolicy.push('auto-converge');
     if (p.xbzrleCacheMiB) byPolicy.push('compressed');

@@ -10,7 +10,7 @@
 // over a history recorded before it (test/workflow-logic/replay.test.ts).
 import { ApplicationFailure, log, setHandler } from '@temporalio/workflow';
 import { migrationProgressSignal, setPolicyUpdate, type ConvergenceSample, type PolicyChange } from '../common/convergence-messages.js';
-import { resolvePolicy, unbuiltPolicyPart, type ConvergencePolicy } from '../common/convergence-policy.js';
+import { resolvePolicy, type ConvergencePolicy } from '../common/convergence-policy.js';
 import { ErrorType, vmError } from '../common/errors.js';
 import type { MigrateFlag, MigrationTuning } from '../common/migration-types.js';
 import { ConvergenceEngine, type ConvergenceDecision } from './convergence-engine.js';
@@ -137,8 +137,6 @@ export class MigrationConvergence {
     if (!flags.includes('live') || flags.includes('offline')) bad('a convergence policy needs a live migration');
     const p = resolvePolicy(spec, this.postcopyAllowed);
     if (typeof p === 'string') return bad(`policy: ${p}`);
-    const unbuilt = unbuiltPolicyPart(p);
-    if (unbuilt) throw ApplicationFailure.create({ type: ErrorType.ConfigUnsupported, message: unbuilt, nonRetryable: true });
     // Capabilities are QEMU's for the whole stream: a policy cannot turn one on once it runs.
     if (p.autoConverge && !flags.includes('auto-converge')) bad(`policy '${p.name}' uses auto-converge, which this migration was not started with`);
     if (p.xbzrleCacheMiB && !flags.includes('compressed')) bad(`policy '${p.name}' uses xbzrle, which this migration was not started with`);

@@ -160,13 +160,18 @@ describe('workflow logic (time-skipping env, stub activities): convergence polic
     await h.result();
   });
 
-  it('refuses a policy that switches to post-copy (not built yet) with ConfigUnsupported, before any step', async () => {
-    const err = await t.start({ flags: ['live', 'postcopy'], policy: 'postcopy' }).then(
-      (h) => failed(h),
-      (e: unknown) => e,
-    );
-    expect(err).toMatchObject({ type: ErrorType.ConfigUnsupported, message: expect.stringMatching(/switches to post-copy/) });
-    expect(t.stubs.find('src', 'migrateBegin')).toEqual([]);
+  it("switches to post-copy by the policy's rule: the source is asked once, after the policy's stalled passes", async () => {
+    t.stubs.on('src', 'migratePerform', { block: 'until-released' });
+    const h = await t.start({ flags: ['live', 'postcopy'], policy: 'postcopy' });
+    await t.stubs.started('src', 'migratePerform');
+    for (let n = 1; n <= 3; n++) await h.signal(migrationProgressSignal, pass(n));
+    expect(t.stubs.find('src', 'migrateStartPostcopy')).toEqual([]);
+    // The fourth pass is the third stalled one: the policy's rule.
+    for (let n = 4; n <= 6; n++) await h.signal(migrationProgressSignal, pass(n));
+    await t.stubs.started('src', 'migrateStartPostcopy');
+    expect(t.stubs.find('src', 'migrateStartPostcopy')).toHaveLength(1);
+    expect((await info(h)).postcopyState).toBeDefined();
+    await h.terminate('test over');
   });
 
   it('refuses a bad policy at start, before any step', async () => {

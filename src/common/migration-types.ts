@@ -243,6 +243,8 @@ export interface PerformArgs extends MigrationJobRef {
   postcopyPreempt?: boolean;
   /** The convergence policy's settings QEMU needs before the stream starts. */
   tuning?: MigrationTuning;
+  /** A migration with a convergence policy: the source signals its workflow progress samples (progress-signal.ts). */
+  progressSamples?: boolean;
 }
 
 /** Auto-converge's throttle (percent) and the xbzrle cache; absent fields keep QEMU's values. */

@@ -68,6 +68,11 @@ export class MigrationConvergence {
     setHandler(setPolicyUpdate, (spec) => this.replace(spec), { validator: (spec) => this.refuse(spec) });
   }
 
+  /** Started with a policy: Perform signals samples, and the policy can be replaced while it runs. */
+  get active(): boolean {
+    return this.engine !== undefined;
+  }
+
   /** What Perform sets before the stream starts. */
   get tuning(): MigrationTuning | undefined {
     return this.policy ? tuningOf(this.policy) : undefined;
@@ -135,6 +140,8 @@ export class MigrationConvergence {
     if (tracker.info.status !== 'running') bad(`the job is ${tracker.info.status}`);
     if (!POLICY_PHASES.has(tracker.info.phase)) bad(`the stream is over (phase ${tracker.info.phase}): a policy has nothing left to act on`);
     if (!flags.includes('live') || flags.includes('offline')) bad('a convergence policy needs a live migration');
+    // Its source sends no progress samples: a policy would have nothing to act on.
+    if (!this.engine) bad('this migration was started without a convergence policy; start one with --policy (none: no decisions) to change it while it runs');
     const p = resolvePolicy(spec, this.postcopyAllowed);
     if (typeof p === 'string') return bad(`policy: ${p}`);
     // Capabilities are QEMU's for the whole stream: a policy cannot turn one on once it runs.
@@ -145,14 +152,8 @@ export class MigrationConvergence {
   /** Answers once the source's QEMU has what changed (the ordered job-control queue has sent it). */
   private async replace(spec: string | ConvergencePolicy): Promise<PolicyChange> {
     const p = resolvePolicy(spec, this.postcopyAllowed) as ConvergencePolicy;
-    if (!this.engine) {
-      this.use(p);
-      const init = this.engine!.initial();
-      this.apply({ maxDowntimeMs: init.maxDowntimeMs, ...(init.bandwidthMiBps > 0 ? { bandwidthMiBps: init.bandwidthMiBps } : {}) });
-    } else {
-      this.policy = p;
-      this.apply(this.engine.replace(p, this.last));
-    }
+    this.policy = p;
+    this.apply(this.engine!.replace(p, this.last));
     const t = tuningOf(p);
     if (t && this.host.control.isLive) void this.host.control.policyTuning({ ...t, xbzrleCacheBytes: undefined });
     await this.host.control.settled();

@@ -45,6 +45,7 @@ export async function performWatched(
     ...(prep.postcopyPreempt ? { postcopyPreempt: true } : {}),
     ...(input.timeoutSuspendSeconds !== undefined ? { timeoutSuspendSeconds: input.timeoutSuspendSeconds } : {}),
     ...(m.convergence.tuning ? { tuning: m.convergence.tuning } : {}),
+    ...(m.convergence.active ? { progressSamples: true } : {}),
   };
   try {
     return await performScope.run(() => on(src, 'long', act, [args], `v${protocol} Perform: migrate '${domain}' from ${src} to ${prep.uri}`));

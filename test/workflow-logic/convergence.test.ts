@@ -61,8 +61,9 @@ describe('workflow logic (time-skipping env, stub activities): convergence polic
     t.stubs.on('src', 'migratePerform', { block: 'until-released' });
     const h = await t.start({ policy: 'minimal-downtime' });
     await t.stubs.started('src', 'migratePerform');
-    const perform = t.stubs.find('src', 'migratePerform')[0]!.args[0] as { flags: string[]; tuning?: unknown };
+    const perform = t.stubs.find('src', 'migratePerform')[0]!.args[0] as { flags: string[]; tuning?: unknown; progressSamples?: boolean };
     expect(perform.flags).toContain('auto-converge');
+    expect(perform.progressSamples).toBe(true);
     expect(perform.tuning).toEqual({ throttleInitialPercent: 20, throttleIncrementPercent: 10, maxThrottlePercent: 99 });
     // The policy's initial 100 ms goes to the source with Begin, before the stream.
     expect(t.stubs.find('src', 'migrateBegin')[0]!.args[0]).toMatchObject({ maxDowntimeMs: 100 });
@@ -156,6 +157,10 @@ describe('workflow logic (time-skipping env, stub activities): convergence polic
     for (let i = 1; i < seen.length; i++) expect(seen[i]).toBeGreaterThanOrEqual(seen[i - 1]!);
     expect(downtimes()).toEqual([]);
     expect((await info(h)).policy).toBeUndefined();
+    // Its source is not asked for samples, and a policy cannot be added: it would have nothing to act on.
+    expect(t.stubs.find('src', 'migratePerform')[0]!.args[0]).not.toHaveProperty('progressSamples');
+    const refused = await h.executeUpdate(setPolicyUpdate, { args: ['default'] }).catch((e: unknown) => e);
+    expect(String((refused as Error).cause)).toMatch(/started without a convergence policy/);
     t.stubs.release('src', 'migratePerform');
     await h.result();
   });

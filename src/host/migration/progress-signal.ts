@@ -1,18 +1,18 @@
-// Perform's progress, sent to its workflow as signals: the convergence policy
-// and the whole-job percentage are workflow code, and workflow code cannot see
-// heartbeats. Each signal is a history event, so samples go at each new pass
-// over memory (what the policy counts) and otherwise at a pace that slows as
-// the migration ages, keeping a day-long migration's history bounded.
+// Perform's progress, sent to its workflow as signals, for a migration run with a
+// convergence policy: the policy is workflow code, and workflow code cannot see
+// heartbeats. Each signal costs about four history events, so a sample goes at
+// each new pass over memory (what the policy counts; at most one a second) and
+// otherwise every 30 s (what its timeouts need); a migration without a policy
+// sends none and its history stays as small as before.
 import type { Client } from '@temporalio/client';
 import { migrationProgressSignal, type ConvergenceSample } from '../../common/convergence-messages.js';
 import type { JobProgress } from '../../common/job-types.js';
 import type { MigrationInfo } from '../../qemu/migration-info.js';
 import type { Logger } from 'pino';
 
-/** Between samples of the same pass: this at first, then SLOW_EVERY_MS once the stream is older than SLOW_AFTER_MS. */
-const EVERY_MS = 2_000;
-const SLOW_AFTER_MS = 10 * 60_000;
-const SLOW_EVERY_MS = 30_000;
+/** Between samples of one pass, and at least between samples of successive passes. */
+const EVERY_MS = 30_000;
+const MIN_GAP_MS = 1_000;
 
 const STREAMING = new Set(['active', 'postcopy-active', 'pre-switchover', 'device']);
 
@@ -57,8 +57,8 @@ export class ProgressSignaller {
     const s = sampleOf(info, p);
     if (!s || this.inFlight) return;
     const last = this.last;
-    const every = s.elapsedMs > SLOW_AFTER_MS ? SLOW_EVERY_MS : EVERY_MS;
-    const due = !last || s.iteration !== last.iteration || s.status !== last.status || s.elapsedMs - last.atMs >= every;
+    const gap = last ? s.elapsedMs - last.atMs : Infinity;
+    const due = gap >= EVERY_MS || (gap >= MIN_GAP_MS && (s.iteration !== last!.iteration || s.status !== last!.status));
     if (!due) return;
     this.last = { iteration: s.iteration, atMs: s.elapsedMs, ...(s.status !== undefined ? { status: s.status } : {}) };
     this.inFlight = true;

@@ -207,7 +207,7 @@ export async function perform(rt: HostRuntime, a: PerformArgs): Promise<PerformR
     onWarn: (msg, err) => rt.log.warn({ domain: name, err: String(err) }, msg),
   });
   let tunnel: SourceTunnel | undefined;
-  const signaller = ctx ? ProgressSignaller.fromContext(ctx, a, rt.log.child({ domain: name, job: a.jobId })) : undefined;
+  const signaller = ctx && a.progressSamples ? ProgressSignaller.fromContext(ctx, a, rt.log.child({ domain: name, job: a.jobId })) : undefined;
   try {
     if (!rec.performStarted) {
       let uri = a.uri;

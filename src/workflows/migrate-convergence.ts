@@ -155,7 +155,8 @@ export class MigrationConvergence {
     this.policy = p;
     this.apply(this.engine!.replace(p, this.last));
     const t = tuningOf(p);
-    if (t && this.host.control.isLive) void this.host.control.policyTuning({ ...t, xbzrleCacheBytes: undefined });
+    // The throttle and the xbzrle cache may change mid-stream (turning a capability on may not: the validator refused that).
+    if (t && this.host.control.isLive) void this.host.control.policyTuning(t);
     await this.host.control.settled();
     const st = this.engine!.status();
     return { policy: st.policy, step: st.step, maxDowntimeMs: st.maxDowntimeMs, bandwidthMiBps: st.bandwidthMiBps };

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { ErrorType, vmError } from '../../common/errors.js';
 import type { SecurityContext } from '../../security/index.js';
 import { NbdRelay } from '../../migration/tunnel/nbd-relay.js';
-import type { TunnelTls } from '../../migration/tunnel/tls.js';
+import type { TunnelJob } from '../../migration/tunnel/client.js';
 import type { HostRuntime } from '../host-runtime.js';
 import type { MigrateOutRecord } from '../jobs/records.js';
 
@@ -70,15 +70,8 @@ function relaysOf(rt: HostRuntime): Map<string, NbdRelay> {
   return m;
 }
 
-export interface SourceRelayArgs {
-  tls: TunnelTls;
-  endpoint: string;
-  destinationHost: string;
-  jobId: string;
-  /** The domain's name on the destination, and the job's token from Prepare. */
-  name: string;
-  token: string;
-}
+/** The job's way to its destination, from Prepare's tunnel endpoint and token. */
+export type SourceRelayArgs = TunnelJob;
 
 /** Source, Perform: the job's relay (one per job; a retried Perform reuses it, a restarted worker makes it again); its socket path. */
 export async function openSourceRelay(rt: HostRuntime, a: SourceRelayArgs, sctx: SecurityContext): Promise<{ socketPath: string; relay: NbdRelay }> {

@@ -7,6 +7,17 @@ import { ErrorType, vmError } from '../../common/errors.js';
 import { clientOptions, parseEndpoint, type TunnelTls } from './tls.js';
 import { parseAnswer, readLine, writeLine, type TunnelHello } from './wire.js';
 
+/** One migration's way to its destination: the listener, the host its certificate must name, the job's identity and token. */
+export interface TunnelJob {
+  tls: TunnelTls;
+  endpoint: string;
+  destinationHost: string;
+  jobId: string;
+  /** The domain's name on the destination. */
+  name: string;
+  token: string;
+}
+
 // Inside Perform's 10 s heartbeat timeout, so a refusal is reported as such rather than as a lost worker.
 const CONNECT_TIMEOUT_MS = 8_000;
 

@@ -12,7 +12,7 @@
 import { rmSync } from 'node:fs';
 import { connect as netConnect, createServer, type Server, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { openChannel } from './client.js';
+import { openChannel, type TunnelJob } from './client.js';
 import type { TunnelTls } from './tls.js';
 import type { TunnelHello } from './wire.js';
 
@@ -50,15 +50,7 @@ export function connectUnix(path: string, timeoutMs: number): Promise<Socket> {
   });
 }
 
-export interface NbdRelaySpec {
-  tls: TunnelTls;
-  /** The destination worker's tunnel listener, and the host its certificate must name. */
-  endpoint: string;
-  destinationHost: string;
-  jobId: string;
-  /** The domain's name on the destination. */
-  name: string;
-  token: string;
+export interface NbdRelaySpec extends TunnelJob {
   /** Where the source QEMU's NBD client connects (a stale file there is replaced). */
   socketPath: string;
   onWarn: (msg: string, err: unknown) => void;

@@ -12,19 +12,12 @@ import { connect as netConnect, type Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { ErrorType, vmError } from '../../common/errors.js';
 import type { SecurityContext, SecurityDriver } from '../../security/index.js';
-import { openChannel } from './client.js';
+import { openChannel, type TunnelJob } from './client.js';
 import { detachForHandoff } from './socket-handoff.js';
 import { parseEndpoint, type TunnelTls } from './tls.js';
 import { DATA_READY, parseAnswer, readLine, writeLine } from './wire.js';
 
-export interface SourceTunnelSpec {
-  tls: TunnelTls;
-  endpoint: string;
-  destinationHost: string;
-  jobId: string;
-  /** The domain's name on the destination. */
-  name: string;
-  token: string;
+export interface SourceTunnelSpec extends TunnelJob {
   security: SecurityDriver;
   securityContext: SecurityContext;
   /** Silence on the control channel for this long means the destination is lost. */

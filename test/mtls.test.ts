@@ -179,7 +179,7 @@ describe('a Temporal server that requires mutual TLS', () => {
     guestRunning = false;
   });
 
-  it('sends the API key (--api-key over TEMPORAL_API_KEY) and gRPC headers, over TLS', async () => {
+  it('sends the API key (--api-key over TEMPORAL_API_KEY) and gRPC headers, over TLS (to a recording TLS gRPC endpoint that fakes the frontend: the real server accepts any key)', async () => {
     // A TLS gRPC endpoint with the server's certificate that records what a client sends and answers
     // UNIMPLEMENTED; the client keeps asking until its 5 s connect deadline, every request with the headers.
     const certs = join(root, 'server', 'certs');

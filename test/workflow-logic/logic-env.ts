@@ -54,6 +54,11 @@ export async function startLogicEnv(hosts: string[] = ['src', 'dst']): Promise<L
         namespace: env.namespace ?? 'default',
         taskQueue: hostTaskQueue(h),
         activities: stubs.activitiesFor(h),
+        // As the real host worker (src/workers/host.ts). The SDK's default sends a heartbeat every
+        // 0.8 x the timeout (4 s of the steps' 5 s): on a loaded machine a late one timed the step out,
+        // and the time-skipping server's lock count did not survive that timeout (the test hung).
+        maxHeartbeatThrottleInterval: '1 second',
+        defaultHeartbeatThrottleInterval: '1 second',
       }),
     ),
   ]);

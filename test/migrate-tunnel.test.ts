@@ -21,7 +21,7 @@ import { TestCluster } from './helpers/cluster.js';
 import { FILL_OFFSET, fillRandom, hashRange } from './helpers/guest-memory.js';
 import { guestXml } from './helpers/guest-xml.js';
 import { waitGuestIdle, writeIdleKernel } from './helpers/idle-kernel.js';
-import { domainOf, failureOf, namesOf, performHeartbeat, startMigration, waitForPerform } from './helpers/migration.js';
+import { domainOf, failureOf, namesOf, performHeartbeat, startMigration, switchToPostcopy, waitForPerform } from './helpers/migration.js';
 import { createNetnsPair, type NetnsPair } from './helpers/netns.js';
 import { forwardTcp, type TcpForward } from './helpers/tcp-forward.js';
 import { makeCa, makeHostCert, tunnelEnv } from './helpers/tunnel-certs.js';
@@ -606,15 +606,17 @@ describe('tunnelled migration between network namespaces', () => {
 
   it('post-copy through the tunnel (the destination faults pages back over the same connection), then back compressed with auto-converge', async () => {
     const g = await runGuest(SRC, 't7', 96, 64);
-    const there = await (
-      await startMigration(cluster.client, {
-        domain: 't7',
-        domainUuid: g.uuid,
-        sourceHost: SRC,
-        destinationHost: DST,
-        flags: ['live', 'tunnelled', 'postcopy', 'postcopy-after-precopy'],
-      })
-    ).result();
+    // 64 MiB at 16 MiB/s: the switch lands in the first pass.
+    const handle = await startMigration(cluster.client, {
+      domain: 't7',
+      domainUuid: g.uuid,
+      sourceHost: SRC,
+      destinationHost: DST,
+      flags: ['live', 'tunnelled', 'postcopy'],
+      bandwidthMiBps: 16,
+    });
+    expect((await switchToPostcopy(handle)).postcopy).toMatch(/requested|active/);
+    const there = await handle.result();
     expect(there.stats.postcopy).toBe(true);
     expect(there.destination).toMatchObject({ state: 'running', host: DST });
     expect(hashRange(there.destination.memoryBackingFile!, 64 * MiB)).toBe(g.hash);

@@ -8,6 +8,7 @@ import type { DomainInfo, DomainOperationResult } from '../../src/common/domain-
 import { jobInfoQuery } from '../../src/common/job-messages.js';
 import { jobWorkflowId, type JobInfo } from '../../src/common/job-types.js';
 import type { MigrateInput, MigrateResult, MigrationHeartbeat } from '../../src/common/migration-types.js';
+import { startPostcopyUpdate, type StartPostcopyResult } from '../../src/common/postcopy.js';
 import { waitFor } from '../../src/support/wait.js';
 
 export type MigrateHandle = WorkflowHandle<(input: MigrateInput) => Promise<MigrateResult>>;
@@ -47,6 +48,16 @@ export async function waitForPerform(handle: MigrateHandle, timeoutMs = 30_000):
     },
     { timeoutMs, intervalMs: 100 },
   );
+}
+
+/**
+ * Asks for post-copy (Update startPostcopy, virsh's migrate-postcopy) once the stream runs. An idle
+ * guest's pre-copy converges at the end of its first pass, so waiting for that pass
+ * (postcopy-after-precopy) races with the stream's own completion; a bandwidth-limited first pass does not.
+ */
+export async function switchToPostcopy(handle: MigrateHandle): Promise<StartPostcopyResult> {
+  await waitForPerform(handle);
+  return await handle.executeUpdate(startPostcopyUpdate);
 }
 
 export async function jobInfo(handle: MigrateHandle): Promise<JobInfo> {

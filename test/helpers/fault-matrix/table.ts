@@ -23,9 +23,9 @@ export class MatrixTable {
 
   format(): string {
     const cut = (s: string, n: number): string => (s.length > n ? `${s.slice(0, n - 1)}…` : s).padEnd(n);
-    const lines = [`${cut('fault', 18)} ${cut('point', 14)} ${cut('expected', 40)} ${cut('observed', 64)} ${cut('s', 5)} result`];
+    const lines = [`${cut('fault', 30)} ${cut('point', 14)} ${cut('expected', 40)} ${cut('observed', 64)} ${cut('s', 5)} result`];
     for (const r of this.rows) {
-      lines.push(`${cut(r.fault, 18)} ${cut(r.point, 14)} ${cut(r.expected, 40)} ${cut(r.observed, 64)} ${cut(r.seconds.toFixed(1), 5)} ${r.result}`);
+      lines.push(`${cut(r.fault, 30)} ${cut(r.point, 14)} ${cut(r.expected, 40)} ${cut(r.observed, 64)} ${cut(r.seconds.toFixed(1), 5)} ${r.result}`);
     }
     const notes = this.rows.filter((r) => r.note);
     if (notes.length > 0) {

@@ -37,6 +37,14 @@ export async function performHeartbeat(handle: MigrateHandle): Promise<Migration
   return undefined;
 }
 
+/** The latest heartbeat of the source's post-copy wait (QEMU's own status and progress), if that step is pending. */
+export async function postcopyHeartbeat(handle: MigrateHandle): Promise<MigrationHeartbeat | undefined> {
+  const d = await handle.describe();
+  const a = (d.raw.pendingActivities ?? []).find((x) => x.activityType?.name === 'migratePostcopyWait');
+  const payload = a?.heartbeatDetails?.payloads?.[0];
+  return payload ? defaultPayloadConverter.fromPayload<MigrationHeartbeat>(payload) : undefined;
+}
+
 /** Waits until the migration streams (jobInfo says perform and the heartbeat shows bytes moved). */
 export async function waitForPerform(handle: MigrateHandle, timeoutMs = 30_000): Promise<MigrationHeartbeat> {
   await waitFor('jobInfo phase perform', async () => (await handle.query(jobInfoQuery)).phase === 'perform', { timeoutMs, intervalMs: 50 });

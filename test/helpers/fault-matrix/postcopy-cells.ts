@@ -43,6 +43,7 @@ export async function runPostcopyCell(m: Matrix, fault: PostcopyFault): Promise<
   const problems: string[] = [];
   let injected = 'not reached';
   let atKill = '';
+  let recoveries = 0;
   let outcome: Observed = { type: 'untyped', message: 'not run' };
   try {
     const handle = await startMigration(cluster.client, {
@@ -69,6 +70,8 @@ export async function runPostcopyCell(m: Matrix, fault: PostcopyFault): Promise<
     if (outcome.type !== 'succeeded') problems.push(`job failed (${outcome.type}: ${outcome.message})`);
     const info = await jobInfo(handle);
     if (info.status !== 'completed' || info.postcopyState !== 'completed') problems.push(`job ${info.status}, post-copy ${info.postcopyState}`);
+    // A worker's death does not break QEMU's stream: the retried step picks the wait up again, no recovery of the link is needed.
+    recoveries = info.postcopyRecoveries ?? 0;
 
     const ranges = [m.ranges[A]!, m.ranges[B]!];
     let world = domainWorld(cluster, pair, uuid, ranges);
@@ -101,7 +104,7 @@ export async function runPostcopyCell(m: Matrix, fault: PostcopyFault): Promise<
     expected: 'runs on dst, job ok, RAM identical',
     observed,
     result: pass ? 'PASS' : 'FAIL',
-    note: `at the fault: ${atKill}`,
+    note: `at the fault: ${atKill}; ${recoveries} post-copy recovery attempt(s) after it`,
     seconds: (Date.now() - started) / 1000,
   });
   return { pass, message: `${fault} during post-copy (${injected}; ${atKill}): ${observed}` };

@@ -175,6 +175,7 @@ describe('configuration', () => {
       memoryBackingDir: join(tmp, 'mem'),
       qemuBinary: 'qemu-system-x86_64',
       emulators: [],
+      qemuPaths: { firmwareDirs: [] },
       protocolVersions: [2, 3],
       migration: { address: '127.0.0.1', portMin: 49152, portMax: 49215 },
       saveDirs: [],
@@ -246,6 +247,25 @@ describe('configuration', () => {
     expect(host({ VMFERRY_HOST_CONFIG: join(tmp, 'locks.json'), VMFERRY_LOCKSPACE_DIR: '/mnt/leases' }).lockspaceDir).toBe('/mnt/leases');
     expect(host({ VMFERRY_LOCKSPACE_DIR: '' }).lockspaceDir).toBeUndefined();
     expect(() => host({ VMFERRY_LOCKSPACE_DIR: 'leases' })).toThrow(/lockspace directory "leases" must be absolute/);
+    // A QEMU beside the system's: its module directory and firmware directories, the variables over the file's keys.
+    writeFileSync(
+      join(tmp, 'qemu72.json'),
+      JSON.stringify({ qemuModuleDir: '/opt/q72/lib/qemu/', qemuFirmwareDirs: ['/opt/q72/share/qemu', '/usr/share/seabios'] }),
+    );
+    expect(host({ VMFERRY_HOST_CONFIG: join(tmp, 'qemu72.json') }).qemuPaths).toEqual({
+      moduleDir: '/opt/q72/lib/qemu',
+      firmwareDirs: ['/opt/q72/share/qemu', '/usr/share/seabios'],
+    });
+    expect(host({ VMFERRY_HOST_CONFIG: join(tmp, 'qemu72.json'), VMFERRY_QEMU_FIRMWARE_DIRS: '/srv/fw:/srv/ipxe' }).qemuPaths).toEqual({
+      moduleDir: '/opt/q72/lib/qemu',
+      firmwareDirs: ['/srv/fw', '/srv/ipxe'],
+    });
+    // Empty: QEMU's own (the module directory unset, no firmware directory).
+    expect(host({ VMFERRY_QEMU_MODULE_DIR: '', VMFERRY_QEMU_FIRMWARE_DIRS: '' }).qemuPaths).toEqual({ firmwareDirs: [] });
+    expect(() => host({ VMFERRY_QEMU_MODULE_DIR: 'lib/qemu' })).toThrow(/QEMU module directory "lib\/qemu" must be absolute/);
+    expect(() => host({ VMFERRY_QEMU_FIRMWARE_DIRS: '/usr/share/seabios:firmware' })).toThrow(/QEMU firmware directory "firmware" must be absolute/);
+    writeFileSync(join(tmp, 'qemu-bad.json'), JSON.stringify({ qemuFirmwareDirs: '/usr/share/seabios' }));
+    expect(failure(() => host({ VMFERRY_HOST_CONFIG: join(tmp, 'qemu-bad.json') }), HostConfigError)).toMatch(/qemuFirmwareDirs: /);
     // An empty emulator list allows none; an empty optional setting is unset.
     expect(host({ VMFERRY_HOST_EMULATORS: '' }).emulators).toEqual([]);
     expect(host({ VMFERRY_MIGRATION_STALL_TIMEOUT_MS: '', VMFERRY_AUTO_DESTROY_INTERVAL_MS: '', VMFERRY_PAYLOAD_KEY_FILE: '' })).toMatchObject({

@@ -8,6 +8,7 @@ import type { MigrateFlag } from '../common/migration-types.js';
 import { PROBED_COMMANDS } from '../common/qemu-capabilities.js';
 import type { DomainDef } from '../domain/index.js';
 import { cachedProbe, type QemuProbe } from '../qemu/probe.js';
+import type { QemuPaths } from '../qemu/qemu-paths.js';
 import { resolveOnPath } from './emulators.js';
 
 /**
@@ -67,11 +68,13 @@ export interface ProbeSettings {
   /** The probe is kept here across worker restarts. */
   stateDir: string;
   qemuHide: QemuHide;
+  /** Module and firmware directories every QEMU of this host is started with. */
+  qemuPaths: QemuPaths;
 }
 
 /** The probe of `binary` (a path, or a name looked up on PATH), cached per path and mtime. */
 export async function probeBinary(binary: string, s: ProbeSettings): Promise<QemuProbe> {
-  const probe = await cachedProbe(resolveOnPath(binary, process.env.PATH) ?? binary, s.runDir, { cacheDir: s.stateDir });
+  const probe = await cachedProbe(resolveOnPath(binary, process.env.PATH) ?? binary, s.runDir, { cacheDir: s.stateDir, paths: s.qemuPaths });
   return withHidden(probe, s.qemuHide);
 }
 

@@ -18,6 +18,9 @@ export const hostConfigFileSchema = z.strictObject({
   qemuBinary: z.string(),
   // Entries are checked (absolute paths) with the variable's, in host-config.ts.
   emulators: z.array(z.string()),
+  // Both checked (absolute paths) with the variables', in host-config.ts.
+  qemuModuleDir: z.string(),
+  qemuFirmwareDirs: z.array(z.string()),
   protocolVersions: z.array(z.number()).refine((l) => l.length > 0 && l.every((v) => v === 2 || v === 3), 'must be a non-empty subset of [2, 3]'),
   migration: z.strictObject({ address: z.string(), portMin: port, portMax: port }).partial(),
   saveDirs: z.array(z.string()),

@@ -14,6 +14,7 @@ import { readHostConfigFile, type HostConfigFile } from './host-config-file.js';
 import { HostConfigError, readHostEnv, securityConfigOf } from './host-env.js';
 import { resolveOnPath } from './emulators.js';
 import type { QemuHide } from './host-capabilities.js';
+import type { QemuPaths } from '../qemu/qemu-paths.js';
 
 export interface HostConfig {
   name: string;
@@ -29,6 +30,8 @@ export interface HostConfig {
   qemuBinary: string;
   /** Absolute paths a domain's <emulator> may name (default: qemuBinary, resolved on PATH). */
   emulators: string[];
+  /** Where every QEMU this host spawns (probe included) finds its modules and firmware, when not its defaults. */
+  qemuPaths: QemuPaths;
   /** Migration protocol versions this host speaks (libvirt's v2, v3). */
   protocolVersions: number[];
   /** stallTimeoutMs: how long an active outgoing stream may move no byte (absent: the monitor's default). */
@@ -109,6 +112,13 @@ export function loadHostConfig(env: Env = process.env): HostConfig {
     throw new HostConfigError(`lockspace directory ${JSON.stringify(lockspaceDir)} must be absolute`);
   const qemuBinary = e.VMFERRY_QEMU_BINARY ?? file.qemuBinary ?? 'qemu-system-x86_64';
   const emulators = loadEmulators(e.VMFERRY_HOST_EMULATORS ?? file.emulators, qemuBinary, env.PATH);
+  const moduleDir = e.VMFERRY_QEMU_MODULE_DIR ?? file.qemuModuleDir;
+  if (moduleDir !== undefined && moduleDir !== '' && !isAbsolute(moduleDir))
+    throw new HostConfigError(`QEMU module directory ${JSON.stringify(moduleDir)} must be absolute`);
+  const qemuPaths: QemuPaths = {
+    ...(moduleDir ? { moduleDir: resolve(moduleDir) } : {}),
+    firmwareDirs: absoluteDirs(e.VMFERRY_QEMU_FIRMWARE_DIRS ?? file.qemuFirmwareDirs ?? [], 'QEMU firmware directory'),
+  };
   for (const dir of [stateDir, runDir, logDir, memoryBackingDir]) {
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     chmodSync(dir, 0o700);
@@ -122,6 +132,7 @@ export function loadHostConfig(env: Env = process.env): HostConfig {
     memoryBackingDir,
     qemuBinary,
     emulators,
+    qemuPaths,
     protocolVersions,
     migration,
     saveDirs: absoluteDirs(e.VMFERRY_SAVE_DIRS ?? file.saveDirs ?? [], 'save directory'),

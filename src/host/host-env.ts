@@ -49,6 +49,8 @@ export const hostEnvShape = {
   VMFERRY_HOST_MIGRATION_PORT_MAX: envNumber({ integer: true, min: 1, max: 65535 }),
   VMFERRY_QEMU_BINARY: text(),
   VMFERRY_HOST_EMULATORS: colonList,
+  VMFERRY_QEMU_MODULE_DIR: optionalText(),
+  VMFERRY_QEMU_FIRMWARE_DIRS: colonList,
   VMFERRY_HOST_UUID: text(),
   VMFERRY_SAVE_DIRS: colonList,
   VMFERRY_SHARED_STORAGE_PATHS: colonList,

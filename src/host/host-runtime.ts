@@ -331,7 +331,13 @@ export class HostRuntime implements LifecycleHost {
       spawn: async () => {
         const args = buildQemuArgs(def, { qmpSocket, memoryBackingFile, spicePorts, extra, taps, ...(cpuFacts ? { cpuFacts } : {}) });
         this.log.info({ domain: name, args }, 'starting QEMU');
-        return await launchQemu({ binary: def.devices.emulator ?? this.config.qemuBinary, args, qmpSocket, logFile: join(this.config.logDir, `${name}.log`) });
+        return await launchQemu({
+          binary: def.devices.emulator ?? this.config.qemuBinary,
+          args,
+          qmpSocket,
+          logFile: join(this.config.logDir, `${name}.log`),
+          paths: this.config.qemuPaths,
+        });
       },
       tearDown: () => {
         removeChannelDirMade();

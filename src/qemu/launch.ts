@@ -8,6 +8,7 @@ import { isProcessAlive } from '../support/proc.js';
 import { QmpClient } from './qmp-client.js';
 import { setTimeout as delay } from 'node:timers/promises';
 import { childStdio } from './inherited-fds.js';
+import { argsWithPaths, envOfPaths, type QemuPaths } from './qemu-paths.js';
 
 export interface LaunchSpec {
   binary: string;
@@ -16,6 +17,8 @@ export interface LaunchSpec {
   logFile: string;
   /** How long QEMU has to open its monitor socket. */
   timeoutMs?: number;
+  /** Where this QEMU's modules and firmware are, when not its defaults (host config). */
+  paths?: QemuPaths;
 }
 
 export interface LaunchedQemu {
@@ -49,7 +52,11 @@ export async function launchQemu(spec: LaunchSpec): Promise<LaunchedQemu> {
   let spawnError: Error | undefined;
   try {
     // childStdio: QEMU must not hold the worker's other QMP connections (see inherited-fds.ts).
-    const child = spawn(spec.binary, spec.args, { detached: true, stdio: childStdio(['ignore', logFd, logFd]) });
+    const child = spawn(spec.binary, argsWithPaths(spec.args, spec.paths), {
+      detached: true,
+      stdio: childStdio(['ignore', logFd, logFd]),
+      env: { ...process.env, ...envOfPaths(spec.paths) },
+    });
     child.once('error', (err) => (spawnError = err));
     child.unref();
     pid = child.pid;

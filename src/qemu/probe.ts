@@ -14,6 +14,7 @@ import { probeMigrationCapabilities } from './capabilities-probe.js';
 import { launchQemu } from './launch.js';
 import { readCachedProbe, writeCachedProbe } from './probe-cache.js';
 import type { QmpClient } from './qmp-client.js';
+import type { QemuPaths } from './qemu-paths.js';
 
 export type Accel = 'kvm' | 'tcg';
 
@@ -120,11 +121,11 @@ async function probeAccel(qmp: QmpClient, accel: Accel): Promise<AccelProbe> {
 }
 
 /** Runs one QEMU under `accel`, asks it everything `fill` wants, and makes it quit. */
-async function withProbeQemu<T>(binary: string, accel: Accel, workDir: string, fill: (qmp: QmpClient) => Promise<T>): Promise<T> {
+async function withProbeQemu<T>(binary: string, paths: QemuPaths | undefined, accel: Accel, workDir: string, fill: (qmp: QmpClient) => Promise<T>): Promise<T> {
   const qmpSocket = join(workDir, `${accel}.qmp`);
   const args = ['-machine', `none,accel=${accel}`, '-nodefaults', '-no-user-config', '-S', '-display', 'none'];
   args.push('-chardev', `socket,id=mon,path=${qmpSocket},server=on,wait=off`, '-mon', 'chardev=mon,mode=control');
-  const { pid, qmp } = await launchQemu({ binary, args, qmpSocket, logFile: join(workDir, `${accel}.log`), timeoutMs: 15_000 });
+  const { pid, qmp } = await launchQemu({ binary, args, qmpSocket, logFile: join(workDir, `${accel}.log`), timeoutMs: 15_000, ...(paths ? { paths } : {}) });
   try {
     return await fill(qmp);
   } finally {
@@ -135,7 +136,7 @@ async function withProbeQemu<T>(binary: string, accel: Accel, workDir: string, f
 }
 
 /** Probes `binary` now (no cache). `scratchDir` holds its socket and log for the few hundred ms it runs. */
-export async function probeQemu(binary: string, scratchDir: string, opts: { accels?: Accel[] } = {}): Promise<QemuProbe> {
+export async function probeQemu(binary: string, scratchDir: string, opts: { accels?: Accel[]; paths?: QemuPaths } = {}): Promise<QemuProbe> {
   let mtimeMs: number;
   try {
     mtimeMs = statSync(binary).mtimeMs;
@@ -158,7 +159,7 @@ export async function probeQemu(binary: string, scratchDir: string, opts: { acce
       durationMs: 0,
     };
     for (const accel of accels) {
-      probe.accels[accel] = await withProbeQemu(binary, accel, workDir, async (qmp) => {
+      probe.accels[accel] = await withProbeQemu(binary, opts.paths, accel, workDir, async (qmp) => {
         if (probe.version === '') {
           const v = await qmp.execute<{ qemu: { major: number; minor: number; micro: number }; package: string }>('query-version');
           probe.version = `${v.qemu.major}.${v.qemu.minor}.${v.qemu.micro}`;
@@ -187,14 +188,15 @@ const cache = new Map<string, Promise<QemuProbe>>();
 /**
  * The probe of `binary`, from the cache while the binary's mtime is unchanged.
  * `cacheDir`: where the probe is also kept across worker restarts (the host's state directory).
+ * `paths`: the host's module and firmware directories (one worker has one set: not part of the key).
  */
-export async function cachedProbe(binary: string, scratchDir: string, opts: { cacheDir?: string } = {}): Promise<QemuProbe> {
+export async function cachedProbe(binary: string, scratchDir: string, opts: { cacheDir?: string; paths?: QemuPaths } = {}): Promise<QemuProbe> {
   const mtimeMs = statSync(binary, { throwIfNoEntry: false })?.mtimeMs;
   const key = `${binary}\0${mtimeMs}`;
   let p = cache.get(key);
   if (p === undefined) {
     for (const k of cache.keys()) if (k.startsWith(`${binary}\0`)) cache.delete(k);
-    p = fromDiskOrProbe(binary, mtimeMs, scratchDir, opts.cacheDir);
+    p = fromDiskOrProbe(binary, mtimeMs, scratchDir, opts.cacheDir, opts.paths);
     cache.set(key, p);
     // A failed probe is not remembered: the next caller tries again.
     p.catch(() => cache.delete(key));
@@ -202,11 +204,17 @@ export async function cachedProbe(binary: string, scratchDir: string, opts: { ca
   return await p;
 }
 
-async function fromDiskOrProbe(binary: string, mtimeMs: number | undefined, scratchDir: string, cacheDir: string | undefined): Promise<QemuProbe> {
-  if (cacheDir === undefined) return await probeQemu(binary, scratchDir);
+async function fromDiskOrProbe(
+  binary: string,
+  mtimeMs: number | undefined,
+  scratchDir: string,
+  cacheDir: string | undefined,
+  paths: QemuPaths | undefined,
+): Promise<QemuProbe> {
+  if (cacheDir === undefined) return await probeQemu(binary, scratchDir, { ...(paths ? { paths } : {}) });
   const stored = mtimeMs === undefined ? undefined : readCachedProbe(cacheDir, binary, mtimeMs);
   if (stored !== undefined) return stored;
-  const probe = await probeQemu(binary, scratchDir);
+  const probe = await probeQemu(binary, scratchDir, { ...(paths ? { paths } : {}) });
   writeCachedProbe(cacheDir, probe);
   return probe;
 }

@@ -7,9 +7,18 @@ import { randomUUID } from 'node:crypto';
  * every guest saw five raw save/restore round trips come back with different RAM (not
  * reproduced in three reruns, cause not found): a device that SeaBIOS drives by DMA has
  * no place in a guest whose memory must stay still. `kernel` boots a multiboot kernel
- * (idle-kernel.ts) instead of leaving SeaBIOS looking for a boot disk.
+ * (idle-kernel.ts) instead of leaving SeaBIOS looking for a boot disk. `machine`: the machine
+ * type (default `pc`, this QEMU's newest i440fx).
  */
-export function guestXml(opts: { name: string; uuid?: string; memoryMiB?: number; extraDevices?: string; usb?: boolean; kernel?: string }): string {
+export function guestXml(opts: {
+  name: string;
+  uuid?: string;
+  memoryMiB?: number;
+  extraDevices?: string;
+  usb?: boolean;
+  kernel?: string;
+  machine?: string;
+}): string {
   return `<domain type='qemu'>
   <name>${opts.name}</name>
   <uuid>${opts.uuid ?? randomUUID()}</uuid>
@@ -21,7 +30,7 @@ export function guestXml(opts: { name: string; uuid?: string; memoryMiB?: number
   </memoryBacking>
   <vcpu placement='static'>1</vcpu>
   <os>
-    <type arch='x86_64' machine='pc'>hvm</type>
+    <type arch='x86_64' machine='${opts.machine ?? 'pc'}'>hvm</type>
     <boot dev='hd'/>${opts.kernel !== undefined ? `\n    <kernel>${opts.kernel}</kernel>` : ''}
   </os>
   <features>

@@ -85,7 +85,8 @@ beforeAll(async () => {
   symlinkSync(which('mkfifo')!, join(emptyBin, 'mkfifo'));
   await Promise.all([
     cluster.startHost(HOST),
-    cluster.startHost(BARE_HOST, { PATH: emptyBin, VMFERRY_QEMU_BINARY: which('qemu-system-x86_64')! }),
+    // The run's QEMU: the compatibility lane's (scripts/test-lanes.ts) when it names one.
+    cluster.startHost(BARE_HOST, { PATH: emptyBin, VMFERRY_QEMU_BINARY: process.env.VMFERRY_QEMU_BINARY ?? which('qemu-system-x86_64')! }),
     cluster.startControl(),
   ]);
   images = join(cluster.root, 'images');

@@ -1,3 +1,4 @@
+// vitest-lane: compat (only there: it sets each of its hosts' QEMU itself; scripts/test-lanes.ts)
 // A cluster upgraded one host at a time: one host worker runs Debian 12's QEMU 7.2 (unpacked
 // by setup --for-tests under the user cache, src/local/compat-qemu.ts), the other the system's
 // QEMU 10. A running guest pinned to the machine type both know (pc-i440fx-7.2) migrates live

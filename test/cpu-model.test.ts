@@ -184,6 +184,17 @@ describe('<cpu> on the command line', () => {
 });
 
 describe('host probe and the checks made from it (real QEMU, TCG)', () => {
+  /**
+   * A feature Skylake-Client has and this QEMU's TCG cannot give, from the probe: x2apic on
+   * QEMU 7.2, which TCG emulates since 8.x, so not a fixed name.
+   */
+  const lacking = (): string => {
+    const tcg = probe.accels.tcg!;
+    const f = tcg.cpuModels.find((m) => m.name === 'Skylake-Client')?.unavailableFeatures.find((n) => tcg.hostCpuFeatures[n] === false);
+    if (f === undefined) throw new Error('no feature of Skylake-Client that TCG lacks');
+    return f;
+  };
+
   it('reports version, machines, CPU models with unavailable features and the host model', () => {
     expect(probe.version).toMatch(/^\d+\.\d+\.\d+$/);
     expect(probe.machines.some((m) => m.name === 'pc' || m.alias === 'pc')).toBe(true);
@@ -191,17 +202,19 @@ describe('host probe and the checks made from it (real QEMU, TCG)', () => {
     expect(tcg.hostModelName).toBe('max');
     expect(tcg.cpuModels.find((m) => m.name === 'qemu64')?.unavailableFeatures).toEqual([]);
     expect(tcg.cpuModels.find((m) => m.name === 'Skylake-Client')?.unavailableFeatures.length).toBeGreaterThan(0);
-    expect(tcg.hostCpuFeatures.x2apic).toBe(false);
+    expect(tcg.hostCpuFeatures[lacking()]).toBe(false);
     expect(tcg.hostCpuFeatures.sse2).toBe(true);
   });
 
   it.each([
     ['an unknown model', '<cpu><model>NoSuchCpu</model></cpu>', /CPU model 'NoSuchCpu' .* is not known/],
-    ['a model TCG cannot run', '<cpu><model>Skylake-Client</model></cpu>', /CPU model 'Skylake-Client' .* cannot run .*unavailable features .*x2apic/],
-    ['a required feature TCG lacks', "<cpu><model>Westmere</model><feature policy='require' name='x2apic'/></cpu>", /requires CPU features x2apic/],
+    ['a model TCG cannot run', '<cpu><model>Skylake-Client</model></cpu>', /CPU model 'Skylake-Client' .* cannot run .*unavailable features .*LACKING/],
+    ['a required feature TCG lacks', "<cpu><model>Westmere</model><feature policy='require' name='LACKING'/></cpu>", /requires CPU features LACKING/],
     ['a forbidden feature TCG has', "<cpu><model>Westmere</model><feature policy='forbid' name='aes'/></cpu>", /forbids CPU features aes/],
     ['a feature QEMU does not know', "<cpu><model>Westmere</model><feature name='warp-drive'/></cpu>", /CPU features warp-drive .* not known/],
-  ])('refuses %s with ConfigUnsupported', (_what, cpu, message) => {
+  ])('refuses %s with ConfigUnsupported', (_what, cpuTemplate, messageTemplate) => {
+    const cpu = cpuTemplate.replace('LACKING', lacking());
+    const message = new RegExp(messageTemplate.source.replace('LACKING', lacking()));
     const def = parseDomainXml(domain(cpu));
     expect(() => checkCpuRunnable(def, probe)).toThrow(message);
     expect(() => checkCpuRunnable(def, probe)).toThrow(expect.objectContaining({ type: 'ConfigUnsupported' }));

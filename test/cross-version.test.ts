@@ -6,7 +6,7 @@
 // the random bytes written into guest RAM come back byte for byte, and /proc shows which
 // binary ran the guest at each step.
 import { randomUUID } from 'node:crypto';
-import { mkdirSync, readlinkSync } from 'node:fs';
+import { mkdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readInventory } from '../src/cli/inventory.js';
@@ -73,6 +73,15 @@ async function hostQemu(host: string): Promise<{ version: string; binary: string
 
 /** The binary a running guest's QEMU was started from. */
 const exeOf = (dom: DomainInfo): string => readlinkSync(`/proc/${dom.pid}/exe`);
+/** Its module directory (environment) and firmware directories (the -L options in front of its arguments). */
+function pathsOf(dom: DomainInfo): { moduleDir?: string; firmwareDirs: string[] } {
+  const env = readFileSync(`/proc/${dom.pid}/environ`, 'latin1').split('\0');
+  const argv = readFileSync(`/proc/${dom.pid}/cmdline`, 'latin1').split('\0');
+  const firmwareDirs: string[] = [];
+  for (let i = 1; argv[i] === '-L'; i += 2) firmwareDirs.push(argv[i + 1]!);
+  const moduleDir = env.find((e) => e.startsWith('QEMU_MODULE_DIR='))?.slice('QEMU_MODULE_DIR='.length);
+  return { ...(moduleDir !== undefined ? { moduleDir } : {}), firmwareDirs };
+}
 
 async function dumpxml(host: string, name: string): Promise<string> {
   return ((await cluster.op(host, { op: 'dumpxml', name })) as { xml: string }).xml;
@@ -93,6 +102,7 @@ describe('QEMU 7.2 and QEMU 10 hosts in one cluster', () => {
     await cluster.op(OLD, { op: 'define', xml: guestXml({ name, uuid, memoryMiB: 128, kernel: idleKernel, machine: MACHINE }) });
     const started = domainOf(await cluster.op(OLD, { op: 'start', name }));
     expect(exeOf(started)).toBe(q72.binary);
+    expect(pathsOf(started)).toEqual({ moduleDir: q72.moduleDir, firmwareDirs: q72.firmwareDirs });
     await waitGuestIdle(started.memoryBackingFile!);
     fillRandom(started.memoryBackingFile!, FILL);
     const before = hashRange(started.memoryBackingFile!, FILL);
@@ -103,6 +113,7 @@ describe('QEMU 7.2 and QEMU 10 hosts in one cluster', () => {
     expect(up.destination).toMatchObject({ state: 'running', host: NEW });
     const on10 = domainOf(await cluster.op(NEW, { op: 'info', name }));
     expect(exeOf(on10)).toBe(q10);
+    expect(pathsOf(on10)).toEqual({ firmwareDirs: [] });
     expect(hashRange(on10.memoryBackingFile!, FILL)).toBe(before);
     // The guest keeps its machine: QEMU 10's `pc` would be a newer one.
     expect(await dumpxml(NEW, name)).toContain(`machine='${MACHINE}'`);

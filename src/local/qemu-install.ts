@@ -38,7 +38,8 @@ const FOR_TESTS: Record<string, string> = {
 /** Packages that must be at least a version: QEMU (qemu-system-x86_64, qemu-img, their data) and, for tests, libvirt. */
 export const MIN_QEMU = [10, 0];
 export const MIN_LIBVIRT = [11, 3];
-const QEMU_PACKAGES = ['qemu-system-x86', 'qemu-utils', 'qemu-system-common', 'qemu-system-data'];
+// Since QEMU 8 Debian ships the SPICE display (graphics type='spice') as a module package of its own.
+const QEMU_PACKAGES = ['qemu-system-x86', 'qemu-utils', 'qemu-system-common', 'qemu-system-data', 'qemu-system-modules-spice'];
 // Save-image interoperability: a private libvirtd and virsh (test/libvirt-interop.test.ts).
 const LIBVIRT_PACKAGES = ['libvirt-daemon', 'libvirt-daemon-driver-qemu', 'libvirt-clients'];
 

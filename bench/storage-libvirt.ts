@@ -1,4 +1,4 @@
-// The storage bench's libvirt side: two private libvirtd instances (Debian's 9.0, session
+// The storage and convergence benches' libvirt side: two private libvirtd instances (session
 // mode as `nobody`, see test/helpers/libvirt.ts), one in each host namespace with a host
 // UUID of its own, each with a directory pool over its image directory (so the
 // destination creates the copy's image itself, as `--copy-storage-all` expects), and
@@ -25,8 +25,12 @@ export class LibvirtPair {
     this.shared = join(root, 'shared');
   }
 
-  /** Starts a daemon in each namespace: `sides` are [namespace, migration address]. */
-  static async start(sides: [string, string][], kernel: string, initrd: string): Promise<LibvirtPair> {
+  /**
+   * Starts a daemon in each namespace: `sides` are [namespace, migration address]; `devices`:
+   * character devices the daemons' user may open (LibvirtDaemon's option); `pool: false`: no
+   * pool (the convergence bench has no disk, and libvirt without its storage driver has none).
+   */
+  static async start(sides: [string, string][], kernel: string, initrd: string, opts: { devices?: string[]; pool?: boolean } = {}): Promise<LibvirtPair> {
     // Readable by `nobody` down to the daemons' own directories (mkdtemp makes 0700).
     const pair = new LibvirtPair(mkdtempSync('/tmp/vmf-bench-lv-'));
     chmodSync(pair.root, 0o755);
@@ -37,11 +41,12 @@ export class LibvirtPair {
       for (const [i, [ns, addr]] of sides.entries()) {
         const dir = join(pair.root, `h${i}`);
         mkdirSync(dir);
-        const daemon = new LibvirtDaemon(dir, { netns: ns, hostUuid: randomUUID() });
+        const daemon = new LibvirtDaemon(dir, { netns: ns, hostUuid: randomUUID(), ...(opts.devices ? { devices: opts.devices } : {}) });
         pair.hosts.push({ daemon, images: '', addr });
         await daemon.start('raw');
         const images = daemon.ownedDir('images');
         pair.hosts[i]!.images = images;
+        if (opts.pool === false) continue;
         daemon.virsh('pool-define-as', 'bench', 'dir', '--target', images);
         daemon.virsh('pool-start', 'bench');
       }

@@ -7,9 +7,12 @@
 // virsh runs as the same user against the daemon's socket. Stopped by its PID.
 // Options for a daemon that stands for one host of two (the storage bench): it
 // runs inside a network namespace, and has a host UUID of its own (libvirt
-// refuses a migration between daemons that report the same one).
+// refuses a migration between daemons that report the same one), and, for the
+// convergence bench, devices its user may open (/dev/net/tun for a tap made for it,
+// /dev/userfaultfd for post-copy): nodes of its own bind-mounted over them in a
+// private mount namespace, so nothing outside the daemon and its QEMUs changes.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { chownSync, existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { chownSync, existsSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { waitFor } from '../../src/support/wait.js';
 import { which } from '../../src/support/which.js';
@@ -17,6 +20,14 @@ import { which } from '../../src/support/which.js';
 export interface Account {
   uid: number;
   gid: number;
+}
+
+/** "major:minor" of a character device. */
+function deviceNumbers(path: string): string {
+  const st = statSync(path);
+  if (!st.isCharacterDevice()) throw new Error(`${path} is not a character device`);
+  const rdev = st.rdev;
+  return `${(rdev >> 8) & 0xfff}:${(rdev & 0xff) | ((rdev >> 12) & 0xfff00)}`;
 }
 
 /** uid and gid of a local account, from /etc/passwd. */
@@ -44,7 +55,7 @@ export class LibvirtDaemon {
   /** `root` must exist and be owned by root; the daemon's files go in it. */
   constructor(
     readonly root: string,
-    readonly opts: { netns?: string; hostUuid?: string } = {},
+    readonly opts: { netns?: string; hostUuid?: string; devices?: string[] } = {},
   ) {}
 
   /** Its socket, for a URI another virsh names it by (`qemu+unix:///session?socket=...`). */
@@ -65,6 +76,10 @@ export class LibvirtDaemon {
       XDG_CACHE_HOME: this.dir('cache'),
       XDG_DATA_HOME: this.dir('data'),
       LANG: 'C',
+      // virsh must never start a session daemon of its own: one it started while ours was still
+      // coming up took the runtime directory, ours exited, and the stray one (outside the host's
+      // namespace) answered instead of it.
+      LIBVIRT_AUTOSTART: '0',
     };
   }
 
@@ -88,11 +103,21 @@ export class LibvirtDaemon {
       chownSync(this.dir('config', 'libvirt', 'libvirtd.conf'), this.user.uid, this.user.gid);
     }
     const { uid, gid } = this.user;
+    const libvirtd = which('libvirtd')!;
     // In a namespace: nsenter (root) enters it and drops to the daemon's user before it execs libvirtd.
-    const [program, args, ids] = this.opts.netns
-      ? [which('nsenter')!, [`--net=/run/netns/${this.opts.netns}`, `--setgid=${gid}`, `--setuid=${uid}`, '--', which('libvirtd')!], {}]
-      : [which('libvirtd')!, [], { uid, gid }];
-    const child = spawn(program, args, { cwd: this.root, env: this.env, ...ids, stdio: ['ignore', 'ignore', 'pipe'] });
+    const inNetns = this.opts.netns
+      ? [which('nsenter')!, `--net=/run/netns/${this.opts.netns}`, `--setgid=${gid}`, `--setuid=${uid}`, '--', libvirtd]
+      : undefined;
+    let child: ChildProcess;
+    if (this.opts.devices?.length) {
+      // unshare, sh, nsenter and setpriv all exec: the PID stays libvirtd's, as stop() expects.
+      const asUser = inNetns ?? [which('setpriv')!, `--regid=${gid}`, `--reuid=${uid}`, '--clear-groups', '--', libvirtd];
+      const [program, ...args] = this.withOwnDevices(this.opts.devices, asUser) as [string, ...string[]];
+      child = spawn(program, args, { cwd: this.root, env: this.env, stdio: ['ignore', 'ignore', 'pipe'] });
+    } else if (inNetns) {
+      const [program, ...args] = inNetns as [string, ...string[]];
+      child = spawn(program, args, { cwd: this.root, env: this.env, stdio: ['ignore', 'ignore', 'pipe'] });
+    } else child = spawn(libvirtd, [], { cwd: this.root, env: this.env, uid, gid, stdio: ['ignore', 'ignore', 'pipe'] });
     this.child = child;
     child.stderr!.on('data', (d: Buffer) => (this.stderr = (this.stderr + d.toString()).slice(-8000)));
     this.exited = new Promise((resolve) => child.once('exit', () => resolve()));
@@ -106,6 +131,32 @@ export class LibvirtDaemon {
       },
       { timeoutMs: 30_000, intervalMs: 100 },
     );
+  }
+
+  /**
+   * `command` in a private mount namespace where each of `devices` is a node of the daemon's
+   * user (a tmpfs of the daemon's own holds them, bind-mounted over the originals).
+   */
+  private withOwnDevices(devices: string[], command: string[]): string[] {
+    const dir = this.dir('dev');
+    mkdirSync(dir, { recursive: true });
+    const script = [
+      'set -e',
+      'dir=$1; owner=$2; shift 2',
+      'mount -t tmpfs -o mode=0755 vmf-dev "$dir"',
+      'while [ "$1" != -- ]; do',
+      '  path=${1%%:*}; nums=${1#*:}; node=$dir/$(basename "$path")',
+      '  mknod -m 0600 "$node" c ${nums%:*} ${nums#*:}',
+      '  chown "$owner" "$node"',
+      '  mount --bind "$node" "$path"',
+      '  shift',
+      'done',
+      'shift',
+      'exec "$@"',
+    ].join('\n');
+    const nodes = devices.map((d) => `${d}:${deviceNumbers(d)}`);
+    const { uid, gid } = this.user;
+    return [which('unshare')!, '--mount', '--propagation', 'private', '--', 'sh', '-c', script, 'sh', dir, `${uid}:${gid}`, ...nodes, '--', ...command];
   }
 
   /** Stops the daemon it started (SIGTERM, then SIGKILL) and waits for it to exit. */

@@ -40,8 +40,8 @@ export const MIN_QEMU = [10, 0];
 export const MIN_LIBVIRT = [11, 3];
 // Since QEMU 8 Debian ships the SPICE display (graphics type='spice') as a module package of its own.
 const QEMU_PACKAGES = ['qemu-system-x86', 'qemu-utils', 'qemu-system-common', 'qemu-system-data', 'qemu-system-modules-spice'];
-// Save-image interoperability: a private libvirtd and virsh (test/libvirt-interop.test.ts).
-const LIBVIRT_PACKAGES = ['libvirt-daemon', 'libvirt-daemon-driver-qemu', 'libvirt-clients'];
+// Save-image interoperability: a private libvirtd and virsh (test/libvirt-interop.test.ts); the storage driver for the storage bench's pool (libvirt 11 ships it apart).
+const LIBVIRT_PACKAGES = ['libvirt-daemon', 'libvirt-daemon-driver-qemu', 'libvirt-daemon-driver-storage', 'libvirt-clients'];
 
 function run(cmd: string, args: string[]): { ok: boolean; out: string; err: string } {
   const r = spawnSync(cmd, args, { encoding: 'utf8', env: { ...process.env, LC_ALL: 'C' } });

@@ -446,7 +446,13 @@ describe('tunnelled migration between network namespaces', () => {
     const tlsParallel = await move(DST, SRC, ['tls', 'parallel'], { parallelConnections: 3, uri: `tcp:${net!.addrA}:${parallelPort}` });
     // QEMU's own account, read on the destination at Finish, and the connections on the wire.
     expect(parallelConnections).toBe(3);
-    expect(new Set(tcpPorts(tlsParallel).filter((p) => p.dst === parallelPort).map((p) => p.src)).size).toBe(4);
+    expect(
+      new Set(
+        tcpPorts(tlsParallel)
+          .filter((p) => p.dst === parallelPort)
+          .map((p) => p.src),
+      ).size,
+    ).toBe(4);
     expect(tlsParallel.length).toBeGreaterThan(8 * MiB);
     expect(countOf(tlsParallel, marker)).toBe(0);
     // 16 MiB of marker pages, each several markers: thousands of hits in clear, none under TLS.

@@ -66,7 +66,11 @@ describe('parallel migration input', () => {
   it('a count needs the flag and QEMU range (1..255), as OperationInvalid; offline has no stream', () => {
     refused({ flags: ['live'], parallelConnections: 4 }, ErrorType.OperationInvalid, /needs 'parallel'/);
     for (const bad of [0, 256, 2.5, -1, '4' as unknown as number]) {
-      refused({ flags: ['live', 'parallel'], parallelConnections: bad }, ErrorType.OperationInvalid, /parallelConnections must be a whole number from 1 to 255/);
+      refused(
+        { flags: ['live', 'parallel'], parallelConnections: bad },
+        ErrorType.OperationInvalid,
+        /parallelConnections must be a whole number from 1 to 255/,
+      );
     }
     refused({ flags: ['offline', 'persist-dest', 'parallel'] }, ErrorType.OperationInvalid, /'parallel' and 'offline' are mutually exclusive/);
   });

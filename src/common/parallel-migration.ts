@@ -20,7 +20,7 @@ export const TUNNELLED_PARALLEL_REFUSAL =
   "'parallel' (multifd) with 'tunnelled' is not built: the tunnel hands each QEMU one connected descriptor (migrate fd: / migrate-incoming fd:), " +
   "and QEMU 10.0.2 refuses multifd on it at both ends ('Migration requires multi-channel URIs (e.g. tcp)'); its 'channels' argument takes " +
   "one main channel only ('Channel list has more than one main entry'), so no QEMU takes several handed-over connections. Relaying QEMU's own " +
-  "N+1 connections through the workers would copy every byte in both workers, which the tunnel is built never to do; use --parallel with --tls";
+  'N+1 connections through the workers would copy every byte in both workers, which the tunnel is built never to do; use --parallel with --tls';
 
 function invalid(message: string): Error {
   return vmError(ErrorType.OperationInvalid, message);
@@ -39,7 +39,9 @@ export function checkParallel(connections: unknown, flags: readonly MigrateFlag[
   const parallel = flags.includes('parallel');
   if (connections !== undefined) {
     if (typeof connections !== 'number' || !Number.isInteger(connections) || connections < 1 || connections > MAX_PARALLEL_CONNECTIONS) {
-      throw invalid(`parallelConnections must be a whole number from 1 to ${MAX_PARALLEL_CONNECTIONS}, got ${JSON.stringify(connections) ?? String(connections)}`);
+      throw invalid(
+        `parallelConnections must be a whole number from 1 to ${MAX_PARALLEL_CONNECTIONS}, got ${JSON.stringify(connections) ?? String(connections)}`,
+      );
     }
     // libvirt: "Turn parallel migration on to tune it".
     if (!parallel) throw invalid("parallelConnections (--parallel-connections) needs 'parallel' (--parallel)");
@@ -48,7 +50,9 @@ export function checkParallel(connections: unknown, flags: readonly MigrateFlag[
   if (flags.includes('offline')) throw invalid("flags 'parallel' and 'offline' are mutually exclusive: an offline migration has no stream");
   if (flags.includes('tunnelled')) throw unsupported(TUNNELLED_PARALLEL_REFUSAL);
   if (flags.includes('postcopy')) {
-    throw unsupported("'parallel' (multifd) with 'postcopy' is not built: QEMU refuses the two capabilities together ('Postcopy is not yet compatible with multifd')");
+    throw unsupported(
+      "'parallel' (multifd) with 'postcopy' is not built: QEMU refuses the two capabilities together ('Postcopy is not yet compatible with multifd')",
+    );
   }
   if (flags.includes('compressed')) {
     throw unsupported(

@@ -239,7 +239,15 @@ export async function perform(rt: HostRuntime, a: PerformArgs): Promise<PerformR
       }
       rt.jobs.patch(name, a.jobId, 'migrate-out', { performStarted: true, protocol: a.protocol });
       rt.log.info(
-        { domain: name, job: a.jobId, phase: 'perform', uri: a.uri, tunnelled, ...(preempt ? { postcopyPreempt: true } : {}), ...(parallel ? { parallel } : {}) },
+        {
+          domain: name,
+          job: a.jobId,
+          phase: 'perform',
+          uri: a.uri,
+          tunnelled,
+          ...(preempt ? { postcopyPreempt: true } : {}),
+          ...(parallel ? { parallel } : {}),
+        },
         'starting migration',
       );
       await startMigration(dom.qmp, uri);

@@ -8,7 +8,7 @@ import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { WorkflowExecutionAlreadyStartedError } from '@temporalio/client';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { isProcessAlive } from '../src/support/proc.js';
 import { cancelSignal, setMaxDowntimeSignal, setSpeedSignal } from '../src/common/job-messages.js';
 import { waitFor } from '../src/support/wait.js';
@@ -210,6 +210,7 @@ describe('live migration', () => {
     fillRandom(g.ram, fill);
     const before = hashRange(g.ram, fill);
     const dir = mkdtempSync(join(tmpdir(), 'vmf-mfd-'));
+    onTestFinished(() => rmSync(dir, { recursive: true, force: true }));
     let result: MigrateResult | undefined;
     // Only the connection openings (SYN without ACK) to B's migration ports: how many connections the stream took.
     const file = join(dir, 'syn.pcap');
@@ -232,7 +233,6 @@ describe('live migration', () => {
     // QEMU refuses a save to one descriptor while multifd is on: Finish turned it off.
     const saved = await runJob<SaveResult>(cluster.client, 'save', g.uuid, { host: B, name: 'm5', path: join(dir, 'm5.save'), format: 'raw' });
     expect(saved).toMatchObject({ name: 'm5' });
-    rmSync(dir, { recursive: true, force: true });
     await cluster.op(A, { op: 'undefine', name: 'm5' });
   });
 

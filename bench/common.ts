@@ -105,12 +105,15 @@ export class BenchEnv {
     });
   }
 
-  /** A QEMU for `memoryMiB` of file-backed RAM, started from vmferry's own command line, no orchestration. */
-  async rawSpawn(memoryMiB: number, incoming: boolean): Promise<RawQemu> {
+  /**
+   * A QEMU for `memoryMiB` of file-backed RAM, started from vmferry's own command line, no orchestration.
+   * `uuid`: the guest's (multifd channels carry it, and a destination refuses another one's).
+   */
+  async rawSpawn(memoryMiB: number, incoming: boolean, uuid?: string): Promise<RawQemu> {
     const n = this.rawSeq++;
     const ram = join(this.shm, `raw-${n}.ram`);
     const qmpSocket = join(this.root, `raw-${n}.qmp`);
-    const def = parseDomainXml(guestXml({ name: 'rawguest', memoryMiB }));
+    const def = parseDomainXml(guestXml({ name: 'rawguest', memoryMiB, ...(uuid !== undefined ? { uuid } : {}) }));
     const args = buildQemuArgs(def, { qmpSocket, memoryBackingFile: ram, extra: incoming ? ['-incoming', 'defer'] : [] });
     const { pid, qmp } = await launchQemu({ binary: 'qemu-system-x86_64', args, qmpSocket, logFile: join(this.root, `raw-${n}.log`) });
     const q = { pid, qmp, ram };

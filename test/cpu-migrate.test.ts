@@ -11,9 +11,9 @@
 //
 // The same host also lacks what a migration needs of its QEMU (host capabilities,
 // README "QEMU capabilities"): its worker hides the versioned machine type `pc`
-// stands for (pc-i440fx-X.Y, the type the guests run) and post-copy from its probe
-// (the test-only VMFERRY_HOST_QEMU_HIDE), so a migration there is refused at
-// Prepare naming both, and `vmferry capabilities` shows how the two hosts differ.
+// stands for (pc-i440fx-X.Y, the type the guests run), post-copy and multifd from its
+// probe (the test-only VMFERRY_HOST_QEMU_HIDE), so a migration there is refused at
+// Prepare naming what it lacks, and `vmferry capabilities` shows how the two hosts differ.
 //
 // The vCPU is read over the guest's own QMP socket, which takes one client:
 // the host worker is stopped for the read (QEMU keeps running, as on any
@@ -50,7 +50,7 @@ beforeAll(async () => {
     cluster.startHost(B, { VMFERRY_HOST_MIGRATION_PORT_MIN: '49258', VMFERRY_HOST_MIGRATION_PORT_MAX: '49265' }),
     cluster.startHost(I386, {
       VMFERRY_QEMU_BINARY: which('qemu-system-i386')!,
-      VMFERRY_HOST_QEMU_HIDE: 'machine:pc,capability:postcopy-ram',
+      VMFERRY_HOST_QEMU_HIDE: 'machine:pc,capability:postcopy-ram,capability:multifd',
       VMFERRY_HOST_MIGRATION_PORT_MIN: '49266',
       VMFERRY_HOST_MIGRATION_PORT_MAX: '49273',
     }),
@@ -185,7 +185,7 @@ describe('host-model CPUs start as the concrete CPU that stands for the host, an
     await cluster.op(B, { op: 'destroy', name: 'hm-mig' });
   });
 
-  it("a destination lacking the guest's machine type and post-copy (hidden from its probe by the test knob VMFERRY_HOST_QEMU_HIDE): refused at Prepare naming both, nothing changed; capabilities shows each host's QEMU", async () => {
+  it("a destination lacking the guest's machine type, post-copy and multifd (hidden from its probe by the test knob VMFERRY_HOST_QEMU_HIDE): refused at Prepare naming them, nothing changed; capabilities shows each host's QEMU", async () => {
     const pc = await versionedPc();
     const uuid = randomUUID();
     await cluster.op(A, { op: 'define', xml: guestXml({ name: 'mt-mig', uuid, memoryMiB: 64 }) });
@@ -203,6 +203,14 @@ describe('host-model CPUs start as the concrete CPU that stands for the host, an
           `lacks machine type '${escaped(pc)}', migration capability 'postcopy-ram' \\(for 'postcopy'\\)$`,
       ),
     );
+    // A parallel migration needs multifd at both ends: the same refusal names it.
+    const parallel = await failureOf(
+      (
+        await startMigration(cluster.client, { domain: 'mt-mig', domainUuid: uuid, sourceHost: A, destinationHost: I386, flags: ['live', 'parallel'] })
+      ).result(),
+    );
+    expect(parallel.type, parallel.message).toBe('ConfigUnsupported');
+    expect(parallel.message).toMatch(/lacks machine type '.*', migration capability 'multifd' \(for 'parallel' \(multifd\)\)$/);
     // The source guest runs on untouched, with no job left; nothing on the destination: no domain, QEMU, file or job record.
     expect(domainOf(await cluster.op(A, { op: 'info', name: 'mt-mig' }))).toMatchObject({ state: 'running', pid: started.pid });
     expect(isProcessAlive(started.pid!)).toBe(true);
@@ -225,6 +233,7 @@ describe('host-model CPUs start as the concrete CPU that stands for the host, an
     expect(before.machines).not.toContain(pc);
     expect(before.machineAliases.pc).toBeUndefined();
     expect(before.migrationCapabilities).not.toContain('postcopy-ram');
+    expect(before.migrationCapabilities).not.toContain('multifd');
     expect(before.migrationCapabilities).toContain('xbzrle');
     // A restarted worker reads its probe from the state directory: the same probe (same time), no new QEMU run.
     const firstPid = cluster.hosts.get(I386)!.worker!.pid;

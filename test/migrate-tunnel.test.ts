@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isProcessAlive } from '../src/support/proc.js';
-import type { MigrateFlag, MigrationHeartbeat } from '../src/common/migration-types.js';
+import type { MigrateFlag, MigrateInput, MigrationHeartbeat } from '../src/common/migration-types.js';
 import { STORAGE_COPY_PHASE } from '../src/common/job-types.js';
 import { cancelSignal, setMaxDowntimeSignal, setSpeedSignal } from '../src/common/job-messages.js';
 import { waitFor } from '../src/support/wait.js';
@@ -413,7 +413,7 @@ describe('tunnelled migration between network namespaces', () => {
     expect(leftovers(DST)).toEqual([]);
   });
 
-  it('on the wire the stream is TLS, tunnelled and --tls alike; the same guest migrated in clear shows its RAM (so the check can fail)', async () => {
+  it('on the wire the stream is TLS, tunnelled, --tls and --tls --parallel alike (4 connections: main + 3 multifd); the same guest migrated in clear shows its RAM (so the check can fail)', async () => {
     const marker = Buffer.from('vmferry plaintext marker: if a capture of the link shows this, RAM went in clear.');
     const uuid = randomUUID();
     await cluster.op(SRC, { op: 'define', xml: guestXml({ name: 't5', uuid, memoryMiB: 64 }) });
@@ -422,7 +422,8 @@ describe('tunnelled migration between network namespaces', () => {
     writeSync(fd, Buffer.alloc(16 * MiB, marker), 0, 16 * MiB, FILL_OFFSET);
     closeSync(fd);
     const hash = hashRange(dom.memoryBackingFile!, 16 * MiB);
-    const move = async (from: string, to: string, flags: MigrateFlag[]): Promise<Buffer> =>
+    let parallelConnections: number | undefined;
+    const move = async (from: string, to: string, flags: MigrateFlag[], extra: Partial<MigrateInput> = {}): Promise<Buffer> =>
       captureLink(async () => {
         const h = await startMigration(cluster.client, {
           domain: 't5',
@@ -430,14 +431,30 @@ describe('tunnelled migration between network namespaces', () => {
           sourceHost: from,
           destinationHost: to,
           flags: ['live', 'persist-dest', 'undefine-source', ...flags],
+          ...extra,
         });
-        await h.result();
+        parallelConnections = (await h.result()).parallelConnections;
         dom = domainOf(await cluster.op(to, { op: 'info', name: 't5' }));
         expect(hashRange(dom.memoryBackingFile!, 16 * MiB)).toBe(hash);
       });
     const tunnelled = await move(SRC, DST, ['tunnelled']);
     const tls = await move(DST, SRC, ['tls']);
     const clear = await move(SRC, DST, []);
+    expect(parallelConnections).toBeUndefined();
+    // A fixed port, so the capture tells the stream's connections apart from the rest of the link.
+    const parallelPort = 7450;
+    const tlsParallel = await move(DST, SRC, ['tls', 'parallel'], { parallelConnections: 3, uri: `tcp:${net!.addrA}:${parallelPort}` });
+    // QEMU's own account, read on the destination at Finish, and the connections on the wire.
+    expect(parallelConnections).toBe(3);
+    expect(
+      new Set(
+        tcpPorts(tlsParallel)
+          .filter((p) => p.dst === parallelPort)
+          .map((p) => p.src),
+      ).size,
+    ).toBe(4);
+    expect(tlsParallel.length).toBeGreaterThan(8 * MiB);
+    expect(countOf(tlsParallel, marker)).toBe(0);
     // 16 MiB of marker pages, each several markers: thousands of hits in clear, none under TLS.
     expect(countOf(clear, marker)).toBeGreaterThan(10_000);
     // The capture saw the stream (tcpdump may drop some packets on a busy machine, never most of them).
@@ -448,9 +465,10 @@ describe('tunnelled migration between network namespaces', () => {
     expect(logged(SRC, 'QEMU migration TLS on').filter((l) => l.domain === 't5')).toMatchObject([
       { role: 'client', peer: DST },
       { role: 'server', peer: 'O=vmferry-tests,CN=tun-dst' },
+      { role: 'server', peer: 'O=vmferry-tests,CN=tun-dst' },
     ]);
-    await cluster.op(DST, { op: 'destroy', name: 't5' });
-    await cluster.op(DST, { op: 'undefine', name: 't5' });
+    await cluster.op(SRC, { op: 'destroy', name: 't5' });
+    await cluster.op(SRC, { op: 'undefine', name: 't5' });
   });
 
   it('--tunnelled --copy-storage-all: the disk goes worker to worker (QEMU NBD on unix sockets only, never in clear); setSpeed reaches the mirror; a cancel mid-copy leaves nothing', async () => {

@@ -2,12 +2,13 @@
 // v3 with persist-dest and undefine-source, v2 to a v2-only host, post-copy,
 // compression and auto-converge, a paused guest, offline, and job control during
 // Perform (read-only queries, setSpeed, setMaxDowntime, a refused second job,
-// cancel).
+// cancel), and parallel (multifd) from the CLI.
 import { randomUUID } from 'node:crypto';
-import { existsSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { WorkflowExecutionAlreadyStartedError } from '@temporalio/client';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { isProcessAlive } from '../src/support/proc.js';
 import { cancelSignal, setMaxDowntimeSignal, setSpeedSignal } from '../src/common/job-messages.js';
 import { waitFor } from '../src/support/wait.js';
@@ -15,6 +16,11 @@ import { TestCluster } from './helpers/cluster.js';
 import { fillRandom, hashRange } from './helpers/guest-memory.js';
 import { guestXml } from './helpers/guest-xml.js';
 import { domainOf, failureOf, jobInfo, namesOf, performHeartbeat, startMigration, switchToPostcopy, waitForPerform } from './helpers/migration.js';
+import { runJob } from './helpers/save.js';
+import { capture, tcpPorts } from './helpers/tcpdump.js';
+import { vmferry } from './helpers/vmferry-cli.js';
+import type { MigrateResult } from '../src/common/migration-types.js';
+import type { SaveResult } from '../src/common/save-types.js';
 
 const cluster = new TestCluster();
 const A = 'mig-a';
@@ -196,6 +202,38 @@ describe('live migration', () => {
     expect(hashRange(back.destination.memoryBackingFile!, 64 * MiB)).toBe(before);
     await cluster.op(A, { op: 'destroy', name: 'm4' });
     await cluster.op(A, { op: 'undefine', name: 'm4' });
+  });
+
+  it('--parallel --parallel-connections 4 from the CLI: 5 connections (main + 4 multifd), the destination QEMU ran multifd with 4 channels, RAM identical; multifd is off again there (a save works)', async () => {
+    const g = await runGuest(A, 'm5', 256);
+    const fill = 192 * MiB;
+    fillRandom(g.ram, fill);
+    const before = hashRange(g.ram, fill);
+    const dir = mkdtempSync(join(tmpdir(), 'vmf-mfd-'));
+    onTestFinished(() => rmSync(dir, { recursive: true, force: true }));
+    let result: MigrateResult | undefined;
+    // Only the connection openings (SYN without ACK) to B's migration ports: how many connections the stream took.
+    const file = join(dir, 'syn.pcap');
+    const syns = await capture(
+      ['tcpdump', '-i', 'lo', '-U', '-w', file, 'tcp[tcpflags] & (tcp-syn|tcp-ack) == tcp-syn and dst portrange 49168-49175'],
+      file,
+      async () => {
+        const cli = await vmferry({ address: cluster.address, host: A }, 'migrate', 'm5', B, '--live', '--parallel', '--parallel-connections', '4', '--json');
+        expect(cli.code, cli.stderr).toBe(0);
+        result = JSON.parse(cli.stdout) as MigrateResult;
+      },
+    );
+    expect(result).toMatchObject({ destination: { state: 'running', host: B }, parallelConnections: 4 });
+    expect(new Set(tcpPorts(syns).map((p) => p.src)).size).toBe(5);
+    expect(cluster.hosts.get(B)!.worker!.logs.filter((l) => l.msg === 'parallel migration received' && l.domain === 'm5')).toMatchObject([
+      { multifd: true, channels: 4 },
+    ]);
+    const onB = domainOf(await cluster.op(B, { op: 'info', name: 'm5' }));
+    expect(hashRange(onB.memoryBackingFile!, fill)).toBe(before);
+    // QEMU refuses a save to one descriptor while multifd is on: Finish turned it off.
+    const saved = await runJob<SaveResult>(cluster.client, 'save', g.uuid, { host: B, name: 'm5', path: join(dir, 'm5.save'), format: 'raw' });
+    expect(saved).toMatchObject({ name: 'm5' });
+    await cluster.op(A, { op: 'undefine', name: 'm5' });
   });
 
   it('offline: only the persistent definition moves', async () => {

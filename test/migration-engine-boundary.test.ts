@@ -17,6 +17,7 @@ const ENGINE_FILES = new Set([
   'src/qemu/migration-engine-storage.ts',
   'src/qemu/migration-params.ts',
   'src/qemu/migration-info.ts',
+  'src/qemu/migration-engine-multifd.ts',
 ]);
 
 /**

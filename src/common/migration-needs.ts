@@ -30,6 +30,8 @@ const CAPABILITIES: readonly Need[] = [
   { name: 'events', why: 'every live migration', ends: BOTH, when: live },
   { name: 'postcopy-ram', why: "'postcopy'", ends: BOTH, when: (f) => live(f) && f.includes('postcopy') },
   { name: 'xbzrle', why: "'compressed' (XBZRLE)", ends: BOTH, when: (f) => live(f) && f.includes('compressed') },
+  // The destination accepts the N channels only with multifd on too.
+  { name: 'multifd', why: "'parallel' (multifd)", ends: BOTH, when: (f) => live(f) && f.includes('parallel') },
   { name: 'auto-converge', why: "'auto-converge'", ends: ['source'], when: (f) => live(f) && f.includes('auto-converge') },
   { name: 'pause-before-switchover', why: 'copying storage', ends: ['source'], when: (f) => live(f) && copiesStorage(f) },
 ];

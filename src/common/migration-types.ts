@@ -7,6 +7,7 @@ import { ErrorType, vmError } from './errors.js';
 import type { JobHeartbeat, JobProgress } from './job-types.js';
 import { invalidDowntime, invalidSpeed } from './job-messages.js';
 import { resolvePolicy, type ConvergencePolicy } from './convergence-policy.js';
+import { checkParallel } from './parallel-migration.js';
 
 export const MIGRATE_FLAGS = [
   'live',
@@ -26,6 +27,7 @@ export const MIGRATE_FLAGS = [
   'offline',
   'copy-storage-all',
   'copy-storage-inc',
+  'parallel',
 ] as const;
 export type MigrateFlag = (typeof MIGRATE_FLAGS)[number];
 
@@ -83,6 +85,8 @@ export interface MigrateInput {
    * QEMU left to itself apart from the host's stall limit, as before policies existed.
    */
   policy?: string | ConvergencePolicy;
+  /** virsh migrate --parallel-connections: multifd channels with 'parallel' (parallel-migration.ts); absent: 2, QEMU's default. */
+  parallelConnections?: number;
 }
 
 /** What QEMU reported at the end of the migration (libvirt's domjobinfo --completed). */
@@ -114,6 +118,8 @@ export interface MigrateResult {
   persistent: boolean;
   /** The source definition was removed (undefine-source). */
   sourceUndefined: boolean;
+  /** 'parallel': the multifd channels the destination QEMU ran the stream with, as it reported them at Finish. */
+  parallelConnections?: number;
 }
 
 /** Heartbeat details of the Perform step: the job's progress plus what QEMU is applying right now. */
@@ -193,6 +199,8 @@ export interface PrepareArgs extends MigrationJobRef {
   sourceTlsIdentity?: string;
   /** 'postcopy': the source can run postcopy-preempt (Begin's probe); the destination enables it only if it can too. */
   postcopyPreempt?: boolean;
+  /** 'parallel': the multifd channel count, the same at both ends. */
+  parallelConnections?: number;
 }
 
 /**
@@ -245,6 +253,8 @@ export interface PerformArgs extends MigrationJobRef {
   tuning?: MigrationTuning;
   /** A migration with a convergence policy: the source signals its workflow progress samples (progress-signal.ts). */
   progressSamples?: boolean;
+  /** 'parallel': the multifd channel count, the same at both ends. */
+  parallelConnections?: number;
 }
 
 /** Auto-converge's throttle (percent) and the xbzrle cache; absent fields keep QEMU's values. */
@@ -288,6 +298,8 @@ export interface FinishResult {
   /** Wall-clock ms (host clock) of the destination's RESUME, when it ran. */
   resumedAtMs?: number;
   persistent: boolean;
+  /** 'parallel': the multifd channels the incoming QEMU had, read before Finish turned multifd off. */
+  parallelConnections?: number;
 }
 
 export interface ConfirmArgs extends MigrationJobRef {
@@ -394,7 +406,9 @@ export function validateMigrateInput(input: MigrateInput): MigrateFlag[] {
     if (p.autoConverge) byPolicy.push('auto-converge');
     if (p.xbzrleCacheMiB) byPolicy.push('compressed');
   }
-  return [...new Set([...flags, ...byPolicy])];
+  const all = [...new Set([...flags, ...byPolicy])];
+  checkParallel(input.parallelConnections, all);
+  return all;
 }
 
 /** A disk's target name as libvirt's <target dev=...> spells it (vda, sdb, hdc, xvda1). */

@@ -14,7 +14,7 @@ export function bandwidthBytes(mibps: number): number {
   return mibps === 0 ? UNLIMITED_BANDWIDTH_BYTES : Math.min(mibps * 1024 * 1024, UNLIMITED_BANDWIDTH_BYTES);
 }
 
-export type CapabilityName = 'events' | 'auto-converge' | 'xbzrle' | 'postcopy-ram' | 'pause-before-switchover' | 'postcopy-preempt';
+export type CapabilityName = 'events' | 'auto-converge' | 'xbzrle' | 'postcopy-ram' | 'pause-before-switchover' | 'postcopy-preempt' | 'multifd';
 
 /**
  * `preempt`: undefined when this QEMU has no postcopy-preempt capability (the key is then
@@ -39,13 +39,15 @@ export function sourceCapabilities(
     xbzrle: flags.includes('compressed'),
     'postcopy-ram': flags.includes('postcopy'),
     'pause-before-switchover': o.pauseBeforeSwitchover === true,
+    // Always written: off, it is left out on a QEMU that lacks it (setCapabilities).
+    multifd: flags.includes('parallel'),
     ...preemptCapability(o.preempt),
   };
 }
 
 /** The destination must agree to post-copy (and its preempt channel) before the stream starts; the rest is the source's business. */
 export function destinationCapabilities(flags: readonly MigrateFlag[], o: { preempt?: boolean } = {}): Partial<Record<CapabilityName, boolean>> {
-  return { events: true, 'postcopy-ram': flags.includes('postcopy'), ...preemptCapability(o.preempt) };
+  return { events: true, 'postcopy-ram': flags.includes('postcopy'), multifd: flags.includes('parallel'), ...preemptCapability(o.preempt) };
 }
 
 /** Whether this QEMU knows migration capability `name` (query-migrate-capabilities lists every one it has). */

@@ -38,6 +38,7 @@ export async function prepare(
         sourceHost: m.src,
         ...(sourceTlsIdentity !== undefined ? { sourceTlsIdentity } : {}),
         ...(begun.postcopyPreempt ? { postcopyPreempt: true } : {}),
+        ...(m.parallelConnections !== undefined ? { parallelConnections: m.parallelConnections } : {}),
       },
     ],
     `v${protocol} Prepare: start '${m.destName}' paused with -incoming on ${m.dst}`,
@@ -116,5 +117,6 @@ export function migrateResult(
     ...(stopped !== undefined && finished.resumedAtMs !== undefined ? { measuredDowntimeMs: finished.resumedAtMs - stopped } : {}),
     persistent: finished.persistent,
     sourceUndefined,
+    ...(finished.parallelConnections !== undefined ? { parallelConnections: finished.parallelConnections } : {}),
   };
 }

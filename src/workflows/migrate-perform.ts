@@ -46,6 +46,7 @@ export async function performWatched(
     ...(input.timeoutSuspendSeconds !== undefined ? { timeoutSuspendSeconds: input.timeoutSuspendSeconds } : {}),
     ...(m.convergence.tuning ? { tuning: m.convergence.tuning } : {}),
     ...(m.convergence.active ? { progressSamples: true } : {}),
+    ...(m.parallelConnections !== undefined ? { parallelConnections: m.parallelConnections } : {}),
   };
   try {
     return await performScope.run(() => on(src, 'long', act, [args], `v${protocol} Perform: migrate '${domain}' from ${src} to ${prep.uri}`));

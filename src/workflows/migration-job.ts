@@ -10,9 +10,12 @@ import { SourceJobControl } from './migrate-control.js';
 import { MigrationConvergence } from './migrate-convergence.js';
 import { ErrorType, isVmError } from '../common/errors.js';
 import { PostcopyControl } from './migrate-postcopy.js';
+import { checkParallel } from '../common/parallel-migration.js';
 
 export class MigrationJob {
   readonly flags: MigrateFlag[];
+  /** 'parallel': the multifd channel count both ends run with; otherwise undefined. */
+  readonly parallelConnections: number | undefined;
   readonly domain: string;
   readonly src: string;
   readonly dst: string;
@@ -31,6 +34,7 @@ export class MigrationJob {
   /** Throws a typed error, before anything is touched, for a request that must not start. */
   constructor(readonly input: MigrateInput) {
     this.flags = validateMigrateInput(input);
+    this.parallelConnections = checkParallel(input.parallelConnections, this.flags);
     this.domain = input.domain;
     this.src = input.sourceHost;
     this.dst = input.destinationHost;

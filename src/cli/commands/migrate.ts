@@ -32,6 +32,7 @@ const FLAG_OPTIONS: Record<string, MigrateFlag> = {
   offline: 'offline',
   'copy-storage-all': 'copy-storage-all',
   'copy-storage-inc': 'copy-storage-inc',
+  parallel: 'parallel',
 };
 
 const OPTIONS: OptionSpec = {
@@ -43,6 +44,7 @@ const OPTIONS: OptionSpec = {
   migrateuri: VALUE,
   timeout: VALUE,
   'migrate-disks': VALUE,
+  'parallel-connections': VALUE,
   policy: VALUE,
   verbose: FLAG,
 };
@@ -66,7 +68,7 @@ export const migrateVerb: Verb = {
   summary: 'migrate a domain from --host to DESTHOST',
   usage:
     'vmferry migrate DOMAIN DESTHOST [--live] [--p2p] [--tunnelled] [--tls] [--persistent] [--undefinesource] [--suspend] [--unsafe] [--offline] ' +
-    '[--auto-converge] [--postcopy [--postcopy-after-precopy]] [--compressed] [--abort-on-error] [--change-protection] [--copy-storage-all | --copy-storage-inc] [--migrate-disks DISK,...] ' +
+    '[--auto-converge] [--postcopy [--postcopy-after-precopy]] [--compressed] [--parallel [--parallel-connections N]] [--abort-on-error] [--change-protection] [--copy-storage-all | --copy-storage-inc] [--migrate-disks DISK,...] ' +
     '[--bandwidth MIBPS] [--postcopy-bandwidth MIBPS] [--xml FILE] [--dname NAME] [--migrateuri tcp:HOST[:PORT]] [--timeout SECONDS] [--policy NAME|FILE.json]',
   options: OPTIONS,
   async run(ctx, args, opts) {
@@ -91,6 +93,7 @@ export const migrateVerb: Verb = {
       uri: stringOpt(opts.migrateuri),
       timeoutSuspendSeconds: timeout,
       migrateDisks: migrateDisksOf(opts['migrate-disks']),
+      parallelConnections: wholeNumber(opts['parallel-connections'], '--parallel-connections'),
       policy: policyArg(opts.policy, '--policy'),
     };
     return await followDomainJob<MigrateResult>(ctx, {
@@ -101,10 +104,11 @@ export const migrateVerb: Verb = {
       report: (r) => {
         const s = r.stats;
         const downtime = s.downtimeMs !== undefined ? `, downtime ${s.downtimeMs} ms` : '';
+        const parallel = r.parallelConnections !== undefined ? `, ${r.parallelConnections} parallel connections` : '';
         if (s.timeoutSuspendedAtMs !== undefined)
           ctx.out(`Domain '${domain}' was suspended on ${r.sourceHost} after the ${timeout ?? '?'} s timeout so the migration could converge`);
         ctx.out(
-          `Domain '${domain}' migrated from ${r.sourceHost} to ${r.destinationHost} as '${r.domain}' (protocol v${r.protocol}, ${mib(s.transferredBytes ?? 0)} sent${downtime}); it is ${r.destination.state} there`,
+          `Domain '${domain}' migrated from ${r.sourceHost} to ${r.destinationHost} as '${r.domain}' (protocol v${r.protocol}, ${mib(s.transferredBytes ?? 0)} sent${downtime}${parallel}); it is ${r.destination.state} there`,
         );
       },
     });

@@ -38,6 +38,7 @@ import { applyStartupPolicy } from '../startup-policy.js';
 import { migrateHook } from '../hooks.js';
 import { checkInterfacesBuildable } from '../../qemu/devices/interface.js';
 import { checkOvsAvailable, isOvsPort, setOvsPortData } from '../openvswitch.js';
+import { applyParallel, endParallelIncoming } from './parallel.js';
 
 export interface DestinationDeps {
   rt: HostRuntime;
@@ -174,6 +175,7 @@ export async function prepare(d: DestinationDeps, a: PrepareArgs): Promise<Prepa
     const preempt = a.postcopyPreempt === true && (await postcopyPreemptFor(dom, a.flags));
     await setCapabilities(dom.qmp, destinationCapabilities(a.flags, { preempt: (await hasCapability(dom.qmp, 'postcopy-preempt')) ? preempt : undefined }));
     if (preempt) rt.jobs.patch(destName, a.jobId, 'migrate-in', { postcopyPreempt: true });
+    await applyParallel(dom, a.flags, a.parallelConnections);
     if ((def.devices.interfaces?.length ?? 0) > 0) await ensureSelfAnnounce(dom.qmp);
     await preallocate(rt, dom, def);
     if (hostTls) await enableMigrationTls(rt, dom, hostTls.tls, { role: 'server', peerIdentity: a.sourceTlsIdentity! }, { domain: destName, uuid });
@@ -435,13 +437,20 @@ export async function finish(d: DestinationDeps, a: FinishArgs): Promise<FinishR
     await clearPostcopyCapabilities(dom.qmp).catch((err: unknown) => rt.log.warn({ domain: name, err }, 'could not clear the post-copy capabilities'));
   }
   if (dom && !offline && srcCookie?.network !== undefined) await relocatePortData(rt, dom, srcCookie.network.interfaces);
+  const parallelConnections = dom && !offline ? await endParallelIncoming(rt, dom, rec.flags) : undefined;
   await forgetIncoming(d, name, a.jobId);
   const cookie =
     a.protocol === 3
       ? formatMigrationCookie({ name: a.domain, uuid: a.uuid, hostname: rt.config.name, hostuuid: rt.config.hostUuid, features: [], mandatory: [] })
       : undefined;
   rt.log.info({ domain: name, job: a.jobId, phase: 'finish', state: dom?.state }, 'incoming migration finished');
-  return { domain: rt.info(name), persistent: rt.defs.has(name), ...(cookie ? { cookie } : {}), ...(resumedAtMs !== undefined ? { resumedAtMs } : {}) };
+  return {
+    domain: rt.info(name),
+    persistent: rt.defs.has(name),
+    ...(cookie ? { cookie } : {}),
+    ...(resumedAtMs !== undefined ? { resumedAtMs } : {}),
+    ...(parallelConnections !== undefined ? { parallelConnections } : {}),
+  };
 }
 
 /** The source's Open vSwitch PortData on this host's ports; like libvirt, a failure is a warning (the guest runs here now). */

@@ -46,6 +46,7 @@ import { timeoutOptions } from './timeout-action.js';
 import { withConcreteCpu, withLiveCpu } from '../host-cpu.js';
 import { checkMigrationEnd, probeFor, withMachine } from '../host-capabilities.js';
 import { currentMachineType } from '../../qemu/capabilities-probe.js';
+import { applyParallel } from './parallel.js';
 
 const TUNNEL_FD_NAME = 'vmf-tunnel-out';
 
@@ -215,6 +216,7 @@ export async function perform(rt: HostRuntime, a: PerformArgs): Promise<PerformR
       // Written in full when this QEMU has preempt: an earlier migration's choice must not leak into this one.
       const preempt = (await hasCapability(dom.qmp, 'postcopy-preempt')) ? a.postcopyPreempt === true : undefined;
       await setCapabilities(dom.qmp, sourceCapabilities(a.flags, { pauseBeforeSwitchover: storage !== undefined, preempt }));
+      const parallel = await applyParallel(dom, a.flags, a.parallelConnections);
       if (a.tuning) await setTuning(dom.qmp, a.tuning);
       // Set (or cleared) every time: an earlier TLS migration that failed left its parameters in this QEMU.
       if (tls) await enableMigrationTls(rt, dom, requireTunnel(rt, tunnelled ? 'tunnelled' : 'TLS').tls, { role: 'client', peerHost: a.destinationHost }, sctx);
@@ -236,7 +238,18 @@ export async function perform(rt: HostRuntime, a: PerformArgs): Promise<PerformR
         dom.setState('running', 'migrating');
       }
       rt.jobs.patch(name, a.jobId, 'migrate-out', { performStarted: true, protocol: a.protocol });
-      rt.log.info({ domain: name, job: a.jobId, phase: 'perform', uri: a.uri, tunnelled, ...(preempt ? { postcopyPreempt: true } : {}) }, 'starting migration');
+      rt.log.info(
+        {
+          domain: name,
+          job: a.jobId,
+          phase: 'perform',
+          uri: a.uri,
+          tunnelled,
+          ...(preempt ? { postcopyPreempt: true } : {}),
+          ...(parallel ? { parallel } : {}),
+        },
+        'starting migration',
+      );
       await startMigration(dom.qmp, uri);
       await faultPoint('migrate.perform');
     } else if (tunnelled) {

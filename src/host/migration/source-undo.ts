@@ -9,6 +9,7 @@ import { abortMirrors } from './storage-source.js';
 import { closeTunnelRelay } from './tunnel-nbd.js';
 import { cancelMigration, queryMigration } from '../../qemu/migration-engine.js';
 import { isMigrationActive } from '../../qemu/migration-info.js';
+import { resetParallel } from './parallel.js';
 
 /**
  * After a completed stream QEMU has flushed and released its disks and holds
@@ -69,6 +70,8 @@ export async function abortSource(rt: HostRuntime, name: string, jobId: string, 
       );
     }
     const streamDone = status === 'completed';
+    // The guest may stay here: its next stream (a save, another migration) must not inherit multifd.
+    if (!isMigrationActive(status)) await resetParallel(rt, dom, rec.flags);
     if (postcopy) {
       // The destination holds pages the source no longer has: resuming here would run a stale guest.
       dom.setState('paused', 'postcopy-failed');

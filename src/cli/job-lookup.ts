@@ -91,7 +91,12 @@ export async function lastCompletedJob(client: Client, scope: JobScope): Promise
   return (await findJobs(client, scope, false, 1))[0];
 }
 
-const POSTCOPY_STATES: Record<string, PostcopyState> = { 'postcopy-active': 'active', 'postcopy-paused': 'paused', 'postcopy-recover': 'recovering' };
+const POSTCOPY_STATES: Record<string, PostcopyState> = {
+  'postcopy-active': 'active',
+  'postcopy-paused': 'paused',
+  'postcopy-recover-setup': 'recovering',
+  'postcopy-recover': 'recovering',
+};
 
 export async function jobInfoWithProgress(client: Client, handle: WorkflowHandle): Promise<JobInfo> {
   const [info, description] = await Promise.all([handle.query(jobInfoQuery), handle.describe()]);

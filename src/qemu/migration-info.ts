@@ -62,7 +62,18 @@ export function parseMigrationInfo(raw: unknown): MigrationInfo {
   return info as MigrationInfo;
 }
 
-const ACTIVE = new Set(['setup', 'active', 'postcopy-active', 'postcopy-paused', 'postcopy-recover', 'pre-switchover', 'device', 'wait-unplug', 'cancelling']);
+const ACTIVE = new Set([
+  'setup',
+  'active',
+  'postcopy-active',
+  'postcopy-paused',
+  'postcopy-recover-setup',
+  'postcopy-recover',
+  'pre-switchover',
+  'device',
+  'wait-unplug',
+  'cancelling',
+]);
 
 export function isMigrationActive(status: string | undefined): boolean {
   return status !== undefined && ACTIVE.has(status);

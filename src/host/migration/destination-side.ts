@@ -337,7 +337,7 @@ export async function abortDestination(d: DestinationDeps, name: string, jobId: 
 }
 
 /** Post-copy: the source switched, so the guest may run here while its pages still arrive. */
-const POSTCOPY_RUNNABLE = new Set(['postcopy-active', 'postcopy-paused', 'postcopy-recover']);
+const POSTCOPY_RUNNABLE = new Set(['postcopy-active', 'postcopy-paused', 'postcopy-recover-setup', 'postcopy-recover']);
 
 async function waitIncomingComplete(dom: RunningDomain, name: string, postcopy: boolean): Promise<void> {
   const deadline = Date.now() + 30_000;

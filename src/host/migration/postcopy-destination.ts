@@ -15,6 +15,8 @@ import { disableMigrationTls } from './qemu-tls.js';
 import { clearPostcopyCapabilities } from '../../qemu/migration-params.js';
 
 const WILDCARDS = new Set(['0.0.0.0', '::', '[::]']);
+/** A recovery under way: QEMU 9.1 and later pass through postcopy-recover-setup while the resumed channels connect. */
+const RECOVERING = new Set(['postcopy-recover-setup', 'postcopy-recover']);
 
 function recoverOwner(jobId: string): string {
   return `${jobId}/postcopy-recover`;
@@ -60,7 +62,7 @@ export async function listenRecovery(d: DestinationDeps, name: string, jobId: st
   const dom = incomingDomain(d, name);
   const status = await statusOf(dom);
   // Recovered meanwhile (or done): there is nothing to listen for, and the source's resume will see it too.
-  if (status === 'completed' || status === 'postcopy-active' || status === 'postcopy-recover') return { uri: '' };
+  if (status === 'completed' || status === 'postcopy-active' || RECOVERING.has(status)) return { uri: '' };
   if (status !== 'postcopy-paused') throw vmError(ErrorType.OperationFailed, `the incoming post-copy stream of '${name}' is ${status}, not paused`);
   const asked = uri === undefined ? undefined : parseMigrationUri(uri);
   if (asked && asked.transport !== 'tcp') throw vmError(ErrorType.ConfigUnsupported, `post-copy recovery listens on tcp: only, got ${asked.transport}:`);

@@ -88,6 +88,8 @@ export async function waitPostcopy(rt: HostRuntime, name: string, jobId: string)
         }
         break;
       }
+      // QEMU 9.1 and later pass through postcopy-recover-setup while the resumed channels connect.
+      case 'postcopy-recover-setup':
       case 'postcopy-recover':
         break;
       default:

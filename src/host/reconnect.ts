@@ -4,6 +4,7 @@
 // begin`; a refusal kills that QEMU, as libvirt does). Status files of dead
 // QEMUs, and the taps and OVS ports of domains no QEMU runs any more, go.
 import { rmSync } from 'node:fs';
+import { parseDomainXml } from '../domain/index.js';
 import { QmpClient } from '../qemu/qmp-client.js';
 import { isOurProcess } from '../support/proc.js';
 import { happeningOfRunState, reactTo } from './guest-lifecycle.js';
@@ -28,6 +29,7 @@ export async function reconnectAll(rt: HostRuntime): Promise<void> {
       removeStatus(runDir, name);
       rmSync(status.qmpSocket, { force: true });
       if (status.memoryBackingFile) rmSync(status.memoryBackingFile, { force: true });
+      await rt.confinement.release(parseDomainXml(status.domainXml), status.memoryBackingFile);
       continue;
     }
     try {

@@ -3,7 +3,8 @@
 // seccomp sandbox, in a cgroup v2 directory of its own that a kill -9 and restart
 // of the worker leave alone. Root only (chown, cgroup writes), as the other e2e tests.
 import { execFileSync, spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { chmodSync, closeSync, existsSync, mkdirSync, openSync, readFileSync, readSync, statSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DomainInfo, DomainOperationResult } from '../src/common/domain-types.js';
@@ -11,6 +12,7 @@ import { cgroup2Root, scopeName } from '../src/host/cgroups.js';
 import { isProcessAlive } from '../src/support/proc.js';
 import { TestCluster } from './helpers/cluster.js';
 import { guestXml } from './helpers/guest-xml.js';
+import { vmferry } from './helpers/vmferry-cli.js';
 
 const cluster = new TestCluster();
 const HOST = 'cf-a';
@@ -143,4 +145,44 @@ describe('confined guests (DAC uid per guest, seccomp, cgroup v2) on a real host
     },
     120_000,
   );
+
+  it('host-shutdown managed-saves every active guest (confined) and a start restores it; with shutdown, a guest that ignores the power button is destroyed at the timeout', async () => {
+    const cli = { address: cluster.address, host: HOST };
+    for (const n of ['cf1', 'cf2']) await cluster.op(HOST, { op: 'start', name: n });
+    const a = domainOf(await cluster.op(HOST, { op: 'info', name: 'cf1' }));
+    // A marker in guest RAM (above what the idle firmware touches) that only a real restore brings back.
+    const marker = randomBytes(4096);
+    const fd = openSync(a.memoryBackingFile!, 'r+');
+    writeSync(fd, marker, 0, marker.length, 32 * 1024 * 1024);
+    closeSync(fd);
+
+    const saved = await vmferry(cli, 'host-shutdown', '--on-shutdown', 'managedsave', '--parallel', '2', '--shutdown-timeout', '120');
+    expect(saved.code, saved.stderr).toBe(0);
+    expect(saved.stdout).toContain("Domain 'cf1': managedsaved");
+    expect(saved.stdout).toContain("Domain 'cf2': managedsaved");
+    expect(isProcessAlive(a.pid!)).toBe(false);
+    const stateDir = join(cluster.hosts.get(HOST)!.baseDir, 'state');
+    for (const n of ['cf1', 'cf2']) {
+      expect(domainOf(await cluster.op(HOST, { op: 'info', name: n })).state).toBe('shutoff');
+      expect(existsSync(join(stateDir, 'save', `${n}.save`))).toBe(true);
+    }
+
+    const started = await vmferry(cli, 'start', 'cf1');
+    expect(started.stdout, started.stderr).toContain('restored from its managed save image');
+    const back = domainOf(await cluster.op(HOST, { op: 'info', name: 'cf1' }));
+    expect(back.state).toBe('running');
+    const got = Buffer.alloc(4096);
+    const rfd = openSync(back.memoryBackingFile!, 'r');
+    readSync(rfd, got, 0, got.length, 32 * 1024 * 1024);
+    closeSync(rfd);
+    expect(got.equals(marker)).toBe(true);
+    expect(existsSync(join(stateDir, 'save', 'cf1.save'))).toBe(false);
+
+    // SeaBIOS with nothing to boot has no ACPI handler: the button is ignored, the timeout destroys.
+    const stopped = await vmferry(cli, 'host-shutdown', '--on-shutdown', 'shutdown', '--shutdown-timeout', '2');
+    expect(stopped.code, stopped.stderr).toBe(0);
+    expect(stopped.stdout).toContain("Domain 'cf1': destroyed");
+    expect(domainOf(await cluster.op(HOST, { op: 'info', name: 'cf1' })).state).toBe('shutoff');
+    expect(isProcessAlive(back.pid!)).toBe(false);
+  }, 120_000);
 });

@@ -7,7 +7,6 @@
 import type { DomainSummary } from '../../common/domain-types.js';
 import type { SaveResult } from '../../common/save-types.js';
 import { UsageError } from '../exit-codes.js';
-import { readInventory } from '../inventory.js';
 import { requireHost, startJob } from '../job-start.js';
 import { runOperation } from '../run-operation.js';
 import { stringOpt } from '../args.js';
@@ -82,7 +81,9 @@ async function stopOne(ctx: VerbContext, host: string, dom: DomainSummary, actio
 
 /** Every active guest of `host`, `parallel` at a time. */
 export async function hostShutdown(ctx: VerbContext, host: string, action: OnShutdown, timeoutSeconds: number, parallel: number): Promise<GuestOutcome[]> {
-  const active = (await readInventory(ctx.client, host)).domains.filter((d) => d.state !== 'shutoff');
+  // From the worker itself, not the inventory it last published: a guest started a moment ago must not be missed.
+  const listed = await runOperation(ctx.client, host, { op: 'list' });
+  const active = ('domains' in listed ? listed.domains : []).filter((d) => d.state !== 'shutoff');
   const queue = [...active];
   const out: GuestOutcome[] = [];
   await Promise.all(

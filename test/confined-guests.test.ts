@@ -129,6 +129,11 @@ describe('confined guests (DAC uid per guest, seccomp, cgroup v2) on a real host
       expect(readFileSync(join(cgA, 'cgroup.procs'), 'utf8').split('\n')).toContain(String(a.pid));
       await cluster.startHost(HOST);
       expect(readFileSync(join(cgA, 'cgroup.procs'), 'utf8').split('\n')).toContain(String(a.pid));
+      // The new worker found QEMU in the cgroup the first one made.
+      expect(host.worker!.logs.find((l) => l.msg === 'reconnected to running QEMU' && l.domain === 'cf1')).toMatchObject({
+        pid: a.pid,
+        cgroup: `/${PARENT}/${scopeName('cf1', uuids.cf1)}`,
+      });
       const after = domainOf(await cluster.op(HOST, { op: 'info', name: 'cf1' }));
       expect({ state: after.state, pid: after.pid }).toEqual({ state: 'running', pid: a.pid });
 

@@ -186,6 +186,8 @@ describe('configuration', () => {
         summary: { profile: 'default', tls: false, clientCert: false, serverCa: false, apiKey: false },
       },
       security: { driver: 'none', rememberDir: join(tmp, 'base', 'state', 'security') },
+      qemuSandbox: true,
+      cgroups: { mode: 'off', parent: 'vmferry.slice' },
       worker: { logLevel: 'info', auditLog: join(tmp, 'base', 'log', 'audit.log'), autoDestroyIntervalMs: 10_000, inventoryIntervalMs: 30_000 },
       qemuHide: { machines: [], capabilities: [], parameters: [], commands: [] },
       faults: { points: new Map(), dir: '/tmp' },

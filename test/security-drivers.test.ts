@@ -201,6 +201,46 @@ describe('dac driver', () => {
   });
 });
 
+describe('dac driver with a uid per domain (VMFERRY_QEMU_UID_RANGE)', () => {
+  const range = { min: 3_300_000, max: 3_300_000 + 65_535 };
+
+  it('gives each domain its own uid from the range (the same on every driver object), labels for it, and refuses a file another domain holds', async () => {
+    const dac = new DacDriver({ uidRange: range, group: 'nogroup' });
+    const again = new DacDriver({ uidRange: range, group: 'nogroup' });
+    const a = dac.processIdentity(ctx);
+    const b = dac.processIdentity(other);
+    expect(a).toEqual(again.processIdentity(ctx));
+    expect(a.uid).not.toBe(b.uid);
+    for (const id of [a, b]) (expect(id).toMatchObject({ gid: NOBODY }), expect(id.uid >= range.min && id.uid <= range.max).toBe(true));
+    const stack = createSecurityDriver({ driver: 'stack', stack: ['none', 'dac'], uidRange: range, group: 'nogroup' });
+    expect(stack.processIdentity?.(ctx)).toEqual(a);
+    expect(createSecurityDriver({ driver: 'none' }).processIdentity).toBeUndefined();
+
+    const p = join(dir, 'range.img');
+    writeFileSync(p, 'x', { mode: 0o600 });
+    await dac.labelPath(p, ctx);
+    expect(statSync(p)).toMatchObject({ uid: a.uid, gid: NOBODY });
+    const shared = await failure(dac.labelPath(p, other));
+    expect(shared.type).toBe('OperationInvalid');
+    expect(shared.message).toMatch(/in use by the QEMU of domain .* another uid/);
+    expect(statSync(p).uid).toBe(a.uid);
+    await dac.restorePath(p, ctx);
+    expect(statSync(p)).toMatchObject({ uid: 0, gid: 0 });
+  });
+
+  it('needs a group with a range, refuses a range holding root, and reads MIN-MAX from the environment', async () => {
+    expect((await failure(() => createSecurityDriver({ driver: 'dac', uidRange: range }))).type).toBe('ConfigUnsupported');
+    expect((await failure(() => createSecurityDriver({ driver: 'dac', uidRange: { min: 0, max: 10 }, group: 'nogroup' }))).type).toBe('ConfigUnsupported');
+    expect(securityConfigFromEnv({ VMFERRY_SECURITY_DRIVER: 'dac', VMFERRY_QEMU_UID_RANGE: '3300000-3365535', VMFERRY_QEMU_GROUP: 'nogroup' })).toEqual({
+      driver: 'dac',
+      group: 'nogroup',
+      uidRange: { min: 3_300_000, max: 3_365_535 },
+    });
+    for (const bad of ['0-10', '20-10', 'abc', '5'])
+      expect(() => securityConfigFromEnv({ VMFERRY_QEMU_UID_RANGE: bad })).toThrow(/VMFERRY_QEMU_UID_RANGE.*MIN-MAX/);
+  });
+});
+
 describe('selinux driver', () => {
   it('fake SELinux (user.* xattr on tmpfs standing in for security.selinux): labels and restores a path, and restores after recreation', async () => {
     const remember = join(shm, 'remember-se');

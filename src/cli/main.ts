@@ -6,6 +6,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import { domainVerbs } from './commands/domain.js';
 import { dumpVerb } from './commands/dump.js';
 import { hostVerbs } from './commands/host.js';
+import { hostShutdownVerb } from './commands/host-shutdown.js';
 import { jobVerbs } from './commands/jobs.js';
 import { codecServerVerb } from './commands/codec-server.js';
 import { migrateVerb } from './commands/migrate.js';
@@ -42,6 +43,7 @@ const VERBS: Record<string, Verb> = {
   migrate: migrateVerb,
   ...jobVerbs,
   ...hostVerbs,
+  'host-shutdown': hostShutdownVerb,
   'codec-server': codecServerVerb,
 };
 

@@ -29,6 +29,10 @@ export const hostConfigFileSchema = z.strictObject({
   lockspaceDir: z.string(),
   temporal: z.strictObject({ address: z.string(), namespace: z.string() }).partial(),
   tunnel: z.strictObject({ listen: z.string(), caFile: z.string(), certFile: z.string(), keyFile: z.string() }).partial(),
+  // The same settings as VMFERRY_SECURITY_DRIVER, VMFERRY_QEMU_USER, _GROUP and _UID_RANGE ("MIN-MAX").
+  security: z.strictObject({ driver: z.string(), user: z.string(), group: z.string(), uidRange: z.string() }).partial(),
+  qemuSandbox: z.boolean(),
+  cgroups: z.strictObject({ mode: z.enum(['off', 'auto', 'systemd', 'cgroupfs']), parent: z.string(), root: z.string() }).partial(),
 });
 
 export type HostConfigFile = z.output<ReturnType<typeof hostConfigFileSchema.partial>>;

@@ -3,6 +3,7 @@
 // the host worker reads either: the rest of it gets the typed HostConfig.
 import type { TunnelConfig } from '../migration/tunnel/tls.js';
 import type { SecurityConfig } from '../security/driver.js';
+import type { CgroupConfig } from './cgroups.js';
 import type { FaultAction } from '../support/fault-points.js';
 import type { Env, LogLevel } from '../common/config-schema.js';
 import { randomUUID } from 'node:crypto';
@@ -11,7 +12,7 @@ import { isAbsolute, join, normalize, resolve } from 'node:path';
 import { HOST_NAME_PATTERN } from '../common/constants.js';
 import { resolveTemporalSettings, type TemporalSettings } from '../connection/temporal-settings.js';
 import { readHostConfigFile, type HostConfigFile } from './host-config-file.js';
-import { HostConfigError, readHostEnv, securityConfigOf } from './host-env.js';
+import { HostConfigError, parseUidRange, readHostEnv, securityConfigOf, UID_RANGE_FORM } from './host-env.js';
 import { resolveOnPath } from './emulators.js';
 import type { QemuHide } from './host-capabilities.js';
 import type { QemuPaths } from '../qemu/qemu-paths.js';
@@ -52,6 +53,10 @@ export interface HostConfig {
   /** Tunnelled migration: this worker's TLS listener and its certificates; absent = tunnelled refused. */
   tunnel?: TunnelConfig;
   security: SecurityConfig;
+  /** QEMU's seccomp sandbox (host/confinement.ts SANDBOX_ARGS); on unless turned off. */
+  qemuSandbox: boolean;
+  /** Each guest's QEMU in its own cgroup (host/cgroups.ts); off unless configured. */
+  cgroups: CgroupConfig;
   /** Settings of the worker process around the runtime (logging, metrics, payload codec, audit, reaper). */
   worker: {
     logLevel: LogLevel;
@@ -110,6 +115,9 @@ export function loadHostConfig(env: Env = process.env): HostConfig {
   const lockspaceDir = e.VMFERRY_LOCKSPACE_DIR ?? file.lockspaceDir;
   if (lockspaceDir !== undefined && lockspaceDir !== '' && !isAbsolute(lockspaceDir))
     throw new HostConfigError(`lockspace directory ${JSON.stringify(lockspaceDir)} must be absolute`);
+  const cgroupParent = e.VMFERRY_CGROUP_PARENT ?? file.cgroups?.parent ?? 'vmferry.slice';
+  if (!/^[A-Za-z0-9_.-]+(\/[A-Za-z0-9_.-]+)*$/.test(cgroupParent) || cgroupParent.split('/').some((p) => p === '.' || p === '..'))
+    throw new HostConfigError(`cgroup parent ${JSON.stringify(cgroupParent)} must be a relative path of plain names (vmferry.slice)`);
   const qemuBinary = e.VMFERRY_QEMU_BINARY ?? file.qemuBinary ?? 'qemu-system-x86_64';
   const emulators = loadEmulators(e.VMFERRY_HOST_EMULATORS ?? file.emulators, qemuBinary, env.PATH);
   const moduleDir = e.VMFERRY_QEMU_MODULE_DIR ?? file.qemuModuleDir;
@@ -141,7 +149,22 @@ export function loadHostConfig(env: Env = process.env): HostConfig {
     ...(tunnel ? { tunnel } : {}),
     ...(hooksDir ? { hooksDir: normalize(hooksDir) } : {}),
     ...(lockspaceDir ? { lockspaceDir: normalize(lockspaceDir) } : {}),
-    security: securityConfigOf(e, { rememberDir: join(stateDir, 'security') }),
+    security: securityConfigOf(
+      {
+        ...e,
+        VMFERRY_SECURITY_DRIVER: e.VMFERRY_SECURITY_DRIVER ?? file.security?.driver,
+        VMFERRY_QEMU_USER: e.VMFERRY_QEMU_USER ?? file.security?.user,
+        VMFERRY_QEMU_GROUP: e.VMFERRY_QEMU_GROUP ?? file.security?.group,
+        VMFERRY_QEMU_UID_RANGE: e.VMFERRY_QEMU_UID_RANGE ?? fileUidRange(file.security?.uidRange),
+      },
+      { rememberDir: join(stateDir, 'security') },
+    ),
+    qemuSandbox: e.VMFERRY_QEMU_SANDBOX !== undefined ? e.VMFERRY_QEMU_SANDBOX === 'on' : (file.qemuSandbox ?? true),
+    cgroups: {
+      mode: e.VMFERRY_CGROUPS ?? file.cgroups?.mode ?? 'off',
+      parent: cgroupParent,
+      ...((e.VMFERRY_CGROUP_ROOT ?? file.cgroups?.root) ? { root: e.VMFERRY_CGROUP_ROOT ?? file.cgroups?.root } : {}),
+    },
     worker: {
       logLevel: e.VMFERRY_LOG_LEVEL,
       ...(e.VMFERRY_METRICS_ADDRESS ? { metricsAddress: e.VMFERRY_METRICS_ADDRESS } : {}),
@@ -153,6 +176,13 @@ export function loadHostConfig(env: Env = process.env): HostConfig {
     qemuHide: e.VMFERRY_HOST_QEMU_HIDE,
     faults: { points: e.VMFERRY_FAULTS, dir: e.VMFERRY_FAULT_DIR },
   };
+}
+
+function fileUidRange(v: string | undefined): { min: number; max: number } | undefined {
+  if (v === undefined) return undefined;
+  const r = parseUidRange(v);
+  if (!r) throw new HostConfigError(`security.uidRange in VMFERRY_HOST_CONFIG ${UID_RANGE_FORM}, got ${JSON.stringify(v)}`);
+  return r;
 }
 
 function absoluteDirs(dirs: string[], what: string): string[] {

@@ -23,11 +23,27 @@ const protocols = optionalText().transform((v, ctx) => {
 /** Colon-separated; an empty value is an empty list (no emulator, no save-directory restriction). */
 const colonList = rawText().transform((v) => v?.split(':'));
 
+export const UID_RANGE_FORM = 'must be MIN-MAX, two uids with 0 < MIN <= MAX';
+
+/** "MIN-MAX" of uids, or undefined when it is not one. */
+export function parseUidRange(v: string): { min: number; max: number } | undefined {
+  const m = /^(\d{1,10})-(\d{1,10})$/.exec(v.trim());
+  return m && Number(m[1]) >= 1 && Number(m[1]) <= Number(m[2]) && Number(m[2]) <= 0xfffffffe ? { min: Number(m[1]), max: Number(m[2]) } : undefined;
+}
+
 const securityEnvShape = {
   VMFERRY_SECURITY_DRIVER: optionalText(),
   VMFERRY_SECURITY_STACK: optionalText(),
   VMFERRY_QEMU_USER: optionalText(),
   VMFERRY_QEMU_GROUP: optionalText(),
+  // "MIN-MAX": each domain's QEMU runs as its own uid from this range (DAC).
+  VMFERRY_QEMU_UID_RANGE: optionalText().transform((v, ctx) => {
+    if (v === undefined) return undefined;
+    const r = parseUidRange(v);
+    if (r) return r;
+    ctx.addIssue({ code: 'custom', message: UID_RANGE_FORM });
+    return z.NEVER;
+  }),
   VMFERRY_SELINUX_LABEL: optionalText(),
   VMFERRY_SELINUX_IMAGE_LABEL: optionalText(),
   VMFERRY_SECURITY_STATE_DIR: optionalText(),
@@ -61,6 +77,18 @@ export const hostEnvShape = {
   VMFERRY_HOST_TUNNEL_CERT: optionalText(),
   VMFERRY_HOST_TUNNEL_KEY: optionalText(),
   ...securityEnvShape,
+  VMFERRY_QEMU_SANDBOX: optionalText().transform((v, ctx) => {
+    if (v === undefined || v === 'on' || v === 'off') return v;
+    ctx.addIssue({ code: 'custom', message: 'must be on or off' });
+    return z.NEVER;
+  }),
+  VMFERRY_CGROUPS: optionalText().transform((v, ctx) => {
+    if (v === undefined || ['off', 'auto', 'systemd', 'cgroupfs'].includes(v)) return v as 'off' | 'auto' | 'systemd' | 'cgroupfs' | undefined;
+    ctx.addIssue({ code: 'custom', message: 'must be off, auto, systemd or cgroupfs' });
+    return z.NEVER;
+  }),
+  VMFERRY_CGROUP_PARENT: optionalText(),
+  VMFERRY_CGROUP_ROOT: optionalText(),
   VMFERRY_AUDIT_LOG: text(),
   VMFERRY_AUTO_DESTROY_INTERVAL_MS: envNumber({ above: 0, blankIsUnset: true }).transform((v) => v ?? 10_000),
   VMFERRY_INVENTORY_INTERVAL_MS: envNumber({ above: 0, blankIsUnset: true }).transform((v) => v ?? 30_000),
@@ -96,6 +124,7 @@ export function securityConfigOf(e: z.output<z.ZodObject<typeof securityEnvShape
     : { driver: raw as SecurityDriverName, ...(e.VMFERRY_SECURITY_STACK ? { stack: list(e.VMFERRY_SECURITY_STACK) } : {}) };
   if (e.VMFERRY_QEMU_USER) config.user = e.VMFERRY_QEMU_USER;
   if (e.VMFERRY_QEMU_GROUP) config.group = e.VMFERRY_QEMU_GROUP;
+  if (e.VMFERRY_QEMU_UID_RANGE) config.uidRange = e.VMFERRY_QEMU_UID_RANGE;
   if (e.VMFERRY_SELINUX_LABEL) config.selinuxLabel = e.VMFERRY_SELINUX_LABEL;
   if (e.VMFERRY_SELINUX_IMAGE_LABEL) config.imageLabel = e.VMFERRY_SELINUX_IMAGE_LABEL;
   const rememberDir = e.VMFERRY_SECURITY_STATE_DIR || defaults.rememberDir;

@@ -9,6 +9,7 @@ import { ErrorType, vmError } from '../common/errors.js';
 import { assignAddresses, checkBuilt, parseDomainXml, formatDomainXml, migratableDomainXml, withoutSecrets, type DomainDef } from '../domain/index.js';
 import { buildQemuArgs } from '../qemu/command-line.js';
 import { launchQemu } from '../qemu/launch.js';
+import { argsWithPaths } from '../qemu/qemu-paths.js';
 import { applyGraphicsPasswords, applyLinkStates, readLiveFacts } from '../qemu/live-config.js';
 import { findFreePort } from './graphics-ports.js';
 import type { QmpClient, QmpEvent } from '../qemu/qmp-client.js';
@@ -35,6 +36,7 @@ import { createChannelDir, prepareDevices, removeChannelDir } from './device-set
 import { runEndHooks, spawnWithHooks } from './hooks.js';
 import { checkOvsAvailable } from './openvswitch.js';
 import { DiskLeases } from './leases/domain-leases.js';
+import { Confinement } from './confinement.js';
 
 export class HostRuntime implements LifecycleHost {
   readonly defs: DefinitionStore;
@@ -47,6 +49,8 @@ export class HostRuntime implements LifecycleHost {
   readonly taps: HostTaps;
   /** Disk leases in the shared lockspace, held by each domain's QEMU (host/leases/); inert without a lockspace. */
   readonly leases: DiskLeases;
+  /** QEMU's uid, seccomp sandbox and cgroup (host/confinement.ts). */
+  readonly confinement: Confinement;
   private readonly running = new Map<string, RunningDomain>();
   /** Why each domain stopped last (destroyed, shutdown, crashed), for dominfo; in memory, as libvirt keeps it. */
   private readonly stopReasons = new Map<string, string>();
@@ -64,6 +68,11 @@ export class HostRuntime implements LifecycleHost {
     this.security = createSecurityDriver(config.security);
     this.taps = new HostTaps(config.runDir, log);
     this.leases = new DiskLeases(config, this.security, log);
+    this.confinement = new Confinement(
+      { runDir: config.runDir, memoryBackingDir: config.memoryBackingDir, sandbox: config.qemuSandbox, cgroups: config.cgroups },
+      this.security,
+      log,
+    );
   }
 
   // ---- recovery --------------------------------------------------------
@@ -109,6 +118,7 @@ export class HostRuntime implements LifecycleHost {
     const current = this.running.get(dom.name);
     if (current === dom) this.running.delete(dom.name);
     removeChannelDir(this.config.runDir, dom);
+    await this.confinement.release(parseDomainXml(dom.domainXml), dom.memoryBackingFile);
     // A newer QEMU of the same name owns the ledgers now.
     if (current !== undefined && current !== dom) {
       this.log.info({ domain: dom.name, pid: dom.pid }, 'QEMU is gone');
@@ -308,7 +318,8 @@ export class HostRuntime implements LifecycleHost {
     const probe = await this.checkCpu(prepared);
     // host-model starts as the concrete CPU standing for this host: what runs, and so what migrates and is saved.
     let def = startingDef(prepared, probe);
-    const qmpSocket = join(this.config.runDir, `${name}.qmp`);
+    const qmpSocket = this.confinement.qmpSocketFor(def);
+    this.confinement.checkUidFree(def, [...this.running.values()]);
     const memoryBackingFile = def.memoryBacking?.sourceType === 'file' ? join(this.config.memoryBackingDir, `${def.uuid}.ram`) : undefined;
     const spicePorts: number[] = [];
     for (const g of def.devices.graphics) {
@@ -323,6 +334,7 @@ export class HostRuntime implements LifecycleHost {
     const cpuFacts = probe?.accels[def.type === 'kvm' ? 'kvm' : 'tcg'];
     let taps: (string | undefined)[] = [];
     let removeChannelDirMade = (): void => undefined;
+    let released: Promise<void> | undefined;
     const launched = await spawnWithHooks(this, def, {
       setUp: async () => {
         removeChannelDirMade = createChannelDir(this.config.runDir, def);
@@ -330,21 +342,28 @@ export class HostRuntime implements LifecycleHost {
       },
       spawn: async () => {
         const args = buildQemuArgs(def, { qmpSocket, memoryBackingFile, spicePorts, extra, taps, ...(cpuFacts ? { cpuFacts } : {}) });
-        this.log.info({ domain: name, args }, 'starting QEMU');
+        // -L goes in QEMU's own arguments before a wrapper (systemd-run) is put in front of them.
+        const qemuArgs = argsWithPaths(args, this.config.qemuPaths);
+        const confined = await this.confinement.prepare(def, memoryBackingFile, def.devices.emulator ?? this.config.qemuBinary, qemuArgs);
+        this.log.info({ domain: name, binary: confined.binary, args: confined.args, identity: confined.identity }, 'starting QEMU');
         return await launchQemu({
-          binary: def.devices.emulator ?? this.config.qemuBinary,
-          args,
+          binary: confined.binary,
+          args: confined.args,
           qmpSocket,
           logFile: join(this.config.logDir, `${name}.log`),
-          paths: this.config.qemuPaths,
+          ...(confined.identity ? { identity: confined.identity } : {}),
+          paths: { ...this.config.qemuPaths, firmwareDirs: [] },
+          onSpawned: (pid) => this.confinement.placeSpawned(confined.placement, pid, name),
         });
       },
       tearDown: () => {
         removeChannelDirMade();
         this.taps.removeCreated(name);
+        released = this.confinement.release(def, memoryBackingFile);
       },
-    }).catch((err: unknown) => {
+    }).catch(async (err: unknown) => {
       leases?.close();
+      await released;
       throw err;
     });
     const { pid, qmp } = launched;

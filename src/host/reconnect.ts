@@ -4,6 +4,8 @@
 // begin`; a refusal kills that QEMU, as libvirt does). Status files of dead
 // QEMUs, and the taps and OVS ports of domains no QEMU runs any more, go.
 import { rmSync } from 'node:fs';
+import { parseDomainXml } from '../domain/index.js';
+import { cgroupOf } from './cgroups.js';
 import { QmpClient } from '../qemu/qmp-client.js';
 import { isOurProcess } from '../support/proc.js';
 import { happeningOfRunState, reactTo } from './guest-lifecycle.js';
@@ -28,6 +30,7 @@ export async function reconnectAll(rt: HostRuntime): Promise<void> {
       removeStatus(runDir, name);
       rmSync(status.qmpSocket, { force: true });
       if (status.memoryBackingFile) rmSync(status.memoryBackingFile, { force: true });
+      await rt.confinement.release(parseDomainXml(status.domainXml), status.memoryBackingFile);
       continue;
     }
     try {
@@ -36,7 +39,8 @@ export async function reconnectAll(rt: HostRuntime): Promise<void> {
       await syncState(rt, dom);
       // Its QEMU kept its leases; a running guest lacking one takes it now, or is paused (host/leases/).
       await rt.leases.reconnected(dom);
-      rt.log.info({ domain: name, pid: status.pid, state: dom.state }, 'reconnected to running QEMU');
+      // Its cgroup or scope was neither made nor touched by this worker: QEMU has stayed in it.
+      rt.log.info({ domain: name, pid: status.pid, state: dom.state, cgroup: cgroupOf(status.pid) }, 'reconnected to running QEMU');
       await reconnectHook(rt, dom);
     } catch (err) {
       // Alive but unreachable: never kill a guest we cannot prove is broken.

@@ -19,6 +19,10 @@ export interface LaunchSpec {
   timeoutMs?: number;
   /** Where this QEMU's modules and firmware are, when not its defaults (host config). */
   paths?: QemuPaths;
+  /** The uid and gid QEMU runs as from exec on (set in the child before exec; its supplementary groups are dropped). */
+  identity?: { uid: number; gid: number };
+  /** Called with QEMU's pid as soon as it exists (cgroup placement), before its monitor answers. */
+  onSpawned?: (pid: number) => void;
 }
 
 export interface LaunchedQemu {
@@ -56,6 +60,7 @@ export async function launchQemu(spec: LaunchSpec): Promise<LaunchedQemu> {
       detached: true,
       stdio: childStdio(['ignore', logFd, logFd]),
       env: { ...process.env, ...envOfPaths(spec.paths) },
+      ...(spec.identity ? { uid: spec.identity.uid, gid: spec.identity.gid } : {}),
     });
     child.once('error', (err) => (spawnError = err));
     child.unref();
@@ -66,6 +71,16 @@ export async function launchQemu(spec: LaunchSpec): Promise<LaunchedQemu> {
   if (pid === undefined) {
     await delay(0);
     throw vmError(ErrorType.OperationFailed, `cannot run ${spec.binary}: ${spawnError?.message ?? 'spawn failed'}`);
+  }
+  try {
+    spec.onSpawned?.(pid);
+  } catch (err) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      // already gone
+    }
+    throw err;
   }
   const deadline = Date.now() + (spec.timeoutMs ?? 15_000);
   // QEMU creates the socket asynchronously (server=on,wait=off); there is no event to wait on.

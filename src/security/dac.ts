@@ -6,7 +6,7 @@ import { fchmod, fchown, fstat, type Stats } from 'node:fs';
 import { isAbsolute, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { ErrorType, vmError } from '../common/errors.js';
-import type { SecurityConfig, SecurityContext, SecurityDriver } from './driver.js';
+import type { ProcessIdentity, SecurityConfig, SecurityContext, SecurityDriver } from './driver.js';
 import { errnoMessage, labelFailed, restoreFailed } from './errors.js';
 import { resolveGroup, resolveUser, type IdFiles } from './ids.js';
 import { RememberedLabels } from './remembered.js';
@@ -40,21 +40,56 @@ export async function inodeKey(fd: number): Promise<string> {
   return `inode:${st.dev}:${st.ino}`;
 }
 
+/** FNV-1a of the UUID's hex digits: spreads UUIDs over a uid range the same way on every host and restart. */
+function uuidHash(uuid: string): number {
+  let h = 0x811c9dc5;
+  for (const c of uuid.toLowerCase().replace(/[^0-9a-f]/g, '')) {
+    h ^= c.charCodeAt(0);
+    h = Math.imul(h, 0x01000193) >>> 0;
+  }
+  return h;
+}
+
 export class DacDriver implements SecurityDriver {
   readonly name = 'dac';
+  /** The one uid every QEMU runs as, unless a range gives each domain its own. */
   readonly uid: number;
   readonly gid: number;
+  readonly uidRange?: { min: number; max: number };
   private readonly remembered: RememberedLabels<DacOriginal>;
 
   constructor(config: SecurityConfig, files: IdFiles = {}) {
-    if (config.user === undefined) throw vmError(ErrorType.ConfigUnsupported, "security driver 'dac' needs the user QEMU runs as (VMFERRY_QEMU_USER)");
-    const user = resolveUser(config.user, files);
-    this.uid = user.uid;
-    if (config.group !== undefined) this.gid = resolveGroup(config.group, files);
-    else if (user.primaryGid !== undefined) this.gid = user.primaryGid;
-    else
-      throw vmError(ErrorType.ConfigUnsupported, `security driver 'dac': user ${String(config.user)} has no primary group; set the group (VMFERRY_QEMU_GROUP)`);
+    const range = config.uidRange;
+    if (range !== undefined) {
+      if (!Number.isInteger(range.min) || !Number.isInteger(range.max) || range.min < 1 || range.max < range.min || range.max > 0xfffffffe)
+        throw vmError(ErrorType.ConfigUnsupported, `security driver 'dac': uid range ${range.min}-${range.max} is not a range of non-root uids`);
+      if (config.group === undefined) throw vmError(ErrorType.ConfigUnsupported, "security driver 'dac' with a uid range needs the group (VMFERRY_QEMU_GROUP)");
+      this.uidRange = { min: range.min, max: range.max };
+      this.uid = range.min;
+      this.gid = resolveGroup(config.group, files);
+    } else {
+      if (config.user === undefined) throw vmError(ErrorType.ConfigUnsupported, "security driver 'dac' needs the user QEMU runs as (VMFERRY_QEMU_USER)");
+      const user = resolveUser(config.user, files);
+      this.uid = user.uid;
+      if (config.group !== undefined) this.gid = resolveGroup(config.group, files);
+      else if (user.primaryGid !== undefined) this.gid = user.primaryGid;
+      else
+        throw vmError(
+          ErrorType.ConfigUnsupported,
+          `security driver 'dac': user ${String(config.user)} has no primary group; set the group (VMFERRY_QEMU_GROUP)`,
+        );
+    }
     this.remembered = new RememberedLabels('dac', config.rememberDir);
+  }
+
+  /** The domain's own uid from the range, or the one configured user. */
+  uidFor(ctx: SecurityContext): number {
+    const r = this.uidRange;
+    return r ? r.min + (uuidHash(ctx.uuid) % (r.max - r.min + 1)) : this.uid;
+  }
+
+  processIdentity(ctx: SecurityContext): ProcessIdentity {
+    return { uid: this.uidFor(ctx), gid: this.gid };
   }
 
   async labelPath(path: string, ctx: SecurityContext): Promise<void> {
@@ -104,6 +139,15 @@ export class DacDriver implements SecurityDriver {
   }
 
   private async label(key: string, target: string, ctx: SecurityContext, ops: Ops): Promise<void> {
+    const uid = this.uidFor(ctx);
+    const other = this.remembered.get(key)?.holders.find((h) => h !== ctx.uuid && this.uidFor({ domain: '', uuid: h }) !== uid);
+    // One owner at a time: relabelling for this domain would lock the other domain's QEMU out.
+    if (other !== undefined)
+      throw vmError(ErrorType.OperationInvalid, `${target} is in use by the QEMU of domain ${other}, which runs as another uid; it cannot be shared`, {
+        driver: this.name,
+        target,
+        holder: other,
+      });
     try {
       await this.remembered.label(
         key,
@@ -114,7 +158,7 @@ export class DacDriver implements SecurityDriver {
         },
         async () => {
           const st = await ops.stat();
-          await ops.chown(this.uid, this.gid);
+          await ops.chown(this.uidFor(ctx), this.gid);
           // QEMU opens as the owner: it needs the owner's bits (and search on a directory).
           await ops.chmod((st.mode & 0o7777) | (st.isDirectory() ? 0o700 : 0o600));
         },

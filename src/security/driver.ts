@@ -24,6 +24,13 @@ export interface SecurityDriver {
    * labels the descriptors it passes; the object lives and dies with QEMU's use.
    */
   labelHandedFd(fd: number, ctx: SecurityContext): Promise<void>;
+  /** The uid and gid the domain's QEMU runs as; undefined: the worker's own (no DAC). */
+  processIdentity?(ctx: SecurityContext): ProcessIdentity | undefined;
+}
+
+export interface ProcessIdentity {
+  uid: number;
+  gid: number;
 }
 
 export type SecurityDriverName = 'none' | 'dac' | 'selinux' | 'stack';
@@ -36,6 +43,8 @@ export interface SecurityConfig {
   /** DAC: the user and group QEMU runs as (name, or number / "+number"). */
   user?: string | number;
   group?: string | number;
+  /** DAC: each domain's QEMU gets its own uid from this range (by its UUID), so guests cannot open each other's files. */
+  uidRange?: { min: number; max: number };
   /** SELinux: the process label QEMU runs with (for the launcher; files get imageLabel). */
   selinuxLabel?: string;
   /** SELinux: the label files get; by default svirt_image_t with categories derived from the domain UUID. */

@@ -4,6 +4,7 @@ export {
   type SecurityContext,
   type SecurityDriver,
   type SecurityDriverName,
+  type ProcessIdentity,
   type StackableDriverName,
 } from './driver.js';
 export { NoneDriver } from './none.js';

@@ -1,6 +1,6 @@
 // Several drivers on one host (DAC and SELinux, as libvirt's stack does): labels
 // go on in order and come off in reverse, and a restore tries every member.
-import type { SecurityContext, SecurityDriver } from './driver.js';
+import type { ProcessIdentity, SecurityContext, SecurityDriver } from './driver.js';
 import { ErrorType, vmError } from '../common/errors.js';
 import { errnoMessage, restoreFailed, restoreFailuresOf, type RestoreFailure } from './errors.js';
 
@@ -36,6 +36,15 @@ export class StackDriver implements SecurityDriver {
   /** In order; nothing to roll back, as nothing is remembered. */
   async labelHandedFd(fd: number, ctx: SecurityContext): Promise<void> {
     for (const d of this.members) await d.labelHandedFd(fd, ctx);
+  }
+
+  /** The first member that runs QEMU as someone (DAC). */
+  processIdentity(ctx: SecurityContext): ProcessIdentity | undefined {
+    for (const d of this.members) {
+      const id = d.processIdentity?.(ctx);
+      if (id) return id;
+    }
+    return undefined;
   }
 
   /** A member that fails leaves the target as it found it: the members before it are rolled back. */

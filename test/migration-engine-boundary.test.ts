@@ -15,6 +15,7 @@ import { PROJECT_ROOT } from '../src/local/paths.js';
 const ENGINE_FILES = new Set([
   'src/qemu/migration-engine.ts',
   'src/qemu/migration-engine-storage.ts',
+  'src/qemu/migration-engine-mapped-ram.ts',
   'src/qemu/migration-params.ts',
   'src/qemu/migration-info.ts',
   'src/qemu/migration-engine-multifd.ts',

@@ -25,6 +25,7 @@ import type { DomainInfo, DomainOperationResult } from '../src/common/domain-typ
 import type { ManagedSaveState, RestoreResult, SaveImageXmlResult, SaveResult } from '../src/common/save-types.js';
 import { readSaveHeader } from '../src/saveimage/header.js';
 import { which } from '../src/support/which.js';
+import { cachedProbe } from '../src/qemu/probe.js';
 import { TestCluster } from './helpers/cluster.js';
 import { fillRandom, hashRange } from './helpers/guest-memory.js';
 import { waitGuestIdle, writeIdleKernel } from './helpers/idle-kernel.js';
@@ -33,11 +34,13 @@ import { failureOf, magicOf, runJob, startJob } from './helpers/save.js';
 
 const cluster = new TestCluster();
 const HOST = 'sr-a';
-/** A host whose PATH has no compressors at all. */
+/** A host whose PATH has no compressors at all, and whose QEMU acts as if it had no mapped-ram. */
 const BARE_HOST = 'sr-bare';
 const FILL = 32 * 1024 * 1024;
 let images: string;
 let idleKernel: string;
+/** Whether the run's QEMU can write libvirt's sparse format. */
+let hasMappedRam = false;
 
 function domainOf(r: DomainOperationResult): DomainInfo {
   if (!('domain' in r)) throw new Error(`no domain in ${JSON.stringify(r)}`);
@@ -86,13 +89,21 @@ beforeAll(async () => {
   await Promise.all([
     cluster.startHost(HOST),
     // The run's QEMU: the compatibility lane's (scripts/test-lanes.ts) when it names one.
-    cluster.startHost(BARE_HOST, { PATH: emptyBin, VMFERRY_QEMU_BINARY: process.env.VMFERRY_QEMU_BINARY ?? which('qemu-system-x86_64')! }),
+    cluster.startHost(BARE_HOST, {
+      PATH: emptyBin,
+      VMFERRY_QEMU_BINARY: process.env.VMFERRY_QEMU_BINARY ?? which('qemu-system-x86_64')!,
+      VMFERRY_HOST_QEMU_HIDE: 'capability:mapped-ram',
+    }),
     cluster.startControl(),
   ]);
   images = join(cluster.root, 'images');
   mkdirSync(images);
   idleKernel = join(cluster.root, 'idle-kernel.bin');
   writeIdleKernel(idleKernel);
+  // The host worker's own probe (cached in its state directory): QEMU 7.2 (the compatibility lane) has no mapped-ram.
+  const qemu = process.env.VMFERRY_QEMU_BINARY ?? which('qemu-system-x86_64')!;
+  const probe = await cachedProbe(qemu, cluster.root, { cacheDir: join(cluster.hosts.get(HOST)!.baseDir, 'state') });
+  hasMappedRam = probe.migration.migrationCapabilities.includes('mapped-ram');
 });
 
 afterAll(async () => {
@@ -114,17 +125,36 @@ describe('save and restore', () => {
     // --bypass-cache: dd with O_DIRECT writes and reads the image, with and without a compressor.
     { format: 'raw', suspend: false, override: {}, expected: 'running', bypassCache: true },
     { format: 'zstd', suspend: false, override: {}, expected: 'running', bypassCache: true },
+    // libvirt 11's sparse format: QEMU's mapped-ram stream written and read by N multifd channels
+    // (--parallel-channels alone implies it); with --bypass-cache through QEMU's direct-io.
+    { format: 'sparse', suspend: false, override: {}, expected: 'running', channels: 1 },
+    { format: 'sparse', suspend: true, override: {}, expected: 'paused', channels: 2 },
+    { format: 'sparse', suspend: false, override: {}, expected: 'running', channels: 4, bypassCache: true },
   ] as const;
   for (const c of cases) {
     const direct = 'bypassCache' in c;
-    it(`round-trips random guest RAM through a ${c.format} image${direct ? ' bypassing the page cache' : ''} (saved ${c.suspend ? 'paused' : 'running'}, restored ${c.expected})`, async () => {
-      const name = `sr-${c.format}${direct ? '-direct' : ''}`;
+    const channels = 'channels' in c ? c.channels : undefined;
+    const how = `${direct ? ' bypassing the page cache' : ''}${channels ? ` with ${channels} parallel channels` : ''}`;
+    it(`round-trips random guest RAM through a ${c.format} image${how} (saved ${c.suspend ? 'paused' : 'running'}, restored ${c.expected})`, async () => {
+      const name = `sr-${c.format}${direct ? '-direct' : ''}${channels ? `-${channels}` : ''}`;
       const dom = await startGuest(name);
       if (c.suspend) await cluster.op(HOST, { op: 'suspend', name });
       const before = hashRange(dom.memoryBackingFile!, FILL);
       const path = join(images, `${name}.img`);
 
-      const saved = await runJob<SaveResult>(cluster.client, 'save', dom.uuid, { host: HOST, name, path, format: c.format, bypassCache: direct });
+      // The channel count alone asks for a sparse image when there are several channels; one channel names the format.
+      const asked = channels === undefined ? { format: c.format } : channels > 1 ? { parallelChannels: channels } : { format: c.format };
+      if (c.format === 'sparse' && !hasMappedRam) {
+        // A QEMU without mapped-ram (7.2): refused before the guest is paused, naming what is missing.
+        const refused = await failureOf(runJob(cluster.client, 'save', dom.uuid, { host: HOST, name, path, ...asked, bypassCache: direct }));
+        expect(refused.type).toBe('ConfigUnsupported');
+        expect(refused.message).toMatch(/lacks migration capability 'mapped-ram'/);
+        expect(await info(name)).toMatchObject({ state: c.suspend ? 'paused' : 'running', pid: dom.pid });
+        expect(existsSync(path)).toBe(false);
+        await removeGuest(name);
+        return;
+      }
+      const saved = await runJob<SaveResult>(cluster.client, 'save', dom.uuid, { host: HOST, name, path, ...asked, bypassCache: direct });
       expect(saved).toMatchObject({ name, uuid: dom.uuid, path, format: c.format });
       const header = await readSaveHeader(path);
       expect(header).toMatchObject({ complete: true, version: 2, format: c.format, wasRunning: !c.suspend });
@@ -132,7 +162,18 @@ describe('save and restore', () => {
       expect(await info(name)).toMatchObject({ state: 'shutoff' });
       expect(existsSync(dom.memoryBackingFile!)).toBe(false);
 
-      const restored = await runJob<RestoreResult>(cluster.client, 'restore', dom.uuid, { host: HOST, path, bypassCache: direct, ...c.override });
+      if (channels !== undefined) {
+        // Each page sits at its own offset: the image is as large as the guest's RAM (64 MiB), whatever was written.
+        expect(saved.sizeBytes).toBeGreaterThan(64 * 1024 * 1024);
+        expect(saved.streamBytes).toBeGreaterThanOrEqual(FILL);
+      }
+      const restored = await runJob<RestoreResult>(cluster.client, 'restore', dom.uuid, {
+        host: HOST,
+        path,
+        bypassCache: direct,
+        ...(channels !== undefined ? { parallelChannels: channels } : {}),
+        ...c.override,
+      });
       expect(restored.domain).toMatchObject({ name, uuid: dom.uuid, state: c.expected });
       expect(hashRange(restored.domain.memoryBackingFile!, FILL)).toBe(before);
       // A restore leaves the image in place (only a managed save is consumed).
@@ -257,11 +298,17 @@ describe('save and restore', () => {
       [{ path: images }, /is a directory/],
       [{ path: join(images, 'no-such-dir', 'x.img') }, /does not exist/],
       [{ path: join(images, 'x.img'), format: 'lz77' }, /unknown save image format/],
+      [{ path: join(images, 'x.img'), parallelChannels: 0 }, /parallel channels must be a whole number from 1 to 255/],
+      [{ path: join(images, 'x.img'), parallelChannels: 2.5 }, /parallel channels must be a whole number/],
     ] as const) {
       const f = await save(input);
       expect(f.type, JSON.stringify(input)).toBe('OperationInvalid');
       expect(f.message).toMatch(pattern);
     }
+    // Compression stays on the classic stream, as libvirt: a compressor with parallel channels is refused.
+    const zstdParallel = await save({ path: join(images, 'x.img'), format: 'zstd', parallelChannels: 2 });
+    expect(zstdParallel.type).toBe('ConfigUnsupported');
+    expect(zstdParallel.message).toMatch(/parallel channels need the sparse image format; the zstd format/);
     expect(readFileSync(existing, 'utf8')).toBe('not an image');
 
     // A valid image, then broken copies of it.
@@ -298,6 +345,10 @@ describe('save and restore', () => {
       expect(f.type, p).toBe('OperationInvalid');
       expect(f.message).toMatch(pattern);
     }
+    // Channels read only a sparse image.
+    const classicParallel = await failureOf(runJob(cluster.client, 'restore', dom.uuid, { host: HOST, path: good, parallelChannels: 2 }));
+    expect(classicParallel.type).toBe('ConfigUnsupported');
+    expect(classicParallel.message).toMatch(/parallel channels read only a sparse image; .* is a raw image/);
     // A restore of a domain that runs already: never two copies.
     const twice = await restore(good);
     expect(twice.type).toBe('OperationInvalid');
@@ -324,13 +375,20 @@ describe('save and restore', () => {
     await removeGuest(name);
   });
 
-  it('reports a missing compressor before the guest is paused', async () => {
+  it('reports a missing compressor, or a QEMU feature the format needs, before the guest is paused', async () => {
     const name = 'sr-nozstd';
     const dom = await startGuest(name, undefined, BARE_HOST);
     const handle = await startJob(cluster.client, 'save', dom.uuid, { host: BARE_HOST, name, path: join(images, 'never.img'), format: 'zstd' });
     const f = await failureOf(handle.result());
     expect(f.type).toBe('ConfigUnsupported');
     expect(f.message).toMatch(/'zstd'.*not installed/);
+    expect(await info(name, BARE_HOST)).toMatchObject({ state: 'running', reason: 'booted' });
+    expect(existsSync(join(images, 'never.img'))).toBe(false);
+
+    // A QEMU without mapped-ram (hidden from this host's probe): a sparse save is refused, naming what is missing.
+    const sparse = await failureOf(runJob(cluster.client, 'save', dom.uuid, { host: BARE_HOST, name, path: join(images, 'never.img'), parallelChannels: 2 }));
+    expect(sparse.type).toBe('ConfigUnsupported');
+    expect(sparse.message).toMatch(/cannot save a sparse image: its QEMU .* lacks migration capability 'mapped-ram'/);
     expect(await info(name, BARE_HOST)).toMatchObject({ state: 'running', reason: 'booted' });
     expect(existsSync(join(images, 'never.img'))).toBe(false);
     await removeGuest(name, BARE_HOST);

@@ -250,7 +250,7 @@ describe('save image header: layout', () => {
     expectInvalid(() => encodeSaveHeader({ domainXml: '<domain>\0</domain>', wasRunning: true, format: 'raw' }), /NUL/);
     expectInvalid(() => encodeSaveHeader({ domainXml: XML, cookie: 'a\0b', wasRunning: true, format: 'raw' }), /NUL/);
     expectInvalid(() => encodeSaveHeader({ domainXml: '<domain>\uD800</domain>', wasRunning: true, format: 'raw' }), /surrogate/);
-    expectInvalid(() => encodeSaveHeader({ domainXml: XML, wasRunning: true, format: 'sparse' as 'raw' }), /unknown save image format "sparse"/);
+    expectInvalid(() => encodeSaveHeader({ domainXml: XML, wasRunning: true, format: 'lz4' as 'raw' }), /unknown save image format "lz4"/);
     expectInvalid(() => encodeSaveHeader({ domainXml: XML, wasRunning: true, format: 'toString' as 'raw' }), /unknown save image format/);
     expectInvalid(() => encodeSaveHeader({ domainXml: 'x'.repeat(17 * 1024 * 1024), wasRunning: true, format: 'raw' }), /too large/);
   });
@@ -388,7 +388,9 @@ describe('save image header: hostile input', () => {
     expectInvalid(() => decodeSaveHeader(setU32(good(), 16, 0xffffffff)), /unsupported save image version/);
 
     expectInvalid(() => decodeSaveHeader(setU32(good(), 28, 9)), /unknown save image format number 9/);
-    expectInvalid(() => decodeSaveHeader(setU32(good(), 28, 6)), /format 6 \(libvirt "sparse", QEMU mapped-ram\)/);
+    expectInvalid(() => decodeSaveHeader(setU32(good(), 28, 7)), /unknown save image format number 7 \(known: .*6 sparse\)/);
+    // libvirt 11.2+'s sparse (QEMU mapped-ram) image: format word 6, the rest of the header as ever.
+    expect(decodeSaveHeader(setU32(good(), 28, 6))).toMatchObject({ format: 'sparse', version: 2, domainXml: XML });
 
     const g = good();
     expectInvalid(

@@ -3,18 +3,16 @@
 // on-disk ABI shared with libvirt (enum virQEMUSaveFormat): never renumber.
 //
 // Compatibility: libvirt 9.0 (Debian 12) knows 0..4 only; format 5 (zstd) and
-// 6 (sparse, QEMU mapped-ram) were added in later releases. An image meant for
+// 6 (sparse) were added in later releases (sparse in 11.2). An image meant for
 // `virsh restore` on an older libvirt must use raw, gzip, bzip2, xz or lzop.
+//
+// "sparse" is not a compressor: QEMU's mapped-ram stream, each RAM page at a
+// fixed offset of the file, written and read by several multifd channels at
+// once (libvirt's --parallel-channels). It needs a QEMU with the mapped-ram
+// capability at both ends (save-needs.ts).
 
-export const SaveFormat = { raw: 0, gzip: 1, bzip2: 2, xz: 3, lzop: 4, zstd: 5 } as const;
+export const SaveFormat = { raw: 0, gzip: 1, bzip2: 2, xz: 3, lzop: 4, zstd: 5, sparse: 6 } as const;
 export type SaveFormatName = keyof typeof SaveFormat;
-
-/**
- * libvirt's number for its "sparse" format (QEMU's mapped-ram stream written at
- * fixed file offsets). Recognised so the error can name it; vmferry does not
- * write or restore it.
- */
-export const LIBVIRT_SPARSE_FORMAT = 6;
 
 const BY_NUMBER: ReadonlyMap<number, SaveFormatName> = new Map((Object.entries(SaveFormat) as [SaveFormatName, number][]).map(([name, n]) => [n, name]));
 
@@ -38,11 +36,12 @@ export interface CompressorCommand {
 /**
  * Argument vectors matching what libvirt runs (qemu_saveimage.c): compress with
  * `<prog> -c` (xz adds `-3`), decompress with `<prog> -dc` (lzop adds
- * `--ignore-warn`). `undefined` for raw: the stream is stored as QEMU wrote it.
+ * `--ignore-warn`). `undefined` for raw and sparse: the stream is stored as QEMU wrote it.
  */
 export function compressorCommand(format: SaveFormatName): CompressorCommand | undefined {
   switch (format) {
     case 'raw':
+    case 'sparse':
       return undefined;
     case 'xz':
       return { program: 'xz', compressArgs: ['-c', '-3'], decompressArgs: ['-dc'] };

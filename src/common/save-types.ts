@@ -14,7 +14,9 @@ import { ErrorType, vmError } from './errors.js';
 import type { JobHeartbeat } from './job-types.js';
 
 export type { SaveFormatName } from './save-formats.js';
-export const SAVE_FORMAT_NAMES: readonly SaveFormatName[] = ['raw', 'gzip', 'bzip2', 'xz', 'lzop', 'zstd'];
+export const SAVE_FORMAT_NAMES: readonly SaveFormatName[] = ['raw', 'gzip', 'bzip2', 'xz', 'lzop', 'zstd', 'sparse'];
+/** QEMU's multifd-channels is a uint8 from 1. */
+export const MAX_PARALLEL_CHANNELS = 255;
 
 /** libvirt's --running / --paused: override the state the domain comes back in. */
 export interface RunStateOverride {
@@ -38,6 +40,8 @@ export interface SaveInput extends RunStateOverride {
   bypassCache?: boolean;
   /** An ABI-compatible definition to store in the image instead of the live one (save --xml). */
   xml?: string;
+  /** libvirt's --parallel-channels: a sparse image written by this many multifd channels (implies format sparse). */
+  parallelChannels?: number;
 }
 
 export interface RestoreInput extends RunStateOverride {
@@ -46,6 +50,8 @@ export interface RestoreInput extends RunStateOverride {
   /** An ABI-compatible definition to start instead of the one in the image (restore --xml). */
   xml?: string;
   bypassCache?: boolean;
+  /** libvirt's --parallel-channels: a sparse image is read by this many multifd channels (default 1). */
+  parallelChannels?: number;
 }
 
 export interface ManagedSaveInput extends RunStateOverride {
@@ -92,6 +98,8 @@ export interface SaveBeginArgs extends SaveJobRef, RunStateOverride {
   overwrite: boolean;
   bypassCache: boolean;
   xml?: string;
+  /** Sparse only (checkSaveFormat): how many multifd channels write the image. */
+  parallelChannels?: number;
 }
 
 export interface SavePlan extends SaveJobRef {
@@ -100,6 +108,8 @@ export interface SavePlan extends SaveJobRef {
   path: string;
   format: SaveFormatName;
   bypassCache: boolean;
+  /** Sparse only: how many multifd channels write the image. */
+  parallelChannels?: number;
   /** The header's was_running word: the state a restore brings the domain back in. */
   wasRunning: boolean;
   /** The XML that goes into the image. */
@@ -124,6 +134,8 @@ export interface RestoreBeginArgs extends SaveJobRef, RunStateOverride {
   path: string;
   xml?: string;
   bypassCache: boolean;
+  /** Sparse images only: how many multifd channels read the image (default 1). */
+  parallelChannels?: number;
   /** Managed start: the image is the domain's managed-save image, removed after success. */
   managedName?: string;
   domainUuid?: string;
@@ -135,6 +147,8 @@ export interface RestorePlan extends SaveJobRef {
   path: string;
   format: SaveFormatName;
   bypassCache: boolean;
+  /** Sparse only: how many multifd channels read the image. */
+  parallelChannels?: number;
   streamOffset: number;
   /** Start the CPUs once the stream is in. */
   startRunning: boolean;
@@ -213,6 +227,35 @@ export function checkFormat(format: unknown): SaveFormatName {
     throw invalid(`unknown save image format ${JSON.stringify(format)} (one of ${SAVE_FORMAT_NAMES.join(', ')})`);
   }
   return format as SaveFormatName;
+}
+
+/** --parallel-channels: a whole number of channels QEMU can run, or absent. */
+export function checkParallelChannels(n: unknown): number | undefined {
+  if (n === undefined) return undefined;
+  if (typeof n !== 'number' || !Number.isInteger(n) || n < 1 || n > MAX_PARALLEL_CHANNELS) {
+    throw invalid(`parallel channels must be a whole number from 1 to ${MAX_PARALLEL_CHANNELS}, not ${JSON.stringify(n)}`);
+  }
+  return n;
+}
+
+/**
+ * The image format and channel count a save asks for, as libvirt reads them: --parallel-channels
+ * alone means a sparse image; sparse alone has one channel; channels with a compressed (or raw)
+ * format are refused, since compression stays on the classic single stream.
+ */
+export function checkSaveFormat(format: unknown, channels: unknown): { format: SaveFormatName; parallelChannels?: number } {
+  const n = checkParallelChannels(channels);
+  if (format === undefined && n !== undefined) return { format: 'sparse', parallelChannels: n };
+  const f = checkFormat(format);
+  if (f === 'sparse') return { format: f, parallelChannels: n ?? 1 };
+  if (n !== undefined) {
+    throw vmError(
+      ErrorType.ConfigUnsupported,
+      `parallel channels need the sparse image format; the ${f} format is one classic stream (compressors cannot write a mapped-ram image)`,
+      { format: f, parallelChannels: n },
+    );
+  }
+  return { format: f };
 }
 
 export function checkRunState(o: RunStateOverride): void {

@@ -6,6 +6,7 @@ import type { HostQemuInfo } from '../common/domain-types.js';
 import { migrationNeeds, missingForMigration, refuseMissing, type MigrationEnd } from '../common/migration-needs.js';
 import type { MigrateFlag } from '../common/migration-types.js';
 import { PROBED_COMMANDS } from '../common/qemu-capabilities.js';
+import { missingForSparse, refuseSparse } from '../common/save-needs.js';
 import type { DomainDef } from '../domain/index.js';
 import { cachedProbe, type QemuProbe } from '../qemu/probe.js';
 import type { QemuPaths } from '../qemu/qemu-paths.js';
@@ -95,6 +96,18 @@ export function machineNames(p: QemuProbe): string[] {
 export function checkMigrationEnd(host: string, end: MigrationEnd, probe: QemuProbe, flags: readonly MigrateFlag[], machine?: string): void {
   const missing = missingForMigration(migrationNeeds(flags, end), { ...probe.migration, machines: machineNames(probe) }, machine);
   refuseMissing(host, end, probe, missing);
+}
+
+/** Refuses (ConfigUnsupported) a sparse save or restore this host's QEMU for `def` cannot do. */
+export async function checkSparseImage(
+  host: string,
+  job: 'save' | 'restore',
+  def: Pick<DomainDef, 'devices'>,
+  s: ProbeSettings,
+  bypassCache: boolean,
+): Promise<void> {
+  const probe = await probeFor(def, s);
+  refuseSparse(host, job, probe, missingForSparse(probe.migration, bypassCache));
 }
 
 /** `def` as the versioned machine type it runs (from currentMachineType); unchanged when that is unknown (offline). */

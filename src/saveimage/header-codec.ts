@@ -1,7 +1,7 @@
 // Bytes <-> SaveImageHeader: encoding what precedes QEMU's stream, and decoding
 // (with every check a hostile or corrupt image needs) the fixed part and the
 // data area behind it.
-import { LIBVIRT_SPARSE_FORMAT, SaveFormat, saveFormatFromNumber, type SaveFormatName } from '../common/save-formats.js';
+import { SaveFormat, saveFormatFromNumber, type SaveFormatName } from '../common/save-formats.js';
 import {
   DEFAULT_MAX_HEADER_BYTES,
   hostByteOrder,
@@ -124,9 +124,6 @@ export function parseFixed(buf: Buffer, opts: DecodeOptions): SaveHeaderFixed {
   } else {
     const name = saveFormatFromNumber(formatNumber);
     if (name === undefined) {
-      if (formatNumber === LIBVIRT_SPARSE_FORMAT) {
-        throw invalid(`unsupported save image format ${formatNumber} (libvirt "sparse", QEMU mapped-ram): vmferry cannot restore it`, { format: formatNumber });
-      }
       throw invalid(
         `unknown save image format number ${formatNumber} (known: ${Object.entries(SaveFormat)
           .map(([k, v]) => `${v} ${k}`)

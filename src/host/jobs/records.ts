@@ -29,6 +29,8 @@ export interface SaveJobRecord {
   resumeCpus?: boolean;
   /** Save: the file at `path` is this job's (created or truncated by it): a rollback may remove it. */
   imageCreated?: boolean;
+  /** A sparse (mapped-ram) stream: QEMU's mapped-ram and multifd are switched off again, its image fdsets let go. */
+  sparse?: boolean;
   /** Restore: start the CPUs once the stream is in. */
   startRunning?: boolean;
   /** Save: QEMU's max-bandwidth (bytes/s) before the save made it unlimited. */

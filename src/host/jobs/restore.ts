@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import type { Context } from '@temporalio/activity';
 import { ErrorType, isVmError, vmError } from '../../common/errors.js';
 import {
+  checkParallelChannels,
   checkRunState,
   type ManagedStartBeginArgs,
   type ManagedStartBeginResult,
@@ -25,6 +26,8 @@ import { readSaveHeader } from '../../saveimage/header.js';
 import { checkImageSource } from '../../saveimage/image-path.js';
 import { hasManagedSave, managedSavePath, removeManagedSave } from '../../saveimage/managed-save.js';
 import { runRestoreStream } from '../../saveimage/restore-stream.js';
+import { runMappedRamRestore } from '../../saveimage/mapped-ram-stream.js';
+import { checkSparseImage } from '../host-capabilities.js';
 import { abortedError } from '../../saveimage/stream-control.js';
 import { Heartbeats } from '../../support/activity-heartbeat.js';
 import { faultPoint } from '../../support/fault-points.js';
@@ -103,8 +106,19 @@ export function restoreJobs(deps: JobDeps, recovered: Promise<void>) {
     await rt.checkCpu(def);
     // A disk another domain holds the lease of: refused now (launch takes the leases before QEMU exists).
     await rt.leases.checkFree(def);
+    const channels = checkParallelChannels(args.parallelChannels);
     filterCommand(header.format, 'decompress');
-    if (args.bypassCache) directReader(path, 0);
+    if (header.format === 'sparse') {
+      await checkSparseImage(rt.config.name, 'restore', def, rt.config, args.bypassCache === true);
+    } else {
+      if (channels !== undefined) {
+        throw vmError(ErrorType.ConfigUnsupported, `parallel channels read only a sparse image; ${path} is a ${header.format} image (one classic stream)`, {
+          path,
+          format: header.format,
+        });
+      }
+      if (args.bypassCache) directReader(path, 0);
+    }
     // No await from here to beginJob: the checks hold when the job is taken.
     checkNoConflict(def);
     rt.locks.beginJob(def.name, jobId, managed ? 'managedStart' : 'restore', 'begin');
@@ -115,6 +129,7 @@ export function restoreJobs(deps: JobDeps, recovered: Promise<void>) {
       path,
       format: header.format,
       bypassCache: args.bypassCache === true,
+      ...(header.format === 'sparse' ? { parallelChannels: channels ?? 1 } : {}),
       streamOffset: header.streamOffset,
       startRunning: args.running === true ? true : args.paused === true ? false : header.wasRunning,
       xml: formatDomainXml(def),
@@ -135,6 +150,7 @@ export function restoreJobs(deps: JobDeps, recovered: Promise<void>) {
       state: 'running',
       helpers: [],
       managed: plan.managed,
+      sparse: plan.format === 'sparse',
       startRunning: plan.startRunning,
       updatedAtMs: 0,
     });
@@ -153,19 +169,30 @@ export function restoreJobs(deps: JobDeps, recovered: Promise<void>) {
       await deps.security.labelPath(plan.path, sctx);
       const loaded = dom;
       await faultPoint('restore.before-stream');
-      await runRestoreStream({
-        qmp: loaded.qmp,
-        qemuPid: loaded.pid,
-        path: plan.path,
-        streamOffset: plan.streamOffset,
-        fileSize,
-        format: plan.format,
-        bypassCache: plan.bypassCache,
-        pipeDir: rt.config.runDir,
-        labeller: fdLabeller(deps, sctx),
-        control: jobStreamControl(deps, 'restore', rec, job, beats, aborted),
-        warn: (message) => deps.log.warn({ domain: plan.name, path: plan.path }, message),
-      });
+      const control = jobStreamControl(deps, 'restore', rec, job, beats, aborted);
+      if (plan.format === 'sparse') {
+        await runMappedRamRestore({
+          qmp: loaded.qmp,
+          path: plan.path,
+          streamOffset: plan.streamOffset,
+          channels: plan.parallelChannels ?? 1,
+          bypassCache: plan.bypassCache,
+          control,
+        });
+      } else
+        await runRestoreStream({
+          qmp: loaded.qmp,
+          qemuPid: loaded.pid,
+          path: plan.path,
+          streamOffset: plan.streamOffset,
+          fileSize,
+          format: plan.format,
+          bypassCache: plan.bypassCache,
+          pipeDir: rt.config.runDir,
+          labeller: fdLabeller(deps, sctx),
+          control,
+          warn: (message) => deps.log.warn({ domain: plan.name, path: plan.path }, message),
+        });
       await faultPoint('restore.after-stream');
       if (plan.startRunning) {
         await loaded.qmp.execute('cont');

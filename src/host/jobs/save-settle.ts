@@ -14,6 +14,7 @@ import { removeManagedSave } from '../../saveimage/managed-save.js';
 import { STREAM_QMP_DEADLINE } from '../../saveimage/stream-progress.js';
 import { cancelMigration, queryMigration } from '../../qemu/migration-engine.js';
 import { setMaxBandwidthBytes } from '../../qemu/migration-params.js';
+import { clearMappedRam, removeImageFdsets } from '../../qemu/migration-engine-mapped-ram.js';
 import type { RunningDomain } from '../running-domain.js';
 import { securityContext, type JobDeps } from './deps.js';
 import { ErrorType, isVmError } from '../../common/errors.js';
@@ -48,6 +49,13 @@ async function stopMigration(dom: RunningDomain): Promise<void> {
   throw new Error(`QEMU of '${dom.name}' did not stop its migration within ${CANCEL_SETTLE_MS} ms`);
 }
 
+/** After a sparse stream that did not end in its own code (a worker killed mid-stream): the QEMU runs plain streams again. */
+async function leaveMappedRam(rec: SaveJobRecord, dom: RunningDomain): Promise<void> {
+  if (rec.sparse !== true) return;
+  await removeImageFdsets(dom.qmp);
+  await clearMappedRam(dom.qmp);
+}
+
 /** True when the job's image is complete (the LibvirtQemudSave magic is written). */
 export async function saveImageComplete(rec: SaveJobRecord): Promise<boolean> {
   if (!rec.imageCreated) return false;
@@ -69,6 +77,7 @@ export async function rollbackSave(deps: JobDeps, rec: SaveJobRecord): Promise<v
   const dom = liveDomainOf(deps, rec);
   if (dom) {
     await stopMigration(dom);
+    await leaveMappedRam(rec, dom);
     if (rec.bandwidthBytes !== undefined) await setMaxBandwidthBytes(dom.qmp, rec.bandwidthBytes);
     if (rec.resumeCpus) {
       const st = await dom.qmp.execute<{ running: boolean }>('query-status');
@@ -142,6 +151,7 @@ async function finishRestoreIfLoaded(deps: JobDeps, rec: SaveJobRecord): Promise
   const st = await dom.qmp.execute<{ running: boolean }>('query-status').catch(() => undefined);
   if (!st || (q?.status !== 'completed' && !st.running)) return false;
   for (const h of rec.helpers) killOrphan(h);
+  await leaveMappedRam(rec, dom);
   if (rec.startRunning && !st.running) await dom.qmp.execute('cont');
   dom.setState(rec.startRunning || st.running ? 'running' : 'paused', rec.startRunning || st.running ? 'restored' : 'user');
   await restoreLabel(deps, rec);

@@ -14,7 +14,7 @@ import { promisify } from 'node:util';
 import type { Context } from '@temporalio/activity';
 import { ErrorType, vmError } from '../../common/errors.js';
 import type { HostJob } from '../domain-lock.js';
-import { checkFormat, checkRunState, type SaveBeginArgs, type SavePlan, type SaveResult } from '../../common/save-types.js';
+import { checkRunState, checkSaveFormat, type SaveBeginArgs, type SavePlan, type SaveResult } from '../../common/save-types.js';
 import { formatDomainXml, migratableDomainDef, migratableDomainXml, normalizeUuid, parseDomainXml, pinMachineAlias } from '../../domain/index.js';
 import { checkAbiStability, checkDestinationName } from '../../migration/abi-check.js';
 import { encodeAlignedSaveHeader } from '../../saveimage/aligned-header.js';
@@ -24,6 +24,8 @@ import { markSaveImageComplete } from '../../saveimage/header.js';
 import { checkSaveTarget } from '../../saveimage/image-path.js';
 import { ensureManagedSaveDir, managedSavePath } from '../../saveimage/managed-save.js';
 import { runSaveStream } from '../../saveimage/save-stream.js';
+import { runMappedRamSave } from '../../saveimage/mapped-ram-stream.js';
+import { checkSparseImage } from '../host-capabilities.js';
 import { abortedError } from '../../saveimage/stream-control.js';
 import { BackgroundFlush } from '../../saveimage/background-flush.js';
 import { Heartbeats } from '../../support/activity-heartbeat.js';
@@ -77,6 +79,7 @@ export function saveJobs(deps: JobDeps, recovered: Promise<void>) {
         resumeCpus: dom.state === 'running',
         bandwidthBytes: savedBandwidthBytes,
         imageCreated: true,
+        sparse: plan.format === 'sparse',
         helpers: [],
         managed: plan.managed,
         updatedAtMs: 0,
@@ -103,17 +106,29 @@ export function saveJobs(deps: JobDeps, recovered: Promise<void>) {
       const fd = imageFd;
       flush = new BackgroundFlush(fd);
       await faultPoint('save.before-stream');
-      const stream = await runSaveStream({
-        qmp: dom.qmp,
-        path: plan.path,
-        imageFd: fd,
-        streamOffset: header.length,
-        format: plan.format,
-        bypassCache: plan.bypassCache,
-        pipeDir: rt.config.runDir,
-        labeller: fdLabeller(deps, sctx),
-        control: jobStreamControl(deps, 'save', rec, job, beats, aborted),
-      });
+      const control = jobStreamControl(deps, 'save', rec, job, beats, aborted);
+      const stream =
+        plan.format === 'sparse'
+          ? await runMappedRamSave({
+              qmp: dom.qmp,
+              path: plan.path,
+              imageFd: fd,
+              streamOffset: header.length,
+              channels: plan.parallelChannels ?? 1,
+              bypassCache: plan.bypassCache,
+              control,
+            })
+          : await runSaveStream({
+              qmp: dom.qmp,
+              path: plan.path,
+              imageFd: fd,
+              streamOffset: header.length,
+              format: plan.format,
+              bypassCache: plan.bypassCache,
+              pipeDir: rt.config.runDir,
+              labeller: fdLabeller(deps, sctx),
+              control,
+            });
       beats.update({ phase: 'flush', status: 'completed' });
       await flush.stop();
       await fsyncAsync(fd);
@@ -152,7 +167,7 @@ export function saveJobs(deps: JobDeps, recovered: Promise<void>) {
     async saveBegin(args: SaveBeginArgs): Promise<SavePlan> {
       await recovered;
       const jobId = checkJobId(args.jobId);
-      const format = checkFormat(args.format);
+      const { format, parallelChannels } = checkSaveFormat(args.format, args.parallelChannels);
       checkRunState(args);
       const dom = rt.requireRunning(args.name);
       const name = dom.name;
@@ -171,10 +186,11 @@ export function saveJobs(deps: JobDeps, recovered: Promise<void>) {
       } else {
         path = checkSaveTarget(args.path, { overwrite: args.overwrite === true, allowedDirs: deps.allowedDirs });
       }
-      // Missing programs are reported now, before the guest is paused.
-      filterCommand(format, 'compress');
-      if (args.bypassCache) directWriter(path, 0);
       const live = parseDomainXml(dom.domainXml);
+      // Missing programs (or QEMU features) are reported now, before the guest is paused.
+      filterCommand(format, 'compress');
+      if (format === 'sparse') await checkSparseImage(rt.config.name, 'save', live, rt.config, args.bypassCache === true);
+      else if (args.bypassCache) directWriter(path, 0);
       // The image holds the CPU the guest runs: a host-model guest's expanded custom CPU (host-cpu.ts), which an XML
       // saying host-model also means; a guest an older worker started as host/max is expanded now.
       let xml = migratableDomainXml(await withConcreteCpu(dom.qmp, live));
@@ -192,6 +208,7 @@ export function saveJobs(deps: JobDeps, recovered: Promise<void>) {
         path,
         format,
         bypassCache: args.bypassCache === true,
+        ...(parallelChannels !== undefined ? { parallelChannels } : {}),
         wasRunning: args.running === true ? true : args.paused === true ? false : dom.state === 'running',
         xml,
         managed: args.managed === true,

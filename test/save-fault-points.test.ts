@@ -1,10 +1,13 @@
 // The save and restore fault points: each is reached, in order, at the step its
 // name says (held there, the test looks at what exists at that moment), and a
-// `fail` at mid-stream leaves the VM and the files as if the job never ran.
-import { existsSync, mkdirSync, rmSync } from 'node:fs';
+// `fail` at mid-stream leaves the VM and the files as if the job never ran. A sparse
+// (mapped-ram) save held mid-stream is cancelled there, and its worker killed there (the
+// fault-matrix cells of test/save-crash.test.ts for the parallel format).
+import { copyFileSync, existsSync, mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DomainInfo, DomainOperationResult } from '../src/common/domain-types.js';
+import { cancelSignal } from '../src/common/job-messages.js';
 import type { RestoreResult, SaveResult } from '../src/common/save-types.js';
 import { heldMarker } from '../src/support/fault-points.js';
 import { isProcessAlive } from '../src/support/proc.js';
@@ -12,6 +15,7 @@ import { waitFor } from '../src/support/wait.js';
 import { TestCluster } from './helpers/cluster.js';
 import { fillRandom, hashRange } from './helpers/guest-memory.js';
 import { guestXml } from './helpers/guest-xml.js';
+import { waitGuestIdle, writeIdleKernel } from './helpers/idle-kernel.js';
 import { failureOf, magicOf, runJob, startJob, type JobHandle } from './helpers/save.js';
 
 const cluster = new TestCluster();
@@ -19,9 +23,12 @@ const cluster = new TestCluster();
 const HOLD_HOST = 'sv-fp-hold';
 /** Mid-stream points fail. */
 const FAIL_HOST = 'sv-fp-fail';
+/** A sparse save held mid-stream (QEMU at pre-switchover: RAM written, device state not): cancelled there, and its worker killed there. */
+const SPARSE_HOST = 'sv-fp-sparse';
 const FILL = 32 * 1024 * 1024;
 let images: string;
 let faultDir: string;
+let idleKernel: string;
 
 const POINTS = ['before-stream', 'mid-stream', 'after-stream'] as const;
 
@@ -34,9 +41,11 @@ async function info(host: string, name: string): Promise<DomainInfo> {
   return domainOf(await cluster.op(host, { op: 'info', name }));
 }
 
-async function startGuest(host: string, name: string): Promise<DomainInfo> {
-  await cluster.op(host, { op: 'define', xml: guestXml({ name, memoryMiB: 64 }) });
+/** `idle`: the guest runs a kernel that only halts, and firmware is done before the fill (a guest resumed after a rollback must not change the range). */
+async function startGuest(host: string, name: string, idle = false): Promise<DomainInfo> {
+  await cluster.op(host, { op: 'define', xml: guestXml({ name, memoryMiB: 64, ...(idle ? { kernel: idleKernel } : {}) }) });
   const dom = domainOf(await cluster.op(host, { op: 'start', name }));
+  if (idle) await waitGuestIdle(dom.memoryBackingFile!);
   fillRandom(dom.memoryBackingFile!, FILL);
   return dom;
 }
@@ -68,16 +77,19 @@ beforeAll(async () => {
   await Promise.all([
     cluster.startHost(HOLD_HOST, { VMFERRY_FAULTS: all('hold', POINTS), VMFERRY_FAULT_DIR: faultDir }),
     cluster.startHost(FAIL_HOST, { VMFERRY_FAULTS: all('fail', ['mid-stream']), VMFERRY_FAULT_DIR: faultDir }),
+    cluster.startHost(SPARSE_HOST, { VMFERRY_FAULTS: 'save.mid-stream=hold', VMFERRY_FAULT_DIR: faultDir }),
     cluster.startControl(),
   ]);
   images = join(cluster.root, 'images');
   mkdirSync(images);
+  idleKernel = join(cluster.root, 'idle-kernel.bin');
+  writeIdleKernel(idleKernel);
 });
 
 afterAll(async () => {
   // A failed test may have left a worker held at a point.
   rmSync(faultDir, { recursive: true, force: true });
-  await cluster.removeAllDomains([HOLD_HOST, FAIL_HOST]);
+  await cluster.removeAllDomains([HOLD_HOST, FAIL_HOST, SPARSE_HOST]);
   await cluster.stop();
 });
 
@@ -159,5 +171,79 @@ describe('save and restore fault points', () => {
     expect(hashRange(fresh.memoryBackingFile!, FILL)).toBe(freshHash);
     await cluster.op(FAIL_HOST, { op: 'destroy', name });
     await cluster.op(FAIL_HOST, { op: 'undefine', name });
+  });
+
+  it('sparse save cancelled mid-stream: QEMU stops, no image, the guest runs untouched, and its QEMU streams plainly again', async () => {
+    const host = SPARSE_HOST;
+    const name = 'sv-fp-sparse-cancel';
+    const dom = await startGuest(host, name, true);
+    const before = hashRange(dom.memoryBackingFile!, FILL);
+    const path = join(images, `${name}.img`);
+    const save = await startJob(cluster.client, 'save', dom.uuid, { host, name, path, parallelChannels: 2 });
+    const release = await reach(save, 'save.mid-stream');
+    // QEMU has written the RAM pages at their offsets; the header still says partial.
+    expect(magicOf(path)).toBe('LibvirtQemudPart');
+    expect(statSync(path).size).toBeGreaterThan(FILL);
+    await save.signal(cancelSignal);
+    const failure = await failureOf(save.result());
+    release();
+    expect(failure.type).toBe('OperationAborted');
+    expect(existsSync(path)).toBe(false);
+    expect(await info(host, name)).toMatchObject({ state: 'running', pid: dom.pid });
+    expect(hashRange(dom.memoryBackingFile!, FILL)).toBe(before);
+    // mapped-ram or multifd left on would break the fd: stream of a classic save (held at its own mid-stream point here).
+    const classic = await startJob(cluster.client, 'save', dom.uuid, { host, name, path, format: 'raw' });
+    (await reach(classic, 'save.mid-stream'))();
+    await classic.result();
+    const restored = await runJob<RestoreResult>(cluster.client, 'restore', dom.uuid, { host, path });
+    expect(hashRange(restored.domain.memoryBackingFile!, FILL)).toBe(before);
+    await cluster.op(host, { op: 'destroy', name });
+    await cluster.op(host, { op: 'undefine', name });
+    rmSync(path);
+  });
+
+  it('sparse save, kill -9 of the host worker mid-stream: the partial image is refused; the restarted worker brings the job to one consistent end', async () => {
+    const host = SPARSE_HOST;
+    const name = 'sv-fp-sparse-kill';
+    const dom = await startGuest(host, name, true);
+    const before = hashRange(dom.memoryBackingFile!, FILL);
+    const path = join(images, `${name}.img`);
+    const save = await startJob(cluster.client, 'save', dom.uuid, { host, name, path, parallelChannels: 4 });
+    const release = await reach(save, 'save.mid-stream');
+    await cluster.hosts.get(host)!.worker!.kill9();
+    release();
+    expect(magicOf(path)).toBe('LibvirtQemudPart');
+    const partial = join(images, 'sparse-left-by-crash.img');
+    copyFileSync(path, partial);
+    expect(isProcessAlive(dom.pid!)).toBe(true);
+
+    // Back without the fault armed: the job settles, and a retried Perform may save afresh.
+    delete cluster.hosts.get(host)!.env.VMFERRY_FAULTS;
+    const restarted = await cluster.startHost(host);
+    const outcome = await save.result().then(
+      (r) => ({ ok: true as const, result: r as SaveResult }),
+      (e: unknown) => ({ ok: false as const, error: e }),
+    );
+    expect(restarted.worker!.logs.some((l) => l.msg === 'save rolled back' || l.msg === 'save finished')).toBe(true);
+    if (outcome.ok) {
+      expect(outcome.result.format).toBe('sparse');
+      expect(magicOf(path)).toBe('LibvirtQemudSave');
+      expect((await info(host, name)).state).toBe('shutoff');
+      expect(isProcessAlive(dom.pid!)).toBe(false);
+      const restored = await runJob<RestoreResult>(cluster.client, 'restore', dom.uuid, { host, path, parallelChannels: 4 });
+      expect(hashRange(restored.domain.memoryBackingFile!, FILL)).toBe(before);
+    } else {
+      expect(existsSync(path)).toBe(false);
+      expect(await info(host, name)).toMatchObject({ state: 'running', pid: dom.pid });
+      expect(hashRange(dom.memoryBackingFile!, FILL)).toBe(before);
+    }
+    await cluster.op(host, { op: 'destroy', name });
+    const refused = await failureOf(runJob(cluster.client, 'restore', dom.uuid, { host, path: partial }));
+    expect(refused.type).toBe('OperationInvalid');
+    expect(refused.message).toMatch(/incomplete/);
+    expect(readdirSync(join(cluster.hosts.get(host)!.baseDir, 'run'))).toEqual([]);
+    await cluster.op(host, { op: 'undefine', name });
+    rmSync(partial);
+    rmSync(path, { force: true });
   });
 });

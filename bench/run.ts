@@ -4,7 +4,7 @@
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
-const BENCHES = ['save-restore', 'migrate', 'migrate-parallel', 'migrate-tunnel', 'cli', 'linux-guest', 'storage-migrate', 'convergence'];
+const BENCHES = ['save-restore', 'save-parallel', 'migrate', 'migrate-parallel', 'migrate-tunnel', 'cli', 'linux-guest', 'storage-migrate', 'convergence'];
 /** Short names: `npm run bench -- tunnel`. */
 const ALIASES: Record<string, string> = { parallel: 'migrate-parallel', tunnel: 'migrate-tunnel', linux: 'linux-guest', storage: 'storage-migrate' };
 const [given, ...rest] = process.argv.slice(2);

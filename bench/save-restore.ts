@@ -2,11 +2,12 @@
 // QEMU driven over QMP, interleaved (raw, vmferry, raw, vmferry, ...) in one run
 // so both see the same machine state; prints the ratio of medians per format.
 // The guest's RAM above 16 MiB is refilled with random bytes before every save.
-//   raw save:      stop, unlimited bandwidth, `migrate fd:` into a pipe read by `cat > file` (or `zstd -c > file`),
-//                  until the helper has exited. This is QEMU's `exec:cat > file` without the shell (the
-//                  project allows none, and QEMU runs exactly that pipeline): no fsync, no header.
-//   raw restore:   spawn QEMU with -incoming defer, `cat file` (or `zstd -dc`) into a pipe, `migrate-incoming fd:`,
-//                  cont: until it runs (QEMU's start-up included on both sides).
+//   raw save:      stop, unlimited bandwidth, `migrate fd:` on the image file's own descriptor (QEMU's best
+//                  classic mechanism: no copying process; for zstd a pipe read by `zstd -c > file`), until
+//                  completed (and the helper has exited): no fsync, no header.
+//   raw restore:   spawn QEMU with -incoming defer, `migrate-incoming fd:` on the image's descriptor (zstd: `zstd -dc`
+//                  into a pipe), cont: until it runs (QEMU's start-up included on both sides).
+//   (The parallel, mapped-ram formats are compared with raw QEMU's mapped-ram in bench/save-parallel.ts.)
 //   vmferry:       workflow start to workflow result. The save includes what raw omits on purpose: the
 //                  libvirt header, fsync before the image is marked complete, and stopping QEMU.
 // Then cancel latencies of an xz save (slow enough to be mid-stream): from sending the cancel signal to
@@ -73,12 +74,19 @@ async function rawSave(format: Format, file: string): Promise<number> {
   await q.qmp.execute('migrate-set-capabilities', { capabilities: [{ capability: 'events', state: true }] });
   await q.qmp.execute('migrate-set-parameters', { 'max-bandwidth': Number.MAX_SAFE_INTEGER });
   const out = openSync(file, 'w', 0o600);
-  const pipe = openPipe(root);
-  const exited = helper(format === 'raw' ? ['cat'] : ['zstd', '-c'], pipe.readFd, out);
-  closeSync(pipe.readFd);
-  closeSync(out);
-  await q.qmp.execute('getfd', { fdname: 'm' }, { fds: [pipe.writeFd] });
-  closeSync(pipe.writeFd);
+  // raw: QEMU's best classic mechanism, the image's own descriptor (no copying process); zstd: through the compressor.
+  let exited: Promise<number | null> = Promise.resolve(0);
+  if (format === 'raw') {
+    await q.qmp.execute('getfd', { fdname: 'm' }, { fds: [out] });
+    closeSync(out);
+  } else {
+    const pipe = openPipe(root);
+    exited = helper(['zstd', '-c'], pipe.readFd, out);
+    closeSync(pipe.readFd);
+    closeSync(out);
+    await q.qmp.execute('getfd', { fdname: 'm' }, { fds: [pipe.writeFd] });
+    closeSync(pipe.writeFd);
+  }
   const done = terminal(q.qmp);
   await q.qmp.execute('migrate', { uri: 'fd:m' });
   if ((await done) !== 'completed' || (await exited) !== 0) throw new Error('raw save failed');
@@ -92,12 +100,18 @@ async function rawRestore(format: Format, file: string): Promise<number> {
   const q = await rawSpawn(true);
   await q.qmp.execute('migrate-set-capabilities', { capabilities: [{ capability: 'events', state: true }] });
   const inp = openSync(file, 'r');
-  const pipe = openPipe(root);
-  const exited = helper(format === 'raw' ? ['cat'] : ['zstd', '-dc'], inp, pipe.writeFd);
-  closeSync(inp);
-  closeSync(pipe.writeFd);
-  await q.qmp.execute('getfd', { fdname: 'm' }, { fds: [pipe.readFd] });
-  closeSync(pipe.readFd);
+  let exited: Promise<number | null> = Promise.resolve(0);
+  if (format === 'raw') {
+    await q.qmp.execute('getfd', { fdname: 'm' }, { fds: [inp] });
+    closeSync(inp);
+  } else {
+    const pipe = openPipe(root);
+    exited = helper(['zstd', '-dc'], inp, pipe.writeFd);
+    closeSync(inp);
+    closeSync(pipe.writeFd);
+    await q.qmp.execute('getfd', { fdname: 'm' }, { fds: [pipe.readFd] });
+    closeSync(pipe.readFd);
+  }
   const done = terminal(q.qmp);
   await q.qmp.execute('migrate-incoming', { uri: 'fd:m' });
   if ((await done) !== 'completed' || (await exited) !== 0) throw new Error('raw restore failed');

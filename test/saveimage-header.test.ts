@@ -113,11 +113,14 @@ describe('save image header: layout', () => {
     expect(paused.complete).toBe(false);
   });
 
-  it("uses libvirt's format numbers (zstd = 5) and compressor argument vectors", () => {
-    expect(SaveFormat).toEqual({ raw: 0, gzip: 1, bzip2: 2, xz: 3, lzop: 4, zstd: 5 });
+  it("uses libvirt's format numbers (zstd = 5, sparse = 6) and compressor argument vectors", () => {
+    expect(SaveFormat).toEqual({ raw: 0, gzip: 1, bzip2: 2, xz: 3, lzop: 4, zstd: 5, sparse: 6 });
     expect(saveFormatFromNumber(5)).toBe('zstd');
-    expect(saveFormatFromNumber(6)).toBeUndefined();
+    expect(saveFormatFromNumber(6)).toBe('sparse');
+    expect(saveFormatFromNumber(7)).toBeUndefined();
     expect(compressorCommand('raw')).toBeUndefined();
+    // sparse is QEMU's mapped-ram stream, never piped through a program.
+    expect(compressorCommand('sparse')).toBeUndefined();
     expect(compressorCommand('xz')).toEqual({ program: 'xz', compressArgs: ['-c', '-3'], decompressArgs: ['-dc'] });
     expect(compressorCommand('lzop')?.decompressArgs).toEqual(['-dc', '--ignore-warn']);
     expect(compressorCommand('zstd')).toEqual({ program: 'zstd', compressArgs: ['-c'], decompressArgs: ['-dc'] });

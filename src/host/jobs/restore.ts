@@ -179,7 +179,7 @@ export function restoreJobs(deps: JobDeps, recovered: Promise<void>) {
           bypassCache: plan.bypassCache,
           control,
         });
-      } else
+      } else {
         await runRestoreStream({
           qmp: loaded.qmp,
           qemuPid: loaded.pid,
@@ -193,6 +193,7 @@ export function restoreJobs(deps: JobDeps, recovered: Promise<void>) {
           control,
           warn: (message) => deps.log.warn({ domain: plan.name, path: plan.path }, message),
         });
+      }
       await faultPoint('restore.after-stream');
       if (plan.startRunning) {
         await loaded.qmp.execute('cont');

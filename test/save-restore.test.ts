@@ -126,7 +126,8 @@ describe('save and restore', () => {
     { format: 'raw', suspend: false, override: {}, expected: 'running', bypassCache: true },
     { format: 'zstd', suspend: false, override: {}, expected: 'running', bypassCache: true },
     // libvirt 11's sparse format: QEMU's mapped-ram stream written and read by N multifd channels
-    // (--parallel-channels alone implies it); with --bypass-cache through QEMU's direct-io.
+    // (--parallel-channels alone implies it); with --bypass-cache through QEMU's direct-io. On a QEMU without
+    // mapped-ram (the compatibility lane's 7.2) each of these asserts the ConfigUnsupported refusal instead.
     { format: 'sparse', suspend: false, override: {}, expected: 'running', channels: 1 },
     { format: 'sparse', suspend: true, override: {}, expected: 'paused', channels: 2 },
     { format: 'sparse', suspend: false, override: {}, expected: 'running', channels: 4, bypassCache: true },

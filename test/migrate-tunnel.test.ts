@@ -8,7 +8,7 @@
 import { spawn, spawnSync, type ChildProcessByStdio, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import type { Readable } from 'node:stream';
 import { createHash, randomUUID } from 'node:crypto';
-import { closeSync, existsSync, mkdtempSync, openSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import { chmodSync, closeSync, existsSync, mkdtempSync, openSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -38,6 +38,8 @@ const MiB = 1024 * 1024;
 
 const cluster = new TestCluster();
 const certDir = mkdtempSync(join(tmpdir(), 'vmf-tun-certs-'));
+// The storage test's images live here too, and QEMU runs as nobody (DAC): it must pass through.
+chmodSync(certDir, 0o711);
 let net: NetnsPair | undefined;
 let relay: TcpForward | undefined;
 

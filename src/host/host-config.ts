@@ -16,6 +16,7 @@ import { HostConfigError, parseUidRange, readHostEnv, securityConfigOf, UID_RANG
 import { resolveOnPath } from './emulators.js';
 import type { QemuHide } from './host-capabilities.js';
 import type { QemuPaths } from '../qemu/qemu-paths.js';
+import { mkdirPrivate } from '../support/private-dir.js';
 
 export interface HostConfig {
   name: string;
@@ -128,7 +129,7 @@ export function loadHostConfig(env: Env = process.env): HostConfig {
     firmwareDirs: absoluteDirs(e.VMFERRY_QEMU_FIRMWARE_DIRS ?? file.qemuFirmwareDirs ?? [], 'QEMU firmware directory'),
   };
   for (const dir of [stateDir, runDir, logDir, memoryBackingDir]) {
-    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    mkdirPrivate(dir);
     chmodSync(dir, 0o700);
   }
   return {

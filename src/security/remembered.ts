@@ -2,9 +2,10 @@
 // relabelled, and which domains still need the new label. Kept in memory and, when
 // the host gives a directory, in a small JSON file written before anything is
 // changed, so a worker that crashed mid-job can still put the originals back.
-import { mkdirSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { writeFileAtomic } from '../support/atomic-write.js';
+import { mkdirPrivate } from '../support/private-dir.js';
 import { ErrorType, vmError } from '../common/errors.js';
 import { KeyedMutex } from './keyed-mutex.js';
 
@@ -27,7 +28,7 @@ export class RememberedLabels<T> {
 
   constructor(driver: string, dir?: string) {
     if (dir === undefined) return;
-    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    mkdirPrivate(dir);
     this.file = join(dir, `${driver}-labels.json`);
     for (const [key, value] of Object.entries(this.readFile() ?? {})) {
       if (key.startsWith('path:') && value && Array.isArray(value.holders)) this.entries.set(key, value);

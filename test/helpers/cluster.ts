@@ -1,7 +1,7 @@
 // A local cluster for one test file: host workers with their own short temp dirs
 // (QMP socket paths must fit in 108 bytes) and one control worker, all on the run's
 // shared dev server. Everything it made is removed by stop().
-import { mkdtempSync, rmSync } from 'node:fs';
+import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Client, Connection } from '@temporalio/client';
@@ -40,7 +40,8 @@ export interface HostHandle {
 
 export class TestCluster {
   readonly address = inject('temporalAddress');
-  readonly root = mkdtempSync(join(tmpdir(), 'vmf-'));
+  // Searchable by others (not listable): a DAC-confined QEMU runs as its own uid and must reach its run directory below.
+  readonly root = ((dir: string) => (chmodSync(dir, 0o711), dir))(mkdtempSync(join(tmpdir(), 'vmf-')));
   readonly hosts = new Map<string, HostHandle>();
   control?: WorkerProcess;
   connection?: Connection;

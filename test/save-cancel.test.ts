@@ -14,6 +14,7 @@ import type { RestoreResult } from '../src/common/save-types.js';
 import { TestCluster } from './helpers/cluster.js';
 import { fillRandom, hashRange } from './helpers/guest-memory.js';
 import { guestXml } from './helpers/guest-xml.js';
+import { waitGuestIdle, writeIdleKernel } from './helpers/idle-kernel.js';
 import { failureOf, magicOf, runJob, startJob, waitForStream } from './helpers/save.js';
 
 const cluster = new TestCluster();
@@ -23,6 +24,7 @@ const DAC_HOST = 'sc-dac';
 const QEMU_ID = 65534;
 const FILL = 32 * 1024 * 1024;
 let images: string;
+let idleKernel: string;
 
 function domainOf(r: DomainOperationResult): DomainInfo {
   if (!('domain' in r)) throw new Error(`no domain in ${JSON.stringify(r)}`);
@@ -30,6 +32,8 @@ function domainOf(r: DomainOperationResult): DomainInfo {
 }
 
 beforeAll(async () => {
+  idleKernel = join(cluster.root, 'idle-kernel.bin');
+  writeIdleKernel(idleKernel);
   await cluster.connect();
   await Promise.all([
     cluster.startHost(HOST),
@@ -54,8 +58,11 @@ describe('cancelling a save', () => {
   for (const how of ['cancel signal', 'native workflow cancellation'] as const) {
     it(`by ${how}: QEMU stops, no image remains, the guest runs on untouched, the job fails OperationAborted`, async () => {
       const name = how === 'cancel signal' ? 'sc-signal' : 'sc-native';
-      await cluster.op(HOST, { op: 'define', xml: guestXml({ name, memoryMiB: 64 }) });
+      // A guest that halts once the firmware is done: the resumed guest must leave the hashed range alone
+      // (SeaBIOS still running when the range was filled rewrote pages of it after the cancel).
+      await cluster.op(HOST, { op: 'define', xml: guestXml({ name, memoryMiB: 64, kernel: idleKernel }) });
       const dom = domainOf(await cluster.op(HOST, { op: 'start', name }));
+      await waitGuestIdle(dom.memoryBackingFile!);
       fillRandom(dom.memoryBackingFile!, FILL);
       const before = hashRange(dom.memoryBackingFile!, FILL);
       const path = join(images, `${name}.img`);
@@ -104,8 +111,9 @@ describe('cancelling a save', () => {
 
   it('labels the image for QEMU while the stream runs and puts the original owner back after, on cancel and on success (dac)', async () => {
     const name = 'sc-label';
-    await cluster.op(DAC_HOST, { op: 'define', xml: guestXml({ name, memoryMiB: 64 }) });
+    await cluster.op(DAC_HOST, { op: 'define', xml: guestXml({ name, memoryMiB: 64, kernel: idleKernel }) });
     const dom = domainOf(await cluster.op(DAC_HOST, { op: 'start', name }));
+    await waitGuestIdle(dom.memoryBackingFile!);
     fillRandom(dom.memoryBackingFile!, FILL);
     const before = hashRange(dom.memoryBackingFile!, FILL);
     const path = join(images, `${name}.img`);

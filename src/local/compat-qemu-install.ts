@@ -11,6 +11,7 @@ import { dirname, join } from 'node:path';
 import { SetupError } from './temporal-cli.js';
 import { COMPAT_QEMU_SERIES, compatQemu, compatQemuPresent, type CompatQemu } from './compat-qemu.js';
 import { which } from '../support/which.js';
+import { downloadAndUnpack } from './linux-guest/debian-packages.js';
 
 const PACKAGES = ['qemu-system-x86', 'qemu-system-common', 'qemu-system-data'];
 
@@ -87,15 +88,7 @@ export function ensureCompatQemu(log: (line: string) => void, q: CompatQemu = co
   rmSync(scratch, { recursive: true, force: true });
   mkdirSync(scratch);
   try {
-    // As root, apt drops to its _apt user to download, which cannot write a private directory.
-    const sandbox = process.getuid?.() === 0 ? ['-o', 'APT::Sandbox::User=root'] : [];
-    const dl = run('apt-get', ['download', ...sandbox, ...wanted], scratch);
-    if (!dl.ok) throw new SetupError(`apt-get download ${wanted.join(' ')} failed: ${dl.err}`);
-    const root = join(scratch, 'root');
-    for (const deb of readdirSync(scratch).filter((f) => f.endsWith('.deb'))) {
-      const x = run('dpkg-deb', ['-x', join(scratch, deb), root]);
-      if (!x.ok) throw new SetupError(`dpkg-deb -x ${deb} failed: ${x.err}`);
-    }
+    const root = downloadAndUnpack(wanted, scratch);
     rmSync(q.dir, { recursive: true, force: true });
     renameSync(root, q.dir);
   } finally {

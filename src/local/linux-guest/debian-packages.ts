@@ -73,7 +73,11 @@ export function resolveGuestPackages(log: (line: string) => void): GuestPackages
 
 /** Downloads both packages into `workDir` and unpacks them into `workDir/root`; returns that root. */
 export function unpackGuestPackages(pkgs: GuestPackages, workDir: string): string {
-  const wanted = [`${pkgs.kernelPackage}=${pkgs.kernelVersion}`, `${BUSYBOX}=${pkgs.busyboxVersion}`];
+  return downloadAndUnpack([`${pkgs.kernelPackage}=${pkgs.kernelVersion}`, `${BUSYBOX}=${pkgs.busyboxVersion}`], workDir);
+}
+
+/** `apt-get download` of `wanted` (`package=version`) into `workDir`, each unpacked with `dpkg-deb -x` into `workDir/root`; returns that root. */
+export function downloadAndUnpack(wanted: string[], workDir: string): string {
   // As root, apt drops to its _apt user to download, which cannot write a private temp dir.
   const sandbox = process.getuid?.() === 0 ? ['-o', 'APT::Sandbox::User=root'] : [];
   const dl = run('apt-get', ['download', ...sandbox, ...wanted], workDir);
